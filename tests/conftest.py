@@ -1,0 +1,19 @@
+"""Tests run offline, with every cache in a temp dir, before any Hugging Face import."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+_TMP = tempfile.mkdtemp(prefix="hubtool-tests-")
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("HF_HOME", os.path.join(_TMP, "hf"))
+os.environ["HF_DATASETS_CACHE"] = os.path.join(_TMP, "hf-datasets")
+os.environ["HUBTOOL_HOME"] = os.path.join(_TMP, "hubtool")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.pop("HF_TOKEN", None)
+os.environ.pop("OPENAI_API_KEY", None)
+# The converted default model is expensive to make (~25 s); tests share one copy across runs.
+os.environ.setdefault("HUBTOOL_MODEL_CACHE", os.path.expanduser("~/.cache/hubtool/models"))

@@ -1,0 +1,79 @@
+"""The one interface every generation backend implements.
+
+A backend turns chat requests into completions, `n` samples per request. It reports each request's
+result through `on_result` as soon as it is done, so the cache (`toolkit.teachers.cache`) can store
+every finished call before the next one ends: a build killed at any moment repeats no completed call.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class SamplingParams:
+    """Sampling settings; part of every cache key."""
+
+    temperature: float = 0.7
+    top_p: float = 0.95
+    max_new_tokens: int = 512
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One chat prompt and how many samples to draw from it."""
+
+    messages: tuple[dict[str, str], ...]
+    n: int = 1
+    params: SamplingParams = field(default_factory=SamplingParams)
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """One sampled answer with its usage."""
+
+    text: str
+    finish_reason: str  # "stop", "length", ...
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class CallFailure:
+    """A request that failed after every retry; recorded, never silently dropped."""
+
+    error: str
+
+
+Result = list[Completion] | CallFailure
+OnResult = Callable[[int, Result], None]
+
+
+class Teacher(abc.ABC):
+    """A generation backend. Subclasses set `backend`, `model` and `revision` (cache identity)."""
+
+    backend: str
+    model: str
+    revision: str = ""
+
+    @abc.abstractmethod
+    def generate(self, requests: Sequence[Request], on_result: OnResult | None = None) -> list[Result]:
+        """Return one result per request, in order: `n` completions, or a CallFailure.
+
+        `on_result(i, result)` is called as each request finishes (in any order).
+        """
+
+    @property
+    def identity(self) -> str:
+        """`backend:model@revision`, as written into manifests and cards."""
+        rev = f"@{self.revision}" if self.revision else ""
+        return f"{self.backend}:{self.model}{rev}"
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release resources (servers, GPU memory)."""
