@@ -1,7 +1,120 @@
-"""`hubtool` commands: build."""
+"""`hubtool build-dataset METHOD` and `hubtool inspect RUN_DIR`."""
 
 from __future__ import annotations
 
-import click  # noqa: F401
+import json
 
-from toolkit.cli.app import main  # noqa: F401
+import click
+
+from toolkit.cli.app import main
+
+SOURCE_HELP = "hf:NAME (a known benchmark), hf:ORG/NAME (with field options), gym:TASK (reasoning-gym), file:PATH"
+
+
+def source_options(f):
+    """The --source family of options, shared by every method."""
+    opts = [
+        click.option("--source", "source_spec", required=True, help=SOURCE_HELP),
+        click.option("--split", default="train", show_default=True, help="Dataset split."),
+        click.option("--limit", type=int, help="Use the first N problems (raise it later to extend a build)."),
+        click.option("--config", "source_config", help="Hub dataset config (subset)."),
+        click.option("--revision", help="Hub dataset revision (branch, tag or commit)."),
+        click.option("--data-files", help="Read a hf: source from local files with the same columns."),
+        click.option("--question-field", help="Column holding the question."),
+        click.option("--answer-field", help="Column holding the gold answer."),
+        click.option("--answer-type", type=click.Choice(["number", "option", "yesno", "label"]), help="Default: detected."),
+        click.option("--choices-field", help="Column holding the options of a multiple-choice problem."),
+        click.option("--seed", type=int, default=0, show_default=True, help="Seed for gym: sources and sampling."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def teacher_options(f):
+    opts = [
+        click.option("--teacher", default="transformers:smollm2-135m", show_default=True,
+                     help="BACKEND:MODEL; backends: transformers, openai (MODEL@BASE_URL), vllm."),
+        click.option("--batch-size", type=int, help="transformers: sequences per batch."),
+        click.option("--concurrency", type=int, help="openai: requests in flight."),
+        click.option("--api-key-env", help="openai: environment variable holding the API key (default OPENAI_API_KEY)."),
+        click.option("--tensor-parallel-size", type=int, help="vllm: GPUs per model."),
+        click.option("--temperature", type=float, default=0.7, show_default=True),
+        click.option("--top-p", type=float, default=0.95, show_default=True),
+        click.option("--max-new-tokens", type=int, default=512, show_default=True),
+        click.option("--cache", "cache_path", type=click.Path(dir_okay=False), help="Call cache (default: $HUBTOOL_HOME/cache/calls.sqlite)."),
+    ]  # fmt: skip
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+@main.group("build-dataset")
+def build_dataset() -> None:
+    """Build a teacher-derived dataset into a run directory (resumable: re-run the same command)."""
+
+
+@build_dataset.command("cot")
+@source_options
+@teacher_options
+@click.option("--samples", type=int, default=4, show_default=True, help="Rationales sampled per problem.")
+@click.option("--keep", type=click.Choice(["correct", "all"]), default="correct", show_default=True,
+              help="Keep only rationales whose answer matches gold, or all of them.")  # fmt: skip
+@click.option("--fewshot", type=click.Path(dir_okay=False), help="jsonl of exemplars (question, rationale[, choices]).")
+@click.option("--system", help="System prompt for the teacher.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run directory.")
+@click.option("--overwrite", is_flag=True, help="Replace a run directory that holds a different build.")
+def cot(**kw) -> None:
+    """Chain-of-thought demonstrations, kept when the answer matches gold (Ranaldi & Freitas, 2024).
+
+    \b
+    hubtool build-dataset cot --source gym:basic_arithmetic --limit 64 --samples 4 --out runs/cot
+    """
+    from toolkit.builders.cot import CoTOptions, load_fewshot
+
+    if kw["samples"] < 1:
+        raise click.BadParameter("must be at least 1", param_hint="--samples")
+    options = CoTOptions(
+        samples=kw["samples"], keep=kw["keep"], system=kw["system"],
+        fewshot=load_fewshot(kw["fewshot"]) if kw["fewshot"] else (), sampling=_sampling(kw),
+    )  # fmt: skip
+    _run("cot", kw, options)
+
+
+def _sampling(kw):
+    from toolkit.teachers.base import SamplingParams
+
+    return SamplingParams(temperature=kw["temperature"], top_p=kw["top_p"], max_new_tokens=kw["max_new_tokens"], seed=kw["seed"])
+
+
+def _run(method: str, kw: dict, options) -> None:
+    from toolkit.builders import SourceOptions, build_dataset, summary_line
+
+    source = SourceOptions(
+        spec=kw["source_spec"], split=kw["split"], limit=kw["limit"], config=kw["source_config"],
+        revision=kw["revision"], data_files=kw["data_files"], question_field=kw["question_field"],
+        answer_field=kw["answer_field"], answer_type=kw["answer_type"], choices_field=kw["choices_field"],
+        seed=kw["seed"],
+    )  # fmt: skip
+    teacher_opts = {k: kw[k] for k in ("batch_size", "concurrency", "api_key_env", "tensor_parallel_size") if kw.get(k)}
+    manifest = build_dataset(
+        method, kw["out"], source=source, options=options, teacher=kw["teacher"],
+        teacher_options=teacher_opts, overwrite=kw["overwrite"], cache_path=kw["cache_path"],
+    )  # fmt: skip
+    click.echo(summary_line(manifest, kw["out"]))
+
+
+@main.command("inspect")
+@click.argument("run_dir", type=click.Path())
+@click.option("-n", "--rows", "n_rows", default=3, show_default=True, help="Rows to show.")
+@click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
+def inspect(run_dir: str, n_rows: int, as_json: bool) -> None:
+    """Stats and a few rows of a run directory."""
+    from toolkit.inspect import describe_run
+
+    if as_json:
+        from toolkit.rundir import read_manifest
+
+        click.echo(json.dumps(read_manifest(run_dir), indent=2))
+        return
+    click.echo(describe_run(run_dir, n_rows=n_rows))

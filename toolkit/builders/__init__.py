@@ -1,0 +1,127 @@
+"""Builders: one module per method, all run through `build_dataset`.
+
+    source -> claim the run directory -> teacher (cached) -> builder loop -> data + manifest + card
+
+Each builder module exposes `Options` (frozen dataclass with `to_manifest()`) and
+`build(problems, teacher, options) -> BuildResult`; this module does the rest once for all.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from toolkit import __version__
+from toolkit.errors import UserError
+from toolkit.registry import Registry
+
+log = logging.getLogger(__name__)
+
+# method name -> module; imported only when used.
+METHODS: Registry[str] = Registry("method")
+METHODS.add("cot", "toolkit.builders.cot")
+
+ROW_FORMATS = {
+    "cot": {"kind": "sft", "trl": "conversational prompt-completion", "recipe": "recipes/cot/smollm2-135m-lora.yaml"},
+}
+
+
+@dataclass(frozen=True, slots=True)
+class SourceOptions:
+    """How to read problems; mirrors `toolkit.sources.load_source` keywords."""
+
+    spec: str
+    split: str = "train"
+    limit: int | None = None
+    config: str | None = None
+    revision: str | None = None
+    data_files: str | None = None
+    question_field: str | None = None
+    answer_field: str | None = None
+    answer_type: str | None = None
+    choices_field: str | None = None
+    seed: int = 0
+
+
+def build_dataset(
+    method: str,
+    out: str | Path,
+    *,
+    source: SourceOptions,
+    options: Any,
+    teacher: str,
+    teacher_options: dict[str, Any] | None = None,
+    overwrite: bool = False,
+    cache_path: str | Path | None = None,
+) -> dict[str, Any]:
+    """Run one build into `out`; returns the final manifest. Re-running resumes from the cache."""
+    from toolkit.paths import call_cache_path
+    from toolkit.rundir import RunDir, command_line, library_versions
+    from toolkit.sources import load_source
+    from toolkit.teachers import load_teacher, parse_teacher_spec
+    from toolkit.teachers.cache import CachedTeacher, CallCache
+
+    module = importlib.import_module(METHODS.get(method))
+    if source.limit is not None and source.limit < 1:
+        raise UserError("--limit must be at least 1")
+    kwargs = {k: v for k, v in dataclasses.asdict(source).items() if k != "spec"}
+    loaded = load_source(source.spec, **kwargs)
+    if not loaded.problems:
+        raise UserError(f"source {source.spec!r} yielded no problems; check --split, --limit and the file")
+    backend, model = parse_teacher_spec(teacher)
+    manifest: dict[str, Any] = {
+        "hubtool_version": __version__,
+        "method": method,
+        "source": dataclasses.asdict(loaded.info),
+        "teacher": f"{backend}:{model}",
+        "config": {"source": dataclasses.asdict(source), **options.to_manifest()},
+        "command": command_line(),
+        "row_format": ROW_FORMATS.get(method, {}),
+    }
+    run = RunDir(out)
+    run.check(manifest, overwrite=overwrite)  # before the slow teacher load: fail fast
+    backend_teacher = load_teacher(teacher, **(teacher_options or {}))
+    cache = CallCache(cache_path or call_cache_path())
+    cached = CachedTeacher(backend_teacher, cache)
+    run.start(manifest)
+    try:
+        result = module.build(loaded.problems, cached, options)
+    finally:
+        cache.close()
+        backend_teacher.close()
+    manifest.update(
+        teacher_identity=backend_teacher.identity,
+        teacher_info={"backend": backend_teacher.backend, "model": backend_teacher.model,
+                      "revision": backend_teacher.revision},
+        prompt_template=_template_text(options),
+        versions=library_versions(),
+        usage=cached.usage.to_dict(),
+        counts=dict(result.counts),
+        elapsed_s=round(result.elapsed, 2),
+        **result.extra,
+    )  # fmt: skip
+    run.finish(result.rows, result.schema, manifest, result.failed)
+    return manifest
+
+
+def _template_text(options: Any) -> str | None:
+    from toolkit.prompts import template_source
+
+    name = getattr(options, "template", None)
+    return template_source(name) if name else None
+
+
+def summary_line(manifest: dict[str, Any], out: str | Path) -> str:
+    c, u = manifest.get("counts", {}), manifest.get("usage", {})
+    samples = c.get("samples", 0)
+    acc = f" ({c.get('correct', 0) / samples:.1%})" if samples else ""
+    return (
+        f"{manifest['method']}: {c.get('problems', 0)} problems, {samples} samples, {c.get('correct', 0)} correct{acc}, "
+        f"{c.get('kept', 0)} kept, {c.get('failed', 0)} failed; {u.get('calls', 0)} new calls, "
+        f"{u.get('samples_cached', 0)} cached samples, {u.get('completion_tokens', 0)} tokens in "
+        f"{manifest.get('elapsed_s', 0):.1f}s -> {out}"
+    )

@@ -1,0 +1,52 @@
+"""`hubtool inspect`: what a run directory holds, in a form people read."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+from toolkit.rundir import DATA_FILE, FAILED, read_manifest
+
+
+def _rows(run_dir: Path, n: int) -> tuple[int, list[dict]]:
+    import pyarrow.parquet as pq
+
+    path = run_dir / DATA_FILE
+    if not path.exists():
+        return 0, []
+    table = pq.read_table(path)
+    return table.num_rows, table.slice(0, n).to_pylist()
+
+
+def _show_row(row: dict) -> str:
+    lines = [f"  id={row.get('id')} gold={row.get('gold')} pred={row.get('pred')} correct={row.get('correct')}"]
+    for key in ("prompt", "completion", "chosen", "rejected"):
+        for msg in row.get(key) or []:
+            text = textwrap.shorten(msg["content"].replace("\n", " "), 300)
+            lines.append(f"    [{key}/{msg['role']}] {text}")
+    return "\n".join(lines)
+
+
+def describe_run(run_dir: str | Path, n_rows: int = 3) -> str:
+    run_dir = Path(run_dir)
+    m = read_manifest(run_dir)
+    n, rows = _rows(run_dir, n_rows)
+    counts, usage = m.get("counts", {}), m.get("usage", {})
+    samples = counts.get("samples", 0)
+    acc = f"{counts.get('correct', 0) / samples:.1%}" if samples else "n/a"
+    failed = (run_dir / FAILED).read_text().count("\n") if (run_dir / FAILED).exists() else 0
+    out = [
+        f"{run_dir}: {m.get('method')} build, status {m.get('status')}",
+        f"  source   {m.get('source', {}).get('spec')} (split {m.get('source', {}).get('split')})",
+        f"  teacher  {m.get('teacher_identity') or m.get('teacher')}",
+        f"  rows     {n}",
+        f"  counts   {json.dumps(counts)}",
+        f"  teacher accuracy against gold: {acc}; failed calls recorded: {failed}",
+        f"  usage    {json.dumps(usage)}",
+        f"  command  {m.get('command')}",
+    ]
+    if rows:
+        out.append(f"first {len(rows)} rows:")
+        out += [_show_row(r) for r in rows]
+    return "\n".join(out)

@@ -1,0 +1,126 @@
+"""The run directory: a build's output, already shaped like a Hub dataset repo.
+
+    RUN/README.md                          dataset card (YAML metadata with `configs`, then the body)
+    RUN/data/train-00000-of-00001.parquet  the rows, in TRL's columns
+    RUN/manifest.json                      build config, command, versions, teacher, usage, counts
+    RUN/failed.jsonl                       teacher calls that failed after every retry
+
+`datasets.load_dataset(RUN)` loads it. The manifest is written first with status "running", so a
+re-run of the same command recognises its own unfinished build and resumes it (the call cache
+holds the finished calls), while a different build is refused instead of overwritten.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import shlex
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from toolkit.errors import UserError
+
+MANIFEST = "manifest.json"
+DATA_FILE = "data/train-00000-of-00001.parquet"
+FAILED = "failed.jsonl"
+# What must match for an existing run directory to be "the same build" (resumed or extended).
+IDENTITY_KEYS = ("method", "source", "teacher")
+
+
+def now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def library_versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    names = ["hubtool", "torch", "transformers", "datasets", "huggingface_hub", "trl", "peft", "vllm", "openai"]
+    versions = {"python": platform.python_version()}
+    for name in names:
+        try:
+            versions[name] = md.version(name)
+        except md.PackageNotFoundError:
+            pass
+    return versions
+
+
+def command_line() -> str:
+    """The command that ran, as a user would retype it."""
+    argv = [Path(sys.argv[0]).name if sys.argv[0].endswith("hubtool") else sys.argv[0], *sys.argv[1:]]
+    return shlex.join(["hubtool", *argv[1:]] if argv[0] == "hubtool" else argv)
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_manifest(run_dir: str | Path) -> dict[str, Any]:
+    path = Path(run_dir) / MANIFEST
+    if not path.exists():
+        raise UserError(f"{run_dir} is not a hubtool build (no {MANIFEST}); build one with `hubtool build-dataset`")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path} is corrupt ({e}); rebuild into a new --out") from None
+
+
+class RunDir:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def check(self, manifest: dict[str, Any], *, overwrite: bool = False) -> None:
+        """Refuse a directory that holds a different build (same build: resume or extend it)."""
+        if self.path.exists() and not self.path.is_dir():
+            raise UserError(f"--out {self.path} is a file; give a directory")
+        if (self.path / MANIFEST).exists() and not overwrite:
+            old = read_manifest(self.path)
+            for key in IDENTITY_KEYS:
+                if old.get(key) != manifest.get(key):
+                    raise UserError(
+                        f"{self.path} holds a different build ({key}: {_short(old.get(key))} vs "
+                        f"{_short(manifest.get(key))}); use another --out, or --overwrite to replace it"
+                    )
+        elif self.path.exists() and any(self.path.iterdir()) and not overwrite:
+            raise UserError(f"{self.path} is not empty and holds no hubtool build; use another --out")
+
+    def start(self, manifest: dict[str, Any]) -> None:
+        """Claim the directory: a killed build leaves this manifest, and a re-run resumes it."""
+        self.write_manifest({**manifest, "status": "running", "started_at": now()})
+
+    def write_manifest(self, manifest: dict[str, Any]) -> None:
+        atomic_write(self.path / MANIFEST, json.dumps(manifest, indent=2, ensure_ascii=False).encode())
+
+    def finish(self, rows: Sequence[dict], schema, manifest: dict[str, Any], failed: Sequence[dict]) -> None:
+        """Write data, failures, the final manifest and the card; each file atomically."""
+        import io
+
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        buf = io.BytesIO()
+        pq.write_table(pa.Table.from_pylist(list(rows), schema=schema), buf)
+        atomic_write(self.path / DATA_FILE, buf.getvalue())
+        lines = "".join(json.dumps(f, ensure_ascii=False) + "\n" for f in failed)
+        atomic_write(self.path / FAILED, lines.encode())
+        self.write_manifest({**manifest, "status": "complete", "finished_at": now()})
+        from toolkit.cards import write_card
+
+        write_card(self.path)
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True) if not isinstance(value, str) else value
+    return text if len(text) <= 80 else text[:77] + "..."

@@ -1,0 +1,107 @@
+"""Local generation with transformers: batched, left-padded, chat template, n samples per prompt.
+
+Runs on a CPU (the embedded default) or a GPU. Requests are sorted by prompt length and packed
+into batches of about `batch_size` sequences, so padding stays small; each request's n samples
+are rows of the same batch.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from toolkit.errors import UserError
+from toolkit.teachers.base import Completion, OnResult, Request, Result, SamplingParams, Teacher
+from toolkit.teachers.models import model_revision, resolve_model_path
+
+log = logging.getLogger(__name__)
+
+
+class TransformersTeacher(Teacher):
+    backend = "transformers"
+
+    def __init__(self, model: str, *, batch_size: int = 16, device: str | None = None, dtype: str = "auto"):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.model = model
+        self.revision = model_revision(model)
+        self.batch_size = max(1, batch_size)
+        path = resolve_model_path(model)
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(path, padding_side="left")
+            torch_dtype = "auto" if dtype == "auto" and self.device != "cpu" else getattr(torch, dtype, torch.float32)
+            self.lm = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype).to(self.device).eval()
+        except OSError as e:
+            raise UserError(f"cannot load model {model!r}: {str(e).splitlines()[0]}") from None
+        if self.tokenizer.chat_template is None:
+            raise UserError(f"model {model!r} has no chat template; use an instruct/chat model")
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        eos = self.lm.generation_config.eos_token_id
+        self._eos = set(eos if isinstance(eos, list) else [eos if eos is not None else self.tokenizer.eos_token_id])
+
+    @classmethod
+    def from_spec(cls, model: str, **options: Any) -> TransformersTeacher:
+        keys = ("batch_size", "device", "dtype")
+        return cls(model, **{k: v for k, v in options.items() if k in keys and v is not None})
+
+    def render(self, request: Request) -> str:
+        return self.tokenizer.apply_chat_template(list(request.messages), tokenize=False, add_generation_prompt=True)
+
+    def generate(self, requests: Sequence[Request], on_result: OnResult | None = None) -> list[Result]:
+        results: list[Result] = [[] for _ in requests]
+        texts = [self.render(r) for r in requests]
+        lengths = [len(self.tokenizer(t, add_special_tokens=False).input_ids) for t in texts]
+        for batch in self._batches(requests, lengths):
+            for i, completions in zip(batch, self._generate_batch([texts[i] for i in batch], [requests[i] for i in batch])):
+                results[i] = completions
+                if on_result:
+                    on_result(i, completions)
+        return results
+
+    def _batches(self, requests: Sequence[Request], lengths: list[int]) -> list[list[int]]:
+        """Group requests with equal sampling params, shortest prompts first, ~batch_size rows each."""
+        order = sorted(range(len(requests)), key=lambda i: (repr(requests[i].params), lengths[i]))
+        batches: list[list[int]] = []
+        rows = 0
+        for i in order:
+            same = batches and requests[batches[-1][0]].params == requests[i].params
+            if not batches or not same or rows + requests[i].n > self.batch_size:
+                batches.append([])
+                rows = 0
+            batches[-1].append(i)
+            rows += requests[i].n
+        return batches
+
+    def _generate_batch(self, texts: list[str], requests: list[Request]) -> list[list[Completion]]:
+        import torch
+
+        params: SamplingParams = requests[0].params
+        expanded = [t for t, r in zip(texts, requests) for _ in range(r.n)]
+        enc = self.tokenizer(expanded, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+        sample = params.temperature > 0
+        kwargs: dict[str, Any] = {"max_new_tokens": params.max_new_tokens, "do_sample": sample}
+        if sample:
+            kwargs.update(temperature=params.temperature, top_p=params.top_p)
+            torch.manual_seed(params.seed)
+        else:
+            kwargs.update(temperature=None, top_p=None, top_k=None)
+        with torch.inference_mode():
+            out = self.lm.generate(**enc, **kwargs, pad_token_id=self.tokenizer.pad_token_id)
+        new = out[:, enc.input_ids.shape[1] :].tolist()
+        prompt_tokens = enc.attention_mask.sum(dim=1).tolist()
+        completions = [self._completion(ids, int(p)) for ids, p in zip(new, prompt_tokens)]
+        grouped, start = [], 0
+        for r in requests:
+            grouped.append(completions[start : start + r.n])
+            start += r.n
+        return grouped
+
+    def _completion(self, ids: list[int], prompt_tokens: int) -> Completion:
+        end = next((k for k, t in enumerate(ids) if t in self._eos), None)
+        kept = ids if end is None else ids[:end]
+        text = self.tokenizer.decode(kept, skip_special_tokens=True).strip()
+        return Completion(text, "length" if end is None else "stop", prompt_tokens, len(kept) + (end is not None))
