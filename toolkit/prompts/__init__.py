@@ -6,7 +6,7 @@ so a typo in a template fails before the first teacher call, not mid-run.
 
 from __future__ import annotations
 
-from functools import cache, lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 

@@ -1,0 +1,375 @@
+"""Answer extraction and checking, shared by the builders and the lm-eval task hooks.
+
+The house convention: every chain-of-thought rationale ends with `The answer is X.` Strict
+extraction finds that statement (or a final `\\boxed{X}`); the flexible fallback finds the last
+number, option letter, yes/no word or label in the text. Every value is brought to one canonical
+string per answer type by `normalize_answer`, so a prediction and a gold compare as strings, except
+numbers, which compare by value (a float fast path first, math-verify for LaTeX expressions).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import string
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from functools import lru_cache
+
+from toolkit.errors import UserError
+from toolkit.records import AnswerType
+
+ANSWER_PREFIX = "The answer is"
+
+# "the answer is", "the final answer is", "Final Answer:", "**Final Answer**:" ...
+_STATEMENT = re.compile(r"\banswer[*_]*\s+is\b[*_:]*|\bfinal\s+answer[*_]*\s*:[*_]*", re.I)
+# A value ends at a line break or at a sentence end; "3.5." is a decimal point, then the end.
+_SENTENCE_END = re.compile(r"[.!?](?=\s|$)|\n")
+_BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
+_TEXT_CMD = re.compile(r"\\(?:text|textbf|mathrm|mathbf)\s*\{([^{}]*)\}")
+_LATEX_FRAC = re.compile(r"\\[dt]?frac\s*\{\s*(-?\d+)\s*\}\s*\{\s*(\d+)\s*\}")
+# Thousands commas only in groups of three, so "3, 4" stays two numbers; no digit or dot before
+# it, so "x2" and the ".3" of "1.2.3" are not numbers.
+_NUMBER = re.compile(r"(?<![\w.])-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+)?|(?<![\w.])-?\.\d+")
+# What a plain number cannot express; such values go to math-verify as LaTeX.
+_EXPR_HINT = re.compile(r"\\(?:sqrt|pi|frac|dfrac|tfrac|cdot|times|infty)|\^|√|π")
+_YESNO_WORD = re.compile(r"\b(yes|no|true|false)\b", re.I)
+_YESNO = {"yes": "yes", "true": "yes", "no": "no", "false": "no"}
+# A leading option letter: "(b) ...", "option b", "B. ...", "B: ...", "B) ...", "B ...".
+_LEAD_LETTER = re.compile(
+    r"[(\[]([A-Za-z])[)\]]|(?i:option|choice)\s*([A-Za-z])\b|([A-Z])(?=[.:)\]]|\s|$)"
+)
+# Flexible option mentions. None matches a bare capital, so the article in "A farmer has ..." is
+# never read as option A; a letter needs brackets, bold, a line of its own, or a cue word.
+_OPTION_MENTIONS = (
+    re.compile(r"\(([A-Za-z])\)"),  # (C)
+    re.compile(r"(?<![\w(])([A-Z])\)"),  # C)
+    re.compile(r"\*\*\(?([A-Z])\)?\*\*"),  # **C**
+    re.compile(r"(?i:\b(?:option|choice))\s+\(?([A-Za-z])\b"),  # option C
+    re.compile(r"(?i:\banswer\b)[^\w\n]{0,6}(?:(?i:is)[^\w\n]{1,6})?([A-Z])(?![\w'’])"),  # answer: C
+    re.compile(r"(?m)^[^\w\n]*([A-Z])[^\w\n]*$"),  # a line that is only "C." or "(C)"
+)
+# A trailing answer statement on a rationale's last line, from where it starts to the line's end.
+_TRAILING = re.compile(
+    r"[\s*_#>]*(?:(?:the\s+)?(?:final\s+|correct\s+)?answer[*_]*(?:\s+is\b|\s*:)|final\s+answer\b|#{4}).*$",
+    re.I,
+)
+_CONNECTIVE = re.compile(r"[\s,;:]*(?:\b(?:so|thus|therefore|hence|and|finally|overall)\b[\s,;:]*)*$", re.I)
+
+
+@dataclass(frozen=True, slots=True)
+class Extraction:
+    """An extracted answer: `value` is canonical (see `normalize_answer`); `strict` is True when
+    it came from the "The answer is X" convention or a `\\boxed{X}`."""
+
+    value: str
+    strict: bool
+
+
+def option_letters(n: int) -> tuple[str, ...]:
+    """The letters that name n options: ("A", "B", ...)."""
+    if not 0 <= n <= 26:
+        raise UserError(f"{n} options cannot be named by the letters A-Z; use at most 26 choices.")
+    return tuple(string.ascii_uppercase[:n])
+
+
+def format_answer_line(answer: str) -> str:
+    """The convention's closing line: "The answer is X."."""
+    return f"{ANSWER_PREFIX} {answer.strip().rstrip('.')}."
+
+
+def ensure_answer_line(rationale: str, answer: str) -> str:
+    """The rationale, trimmed, ending with exactly one "The answer is X." line.
+
+    Answer statements on the last lines ("The answer is ...", "Final answer: ...", "#### 42", a bare
+    `\\boxed{42}`) are replaced; an answer statement inside the last line is cut with all after it.
+    """
+    lines = rationale.strip().splitlines()
+    while lines:
+        last = _strip_answer_statement(lines[-1])
+        if last == lines[-1]:
+            break
+        if last.strip():
+            lines[-1] = last
+        else:
+            lines.pop()
+    text = "\n".join(lines).rstrip()
+    line = format_answer_line(answer)
+    return f"{text}\n{line}" if text else line
+
+
+def _strip_answer_statement(line: str) -> str:
+    """One line with its answer statement removed ("" when the line was only that)."""
+    unboxed = _unwrap_boxed(line)
+    if unboxed != line and not re.sub(r"[^\w.,/-]|(?<!\d)\.|\.$", "", unboxed.replace("\\", "")).strip(
+        "0123456789.,/-"
+    ):
+        return ""  # the line was only a boxed value, like "$\boxed{42}$."
+    match = _TRAILING.search(unboxed)
+    if not match:
+        return unboxed
+    head = _CONNECTIVE.sub("", unboxed[: match.start()]).rstrip()
+    # "She has 7 left, so the answer is 7." keeps "She has 7 left." as a sentence.
+    return head + "." if head and head[-1].isalnum() else head
+
+
+def extract_answer(
+    text: str | None, answer_type: AnswerType, choices: Sequence[str] = (), *, flexible: bool = True
+) -> Extraction | None:
+    """The answer in a model output: strict first, then (if `flexible`) the fallback."""
+    value = extract_strict(text, answer_type, choices)
+    if value is not None:
+        return Extraction(value, strict=True)
+    value = extract_flexible(text, answer_type, choices) if flexible else None
+    return Extraction(value, strict=False) if value is not None else None
+
+
+def extract_strict(text: str | None, answer_type: AnswerType, choices: Sequence[str] = ()) -> str | None:
+    """The canonical answer of the last valid "The answer is X" statement or `\\boxed{X}`."""
+    if not text or not text.strip():
+        return None
+    for value in reversed(_strict_candidates(text)):
+        normalized = normalize_answer(value, answer_type, choices)
+        if normalized is not None:
+            return normalized
+    return None
+
+
+def _strict_candidates(text: str) -> list[str]:
+    """Raw values of every answer statement and boxed value, in the order they appear."""
+    found = [(pos, content) for pos, content in _boxed_spans(text)]
+    for match in _STATEMENT.finditer(text):
+        rest = text[match.end() :].lstrip()
+        end = _SENTENCE_END.search(rest)
+        found.append((match.start(), rest[: end.start()] if end else rest))
+    return [value for _, value in sorted(found, key=lambda item: item[0])]
+
+
+def extract_flexible(text: str | None, answer_type: AnswerType, choices: Sequence[str] = ()) -> str | None:
+    """The fallback: the last number, option mention, yes/no word or label in the text."""
+    if not text or not text.strip():
+        return None
+    if answer_type == "number":
+        numbers = _NUMBER.findall(_plain_math(text))
+        return _canonical_number(numbers[-1]) if numbers else None
+    if answer_type == "option":
+        return _last_option(text, choices)
+    if answer_type == "yesno":
+        words = _YESNO_WORD.findall(text)
+        return _YESNO[words[-1].lower()] if words else None
+    if answer_type == "label":
+        index = _last_mention(text, tuple(choices)) if choices else None
+        return _label_key(choices[index]) if index is not None else None
+    raise ValueError(f"unknown answer type {answer_type!r}")
+
+
+def normalize_answer(value: str | None, answer_type: AnswerType, choices: Sequence[str] = ()) -> str | None:
+    """The canonical form of an answer value, or None when it is not a valid answer.
+
+    number: "1234", "-3.5", "3/4" (units, "$", thousands commas, ".0" dropped) or a LaTeX
+    expression math-verify can parse; option: the letter ("B"); yesno: "yes"/"no"; label: the
+    lowercased label, one of `choices` when they are given.
+    """
+    if value is None or not value.strip():
+        return None
+    if answer_type == "number":
+        return _normalize_number(value)
+    if answer_type == "option":
+        return _normalize_option(value, choices)
+    if answer_type == "yesno":
+        match = re.match(r"\W*(yes|no|true|false)\b", _clean(value), re.I)
+        return _YESNO[match[1].lower()] if match else None
+    if answer_type == "label":
+        return _normalize_label(value, choices)
+    raise ValueError(f"unknown answer type {answer_type!r}")
+
+
+def is_correct(pred: str | None, gold: str, answer_type: AnswerType, choices: Sequence[str] = ()) -> bool:
+    """Whether an extracted prediction matches the gold answer (numbers by value: "0.5" == "1/2")."""
+    pred_norm = normalize_answer(pred, answer_type, choices)
+    gold_norm = normalize_answer(gold, answer_type, choices)
+    if pred_norm is None or gold_norm is None:
+        return False
+    if answer_type != "number" or pred_norm == gold_norm:
+        return pred_norm == gold_norm
+    pred_float, gold_float = _as_float(pred_norm), _as_float(gold_norm)
+    if pred_float is not None and gold_float is not None:
+        # Plain numbers are settled here: math-verify (sympy) is ~1000x slower and adds nothing.
+        return math.isclose(pred_float, gold_float, rel_tol=1e-6)
+    return _expressions_equal(gold_norm, pred_norm)
+
+
+# --- cleaning -------------------------------------------------------------------------------------
+
+
+def _boxed_spans(text: str) -> list[tuple[int, str]]:
+    """(start, content) of every closed `\\boxed{...}`, nested braces included."""
+    spans = []
+    for match in _BOXED.finditer(text):
+        depth, i = 1, match.end()
+        while i < len(text) and depth:
+            depth += {"{": 1, "}": -1}.get(text[i], 0)
+            i += 1
+        if depth == 0:
+            spans.append((match.start(), text[match.end() : i - 1]))
+    return spans
+
+
+def _unwrap_boxed(text: str) -> str:
+    """The text with every `\\boxed{X}` replaced by X."""
+    for _, content in reversed(_boxed_spans(text)):
+        start = text.rfind("\\", 0, text.rfind(content + "}") + 1)
+        start = text.rfind("\\", 0, start + 1) if start >= 0 else start
+        text = re.sub(r"\\(?:boxed|fbox)\s*\{" + re.escape(content) + r"\}", lambda _: content, text, count=1)
+    return text
+
+
+def _clean(value: str) -> str:
+    """A raw value without boxes, LaTeX text wrappers, dollars, markdown and end punctuation."""
+    spans = _boxed_spans(value)
+    value = spans[-1][1] if spans else value
+    value = _TEXT_CMD.sub(r"\1", _plain_math(value))
+    value = value.replace("$", "").replace("**", "").replace("`", "").replace("\\%", "%")
+    value = value.replace("\\!", "").replace("\\,", "").replace("\\ ", " ")
+    return value.strip(" \t\n*_\"'“”‘’").rstrip(".,;:!?").strip()
+
+
+def _plain_math(text: str) -> str:
+    """Unicode minus to "-", "\\$" to "$", "-$5" to "-5", numeric \\frac{a}{b} to "a/b"."""
+    text = text.replace("−", "-").replace("\\$", "$").replace("-$", "-")
+    return _LATEX_FRAC.sub(r"\1/\2", text)
+
+
+# --- per answer type ------------------------------------------------------------------------------
+
+
+def _normalize_number(value: str) -> str | None:
+    """A canonical plain number, or a LaTeX expression math-verify can parse."""
+    cleaned = _clean(value).rsplit("=", 1)[-1].strip()  # "12 + 7 = 19" means 19
+    if _EXPR_HINT.search(cleaned):
+        expression = " ".join(cleaned.split())
+        return expression if _parse(expression) else None
+    match = _NUMBER.search(cleaned)
+    return _canonical_number(match.group()) if match else None
+
+
+def _canonical_number(token: str) -> str | None:
+    """ "1,234.50" -> "1234.5", "19.0" -> "19", "3/4" stays; None for "1/0"."""
+    numerator, _, denominator = token.replace(",", "").partition("/")
+    try:
+        num = Decimal(numerator)
+        den = Decimal(denominator) if denominator else None
+    except InvalidOperation:
+        return None
+    if den is None:
+        return _format_decimal(num)
+    return f"{_format_decimal(num)}/{_format_decimal(den)}" if den != 0 else None
+
+
+def _format_decimal(number: Decimal) -> str:
+    if number == number.to_integral_value():
+        return str(int(number))  # also turns "-0" into "0"
+    return format(number.normalize(), "f")
+
+
+def _as_float(canonical: str) -> float | None:
+    numerator, _, denominator = canonical.partition("/")
+    try:
+        return float(numerator) / float(denominator) if denominator else float(numerator)
+    except ValueError:
+        return None
+
+
+def _math_verify_timeout() -> int | None:
+    # math-verify times out with signal.alarm, which works only in the main thread.
+    return 5 if threading.current_thread() is threading.main_thread() else None
+
+
+@lru_cache(maxsize=65536)
+def _parse(expression: str) -> tuple:
+    from math_verify import parse  # sympy is slow to import; only LaTeX answers need it
+
+    return tuple(parse(f"${expression}$", parsing_timeout=_math_verify_timeout()))
+
+
+@lru_cache(maxsize=65536)
+def _expressions_equal(gold: str, pred: str) -> bool:
+    from math_verify import verify
+
+    gold_parsed, pred_parsed = _parse(gold), _parse(pred)
+    if not gold_parsed or not pred_parsed:
+        return False
+    return verify(list(gold_parsed), list(pred_parsed), timeout_seconds=_math_verify_timeout())
+
+
+def _valid_letters(choices: Sequence[str]) -> tuple[str, ...]:
+    return option_letters(len(choices)) if choices else tuple(string.ascii_uppercase)
+
+
+def _normalize_option(value: str, choices: Sequence[str]) -> str | None:
+    """The letter of an option given as "B", "(b)", "option B", "B: text" or the option text."""
+    cleaned = _clean(value)
+    letters = _valid_letters(choices)
+    alone = re.fullmatch(r"[(\[]?([A-Za-z])[)\]]?", cleaned)
+    if alone:
+        return alone[1].upper() if alone[1].upper() in letters else None
+    index = _match_choice(cleaned, tuple(choices)) if choices else None
+    if index is not None:
+        return letters[index]
+    lead = _LEAD_LETTER.match(cleaned)
+    letter = next((g for g in lead.groups() if g), "").upper() if lead else ""
+    return letter if letter in letters else None
+
+
+def _match_choice(value: str, choices: tuple[str, ...]) -> int | None:
+    """The index of the choice the value is, or starts with (the longest such)."""
+    keys = [_label_key(choice) for choice in choices]
+    key = _label_key(value)
+    if key in keys:
+        return keys.index(key)
+    prefixed = [i for i, k in enumerate(keys) if k and re.match(re.escape(k) + r"(?!\w)", key)]
+    return max(prefixed, key=lambda i: len(keys[i])) if prefixed else None
+
+
+def _last_option(text: str, choices: Sequence[str]) -> str | None:
+    """The last valid letter mention; failing that, the last mention of an option's text."""
+    letters = _valid_letters(choices)
+    found = [(m.start(), m[1].upper()) for pattern in _OPTION_MENTIONS for m in pattern.finditer(text)]
+    for _, letter in sorted(found, reverse=True):
+        if letter in letters:
+            return letter
+    index = _last_mention(text, tuple(choices)) if choices else None
+    return letters[index] if index is not None else None
+
+
+def _label_key(value: str) -> str:
+    return " ".join(_clean(value).lower().split())
+
+
+def _normalize_label(value: str, choices: Sequence[str]) -> str | None:
+    """The lowercased label; with a label set, the member the value is or starts with."""
+    if not choices:
+        key = _label_key(value)
+        return key if re.search(r"\w", key) else None
+    index = _match_choice(value, tuple(choices))
+    return _label_key(choices[index]) if index is not None else None
+
+
+@lru_cache(maxsize=1024)
+def _mention_pattern(choices: tuple[str, ...]) -> re.Pattern[str]:
+    # Longest first, so "not entailment" is found whole rather than as "entailment".
+    keys = sorted({_label_key(c) for c in choices if _label_key(c)}, key=len, reverse=True)
+    return re.compile(r"(?<!\w)(?:" + "|".join(re.escape(k) for k in keys) + r")(?!\w)", re.I)
+
+
+def _last_mention(text: str, choices: tuple[str, ...]) -> int | None:
+    """The index of the choice whose text is mentioned last, or None."""
+    if not any(_label_key(c) for c in choices):
+        return None
+    mentions = _mention_pattern(choices).findall(text)
+    if not mentions:
+        return None
+    keys = [_label_key(c) for c in choices]
+    return keys.index(" ".join(mentions[-1].lower().split()))
