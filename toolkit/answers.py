@@ -32,14 +32,19 @@ _TEXT_CMD = re.compile(r"\\(?:text|textbf|mathrm|mathbf)\s*\{([^{}]*)\}")
 _LATEX_FRAC = re.compile(r"\\[dt]?frac\s*\{\s*(-?\d+)\s*\}\s*\{\s*(\d+)\s*\}")
 # Thousands commas only in groups of three, so "3, 4" stays two numbers; no digit or dot before
 # it, so "x2" and the ".3" of "1.2.3" are not numbers.
-_NUMBER = re.compile(r"(?<![\w.])-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+)?|(?<![\w.])-?\.\d+")
-# What a plain number cannot express; such values go to math-verify as LaTeX.
+_NUMBER = re.compile(
+    r"(?<![\w.])-?(?:(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+)(?:[eE][-+]?\d{1,3}(?!\w)|/\d+)?"
+)
+# What a plain number cannot express; such values go to math-verify as LaTeX, if short.
 _EXPR_HINT = re.compile(r"\\(?:sqrt|pi|frac|dfrac|tfrac|cdot|times|infty)|\^|√|π")
+_MAX_EXPRESSION = 100
+# Unit words after a number, "m^2" and "m/s" included; (?![a-zA-Z]) keeps it from backtracking.
+_UNITS = re.compile(r"(?:[\s/]*[a-zA-Z]+(?![a-zA-Z])(?:\^\{?\d\}?)?)*[\s.]*")
 _YESNO_WORD = re.compile(r"\b(yes|no|true|false)\b", re.I)
 _YESNO = {"yes": "yes", "true": "yes", "no": "no", "false": "no"}
 # A leading option letter: "(b) ...", "option b", "B. ...", "B: ...", "B) ...", "B ...".
 _LEAD_LETTER = re.compile(
-    r"[(\[]([A-Za-z])[)\]]|(?i:option|choice)\s*([A-Za-z])\b|([A-Z])(?=[.:)\]]|\s|$)"
+    r"[(\[]([A-Za-z])[)\]]|(?i:option|choice)[\s:]*([A-Za-z])\b|([A-Z])(?=[.:)\]]|\s|$)"
 )
 # Flexible option mentions. None matches a bare capital, so the article in "A farmer has ..." is
 # never read as option A; a letter needs brackets, bold, a line of its own, or a cue word.
@@ -102,11 +107,9 @@ def ensure_answer_line(rationale: str, answer: str) -> str:
 
 def _strip_answer_statement(line: str) -> str:
     """One line with its answer statement removed ("" when the line was only that)."""
-    unboxed = _unwrap_boxed(line)
-    if unboxed != line and not re.sub(r"[^\w.,/-]|(?<!\d)\.|\.$", "", unboxed.replace("\\", "")).strip(
-        "0123456789.,/-"
-    ):
-        return ""  # the line was only a boxed value, like "$\boxed{42}$."
+    unboxed, outside = _split_boxed(line)
+    if unboxed != line and not re.search(r"[^\W_]", outside):
+        return ""  # the line was only a boxed value, like "$\boxed{42}$." or "\\[ \boxed{42} \\]"
     match = _TRAILING.search(unboxed)
     if not match:
         return unboxed
@@ -139,7 +142,7 @@ def extract_strict(text: str | None, answer_type: AnswerType, choices: Sequence[
 
 def _strict_candidates(text: str) -> list[str]:
     """Raw values of every answer statement and boxed value, in the order they appear."""
-    found = [(pos, content) for pos, content in _boxed_spans(text)]
+    found = [(start, content) for start, _, content in _boxed_spans(text)]
     for match in _STATEMENT.finditer(text):
         rest = text[match.end() :].lstrip()
         end = _SENTENCE_END.search(rest)
@@ -204,8 +207,8 @@ def is_correct(pred: str | None, gold: str, answer_type: AnswerType, choices: Se
 # --- cleaning -------------------------------------------------------------------------------------
 
 
-def _boxed_spans(text: str) -> list[tuple[int, str]]:
-    """(start, content) of every closed `\\boxed{...}`, nested braces included."""
+def _boxed_spans(text: str) -> list[tuple[int, int, str]]:
+    """(start, end, content) of every closed `\\boxed{...}`, nested braces included."""
     spans = []
     for match in _BOXED.finditer(text):
         depth, i = 1, match.end()
@@ -213,23 +216,27 @@ def _boxed_spans(text: str) -> list[tuple[int, str]]:
             depth += {"{": 1, "}": -1}.get(text[i], 0)
             i += 1
         if depth == 0:
-            spans.append((match.start(), text[match.end() : i - 1]))
+            spans.append((match.start(), i, text[match.end() : i - 1]))
     return spans
 
 
-def _unwrap_boxed(text: str) -> str:
-    """The text with every `\\boxed{X}` replaced by X."""
-    for _, content in reversed(_boxed_spans(text)):
-        start = text.rfind("\\", 0, text.rfind(content + "}") + 1)
-        start = text.rfind("\\", 0, start + 1) if start >= 0 else start
-        text = re.sub(r"\\(?:boxed|fbox)\s*\{" + re.escape(content) + r"\}", lambda _: content, text, count=1)
-    return text
+def _split_boxed(text: str) -> tuple[str, str]:
+    """(the text with every `\\boxed{X}` replaced by X, the text outside the boxes)."""
+    unwrapped, outside, last = [], [], 0
+    for start, end, content in _boxed_spans(text):
+        if start >= last:  # a box nested in a box is unwrapped with its parent
+            unwrapped += [text[last:start], content]
+            outside.append(text[last:start])
+            last = end
+    unwrapped.append(text[last:])
+    outside.append(text[last:])
+    return "".join(unwrapped), "".join(outside)
 
 
 def _clean(value: str) -> str:
     """A raw value without boxes, LaTeX text wrappers, dollars, markdown and end punctuation."""
     spans = _boxed_spans(value)
-    value = spans[-1][1] if spans else value
+    value = spans[-1][2] if spans else value
     value = _TEXT_CMD.sub(r"\1", _plain_math(value))
     value = value.replace("$", "").replace("**", "").replace("`", "").replace("\\%", "%")
     value = value.replace("\\!", "").replace("\\,", "").replace("\\ ", " ")
@@ -247,12 +254,28 @@ def _plain_math(text: str) -> str:
 
 def _normalize_number(value: str) -> str | None:
     """A canonical plain number, or a LaTeX expression math-verify can parse."""
-    cleaned = _clean(value).rsplit("=", 1)[-1].strip()  # "12 + 7 = 19" means 19
-    if _EXPR_HINT.search(cleaned):
-        expression = " ".join(cleaned.split())
-        return expression if _parse(expression) else None
+    # "19, since 12 + 7 = 19" and "12 + 7 = 19" both mean 19 ("1,250" has no space after the comma).
+    cleaned = _clean(value).split(", ")[0].rsplit("=", 1)[-1].strip()
     match = _NUMBER.search(cleaned)
+    if _EXPR_HINT.search(cleaned) and not _is_number_with_units(cleaned, match):
+        expression = " ".join(cleaned.split())
+        return expression if _is_numeric_expression(expression) else None
     return _canonical_number(match.group()) if match else None
+
+
+def _is_number_with_units(text: str, match: re.Match[str] | None) -> bool:
+    """Whether the text is a number and units, so "5 m^2" is 5 and not the product 5*m**2."""
+    if match is None or _EXPR_HINT.search(text[: match.start()]):
+        return False
+    return _UNITS.fullmatch(text, match.end()) is not None
+
+
+def _is_numeric_expression(expression: str) -> bool:
+    """Whether math-verify reads the LaTeX as a constant, like 2\\sqrt{3} (not x^2 or prose)."""
+    if len(expression) > _MAX_EXPRESSION:
+        return False  # a real answer is short; sympy on a long degenerate output takes seconds
+    parsed = _parse(expression)
+    return bool(parsed) and not getattr(parsed[0], "free_symbols", True)
 
 
 def _canonical_number(token: str) -> str | None:
@@ -269,9 +292,12 @@ def _canonical_number(token: str) -> str | None:
 
 
 def _format_decimal(number: Decimal) -> str:
-    if number == number.to_integral_value():
-        return str(int(number))  # also turns "-0" into "0"
-    return format(number.normalize(), "f")
+    # Formatting the Decimal, not an int, keeps every digit (no 28-digit context rounding) and
+    # survives the 4300-digit int limit when a small model loops on digits.
+    text = format(number, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
 
 
 def _as_float(canonical: str) -> float | None:
@@ -291,7 +317,10 @@ def _math_verify_timeout() -> int | None:
 def _parse(expression: str) -> tuple:
     from math_verify import parse  # sympy is slow to import; only LaTeX answers need it
 
-    return tuple(parse(f"${expression}$", parsing_timeout=_math_verify_timeout()))
+    # No fallback: an unparsable string such as "\\sqrt{" must not count as an answer.
+    return tuple(
+        parse(f"${expression}$", fallback_mode="no_fallback", parsing_timeout=_math_verify_timeout())
+    )
 
 
 @lru_cache(maxsize=65536)
@@ -325,7 +354,7 @@ def _normalize_option(value: str, choices: Sequence[str]) -> str | None:
 
 def _match_choice(value: str, choices: tuple[str, ...]) -> int | None:
     """The index of the choice the value is, or starts with (the longest such)."""
-    keys = [_label_key(choice) for choice in choices]
+    keys = _choice_keys(choices)
     key = _label_key(value)
     if key in keys:
         return keys.index(key)
@@ -348,10 +377,15 @@ def _label_key(value: str) -> str:
     return " ".join(_clean(value).lower().split())
 
 
+@lru_cache(maxsize=1024)
+def _choice_keys(choices: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(_label_key(choice) for choice in choices)
+
+
 def _normalize_label(value: str, choices: Sequence[str]) -> str | None:
     """The lowercased label; with a label set, the member the value is or starts with."""
     if not choices:
-        key = _label_key(value)
+        key = _label_key(value.split(", ")[0])  # "positive, since ..." is "positive"
         return key if re.search(r"\w", key) else None
     index = _match_choice(value, tuple(choices))
     return _label_key(choices[index]) if index is not None else None
@@ -360,16 +394,13 @@ def _normalize_label(value: str, choices: Sequence[str]) -> str | None:
 @lru_cache(maxsize=1024)
 def _mention_pattern(choices: tuple[str, ...]) -> re.Pattern[str]:
     # Longest first, so "not entailment" is found whole rather than as "entailment".
-    keys = sorted({_label_key(c) for c in choices if _label_key(c)}, key=len, reverse=True)
+    keys = sorted({k for k in _choice_keys(choices) if k}, key=len, reverse=True)
     return re.compile(r"(?<!\w)(?:" + "|".join(re.escape(k) for k in keys) + r")(?!\w)", re.I)
 
 
 def _last_mention(text: str, choices: tuple[str, ...]) -> int | None:
     """The index of the choice whose text is mentioned last, or None."""
-    if not any(_label_key(c) for c in choices):
+    if not any(_choice_keys(choices)):
         return None
     mentions = _mention_pattern(choices).findall(text)
-    if not mentions:
-        return None
-    keys = [_label_key(c) for c in choices]
-    return keys.index(" ".join(mentions[-1].lower().split()))
+    return _choice_keys(choices).index(mentions[-1].lower()) if mentions else None

@@ -18,6 +18,7 @@ from typing import Any
 from toolkit import __version__
 from toolkit.errors import UserError
 from toolkit.registry import Registry
+from toolkit.teachers.base import Teacher
 
 log = logging.getLogger(__name__)
 
@@ -53,12 +54,15 @@ def build_dataset(
     *,
     source: SourceOptions,
     options: Any,
-    teacher: str,
+    teacher: str | Teacher,
     teacher_options: dict[str, Any] | None = None,
     overwrite: bool = False,
     cache_path: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Run one build into `out`; returns the final manifest. Re-running resumes from the cache."""
+    """Run one build into `out`; returns the final manifest. Re-running resumes from the cache.
+
+    `teacher` is a spec (`BACKEND:MODEL`) or a ready `Teacher` (custom backends, tests).
+    """
     from toolkit.paths import call_cache_path
     from toolkit.rundir import RunDir, command_line, library_versions
     from toolkit.sources import load_source
@@ -72,7 +76,7 @@ def build_dataset(
     loaded = load_source(source.spec, **kwargs)
     if not loaded.problems:
         raise UserError(f"source {source.spec!r} yielded no problems; check --split, --limit and the file")
-    backend, model = parse_teacher_spec(teacher)
+    backend, model = (teacher.backend, teacher.model) if isinstance(teacher, Teacher) else parse_teacher_spec(teacher)
     manifest: dict[str, Any] = {
         "hubtool_version": __version__,
         "method": method,
@@ -84,7 +88,7 @@ def build_dataset(
     }
     run = RunDir(out)
     run.check(manifest, overwrite=overwrite)  # before the slow teacher load: fail fast
-    backend_teacher = load_teacher(teacher, **(teacher_options or {}))
+    backend_teacher = teacher if isinstance(teacher, Teacher) else load_teacher(teacher, **(teacher_options or {}))
     cache = CallCache(cache_path or call_cache_path())
     cached = CachedTeacher(backend_teacher, cache)
     run.start(manifest)
@@ -92,7 +96,8 @@ def build_dataset(
         result = module.build(loaded.problems, cached, options)
     finally:
         cache.close()
-        backend_teacher.close()
+        if backend_teacher is not teacher:  # close only what this call opened
+            backend_teacher.close()
     manifest.update(
         teacher_identity=backend_teacher.identity,
         teacher_info={"backend": backend_teacher.backend, "model": backend_teacher.model,

@@ -28,7 +28,7 @@ SFT_META = (
 def _arrow(pa, kind: str):
     if kind == "list<string>":
         return pa.list_(pa.string())
-    return getattr(pa, kind)()
+    return pa.bool_() if kind == "bool" else getattr(pa, kind)()
 
 
 def sft_schema(extra: tuple[tuple[str, str], ...] = ()):

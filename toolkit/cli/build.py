@@ -71,9 +71,10 @@ def cot(**kw) -> None:
     hubtool build-dataset cot --source gym:basic_arithmetic --limit 64 --samples 4 --out runs/cot
     """
     from toolkit.builders.cot import CoTOptions, load_fewshot
+    from toolkit.errors import UserError
 
     if kw["samples"] < 1:
-        raise click.BadParameter("must be at least 1", param_hint="--samples")
+        raise UserError("--samples must be at least 1")
     options = CoTOptions(
         samples=kw["samples"], keep=kw["keep"], system=kw["system"],
         fewshot=load_fewshot(kw["fewshot"]) if kw["fewshot"] else (), sampling=_sampling(kw),

@@ -1,0 +1,298 @@
+"""The openai backend against a real `transformers serve` running the default model on 127.0.0.1.
+
+Failures are injected by a small HTTP proxy in front of the server that answers the first calls
+with an error status and forwards the rest, counting what it received and what it passed on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+import pytest
+
+from toolkit.errors import UnreachableServerError, UserError
+from toolkit.teachers import load_teacher
+from toolkit.teachers.base import CallFailure, Request, SamplingParams
+from toolkit.teachers.openai_backend import (
+    _N_SUPPORT,
+    OpenAITeacher,
+    apportion,
+    backoff_delay,
+    parse_retry_after,
+    split_model_url,
+)
+
+from .servers import free_port, transformers_server
+
+STORY = ({"role": "user", "content": "Write a story about a cat."},)
+SUM = ({"role": "user", "content": "What is 2+3?"},)
+# transformers serve samples only when the model's generation config says so; SmolLM2's is greedy.
+SAMPLE = {"generation_config": json.dumps({"do_sample": True})}
+
+
+def req(messages=STORY, n=1, max_new_tokens=4, temperature=0.0, seed=0) -> Request:
+    return Request(messages, n, SamplingParams(temperature=temperature, max_new_tokens=max_new_tokens, seed=seed))
+
+
+@pytest.fixture(scope="module")
+def server():
+    """(base_url, model) of a `transformers serve` pinned to the default model."""
+    from toolkit.teachers.models import resolve_model_path
+
+    path = resolve_model_path("smollm2-135m")
+    with transformers_server(path) as url:
+        yield url, path
+
+
+class Proxy:
+    """A 127.0.0.1 proxy: the first chat calls get `fail` statuses, later ones go to `upstream`.
+
+    `emulate_n` makes it honour `n` the way vLLM does (by asking upstream n times), so the
+    one-call path can be tested against a server that itself ignores `n`.
+    """
+
+    def __init__(self, upstream: str | None = None, fail=(), headers=None, emulate_n=False) -> None:
+        self.upstream, self.fail, self.headers, self.emulate_n = upstream, list(fail), headers or {}, emulate_n
+        self.calls: list[tuple[float, dict, dict]] = []  # (time, body, request headers) of chat calls
+        self.forwarded = 0
+        self.lock = threading.Lock()
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.url = f"http://127.0.0.1:{self.httpd.server_port}/v1"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def answer(self, path: str, body: dict, headers: dict) -> tuple[int, dict, dict]:
+        if not path.endswith("/chat/completions"):
+            return 404, {}, {"error": "no such route"}
+        with self.lock:
+            self.calls.append((time.monotonic(), body, headers))
+            status = self.fail.pop(0) if self.fail else None
+        if status is not None or self.upstream is None:
+            return status or 503, self.headers, {"error": {"message": f"injected {status}"}}
+        n = body.pop("n", 1) if self.emulate_n else 1
+        answers = [self.forward(path, {**body, "seed": body.get("seed", 0) + j}) for j in range(n)]
+        merged = answers[0]
+        merged["choices"] = [dict(a["choices"][0], index=j) for j, a in enumerate(answers)]
+        merged["usage"]["completion_tokens"] = sum(a["usage"]["completion_tokens"] for a in answers)
+        return 200, {}, merged
+
+    def forward(self, path: str, body: dict) -> dict:
+        with self.lock:
+            self.forwarded += 1
+        url = self.upstream.removesuffix("/v1") + path
+        return httpx.post(url, json=body, timeout=120).raise_for_status().json()
+
+    def _handler(self):
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                self.reply(404, {}, {"error": "no models here"})
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                self.reply(*proxy.answer(self.path, body, dict(self.headers)))
+
+            def reply(self, status: int, headers: dict, payload: dict) -> None:
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                for k, v in {**headers, "Content-Type": "application/json", "Content-Length": len(data)}.items():
+                    self.send_header(k, str(v))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        return Handler
+
+
+@pytest.fixture
+def proxy_for(request):
+    """A factory of proxies, all shut down after the test."""
+    made: list[Proxy] = []
+
+    def make(*args, **kwargs) -> Proxy:
+        made.append(Proxy(*args, **kwargs))
+        return made[-1]
+
+    yield make
+    for p in made:
+        p.close()
+
+
+def teacher(model: str, url: str, **options) -> OpenAITeacher:
+    return OpenAITeacher.from_spec(f"{model}@{url}", backoff=0.01, **options)
+
+
+# --- against the real server ---
+
+
+def test_samples_usage_and_finish_reason(server):
+    url, model = server
+    t = load_teacher(f"openai:{model}@{url}", extra_body=json.dumps(SAMPLE))
+    story, total = req(STORY, n=3, max_new_tokens=4, temperature=1.0), req(SUM, max_new_tokens=16)
+    results = t.generate([story, total])
+    assert [len(r) for r in results] == [3, 1]
+    assert _N_SUPPORT[url] is False  # transformers serve ignores n: the rest came as single calls
+    assert len({c.text for c in results[0]}) > 1, "samples 1..n must get their own seeds"
+    for c in results[0] + results[1]:
+        assert c.prompt_tokens > 20 and 0 < c.completion_tokens
+    assert {c.finish_reason for c in results[0]} == {"length"} and all(c.completion_tokens == 4 for c in results[0])
+    assert results[1][0].finish_reason == "stop" and "5" in results[1][0].text  # temperature 0: greedy
+    assert results[1][0].completion_tokens < 16
+    assert t.identity == f"openai:{model}" and t.revision == ""
+
+
+def test_seeded_samples_repeat(server, proxy_for):
+    url, model = server
+    p = proxy_for(url)
+    t = teacher(model, p.url, concurrency=1, extra_body=SAMPLE)  # the server seeds one global RNG
+    r = req(STORY, n=2, max_new_tokens=3, temperature=1.0, seed=7)
+    first, again = t.generate([r])[0], t.generate([r])[0]
+    assert [c.text for c in first] == [c.text for c in again] and first[0].text != first[1].text
+    assert [body["seed"] for _, body, _ in p.calls] == [7, 8, 7, 8]  # the 2nd run knows n is ignored
+
+
+def test_server_that_honours_n_gets_one_call(server, proxy_for):
+    url, model = server
+    p = proxy_for(url, emulate_n=True)
+    t = teacher(model, p.url)
+    results = t.generate([req(n=2, max_new_tokens=2)])
+    assert len(results[0]) == 2 and len(p.calls) == 1 and p.calls[0][1]["n"] == 2
+    assert _N_SUPPORT[p.url] is True
+    assert sum(c.completion_tokens for c in results[0]) == 4
+
+
+def test_retries_5xx_and_429_with_retry_after(server, proxy_for):
+    url, model = server
+    p = proxy_for(url, fail=[500, 429], headers={"Retry-After": "1"})
+    results = teacher(model, p.url).generate([req(max_new_tokens=2)])
+    assert len(results[0]) == 1 and results[0][0].completion_tokens == 2
+    assert len(p.calls) == 3 and p.forwarded == 1
+    times = [t for t, _, _ in p.calls]
+    assert times[2] - times[1] >= 0.95, "Retry-After: 1 must be waited out"
+
+
+def test_results_arrive_as_each_request_finishes(server, proxy_for):
+    url, model = server
+    p = proxy_for(url)
+    t = teacher(model, p.url, concurrency=1)
+    seen: list[tuple[int, int]] = []
+    results = t.generate([req(max_new_tokens=1)] * 3, on_result=lambda i, r: seen.append((i, len(p.calls))))
+    assert sorted(i for i, _ in seen) == [0, 1, 2] and all(len(r) == 1 for r in results)
+    assert [calls for _, calls in seen] == [1, 2, 3]  # each result delivered before the next call
+
+
+def test_generate_from_a_thread_and_inside_a_running_loop(server):
+    url, model = server
+    t = teacher(model, url)
+    out: list = []
+    worker = threading.Thread(target=lambda: out.append(t.generate([req(max_new_tokens=1)])))
+    worker.start()
+    worker.join()
+
+    async def inside_loop():
+        return t.generate([req(max_new_tokens=1)])
+
+    out.append(asyncio.run(inside_loop()))
+    assert [len(r[0]) for r in out] == [1, 1]
+
+
+def test_api_key_is_sent_but_never_logged(server, proxy_for, caplog, monkeypatch):
+    url, model = server
+    secret = "sk-test-0123456789abcdef"
+    monkeypatch.setenv("HUBTOOL_TEST_KEY", secret)
+    p = proxy_for(url, fail=[429])
+    caplog.set_level(logging.DEBUG)
+    t = teacher(model, p.url, api_key_env="HUBTOOL_TEST_KEY")
+    t.generate([req(max_new_tokens=1)])
+    assert p.calls[0][2].get("Authorization") == f"Bearer {secret}"
+    assert "retry 1/5" in caplog.text  # the retry was logged...
+    assert secret not in caplog.text  # ...without the key
+    assert secret not in repr(t) and secret not in t.identity
+
+
+# --- failures that need no server ---
+
+
+def test_gives_up_after_max_retries(proxy_for):
+    p = proxy_for(None, fail=[503] * 10)
+    results = teacher("m", p.url, max_retries=2).generate([req(), req()])
+    assert all(isinstance(r, CallFailure) and "HTTP 503" in r.error for r in results)
+    assert len(p.calls) == 6
+
+
+def test_client_errors_are_not_retried(proxy_for):
+    p = proxy_for(None, fail=[400])
+    [result] = teacher("m", p.url).generate([req()])
+    assert isinstance(result, CallFailure) and "HTTP 400" in result.error and len(p.calls) == 1
+
+
+def test_bad_key_stops_the_run(proxy_for):
+    p = proxy_for(None, fail=[401] * 10)
+    with pytest.raises(UserError, match="refused the API key"):
+        teacher("m", p.url).generate([req()] * 5)
+    assert len(p.calls) <= 5
+
+
+def test_unreachable_server_fails_fast():
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    start = time.monotonic()
+    with pytest.raises(UnreachableServerError, match=r"cannot reach http://127\.0\.0\.1:\d+/v1 .*server running"):
+        teacher("m", url).generate([req()] * 100)
+    assert time.monotonic() - start < 5
+
+
+# --- spec parsing and the pure helpers ---
+
+
+def test_spec_parsing(monkeypatch):
+    assert split_model_url("gpt-4o-mini@https://api.openai.com/v1") == ("gpt-4o-mini", "https://api.openai.com/v1")
+    assert split_model_url("m@http://u:pw@host:8000/v1") == ("m", "http://u:pw@host:8000/v1")
+    assert split_model_url("org/model") == ("org/model", None)
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1/")
+    t = OpenAITeacher.from_spec("m", batch_size=4, timeout=None)  # other backends' options are ignored
+    assert (t.model, t.base_url, t.concurrency, t.extra_body) == ("m", "http://127.0.0.1:9/v1", 16, {})
+    with pytest.raises(UserError, match="extra_body is not valid JSON"):
+        OpenAITeacher.from_spec("m", extra_body="{top_k: 1}")
+    monkeypatch.delenv("OPENAI_BASE_URL")
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with pytest.raises(UserError, match="OPENAI_API_KEY is not set"):
+        OpenAITeacher.from_spec("gpt-4o-mini")
+    with pytest.raises(UserError, match="must start with http"):
+        OpenAITeacher("m", "127.0.0.1:8000/v1")
+    assert "pw" not in repr(OpenAITeacher.from_spec("m@http://u:pw@host:8000/v1"))
+
+
+def test_retry_after_and_backoff():
+    assert parse_retry_after({"retry-after": "3"}) == 3.0
+    assert parse_retry_after({"retry-after-ms": "250"}) == 0.25
+    assert 8 < parse_retry_after({"retry-after": _http_date(10)}) <= 10
+    assert parse_retry_after({}) is None and parse_retry_after({"retry-after": "soon"}) is None
+    assert backoff_delay(0, 1.0, retry_after=2.5) == 2.5
+    delays = [backoff_delay(3, 1.0) for _ in range(200)]
+    assert 4 <= min(delays) and max(delays) <= 8 and len(set(delays)) > 100  # 2^3, half jittered
+    assert backoff_delay(30, 1.0) <= 60 and backoff_delay(0, 1.0, retry_after=1e9) == 60
+
+
+def test_apportion_keeps_the_total():
+    assert apportion(10, [1]) == [10]
+    assert apportion(10, [1, 1, 2]) == [3, 2, 5]
+    assert sum(apportion(7, [3, 0, 5])) == 7 and apportion(3, [0, 0, 0]) == [1, 1, 1]
+    assert apportion(0, []) == []
+
+
+def _http_date(seconds_from_now: float) -> str:
+    import email.utils
+
+    return email.utils.formatdate(time.time() + seconds_from_now, usegmt=True)

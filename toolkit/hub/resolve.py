@@ -1,0 +1,105 @@
+"""One name resolver for the CLI, the recipes and the evals.
+
+A name is looked up, in order, as: an existing local directory (a run directory, a registry
+folder, any folder `datasets.load_dataset` reads) -> the local registry (`org/name`) -> the Hub.
+A `revision` names a Hub branch, tag or commit: it skips the local registry, which keeps one
+version per name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from toolkit.errors import UserError
+from toolkit.hub import registry
+from toolkit.hub.names import is_repo_id
+from toolkit.hub.remote import hub_errors, hub_offline
+from toolkit.paths import registry_dir
+
+# Not data: the card, the build's provenance, its failure log.
+NOT_DATA = frozenset({"README.md", "manifest.json", "failed.jsonl"})
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedDataset:
+    name: str  # as asked for
+    path: str  # a local directory, or the Hub repo id
+    local: bool
+    revision: str | None
+    fingerprint: str  # sha256 of the data files (local), or the Hub commit sha
+
+
+def resolve_dataset(name: str, revision: str | None = None) -> ResolvedDataset:
+    """Find `name`: a local directory, the local registry, then the Hub. Raises UserError."""
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if revision:
+            raise UserError(f"{name} is a local directory, which has no revisions; drop the revision")
+        real = path.resolve()  # a registry link resolves to its version, which a later push leaves alone
+        return ResolvedDataset(name, str(real), True, None, fingerprint(real))
+    if not is_repo_id(name):
+        raise UserError(f"no dataset {name!r}: not a directory, and not an ORG/NAME to look up; see `hubtool ls`")
+    if revision is None and (entry := registry.current(name)) is not None:
+        return ResolvedDataset(name, str(entry.path), True, None, fingerprint(entry.path))
+    return _resolve_on_hub(name, revision)
+
+
+def load_dataset(name: str, split: str = "train", revision: str | None = None):
+    """`datasets.Dataset` for a name resolved by `resolve_dataset` (a Hub dataset pinned to the
+    commit it resolved to)."""
+    import datasets
+
+    found = resolve_dataset(name, revision)
+    try:
+        if found.local:
+            return datasets.load_dataset(found.path, split=split)
+        with hub_errors(f"loading {name} from the Hub", name):
+            return datasets.load_dataset(found.path, split=split, revision=found.fingerprint)
+    except ValueError as e:
+        if "split" in str(e).lower():
+            raise UserError(f"dataset {name!r} has no split {split!r} ({str(e).splitlines()[0]})") from None
+        raise
+
+
+def fingerprint(folder: Path) -> str:
+    """A stable hash of a folder's data files (names and contents; not the card or manifest)."""
+    h = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        rel = path.relative_to(folder)
+        if rel.name in NOT_DATA or any(part.startswith(".") for part in rel.parts):
+            continue
+        h.update(str(rel.as_posix()).encode() + b"\0")
+        h.update(_file_sha256(path))
+    return h.hexdigest()
+
+
+def _file_sha256(path: Path) -> bytes:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.digest()
+
+
+def _resolve_on_hub(name: str, revision: str | None) -> ResolvedDataset:
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
+
+    local = "" if revision else f"not in the local registry ({registry_dir()}) and "
+    if hub_offline():
+        raise UserError(
+            f"dataset {name!r} is {local}the Hub is off (HF_HUB_OFFLINE=1); see `hubtool ls`, "
+            f"or publish it with `hubtool push RUN_DIR {name}`"
+        )
+    try:
+        with hub_errors(f"looking up {name} on the Hub", name, passthrough=(RepositoryNotFoundError, RevisionNotFoundError)):
+            info = HfApi().dataset_info(name, revision=revision)
+    except RevisionNotFoundError:
+        raise UserError(f"dataset {name!r} has no revision {revision!r} on the Hub; check the branch or tag") from None
+    except RepositoryNotFoundError:
+        raise UserError(
+            f"dataset {name!r} is {local}not on the Hub (or your token cannot see it); see `hubtool ls`"
+        ) from None
+    return ResolvedDataset(name, name, False, revision, info.sha)

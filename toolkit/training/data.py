@@ -1,0 +1,85 @@
+"""The training data: a dataset resolved by name, checked against what the trainer reads, trimmed to it.
+
+SFT reads conversational prompt-completion rows (`prompt`, `completion`: TRL then puts the loss on
+the completion only) or `messages`; DPO reads `prompt`, `chosen`, `rejected`. The metadata columns
+a hubtool build carries (`id`, `gold`, `correct`, ...) are dropped before TRL sees them: TRL only
+tokenizes its own columns, and list- or struct-typed extras can trip its collators.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from toolkit.errors import UserError
+
+log = logging.getLogger(__name__)
+
+# trainer -> the column sets it accepts, in order of preference.
+FORMATS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "sft": (("prompt", "completion"), ("messages",)),
+    "dpo": (("prompt", "chosen", "rejected"),),
+}
+WHAT = {
+    "sft": "prompt + completion (conversational prompt-completion) or messages",
+    "dpo": "prompt + chosen + rejected (preference pairs)",
+}
+HINT = {"sft": "a DPO recipe (recipes/self-refine/)", "dpo": "an SFT recipe (e.g. recipes/cot/)"}
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    dataset: Any  # datasets.Dataset, trimmed to the trainer's columns
+    resolved: Any  # toolkit.hub.ResolvedDataset
+    split: str
+    rows: int
+    columns: tuple[str, ...]  # what the trainer reads
+    dropped: tuple[str, ...]  # metadata left out
+
+
+def load_training_data(name: str, trainer: str, *, split: str = "train", config: str | None = None) -> TrainingData:
+    """Resolve `name` (local dir -> local registry -> Hub), load `split`, check and trim its columns."""
+    from toolkit.hub import load_dataset, resolve_dataset
+
+    if config:
+        raise UserError(f"dataset_config {config!r} is not supported; hubtool datasets have one config, remove the key")
+    resolved = resolve_dataset(name)
+    dataset = load_dataset(name, split=split)
+    columns = select_columns(dataset.column_names, trainer, name)
+    if len(dataset) == 0:
+        raise UserError(f"dataset {name!r} has no rows in split {split!r}; rebuild it with more problems or --keep all")
+    dropped = tuple(c for c in dataset.column_names if c not in columns)
+    if dropped:
+        log.info("dropping metadata columns the %s trainer does not read: %s", trainer, ", ".join(dropped))
+        dataset = dataset.select_columns(list(columns))
+    _check_conversational(dataset, columns, name)
+    return TrainingData(dataset, resolved, split, len(dataset), columns, dropped)
+
+
+def select_columns(available: list[str], trainer: str, name: str) -> tuple[str, ...]:
+    """The first column set of the trainer's formats that the dataset has, else a UserError saying what was expected."""
+    for wanted in FORMATS[trainer]:
+        if all(c in available for c in wanted):
+            return wanted
+    other = "dpo" if trainer == "sft" else "sft"
+    fits_other = any(all(c in available for c in wanted) for wanted in FORMATS[other])
+    hint = f"; it looks like {other.upper()} data, use {HINT[trainer]}" if fits_other else ""
+    raise UserError(
+        f"dataset {name!r} has columns {', '.join(available) or '(none)'}, but a {trainer.upper()} recipe "
+        f"expects {WHAT[trainer]}{hint}"
+    )
+
+
+def _check_conversational(dataset, columns: tuple[str, ...], name: str) -> None:
+    """Message columns must be lists of {role, content}: the chat template renders them, TRL masks by them."""
+    first = dataset[0]
+    for column in columns:
+        value = first[column]
+        if isinstance(value, str):
+            continue  # standard (plain-text) format: TRL accepts it too
+        if not (isinstance(value, list) and value and all(isinstance(m, dict) and "role" in m and "content" in m for m in value)):
+            raise UserError(
+                f"dataset {name!r}: column {column!r} holds {type(value).__name__}, expected a list of "
+                "{role, content} messages or a string"
+            )

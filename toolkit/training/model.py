@@ -1,0 +1,125 @@
+"""The student: what `model_name_or_path` means, and LoRA adapters folded into full checkpoints.
+
+`model_name_or_path` may be
+- an alias (`smollm2-135m`) or a local checkpoint folder: `toolkit.teachers.models.resolve_model_path`;
+- a Hub id. If it is the original of an embedded model (HuggingFaceTB/SmolLM2-135M-Instruct) and the
+  Hub is off and the id is not in the HF cache, the embedded copy is used, with a warning: that is
+  how the CPU recipes run offline while `trl sft --config` runs the same file online;
+- a LoRA output folder (adapter_config.json, no config.json), e.g. a CoT student a DPO recipe
+  builds on. It is merged into its base once, into `models_dir()`, and trained as a full model, so
+  the new adapter's base is a real checkpoint that plain transformers can load.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from toolkit.errors import UserError
+from toolkit.paths import models_dir
+from toolkit.teachers.models import ALIASES, model_revision, resolve_model_path
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Student:
+    requested: str  # what the recipe said
+    path: str  # what from_pretrained gets
+    base_model: str  # for the model card: a Hub id where one is known
+    revision: str
+    note: str = ""  # how `path` was derived, when it is not `requested`
+
+
+def resolve_student(name: str) -> Student:
+    """Resolve `name` to something `from_pretrained` loads as a full model (see module doc)."""
+    adapter = Path(name).expanduser()
+    if (adapter / "adapter_config.json").is_file() and not (adapter / "config.json").is_file():
+        return _merged_student(adapter)
+    embedded = _embedded_fallback(name)
+    if embedded is not None:
+        path = resolve_model_path(embedded)
+        note = f"{name} is not in the HF cache and the Hub is offline: using the embedded {embedded} ({path})"
+        log.warning(note)
+        return Student(name, path, name, model_revision(embedded), note)
+    path = resolve_model_path(name)
+    base = ALIASES[name].original if name in ALIASES else recorded_base(path) or name
+    return Student(name, path, base, model_revision(name))
+
+
+def _embedded_fallback(name: str) -> str | None:
+    """The alias whose original is `name`, when `name` cannot come from the Hub or its cache."""
+    alias = next((a for a, spec in ALIASES.items() if spec.original == name), None)
+    if alias is None:
+        return None
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    cached = try_to_load_from_cache(name, "config.json")
+    return alias if constants.is_offline_mode() and not isinstance(cached, str) else None
+
+
+def _merged_student(adapter: Path) -> Student:
+    base_name = adapter_base(adapter)
+    base = resolve_student(base_name)
+    revision = model_revision(str(adapter))
+    target = models_dir() / f"{adapter.resolve().name}-merged-{revision.removeprefix('local-')}"
+    if not (target / "config.json").is_file():
+        merge_adapter(adapter, target, base_path=base.path)
+    note = f"LoRA adapter {adapter} merged into its base {base.path} -> {target}"
+    log.info(note)
+    return Student(str(adapter), str(target), recorded_base(adapter) or base.base_model, revision, note)
+
+
+def adapter_base(adapter: str | Path) -> str:
+    """The base model a saved PEFT adapter was trained on."""
+    path = Path(adapter) / "adapter_config.json"
+    try:
+        base = json.loads(path.read_text()).get("base_model_name_or_path")
+    except (OSError, json.JSONDecodeError) as e:
+        raise UserError(f"{path} is unreadable ({e}); retrain the adapter") from None
+    if not base:
+        raise UserError(f"{path} names no base_model_name_or_path; cannot tell which model it adapts")
+    return base
+
+
+def merge_adapter(adapter: str | Path, target: str | Path, *, base_path: str | None = None) -> Path:
+    """Fold a LoRA adapter into its base and save full weights + tokenizer at `target` (atomically)."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    adapter, target = Path(adapter), Path(target)
+    base_path = base_path or resolve_student(adapter_base(adapter)).path
+    model = AutoModelForCausalLM.from_pretrained(base_path, dtype="auto")
+    merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+    tokenizer_dir = adapter if (adapter / "tokenizer_config.json").is_file() else Path(base_path)
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        merged.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def recorded_base(path: str | Path) -> str | None:
+    """The Hub base model a hubtool training output (or its merged/ copy) records, for the card's lineage."""
+    from toolkit.training.provenance import PROVENANCE
+
+    for folder in (Path(path), Path(path).parent):
+        record = folder / PROVENANCE
+        if record.is_file():
+            try:
+                return json.loads(record.read_text())["model"]["base_model"]
+            except (OSError, json.JSONDecodeError, KeyError, TypeError):
+                return None
+    return None

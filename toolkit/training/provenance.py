@@ -1,0 +1,105 @@
+"""What a training run leaves beside its weights: a provenance record and a model card.
+
+    OUT/hubtool_train.json  dataset (name, revision, fingerprint), recipe (path, sha256, overrides),
+                            model, LoRA shape, losses, timings, library versions
+    OUT/recipe.yaml         the recipe as it was read
+    OUT/README.md           model card: base model and dataset in the metadata, a link to the data
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from toolkit.rundir import atomic_write
+
+PROVENANCE = "hubtool_train.json"
+RECIPE_COPY = "recipe.yaml"
+TRAINER_NAMES = {"sft": "TRL SFTTrainer (supervised fine-tuning)", "dpo": "TRL DPOTrainer (direct preference optimization)"}
+
+
+def dataset_record(data) -> dict[str, Any]:
+    r = data.resolved
+    return {
+        "name": r.name, "local": r.local, "path": str(r.path), "revision": r.revision,
+        "fingerprint": r.fingerprint, "split": data.split, "rows": data.rows,
+        "columns": list(data.columns), "dropped_columns": list(data.dropped),
+    }  # fmt: skip
+
+
+def peft_record(model_args) -> dict[str, Any] | None:
+    if not model_args.use_peft:
+        return None
+    return {
+        "method": "QLoRA" if (model_args.load_in_4bit or model_args.load_in_8bit) else "LoRA",
+        "r": model_args.lora_r, "alpha": model_args.lora_alpha, "dropout": model_args.lora_dropout,
+        "target_modules": model_args.lora_target_modules,
+    }  # fmt: skip
+
+
+def write_outputs(out: str | Path, record: dict[str, Any], recipe_text: str) -> None:
+    """The provenance JSON, the recipe copy and the card, each written atomically."""
+    out = Path(out)
+    atomic_write(out / PROVENANCE, json.dumps(record, indent=2, ensure_ascii=False, default=str).encode())
+    atomic_write(out / RECIPE_COPY, recipe_text.encode())
+    atomic_write(out / "README.md", model_card(record).encode())
+
+
+def dataset_link(dataset: dict[str, Any]) -> str:
+    name = dataset["name"]
+    if dataset.get("local"):
+        return f"`{name}` (local registry: `{dataset['path']}`; `hubtool push` it to the Hub to share it)"
+    return f"[{name}](https://huggingface.co/datasets/{name})"
+
+
+def model_card(record: dict[str, Any]) -> str:
+    """A Hub model card: YAML metadata the Hub indexes, then how the model was made and how to load it."""
+    import yaml
+
+    ds, model, peft, tr = record["dataset"], record["model"], record["peft"], record["training"]
+    tags = ["hubtool", "trl", record["trainer"], *(["lora"] if peft else [])]
+    meta = {
+        "base_model": model["base_model"], "datasets": [ds["name"]],
+        "library_name": "peft" if peft else "transformers", "pipeline_tag": "text-generation", "tags": tags,
+    }  # fmt: skip
+    rows = [
+        ("trainer", TRAINER_NAMES[record["trainer"]]),
+        ("dataset", f"{dataset_link(ds)}, split `{ds['split']}`, {ds['rows']} rows"),
+        ("dataset revision", f"`{ds.get('revision') or '-'}`, fingerprint `{ds.get('fingerprint') or '-'}`"),
+        ("base model", f"`{model['base_model']}` (loaded from `{model['path']}`)"),
+        ("recipe", f"`{record['recipe']['path']}` (sha256 `{record['recipe']['sha256'][:12]}`), copied to `{RECIPE_COPY}`"),
+        ("overrides", ", ".join(f"`{k}={v}`" for k, v in record["recipe"]["overrides"].items()) or "none"),
+        ("adapter", f"{peft['method']} r={peft['r']} alpha={peft['alpha']} dropout={peft['dropout']}" if peft else "none (full fine-tune)"),
+        ("steps", f"{tr['global_steps']} in {tr['seconds']:.0f} s ({tr['seconds_per_step']:.2f} s/step)"),
+        ("final train loss", f"{tr['train_loss']:.4f}" if tr.get("train_loss") is not None else "-"),
+    ]  # fmt: skip
+    if model.get("note"):
+        rows.append(("note", model["note"]))
+    table = "\n".join(f"| {k} | {v} |" for k, v in rows)
+    return (
+        f"---\n{yaml.safe_dump(meta, sort_keys=False)}---\n\n"
+        f"# {Path(record['output_dir']).name}\n\n"
+        f"A student model trained by hubtool on reasoning distilled from a teacher, with {TRAINER_NAMES[record['trainer']]}.\n\n"
+        f"| | |\n|---|---|\n{table}\n\n"
+        f"The full record (library versions, losses, every setting) is in `{PROVENANCE}`.\n\n"
+        f"## Use\n\n{_usage(record)}\n"
+    )
+
+
+def _usage(record: dict[str, Any]) -> str:
+    out = record["output_dir"]
+    if record["peft"]:
+        load = f'from peft import AutoPeftModelForCausalLM\nmodel = AutoPeftModelForCausalLM.from_pretrained("{out}")'
+    else:
+        load = f'from transformers import AutoModelForCausalLM\nmodel = AutoModelForCausalLM.from_pretrained("{out}")'
+    text = f"```python\n{load}\n```\n"
+    merged = record["outputs"].get("merged")
+    if merged:
+        text += (
+            f"\nFull merged weights (plain transformers, vLLM, lm-eval) are in `{merged}`:\n\n"
+            f"```bash\nlm_eval --model hf --model_args pretrained={merged} --tasks gsm8k\n```\n"
+        )
+    elif record["peft"]:
+        text += "\nRe-run the training with `--merge` for full weights that vLLM and lm-eval load directly.\n"
+    return text

@@ -1,0 +1,208 @@
+"""Recipes: TRL config YAML files, parsed by TRL's own parser, plus validated `--set key=value` overrides.
+
+A recipe is plain `ScriptArguments` + `SFTConfig` / `DPOConfig` + `ModelConfig` keys, so
+`trl sft --config RECIPE` runs it too. Which trainer a recipe wants comes from its folder
+(`recipes/<method>/`): `trl sft --config` hands every key it does not know to `accelerate launch`,
+which rejects it ("unrecognized arguments"), so a `trainer:` key would break TRL's own CLI.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from toolkit.errors import UserError, did_you_mean
+
+log = logging.getLogger(__name__)
+
+Trainer = Literal["sft", "dpo"]
+TRAINERS: tuple[Trainer, ...] = ("sft", "dpo")
+# recipes/<method>/ -> the trainer that method's data is made for (DESIGN.md, the methods table).
+METHOD_TRAINERS: dict[str, Trainer] = {
+    "cot": "sft",
+    "self-refine": "dpo",
+    "counterfactual": "sft",
+    "mixed": "sft",
+    "idea-mcts": "sft",
+    "sft": "sft",
+    "dpo": "dpo",
+}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A parsed recipe: TRL's three argument dataclasses, and what is needed to reproduce them."""
+
+    path: Path
+    trainer: Trainer
+    script: Any  # trl.ScriptArguments
+    training: Any  # trl.SFTConfig | trl.DPOConfig
+    model: Any  # trl.ModelConfig
+    text: str  # the file as read, for the provenance record
+    sha256: str
+    overrides: dict[str, str] = field(default_factory=dict)
+    adjustments: dict[str, Any] = field(default_factory=dict)  # what hubtool changed, e.g. for a CPU
+
+
+def trainer_for(path: str | Path, trainer: str | None = None) -> Trainer:
+    """The trainer named explicitly, else the one the recipe's folder (its method) stands for."""
+    if trainer is not None:
+        if trainer not in TRAINERS:
+            raise UserError(f"unknown trainer {trainer!r}; choose one of {', '.join(TRAINERS)}")
+        return trainer  # type: ignore[return-value]
+    folder = Path(path).resolve().parent.name
+    if folder in METHOD_TRAINERS:
+        return METHOD_TRAINERS[folder]
+    known = ", ".join(f"{m}/ ({t})" for m, t in METHOD_TRAINERS.items())
+    raise UserError(
+        f"cannot tell the trainer of {path} from its folder {folder!r}; put it in a method folder "
+        f"({known}) or pass --trainer sft|dpo"
+    )
+
+
+def read_recipe(path: str | Path) -> tuple[str, dict[str, Any]]:
+    """The recipe's text and its YAML mapping."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"recipe {path} does not exist; see recipes/*/README.md for the shipped ones")
+    text = path.read_text()
+    try:
+        config = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise UserError(f"recipe {path} is not valid YAML ({_one_line(e)}); fix the syntax") from None
+    if not isinstance(config, dict):
+        raise UserError(f"recipe {path} must be a YAML mapping of TRL config keys, got {type(config).__name__}")
+    return text, config
+
+
+def parse_overrides(items: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """`key=value` strings -> {key: value}; a later key wins."""
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key:
+            raise UserError(f"--set {item!r} is not KEY=VALUE; write e.g. --set max_steps=10")
+        out[key] = value
+    return out
+
+
+def load_recipe(
+    path: str | Path,
+    overrides: list[str] | tuple[str, ...] | dict[str, str] = (),
+    *,
+    output_dir: str | Path | None = None,
+    trainer: str | None = None,
+) -> Recipe:
+    """Parse a recipe and its overrides with TRL's parser; every error is a UserError, before any model loads."""
+    text, config = read_recipe(path)
+    kind = trainer_for(path, trainer)
+    sets = dict(overrides) if isinstance(overrides, dict) else parse_overrides(overrides)
+    if output_dir is not None:
+        sets["output_dir"] = str(output_dir)
+    parser = _parser(kind)
+    known = {a.dest for a in parser._actions} | {"env"}  # TrlParser consumes `env` itself
+    _check_keys(config, known, f"recipe {path}", f"it is not a TRL {kind.upper()} key")
+    _check_keys(sets, known, "--set", f"it is not a TRL {kind.upper()} key")
+    _check_values(parser, config, f"recipe {path}")
+    adjustments = _device_adjustments(config, sets)
+    argv = ["--config", str(path), *_argv(parser, {**sets, **adjustments})]
+    try:
+        script, training, model = parser.parse_args_and_config(argv)
+    except ValueError as e:  # raised by the dataclasses' __post_init__ checks and by TrlParser
+        raise UserError(f"recipe {path}: {_one_line(e)}") from None
+    _check_parsed(path, script, model)
+    return Recipe(
+        path=Path(path), trainer=kind, script=script, training=training, model=model, text=text,
+        sha256=hashlib.sha256(text.encode()).hexdigest(), overrides=sets, adjustments=adjustments,
+    )  # fmt: skip
+
+
+def _parser(kind: Trainer):
+    """TRL's parser for the trainer, with argparse's exit-on-error turned into a UserError."""
+    from trl import DPOConfig, ModelConfig, ScriptArguments, SFTConfig, TrlParser
+
+    config = SFTConfig if kind == "sft" else DPOConfig
+    parser = TrlParser((ScriptArguments, config, ModelConfig))
+
+    def error(message: str):
+        raise UserError(f"bad recipe value: {message}; fix it in the recipe or the --set")
+
+    parser.error = error  # argparse would print usage and exit; we want one line
+    return parser
+
+
+def _check_keys(keys, known: set[str], where: str, why: str) -> None:
+    for key in keys:
+        if key not in known:
+            raise UserError(f"{where}: unknown key {key!r}{did_you_mean(key, sorted(known))}; {why}")
+
+
+def _check_values(parser, config: dict[str, Any], where: str) -> None:
+    """Type-check the recipe's scalar values: argparse converts only string defaults, and never checks choices."""
+    actions = {a.dest: a for a in parser._actions}
+    for key, value in config.items():
+        action = actions.get(key)
+        if action is None or value is None or isinstance(value, (dict, list)):
+            continue
+        text = str(value)
+        try:
+            converted = action.type(text) if callable(action.type) else text
+        except (TypeError, ValueError):
+            kind = getattr(action.type, "__name__", "value")
+            raise UserError(f"{where}: {key}: {value!r} is not a valid {kind}; fix the value") from None
+        if action.choices and converted not in action.choices:
+            choices = ", ".join(map(str, action.choices))
+            raise UserError(f"{where}: {key}: {value!r} is not one of {choices}")
+
+
+def _argv(parser, values: dict[str, Any]) -> list[str]:
+    """Overrides as command-line tokens, so argparse converts and type-checks them like `trl sft --key v`."""
+    nargs = {a.dest: a.nargs for a in parser._actions}
+    argv: list[str] = []
+    for key, value in values.items():
+        argv.append(f"--{key}")
+        if nargs.get(key) in ("+", "*"):  # list-valued keys: --set lora_target_modules=q_proj,v_proj
+            argv.extend(v.strip() for v in str(value).split(",") if v.strip())
+        else:
+            argv.append(str(value))
+    return argv
+
+
+def _device_adjustments(config: dict[str, Any], sets: dict[str, str]) -> dict[str, str]:
+    """On a machine with no GPU: train on the CPU in fp32 unless the recipe insists on bf16."""
+    import torch
+
+    if torch.cuda.is_available() or _mps_available(torch):
+        return {}
+    chosen = {**config, **sets}
+    if str(chosen.get("load_in_4bit", "")).lower() == "true" or str(chosen.get("load_in_8bit", "")).lower() == "true":
+        raise UserError("load_in_4bit / load_in_8bit (QLoRA) need a CUDA GPU; on a CPU use a LoRA recipe, or --set load_in_4bit=false")
+    adjustments: dict[str, str] = {}
+    if str(chosen.get("use_cpu", "")).lower() != "true":
+        adjustments["use_cpu"] = "true"
+    if "bf16" not in chosen:  # TRL defaults bf16 to True; a CPU trains in fp32
+        adjustments["bf16"] = "false"
+    if adjustments:
+        log.warning("no GPU found: training on the CPU (%s)", ", ".join(f"{k}={v}" for k, v in adjustments.items()))
+    return adjustments
+
+
+def _mps_available(torch) -> bool:
+    return bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+
+
+def _check_parsed(path: str | Path, script, model) -> None:
+    if not script.dataset_name:
+        raise UserError(f"recipe {path} names no dataset_name; add one or pass --set dataset_name=ORG/NAME")
+    if not model.model_name_or_path:
+        raise UserError(f"recipe {path} names no model_name_or_path; add one or pass --set model_name_or_path=...")
+
+
+def _one_line(e: Exception) -> str:
+    return " ".join(str(e).split())

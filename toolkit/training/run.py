@@ -1,0 +1,125 @@
+"""One training run, top to bottom: data by name -> student -> TRL trainer -> weights + record + card.
+
+Everything that can be wrong with the input (recipe, overrides, dataset name, row format) fails
+before a model is loaded; the model is built the way TRL's own `sft.py` / `dpo.py` scripts build it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from toolkit import __version__
+from toolkit.training.data import TrainingData, load_training_data
+from toolkit.training.model import Student, merge_adapter, resolve_student
+from toolkit.training.provenance import dataset_record, peft_record, write_outputs
+from toolkit.training.recipe import Recipe
+
+log = logging.getLogger(__name__)
+MERGED = "merged"
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    output_dir: Path
+    merged_dir: Path | None
+    record: dict[str, Any]  # what OUT/hubtool_train.json holds
+
+
+def train(recipe: Recipe, *, merge: bool = False) -> TrainResult:
+    """Train `recipe`; write the weights (the adapter, for LoRA), the provenance record and the card to its output_dir.
+
+    `merge` also writes OUT/merged/: the adapter folded into the base, full weights plus tokenizer.
+    """
+    from toolkit.rundir import command_line, library_versions, now
+
+    script = recipe.script
+    data = load_training_data(script.dataset_name, recipe.trainer, split=script.dataset_train_split,
+                              config=script.dataset_config)  # fmt: skip
+    eval_data = None
+    if recipe.training.eval_strategy != "no":
+        eval_data = load_training_data(script.dataset_name, recipe.trainer, split=script.dataset_test_split)
+    student = resolve_student(recipe.model.model_name_or_path)
+    started = now()
+    trainer = build_trainer(recipe, data, student, eval_data)
+    loss_tokens = loss_token_stats(trainer.train_dataset) if recipe.trainer == "sft" else None
+    t0 = time.perf_counter()
+    output = trainer.train(resume_from_checkpoint=recipe.training.resume_from_checkpoint)
+    seconds = time.perf_counter() - t0
+    out = Path(recipe.training.output_dir)
+    trainer.save_model(str(out))
+    if not trainer.accelerator.is_main_process:
+        return TrainResult(out, None, {})
+    merged = _merge(out, student, recipe) if merge else None
+    record = {
+        "hubtool_version": __version__, "trainer": recipe.trainer, "command": command_line(),
+        "output_dir": str(out), "started_at": started, "finished_at": now(),
+        "recipe": {"path": str(recipe.path), "sha256": recipe.sha256, "overrides": recipe.overrides,
+                   "adjustments": recipe.adjustments},
+        "dataset": dataset_record(data),
+        "model": {"requested": student.requested, "path": student.path, "base_model": student.base_model,
+                  "revision": student.revision, "note": student.note},
+        "peft": peft_record(recipe.model),
+        "training": training_record(trainer, output, seconds, loss_tokens),
+        "outputs": {"adapter": bool(recipe.model.use_peft), "merged": str(merged) if merged else None},
+        "versions": library_versions(),
+    }  # fmt: skip
+    write_outputs(out, record, recipe.text)
+    if merged:
+        shutil.copy2(out / "README.md", merged / "README.md")
+    return TrainResult(out, merged, record)
+
+
+def build_trainer(recipe: Recipe, data: TrainingData, student: Student, eval_data: TrainingData | None = None):
+    """SFTTrainer or DPOTrainer, with the model, quantization and LoRA settings of TRL's own scripts."""
+    from trl import DPOTrainer, SFTTrainer, get_peft_config, get_quantization_config
+
+    m, args = recipe.model, recipe.training
+    init = {"revision": m.model_revision, "trust_remote_code": args.trust_remote_code,
+            "attn_implementation": m.attn_implementation, "dtype": m.dtype}  # fmt: skip
+    args.model_init_kwargs = {**init, **(args.model_init_kwargs or {})}
+    cls = SFTTrainer if recipe.trainer == "sft" else DPOTrainer
+    return cls(
+        model=student.path, args=args, train_dataset=data.dataset,
+        eval_dataset=eval_data.dataset if eval_data else None,
+        quantization_config=get_quantization_config(m), peft_config=get_peft_config(m),
+    )  # fmt: skip
+
+
+def loss_token_stats(dataset) -> dict[str, Any]:
+    """How many tokens carry the loss, from the labels TRL built: prompt tokens are -100 when only completions train."""
+    labels = dataset["labels"] if "labels" in dataset.column_names else None
+    if labels is None:
+        return {"completion_only": False, "trained_fraction": 1.0}
+    total = sum(len(row) for row in labels)
+    trained = sum(sum(1 for t in row if t != -100) for row in labels)
+    first_masked = all(row[0] == -100 for row in labels if row)
+    return {"completion_only": first_masked and trained < total, "trained_tokens": trained,
+            "total_tokens": total, "trained_fraction": round(trained / total, 4) if total else 0.0}  # fmt: skip
+
+
+def training_record(trainer, output, seconds: float, loss_tokens: dict | None) -> dict[str, Any]:
+    history = trainer.state.log_history
+    losses = [h["loss"] for h in history if "loss" in h]
+    finite = all(math.isfinite(x) for x in losses)
+    if not finite:
+        log.error("the training loss became non-finite (%s); lower learning_rate or check the data", losses)
+    steps = trainer.state.global_step
+    return {
+        "global_steps": steps, "seconds": round(seconds, 2),
+        "seconds_per_step": round(seconds / steps, 3) if steps else None,
+        "train_loss": output.training_loss, "losses": losses, "losses_finite": finite,
+        "loss_tokens": loss_tokens, "log_history": history,
+    }  # fmt: skip
+
+
+def _merge(out: Path, student: Student, recipe: Recipe) -> Path | None:
+    if not recipe.model.use_peft:
+        log.warning("--merge: %s is a full fine-tune, already full weights; nothing to merge", out)
+        return None
+    return merge_adapter(out, out / MERGED, base_path=student.path)
