@@ -103,8 +103,8 @@ class RunDir:
     def write_manifest(self, manifest: dict[str, Any]) -> None:
         atomic_write(self.path / MANIFEST, json.dumps(manifest, indent=2, ensure_ascii=False).encode())
 
-    def finish(self, rows: Sequence[dict], schema, manifest: dict[str, Any], failed: Sequence[dict]) -> None:
-        """Write data, failures, the final manifest and the card; each file atomically."""
+    def finish(self, rows: Sequence[dict], schema, manifest: dict[str, Any], failed: Sequence[dict]) -> dict[str, Any]:
+        """Write data, failures, the final manifest and the card, each atomically; return the manifest."""
         import io
 
         import pyarrow as pa
@@ -115,10 +115,12 @@ class RunDir:
         atomic_write(self.path / DATA_FILE, buf.getvalue())
         lines = "".join(json.dumps(f, ensure_ascii=False) + "\n" for f in failed)
         atomic_write(self.path / FAILED, lines.encode())
-        self.write_manifest({**manifest, "status": "complete", "finished_at": now()})
+        final = {**manifest, "rows": len(rows), "status": "complete", "finished_at": now()}
+        self.write_manifest(final)
         from toolkit.cards import write_card
 
         write_card(self.path)
+        return final
 
 
 def _short(value: Any) -> str:

@@ -12,11 +12,15 @@ and raised limits keep ids. `datasets` and `reasoning_gym` are imported only whe
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import math
 import os
 import re
+import subprocess
+import sys
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -529,23 +533,14 @@ def _read_parquet(path: Path) -> list[Any]:
 
 
 def _load_gym(spec: str, task: str, split: str, limit: int | None, seed: int) -> LoadedSource:
-    import reasoning_gym
-    from reasoning_gym.factory import DATASETS
-
-    if task not in DATASETS:
-        raise UserError(
-            f"unknown reasoning-gym task {task!r}{did_you_mean(task, list(DATASETS))}; "
-            f"known: {', '.join(sorted(DATASETS))}"
-        )
     if split not in GYM_SPLIT_OFFSETS:
         raise UserError(f"gym sources have no split {split!r}; available: {', '.join(GYM_SPLIT_OFFSETS)}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise UserError(f"seed must be a non-negative integer, got {seed!r}")
+    made = _GYM_WORKER.generate(task, seed + GYM_SPLIT_OFFSETS[split], limit or GYM_BLOCK)
     where = _Where(spec, f"gym:{task}", f"seed={seed}", split, limit)
-    entries = _gym_entries(reasoning_gym, task, seed + GYM_SPLIT_OFFSETS[split], limit or GYM_BLOCK)
-    problems = [_gym_problem(task, seed, i, entry, where) for i, entry in enumerate(entries)]
+    problems = [_gym_problem(task, seed, i, entry, where) for i, entry in enumerate(made["entries"])]
     types = {p.answer_type for p in problems}
-    category = DATASETS[task][0].__module__.split(".")[1]  # reasoning_gym.<category>.<module>
     return LoadedSource(
         SourceInfo(
             spec=spec,
@@ -557,7 +552,7 @@ def _load_gym(spec: str, task: str, split: str, limit: int | None, seed: int) ->
             revision=None,
             license="apache-2.0",
             answer_type=types.pop() if len(types) == 1 else "label",
-            task_category=f"reasoning-gym {category}",
+            task_category=f"reasoning-gym {made['category']}",
             citation=GYM_CITATION,
             url=GYM_URL,
         ),
@@ -565,7 +560,96 @@ def _load_gym(spec: str, task: str, split: str, limit: int | None, seed: int) ->
     )
 
 
-def _gym_entries(reasoning_gym: Any, task: str, base_seed: int, count: int) -> Iterator[dict[str, Any]]:
+class _GymWorker:
+    """Runs reasoning-gym under PYTHONHASHSEED=0, so a task's items are the same in every process.
+
+    Some gym tasks iterate over sets of strings (isomorphic_strings, ransom_note, word_ladder, ...),
+    whose order follows the per-process hash seed: generated here, their questions would change from
+    run to run, and a resumed build would miss its teacher cache. Unless this process already runs
+    with hash randomization off, one child Python does the generating, started once and reused.
+    """
+
+    def __init__(self) -> None:
+        self._proc: subprocess.Popen[str] | None = None
+        self._lock = threading.Lock()
+
+    def generate(self, task: str, base_seed: int, count: int) -> dict[str, Any]:
+        request = {"task": task, "base_seed": base_seed, "count": count}
+        if sys.flags.hash_randomization == 0:
+            return _gym_generate(**request)
+        with self._lock:
+            proc = self._start()
+            assert proc.stdin is not None and proc.stdout is not None
+            proc.stdin.write(json.dumps(request) + "\n")
+            proc.stdin.flush()
+            line = proc.stdout.readline()
+        if not line:
+            raise RuntimeError("the reasoning-gym worker process died; its error is on stderr above")
+        reply = json.loads(line)
+        if "error" in reply:
+            raise UserError(reply["error"])
+        if "bug" in reply:
+            raise RuntimeError(f"reasoning-gym failed in the worker process:\n{reply['bug']}")
+        return reply["ok"]
+
+    def _start(self) -> subprocess.Popen[str]:
+        if self._proc is None or self._proc.poll() is not None:
+            root = str(Path(__file__).resolve().parents[1])  # the child imports this very toolkit
+            path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
+            self._proc = subprocess.Popen(
+                [sys.executable, "-c", "from toolkit.sources import _gym_serve; _gym_serve()"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+                encoding="utf-8",
+                env={**os.environ, "PYTHONHASHSEED": "0", "PYTHONPATH": path},
+            )
+            atexit.register(self._stop, self._proc)
+        return self._proc
+
+    @staticmethod
+    def _stop(proc: subprocess.Popen[str]) -> None:
+        if proc.poll() is None and proc.stdin is not None:
+            proc.stdin.close()  # the worker's read loop ends and it exits
+            proc.wait(timeout=10)
+
+
+_GYM_WORKER = _GymWorker()
+
+
+def _gym_serve() -> None:
+    """The worker's main loop: one JSON request per stdin line, one JSON reply per stdout line."""
+    import traceback
+
+    replies, sys.stdout = sys.stdout, sys.stderr  # a task that prints must not corrupt the replies
+    for line in sys.stdin:
+        try:
+            reply = {"ok": _gym_generate(**json.loads(line))}
+        except UserError as e:
+            reply = {"error": str(e)}
+        except Exception:  # a bug: its traceback travels back to the parent
+            reply = {"bug": traceback.format_exc()}
+        replies.write(json.dumps(reply) + "\n")
+        replies.flush()
+
+
+def _gym_generate(task: str, base_seed: int, count: int) -> dict[str, Any]:
+    """Entries 0..count-1 of a task as JSON-ready dicts, plus the task's category."""
+    import reasoning_gym
+    from reasoning_gym.factory import DATASETS
+
+    if task not in DATASETS:
+        known = ", ".join(sorted(DATASETS))
+        raise UserError(f"unknown reasoning-gym task {task!r}{did_you_mean(task, list(DATASETS))}; known: {known}")
+    entries = [
+        {"question": str(e["question"]), "answer": e.get("answer"), "metadata": _jsonable(e.get("metadata") or {})}
+        for e in _gym_entries(reasoning_gym, task, base_seed, count)
+    ]
+    category = DATASETS[task][0].__module__.split(".")[1]  # reasoning_gym.<category>.<module>
+    return {"category": category, "entries": entries}
+
+
+def _gym_entries(reasoning_gym: Any, task: str, base_seed: int, count: int) -> Iterator[Mapping[str, Any]]:
     """Entries 0..count-1, each independent of `count`.
 
     reasoning-gym does not promise that: some tasks build their items up front from the dataset
@@ -588,9 +672,7 @@ def _create_gym(reasoning_gym: Any, task: str, seed: int) -> Any:
     try:
         return reasoning_gym.create_dataset(task, seed=seed, size=GYM_BLOCK)
     except (AssertionError, TypeError, ValueError) as e:
-        raise UserError(
-            f"reasoning-gym can't build {task!r} with its default settings ({e}); pick another task"
-        ) from None
+        raise UserError(f"reasoning-gym can't build {task!r} with its default settings ({e}); pick another task") from None
 
 
 @contextmanager

@@ -109,8 +109,7 @@ def build_dataset(
         elapsed_s=round(result.elapsed, 2),
         **result.extra,
     )  # fmt: skip
-    run.finish(result.rows, result.schema, manifest, result.failed)
-    return manifest
+    return run.finish(result.rows, result.schema, manifest, result.failed)
 
 
 def _template_text(options: Any) -> str | None:

@@ -24,6 +24,7 @@ from toolkit.teachers.base import CallFailure, Completion, Request, SamplingPara
 from toolkit.teachers.cache import CachedTeacher
 
 TEMPLATE = "cot"
+COUNTS = ("problems", "samples", "correct", "kept", "failed", "solved_problems")
 ANSWER_HINTS = {"number": "<number>", "option": "<letter>", "yesno": "yes or no", "label": "<label>"}
 
 
@@ -88,6 +89,7 @@ def build(problems: Sequence[Problem], teacher: CachedTeacher, options: CoTOptio
     if options.samples < 1:
         raise UserError("--samples must be at least 1")
     result = BuildResult(schema=sft_schema())
+    result.counts.update(dict.fromkeys(COUNTS, 0))  # every count present, zeros included
     progress = Progress(len(problems), "cot")
     try:
         for chunk in chunked(problems, 64):

@@ -1,7 +1,48 @@
-"""`hubtool` commands: train."""
+"""`hubtool train RECIPE`: a TRL recipe, a dataset by name, a student out."""
 
 from __future__ import annotations
 
-import click  # noqa: F401
+import click
 
-from toolkit.cli.app import main  # noqa: F401
+from toolkit.cli.app import main
+
+
+@main.command("train")
+@click.argument("recipe", type=click.Path(dir_okay=False))
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Override a recipe key (any TRL SFT/DPO/model key); unknown keys and bad values fail before any model loads.")
+@click.option("--output-dir", type=click.Path(file_okay=False),
+              help="Where the weights, hubtool_train.json and the model card go (default: the recipe's output_dir).")
+@click.option("--merge", is_flag=True,
+              help="Also write OUT/merged/: the LoRA adapter folded into the base, full weights + tokenizer.")
+@click.option("--trainer", type=click.Choice(["sft", "dpo"]),
+              help="For a recipe outside recipes/<method>/; default: the method folder's trainer (cot: sft, self-refine: dpo).")
+def train(recipe: str, sets: tuple[str, ...], output_dir: str | None, merge: bool, trainer: str | None) -> None:
+    """Train a student with a TRL recipe on a dataset named by dataset_name.
+
+    The name resolves like everywhere else in hubtool: a local folder, then the local registry, then
+    the Hub. Completions only carry the loss (conversational prompt-completion rows); LoRA recipes
+    save the adapter. The output folder gets a provenance record and a model card.
+
+    \b
+    hubtool train recipes/cot/smollm2-135m-lora.yaml --set dataset_name=me/cot --output-dir out/cot-student
+    hubtool train recipes/self-refine/dpo-lora.yaml --set model_name_or_path=out/cot-student \\
+        --set dataset_name=me/self-refine --output-dir out/dpo-student --merge
+    """
+    from toolkit.training import load_recipe
+    from toolkit.training import train as run
+
+    result = run(load_recipe(recipe, sets, output_dir=output_dir, trainer=trainer), merge=merge)
+    if result.record:  # empty on the non-main processes of a multi-GPU run
+        click.echo(summary_line(result.record))
+
+
+def summary_line(record: dict) -> str:
+    t, ds = record["training"], record["dataset"]
+    loss = f"{t['train_loss']:.4f}" if t.get("train_loss") is not None else "-"
+    merged = f" (merged: {record['outputs']['merged']})" if record["outputs"].get("merged") else ""
+    speed = f"{t['seconds_per_step']:.2f} s/step" if t.get("seconds_per_step") else "no steps"
+    return (
+        f"{record['trainer']}: {t['global_steps']} steps in {t['seconds']:.1f}s ({speed}), train loss {loss}, "
+        f"on {ds['name']} ({ds['rows']} rows) -> {record['output_dir']}{merged}"
+    )

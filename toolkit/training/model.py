@@ -40,6 +40,10 @@ def resolve_student(name: str) -> Student:
     """Resolve `name` to something `from_pretrained` loads as a full model (see module doc)."""
     adapter = Path(name).expanduser()
     if (adapter / "adapter_config.json").is_file() and not (adapter / "config.json").is_file():
+        if (adapter / "merged" / "config.json").is_file():  # trained with --merge: use those weights
+            merged = adapter / "merged"
+            base = recorded_base(adapter) or str(merged)
+            return Student(name, str(merged), base, model_revision(str(merged)), f"using {merged}")
         return _merged_student(adapter)
     embedded = _embedded_fallback(name)
     if embedded is not None:

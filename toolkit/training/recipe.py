@@ -107,8 +107,8 @@ def load_recipe(
         sets["output_dir"] = str(output_dir)
     parser = _parser(kind)
     known = {a.dest for a in parser._actions} | {"env"}  # TrlParser consumes `env` itself
-    _check_keys(config, known, f"recipe {path}", f"it is not a TRL {kind.upper()} key")
-    _check_keys(sets, known, "--set", f"it is not a TRL {kind.upper()} key")
+    _check_keys(config, known, f"recipe {path}", kind)
+    _check_keys(sets, known, "--set", kind)
     _check_values(parser, config, f"recipe {path}")
     adjustments = _device_adjustments(config, sets)
     argv = ["--config", str(path), *_argv(parser, {**sets, **adjustments})]
@@ -131,16 +131,23 @@ def _parser(kind: Trainer):
     parser = TrlParser((ScriptArguments, config, ModelConfig))
 
     def error(message: str):
-        raise UserError(f"bad recipe value: {message}; fix it in the recipe or the --set")
+        message = message.removeprefix("argument ").rstrip(".")
+        raise UserError(f"bad recipe value for {message}; fix it in the recipe or the --set")
 
     parser.error = error  # argparse would print usage and exit; we want one line
     return parser
 
 
-def _check_keys(keys, known: set[str], where: str, why: str) -> None:
+def _check_keys(keys, known: set[str], where: str, kind: Trainer) -> None:
     for key in keys:
-        if key not in known:
-            raise UserError(f"{where}: unknown key {key!r}{did_you_mean(key, sorted(known))}; {why}")
+        if key in known:
+            continue
+        other: Trainer = "dpo" if kind == "sft" else "sft"
+        if key in {a.dest for a in _parser(other)._actions}:
+            why = f"it is a {other.upper()} key, and this recipe trains with {kind.upper()}"
+        else:
+            why = f"it is not a TRL {kind.upper()} or model key"
+        raise UserError(f"{where}: unknown key {key!r}{did_you_mean(key, sorted(known))}; {why}")
 
 
 def _check_values(parser, config: dict[str, Any], where: str) -> None:

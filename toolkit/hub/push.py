@@ -1,0 +1,95 @@
+"""`push`: publish a finished build as `org/name`, to the local registry or to the Hub."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from toolkit.errors import UserError
+from toolkit.hub.names import validate_repo_id
+from toolkit.rundir import DATA_FILE, MANIFEST, read_manifest
+
+_LICENSE = re.compile(r"[a-z0-9][a-z0-9.+-]*")
+
+
+@dataclass(frozen=True, slots=True)
+class PushResult:
+    name: str
+    target: Literal["local", "hub"]
+    location: str  # registry folder, or the Hub URL
+    version: str  # registry version id, or the Hub commit sha
+    revision: str | None
+    rows: int
+    changed: bool
+
+    def summary(self) -> str:
+        where = "the local registry" if self.target == "local" else "the Hub"
+        branch = f" (branch {self.revision})" if self.revision else ""
+        state = f"{self.rows} rows" if self.changed else f"unchanged, {self.rows} rows"
+        return f"pushed {self.name} to {where}{branch}: {state}, version {self.version[:12]} -> {self.location}"
+
+
+def push(run_dir: str | Path, name: str, *, hub: bool = False, private: bool = False, revision: str | None = None,
+         license: str | None = None) -> PushResult:  # fmt: skip
+    """Publish the build in `run_dir` as `name`: the local registry, or the Hub with `hub=True`.
+
+    The card is re-rendered for `name`; the run directory itself is never modified."""
+    validate_repo_id(name)
+    run_dir = Path(run_dir)
+    manifest = check_build(run_dir)
+    if license is not None and not _LICENSE.fullmatch(license):
+        raise UserError(f"--license {license!r} is not a license id; use a Hub id such as apache-2.0, mit, cc-by-4.0")
+    rows = _row_count(run_dir)
+    if hub:
+        return _push_hub(run_dir, name, manifest, rows, private=private, revision=revision, license=license)
+    if private or revision:
+        raise UserError("--private and --revision apply to --hub pushes; the local registry keeps one version per name")
+    return _push_local(run_dir, name, rows, license)
+
+
+def check_build(run_dir: Path) -> dict[str, Any]:
+    """The manifest of a finished build, or a UserError saying why `run_dir` is not one."""
+    if not run_dir.is_dir():
+        raise UserError(f"{run_dir} is not a directory; give the --out folder of a finished `hubtool build-dataset`")
+    manifest = read_manifest(run_dir)
+    if manifest.get("status") != "complete":
+        raise UserError(
+            f"{run_dir} holds an unfinished build (status {manifest.get('status')!r}); "
+            f"finish it by re-running: {manifest.get('command') or 'its build command'}"
+        )
+    if not (run_dir / DATA_FILE).is_file():
+        raise UserError(f"{run_dir / DATA_FILE} is missing; re-run the build: {manifest.get('command')}")
+    return manifest
+
+
+def _push_local(run_dir: Path, name: str, rows: int, license: str | None) -> PushResult:
+    from toolkit.cards import render_card
+    from toolkit.hub import registry
+
+    old = registry.current(name)
+    existing = (old.path / "README.md").read_text(encoding="utf-8") if old and (old.path / "README.md").exists() else None
+    card = render_card(run_dir, repo_id=name, license=license, existing=existing)
+    files = {"README.md": card.encode(), "manifest.json": run_dir / MANIFEST, DATA_FILE: run_dir / DATA_FILE}
+    entry, changed = registry.publish(name, files)
+    return PushResult(name, "local", str(registry.entry_link(name)), entry.version, None, rows, changed)
+
+
+def _push_hub(run_dir: Path, name: str, manifest: dict[str, Any], rows: int, *, private: bool,
+              revision: str | None, license: str | None) -> PushResult:  # fmt: skip
+    from toolkit.hub.remote import endpoint, push_to_hub
+
+    teacher = manifest.get("teacher_identity") or manifest.get("teacher")
+    message = f"hubtool: {manifest.get('method')} build, teacher {teacher}, {rows} rows"
+    description = f"Rebuild with:\n\n    {manifest.get('command')}\n"
+    sha, changed = push_to_hub(run_dir, name, private=private, revision=revision, license=license,
+                               message=message, description=description)  # fmt: skip
+    url = f"{endpoint()}/datasets/{name}" + (f"/tree/{revision}" if revision else "")
+    return PushResult(name, "hub", url, sha, revision, rows, changed)
+
+
+def _row_count(run_dir: Path) -> int:
+    import pyarrow.parquet as pq
+
+    return pq.read_metadata(run_dir / DATA_FILE).num_rows
