@@ -3,27 +3,27 @@
 It serves exactly what the real `huggingface_hub` (2.4) and `datasets` (5.2) clients call for
 hubtool's push and load-by-name, so those clients run unmodified against it (`HF_ENDPOINT`):
 
-    POST /api/repos/create                              create_repo (409 when it exists)
+    POST /api/repos/create                              create_repo (409 + the repo url when it exists)
     POST /api/validate-yaml                             create_commit's README check (always valid)
     GET  /api/datasets/ORG/NAME[/revision/REV]          repo_info / dataset_info (sha, siblings, cardData)
     POST /api/datasets/ORG/NAME/preupload/REV           upload modes: always "regular" (+ the remote git oid,
                                                         so unchanged files are skipped as on the Hub)
     POST /api/datasets/ORG/NAME/commit/REV              ndjson commits: header, file (base64), deletedFile
     POST /api/datasets/ORG/NAME/branch/BRANCH           create_branch (from main's head, or startingPoint)
-    GET  /api/datasets/ORG/NAME/refs                    list_repo_refs
     GET  /api/datasets/ORG/NAME/tree/REV[/PATH]         list_repo_tree (?recursive=1), one page
-    POST /api/datasets/ORG/NAME/paths-info/REV          get_paths_info
     HEAD/GET /datasets/ORG/NAME/resolve/REV/PATH        file download (X-Repo-Commit, ETag, Content-Length)
 
+Any other request gets a 404 (e.g. the client's best-effort `GET /api/agent-harnesses`).
 Auth as on the Hub: `Authorization: Bearer TOKEN`; writes need a known token whose user owns the
 namespace (else 401 / 403); a private repo is invisible (401 RepoNotFound) without such a token.
 Errors carry the Hub's `X-Error-Code` / `X-Error-Message` headers, so the client raises its own
 typed errors (RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError, ...).
 `fail_next(pattern, status)` makes the next matching request fail (429, 500, ...).
 
-Not covered: LFS and Xet uploads (every file goes the "regular" base64 path, which the real Hub
-uses for small text files), pull requests, copies, tags, pagination, gated repos, models/spaces,
-the datasets-server (viewer/parquet conversion) and the web UI. State lives in memory only.
+Not covered: LFS and Xet uploads (every file takes the "regular" base64 path; the real Hub sends
+binary files such as parquet through LFS/Xet, which needs its storage backend), pull requests,
+refs listing, paths-info, copies, tags, pagination, gated repos, model/space repos, the
+datasets-server (viewer, parquet conversion) and the web UI. State lives in memory only.
 """
 
 from __future__ import annotations
@@ -61,7 +61,9 @@ class Repo:
 
     def commit(self, branch: str, files: dict[str, bytes], message: str) -> Commit:
         parent = self.refs.get(branch)
-        blob = json.dumps([parent, message, sorted((p, git_oid(d)) for p, d in files.items()), time.time_ns()])
+        blob = json.dumps(
+            [parent, message, sorted((p, git_oid(d)) for p, d in files.items()), time.time_ns()]
+        )
         sha = hashlib.sha1(blob.encode()).hexdigest()
         self.commits[sha] = Commit(sha, files, message, parent)
         self.refs[branch] = sha
@@ -73,9 +75,9 @@ class Repo:
 
 
 class HubError(Exception):
-    def __init__(self, status: int, message: str, code: str | None = None) -> None:
+    def __init__(self, status: int, message: str, code: str | None = None, **body) -> None:
         super().__init__(message)
-        self.status, self.message, self.code = status, message, code
+        self.status, self.message, self.code, self.body = status, message, code, body
 
 
 class FakeHub:
@@ -163,9 +165,11 @@ def _create(hub: FakeHub, user, m, query, body, method):
         raise HubError(400, "this stand-in serves dataset repos only")
     hub._check_write(repo_id, user)
     if repo_id in hub.repos:
-        raise HubError(409, "You already created this dataset repo")
+        raise HubError(409, "You already created this dataset repo", url=f"{hub.endpoint}/datasets/{repo_id}")
     repo = hub.repos[repo_id] = Repo(repo_id, private=payload.get("visibility") == "private")
-    repo.commit("main", {".gitattributes": b"*.parquet filter=lfs diff=lfs merge=lfs -text\n"}, "initial commit")
+    repo.commit(
+        "main", {".gitattributes": b"*.parquet filter=lfs diff=lfs merge=lfs -text\n"}, "initial commit"
+    )
     return _json({"url": f"{hub.endpoint}/datasets/{repo_id}", "name": repo_id})
 
 
@@ -239,12 +243,6 @@ def _branch(hub: FakeHub, user, m, query, body, method):
     return _json({})
 
 
-def _refs(hub: FakeHub, user, m, query, body, method):
-    repo = hub._repo(m["repo"], user)
-    branches = [{"name": b, "ref": f"refs/heads/{b}", "targetCommit": sha} for b, sha in repo.refs.items()]
-    return _json({"branches": branches, "tags": [], "converts": []})
-
-
 def _entry(path: str, data: bytes | None) -> dict:
     if data is None:
         return {"type": "directory", "oid": git_oid(path.encode()), "size": 0, "path": path}
@@ -275,21 +273,6 @@ def _tree(hub: FakeHub, user, m, query, body, method):
     return _json(list(entries.values()))
 
 
-def _paths_info(hub: FakeHub, user, m, query, body, method):
-    repo = hub._repo(m["repo"], user)
-    commit = hub._commit_at(repo, unquote(m["rev"]))
-    form = parse_qs(body.decode()) if body and not body.startswith(b"{") else {}
-    paths = form.get("paths") or (json.loads(body).get("paths", []) if body.startswith(b"{") else [])
-    out = []
-    for p in paths:
-        p = p.strip("/")
-        if p in commit.files:
-            out.append(_entry(p, commit.files[p]))
-        elif any(f.startswith(p + "/") for f in commit.files):
-            out.append(_entry(p, None))
-    return _json(out)
-
-
 def _resolve(hub: FakeHub, user, m, query, body, method):
     repo = hub._repo(m["repo"], user)
     commit = hub._commit_at(repo, unquote(m["rev"]))
@@ -297,7 +280,11 @@ def _resolve(hub: FakeHub, user, m, query, body, method):
     if path not in commit.files:
         raise HubError(404, f"{path} does not exist at {commit.sha}", "EntryNotFound")
     data = commit.files[path]
-    headers = {"X-Repo-Commit": commit.sha, "ETag": f'"{git_oid(data)}"', "Content-Type": "application/octet-stream"}
+    headers = {
+        "X-Repo-Commit": commit.sha,
+        "ETag": f'"{git_oid(data)}"',
+        "Content-Type": "application/octet-stream",
+    }
     return 200, headers, data
 
 
@@ -309,9 +296,7 @@ ROUTES = [
     (("POST",), rf"/api/datasets/{_REPO}/preupload/(?P<rev>[^/]+)", _preupload),
     (("POST",), rf"/api/datasets/{_REPO}/commit/(?P<rev>[^/]+)", _commit),
     (("POST",), rf"/api/datasets/{_REPO}/branch/(?P<branch>[^/]+)", _branch),
-    (("GET",), rf"/api/datasets/{_REPO}/refs", _refs),
     (("GET",), rf"/api/datasets/{_REPO}/tree/(?P<rev>[^/]+)(?:/(?P<path>.*))?", _tree),
-    (("POST",), rf"/api/datasets/{_REPO}/paths-info/(?P<rev>[^/]+)", _paths_info),
     (("GET", "HEAD"), rf"/datasets/{_REPO}/resolve/(?P<rev>[^/]+)/(?P<path>.+)", _resolve),
 ]
 
@@ -319,6 +304,7 @@ ROUTES = [
 def _handler_for(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body in separate writes: no 40 ms delayed-ACK stalls
 
         def _serve(self, method: str) -> None:
             url = urlsplit(self.path)
@@ -326,7 +312,7 @@ def _handler_for(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
             try:
                 status, headers, data = hub.handle(method, url.path, parse_qs(url.query), self.headers, body)
             except HubError as e:
-                status, data = e.status, json.dumps({"error": e.message}).encode()
+                status, data = e.status, json.dumps({"error": e.message, **e.body}).encode()
                 headers = {"Content-Type": "application/json", "X-Error-Message": e.message}
                 if e.code:
                     headers["X-Error-Code"] = e.code

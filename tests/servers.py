@@ -63,12 +63,13 @@ def stop(proc: subprocess.Popen) -> None:
 
 @contextlib.contextmanager
 def transformers_server(
-    model_path: str, *, continuous_batching: bool = False, timeout: float = 180.0
+    model_path: str, *, continuous_batching: bool = False, threads: int | None = None, timeout: float = 180.0
 ) -> Iterator[str]:
     """Start `transformers serve MODEL_PATH` offline on 127.0.0.1; yield its base URL (…/v1).
 
     Without continuous batching requests run one at a time and honour per-request sampling
     settings; with it they are batched, but the sampling settings of the first request stick.
+    `threads` caps torch's CPU threads (OMP_NUM_THREADS); on a shared CPU 1 beats oversubscription.
     """
     port = free_port()
     cmd = [sys.executable, "-m", "transformers.cli.transformers", "serve", model_path]
@@ -76,6 +77,8 @@ def transformers_server(
     if continuous_batching:
         cmd.append("--continuous-batching")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
     fd, name = tempfile.mkstemp(prefix="transformers-serve-", suffix=".log")
     log_path = Path(name)
     with os.fdopen(fd, "w") as log_file:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.errors import UserError
-from toolkit.rundir import DATA_FILE, MANIFEST, atomic_write, read_manifest
+from toolkit.rundir import DATA_FILE, atomic_write, read_manifest
 
 CARDS_DIR = Path(__file__).resolve().parent.parent / "dataset_cards"
 DATA_GLOB = "data/train-*"
@@ -80,7 +80,13 @@ def card_metadata(manifest: dict[str, Any], n_rows: int, name: str, license: str
         "task_categories": TASK_CATEGORIES.get(row_kind(manifest), ["text-generation"]),
         "size_categories": [size_category(n_rows)],
         "source_datasets": [source_description(manifest.get("source") or {})],
-        "tags": ["synthetic", "distillation", "hubtool", method, *(methods().get(method) or {}).get("tags", [])],
+        "tags": [
+            "synthetic",
+            "distillation",
+            "hubtool",
+            method,
+            *(methods().get(method) or {}).get("tags", []),
+        ],
         "configs": [{"config_name": "default", "data_files": [{"split": "train", "path": DATA_GLOB}]}],
     }
 
@@ -105,7 +111,9 @@ def parse_metadata(card_text: str) -> dict[str, Any]:
     try:
         data = yaml.safe_load(m.group(1))
     except yaml.YAMLError as e:
-        raise UserError(f"the existing card's YAML metadata is invalid ({str(e).splitlines()[0]}); fix it first") from None
+        raise UserError(
+            f"the existing card's YAML metadata is invalid ({str(e).splitlines()[0]}); fix it first"
+        ) from None
     return data if isinstance(data, dict) else {}
 
 
@@ -132,35 +140,51 @@ def license_info(manifest: dict[str, Any], override: str | None) -> dict[str, st
 
 
 # -- the body ---------------------------------------------------------------------------------
-def card_context(manifest: dict[str, Any], name: str, n_rows: int, samples: list[dict], kept_tokens: int,
+def card_context(manifest: dict[str, Any], name: str, n_rows: int, samples: list[dict], kept_tokens: int | None,
                  lic: dict) -> dict[str, Any]:  # fmt: skip
     from toolkit import __version__
 
     method = manifest.get("method", "unknown")
-    config = manifest.get("config") or {}
-    counts = manifest.get("counts") or {}
+    config = _Loose(manifest.get("config") or {})
+    counts = _Counts(manifest.get("counts") or {})
     n_samples = counts.get("samples", 0)
     recipe = (manifest.get("row_format") or {}).get("recipe")
     return {
         "kind": row_kind(manifest), "name": name, "n_rows": n_rows, "method": method,
-        "method_info": methods().get(method), "source": manifest.get("source") or {},
+        "method_info": methods().get(method), "source": _Loose(manifest.get("source") or {}),
         "source_desc": source_description(manifest.get("source") or {}),
-        "teacher": manifest.get("teacher_info") or {"model": manifest.get("teacher")},
+        "teacher": _Loose(manifest.get("teacher_info") or {"model": _teacher_model(manifest)}),
         "teacher_identity": manifest.get("teacher_identity") or manifest.get("teacher"),
         "teacher_origin": _teacher_origin(manifest),
         "template": manifest.get("prompt_template"), "template_name": config.get("template"),
-        "sampling": config.get("sampling") or {}, "config": config, "counts": counts,
+        "sampling": _Loose(config.get("sampling") or {}), "config": config, "counts": counts,
         "accuracy": counts.get("correct", 0) / n_samples if n_samples else None,
-        "dropped": max(n_samples - counts.get("kept", 0), 0), "usage": manifest.get("usage") or {},
+        "dropped": max(n_samples - counts.get("kept", 0), 0), "usage": _Counts(manifest.get("usage") or {}),
         "kept_tokens": kept_tokens, "versions": manifest.get("versions") or {}, "command": manifest.get("command"),
         "finished_at": manifest.get("finished_at"), "elapsed_s": manifest.get("elapsed_s"),
-        "row_format": manifest.get("row_format") or {}, "recipe": recipe, "samples": samples,
+        "row_format": _Loose(manifest.get("row_format") or {}), "recipe": recipe, "samples": samples,
         "license": lic, "hubtool_version": manifest.get("hubtool_version", __version__),
     }  # fmt: skip
 
 
+class _Loose(dict):
+    """A manifest entry whose missing keys read as None in templates (manifests vary by method)."""
+
+    def __missing__(self, key: str) -> Any:
+        return None
+
+
+class _Counts(dict):
+    """Counts whose missing keys read as 0."""
+
+    def __missing__(self, key: str) -> int:
+        return 0
+
+
 def _teacher_model(manifest: dict[str, Any]) -> str:
-    return (manifest.get("teacher_info") or {}).get("model") or str(manifest.get("teacher", "")).partition(":")[2]
+    return (manifest.get("teacher_info") or {}).get("model") or str(manifest.get("teacher", "")).partition(
+        ":"
+    )[2]
 
 
 def _teacher_origin(manifest: dict[str, Any]) -> str | None:
@@ -179,16 +203,20 @@ def methods() -> dict[str, dict[str, str]]:
     return yaml.safe_load((CARDS_DIR / "methods.yaml").read_text())
 
 
-def _read_rows(path: Path) -> tuple[int, list[dict], int]:
-    """Row count, the first rows (long texts truncated) and the completion tokens of all rows."""
-    import pyarrow.parquet as pq
+def _read_rows(path: Path) -> tuple[int, list[dict], int | None]:
+    """Row count, the first rows (long texts truncated) and the completion tokens of all rows
+    (None when the rows carry no `num_tokens`)."""
+    import pyarrow.parquet as pq  # ParquetFile, not read_table: no pyarrow.dataset import (~1 s)
 
     if not path.exists():
         raise UserError(f"{path} is missing; the build did not finish — re-run its command")
-    table = pq.read_table(path)
-    tokens = sum(t or 0 for t in table.column("num_tokens").to_pylist()) if "num_tokens" in table.column_names else 0
-    rows = [_truncate(r) for r in table.slice(0, SAMPLE_ROWS).to_pylist()]
-    return table.num_rows, rows, tokens
+    pf = pq.ParquetFile(path)
+    first = next(pf.iter_batches(batch_size=SAMPLE_ROWS), None)
+    rows = [_truncate(r) for r in first.to_pylist()] if first is not None else []
+    tokens = None
+    if "num_tokens" in pf.schema_arrow.names:
+        tokens = sum(t or 0 for t in pf.read(columns=["num_tokens"]).column(0).to_pylist())
+    return pf.metadata.num_rows, rows, tokens
 
 
 def _truncate(value: Any) -> Any:

@@ -1,9 +1,10 @@
-"""The known benchmarks behind `hf:NAME`, and how one of their rows becomes a problem.
+"""How a raw row becomes a problem: the known benchmarks behind `hf:NAME`, and the field mapping
+used for any other table (`hf:org/name`, `file:PATH`).
 
-Each entry names its Hub repo, config, labelled splits, answer type, license and citation, and a
+Each benchmark names its Hub repo, config, labelled splits, answer type, license and citation, and a
 small converter from a raw row to (question, gold, choices, meta). Schemas follow the Hub repos as
-the Hub served them in 2025; where a schema was uncertain, the entry's `note` says so. The value
-helpers at the bottom (numbers, yes/no, option letters) are shared with `toolkit.sources`.
+the Hub served them in 2025; where a schema was uncertain, the entry's `note` says so. Golds are
+canonical text: numbers without commas or trailing zeros, "yes"/"no", option letters A, B, ...
 """
 
 from __future__ import annotations
@@ -63,10 +64,6 @@ class Benchmark:
     convert: Converter
     note: str = ""
 
-    @property
-    def url(self) -> str:
-        return f"https://huggingface.co/datasets/{self.hub_id}"
-
 
 BENCHMARKS: Registry[Benchmark] = Registry("benchmark")
 
@@ -82,23 +79,26 @@ def benchmark_info(name: str) -> Benchmark:
 
 
 def benchmark_for_hub_id(hub_id: str, config: str | None = None) -> Benchmark | None:
-    """The one entry for this Hub repo (and config), so `hf:openai/gsm8k` maps like `hf:gsm8k`."""
-    found = [b for b in map(BENCHMARKS.get, BENCHMARKS) if b.hub_id == hub_id and config in (None, b.config)]
+    """The entry for this Hub repo, so `hf:openai/gsm8k` maps like `hf:gsm8k`; the config decides
+    between entries that share a repo (ARC), and None when it can't."""
+    found = [b for b in map(BENCHMARKS.get, BENCHMARKS) if b.hub_id == hub_id]
+    if len(found) > 1:
+        found = [b for b in found if b.config == config]
     return found[0] if len(found) == 1 else None
 
 
 # ---- row access ---------------------------------------------------------------------------------
 
 
-def pick(row: Mapping[str, Any], *names: str) -> Any:
-    """The first of `names` present in the row; MissingField when none is."""
-    for name in names:
-        if name in row:
-            return row[name]
-    raise MissingField(names, sorted(row))
+def pick(row: Mapping[str, Any], name: str) -> Any:
+    """row[name], or MissingField naming the columns the row does have."""
+    if name not in row:
+        raise MissingField((name,), sorted(row))
+    return row[name]
 
 
 def text(value: Any, what: str = "question") -> str:
+    """Non-empty text, stripped; BadRow otherwise."""
     if not isinstance(value, str) or not value.strip():
         raise BadRow(f"{what} is empty or not text: {value!r}")
     return value.strip()
@@ -119,8 +119,13 @@ def number_gold(value: Any) -> str:
     return gold
 
 
+def present(**meta: Any) -> dict[str, Any]:
+    """The meta entries that have a value."""
+    return {k: v for k, v in meta.items() if v is not None}
+
+
 def option_row(question: str, texts: list[str], gold: str, **meta: Any) -> Row:
-    return Row(question, gold, tuple(texts), {k: v for k, v in meta.items() if v is not None})
+    return Row(question, gold, tuple(texts), present(**meta))
 
 
 # ---- converters, one per benchmark ---------------------------------------------------------------
@@ -143,10 +148,8 @@ def _svamp(row: Mapping[str, Any]) -> Row:
         question = join_sentences(text(row["Body"], "Body"), text(row["Question"], "Question"))
     else:
         question = text(pick(row, "question_concat"))
-    meta = {"equation": row.get("Equation"), "type": row.get("Type"), "source_id": row.get("ID")}
-    return Row(
-        question, number_gold(pick(row, "Answer")), meta={k: v for k, v in meta.items() if v is not None}
-    )
+    meta = present(equation=row.get("Equation"), type=row.get("Type"), source_id=row.get("ID"))
+    return Row(question, number_gold(pick(row, "Answer")), meta=meta)
 
 
 def _asdiv(row: Mapping[str, Any]) -> Row | None:
@@ -158,12 +161,10 @@ def _asdiv(row: Mapping[str, Any]) -> Row | None:
     if gold is None:
         return None
     question = join_sentences(text(pick(row, "body"), "body"), text(pick(row, "question")))
-    meta = {
-        "unit": unit.rstrip(")") or None,
-        "solution_type": row.get("solution_type"),
-        "formula": row.get("formula"),
-    }
-    return Row(question, gold, meta={k: v for k, v in meta.items() if v is not None})
+    meta = present(
+        unit=unit.rstrip(")") or None, solution_type=row.get("solution_type"), formula=row.get("formula")
+    )
+    return Row(question, gold, meta=meta)
 
 
 def _multiarith(row: Mapping[str, Any]) -> Row:
@@ -208,7 +209,7 @@ def _strategyqa(row: Mapping[str, Any]) -> Row:
     if gold is None:
         raise BadRow(f"answer {row.get('answer')!r} is not true/false or yes/no")
     keep = ("qid", "term", "description", "facts", "decomposition")
-    return Row(text(pick(row, "question")), gold, meta={k: row[k] for k in keep if row.get(k) is not None})
+    return Row(text(pick(row, "question")), gold, meta=present(**{k: row.get(k) for k in keep}))
 
 
 def _piqa(row: Mapping[str, Any]) -> Row:
@@ -400,6 +401,54 @@ for _name, _config in (("arc_easy", "ARC-Easy"), ("arc_challenge", "ARC-Challeng
         )
     )
 
+# ---- mapped rows: hf:org/name and file: sources ---------------------------------------------------
+
+MAX_LABELS = 20  # a label column with more distinct values is free text, not a label set
+
+
+def detect_answer_type(golds: list[Any], choices: list[Any] | None) -> str:
+    """option where each gold names one of its row's choices; else number, yes/no, or label."""
+    if choices is not None and all(_is_option(g, c) for g, c in zip(golds, choices, strict=True)):
+        return "option"
+    if all(parse_number(g) is not None for g in golds):
+        return "number"
+    if all(parse_yesno(g) is not None for g in golds):
+        return "yesno"
+    return "label"
+
+
+def _is_option(gold: Any, choices: Any) -> bool:
+    try:
+        texts, labels = parse_choices(choices)
+    except BadRow:
+        return False
+    return gold is not None and option_letter(str(gold), texts, labels) is not None
+
+
+def mapped_gold(answer_type: str, value: Any, choices: Any) -> tuple[str, tuple[str, ...]]:
+    """The canonical gold of one row, and the row's options (for option and label answers)."""
+    texts, labels = parse_choices(choices) if choices is not None else ([], [])
+    if answer_type == "option":
+        gold = option_letter(str(value), texts, labels) if value is not None else None
+    elif answer_type == "number":
+        gold = parse_number(value)
+    elif answer_type == "yesno":
+        gold = parse_yesno(value)
+    else:
+        gold = str(value).strip() if value is not None else None
+        if gold and texts and gold not in texts:
+            raise BadRow(f"label {gold!r} is not one of the options {texts}")
+    if not gold:
+        among = f" among the options {texts}" if answer_type == "option" else ""
+        raise BadRow(f"answer {value!r} is not a valid {answer_type}{among}")
+    return gold, tuple(texts) if answer_type in ("option", "label") else ()
+
+
+def label_set(golds: list[Any]) -> tuple[str, ...]:
+    """The sorted distinct golds of a label column, or () when there are too many to be a set."""
+    distinct = sorted({str(g).strip() for g in golds if g is not None and str(g).strip()})
+    return tuple(distinct) if len(distinct) <= MAX_LABELS else ()
+
 
 # ---- value helpers ------------------------------------------------------------------------------
 
@@ -434,7 +483,7 @@ def parse_number(value: Any) -> str | None:
 
 
 def parse_yesno(value: Any) -> str | None:
-    """ "yes"/"no" for booleans and yes/no/true/false text, else None."""
+    """Booleans and yes/no/true/false text as "yes" or "no"; None for anything else."""
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, str):

@@ -33,11 +33,11 @@ from toolkit.catalogue import (
     MissingField,
     benchmark_for_hub_id,
     benchmark_info,
+    detect_answer_type,
     known_benchmarks,
-    option_letter,
-    parse_choices,
+    label_set,
+    mapped_gold,
     parse_number,
-    parse_yesno,
     text,
 )
 from toolkit.errors import UserError, did_you_mean
@@ -48,9 +48,9 @@ __all__ = ["LoadedSource", "SourceInfo", "benchmark_info", "known_benchmarks", "
 log = logging.getLogger(__name__)
 
 SPEC_FORMS = "hf:NAME (a known benchmark), hf:org/name, gym:TASK or file:PATH"
-MAX_LABELS = 20  # a label column with more distinct values is free text, not a label set
 GYM_BLOCK = 500  # reasoning-gym's default dataset size; see _gym_entries
-# Each split draws from its own seed range, so a gym test set never replays the train problems.
+GYM_WORKER_IDLE_S = 120.0  # see _GymWorker
+# Each split draws from its own seed range, so a gym test set is not the train set again.
 GYM_SPLIT_OFFSETS = {"train": 0, "validation": 10_000_000, "test": 20_000_000}
 GYM_URL = "https://github.com/open-thought/reasoning-gym"
 GYM_CITATION = (
@@ -277,7 +277,9 @@ def _benchmark_problems(bench: Benchmark, rows: Sequence[Mapping[str, Any]], whe
         try:
             row = bench.convert(raw)
         except MissingField as e:
-            raise UserError(_missing(e.names, e.available, where)) from None
+            raise UserError(
+                _missing(e.names, e.available, where, f"is this a copy of {bench.hub_id}?")
+            ) from None
         except BadRow as e:
             raise UserError(f"row {index} of {where.label}: {e}; is this a copy of {bench.hub_id}?") from None
         if row is None:
@@ -285,13 +287,13 @@ def _benchmark_problems(bench: Benchmark, rows: Sequence[Mapping[str, Any]], whe
             continue
         problems.append(
             Problem(
-                where.id(index),
-                where.source,
-                row.question,
-                row.gold,
-                bench.answer_type,
-                row.choices,
-                {"index": index, **row.meta},
+                id=where.id(index),
+                source=where.source,
+                question=row.question,
+                gold=row.gold,
+                answer_type=bench.answer_type,
+                choices=row.choices,
+                meta={"index": index, **row.meta},
             )
         )
     if skipped:
@@ -314,17 +316,17 @@ def _mapped_problems(
             raise UserError(_missing((name,), columns, where))
     golds = _column(rows, fields.answer)
     choices = _column(rows, fields.choices) if fields.choices else None
-    answer_type = fields.answer_type or _detect_answer_type(golds, choices)
+    answer_type = fields.answer_type or detect_answer_type(golds, choices)
     if answer_type == "option" and choices is None:
         raise UserError(f"answer type option needs the options: pass --choices-field for {where.label}")
-    labels = _label_set(golds) if answer_type == "label" and choices is None else ()
+    labels = label_set(golds) if answer_type == "label" and choices is None else ()
     problems = []
     for index, raw in enumerate(rows):
         if where.limit is not None and index >= where.limit:
             break
         try:
             question = text(raw.get(fields.question))
-            gold, options = _gold(
+            gold, options = mapped_gold(
                 answer_type, raw.get(fields.answer), raw.get(fields.choices) if fields.choices else None
             )
         except BadRow as e:
@@ -333,67 +335,16 @@ def _mapped_problems(
             ) from None
         problems.append(
             Problem(
-                where.id(index),
-                where.source,
-                question,
-                gold,
-                answer_type,  # type: ignore[arg-type]
-                options or labels,
-                {"index": index},
+                id=where.id(index),
+                source=where.source,
+                question=question,
+                gold=gold,
+                answer_type=answer_type,  # type: ignore[arg-type]  # one of ANSWER_TYPES
+                choices=options or labels,
+                meta={"index": index},
             )
         )
     return problems, answer_type
-
-
-def _detect_answer_type(golds: list[Any], choices: list[Any] | None) -> str:
-    """number if every gold is one; yes/no; option where each gold names one of its row's choices."""
-    if choices is not None and all(_is_option(g, c) for g, c in zip(golds, choices, strict=True)):
-        return "option"
-    if all(parse_number(g) is not None for g in golds):
-        return "number"
-    if all(parse_yesno(g) is not None for g in golds):
-        return "yesno"
-    return "label"
-
-
-def _is_option(gold: Any, choices: Any) -> bool:
-    try:
-        texts, labels = parse_choices(choices)
-    except BadRow:
-        return False
-    return gold is not None and option_letter(str(gold), texts, labels) is not None
-
-
-def _gold(answer_type: str, value: Any, choices: Any) -> tuple[str, tuple[str, ...]]:
-    """The canonical gold of one row, and its options when the row has them."""
-    if answer_type == "number":
-        gold = parse_number(value)
-    elif answer_type == "yesno":
-        gold = parse_yesno(value)
-    elif answer_type == "option":
-        texts, labels = parse_choices(choices)
-        gold = option_letter(str(value), texts, labels) if value is not None else None
-        if gold is None:
-            raise BadRow(f"answer {value!r} is neither a letter, a label nor the text of one of {texts}")
-        return gold, tuple(texts)
-    else:
-        gold = str(value).strip() if value is not None else None
-        texts = tuple(parse_choices(choices)[0]) if choices is not None else ()
-        if gold and texts and gold not in texts:
-            raise BadRow(f"label {gold!r} is not one of {list(texts)}")
-        return _nonempty(gold, value, answer_type), texts
-    return _nonempty(gold, value, answer_type), ()
-
-
-def _nonempty(gold: str | None, value: Any, answer_type: str) -> str:
-    if not gold:
-        raise BadRow(f"answer {value!r} is not a valid {answer_type}")
-    return gold
-
-
-def _label_set(golds: list[Any]) -> tuple[str, ...]:
-    distinct = sorted({str(g).strip() for g in golds if g is not None and str(g).strip()})
-    return tuple(distinct) if len(distinct) <= MAX_LABELS else ()
 
 
 def _columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -407,12 +358,10 @@ def _column(rows: Sequence[Mapping[str, Any]], name: str) -> list[Any]:
     return [row.get(name) for row in rows]
 
 
-def _missing(names: tuple[str, ...], available: list[str], where: _Where) -> str:
+def _missing(names: tuple[str, ...], available: list[str], where: _Where, fix: str = "") -> str:
     wanted = " or ".join(repr(n) for n in names)
-    return (
-        f"{where.label} has no field {wanted}; available: {', '.join(available)}; "
-        "pass --question-field/--answer-field/--choices-field"
-    )
+    fix = fix or "pass --question-field/--answer-field/--choices-field"
+    return f"{where.label} has no field {wanted}; available: {', '.join(available)}; {fix}"
 
 
 def _require_rows(rows: Sequence[Any], where: _Where) -> None:
@@ -475,7 +424,10 @@ def _read_file(path: Path) -> list[dict[str, Any]]:
     reader = readers.get(path.suffix.lower())
     if reader is None:
         raise UserError(f"can't read {path.name}: unknown file type; use .jsonl, .json, .csv or .parquet")
-    rows = reader(path)
+    try:
+        rows = reader(path)
+    except UnicodeDecodeError:
+        raise UserError(f"{path.name} is not UTF-8 text; re-save it as UTF-8") from None
     for n, row in enumerate(rows):
         if not isinstance(row, dict):
             raise UserError(f"{path.name}: record {n} is not an object with named fields; fix the file")
@@ -537,9 +489,10 @@ def _load_gym(spec: str, task: str, split: str, limit: int | None, seed: int) ->
         raise UserError(f"gym sources have no split {split!r}; available: {', '.join(GYM_SPLIT_OFFSETS)}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise UserError(f"seed must be a non-negative integer, got {seed!r}")
-    made = _GYM_WORKER.generate(task, seed + GYM_SPLIT_OFFSETS[split], limit or GYM_BLOCK)
+    base_seed = seed + GYM_SPLIT_OFFSETS[split]
+    made = _GYM_WORKER.generate(task, base_seed, limit or GYM_BLOCK)
     where = _Where(spec, f"gym:{task}", f"seed={seed}", split, limit)
-    problems = [_gym_problem(task, seed, i, entry, where) for i, entry in enumerate(made["entries"])]
+    problems = [_gym_problem(task, base_seed, i, entry, where) for i, entry in enumerate(made["entries"])]
     types = {p.answer_type for p in problems}
     return LoadedSource(
         SourceInfo(
@@ -566,10 +519,12 @@ class _GymWorker:
     Some gym tasks iterate over sets of strings (isomorphic_strings, ransom_note, word_ladder, ...),
     whose order follows the per-process hash seed: generated here, their questions would change from
     run to run, and a resumed build would miss its teacher cache. Unless this process already runs
-    with hash randomization off, one child Python does the generating, started once and reused.
+    with hash randomization off, one child Python does the generating; it serves later loads too,
+    and exits after GYM_WORKER_IDLE_S without one, so a long build does not keep it around.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, idle_s: float = GYM_WORKER_IDLE_S) -> None:
+        self.idle_s = idle_s
         self._proc: subprocess.Popen[str] | None = None
         self._lock = threading.Lock()
 
@@ -578,11 +533,7 @@ class _GymWorker:
         if sys.flags.hash_randomization == 0:
             return _gym_generate(**request)
         with self._lock:
-            proc = self._start()
-            assert proc.stdin is not None and proc.stdout is not None
-            proc.stdin.write(json.dumps(request) + "\n")
-            proc.stdin.flush()
-            line = proc.stdout.readline()
+            line = self._ask(request) or self._ask(request)  # once more, if it had just idled out
         if not line:
             raise RuntimeError("the reasoning-gym worker process died; its error is on stderr above")
         reply = json.loads(line)
@@ -592,12 +543,25 @@ class _GymWorker:
             raise RuntimeError(f"reasoning-gym failed in the worker process:\n{reply['bug']}")
         return reply["ok"]
 
+    def _ask(self, request: dict[str, Any]) -> str:
+        proc = self._start()
+        try:
+            proc.stdin.write(json.dumps(request) + "\n")  # type: ignore[union-attr]
+            proc.stdin.flush()  # type: ignore[union-attr]
+            return proc.stdout.readline()  # type: ignore[union-attr]
+        except BrokenPipeError:
+            return ""
+
     def _start(self) -> subprocess.Popen[str]:
         if self._proc is None or self._proc.poll() is not None:
             root = str(Path(__file__).resolve().parents[1])  # the child imports this very toolkit
             path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
             self._proc = subprocess.Popen(
-                [sys.executable, "-c", "from toolkit.sources import _gym_serve; _gym_serve()"],
+                [
+                    sys.executable,
+                    "-c",
+                    f"from toolkit.sources import _gym_serve; _gym_serve({self.idle_s!r})",
+                ],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 text=True,
@@ -617,12 +581,16 @@ class _GymWorker:
 _GYM_WORKER = _GymWorker()
 
 
-def _gym_serve() -> None:
+def _gym_serve(idle_s: float) -> None:
     """The worker's main loop: one JSON request per stdin line, one JSON reply per stdout line."""
+    import select
     import traceback
 
     replies, sys.stdout = sys.stdout, sys.stderr  # a task that prints must not corrupt the replies
-    for line in sys.stdin:
+    while select.select([sys.stdin], [], [], idle_s)[0]:
+        line = sys.stdin.readline()
+        if not line:
+            return
         try:
             reply = {"ok": _gym_generate(**json.loads(line))}
         except UserError as e:
@@ -640,9 +608,15 @@ def _gym_generate(task: str, base_seed: int, count: int) -> dict[str, Any]:
 
     if task not in DATASETS:
         known = ", ".join(sorted(DATASETS))
-        raise UserError(f"unknown reasoning-gym task {task!r}{did_you_mean(task, list(DATASETS))}; known: {known}")
+        raise UserError(
+            f"unknown reasoning-gym task {task!r}{did_you_mean(task, list(DATASETS))}; known: {known}"
+        )
     entries = [
-        {"question": str(e["question"]), "answer": e.get("answer"), "metadata": _jsonable(e.get("metadata") or {})}
+        {
+            "question": str(e["question"]),
+            "answer": None if e.get("answer") is None else str(e["answer"]),
+            "metadata": _jsonable(e.get("metadata") or {}),
+        }
         for e in _gym_entries(reasoning_gym, task, base_seed, count)
     ]
     category = DATASETS[task][0].__module__.split(".")[1]  # reasoning_gym.<category>.<module>
@@ -672,7 +646,9 @@ def _create_gym(reasoning_gym: Any, task: str, seed: int) -> Any:
     try:
         return reasoning_gym.create_dataset(task, seed=seed, size=GYM_BLOCK)
     except (AssertionError, TypeError, ValueError) as e:
-        raise UserError(f"reasoning-gym can't build {task!r} with its default settings ({e}); pick another task") from None
+        raise UserError(
+            f"reasoning-gym can't build {task!r} with its default settings ({e}); pick another task"
+        ) from None
 
 
 @contextmanager
@@ -687,7 +663,7 @@ def _seeded_global_random(key: str) -> Iterator[None]:
         random.setstate(state)
 
 
-def _gym_problem(task: str, seed: int, index: int, entry: Mapping[str, Any], where: _Where) -> Problem:
+def _gym_problem(task: str, base_seed: int, index: int, entry: Mapping[str, Any], where: _Where) -> Problem:
     answer = entry.get("answer")
     if answer is None or not str(answer).strip():
         raise UserError(
@@ -699,18 +675,17 @@ def _gym_problem(task: str, seed: int, index: int, entry: Mapping[str, Any], whe
     meta = {
         "index": index,
         "gym_task": task,
-        "gym_seed": seed,
+        "gym_seed": base_seed,  # the split's seed; for most tasks the item is create_dataset(task, seed=...)[index]
         "gym_answer": raw,
-        "gym_metadata": _jsonable(entry.get("metadata") or {}),
+        "gym_metadata": entry["metadata"],
     }
     return Problem(
-        where.id(index),
-        where.source,
-        str(entry["question"]),
-        number or raw.strip(),
-        "number" if number is not None else "label",
-        (),
-        meta,
+        id=where.id(index),
+        source=where.source,
+        question=entry["question"],
+        gold=number or raw.strip(),
+        answer_type="number" if number is not None else "label",
+        meta=meta,
     )
 
 

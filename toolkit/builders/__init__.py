@@ -25,9 +25,11 @@ log = logging.getLogger(__name__)
 # method name -> module; imported only when used.
 METHODS: Registry[str] = Registry("method")
 METHODS.add("cot", "toolkit.builders.cot")
+METHODS.add("preference", "toolkit.builders.preference")
 
 ROW_FORMATS = {
     "cot": {"kind": "sft", "trl": "conversational prompt-completion", "recipe": "recipes/cot/smollm2-135m-lora.yaml"},
+    "preference": {"kind": "preference", "trl": "conversational preference", "recipe": "recipes/self-refine/dpo-lora.yaml"},
 }
 
 
@@ -48,11 +50,22 @@ class SourceOptions:
     seed: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class DatasetOptions:
+    """Problems from a CoT dataset by name (a run directory, the local registry, the Hub), with the
+    prompts and teacher rationales its rows hold; see `toolkit.builders.from_dataset`."""
+
+    name: str
+    split: str = "train"
+    revision: str | None = None
+    limit: int | None = None
+
+
 def build_dataset(
     method: str,
     out: str | Path,
     *,
-    source: SourceOptions,
+    source: SourceOptions | DatasetOptions,
     options: Any,
     teacher: str | Teacher,
     teacher_options: dict[str, Any] | None = None,
@@ -65,17 +78,15 @@ def build_dataset(
     """
     from toolkit.paths import call_cache_path
     from toolkit.rundir import RunDir, command_line, library_versions
-    from toolkit.sources import load_source
     from toolkit.teachers import load_teacher, parse_teacher_spec
     from toolkit.teachers.cache import CachedTeacher, CallCache
 
     module = importlib.import_module(METHODS.get(method))
     if source.limit is not None and source.limit < 1:
         raise UserError("--limit must be at least 1")
-    kwargs = {k: v for k, v in dataclasses.asdict(source).items() if k != "spec"}
-    loaded = load_source(source.spec, **kwargs)
+    loaded = _load_problems(source)
     if not loaded.problems:
-        raise UserError(f"source {source.spec!r} yielded no problems; check --split, --limit and the file")
+        raise UserError(f"source {loaded.info.spec!r} yielded no problems; check --split, --limit and the file")
     backend, model = (teacher.backend, teacher.model) if isinstance(teacher, Teacher) else parse_teacher_spec(teacher)
     manifest: dict[str, Any] = {
         "hubtool_version": __version__,
@@ -112,6 +123,16 @@ def build_dataset(
     return run.finish(result.rows, result.schema, manifest, result.failed)
 
 
+def _load_problems(source: SourceOptions | DatasetOptions):
+    if isinstance(source, DatasetOptions):
+        from toolkit.builders.from_dataset import load_cot_dataset
+
+        return load_cot_dataset(source.name, split=source.split, revision=source.revision, limit=source.limit)
+    from toolkit.sources import load_source
+
+    return load_source(source.spec, **{k: v for k, v in dataclasses.asdict(source).items() if k != "spec"})
+
+
 def _template_text(options: Any) -> str | None:
     from toolkit.prompts import template_source
 
@@ -123,9 +144,10 @@ def summary_line(manifest: dict[str, Any], out: str | Path) -> str:
     c, u = manifest.get("counts", {}), manifest.get("usage", {})
     samples = c.get("samples", 0)
     acc = f" ({c.get('correct', 0) / samples:.1%})" if samples else ""
+    kept = f"{c['pairs']} pairs" if "pairs" in c else f"{c.get('kept', 0)} kept"  # preference builds make pairs
     return (
         f"{manifest['method']}: {c.get('problems', 0)} problems, {samples} samples, {c.get('correct', 0)} correct{acc}, "
-        f"{c.get('kept', 0)} kept, {c.get('failed', 0)} failed; {u.get('calls', 0)} new calls, "
+        f"{kept}, {c.get('failed', 0)} failed; {u.get('calls', 0)} new calls, "
         f"{u.get('samples_cached', 0)} cached samples, {u.get('completion_tokens', 0)} tokens in "
         f"{manifest.get('elapsed_s', 0):.1f}s -> {out}"
     )

@@ -1,7 +1,60 @@
-"""`hubtool` commands: evaluate."""
+"""`hubtool eval`: score models on the hubtool lm-eval tasks and print the report."""
 
 from __future__ import annotations
 
-import click  # noqa: F401
+from pathlib import Path
 
-from toolkit.cli.app import main  # noqa: F401
+import click
+
+from toolkit.cli.app import main
+
+
+def _split(value: str | None) -> list[str]:
+    return [part.strip() for part in (value or "").split(",") if part.strip()]
+
+
+def _limit(value: str | None) -> int | float | None:
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a number") from None
+    return int(number) if number >= 1 else number
+
+
+@main.command("eval")
+@click.option("-m", "--model", "models", multiple=True, required=True,
+              help="A checkpoint folder, a LoRA adapter folder (its base is read from adapter_config.json), "
+                   "the alias smollm2-135m, or with --backend openai the served model's name. Repeat to compare.")
+@click.option("-s", "--suite", "suites", multiple=True,
+              help="A task group: math, commonsense, gym, ood_from_gsm8k, ... (repeatable).")
+@click.option("-t", "--tasks", help="Comma-separated task names, e.g. gsm8k,svamp or hubtool_gym_chain_sum_maj8.")
+@click.option("--backend", type=click.Choice(["hf", "vllm", "openai"]), default="hf", show_default=True,
+              help="hf: transformers in-process; vllm: GPU; openai: an OpenAI-compatible server (--base-url).")
+@click.option("--base-url", help="With --backend openai: the server, e.g. http://localhost:8000/v1.")
+@click.option("--limit", help="Documents per task: a count, or a fraction below 1.")
+@click.option("--num-fewshot", type=int, help="Few-shot examples (worked solutions where the benchmark has them).")
+@click.option("--batch-size", default="8", show_default=True, help="Generation batch size, or 'auto'.")
+@click.option("--max-gen-toks", type=int, help="Cap generated tokens (tasks allow 512; 32-64 for a CPU smoke run).")
+@click.option("--in-domain", help="Comma-separated tasks the models were trained on (default: each suite's own).")
+@click.option("--data-dir", type=click.Path(path_type=Path),
+              help="Local copies of benchmarks as <benchmark>.jsonl (e.g. gsm8k.jsonl), used instead of the Hub.")
+@click.option("-o", "--output-dir", type=click.Path(path_type=Path), default=Path("eval-results"), show_default=True)
+def eval_command(models, suites, tasks, backend, base_url, limit, num_fewshot, batch_size, max_gen_toks,
+                 in_domain, data_dir, output_dir):
+    """Score models with lm-eval on in-domain and out-of-domain reasoning tasks.
+
+    Writes lm-eval's results and samples per model, report.md (model x task with in-domain and
+    out-of-domain averages), report.png and scores.json into --output-dir, and prints the table.
+    """
+    from toolkit.evaluate import EvalOptions, run_eval
+
+    options = EvalOptions(
+        backend=backend, base_url=base_url, limit=_limit(limit), num_fewshot=num_fewshot,
+        batch_size=int(batch_size) if batch_size.isdigit() else batch_size, max_gen_toks=max_gen_toks,
+        data_dir=data_dir, in_domain=_split(in_domain) or None,
+    )
+    result = run_eval(list(models), output_dir, suites=list(suites), tasks=_split(tasks), options=options)
+    click.echo(result.markdown)
+    click.echo(f"\nwrote {output_dir}/report.md, report.png, scores.json and lm-eval results per model")

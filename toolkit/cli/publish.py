@@ -10,16 +10,22 @@ from toolkit.cli.app import main
 @main.command("push")
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @click.argument("name")
-@click.option("--hub", is_flag=True, help="Push to the Hugging Face Hub (token: HF_TOKEN or `hf auth login`).")
+@click.option(
+    "--hub", is_flag=True, help="Push to the Hugging Face Hub (token: HF_TOKEN or `hf auth login`)."
+)
 @click.option("--private", is_flag=True, help="With --hub: create the repo private.")
 @click.option("--revision", help="With --hub: the branch to push to (created from main if missing).")
-@click.option("--license", "license_id", help="License id for the card (default: the source's, else the teacher's).")
-def push(run_dir: str, name: str, hub: bool, private: bool, revision: str | None, license_id: str | None) -> None:
+@click.option(
+    "--license", "license_id", help="License id for the card (default: the source's, else the teacher's)."
+)
+def push(
+    run_dir: str, name: str, hub: bool, private: bool, revision: str | None, license_id: str | None
+) -> None:
     """Publish the finished build in RUN_DIR as NAME (ORG/NAME): the local registry by default.
 
     The card is re-rendered for NAME; data, card and manifest.json go up together (one commit on
     the Hub, one atomic swap in the local registry), and pushing the same build again changes
-    nothing. On the Hub, card metadata hubtool does not write is kept.
+    nothing. A card already published there keeps the metadata hubtool does not write.
 
     \b
     hubtool push runs/cot me/smol-arith-cot

@@ -28,7 +28,8 @@ class PushResult:
         where = "the local registry" if self.target == "local" else "the Hub"
         branch = f" (branch {self.revision})" if self.revision else ""
         state = f"{self.rows} rows" if self.changed else f"unchanged, {self.rows} rows"
-        return f"pushed {self.name} to {where}{branch}: {state}, version {self.version[:12]} -> {self.location}"
+        version = self.version if self.target == "local" else self.version[:12]
+        return f"pushed {self.name} to {where}{branch}: {state}, version {version} -> {self.location}"
 
 
 def push(run_dir: str | Path, name: str, *, hub: bool = False, private: bool = False, revision: str | None = None,
@@ -40,19 +41,25 @@ def push(run_dir: str | Path, name: str, *, hub: bool = False, private: bool = F
     run_dir = Path(run_dir)
     manifest = check_build(run_dir)
     if license is not None and not _LICENSE.fullmatch(license):
-        raise UserError(f"--license {license!r} is not a license id; use a Hub id such as apache-2.0, mit, cc-by-4.0")
+        raise UserError(
+            f"--license {license!r} is not a license id; use a Hub id such as apache-2.0, mit, cc-by-4.0"
+        )
     rows = _row_count(run_dir)
     if hub:
         return _push_hub(run_dir, name, manifest, rows, private=private, revision=revision, license=license)
     if private or revision:
-        raise UserError("--private and --revision apply to --hub pushes; the local registry keeps one version per name")
+        raise UserError(
+            "--private and --revision apply to --hub pushes; the local registry keeps one version per name"
+        )
     return _push_local(run_dir, name, rows, license)
 
 
 def check_build(run_dir: Path) -> dict[str, Any]:
     """The manifest of a finished build, or a UserError saying why `run_dir` is not one."""
     if not run_dir.is_dir():
-        raise UserError(f"{run_dir} is not a directory; give the --out folder of a finished `hubtool build-dataset`")
+        raise UserError(
+            f"{run_dir} is not a directory; give the --out folder of a finished `hubtool build-dataset`"
+        )
     manifest = read_manifest(run_dir)
     if manifest.get("status") != "complete":
         raise UserError(
@@ -69,7 +76,11 @@ def _push_local(run_dir: Path, name: str, rows: int, license: str | None) -> Pus
     from toolkit.hub import registry
 
     old = registry.current(name)
-    existing = (old.path / "README.md").read_text(encoding="utf-8") if old and (old.path / "README.md").exists() else None
+    existing = (
+        (old.path / "README.md").read_text(encoding="utf-8")
+        if old and (old.path / "README.md").exists()
+        else None
+    )
     card = render_card(run_dir, repo_id=name, license=license, existing=existing)
     files = {"README.md": card.encode(), "manifest.json": run_dir / MANIFEST, DATA_FILE: run_dir / DATA_FILE}
     entry, changed = registry.publish(name, files)

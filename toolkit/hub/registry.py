@@ -68,6 +68,11 @@ def publish(name: str, files: Mapping[str, bytes | Path]) -> tuple[LocalEntry, b
     """Make `files` (path in repo -> content or source file) the current version of `name`.
 
     Returns the entry and whether anything changed (an identical re-push changes nothing)."""
+    link = entry_link(name)
+    if link.exists() and not link.is_symlink():
+        raise UserError(
+            f"{link} is a folder hubtool did not create; move it out of the registry and push again"
+        )
     vdir = registry_dir() / VERSIONS / name
     vdir.mkdir(parents=True, exist_ok=True)
     with _locked(vdir):
@@ -76,6 +81,7 @@ def publish(name: str, files: Mapping[str, bytes | Path]) -> tuple[LocalEntry, b
         if old is not None and _same(old.path, files):
             return old, False
         tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=vdir))
+        tmp.chmod(0o755)  # mkdtemp makes it private; a registry is shared like any cache
         for rel, content in files.items():
             _write(tmp / rel, content)
             if os.environ.get(PAUSE_ENV):
@@ -111,8 +117,6 @@ def _same(folder: Path, files: Mapping[str, bytes | Path]) -> bool:
 
 
 def _swap_link(link: Path, target: Path) -> None:
-    if link.exists() and not link.is_symlink():
-        raise UserError(f"{link} is a folder hubtool did not create; move it out of the registry and push again")
     link.parent.mkdir(parents=True, exist_ok=True)
     tmp_link = link.parent / f".{link.name}.link-{os.getpid()}"
     tmp_link.unlink(missing_ok=True)

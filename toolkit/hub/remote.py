@@ -36,12 +36,16 @@ def require_token() -> str:
         raise UserError("the Hub is off (HF_HUB_OFFLINE=1); unset HF_HUB_OFFLINE to push with --hub")
     token = get_token()
     if not token:
-        raise UserError("no Hugging Face token; set HF_TOKEN or run `hf auth login` (the token needs write access)")
+        raise UserError(
+            "no Hugging Face token; set HF_TOKEN or run `hf auth login` (the token needs write access)"
+        )
     return token
 
 
 @contextlib.contextmanager
-def hub_errors(action: str, repo_id: str | None = None, passthrough: tuple[type[Exception], ...] = ()) -> Iterator[None]:
+def hub_errors(
+    action: str, repo_id: str | None = None, passthrough: tuple[type[Exception], ...] = ()
+) -> Iterator[None]:
     """Turn what the Hub client raises into one-line UserErrors (except `passthrough`)."""
     from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled, RepositoryNotFoundError
 
@@ -107,7 +111,9 @@ def push_to_hub(run_dir: Path, repo_id: str, *, private: bool, revision: str | N
         if branch != "main":
             api.create_branch(repo_id, repo_type="dataset", branch=branch, exist_ok=True)
         parent = api.dataset_info(repo_id, revision=branch).sha
-        card = render_card(run_dir, repo_id=repo_id, license=license, existing=_hub_card(api, repo_id, parent))
+        card = render_card(
+            run_dir, repo_id=repo_id, license=license, existing=_hub_card(api, repo_id, parent)
+        )
         operations = [
             CommitOperationAdd(DATA_FILE, str(run_dir / DATA_FILE)),
             CommitOperationAdd("README.md", card.encode()),

@@ -40,7 +40,9 @@ def resolve_dataset(name: str, revision: str | None = None) -> ResolvedDataset:
         real = path.resolve()  # a registry link resolves to its version, which a later push leaves alone
         return ResolvedDataset(name, str(real), True, None, fingerprint(real))
     if not is_repo_id(name):
-        raise UserError(f"no dataset {name!r}: not a directory, and not an ORG/NAME to look up; see `hubtool ls`")
+        raise UserError(
+            f"no dataset {name!r}: not a directory, and not an ORG/NAME to look up; see `hubtool ls`"
+        )
     if revision is None and (entry := registry.current(name)) is not None:
         return ResolvedDataset(name, str(entry.path), True, None, fingerprint(entry.path))
     return _resolve_on_hub(name, revision)
@@ -94,10 +96,16 @@ def _resolve_on_hub(name: str, revision: str | None) -> ResolvedDataset:
             f"or publish it with `hubtool push RUN_DIR {name}`"
         )
     try:
-        with hub_errors(f"looking up {name} on the Hub", name, passthrough=(RepositoryNotFoundError, RevisionNotFoundError)):
+        with hub_errors(
+            f"looking up {name} on the Hub",
+            name,
+            passthrough=(RepositoryNotFoundError, RevisionNotFoundError),
+        ):
             info = HfApi().dataset_info(name, revision=revision)
     except RevisionNotFoundError:
-        raise UserError(f"dataset {name!r} has no revision {revision!r} on the Hub; check the branch or tag") from None
+        raise UserError(
+            f"dataset {name!r} has no revision {revision!r} on the Hub; check the branch or tag"
+        ) from None
     except RepositoryNotFoundError:
         raise UserError(
             f"dataset {name!r} is {local}not on the Hub (or your token cannot see it); see `hubtool ls`"

@@ -20,7 +20,9 @@ def registry_table() -> str:
     for e in entries:
         m = _json_file(e.path / "manifest.json")
         rows = _rows(e.path)
-        lines.append(f"{e.name:<40} {rows:>7}  {m.get('method', '-'):<12} {m.get('teacher_identity') or m.get('teacher', '-')}")
+        lines.append(
+            f"{e.name:<40} {rows:>7}  {m.get('method', '-'):<12} {m.get('teacher_identity') or m.get('teacher', '-')}"
+        )
     return "\n".join(lines)
 
 
@@ -54,7 +56,9 @@ def _row(row: dict[str, Any]) -> str:
     lines = [head]
     for key in ("prompt", "completion", "chosen", "rejected"):
         for msg in row.get(key) or []:
-            lines.append(f"    [{key}/{msg['role']}] {textwrap.shorten(msg['content'].replace(chr(10), ' '), 200)}")
+            lines.append(
+                f"    [{key}/{msg['role']}] {textwrap.shorten(msg['content'].replace(chr(10), ' '), 200)}"
+            )
     return "\n".join(lines)
 
 
@@ -70,7 +74,9 @@ def _read(found: ResolvedDataset, filename: str) -> str | None:
 
     with hub_errors(f"reading {filename} of {found.name}", found.name):
         try:
-            return Path(hf_hub_download(found.path, filename, repo_type="dataset", revision=found.fingerprint)).read_text()
+            return Path(
+                hf_hub_download(found.path, filename, repo_type="dataset", revision=found.fingerprint)
+            ).read_text()
         except EntryNotFoundError:
             return None
 

@@ -82,6 +82,9 @@ class Usage:
     failed_calls: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    # Tokens behind every sample the build used, cached ones included: what a rebuild costs.
+    total_prompt_tokens: int = 0
+    total_completion_tokens: int = 0
     errors: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -132,9 +135,16 @@ class CachedTeacher:
             if on_result:
                 on_result(i, results[i])
 
+        def account(result: Result) -> None:
+            if not isinstance(result, CallFailure) and result:
+                self.usage.total_prompt_tokens += result[0].prompt_tokens
+                self.usage.total_completion_tokens += sum(c.completion_tokens for c in result)
+
         if todo:
             pending = [replace(requests[i], n=len(missing[i])) for i in todo]
             # A partial request (some samples cached) keeps its full prompt; the backend only draws
             # the missing count. Sample identity is the index, so order within a request is stable.
             self.teacher.generate(pending, on_result=store)
+        for result in results:
+            account(result)
         return results

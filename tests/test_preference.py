@@ -1,0 +1,319 @@
+"""Self-refine preference pairs: the pair rules on crafted samples, and builds through build_dataset."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from toolkit import prompts
+from toolkit.builders import DatasetOptions, SourceOptions, build_dataset
+from toolkit.builders.cot import CoTOptions, prompt_messages
+from toolkit.builders.pairs import Candidate, PairRules, make_pairs, normalize_text
+from toolkit.builders.preference import PreferenceOptions
+from toolkit.cli import main
+from toolkit.errors import UserError
+from toolkit.rundir import DATA_FILE
+from toolkit.teachers.base import CallFailure, Request, SamplingParams
+
+from .fakes import FakeTeacher
+
+
+def right(text: str = "2 + 2 = 4.\nThe answer is 4.", idx: int | None = 0) -> Candidate:
+    return Candidate(text, "4", True, "student", idx)
+
+
+def wrong(text: str = "2 + 2 = 5.\nThe answer is 5.", idx: int | None = 1) -> Candidate:
+    return Candidate(text, "5", False, "student", idx)
+
+
+DIRECT = Candidate("The answer is 5.", "5", False, "direct")
+TEACHER = Candidate("Two and two make four.\nThe answer is 4.", "4", True, "teacher")
+
+
+def texts(outcome) -> list[tuple[str, str]]:
+    return [(p.chosen.text, p.rejected.text) for p in outcome.pairs]
+
+
+# --- the pair rules -------------------------------------------------------------------------------
+
+C0, C1, C2 = right("c0", 0), right("c1", 2), right("c2", 4)
+W0, W1, W2 = wrong("w0", 1), wrong("w1", 3), wrong("w2", 5)
+
+
+@pytest.mark.parametrize(
+    ("samples", "rules", "extra", "pairs", "skipped"),
+    [
+        # one of each: the plain case
+        ([C0, W0], PairRules(), {}, [("c0", "w0")], None),
+        # all correct: skipped by default, even when a direct answer could be rejected
+        ([C0, C1], PairRules(), {}, [], "all_correct"),
+        ([C0, C1], PairRules(rejected="direct"), {"direct": DIRECT}, [], "all_correct"),
+        # ... and paired against the direct answer with keep_solved
+        ([C0, C1], PairRules(rejected="direct", keep_solved=True), {"direct": DIRECT},
+         [("c0", DIRECT.text), ("c1", DIRECT.text)], None),
+        # none correct: no chosen side, unless the teacher's rationale may stand in
+        ([W0, W1], PairRules(), {"teacher": [TEACHER]}, [], "none_correct"),
+        ([W0, W1], PairRules(fallback="teacher", pairs_per_prompt=1), {"teacher": [TEACHER]},
+         [(TEACHER.text, "w0")], None),
+        # the teacher never replaces a correct sample of the student's own
+        ([C0, W0], PairRules(fallback="teacher"), {"teacher": [TEACHER]}, [("c0", "w0")], None),
+        # ties: each next pair takes the least-used chosen and rejected, earliest first
+        ([C0, W0, C1, W1], PairRules(pairs_per_prompt=2), {}, [("c0", "w0"), ("c1", "w1")], None),
+        ([C0, W0, W1, W2], PairRules(pairs_per_prompt=2), {}, [("c0", "w0"), ("c0", "w1")], None),
+        # the cap
+        ([C0, C1, C2, W0, W1, W2], PairRules(pairs_per_prompt=1), {}, [("c0", "w0")], None),
+        ([C0, C1, W0, W1], PairRules(pairs_per_prompt=10), {},
+         [("c0", "w0"), ("c1", "w1"), ("c0", "w1"), ("c1", "w0")], None),
+        # duplicates (case and whitespace do not count) make one candidate
+        ([C0, W0, wrong("W0 ", 3), wrong(" w0", 5)], PairRules(pairs_per_prompt=5), {}, [("c0", "w0")], None),
+        ([C0, right("C0", 2), W0], PairRules(pairs_per_prompt=5), {}, [("c0", "w0")], None),
+        # rejected modes
+        ([C0, W0], PairRules(rejected="direct"), {"direct": DIRECT}, [("c0", DIRECT.text)], None),
+        ([C0, W0], PairRules(rejected="direct"), {}, [], "no_rejected"),
+        ([C0, W0, W1], PairRules(rejected="both", pairs_per_prompt=2), {"direct": DIRECT},
+         [("c0", "w0"), ("c0", DIRECT.text)], None),
+        ([C0, W0, W1], PairRules(rejected="both", pairs_per_prompt=3), {"direct": DIRECT},
+         [("c0", "w0"), ("c0", DIRECT.text), ("c0", "w1")], None),
+        # a direct answer that is right is still the plain side of the contrast
+        ([C0, W0], PairRules(rejected="direct"), {"direct": Candidate("4", "4", True, "direct")}, [("c0", "4")], None),
+        # chosen and rejected never have the same text
+        ([right("The answer is 4."), W0], PairRules(rejected="direct"),
+         {"direct": Candidate("the answer  is 4.", "4", True, "direct")}, [], "identical"),
+    ],
+)  # fmt: skip
+def test_pair_rules(samples, rules, extra, pairs, skipped):
+    outcome = make_pairs(samples, rules, **extra)
+    assert texts(outcome) == pairs
+    assert outcome.skipped == skipped
+    assert outcome.pass_rate == sum(s.correct for s in samples) / len(samples)
+    assert make_pairs(samples, rules, **extra) == outcome  # deterministic given the samples
+
+
+def test_pairs_are_distinct_and_never_same_text():
+    samples = [right(f"r{i % 3}", i) for i in range(6)] + [wrong(f"w{i % 2}", 6 + i) for i in range(6)]
+    outcome = make_pairs(samples, PairRules(rejected="both", pairs_per_prompt=50), direct=Candidate("R0", "4", True, "direct"))
+    keys = [(normalize_text(p.chosen.text), normalize_text(p.rejected.text)) for p in outcome.pairs]
+    assert len(keys) == len(set(keys)) == 3 * 3 - 1  # 3 chosen x (2 wrong + direct), less r0 vs "R0"
+    assert all(c != r for c, r in keys)
+    assert {p.rejected_from for p in outcome.pairs} == {"wrong", "direct"}
+    assert {p.chosen_from for p in outcome.pairs} == {"student"}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"rejected": "worse"}, "--rejected"),
+        ({"fallback": "gold"}, "--fallback"),
+        ({"pairs_per_prompt": 0}, "--pairs-per-prompt"),
+        ({"keep_solved": True}, "--keep-solved"),
+    ],
+)
+def test_bad_rules_are_user_errors(kwargs, message):
+    with pytest.raises(UserError, match=message):
+        PairRules(**kwargs)
+
+
+def test_direct_prompt_renders_without_step_by_step():
+    prompts.check_template("direct", {"question", "choices", "answer_hint"})
+    text = prompts.render("direct", question="Which is red?", choices=[("A", "sky"), ("B", "blood")], answer_hint="<letter>")
+    assert text.startswith("Question: Which is red?\nOptions:\n(A) sky\n(B) blood\n")
+    assert text.endswith('Answer directly, without explaining. Reply with one line of the form "The answer is <letter>."')
+    assert "step by step" not in text
+
+
+# --- builds through build_dataset -----------------------------------------------------------------
+
+QUESTIONS = [("What is 2 + 2?", "4"), ("What is 3 + 3?", "6"), ("What is 5 + 5?", "10"), ("What is 1 + 1?", "2")]
+
+
+def _source(tmp_path) -> SourceOptions:
+    path = tmp_path / "problems.jsonl"
+    path.write_text("".join(json.dumps({"question": q, "answer": a}) + "\n" for q, a in QUESTIONS))
+    return SourceOptions(spec=f"file:{path}")
+
+
+def student_answer(request: Request, j: int) -> str:
+    """2 + 2: half right; 3 + 3: always right; 5 + 5: never right; 1 + 1: the call fails.
+    A direct request (no "step by step") answers 7, wrong every time."""
+    content = request.messages[-1]["content"]
+    if "1 + 1" in content:
+        return CallFailure("HTTP 500")
+    if "step by step" not in content:
+        return "The answer is 7."
+    if "2 + 2" in content:
+        return f"2 + 2 = 4 (path {j})\nThe answer is 4." if j % 2 == 0 else f"2 + 2 = 22 (path {j})\nThe answer is 22."
+    if "3 + 3" in content:
+        return f"3 + 3 = 6, path {j}. So the answer is 6"
+    return f"5 + 5 = 11 (path {j}).\nThe answer is 11."
+
+
+def _build(tmp_path, options: PreferenceOptions, source=None, out="pref", answer=student_answer):
+    student = FakeTeacher(answer, model="student")
+    manifest = build_dataset("preference", tmp_path / out, source=source or _source(tmp_path), options=options,
+                             teacher=student, cache_path=tmp_path / "calls.sqlite")  # fmt: skip
+    return manifest, _rows(tmp_path / out), student
+
+
+def _rows(run_dir) -> list[dict]:
+    import pyarrow.parquet as pq
+
+    return pq.read_table(run_dir / DATA_FILE).to_pylist()
+
+
+def test_build_rows_counts_and_manifest(tmp_path):
+    options = PreferenceOptions(samples=4, sampling=SamplingParams(max_new_tokens=64))
+    manifest, rows, student = _build(tmp_path, options)
+    c = manifest["counts"]
+    assert (c["problems"], c["samples"], c["correct"], c["failed"]) == (4, 12, 2 + 4, 1)
+    assert (c["all_correct"], c["none_correct"], c["skipped"], c["pairs"]) == (1, 1, 2, 2)
+    assert manifest["pass_rate_histogram"] == {"0": 1, "0.25": 0, "0.5": 1, "0.75": 0, "1": 1}
+    assert manifest["skipped_reasons"] == {"all_correct": 1, "none_correct": 1}
+    assert manifest["method"] == "preference" and manifest["row_format"]["kind"] == "preference"
+    assert manifest["student"] == "fake:student@r1" and manifest["config"]["rejected"] == "wrong"
+    assert [r["pass_rate"] for r in rows] == [0.5, 0.5]
+    assert rows[0]["prompt"] == [{"role": "user", "content": student.calls[0].messages[0]["content"]}]
+    assert [(r["chosen_idx"], r["rejected_idx"]) for r in rows] == [(0, 1), (2, 3)]
+    first = rows[0]
+    assert first["chosen"] == [{"role": "assistant", "content": "2 + 2 = 4 (path 0)\nThe answer is 4."}]
+    assert first["rejected"] == [{"role": "assistant", "content": "2 + 2 = 22 (path 1)\nThe answer is 22."}]
+    assert (first["gold"], first["chosen_pred"], first["rejected_pred"]) == ("4", "4", "22")
+    assert (first["chosen_from"], first["rejected_from"], first["student"]) == ("student", "wrong", "fake:student@r1")
+    assert all(r["samples"] == 4 and r["answer_type"] == "number" for r in rows)
+    failed = (tmp_path / "pref" / "failed.jsonl").read_text().splitlines()
+    assert [json.loads(f)["request"] for f in failed] == ["cot"]
+
+
+def test_prompt_is_the_cot_builders(tmp_path):
+    _, rows, student = _build(tmp_path, PreferenceOptions(samples=2, system="Be brief."))
+    from toolkit.sources import load_source
+
+    first = load_source(_source(tmp_path).spec).problems[0]
+    expected = list(prompt_messages(first, CoTOptions(system="Be brief.")))
+    assert list(student.calls[0].messages) == expected
+    assert rows[0]["prompt"] == expected
+
+
+def test_rejected_direct_and_both(tmp_path):
+    options = PreferenceOptions(samples=4, rules=PairRules(rejected="both", pairs_per_prompt=3, keep_solved=True))
+    manifest, rows, student = _build(tmp_path, options)
+    direct_calls = [r for r in student.calls if "step by step" not in r.messages[-1]["content"]]
+    assert {(r.n, r.params.temperature) for r in direct_calls} == {(1, 0.0)}
+    assert "Answer directly" in direct_calls[0].messages[-1]["content"]
+    by_id: dict[str, list] = {}
+    for r in rows:
+        by_id.setdefault(r["question"], []).append((r["chosen_from"], r["rejected_from"], r["rejected_pred"]))
+    # 2 + 2: wrong, direct, wrong; 3 + 3 is always solved but kept: only the direct answer rejects it
+    assert by_id["What is 2 + 2?"] == [("student", "wrong", "22"), ("student", "direct", "7"), ("student", "wrong", "22")]
+    assert by_id["What is 3 + 3?"] == [("student", "direct", "7")] * 3  # its 3 first paths vs the one direct answer
+    assert all(r["rejected_idx"] is None for r in rows if r["rejected_from"] == "direct")
+    chosen_3 = [r["chosen"][0]["content"] for r in rows if r["question"] == "What is 3 + 3?"]
+    assert chosen_3 == [f"3 + 3 = 6, path {j}.\nThe answer is 6." for j in range(3)]  # normalised to the convention
+    c = manifest["counts"]
+    assert (c["direct"], c["direct_correct"], c["pairs"], c["skipped"]) == (3, 0, 6, 1)
+    assert manifest["direct_prompt_template"] == prompts.template_source("direct")
+
+
+def test_rerun_is_served_from_the_cache(tmp_path):
+    options = PreferenceOptions(samples=4, rules=PairRules(rejected="direct"))
+    first, rows, student = _build(tmp_path, options)
+    again, rows_again, student_again = _build(tmp_path, options)
+    assert rows_again == rows and again["counts"] == first["counts"]
+    # only the failing call is asked again (failures are not cached)
+    assert [r.messages[-1]["content"] for r in student_again.calls] == [
+        r.messages[-1]["content"] for r in student.calls if "1 + 1" in r.messages[-1]["content"]
+    ]
+
+
+def test_fallback_teacher_needs_a_dataset(tmp_path):
+    options = PreferenceOptions(samples=2, rules=PairRules(fallback="teacher"))
+    with pytest.raises(UserError, match="--from-dataset"):
+        _build(tmp_path, options)
+
+
+# --- --from-dataset: a real CoT run directory ----------------------------------------------------
+
+
+def teacher_answer(request: Request, j: int) -> str:
+    """The CoT teacher: right on every question, two different rationales each."""
+    content = request.messages[-1]["content"]
+    for q, a in QUESTIONS:
+        if q in content:
+            return f"Teacher rationale {j} for {q}\nThe answer is {a}."
+    raise AssertionError(content)
+
+
+def _cot_run(tmp_path):
+    teacher = FakeTeacher(teacher_answer, model="big-teacher")
+    out = tmp_path / "cot-for-preference"
+    build_dataset("cot", out, source=_source(tmp_path), options=CoTOptions(samples=2, system="Think."),
+                  teacher=teacher, cache_path=tmp_path / "calls.sqlite")  # fmt: skip
+    return out
+
+
+def test_from_dataset_reuses_prompts_and_falls_back_to_the_teacher(tmp_path):
+    cot_dir = _cot_run(tmp_path)
+    options = PreferenceOptions(samples=4, rules=PairRules(fallback="teacher", pairs_per_prompt=2))
+    manifest, rows, student = _build(tmp_path, options, source=DatasetOptions(str(cot_dir)))
+    cot_rows = _rows(cot_dir)
+    assert len(cot_rows) == 8  # two rationales per problem: deduplicated by id
+    assert manifest["counts"]["problems"] == 4 and len(student.calls) == 4
+    prompts_by_id = {r["id"]: r["prompt"] for r in cot_rows}
+    assert [list(c.messages) for c in student.calls] == [prompts_by_id[r["id"]] for r in cot_rows[::2]]
+    assert student.calls[0].messages[0] == {"role": "system", "content": "Think."}
+    fallback = [r for r in rows if r["chosen_from"] == "teacher"]
+    assert [r["question"] for r in fallback] == ["What is 5 + 5?"] * 2
+    assert [r["chosen"][0]["content"] for r in fallback] == [
+        "Teacher rationale 0 for What is 5 + 5?\nThe answer is 10.",
+        "Teacher rationale 1 for What is 5 + 5?\nThe answer is 10.",
+    ]
+    assert all(r["chosen_idx"] is None and r["rejected_pred"] == "11" for r in fallback)
+    assert manifest["counts"]["teacher_chosen"] == 2 and manifest["counts"]["none_correct"] == 1
+    assert manifest["cot_teacher"] == "fake:big-teacher@r1" and manifest["prompts_from"] == "dataset"
+    assert manifest["source"]["kind"] == "dataset" and manifest["source"]["revision"]
+
+
+def test_from_dataset_limit_counts_problems(tmp_path):
+    cot_dir = _cot_run(tmp_path)
+    manifest, _, student = _build(tmp_path, PreferenceOptions(samples=2), source=DatasetOptions(str(cot_dir), limit=2))
+    assert manifest["counts"]["problems"] == 2 and len(student.calls) == 2
+
+
+def test_from_dataset_rejects_a_dataset_that_is_not_cot(tmp_path):
+    run = tmp_path / "plain"
+    (run / "data").mkdir(parents=True)
+    (run / "data" / "train.jsonl").write_text(json.dumps({"text": "hello"}) + "\n")
+    with pytest.raises(UserError, match="no column"):
+        _build(tmp_path, PreferenceOptions(samples=2), source=DatasetOptions(str(run)))
+
+
+# --- the CLI -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([], "--source or --from-dataset"),
+        (["--source", "gym:basic_arithmetic", "--from-dataset", "me/cot"], "--source or --from-dataset"),
+        (["--source", "gym:basic_arithmetic", "--fallback", "teacher"], "--from-dataset"),
+        (["--from-dataset", "me/cot", "--system", "hi"], "--system"),
+        (["--from-dataset", "me/cot", "--answer-field", "x"], "--answer-field"),
+        (["--source", "gym:basic_arithmetic", "--samples", "0"], "--samples"),
+        (["--source", "gym:basic_arithmetic", "--pairs-per-prompt", "0"], "--pairs-per-prompt"),
+        (["--source", "gym:basic_arithmetic", "--keep-solved"], "--rejected direct"),
+        (["--from-dataset", "me/not-there"], "me/not-there"),
+    ],
+)
+def test_cli_bad_input_is_one_line(tmp_path, args, message):
+    result = CliRunner().invoke(
+        main, ["build-dataset", "preference", "--student", "fake:x", *args, "--out", str(tmp_path / "run")]
+    )
+    assert result.exit_code != 0
+    assert message in result.output, result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1, result.output
+
+
+def test_cli_requires_a_student(tmp_path):
+    result = CliRunner().invoke(main, ["build-dataset", "preference", "--source", "gym:chain_sum", "--out", str(tmp_path)])
+    assert result.exit_code != 0 and "--student" in result.output

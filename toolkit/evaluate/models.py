@@ -1,0 +1,126 @@
+"""What `--model` names, turned into an lm-eval model: a checkpoint, an alias, a LoRA adapter, or a
+model served behind an OpenAI-compatible API."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from toolkit.errors import UserError
+
+log = logging.getLogger(__name__)
+
+Backend = Literal["hf", "vllm", "openai"]
+BACKENDS: tuple[str, ...] = ("hf", "vllm", "openai")
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSpec:
+    """One model to evaluate: its report label and how lm-eval builds it."""
+
+    label: str
+    lm_eval_model: str  # lm-eval's registry name: hf, vllm, local-chat-completions
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+def model_spec(name: str, backend: Backend = "hf", base_url: str | None = None) -> ModelSpec:
+    """Resolve `--model` for a backend; raises UserError for what cannot be loaded."""
+    if backend == "openai":
+        if not base_url:
+            raise UserError("--backend openai needs --base-url, e.g. http://localhost:8000/v1")
+        return ModelSpec(name, "local-chat-completions", {
+            "model": name, "base_url": _chat_url(base_url), "num_concurrent": 4, "max_retries": 3,
+            "tokenized_requests": False,
+        })
+    if backend not in BACKENDS:
+        raise UserError(f"unknown backend {backend!r}; backends: {', '.join(BACKENDS)}")
+    path, adapter = _weights(name)
+    label = _label(name)
+    if backend == "vllm":
+        args = {"pretrained": path} | ({"lora_local_path": adapter} if adapter else {})
+        return ModelSpec(label, "vllm", args)
+    return ModelSpec(label, "hf", {"pretrained": path} | ({"peft": adapter} if adapter else {}))
+
+
+def _chat_url(base_url: str) -> str:
+    url = base_url.rstrip("/")
+    return url if url.endswith("/chat/completions") else f"{url}/chat/completions"
+
+
+def _label(name: str) -> str:
+    """An alias or Hub id as given; a local folder by its own name."""
+    path = Path(name).expanduser()
+    return path.resolve().name if path.exists() else name
+
+
+def _weights(name: str) -> tuple[str, str | None]:
+    """(base checkpoint, adapter folder or None). An adapter's base is read from adapter_config.json."""
+    from toolkit.teachers.models import resolve_model_path
+
+    path = resolve_model_path(name)
+    folder = Path(path)
+    if not folder.is_dir():
+        _check_hub_id(path, name)
+        return path, None
+    if (folder / "adapter_config.json").is_file():
+        return _adapter_base(folder), str(folder)
+    if not (folder / "config.json").is_file():
+        raise UserError(f"model {name!r}: {folder} holds neither config.json nor adapter_config.json")
+    return path, None
+
+
+def _adapter_base(adapter: Path) -> str:
+    from toolkit.teachers.models import resolve_model_path
+
+    try:
+        base = json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        base = None
+    if not base:
+        raise UserError(f"adapter {adapter}: adapter_config.json names no base_model_name_or_path; set it")
+    try:
+        path = resolve_model_path(base)
+    except UserError as e:
+        raise UserError(f"adapter {adapter}: its base model {base!r} cannot be found ({e})") from None
+    if Path(path).is_dir():
+        return path
+    _check_hub_id(path, f"{adapter} (base of the adapter)")
+    return path
+
+
+def _check_hub_id(hub_id: str, what: str) -> None:
+    """Offline, a Hub id only loads if it is already in the local HF cache."""
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() not in ("1", "true", "yes"):
+        return
+    from huggingface_hub import try_to_load_from_cache
+
+    if not isinstance(try_to_load_from_cache(hub_id, "config.json"), str):
+        raise UserError(
+            f"model {what}: {hub_id!r} is not a local folder and not in the Hugging Face cache, and the "
+            "Hub is offline (HF_HUB_OFFLINE=1); pass a checkpoint folder or the alias smollm2-135m"
+        )
+
+
+def load_lm(spec: ModelSpec, batch_size: int | str = 8):
+    """The lm-eval model object; a model that does not load becomes one UserError line."""
+    from lm_eval.api.registry import get_model
+
+    extra: dict[str, Any] = {"batch_size": batch_size}
+    if spec.lm_eval_model == "hf":
+        import torch
+
+        extra["device"] = "cuda" if torch.cuda.is_available() else "cpu"  # lm-eval's default is cuda
+    try:
+        return get_model(spec.lm_eval_model).create_from_arg_obj(dict(spec.args), extra)
+    except ImportError as e:
+        raise UserError(f"backend for {spec.label!r} is not installed ({e}); for vllm: pip install 'hubtool[vllm]'") from None
+    except (OSError, ValueError, RuntimeError, KeyError) as e:
+        raise UserError(f"model {spec.label!r} does not load: {_first_line(e)}") from None
+
+
+def _first_line(error: Exception) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:300]

@@ -1,0 +1,123 @@
+"""The report people read: a markdown table (model x task, with in-domain and out-of-domain
+averages) and a bar chart comparing the models, from lm-eval's results."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from toolkit.evaluate.tasks import PREFIX, benchmark_of
+
+FILTERS: tuple[str, ...] = ("strict-match", "flexible-extract")
+_FILTER_TITLES = {
+    "strict-match": "strict-match: only the closing \"The answer is X.\" counts",
+    "flexible-extract": "flexible-extract: else the last number / option / yes-no",
+}
+
+
+@dataclass
+class Report:
+    """Scores by model, task and filter (fractions), with what is needed to read them."""
+
+    tasks: list[str]
+    in_domain: set[str]
+    scores: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)  # model -> task -> filter
+    samples: dict[str, int] = field(default_factory=dict)  # task -> documents scored
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, model: str, results: dict) -> None:
+        """Take one model's lm-eval results (the dict `simple_evaluate` returns)."""
+        per_task = self.scores.setdefault(model, {})
+        for task in self.tasks:
+            metrics = results["results"].get(task, {})
+            per_task[task] = {f: metrics[f"exact_match,{f}"] for f in FILTERS if f"exact_match,{f}" in metrics}
+            effective = results.get("n-samples", {}).get(task, {}).get("effective")
+            if effective is not None:
+                self.samples[task] = effective
+
+    def is_in_domain(self, task: str) -> bool:
+        """A self-consistency variant is in-domain when its base task is."""
+        return task in self.in_domain or PREFIX + benchmark_of(task) in self.in_domain
+
+    def average(self, model: str, filter_name: str, in_domain: bool) -> float | None:
+        """Unweighted mean over the in-domain (or out-of-domain) tasks; None when there are none."""
+        values = [
+            self.scores[model][t][filter_name]
+            for t in self.tasks
+            if self.is_in_domain(t) == in_domain and filter_name in self.scores[model].get(t, {})
+        ]
+        return sum(values) / len(values) if values else None
+
+    def to_dict(self) -> dict:
+        return {"tasks": self.tasks, "in_domain": sorted(self.in_domain), "samples": self.samples,
+                "scores": self.scores, "notes": self.notes}
+
+
+def _short(task: str) -> str:
+    return task.removeprefix(PREFIX)
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.1f}"
+
+
+def markdown(report: Report) -> str:
+    """One table per filter; in-domain task columns are marked ID."""
+    lines = ["# Evaluation", ""]
+    lines += [f"- {note}" for note in report.notes]
+    sizes = ", ".join(f"{_short(t)} {report.samples.get(t, '?')}" for t in report.tasks)
+    lines += [f"- documents per task: {sizes}", "- scores are exact match in %; ID = in-domain, OOD = out-of-domain", ""]
+    for filter_name in FILTERS:
+        lines += [f"## {_FILTER_TITLES[filter_name]}", "", *_table(report, filter_name), ""]
+    return "\n".join(lines)
+
+
+def _table(report: Report, filter_name: str) -> list[str]:
+    heads = [_short(t) + (" (ID)" if report.is_in_domain(t) else "") for t in report.tasks]
+    heads += ["ID avg", "OOD avg"]
+    rows = ["| model | " + " | ".join(heads) + " |", "|---|" + "---:|" * len(heads)]
+    for model, per_task in report.scores.items():
+        cells = [_pct(per_task.get(t, {}).get(filter_name)) for t in report.tasks]
+        cells += [_pct(report.average(model, filter_name, True)), _pct(report.average(model, filter_name, False))]
+        rows.append(f"| {model} | " + " | ".join(cells) + " |")
+    return rows
+
+
+def bar_chart(report: Report, path: Path) -> None:
+    """Grouped bars: one panel per filter, tasks and the two averages on x, one bar per model."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display on servers and in tests
+    import matplotlib.pyplot as plt
+
+    columns = [_short(t) for t in report.tasks] + ["ID avg", "OOD avg"]
+    models = list(report.scores)
+    width = 0.8 / max(len(models), 1)
+    fig, axes = plt.subplots(len(FILTERS), 1, figsize=(max(6, 1.1 * len(columns) + 2), 3.2 * len(FILTERS)),
+                             squeeze=False)
+    for ax, filter_name in zip(axes[:, 0], FILTERS):
+        for i, model in enumerate(models):
+            values = [report.scores[model].get(t, {}).get(filter_name) for t in report.tasks]
+            values += [report.average(model, filter_name, True), report.average(model, filter_name, False)]
+            xs = [c + (i - (len(models) - 1) / 2) * width for c in range(len(columns))]
+            ax.bar(xs, [100 * (v or 0.0) for v in values], width, label=model)
+        ax.set_title(filter_name)
+        ax.set_ylabel("exact match (%)")
+        ax.set_ylim(0, 100)
+        ax.set_xticks(range(len(columns)), columns, rotation=30, ha="right")
+        ax.axvline(len(report.tasks) - 0.5, color="grey", linewidth=0.8, linestyle=":")
+    axes[0, 0].legend(loc="upper right", fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write(report: Report, output_dir: Path) -> dict[str, Path]:
+    """report.md, report.png and scores.json under output_dir."""
+    paths = {"markdown": output_dir / "report.md", "chart": output_dir / "report.png",
+             "scores": output_dir / "scores.json"}
+    paths["markdown"].write_text(markdown(report))
+    bar_chart(report, paths["chart"])
+    paths["scores"].write_text(json.dumps(report.to_dict(), indent=2))
+    return paths

@@ -1,0 +1,149 @@
+"""`hubtool eval`: run lm-eval on the hubtool tasks for one or more models, write lm-eval's results
+and samples per model, then the report comparing them."""
+
+from __future__ import annotations
+
+import gc
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from toolkit.errors import UserError
+from toolkit.evaluate import report as report_mod
+from toolkit.evaluate import tasks as tasks_mod
+from toolkit.evaluate.models import Backend, ModelSpec, load_lm, model_spec
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class EvalOptions:
+    """How to run: backend, how much, how long the generations may be, where data comes from.
+
+    `max_gen_toks` overrides the tasks' 512 (CoT needs room; a CPU smoke run wants 32-64).
+    `in_domain` names the tasks the students were trained on (default: every suite's own).
+    `data_dir` holds local <benchmark>.jsonl copies that replace the Hub datasets.
+    """
+
+    backend: Backend = "hf"
+    base_url: str | None = None
+    limit: int | float | None = None
+    num_fewshot: int | None = None
+    batch_size: int | str = 8
+    max_gen_toks: int | None = None
+    data_dir: Path | None = None
+    in_domain: list[str] | None = None
+
+
+@dataclass
+class EvalResult:
+    report: report_mod.Report
+    markdown: str
+    paths: dict[str, Path] = field(default_factory=dict)  # report files, and results/samples per model
+
+
+def run_eval(
+    models: list[str],
+    output_dir: Path,
+    *,
+    suites: list[str] | tuple[str, ...] = (),
+    tasks: list[str] | tuple[str, ...] = (),
+    options: EvalOptions = EvalOptions(),
+) -> EvalResult:
+    """Evaluate every model on the selected tasks; everything is checked before the first model runs."""
+    if not models:
+        raise UserError("name at least one --model (a checkpoint folder, an adapter folder or smollm2-135m)")
+    _check_options(options)
+    manager = tasks_mod.task_manager()
+    catalog = tasks_mod.catalog(manager)
+    names = tasks_mod.select_tasks(catalog, list(suites), list(tasks))
+    in_domain = tasks_mod.resolve_in_domain(catalog, options.in_domain)
+    specs = _unique_labels([model_spec(m, options.backend, options.base_url) for m in models])
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    report = report_mod.Report(tasks=names, in_domain=in_domain, notes=_notes(options))
+    paths: dict[str, Path] = {}
+    for spec in specs:
+        results = _evaluate_one(spec, manager, names, options)
+        report.add(spec.label, results)
+        paths |= _write_results(output_dir / spec.label, spec.label, results)
+    paths |= report_mod.write(report, output_dir)
+    return EvalResult(report, report_mod.markdown(report), paths)
+
+
+def _check_options(options: EvalOptions) -> None:
+    if options.limit is not None and options.limit <= 0:
+        raise UserError("--limit must be positive (a count, or a fraction below 1)")
+    if options.max_gen_toks is not None and options.max_gen_toks < 1:
+        raise UserError("--max-gen-toks must be at least 1")
+    if options.num_fewshot is not None and options.num_fewshot < 0:
+        raise UserError("--num-fewshot cannot be negative")
+    if options.data_dir is not None and not options.data_dir.is_dir():
+        raise UserError(f"--data-dir {options.data_dir} is not a folder")
+
+
+def _unique_labels(specs: list[ModelSpec]) -> list[ModelSpec]:
+    """Two models with the same name (two folders called `final`) get -2, -3 ... in the report."""
+    seen: dict[str, int] = {}
+    unique = []
+    for spec in specs:
+        seen[spec.label] = seen.get(spec.label, 0) + 1
+        label = spec.label if seen[spec.label] == 1 else f"{spec.label}-{seen[spec.label]}"
+        unique.append(ModelSpec(label, spec.lm_eval_model, spec.args))
+    return unique
+
+
+def _notes(options: EvalOptions) -> list[str]:
+    import importlib.metadata
+
+    notes = [f"zero-shot chain of thought, chat template applied; lm-eval {importlib.metadata.version('lm_eval')}"]
+    if options.num_fewshot:
+        notes[0] = notes[0].replace("zero-shot", f"{options.num_fewshot}-shot")
+    if options.limit is not None:
+        notes.append(f"limit {options.limit} documents per task: a smoke test, not a benchmark score")
+    if options.max_gen_toks is not None:
+        notes.append(f"generations cut at {options.max_gen_toks} tokens")
+    return notes
+
+
+def _evaluate_one(spec: ModelSpec, manager, names: list[str], options: EvalOptions) -> dict:
+    from lm_eval import simple_evaluate
+
+    log.warning("evaluating %s on %d tasks", spec.label, len(names))
+    task_objects = tasks_mod.load_tasks(manager, names, options.data_dir)  # fails before a model loads
+    lm = load_lm(spec, options.batch_size)
+    try:
+        return simple_evaluate(
+            model=lm,
+            tasks=task_objects,
+            task_manager=manager,
+            num_fewshot=options.num_fewshot,
+            limit=options.limit,
+            apply_chat_template=True,
+            fewshot_as_multiturn=True,
+            gen_kwargs={"max_gen_toks": options.max_gen_toks} if options.max_gen_toks else None,
+            log_samples=True,
+        )
+    finally:
+        del lm
+        gc.collect()  # two models in turn should not hold two models' memory
+
+
+def _write_results(folder: Path, label: str, results: dict) -> dict[str, Path]:
+    """lm-eval's aggregated results (results.json) and per-document samples (samples_<task>.jsonl)."""
+    from lm_eval.utils import handle_non_serializable
+
+    folder.mkdir(parents=True, exist_ok=True)
+    samples = results.pop("samples", {})
+    results["config"]["model"] = label
+    paths = {f"{label}/results": folder / "results.json"}
+    paths[f"{label}/results"].write_text(json.dumps(results, indent=2, default=handle_non_serializable))
+    for task, rows in samples.items():
+        path = folder / f"samples_{task}.jsonl"
+        with path.open("w") as fh:
+            for row in rows:
+                fh.write(json.dumps(row, default=handle_non_serializable, ensure_ascii=False) + "\n")
+        paths[f"{label}/samples_{task}"] = path
+    results["samples"] = samples
+    return paths

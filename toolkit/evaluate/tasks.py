@@ -1,0 +1,163 @@
+"""Which lm-eval tasks exist (eval_tasks/), what the suites hold, and how a selection is loaded.
+
+The task YAML is the single source of truth: suites are the `hubtool_*` groups, and a group's
+`metadata.in_domain` names the tasks a student of that suite was trained on.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from toolkit.errors import UserError, did_you_mean
+
+log = logging.getLogger(__name__)
+
+PREFIX = "hubtool_"
+_MAJ = re.compile(r"_maj\d+$")
+
+
+def tasks_dir() -> Path:
+    """eval_tasks/: `$HUBTOOL_EVAL_TASKS`, else the folder beside the `toolkit` package."""
+    env = os.environ.get("HUBTOOL_EVAL_TASKS")
+    path = Path(env).expanduser() if env else Path(__file__).resolve().parents[2] / "eval_tasks"
+    if not (path / "_common" / "utils.py").is_file():
+        raise UserError(
+            f"no hubtool eval tasks at {path}; run from a checkout of hubtool or set HUBTOOL_EVAL_TASKS "
+            "to its eval_tasks/ folder"
+        )
+    return path
+
+
+def task_manager(metadata: dict[str, Any] | None = None):
+    """lm-eval's TaskManager over eval_tasks/ only (lm-eval's own ~10k tasks are not indexed: fast)."""
+    from lm_eval.tasks import TaskManager
+
+    return TaskManager(include_path=str(tasks_dir()), include_defaults=False, metadata=metadata)
+
+
+def benchmark_of(task: str) -> str:
+    """hubtool_gsm8k_maj8 -> gsm8k: the name of the data behind a task."""
+    return _MAJ.sub("", task.removeprefix(PREFIX))
+
+
+@dataclass(frozen=True, slots=True)
+class Catalog:
+    """What eval_tasks/ defines: leaf tasks, suites (group name without prefix -> tasks), in-domain sets."""
+
+    tasks: tuple[str, ...]
+    suites: dict[str, tuple[str, ...]]
+    in_domain: dict[str, tuple[str, ...]]
+
+    def default_in_domain(self) -> set[str]:
+        """Every suite's in-domain tasks: what a student is trained on unless told otherwise."""
+        return {task for tasks in self.in_domain.values() for task in tasks}
+
+
+def catalog(manager) -> Catalog:
+    from lm_eval.tasks._index import Kind
+
+    index = manager.task_index
+    tasks = tuple(sorted(n for n, e in index.items() if e.kind == Kind.TASK and n.startswith(PREFIX)))
+    suites, in_domain = {}, {}
+    for name, entry in sorted(index.items()):
+        if entry.kind == Kind.GROUP and name.startswith(PREFIX):
+            suite = name.removeprefix(PREFIX)
+            suites[suite] = tuple(_leaves(index, name))
+            in_domain[suite] = tuple((entry.cfg.get("metadata") or {}).get("in_domain") or ())
+    return Catalog(tasks, suites, in_domain)
+
+
+def _leaves(index, name: str) -> list[str]:
+    """A group's leaf tasks, in order, through nested groups and tags."""
+    from lm_eval.tasks._index import Kind
+
+    entry = index[name]
+    if entry.kind == Kind.GROUP:
+        members = entry.cfg.get("task") or []
+        members = [m if isinstance(m, str) else m.get("task") or m.get("group") for m in members]
+        return [leaf for member in members for leaf in _leaves(index, member)]
+    if entry.kind == Kind.TAG:
+        return sorted(entry.tags)
+    return [name]
+
+
+def select_tasks(cat: Catalog, suites: list[str], tasks: list[str]) -> list[str]:
+    """The leaf tasks named by suites and task names (a task may omit the hubtool_ prefix)."""
+    if not suites and not tasks:
+        raise UserError(f"choose what to evaluate: --suite ({', '.join(cat.suites)}) or --tasks a,b")
+    chosen: list[str] = []
+    for suite in suites:
+        if suite.removeprefix(PREFIX) not in cat.suites:
+            hint = did_you_mean(suite, list(cat.suites))
+            raise UserError(f"unknown suite {suite!r}{hint}; suites: {', '.join(cat.suites)}")
+        chosen += cat.suites[suite.removeprefix(PREFIX)]
+    for task in tasks:
+        name = task if task in cat.tasks else PREFIX + task
+        if name not in cat.tasks:
+            short = [t.removeprefix(PREFIX) for t in cat.tasks]
+            hint = did_you_mean(task.removeprefix(PREFIX), short)
+            raise UserError(f"unknown task {task!r}{hint}; tasks: {', '.join(short)}")
+        chosen.append(name)
+    return list(dict.fromkeys(chosen))  # keep order, drop repeats
+
+
+def resolve_in_domain(cat: Catalog, names: list[str] | None) -> set[str]:
+    """The in-domain task set: given names (prefix optional), or every suite's default."""
+    if names is None:
+        return cat.default_in_domain()
+    resolved = set()
+    for name in names:
+        full = name if name.startswith(PREFIX) else PREFIX + name
+        if full not in cat.tasks:
+            raise UserError(f"--in-domain: unknown task {name!r}; tasks: {', '.join(cat.tasks)}")
+        resolved.add(full)
+    return resolved
+
+
+def local_data_file(data_dir: Path, task: str) -> Path:
+    return data_dir / f"{benchmark_of(task)}.jsonl"
+
+
+def load_tasks(manager, names: list[str], data_dir: Path | None = None) -> list:
+    """Task objects for lm-eval; with `data_dir`, benchmarks read <data_dir>/<benchmark>.jsonl.
+
+    A local file stands in for the benchmark's evaluation split (rows shaped like the Hub dataset's),
+    and few-shot examples are drawn from the same file (never the question being asked).
+    """
+    specs = [_local_spec(manager, n, data_dir) if data_dir else n for n in names]
+    try:
+        loaded = manager.load(specs)
+    except (ConnectionError, FileNotFoundError, OSError) as e:
+        raise UserError(
+            f"a task's dataset could not be loaded ({type(e).__name__}: {_first_line(e)}); without the Hub, "
+            "evaluate the gym suite or pass --data-dir with <benchmark>.jsonl files"
+        ) from None
+    return [loaded["tasks"][n] for n in names]
+
+
+def _local_spec(manager, name: str, data_dir: Path) -> str | dict:
+    from lm_eval.tasks._yaml_loader import load_yaml
+
+    path = local_data_file(data_dir, name)
+    cfg = load_yaml(manager.task_index[name].yaml_path, resolve_func=True)
+    if cfg.get("custom_dataset") is not None or not path.exists():
+        return name  # made on the spot (reasoning-gym) or no local copy: loads as usual
+    split = cfg["test_split"]
+    log.info("%s reads %s", name, path)
+    return cfg | {
+        "dataset_path": "json",
+        "dataset_name": None,
+        "dataset_kwargs": {"data_files": {split: str(path)}},
+        "training_split": None,
+        "validation_split": None,
+        "fewshot_split": split,
+    }
+
+
+def _first_line(error: Exception) -> str:
+    return (str(error).strip().splitlines() or [""])[0][:200]

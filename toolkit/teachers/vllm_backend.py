@@ -1,0 +1,142 @@
+"""Offline vLLM as a teacher: `LLM.chat` with `SamplingParams(n=k)`, prefix caching, tensor parallel.
+
+GPU only and optional (`pip install 'hubtool[vllm]'`); vLLM is imported inside `from_spec`, so the
+rest of the toolkit never needs it. Requests go to vLLM in chunks of `chunk_size`: vLLM schedules a
+whole chunk at once (continuous batching inside it), and `on_result` fires for every request of a
+chunk as soon as the chunk ends, so a killed build loses at most one chunk of calls.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from toolkit.errors import UserError
+from toolkit.teachers.base import Completion, OnResult, Request, Result, Teacher
+from toolkit.teachers.models import model_revision, resolve_model_path
+
+log = logging.getLogger(__name__)
+
+INSTALL_HINT = "on a GPU machine: pip install 'hubtool[vllm]'"
+
+
+def hub_commit(model: str, revision: str | None = None) -> str:
+    """The commit hash a Hub id resolves to (the local HF cache first, then the Hub), or ''."""
+    if "/" not in model or Path(model).expanduser().exists():
+        return ""
+    from huggingface_hub import HfApi, snapshot_download
+
+    # A revision is provenance, not a reason to stop a build: any failure just leaves it empty.
+    try:
+        local = Path(snapshot_download(model, revision=revision, local_files_only=True, allow_patterns=["config.json"]))
+        if local.parent.name == "snapshots":
+            return local.name
+    except Exception as e:
+        log.debug("%s not in the local HF cache: %s", model, e)
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return ""
+    try:
+        return HfApi().model_info(model, revision=revision).sha or ""
+    except Exception as e:
+        log.info("no commit hash for %s: %s", model, e)
+        return ""
+
+
+def to_completions(output: Any) -> list[Completion]:
+    """A vLLM RequestOutput -> Completions with exact token counts."""
+    prompt_tokens = len(output.prompt_token_ids or [])
+    return [
+        Completion(o.text, o.finish_reason or "unknown", prompt_tokens, len(o.token_ids)) for o in output.outputs
+    ]
+
+
+class VLLMTeacher(Teacher):
+    """A model loaded in-process by vLLM."""
+
+    backend = "vllm"
+
+    def __init__(self, model: str, llm: Any, sampling_params_cls: Any, *, revision: str, chunk_size: int) -> None:
+        self.model = model
+        self.revision = revision
+        self.llm = llm
+        self._sampling_params = sampling_params_cls
+        self.chunk_size = max(1, chunk_size)
+
+    @classmethod
+    def from_spec(
+        cls,
+        model: str,
+        *,
+        tensor_parallel_size: int | None = None,
+        gpu_memory_utilization: float | None = None,
+        max_model_len: int | None = None,
+        enable_prefix_caching: bool = True,
+        dtype: str | None = None,
+        revision: str | None = None,
+        chunk_size: int | None = None,
+        **_other_backends: Any,
+    ) -> VLLMTeacher:
+        """Load `model` (an alias such as smollm2-135m, a local folder, or a Hub id) into vLLM."""
+        try:
+            import vllm
+        except ImportError as e:
+            raise UserError(f"the vllm backend needs vLLM, which cannot be imported ({e}); {INSTALL_HINT}") from None
+        path = resolve_model_path(model)
+        engine_args: dict[str, Any] = {"enable_prefix_caching": enable_prefix_caching}
+        optional = {
+            "tensor_parallel_size": tensor_parallel_size,
+            "gpu_memory_utilization": gpu_memory_utilization,
+            "max_model_len": max_model_len,
+            "dtype": dtype,
+            "revision": revision,
+        }
+        engine_args.update({k: v for k, v in optional.items() if v is not None})
+        log.info("loading %s into vLLM (%s)", path, engine_args)
+        llm = vllm.LLM(model=path, **engine_args)
+        rev = model_revision(model) or hub_commit(model, revision) or (revision or "")
+        return cls(model, llm, vllm.SamplingParams, revision=rev, chunk_size=chunk_size or 256)
+
+    def generate(self, requests: Sequence[Request], on_result: OnResult | None = None) -> list[Result]:
+        """All samples of a chunk in one `LLM.chat` call; results reported chunk by chunk."""
+        results: list[Result] = [[] for _ in requests]
+        for start in range(0, len(requests), self.chunk_size):
+            chunk = requests[start : start + self.chunk_size]
+            for offset, completions in enumerate(self._generate_chunk(chunk)):
+                results[start + offset] = completions
+                if on_result:
+                    on_result(start + offset, completions)
+        return results
+
+    def _generate_chunk(self, requests: Sequence[Request]) -> list[list[Completion]]:
+        conversations = [list(r.messages) for r in requests]
+        params = [self._params(r) for r in requests]
+        outputs = self.llm.chat(conversations, sampling_params=params, use_tqdm=False)
+        grouped = []
+        for request, output in zip(requests, outputs):
+            completions = to_completions(output)
+            if len(completions) < request.n:  # greedy: one sample stands for all n (see _params)
+                completions = completions[:1] * request.n
+            grouped.append(completions)
+        return grouped
+
+    def _params(self, request: Request) -> Any:
+        p = request.params
+        greedy = p.temperature <= 0
+        # Greedy samples are identical, and some vLLM versions reject n > 1 without sampling: draw one.
+        return self._sampling_params(
+            n=1 if greedy else request.n,
+            temperature=0.0 if greedy else p.temperature,
+            top_p=1.0 if greedy else p.top_p,
+            max_tokens=p.max_new_tokens,
+            seed=p.seed,
+        )
+
+    def close(self) -> None:
+        """Drop the engine so its GPU memory can be reclaimed."""
+        import gc
+
+        self.llm = None
+        gc.collect()
