@@ -180,6 +180,9 @@ def test_resolve_order_directory_then_registry_then_hub(run1, run2, home, tmp_pa
         hub.resolve_dataset("no such thing")
     with pytest.raises(UserError, match="no split 'test'"):
         hub.load_dataset(NAME, split="test")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="holds no dataset"):
+        hub.load_dataset(str(tmp_path / "empty"))
 
 
 def test_a_folder_copied_into_the_registry_is_read_but_not_replaced(run1, home):

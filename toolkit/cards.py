@@ -73,6 +73,7 @@ def size_category(n: int) -> str:
 # -- metadata ---------------------------------------------------------------------------------
 def card_metadata(manifest: dict[str, Any], n_rows: int, name: str, license: str) -> dict[str, Any]:
     method = manifest.get("method", "unknown")
+    extra_tags = (methods().get(method) or {}).get("tags", [])
     return {
         "pretty_name": name.split("/")[-1],
         "license": license,
@@ -80,13 +81,7 @@ def card_metadata(manifest: dict[str, Any], n_rows: int, name: str, license: str
         "task_categories": TASK_CATEGORIES.get(row_kind(manifest), ["text-generation"]),
         "size_categories": [size_category(n_rows)],
         "source_datasets": [source_description(manifest.get("source") or {})],
-        "tags": [
-            "synthetic",
-            "distillation",
-            "hubtool",
-            method,
-            *(methods().get(method) or {}).get("tags", []),
-        ],
+        "tags": list(dict.fromkeys(["synthetic", "distillation", "hubtool", method, *extra_tags])),
         "configs": [{"config_name": "default", "data_files": [{"split": "train", "path": DATA_GLOB}]}],
     }
 
@@ -182,9 +177,9 @@ class _Counts(dict):
 
 
 def _teacher_model(manifest: dict[str, Any]) -> str:
-    return (manifest.get("teacher_info") or {}).get("model") or str(manifest.get("teacher", "")).partition(
-        ":"
-    )[2]
+    """The model part of the teacher (for the default: the alias `smollm2-135m`)."""
+    info = manifest.get("teacher_info") or {}
+    return info.get("model") or str(manifest.get("teacher", "")).partition(":")[2]
 
 
 def _teacher_origin(manifest: dict[str, Any]) -> str | None:

@@ -548,9 +548,16 @@ class _GymWorker:
         try:
             proc.stdin.write(json.dumps(request) + "\n")  # type: ignore[union-attr]
             proc.stdin.flush()  # type: ignore[union-attr]
-            return proc.stdout.readline()  # type: ignore[union-attr]
+            line = proc.stdout.readline()  # type: ignore[union-attr]
         except BrokenPipeError:
-            return ""
+            line = ""
+        if not line:
+            # It idled out (or died) as we asked: reap it, so the retry starts a fresh one instead of
+            # writing to a process that has closed its pipes but not yet exited.
+            proc.kill()
+            proc.wait()
+            self._proc = None
+        return line
 
     def _start(self) -> subprocess.Popen[str]:
         if self._proc is None or self._proc.poll() is not None:

@@ -70,6 +70,8 @@ def _explain(status: int | None, repo_id: str | None, error: Exception) -> str:
         return "the Hub rejected the token (401 Unauthorized); set a valid HF_TOKEN or run `hf auth login`"
     if status == 403:
         return f"the token may not write to {repo_id} (403 Forbidden); use a token with write access to that namespace"
+    if status == 412:
+        return f"{repo_id} changed on the Hub during the push (412 Precondition Failed); push again"
     if status == 429:
         return "the Hub is rate-limiting requests (429 Too Many Requests); wait a few minutes and try again"
     if status is not None and status >= 500:
@@ -119,6 +121,9 @@ def push_to_hub(run_dir: Path, repo_id: str, *, private: bool, revision: str | N
             CommitOperationAdd("README.md", card.encode()),
             CommitOperationAdd("manifest.json", manifest),
         ]
+        log.info(
+            "committing %d files to %s (branch %s, parent %s)", len(operations), repo_id, branch, parent[:12]
+        )
         info = api.create_commit(repo_id, operations, commit_message=message, commit_description=description,
                                  repo_type="dataset", revision=branch, parent_commit=parent)  # fmt: skip
     return info.oid, info.oid != parent

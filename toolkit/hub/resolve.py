@@ -37,7 +37,7 @@ def resolve_dataset(name: str, revision: str | None = None) -> ResolvedDataset:
     if path.is_dir():
         if revision:
             raise UserError(f"{name} is a local directory, which has no revisions; drop the revision")
-        real = path.resolve()  # a registry link resolves to its version, which a later push leaves alone
+        real = path.resolve()  # a registry link -> its version folder, which outlives the next push
         return ResolvedDataset(name, str(real), True, None, fingerprint(real))
     if not is_repo_id(name):
         raise UserError(
@@ -56,7 +56,10 @@ def load_dataset(name: str, split: str = "train", revision: str | None = None):
     found = resolve_dataset(name, revision)
     try:
         if found.local:
-            return datasets.load_dataset(found.path, split=split)
+            try:
+                return datasets.load_dataset(found.path, split=split)
+            except FileNotFoundError as e:  # datasets' EmptyDatasetError and friends
+                raise UserError(f"{found.path} holds no dataset ({str(e).splitlines()[0]})") from None
         with hub_errors(f"loading {name} from the Hub", name):
             return datasets.load_dataset(found.path, split=split, revision=found.fingerprint)
     except ValueError as e:
