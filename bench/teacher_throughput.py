@@ -53,14 +53,17 @@ def make_prompts(n: int) -> list[Messages]:
     return out
 
 
-def timed(name: str, fn: Callable[[], int], repeats: int) -> Run:
-    """Median wall time over `repeats` runs of fn (which returns its completion-token count)."""
-    times, tokens = [], 0
-    for _ in range(repeats):
-        start = time.perf_counter()
-        tokens = fn()
-        times.append(time.perf_counter() - start)
-    return Run(name, tokens, statistics.median(times))
+def timed_pair(ours: tuple[str, Callable[[], int]], base: tuple[str, Callable[[], int]], repeats: int) -> tuple[Run, Run]:
+    """Median wall time of each side over `repeats` runs, interleaved (A B B A ...) so that load
+    changes on a shared machine hit both sides alike. Each fn returns its completion-token count."""
+    times: dict[str, list[float]] = {ours[0]: [], base[0]: []}
+    tokens: dict[str, int] = {}
+    for r in range(repeats):
+        for name, fn in (ours, base) if r % 2 == 0 else (base, ours):
+            start = time.perf_counter()
+            tokens[name] = fn()
+            times[name].append(time.perf_counter() - start)
+    return tuple(Run(name, tokens[name], statistics.median(times[name])) for name in (ours[0], base[0]))
 
 
 def greedy_requests(prompts: list[Messages], max_new_tokens: int) -> list[Request]:
@@ -96,9 +99,11 @@ def bench_local(prompts: list[Messages], args: argparse.Namespace) -> tuple[Run,
     teacher = TransformersTeacher("smollm2-135m", batch_size=args.batch_size)
     requests = greedy_requests(prompts, args.max_new_tokens)
     teacher.generate(requests[:2])  # warm up
-    ours = timed("TransformersTeacher (batched)", lambda: completion_tokens(teacher.generate(requests)), args.repeats)
-    base = timed("model.generate loop", lambda: plain_loop(teacher, prompts, args.max_new_tokens), args.repeats)
-    return ours, base
+    return timed_pair(
+        ("TransformersTeacher (batched)", lambda: completion_tokens(teacher.generate(requests))),
+        ("model.generate loop", lambda: plain_loop(teacher, prompts, args.max_new_tokens)),
+        args.repeats,
+    )
 
 
 # --- (b) server: OpenAITeacher vs a raw AsyncOpenAI client ---
@@ -133,13 +138,11 @@ def bench_server(prompts: list[Messages], args: argparse.Namespace) -> tuple[Run
         teacher = OpenAITeacher(path, url, concurrency=args.concurrency)
         requests = greedy_requests(prompts, args.max_new_tokens)
         teacher.generate(requests[:2])  # warm up (and, with continuous batching, fix greedy decoding)
-        ours = timed("OpenAITeacher", lambda: completion_tokens(teacher.generate(requests)), args.repeats)
-        base = timed(
-            "raw AsyncOpenAI",
-            lambda: asyncio.run(raw_client(url, path, prompts, args.max_new_tokens, args.concurrency)),
+        return timed_pair(
+            ("OpenAITeacher", lambda: completion_tokens(teacher.generate(requests))),
+            ("raw AsyncOpenAI", lambda: asyncio.run(raw_client(url, path, prompts, args.max_new_tokens, args.concurrency))),
             args.repeats,
         )
-    return ours, base
 
 
 def report(title: str, ours: Run, base: Run) -> None:

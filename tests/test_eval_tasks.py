@@ -188,7 +188,7 @@ def test_configured_filters_through_lm_eval(all_tasks):
 
 
 @pytest.mark.slow
-def test_every_task_runs_with_the_default_model(manager, catalog, small_torch):
+def test_every_task_runs_with_the_default_model(manager, catalog, small_torch, lm_eval_cli):
     """All 34 tasks, one document each, through lm-eval with the real default model.
 
     Self-consistency variants run with 2 samples instead of 8 to fit the CPU budget; their vote
@@ -209,22 +209,43 @@ def test_every_task_runs_with_the_default_model(manager, catalog, small_torch):
         metrics = results["results"][name]
         for f in ("strict-match", "flexible-extract"):
             assert 0.0 <= metrics[f"exact_match,{f}"] <= 1.0, (name, metrics)
-        (sample,) = results["samples"][name]
-        assert len(sample["resps"][0]) == (2 if name.endswith("_maj8") else 1)
-        assert sample["doc"]["question"] in sample["arguments"][0][0]  # the rendered chat prompt
+        samples = results["samples"][name]  # one row per document and filter
+        assert sorted(s["filter"] for s in samples) == ["flexible-extract", "strict-match"]
+        for sample in samples:
+            assert len(sample["resps"][0]) == (2 if name.endswith("_maj8") else 1)
+            assert sample["doc"]["question"] in sample["arguments"][0][0]  # the rendered chat prompt
 
 
-@pytest.mark.slow
-def test_plain_lm_eval_cli_runs_a_gym_task(tmp_path, smol_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+@pytest.fixture(scope="module")
+def lm_eval_cli(tmp_path_factory, smol_path):
+    """Plain `lm_eval run --include_path eval_tasks` in a subprocess, started once and early.
+
+    Most of its time is lm-eval indexing its own ~10k task files on one core, so the model test
+    requests this fixture too: the two then run side by side instead of one after the other.
+    """
+    out = tmp_path_factory.mktemp("lm_eval_cli")
     cmd = [sys.executable, "-m", "lm_eval", "run", "--include_path", str(ROOT / "eval_tasks"),
            "--tasks", "hubtool_gym_chain_sum", "--model", "hf", "--model_args", f"pretrained={smol_path}",
            "--device", "cpu", "--limit", "2", "--apply_chat_template", "--gen_kwargs", "max_gen_toks=8",
-           "--output_path", str(tmp_path), "--log_samples"]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    (results_file,) = tmp_path.rglob("results_*.json")
+           "--output_path", str(out), "--log_samples"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    yield proc, out
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.mark.slow
+def test_plain_lm_eval_cli_runs_a_gym_task(lm_eval_cli):
+    proc, out = lm_eval_cli
+    _, stderr = proc.communicate(timeout=600)
+    assert proc.returncode == 0, stderr[-3000:]
+    (results_file,) = out.rglob("results_*.json")
     metrics = json.loads(results_file.read_text())["results"]["hubtool_gym_chain_sum"]
     assert {"exact_match,strict-match", "exact_match,flexible-extract"} <= metrics.keys()
-    (samples_file,) = tmp_path.rglob("samples_hubtool_gym_chain_sum_*.jsonl")
-    assert len(samples_file.read_text().splitlines()) == 2
+    (samples_file,) = out.rglob("samples_hubtool_gym_chain_sum_*.jsonl")
+    rows = [json.loads(line) for line in samples_file.read_text().splitlines()]
+    assert sorted((r["doc_id"], r["filter"]) for r in rows) == [
+        (0, "flexible-extract"), (0, "strict-match"), (1, "flexible-extract"), (1, "strict-match")
+    ]

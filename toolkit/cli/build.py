@@ -170,6 +170,12 @@ def _run(method: str, kw: dict, options, source=None) -> None:
         teacher_options=teacher_opts, overwrite=kw["overwrite"], cache_path=kw["cache_path"],
     )  # fmt: skip
     click.echo(summary_line(manifest, kw["out"]))
+    if not manifest.get("rows"):
+        click.echo(
+            "warning: no rows kept, so there is nothing to train on; try --keep all, more --samples, "
+            "an easier source or a stronger --teacher (the cache keeps what was generated)",
+            err=True,
+        )
 
 
 @main.command("inspect")

@@ -53,8 +53,10 @@ def _chat_url(base_url: str) -> str:
 
 def _label(name: str) -> str:
     """An alias or Hub id as given; a local folder by its own name."""
+    from toolkit.teachers.models import ALIASES
+
     path = Path(name).expanduser()
-    return path.resolve().name if path.exists() else name
+    return path.resolve().name if name not in ALIASES and path.exists() else name
 
 
 def _weights(name: str) -> tuple[str, str | None]:

@@ -45,10 +45,16 @@ def load_training_data(name: str, trainer: str, *, split: str = "train", config:
     if config:
         raise UserError(f"dataset_config {config!r} is not supported; hubtool datasets have one config, remove the key")
     resolved = resolve_dataset(name)
-    dataset = load_dataset(name, split=split)
+    empty = f"dataset {name!r} has no rows in split {split!r}; rebuild it with more problems or --keep all"
+    try:
+        dataset = load_dataset(name, split=split)
+    except ValueError as e:
+        if "corresponds to no data" in str(e):  # how `datasets` reports an empty parquet split
+            raise UserError(empty) from None
+        raise
     columns = select_columns(dataset.column_names, trainer, name)
     if len(dataset) == 0:
-        raise UserError(f"dataset {name!r} has no rows in split {split!r}; rebuild it with more problems or --keep all")
+        raise UserError(empty)
     dropped = tuple(c for c in dataset.column_names if c not in columns)
     if dropped:
         log.info("dropping metadata columns the %s trainer does not read: %s", trainer, ", ".join(dropped))

@@ -5,9 +5,9 @@
 - a Hub id. If it is the original of an embedded model (HuggingFaceTB/SmolLM2-135M-Instruct) and the
   Hub is off and the id is not in the HF cache, the embedded copy is used, with a warning: that is
   how the CPU recipes run offline while `trl sft --config` runs the same file online;
-- a LoRA output folder (adapter_config.json, no config.json), e.g. a CoT student a DPO recipe
-  builds on. It is merged into its base once, into `models_dir()`, and trained as a full model, so
-  the new adapter's base is a real checkpoint that plain transformers can load.
+- a LoRA output folder (adapter_config.json, no config.json), e.g. the CoT student a DPO recipe
+  builds on. Its `merged/` folder (what `--merge` writes) is used, and written first if missing or
+  older than the adapter, so the new adapter's base is a real checkpoint plain transformers loads.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from toolkit.errors import UserError
-from toolkit.paths import models_dir
 from toolkit.teachers.models import ALIASES, model_revision, resolve_model_path
 
 log = logging.getLogger(__name__)
+MERGED = "merged"  # OUT/merged: an adapter folded into its base
 
 
 @dataclass(frozen=True)
@@ -38,22 +38,18 @@ class Student:
 
 def resolve_student(name: str) -> Student:
     """Resolve `name` to something `from_pretrained` loads as a full model (see module doc)."""
-    adapter = Path(name).expanduser()
-    if (adapter / "adapter_config.json").is_file() and not (adapter / "config.json").is_file():
-        if (adapter / "merged" / "config.json").is_file():  # trained with --merge: use those weights
-            merged = adapter / "merged"
-            base = recorded_base(adapter) or str(merged)
-            return Student(name, str(merged), base, model_revision(str(merged)), f"using {merged}")
-        return _merged_student(adapter)
+    path = Path(name).expanduser()
+    if (path / "adapter_config.json").is_file() and not (path / "config.json").is_file():
+        return _merged_student(path)
     embedded = _embedded_fallback(name)
     if embedded is not None:
-        path = resolve_model_path(embedded)
-        note = f"{name} is not in the HF cache and the Hub is offline: using the embedded {embedded} ({path})"
+        resolved = resolve_model_path(embedded)
+        note = f"{name} is not in the HF cache and the Hub is offline: using the embedded {embedded} ({resolved})"
         log.warning(note)
-        return Student(name, path, name, model_revision(embedded), note)
-    path = resolve_model_path(name)
-    base = ALIASES[name].original if name in ALIASES else recorded_base(path) or name
-    return Student(name, path, base, model_revision(name))
+        return Student(name, resolved, name, model_revision(embedded), note)
+    resolved = resolve_model_path(name)
+    base = ALIASES[name].original if name in ALIASES else recorded_base(resolved) or name
+    return Student(name, resolved, base, model_revision(name))
 
 
 def _embedded_fallback(name: str) -> str | None:
@@ -68,15 +64,19 @@ def _embedded_fallback(name: str) -> str | None:
 
 
 def _merged_student(adapter: Path) -> Student:
-    base_name = adapter_base(adapter)
-    base = resolve_student(base_name)
-    revision = model_revision(str(adapter))
-    target = models_dir() / f"{adapter.resolve().name}-merged-{revision.removeprefix('local-')}"
-    if not (target / "config.json").is_file():
-        merge_adapter(adapter, target, base_path=base.path)
-    note = f"LoRA adapter {adapter} merged into its base {base.path} -> {target}"
-    log.info(note)
-    return Student(str(adapter), str(target), recorded_base(adapter) or base.base_model, revision, note)
+    target = adapter / MERGED
+    if not _fresh(target, adapter):
+        log.warning("merging the LoRA adapter in %s into its base -> %s (as --merge would)", adapter, target)
+        merge_adapter(adapter, target)
+    note = f"LoRA student {adapter}, merged into full weights at {target}"
+    return Student(str(adapter), str(target), recorded_base(adapter) or str(target), model_revision(str(target)), note)
+
+
+def _fresh(merged: Path, adapter: Path) -> bool:
+    config, weights = merged / "config.json", adapter / "adapter_model.safetensors"
+    if not config.is_file():
+        return False
+    return not weights.is_file() or config.stat().st_mtime >= weights.stat().st_mtime
 
 
 def adapter_base(adapter: str | Path) -> str:
@@ -108,8 +108,11 @@ def merge_adapter(adapter: str | Path, target: str | Path, *, base_path: str | N
         merged.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         if target.exists():
-            shutil.rmtree(target)
+            shutil.rmtree(target, ignore_errors=True)
         os.replace(tmp, target)
+    except OSError:
+        if not (target / "config.json").is_file():  # another process (another GPU rank) did not win the race
+            raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target

@@ -47,22 +47,31 @@ def write_outputs(out: str | Path, record: dict[str, Any], recipe_text: str) -> 
 
 
 def dataset_link(dataset: dict[str, Any]) -> str:
+    """A Hub link, or where the local copy was (a registry entry, or a plain folder)."""
+    from toolkit.hub.names import is_repo_id
+
     name = dataset["name"]
-    if dataset.get("local"):
-        return f"`{name}` (local registry: `{dataset['path']}`; `hubtool push` it to the Hub to share it)"
-    return f"[{name}](https://huggingface.co/datasets/{name})"
+    if not dataset.get("local"):
+        return f"[{name}](https://huggingface.co/datasets/{name})"
+    if is_repo_id(name) and not Path(name).is_dir():
+        return f"`{name}` (local registry: `{dataset['path']}`; `hubtool push --hub` publishes it)"
+    return f"local folder `{dataset['path']}`"
 
 
 def model_card(record: dict[str, Any]) -> str:
     """A Hub model card: YAML metadata the Hub indexes, then how the model was made and how to load it."""
     import yaml
 
+    from toolkit.hub.names import is_repo_id
+
     ds, model, peft, tr = record["dataset"], record["model"], record["peft"], record["training"]
     tags = ["hubtool", "trl", record["trainer"], *(["lora"] if peft else [])]
-    meta = {
-        "base_model": model["base_model"], "datasets": [ds["name"]],
-        "library_name": "peft" if peft else "transformers", "pipeline_tag": "text-generation", "tags": tags,
-    }  # fmt: skip
+    meta: dict[str, Any] = {}
+    if is_repo_id(model["base_model"]) and not Path(model["base_model"]).exists():
+        meta["base_model"] = model["base_model"]
+    if is_repo_id(ds["name"]) and not Path(ds["name"]).exists():  # the Hub indexes ids, not local paths
+        meta["datasets"] = [ds["name"]]
+    meta.update(library_name="peft" if peft else "transformers", pipeline_tag="text-generation", tags=tags)
     rows = [
         ("trainer", TRAINER_NAMES[record["trainer"]]),
         ("dataset", f"{dataset_link(ds)}, split `{ds['split']}`, {ds['rows']} rows"),

@@ -16,12 +16,11 @@ from typing import Any
 
 from toolkit import __version__
 from toolkit.training.data import TrainingData, load_training_data
-from toolkit.training.model import Student, merge_adapter, resolve_student
+from toolkit.training.model import MERGED, Student, merge_adapter, resolve_student
 from toolkit.training.provenance import dataset_record, peft_record, write_outputs
 from toolkit.training.recipe import Recipe
 
 log = logging.getLogger(__name__)
-MERGED = "merged"
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,256 @@
+"""`hubtool eval` and toolkit.evaluate: task and suite selection, model resolution (aliases,
+adapters, bad input), the report, and an end-to-end run with two real models on the gym suite."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from toolkit.cli import main
+from toolkit.errors import UserError
+from toolkit.evaluate import report as R
+from toolkit.evaluate import tasks as T
+from toolkit.evaluate.models import load_lm, model_spec
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "tests" / "fixtures" / "eval"
+
+
+@pytest.fixture(scope="module")
+def smol_path() -> str:
+    from toolkit.teachers.models import resolve_model_path
+
+    return resolve_model_path("smollm2-135m")
+
+
+@pytest.fixture(scope="module")
+def small_torch():
+    """One torch thread: on a busy 2-core machine two threads thrash (measured 5x slower)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def catalog():
+    return T.catalog(T.task_manager())
+
+
+# --- selection -------------------------------------------------------------------------------------
+
+
+def test_select_tasks_by_suite_and_name(catalog):
+    assert T.select_tasks(catalog, ["gym"], []) == list(catalog.suites["gym"])
+    chosen = T.select_tasks(catalog, ["ood_from_gsm8k"], ["gsm8k", "hubtool_svamp", "gsm8k_maj8"])
+    assert chosen == ["hubtool_svamp", "hubtool_asdiv", "hubtool_multiarith", "hubtool_gsm8k", "hubtool_gsm8k_maj8"]
+
+
+@pytest.mark.parametrize(
+    ("suites", "tasks", "message"),
+    [
+        (["maths"], [], "unknown suite 'maths' (did you mean 'math'?); suites: commonsense, gym, math"),
+        ([], ["gsm8kk"], "unknown task 'gsm8kk' (did you mean 'gsm8k'?); tasks: aqua_rat"),
+        ([], [], "choose what to evaluate: --suite (commonsense, gym, math"),
+    ],
+)
+def test_select_tasks_rejects_unknown_names_and_lists_the_known(catalog, suites, tasks, message):
+    with pytest.raises(UserError, match="^" + message.replace("(", r"\(").replace(")", r"\)").replace("?", r"\?")):
+        T.select_tasks(catalog, suites, tasks)
+
+
+def test_in_domain_defaults_and_override(catalog):
+    assert "hubtool_gsm8k" in T.resolve_in_domain(catalog, None)
+    assert T.resolve_in_domain(catalog, ["gym_chain_sum"]) == {"hubtool_gym_chain_sum"}
+    with pytest.raises(UserError, match="--in-domain: unknown task 'nope'"):
+        T.resolve_in_domain(catalog, ["nope"])
+
+
+def test_benchmark_of_maps_variants_to_their_data():
+    assert T.benchmark_of("hubtool_gsm8k_maj8") == "gsm8k"
+    assert T.local_data_file(Path("d"), "hubtool_arc_easy") == Path("d/arc_easy.jsonl")
+
+
+# --- models ----------------------------------------------------------------------------------------
+
+
+def _adapter(folder: Path, base: str | None) -> Path:
+    folder.mkdir(parents=True)
+    config = {"peft_type": "LORA"} | ({"base_model_name_or_path": base} if base is not None else {})
+    (folder / "adapter_config.json").write_text(json.dumps(config))
+    return folder
+
+
+def test_model_spec_alias_and_adapter(tmp_path, smol_path):
+    spec = model_spec("smollm2-135m")
+    assert (spec.label, spec.lm_eval_model, spec.args) == ("smollm2-135m", "hf", {"pretrained": smol_path})
+    adapter = _adapter(tmp_path / "student", "smollm2-135m")
+    spec = model_spec(str(adapter))
+    assert spec.label == "student" and spec.args == {"pretrained": smol_path, "peft": str(adapter)}
+    assert model_spec(str(adapter), "vllm").args == {"pretrained": smol_path, "lora_local_path": str(adapter)}
+
+
+def test_model_spec_openai():
+    spec = model_spec("my-model", "openai", "http://localhost:8000/v1/")
+    assert spec.lm_eval_model == "local-chat-completions"
+    assert spec.args["base_url"] == "http://localhost:8000/v1/chat/completions" and spec.args["model"] == "my-model"
+    with pytest.raises(UserError, match="needs --base-url"):
+        model_spec("my-model", "openai")
+
+
+@pytest.mark.parametrize(
+    ("base", "message"),
+    [
+        ("/nonexistent/base-model", "its base model '/nonexistent/base-model' cannot be found"),
+        ("someorg/not-cached", "'someorg/not-cached' is not a local folder and not in the Hugging Face cache"),
+        (None, "names no base_model_name_or_path"),
+    ],
+)
+def test_adapter_without_a_base_is_a_user_error(tmp_path, base, message):
+    adapter = _adapter(tmp_path / "adapter", base)
+    with pytest.raises(UserError, match=message):
+        model_spec(str(adapter))
+
+
+def test_folder_that_is_no_model(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="holds neither config.json nor adapter_config.json"):
+        model_spec(str(tmp_path / "empty"))
+    with pytest.raises(UserError, match="not found"):
+        model_spec(str(tmp_path / "missing"))
+
+
+def test_model_that_does_not_load(tmp_path):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text(json.dumps({"model_type": "no-such-architecture"}))
+    with pytest.raises(UserError, match="^model 'broken' does not load: "):
+        load_lm(model_spec(str(broken)))
+
+
+# --- CLI errors: one line, no traceback, before any model runs -------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["-m", "smollm2-135m", "--suite", "nope"], "Error: unknown suite 'nope'"),
+        (["-m", "smollm2-135m", "--tasks", "gsm8k"], "a task's dataset could not be loaded (ConnectionError"),
+        (["-m", "smollm2-135m", "--suite", "gym", "--limit", "0"], "Error: --limit must be positive"),
+        (["-m", "./no-such-dir", "--suite", "gym"], "Error: model './no-such-dir' not found"),
+    ],
+)
+def test_cli_bad_input_is_one_line(tmp_path, args, message):
+    result = CliRunner().invoke(main, ["eval", *args, "-o", str(tmp_path / "out")])
+    assert result.exit_code == 1, result.output
+    assert message in result.output and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_eval_help_imports_no_heavy_library():
+    code = ("import sys; from toolkit.cli import main\n"
+            "try: main(['eval', '--help'])\nexcept SystemExit: pass\n"
+            "print(sorted({'lm_eval', 'torch', 'transformers', 'matplotlib', 'datasets'} & set(sys.modules)))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "--suite" in done.stdout and done.stdout.strip().endswith("[]")
+
+
+# --- report ----------------------------------------------------------------------------------------
+
+
+def _results(scores: dict[str, tuple[float, float]]) -> dict:
+    """The part of lm-eval's results dict the report reads."""
+    return {
+        "results": {t: {"exact_match,strict-match": s, "exact_match,flexible-extract": f} for t, (s, f) in scores.items()},
+        "n-samples": {t: {"original": 200, "effective": 4} for t in scores},
+    }
+
+
+def test_report_table_and_averages(tmp_path):
+    tasks = ["hubtool_gsm8k", "hubtool_gsm8k_maj8", "hubtool_svamp", "hubtool_asdiv"]
+    report = R.Report(tasks=tasks, in_domain={"hubtool_gsm8k"}, notes=["limit 4"])
+    report.add("base", _results({t: (0.25, 0.5) for t in tasks}))
+    report.add("student", _results({"hubtool_gsm8k": (1.0, 1.0), "hubtool_gsm8k_maj8": (0.5, 0.5),
+                                    "hubtool_svamp": (0.5, 0.75), "hubtool_asdiv": (0.0, 0.25)}))
+    assert report.average("student", "strict-match", True) == 0.75  # gsm8k and its maj8 variant
+    assert report.average("student", "flexible-extract", False) == 0.5
+    text = R.markdown(report)
+    assert "| model | gsm8k (ID) | gsm8k_maj8 (ID) | svamp | asdiv | ID avg | OOD avg |" in text
+    assert "| student | 100.0 | 50.0 | 50.0 | 0.0 | 75.0 | 25.0 |" in text  # strict-match table
+    assert "| student | 100.0 | 50.0 | 75.0 | 25.0 | 75.0 | 50.0 |" in text  # flexible-extract table
+    assert "documents per task: gsm8k 4" in text and "- limit 4" in text
+
+    only_ood = R.Report(tasks=["hubtool_svamp"], in_domain=set())
+    only_ood.add("base", _results({"hubtool_svamp": (0.5, 0.5)}))
+    assert "| base | 50.0 | – | 50.0 |" in R.markdown(only_ood)
+
+    paths = R.write(report, tmp_path)
+    from PIL import Image
+
+    with Image.open(paths["chart"]) as image:
+        assert image.format == "PNG" and image.width > 300
+    assert json.loads(paths["scores"].read_text())["scores"]["student"]["hubtool_gsm8k"]["strict-match"] == 1.0
+
+
+# --- end to end ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def random_adapter(tmp_path_factory, smol_path) -> Path:
+    """A LoRA adapter on the default model with random weights: a second model whose outputs differ."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(smol_path)
+    config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    folder = tmp_path_factory.mktemp("adapters") / "student"
+    get_peft_model(model, config).save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.slow
+def test_cli_eval_two_models_on_the_gym_suite(tmp_path, random_adapter, small_torch):
+    result = CliRunner().invoke(main, ["eval", "-m", "smollm2-135m", "-m", str(random_adapter), "--suite", "gym",
+                                       "--limit", "1", "--max-gen-toks", "8", "-o", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    gym = [t.removeprefix("hubtool_") for t in T.catalog(T.task_manager()).suites["gym"]]
+    header = "| model | gym_gsm_symbolic (ID) | " + " | ".join(gym[1:]) + " | ID avg | OOD avg |"
+    assert result.output.count(header) == 2  # one table per filter
+    assert "| smollm2-135m | " in result.output and "| student | " in result.output
+    assert (tmp_path / "report.md").read_text().strip() in result.output
+
+    from PIL import Image
+
+    with Image.open(tmp_path / "report.png") as image:
+        image.verify()
+    responses = {}
+    for label in ("smollm2-135m", "student"):
+        results = json.loads((tmp_path / label / "results.json").read_text())
+        assert set(results["results"]) == {f"hubtool_{t}" for t in gym}
+        rows = [json.loads(line) for line in (tmp_path / label / "samples_hubtool_gym_chain_sum.jsonl").open()]
+        responses[label] = [r["resps"] for r in rows]
+    assert responses["smollm2-135m"] != responses["student"], "the adapter was not applied"
+    scores = json.loads((tmp_path / "scores.json").read_text())
+    assert set(scores["scores"]) == {"smollm2-135m", "student"} and scores["in_domain"]
+
+
+@pytest.mark.slow
+def test_num_fewshot_puts_worked_examples_before_the_question(tmp_path, small_torch):
+    """--num-fewshot reaches the tasks (a task that pinned num_fewshot: 0 would silently ignore it)."""
+    from toolkit.evaluate import EvalOptions, run_eval
+
+    options = EvalOptions(limit=1, num_fewshot=1, max_gen_toks=2, batch_size=1)
+    result = run_eval(["smollm2-135m"], tmp_path, tasks=["gym_chain_sum"], options=options)
+    row = json.loads((tmp_path / "smollm2-135m" / "samples_hubtool_gym_chain_sum.jsonl").open().readline())
+    prompt = row["arguments"][0][0]
+    assert prompt.count("Question:") == 2 and prompt.count("The answer is") == 3  # 2 instructions + 1 worked answer
+    assert "1-shot chain of thought" in result.markdown

@@ -1,0 +1,206 @@
+"""Every shipped recipe parses with TRL's own parser; overrides and bad recipes fail early, in one line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from toolkit.errors import UserError
+from toolkit.training import load_recipe, parse_overrides, trainer_for
+
+RECIPES = Path(__file__).resolve().parent.parent / "recipes"
+TRAINING_RECIPES = sorted(p for p in RECIPES.glob("*/*.yaml") if p.parent.name != "accelerate")
+ACCELERATE = sorted((RECIPES / "accelerate").glob("*.yaml"))
+SMOKE = RECIPES / "cot" / "smollm2-135m-lora-smoke.yaml"
+
+
+def _ids(paths):
+    return [str(p.relative_to(RECIPES)) for p in paths]
+
+
+def _trl_parse(path: Path, trainer: str, *extra: str):
+    """What `trl sft|dpo --config PATH` does, minus the launch: TRL's parser, unknown keys as errors."""
+    from trl import DPOConfig, ModelConfig, ScriptArguments, SFTConfig, TrlParser
+
+    config = SFTConfig if trainer == "sft" else DPOConfig
+    parser = TrlParser((ScriptArguments, config, ModelConfig))
+    return parser.parse_args_and_config(["--config", str(path), *extra], fail_with_unknown_args=True)
+
+
+def _cpu_args(path: Path) -> list[str]:
+    """GPU recipes ask for bf16, which transformers refuses without a GPU unless use_cpu is set."""
+    import torch
+
+    return [] if torch.cuda.is_available() else ["--use_cpu", "true"]
+
+
+def test_the_shipped_set_is_there():
+    names = set(_ids(TRAINING_RECIPES))
+    for method in ("cot", "self-refine"):
+        assert (RECIPES / method / "README.md").is_file()
+    assert {"cot/smollm2-135m-lora.yaml", "cot/smollm2-135m-lora-smoke.yaml", "cot/llama-8b-lora.yaml",
+            "cot/llama-8b-qlora.yaml", "cot/llama-8b-full.yaml", "self-refine/dpo-lora.yaml",
+            "self-refine/dpo-lora-smoke.yaml", "self-refine/llama-8b-lora.yaml", "self-refine/llama-8b-qlora.yaml",
+            "self-refine/llama-8b-full.yaml"} <= names  # fmt: skip
+    assert {p.name for p in ACCELERATE} >= {"ddp.yaml", "zero3.yaml"}
+
+
+@pytest.mark.parametrize("path", TRAINING_RECIPES, ids=_ids(TRAINING_RECIPES))
+def test_recipe_parses_with_trls_own_parser(path: Path):
+    trainer = trainer_for(path)
+    script, training, model = _trl_parse(path, trainer, *_cpu_args(path))
+    raw = yaml.safe_load(path.read_text())
+    assert script.dataset_name and model.model_name_or_path and training.output_dir == raw["output_dir"]
+    assert training.report_to in ([], "none", ["none"])  # no tracker is ever started by surprise
+    if model.use_peft:
+        assert (model.lora_r, model.lora_alpha, model.lora_dropout) == (8, 16, 0.1)  # Ranaldi & Freitas
+    if trainer == "dpo":
+        assert training.beta == 0.1
+    if "smollm2" in path.name or path.parent.name == "self-refine" and path.name.startswith("dpo-"):
+        # CPU recipes: fp32, no CUDA, no worker processes, small batches
+        assert training.use_cpu and not training.bf16 and training.dataloader_num_workers == 0
+        assert training.per_device_train_batch_size <= 8
+        assert training.max_steps <= 3 if "smoke" in path.name else 100 <= training.max_steps <= 500
+    if "llama-8b" in path.name:
+        assert training.bf16 and training.gradient_checkpointing and training.warmup_steps == 0.03
+        assert training.learning_rate == (2e-5 if trainer == "sft" else 1e-6)
+        assert training.lr_scheduler_type.value == "cosine"
+        assert model.load_in_4bit == ("qlora" in path.name) and model.use_peft == ("full" not in path.name)
+
+
+@pytest.mark.parametrize("path", TRAINING_RECIPES, ids=_ids(TRAINING_RECIPES))
+def test_readme_describes_every_recipe(path: Path):
+    assert path.name in (path.parent / "README.md").read_text()
+
+
+@pytest.mark.parametrize("path", ACCELERATE, ids=_ids(ACCELERATE))
+def test_accelerate_config_loads_with_accelerate(path: Path):
+    from accelerate.commands.config.config_args import ClusterConfig
+
+    config = ClusterConfig.from_yaml_file(str(path))  # raises on keys accelerate does not know
+    raw = yaml.safe_load(path.read_text())
+    for key in ("compute_environment", "distributed_type", "num_processes", "num_machines", "mixed_precision"):
+        assert key in raw, key
+    assert config.num_processes > 1 and config.mixed_precision == "bf16"
+    if path.name == "zero3.yaml":
+        assert config.distributed_type == "DEEPSPEED" and raw["deepspeed_config"]["zero_stage"] == 3
+    assert path.name in (RECIPES / "README.md").read_text()
+
+
+def test_trls_parser_rejects_an_unknown_key(tmp_path):
+    bad = tmp_path / "cot" / "r.yaml"
+    bad.parent.mkdir()
+    bad.write_text(SMOKE.read_text() + "max_seq_length: 512\n")  # the key TRL removed
+    with pytest.raises(ValueError, match="max_seq_length"):
+        _trl_parse(bad, "sft")
+    with pytest.raises(UserError, match=r"unknown key 'max_seq_length'"):
+        load_recipe(bad)
+
+
+@pytest.mark.parametrize("path", TRAINING_RECIPES, ids=_ids(TRAINING_RECIPES))
+def test_load_recipe_adapts_to_this_machine(path: Path):
+    import torch
+
+    if "qlora" in path.name and not torch.cuda.is_available():
+        with pytest.raises(UserError, match="need a CUDA GPU"):
+            load_recipe(path)
+        return
+    recipe = load_recipe(path, ["max_steps=7"], output_dir="elsewhere")
+    assert recipe.trainer == trainer_for(path) and recipe.training.max_steps == 7
+    assert recipe.training.output_dir == "elsewhere" and recipe.overrides == {"max_steps": "7", "output_dir": "elsewhere"}
+    if not torch.cuda.is_available():
+        assert recipe.training.use_cpu
+
+
+def test_overrides_are_parsed_and_typed():
+    recipe = load_recipe(SMOKE, ["learning_rate=1e-3", "lora_target_modules=q_proj, v_proj", "use_peft=false",
+                                 "max-steps=2", "max_steps=5", "model_name_or_path=smollm2-135m"])  # fmt: skip
+    assert recipe.training.learning_rate == 1e-3 and recipe.training.max_steps == 5
+    assert recipe.model.lora_target_modules == ["q_proj", "v_proj"] and recipe.model.use_peft is False
+    assert recipe.model.model_name_or_path == "smollm2-135m"
+    assert parse_overrides(["a=b=c", "x="]) == {"a": "b=c", "x": ""}
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("max_stepz=3", r"--set: unknown key 'max_stepz' \(did you mean 'max_steps'\?\)"),
+        ("beta=0.2", "it is a DPO key, and this recipe trains with SFT"),
+        ("max_steps=three", "bad recipe value for --max_steps/--max-steps: invalid int value: 'three'"),
+        ("learning_rate=fast", "invalid float value: 'fast'"),
+        ("lr_scheduler_type=cosin", "invalid choice: 'cosin'"),
+        ("bf16=maybe", "Truthy value expected"),
+        ("max_steps", r"--set 'max_steps' is not KEY=VALUE"),
+        ("=3", "is not KEY=VALUE"),
+        ("fp16=true bf16=true", "At most one of fp16 and bf16"),  # a check in TrainingArguments.__post_init__
+    ],
+)
+def test_bad_overrides_are_one_line_user_errors(override, message):
+    with pytest.raises(UserError, match=message) as e:
+        load_recipe(SMOKE, override.split(" "))
+    assert "\n" not in str(e.value)
+
+
+def test_a_dpo_recipe_rejects_sft_keys():
+    with pytest.raises(UserError, match="'completion_only_loss'.*it is a SFT key, and this recipe trains with DPO"):
+        load_recipe(RECIPES / "self-refine" / "dpo-lora-smoke.yaml", ["completion_only_loss=true"])
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("- just\n- a list\n", "must be a YAML mapping of TRL config keys, got list"),
+        ("model_name_or_path: [unclosed\n", "is not valid YAML"),
+        ("max_steps: 2.5\n", r"max_steps: 2.5 is not a valid int"),
+        ("lr_scheduler_type: sometimes\n", "lr_scheduler_type: 'sometimes' is not one of"),
+        ("max_steps: 3\n", "names no dataset_name"),
+    ],
+)
+def test_bad_recipe_files(tmp_path, text, message):
+    path = tmp_path / "cot" / "bad.yaml"
+    path.parent.mkdir()
+    path.write_text(text)
+    with pytest.raises(UserError, match=message):
+        load_recipe(path)
+
+
+def test_missing_recipe_and_unknown_folder(tmp_path):
+    with pytest.raises(UserError, match="does not exist"):
+        load_recipe(tmp_path / "cot" / "nope.yaml")
+    loose = tmp_path / "mine.yaml"
+    loose.write_text(SMOKE.read_text())
+    with pytest.raises(UserError, match=r"cannot tell the trainer .* pass --trainer sft\|dpo"):
+        load_recipe(loose)
+    assert load_recipe(loose, trainer="sft").trainer == "sft"
+    with pytest.raises(UserError, match="unknown trainer 'ppo'"):
+        load_recipe(loose, trainer="ppo")
+
+
+def test_cli_reports_a_bad_override_in_one_line_before_any_model_loads(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from toolkit.cli import main
+
+    models = tmp_path / "models"  # an alias would be converted here if anything loaded a model
+    monkeypatch.setenv("HUBTOOL_MODEL_CACHE", str(models))
+    result = CliRunner().invoke(main, ["train", str(SMOKE), "--set", "model_name_or_path=smollm2-135m",
+                                       "--set", "per_device_train_batch_size=big"])  # fmt: skip
+    assert result.exit_code == 1
+    assert result.output.count("\n") == 1 and "invalid int value: 'big'" in result.output
+    assert "Traceback" not in result.output and not models.exists()
+
+
+def test_module_entry_point_and_fast_help():
+    """`python -m toolkit.train` is what accelerate launches; `hubtool train --help` imports no torch."""
+    code = "import sys; from toolkit.cli import main; main(['train', '--help'])"
+    out = subprocess.run([sys.executable, "-c", code + "\n"], capture_output=True, text=True)
+    assert out.returncode == 0 and "--merge" in out.stdout
+    probe = "import sys, toolkit.cli, toolkit.train, toolkit.training; print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True).stdout.strip() == "False"
+    out = subprocess.run([sys.executable, "-m", "toolkit.train", str(SMOKE), "--set", "nope=1"],
+                         capture_output=True, text=True)  # fmt: skip
+    assert out.returncode == 1 and "unknown key 'nope'" in out.stderr and "Traceback" not in out.stderr
