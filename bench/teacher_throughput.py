@@ -53,7 +53,9 @@ def make_prompts(n: int) -> list[Messages]:
     return out
 
 
-def timed_pair(ours: tuple[str, Callable[[], int]], base: tuple[str, Callable[[], int]], repeats: int) -> tuple[Run, Run]:
+def timed_pair(
+    ours: tuple[str, Callable[[], int]], base: tuple[str, Callable[[], int]], repeats: int
+) -> tuple[Run, Run]:
     """Median wall time of each side over `repeats` runs, interleaved (A B B A ...) so that load
     changes on a shared machine hit both sides alike. Each fn returns its completion-token count."""
     times: dict[str, list[float]] = {ours[0]: [], base[0]: []}
@@ -84,11 +86,20 @@ def plain_loop(teacher, prompts: list[Messages], max_new_tokens: int) -> int:
 
     tok, lm, tokens = teacher.tokenizer, teacher.lm, 0
     for messages in prompts:
-        ids = tok.apply_chat_template(list(messages), add_generation_prompt=True, return_tensors="pt", return_dict=True)
+        ids = tok.apply_chat_template(
+            list(messages), add_generation_prompt=True, return_tensors="pt", return_dict=True
+        )
         with torch.inference_mode():
-            out = lm.generate(**ids.to(lm.device), max_new_tokens=max_new_tokens, do_sample=False,
-                              temperature=None, top_p=None, top_k=None, pad_token_id=tok.pad_token_id)
-        new = out[0, ids["input_ids"].shape[1]:].tolist()
+            out = lm.generate(
+                **ids.to(lm.device),
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                temperature=None,
+                top_p=None,
+                top_k=None,
+                pad_token_id=tok.pad_token_id,
+            )
+        new = out[0, ids["input_ids"].shape[1] :].tolist()
         tokens += next((k + 1 for k, t in enumerate(new) if t == tok.eos_token_id), len(new))
     return tokens
 
@@ -109,7 +120,9 @@ def bench_local(prompts: list[Messages], args: argparse.Namespace) -> tuple[Run,
 # --- (b) server: OpenAITeacher vs a raw AsyncOpenAI client ---
 
 
-async def raw_client(url: str, model: str, prompts: list[Messages], max_new_tokens: int, concurrency: int) -> int:
+async def raw_client(
+    url: str, model: str, prompts: list[Messages], max_new_tokens: int, concurrency: int
+) -> int:
     """What a script without the toolkit does: asyncio.gather under a semaphore, no retries."""
     import openai
 
@@ -119,7 +132,12 @@ async def raw_client(url: str, model: str, prompts: list[Messages], max_new_toke
     async def one(messages: Messages) -> int:
         async with sem:
             r = await client.chat.completions.create(
-                model=model, messages=list(messages), max_tokens=max_new_tokens, temperature=0.0, top_p=0.95, seed=0
+                model=model,
+                messages=list(messages),
+                max_tokens=max_new_tokens,
+                temperature=0.0,
+                top_p=0.95,
+                seed=0,
             )
         return r.usage.completion_tokens
 
@@ -140,7 +158,10 @@ def bench_server(prompts: list[Messages], args: argparse.Namespace) -> tuple[Run
         teacher.generate(requests[:2])  # warm up (and, with continuous batching, fix greedy decoding)
         return timed_pair(
             ("OpenAITeacher", lambda: completion_tokens(teacher.generate(requests))),
-            ("raw AsyncOpenAI", lambda: asyncio.run(raw_client(url, path, prompts, args.max_new_tokens, args.concurrency))),
+            (
+                "raw AsyncOpenAI",
+                lambda: asyncio.run(raw_client(url, path, prompts, args.max_new_tokens, args.concurrency)),
+            ),
             args.repeats,
         )
 
@@ -160,8 +181,12 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=16, help="TransformersTeacher batch size in (a)")
     ap.add_argument("--repeats", type=int, default=1, help="runs per side; the median time is reported")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (here and in the server)")
-    ap.add_argument("--continuous-batching", action=argparse.BooleanOptionalAction, default=True,
-                    help="start transformers serve with continuous batching (else it serves one at a time)")
+    ap.add_argument(
+        "--continuous-batching",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="start transformers serve with continuous batching (else it serves one at a time)",
+    )
     ap.add_argument("--only", choices=["local", "server"], help="run just one part")
     args = ap.parse_args()
     if args.threads:
@@ -169,12 +194,16 @@ def main() -> None:
 
         torch.set_num_threads(args.threads)
     prompts = make_prompts(args.prompts)
-    print(f"{args.prompts} prompts, {args.max_new_tokens} new tokens max, greedy; cpu threads: {args.threads or 'all'}")
+    print(
+        f"{args.prompts} prompts, {args.max_new_tokens} new tokens max, greedy; cpu threads: {args.threads or 'all'}"
+    )
     if args.only != "server":
         report("(a) local transformers", *bench_local(prompts, args))
     if args.only != "local":
         mode = "continuous batching" if args.continuous_batching else "sequential"
-        report(f"(b) transformers serve ({mode}), concurrency {args.concurrency}", *bench_server(prompts, args))
+        report(
+            f"(b) transformers serve ({mode}), concurrency {args.concurrency}", *bench_server(prompts, args)
+        )
 
 
 if __name__ == "__main__":

@@ -82,7 +82,9 @@ def transformers_server(
     fd, name = tempfile.mkstemp(prefix="transformers-serve-", suffix=".log")
     log_path = Path(name)
     with os.fdopen(fd, "w") as log_file:
-        proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+        proc = subprocess.Popen(
+            cmd, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
+        )
     try:
         wait_ready(proc, f"http://127.0.0.1:{port}/health", log_path, timeout)
         log.info("transformers serve %s on port %d (log: %s)", model_path, port, log_path)

@@ -15,7 +15,7 @@ from toolkit.cli import main
 from toolkit.errors import UserError
 from toolkit.evaluate import report as R
 from toolkit.evaluate import tasks as T
-from toolkit.evaluate.models import load_lm, model_spec
+from toolkit.evaluate.models import describe, load_lm, model_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures" / "eval"
@@ -94,6 +94,7 @@ def test_model_spec_alias_and_adapter(tmp_path, smol_path):
     adapter = _adapter(tmp_path / "student", "smollm2-135m")
     spec = model_spec(str(adapter))
     assert spec.label == "student" and spec.args == {"pretrained": smol_path, "peft": str(adapter)}
+    assert describe(spec) == f"LoRA adapter {adapter} on {smol_path} (hf)"
     assert model_spec(str(adapter), "vllm").args == {"pretrained": smol_path, "lora_local_path": str(adapter)}
 
 
@@ -101,8 +102,16 @@ def test_model_spec_openai():
     spec = model_spec("my-model", "openai", "http://localhost:8000/v1/")
     assert spec.lm_eval_model == "local-chat-completions"
     assert spec.args["base_url"] == "http://localhost:8000/v1/chat/completions" and spec.args["model"] == "my-model"
+    assert model_spec("/srv/models/student/", "openai", "http://h/v1").label == "student"
     with pytest.raises(UserError, match="needs --base-url"):
         model_spec("my-model", "openai")
+
+
+@pytest.mark.parametrize(("label", "folder"), [("student", "student"), ("/root/m", "root_m"), ("../up", "up"), ("..", "model")])
+def test_result_folders_stay_inside_the_output_dir(label, folder):
+    from toolkit.evaluate.run import _folder_name
+
+    assert _folder_name(label) == folder
 
 
 @pytest.mark.parametrize(
@@ -155,7 +164,7 @@ def test_cli_bad_input_is_one_line(tmp_path, args, message):
 
 
 def test_eval_help_imports_no_heavy_library():
-    code = ("import sys; from toolkit.cli import main\n"
+    code = ("import sys; import toolkit.evaluate; from toolkit.cli import main\n"
             "try: main(['eval', '--help'])\nexcept SystemExit: pass\n"
             "print(sorted({'lm_eval', 'torch', 'transformers', 'matplotlib', 'datasets'} & set(sys.modules)))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -226,6 +235,7 @@ def test_cli_eval_two_models_on_the_gym_suite(tmp_path, random_adapter, small_to
     header = "| model | gym_gsm_symbolic (ID) | " + " | ".join(gym[1:]) + " | ID avg | OOD avg |"
     assert result.output.count(header) == 2  # one table per filter
     assert "| smollm2-135m | " in result.output and "| student | " in result.output
+    assert f"- `student`: LoRA adapter {random_adapter} on " in result.output
     assert (tmp_path / "report.md").read_text().strip() in result.output
 
     from PIL import Image

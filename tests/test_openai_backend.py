@@ -37,7 +37,9 @@ SAMPLE = {"generation_config": json.dumps({"do_sample": True})}
 
 
 def req(messages=STORY, n=1, max_new_tokens=4, temperature=0.0, seed=0) -> Request:
-    return Request(messages, n, SamplingParams(temperature=temperature, max_new_tokens=max_new_tokens, seed=seed))
+    return Request(
+        messages, n, SamplingParams(temperature=temperature, max_new_tokens=max_new_tokens, seed=seed)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +59,11 @@ class Proxy:
     one-call path can be tested against a server that itself ignores `n`.
     """
 
-    def __init__(self, upstream: str | None = None, fail=(), headers=None, emulate_n=False) -> None:
-        self.upstream, self.fail, self.headers, self.emulate_n = upstream, list(fail), headers or {}, emulate_n
+    def __init__(
+        self, upstream: str | None = None, fail=(), headers=None, emulate_n=False, delay=0.0
+    ) -> None:
+        self.upstream, self.fail, self.headers = upstream, list(fail), headers or {}
+        self.emulate_n, self.delay = emulate_n, delay  # delay: seconds before answering a chat call
         self.calls: list[tuple[float, dict, dict]] = []  # (time, body, request headers) of chat calls
         self.forwarded = 0
         self.lock = threading.Lock()
@@ -76,6 +81,7 @@ class Proxy:
         with self.lock:
             self.calls.append((time.monotonic(), body, headers))
             status = self.fail.pop(0) if self.fail else None
+        time.sleep(self.delay)
         if status is not None or self.upstream is None:
             return status or 503, self.headers, {"error": {"message": f"injected {status}"}}
         n = body.get("n", 1) if self.emulate_n else 1
@@ -107,7 +113,11 @@ class Proxy:
             def reply(self, status: int, headers: dict, payload: dict) -> None:
                 data = json.dumps(payload).encode()
                 self.send_response(status)
-                for k, v in {**headers, "Content-Type": "application/json", "Content-Length": len(data)}.items():
+                for k, v in {
+                    **headers,
+                    "Content-Type": "application/json",
+                    "Content-Length": len(data),
+                }.items():
                     self.send_header(k, str(v))
                 self.end_headers()
                 self.wfile.write(data)
@@ -150,7 +160,9 @@ def test_samples_usage_and_finish_reason(server):
     assert len({c.text for c in results[0]}) > 1, "samples 1..n must get their own seeds"
     for c in results[0] + results[1]:
         assert c.prompt_tokens > 20 and 0 < c.completion_tokens
-    assert {c.finish_reason for c in results[0]} == {"length"} and all(c.completion_tokens == 4 for c in results[0])
+    assert {c.finish_reason for c in results[0]} == {"length"} and all(
+        c.completion_tokens == 4 for c in results[0]
+    )
     assert results[1][0].finish_reason == "stop" and "5" in results[1][0].text  # temperature 0: greedy
     assert results[1][0].completion_tokens < 16
     assert t.identity == f"openai:{model}" and t.revision == ""
@@ -247,6 +259,22 @@ def test_client_errors_are_not_retried(proxy_for):
     assert isinstance(result, CallFailure) and "HTTP 400" in result.error and len(p.calls) == 1
 
 
+def test_timeouts_are_retried_then_recorded(proxy_for):
+    p = proxy_for(None, delay=1.0)
+    [result] = teacher("m", p.url, timeout=0.2, max_retries=1).generate([req()])
+    assert isinstance(result, CallFailure) and "no answer within 0.2 s" in result.error
+    assert len(p.calls) == 2
+
+
+def test_server_lost_mid_run_stops_the_run(proxy_for):
+    p = proxy_for(None, fail=[400])
+    t = teacher("m", p.url, max_retries=2)
+    assert isinstance(t.generate([req()])[0], CallFailure)  # reachable, answered
+    p.close()
+    with pytest.raises(UnreachableServerError, match="lost http://127.0.0.1.*still running"):
+        t.generate([req()] * 20)
+
+
 def test_bad_key_stops_the_run(proxy_for):
     p = proxy_for(None, fail=[401] * 10)
     with pytest.raises(UserError, match="refused the API key"):
@@ -257,7 +285,9 @@ def test_bad_key_stops_the_run(proxy_for):
 def test_unreachable_server_fails_fast():
     url = f"http://127.0.0.1:{free_port()}/v1"
     start = time.monotonic()
-    with pytest.raises(UnreachableServerError, match=r"cannot reach http://127\.0\.0\.1:\d+/v1 .*server running"):
+    with pytest.raises(
+        UnreachableServerError, match=r"cannot reach http://127\.0\.0\.1:\d+/v1 .*server running"
+    ):
         teacher("m", url).generate([req()] * 100)
     assert time.monotonic() - start < 5
 
@@ -266,7 +296,10 @@ def test_unreachable_server_fails_fast():
 
 
 def test_spec_parsing(monkeypatch):
-    assert split_model_url("gpt-4o-mini@https://api.openai.com/v1") == ("gpt-4o-mini", "https://api.openai.com/v1")
+    assert split_model_url("gpt-4o-mini@https://api.openai.com/v1") == (
+        "gpt-4o-mini",
+        "https://api.openai.com/v1",
+    )
     assert split_model_url("m@http://u:pw@host:8000/v1") == ("m", "http://u:pw@host:8000/v1")
     assert split_model_url("org/model") == ("org/model", None)
     monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1/")

@@ -244,10 +244,12 @@ def teacher_answer(request: Request, j: int) -> str:
     raise AssertionError(content)
 
 
-def _cot_run(tmp_path):
-    teacher = FakeTeacher(teacher_answer, model="big-teacher")
-    out = tmp_path / "cot-for-preference"
-    build_dataset("cot", out, source=_source(tmp_path), options=CoTOptions(samples=2, system="Think."),
+def _cot_run(tmp_path, answer=teacher_answer, keep="correct"):
+    teacher = FakeTeacher(answer, model="big-teacher")
+    # A folder name of its own: datasets caches a local folder with a README by its name (not its
+    # path or mtime), so two tests' "cot" folders would share one cache entry.
+    out = tmp_path / f"cot-{tmp_path.name}"
+    build_dataset("cot", out, source=_source(tmp_path), options=CoTOptions(samples=2, keep=keep, system="Think."),
                   teacher=teacher, cache_path=tmp_path / "calls.sqlite")  # fmt: skip
     return out
 
@@ -272,6 +274,18 @@ def test_from_dataset_reuses_prompts_and_falls_back_to_the_teacher(tmp_path):
     assert manifest["counts"]["teacher_chosen"] == 2 and manifest["counts"]["none_correct"] == 1
     assert manifest["cot_teacher"] == "fake:big-teacher@r1" and manifest["prompts_from"] == "dataset"
     assert manifest["source"]["kind"] == "dataset" and manifest["source"]["revision"]
+
+
+def test_only_correct_teacher_rationales_stand_in(tmp_path):
+    def half_wrong(request: Request, j: int) -> str:
+        return teacher_answer(request, j) if j == 0 else "A guess.\nThe answer is 99."
+
+    cot_dir = _cot_run(tmp_path, half_wrong, keep="all")  # the wrong rationales are rows too
+    options = PreferenceOptions(samples=4, rules=PairRules(fallback="teacher", pairs_per_prompt=2))
+    _, rows, _ = _build(tmp_path, options, source=DatasetOptions(str(cot_dir)))
+    fallback = [r for r in rows if r["chosen_from"] == "teacher"]
+    assert [r["chosen"][0]["content"] for r in fallback] == ["Teacher rationale 0 for What is 5 + 5?\nThe answer is 10."] * 2
+    assert [r["rejected_idx"] for r in fallback] == [0, 1]  # one rationale, against two different wrong paths
 
 
 def test_from_dataset_limit_counts_problems(tmp_path):

@@ -83,7 +83,13 @@ def test_accelerate_config_loads_with_accelerate(path: Path):
 
     config = ClusterConfig.from_yaml_file(str(path))  # raises on keys accelerate does not know
     raw = yaml.safe_load(path.read_text())
-    for key in ("compute_environment", "distributed_type", "num_processes", "num_machines", "mixed_precision"):
+    for key in (
+        "compute_environment",
+        "distributed_type",
+        "num_processes",
+        "num_machines",
+        "mixed_precision",
+    ):
         assert key in raw, key
     assert config.num_processes > 1 and config.mixed_precision == "bf16"
     if path.name == "zero3.yaml":
@@ -111,7 +117,10 @@ def test_load_recipe_adapts_to_this_machine(path: Path):
         return
     recipe = load_recipe(path, ["max_steps=7"], output_dir="elsewhere")
     assert recipe.trainer == trainer_for(path) and recipe.training.max_steps == 7
-    assert recipe.training.output_dir == "elsewhere" and recipe.overrides == {"max_steps": "7", "output_dir": "elsewhere"}
+    assert recipe.training.output_dir == "elsewhere" and recipe.overrides == {
+        "max_steps": "7",
+        "output_dir": "elsewhere",
+    }
     if not torch.cuda.is_available():
         assert recipe.training.use_cpu
 
@@ -146,7 +155,9 @@ def test_bad_overrides_are_one_line_user_errors(override, message):
 
 
 def test_a_dpo_recipe_rejects_sft_keys():
-    with pytest.raises(UserError, match="'completion_only_loss'.*it is a SFT key, and this recipe trains with DPO"):
+    with pytest.raises(
+        UserError, match="'completion_only_loss'.*it is a SFT key, and this recipe trains with DPO"
+    ):
         load_recipe(RECIPES / "self-refine" / "dpo-lora-smoke.yaml", ["completion_only_loss=true"])
 
 
@@ -200,7 +211,10 @@ def test_module_entry_point_and_fast_help():
     out = subprocess.run([sys.executable, "-c", code + "\n"], capture_output=True, text=True)
     assert out.returncode == 0 and "--merge" in out.stdout
     probe = "import sys, toolkit.cli, toolkit.train, toolkit.training; print('torch' in sys.modules)"
-    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True).stdout.strip() == "False"
+    assert (
+        subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True).stdout.strip()
+        == "False"
+    )
     out = subprocess.run([sys.executable, "-m", "toolkit.train", str(SMOKE), "--set", "nope=1"],
                          capture_output=True, text=True)  # fmt: skip
     assert out.returncode == 1 and "unknown key 'nope'" in out.stderr and "Traceback" not in out.stderr

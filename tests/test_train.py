@@ -70,16 +70,22 @@ def test_dpo_recipe_on_sft_data(tmp_path, no_models):
     rows = [{"prompt": msg("user", "1+1?"), "completion": msg("assistant", "The answer is 2.")}]
     data = write_dataset(tmp_path / "sft", rows)
     recipe = load_recipe(DPO_SMOKE, [f"dataset_name={data}", "model_name_or_path=smollm2-135m"])
-    with pytest.raises(UserError, match=r"a DPO recipe expects prompt \+ chosen \+ rejected .*use an SFT recipe"):
+    with pytest.raises(
+        UserError, match=r"a DPO recipe expects prompt \+ chosen \+ rejected .*use an SFT recipe"
+    ):
         train(recipe)
     assert not no_models.exists()
 
 
 def test_unknown_dataset_name_is_the_resolvers_error(no_models):
-    recipe = load_recipe(SFT_SMOKE, ["dataset_name=nobody/no-such-dataset", "model_name_or_path=smollm2-135m"])
+    recipe = load_recipe(
+        SFT_SMOKE, ["dataset_name=nobody/no-such-dataset", "model_name_or_path=smollm2-135m"]
+    )
     with pytest.raises(UserError, match=r"'nobody/no-such-dataset' is not in the local registry"):
         train(recipe)
-    result = CliRunner().invoke(main, ["train", str(SFT_SMOKE), "--set", "dataset_name=nobody/no-such-dataset"])
+    result = CliRunner().invoke(
+        main, ["train", str(SFT_SMOKE), "--set", "dataset_name=nobody/no-such-dataset"]
+    )
     assert result.exit_code == 1 and "no-such-dataset" in result.output and "Traceback" not in result.output
     assert not no_models.exists()
 
@@ -90,11 +96,15 @@ def test_empty_dataset_and_wrong_message_shape(tmp_path, no_models):
     empty = tmp_path / "empty"
     (empty / "data").mkdir(parents=True)
     features = datasets.Features({"prompt": datasets.Value("string"), "completion": datasets.Value("string")})
-    datasets.Dataset.from_dict({"prompt": [], "completion": []}, features=features).to_parquet(str(empty / DATA_FILE))
+    datasets.Dataset.from_dict({"prompt": [], "completion": []}, features=features).to_parquet(
+        str(empty / DATA_FILE)
+    )
     with pytest.raises(UserError, match="has no rows in split 'train'"):
         train(load_recipe(SFT_SMOKE, [f"dataset_name={empty}"]))
     odd = write_dataset(tmp_path / "odd", [{"prompt": [{"text": "hi"}], "completion": [{"text": "yo"}]}])
-    with pytest.raises(UserError, match=r"column 'prompt' holds list, expected a list of \{role, content\} messages"):
+    with pytest.raises(
+        UserError, match=r"column 'prompt' holds list, expected a list of \{role, content\} messages"
+    ):
         train(load_recipe(SFT_SMOKE, [f"dataset_name={odd}"]))
     assert not no_models.exists()
 
@@ -102,15 +112,27 @@ def test_empty_dataset_and_wrong_message_shape(tmp_path, no_models):
 # --- end to end on the real default model ---------------------------------------------------------
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """One intra-op thread while this module's models run: the 2 CPU cores are shared with other jobs, and
+    OpenMP threads spinning for a busy core made every step 4-5x slower (measured: 47 vs 10 s/step)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
-def cot_name() -> str:
+def cot_name(tmp_path_factory) -> str:
     """A CoT dataset built by the CoT builder with the embedded teacher, pushed to the local registry."""
     from toolkit.builders import SourceOptions, build_dataset
     from toolkit.builders.cot import CoTOptions
     from toolkit.hub import push
     from toolkit.teachers.base import SamplingParams
 
-    run = Path(__import__("tempfile").mkdtemp(prefix="cot-run-"))
+    run = tmp_path_factory.mktemp("cot-run")
     options = CoTOptions(samples=1, keep="all", sampling=SamplingParams(max_new_tokens=48))
     build_dataset("cot", run, source=SourceOptions(spec="gym:basic_arithmetic", limit=4), options=options,
                   teacher="transformers:smollm2-135m", overwrite=True)  # fmt: skip
@@ -125,7 +147,10 @@ def sft_out(cot_name, tmp_path_factory) -> Path:
             "--output-dir", str(out), "--merge"]  # fmt: skip
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
-    assert f"sft: 2 steps in" in result.output and f"on {cot_name} (4 rows) -> {out} (merged: {out}/merged)" in result.output
+    assert (
+        "sft: 2 steps in" in result.output
+        and f"on {cot_name} (4 rows) -> {out} (merged: {out}/merged)" in result.output
+    )
     return out
 
 
@@ -139,6 +164,10 @@ def _generate(model, tokenizer) -> tuple[str, object]:
         logits = model(**inputs).logits
         ids = model.generate(**inputs, max_new_tokens=8, do_sample=False)
     return tokenizer.decode(ids[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True), logits
+
+
+def record_merged_is_none(out: Path) -> bool:
+    return json.loads((out / "hubtool_train.json").read_text())["outputs"]["merged"] is None
 
 
 def _record(out: Path) -> dict:
@@ -163,13 +192,27 @@ def test_sft_by_name_writes_adapter_record_card_and_merged_weights(sft_out, cot_
     record = _record(sft_out)
     assert record["trainer"] == "sft" and record["training"]["global_steps"] == 2
     ds = record["dataset"]
-    assert ds["name"] == cot_name and ds["local"] and ds["fingerprint"] == resolve_dataset(cot_name).fingerprint
-    assert ds["columns"] == ["prompt", "completion"] and {"id", "gold", "correct"} <= set(ds["dropped_columns"])
+    assert (
+        ds["name"] == cot_name and ds["local"] and ds["fingerprint"] == resolve_dataset(cot_name).fingerprint
+    )
+    assert ds["columns"] == ["prompt", "completion"] and {"id", "gold", "correct"} <= set(
+        ds["dropped_columns"]
+    )
     assert record["recipe"]["sha256"] == hashlib.sha256(SFT_SMOKE.read_bytes()).hexdigest()
-    assert record["recipe"]["overrides"] == {"dataset_name": cot_name, "max_steps": "2", "output_dir": str(sft_out)}
+    assert record["recipe"]["overrides"] == {
+        "dataset_name": cot_name,
+        "max_steps": "2",
+        "output_dir": str(sft_out),
+    }
     assert (sft_out / "recipe.yaml").read_text() == SFT_SMOKE.read_text()
     assert record["model"]["base_model"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
-    assert record["peft"] == {"method": "LoRA", "r": 8, "alpha": 16, "dropout": 0.1, "target_modules": "all-linear"}
+    assert record["peft"] == {
+        "method": "LoRA",
+        "r": 8,
+        "alpha": 16,
+        "dropout": 0.1,
+        "target_modules": "all-linear",
+    }
     # the loss is on the completion only: TRL masked every prompt token
     tokens = record["training"]["loss_tokens"]
     assert tokens["completion_only"] and 0 < tokens["trained_fraction"] < 1
@@ -185,7 +228,9 @@ def test_sft_adapter_and_merged_weights_load_and_generate_the_same(sft_out):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(sft_out / "merged")
-    merged_text, merged_logits = _generate(AutoModelForCausalLM.from_pretrained(sft_out / "merged"), tokenizer)
+    merged_text, merged_logits = _generate(
+        AutoModelForCausalLM.from_pretrained(sft_out / "merged"), tokenizer
+    )
     adapter_text, adapter_logits = _generate(AutoPeftModelForCausalLM.from_pretrained(sft_out), tokenizer)
     base = json.loads((sft_out / "adapter_config.json").read_text())["base_model_name_or_path"]
     _, base_logits = _generate(AutoModelForCausalLM.from_pretrained(base), tokenizer)
@@ -204,11 +249,14 @@ def test_dpo_on_top_of_the_lora_student(sft_out, tmp_path):
     shutil.copytree(sft_out, student, ignore=shutil.ignore_patterns("merged"))
     prefs = write_dataset(tmp_path / "prefs", preference_rows())
     out = tmp_path / "dpo-student"
+    (out / "merged").mkdir(parents=True)  # left by an earlier run: stale once the adapter is retrained
+    (out / "merged" / "config.json").write_text("{}")
     args = ["train", str(DPO_SMOKE), "--set", f"model_name_or_path={student}", "--set", f"dataset_name={prefs}",
             "--set", "max_steps=2", "--output-dir", str(out)]  # fmt: skip
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     assert (student / "merged" / "config.json").is_file()  # the LoRA student was merged first
+    assert not (out / "merged").exists() and record_merged_is_none(out)
     for name in ("adapter_config.json", "adapter_model.safetensors", "README.md", "recipe.yaml"):
         assert (out / name).is_file(), name
     record = _record(out)
@@ -216,7 +264,9 @@ def test_dpo_on_top_of_the_lora_student(sft_out, tmp_path):
     assert record["dataset"]["columns"] == ["prompt", "chosen", "rejected"]
     assert record["dataset"]["dropped_columns"] == ["id", "gold"]
     assert record["model"]["path"] == str(student / "merged")
-    assert record["model"]["base_model"] == "HuggingFaceTB/SmolLM2-135M-Instruct"  # lineage through the student
+    assert (
+        record["model"]["base_model"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    )  # lineage through the student
     dpo_logs = [h for h in record["training"]["log_history"] if "rewards/chosen" in h]
     assert dpo_logs and all(math.isfinite(h["rewards/margins"]) for h in dpo_logs)
     adapter_base = json.loads((out / "adapter_config.json").read_text())["base_model_name_or_path"]

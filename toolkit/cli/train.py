@@ -9,15 +9,31 @@ from toolkit.cli.app import main
 
 @main.command("train")
 @click.argument("recipe", type=click.Path(dir_okay=False))
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
-              help="Override a recipe key (any TRL SFT/DPO/model key); unknown keys and bad values fail before any model loads.")
-@click.option("--output-dir", type=click.Path(file_okay=False),
-              help="Where the weights, hubtool_train.json and the model card go (default: the recipe's output_dir).")
-@click.option("--merge", is_flag=True,
-              help="Also write OUT/merged/: the LoRA adapter folded into the base, full weights + tokenizer.")
-@click.option("--trainer", type=click.Choice(["sft", "dpo"]),
-              help="For a recipe outside recipes/<method>/; default: the method folder's trainer (cot: sft, self-refine: dpo).")
-def train(recipe: str, sets: tuple[str, ...], output_dir: str | None, merge: bool, trainer: str | None) -> None:
+@click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a recipe key (any TRL SFT/DPO/model key); unknown keys and bad values fail before any model loads.",
+)
+@click.option(
+    "--output-dir",
+    type=click.Path(file_okay=False),
+    help="Where the weights, hubtool_train.json and the model card go (default: the recipe's output_dir).",
+)
+@click.option(
+    "--merge",
+    is_flag=True,
+    help="Also write OUT/merged/: the LoRA adapter folded into the base, full weights + tokenizer.",
+)
+@click.option(
+    "--trainer",
+    type=click.Choice(["sft", "dpo"]),
+    help="For a recipe outside recipes/<method>/; default: the method folder's trainer (cot: sft, self-refine: dpo).",
+)
+def train(
+    recipe: str, sets: tuple[str, ...], output_dir: str | None, merge: bool, trainer: str | None
+) -> None:
     """Train a student with a TRL recipe on a dataset named by dataset_name.
 
     The name resolves like everywhere else in hubtool: a local folder, then the local registry, then

@@ -32,7 +32,8 @@ def model_spec(name: str, backend: Backend = "hf", base_url: str | None = None) 
     if backend == "openai":
         if not base_url:
             raise UserError("--backend openai needs --base-url, e.g. http://localhost:8000/v1")
-        return ModelSpec(name, "local-chat-completions", {
+        label = name.rstrip("/").rsplit("/", 1)[-1] or name  # a served path or org/name, shown short
+        return ModelSpec(label, "local-chat-completions", {
             "model": name, "base_url": _chat_url(base_url), "num_concurrent": 4, "max_retries": 3,
             "tokenized_requests": False,
         })
@@ -44,6 +45,16 @@ def model_spec(name: str, backend: Backend = "hf", base_url: str | None = None) 
         args = {"pretrained": path} | ({"lora_local_path": adapter} if adapter else {})
         return ModelSpec(label, "vllm", args)
     return ModelSpec(label, "hf", {"pretrained": path} | ({"peft": adapter} if adapter else {}))
+
+
+def describe(spec: ModelSpec) -> str:
+    """What was evaluated under a label, for the report."""
+    args = spec.args
+    if spec.lm_eval_model == "local-chat-completions":
+        return f"{args['model']} served at {args['base_url']}"
+    adapter = args.get("peft") or args.get("lora_local_path")
+    weights = f"LoRA adapter {adapter} on {args['pretrained']}" if adapter else args["pretrained"]
+    return f"{weights} ({spec.lm_eval_model})"
 
 
 def _chat_url(base_url: str) -> str:

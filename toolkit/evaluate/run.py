@@ -6,13 +6,14 @@ from __future__ import annotations
 import gc
 import json
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from toolkit.errors import UserError
 from toolkit.evaluate import report as report_mod
 from toolkit.evaluate import tasks as tasks_mod
-from toolkit.evaluate.models import Backend, ModelSpec, load_lm, model_spec
+from toolkit.evaluate.models import Backend, ModelSpec, describe, load_lm, model_spec
 
 log = logging.getLogger(__name__)
 
@@ -62,12 +63,13 @@ def run_eval(
     specs = _unique_labels([model_spec(m, options.backend, options.base_url) for m in models])
 
     output_dir.mkdir(parents=True, exist_ok=True)
-    report = report_mod.Report(tasks=names, in_domain=in_domain, notes=_notes(options))
+    notes = _notes(options) + [f"`{spec.label}`: {describe(spec)}" for spec in specs]
+    report = report_mod.Report(tasks=names, in_domain=in_domain, notes=notes)
     paths: dict[str, Path] = {}
     for spec in specs:
         results = _evaluate_one(spec, manager, names, options)
         report.add(spec.label, results)
-        paths |= _write_results(output_dir / spec.label, spec.label, results)
+        paths |= _write_results(output_dir / _folder_name(spec.label), spec.label, results)
     paths |= report_mod.write(report, output_dir)
     return EvalResult(report, report_mod.markdown(report), paths)
 
@@ -92,6 +94,12 @@ def _unique_labels(specs: list[ModelSpec]) -> list[ModelSpec]:
         label = spec.label if seen[spec.label] == 1 else f"{spec.label}-{seen[spec.label]}"
         unique.append(ModelSpec(label, spec.lm_eval_model, spec.args))
     return unique
+
+
+def _folder_name(label: str) -> str:
+    """A label as one safe folder name under output_dir (never an absolute path or '..')."""
+    name = re.sub(r"[^\w.-]+", "_", label).strip("._")
+    return name or "model"
 
 
 def _notes(options: EvalOptions) -> list[str]:

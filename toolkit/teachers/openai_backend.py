@@ -145,9 +145,13 @@ class OpenAITeacher(Teacher):
         extra_body: Mapping[str, Any] | None = None,
     ) -> None:
         if concurrency < 1 or max_retries < 0 or timeout <= 0 or backoff < 0:
-            raise UserError("openai teacher: concurrency must be >= 1, max_retries >= 0, timeout and backoff > 0")
+            raise UserError(
+                "openai teacher: concurrency must be >= 1, max_retries >= 0, timeout > 0 and backoff >= 0"
+            )
         if not base_url.startswith(("http://", "https://")):
-            raise UserError(f"base URL {base_url!r} must start with http:// or https://, e.g. http://127.0.0.1:8000/v1")
+            raise UserError(
+                f"base URL {base_url!r} must start with http:// or https://, e.g. http://127.0.0.1:8000/v1"
+            )
         self.model = model
         self.revision = ""  # servers report no weights revision; the host is not one either
         self.base_url = base_url.rstrip("/")
@@ -188,8 +192,15 @@ class OpenAITeacher(Teacher):
         key_env = api_key_env or "OPENAI_API_KEY"
         api_key = os.environ.get(key_env)
         if not api_key and urlsplit(url).hostname == "api.openai.com":
-            raise UserError(f"{key_env} is not set; export your OpenAI key, or give a local server as MODEL@URL")
-        opts = {"concurrency": concurrency, "timeout": timeout, "max_retries": max_retries, "backoff": backoff}
+            raise UserError(
+                f"{key_env} is not set; export your OpenAI key, or give a local server as MODEL@URL"
+            )
+        opts = {
+            "concurrency": concurrency,
+            "timeout": timeout,
+            "max_retries": max_retries,
+            "backoff": backoff,
+        }
         opts["extra_body"] = _json_object(extra_body) if isinstance(extra_body, str) else extra_body
         return cls(name, url, api_key=api_key or NO_KEY, **{k: v for k, v in opts.items() if v is not None})
 
@@ -256,7 +267,12 @@ class OpenAITeacher(Teacher):
             if n > 1 and _N_SUPPORT.get(self.base_url) is None:
                 _N_SUPPORT[self.base_url] = len(got) >= n
                 if len(got) < n:
-                    log.info("%s ignores n (asked %d, got %d); sending one call per sample", self.base_url, n, len(got))
+                    log.info(
+                        "%s ignores n (asked %d, got %d); one call per sample from now on",
+                        redact_url(self.base_url),
+                        n,
+                        len(got),
+                    )
         if len(got) < n:
             singles = [self._call(client, sem, request, 1, seed + j) for j in range(len(got), n)]
             for response in await gather_or_cancel(singles):
@@ -316,7 +332,9 @@ class OpenAITeacher(Teacher):
         """A bad key or an unknown model fails every call alike: stop with one clear message."""
         url = redact_url(self.base_url)
         if e.status_code in (401, 403):
-            raise UserError(f"{url} refused the API key (HTTP {e.status_code}); set the right key in its env var")
+            raise UserError(
+                f"{url} refused the API key (HTTP {e.status_code}); set the right key in its env var"
+            )
         if e.status_code == 404:
             raise UserError(
                 f"{url} answered 404 for model {self.model!r}: {_short(e.message)}; "
@@ -328,7 +346,9 @@ def _json_object(text: str) -> dict[str, Any]:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as e:
-        raise UserError(f"extra_body is not valid JSON ({e}); give an object like '{{\"top_k\": 20}}'") from None
+        raise UserError(
+            f"extra_body is not valid JSON ({e}); give an object like '{{\"top_k\": 20}}'"
+        ) from None
     if not isinstance(value, dict):
         raise UserError(f"extra_body must be a JSON object, not {type(value).__name__}")
     return value

@@ -31,7 +31,9 @@ def hub_commit(model: str, revision: str | None = None) -> str:
 
     # A revision is provenance, not a reason to stop a build: any failure just leaves it empty.
     try:
-        local = Path(snapshot_download(model, revision=revision, local_files_only=True, allow_patterns=["config.json"]))
+        local = Path(
+            snapshot_download(model, revision=revision, local_files_only=True, allow_patterns=["config.json"])
+        )
         if local.parent.name == "snapshots":
             return local.name
     except Exception as e:
@@ -49,7 +51,8 @@ def to_completions(output: Any) -> list[Completion]:
     """A vLLM RequestOutput -> Completions with exact token counts."""
     prompt_tokens = len(output.prompt_token_ids or [])
     return [
-        Completion(o.text, o.finish_reason or "unknown", prompt_tokens, len(o.token_ids)) for o in output.outputs
+        Completion(o.text, o.finish_reason or "unknown", prompt_tokens, len(o.token_ids))
+        for o in output.outputs
     ]
 
 
@@ -58,7 +61,9 @@ class VLLMTeacher(Teacher):
 
     backend = "vllm"
 
-    def __init__(self, model: str, llm: Any, sampling_params_cls: Any, *, revision: str, chunk_size: int) -> None:
+    def __init__(
+        self, model: str, llm: Any, sampling_params_cls: Any, *, revision: str, chunk_size: int
+    ) -> None:
         self.model = model
         self.revision = revision
         self.llm = llm
@@ -83,7 +88,9 @@ class VLLMTeacher(Teacher):
         try:
             import vllm
         except ImportError as e:
-            raise UserError(f"the vllm backend needs vLLM, which cannot be imported ({e}); {INSTALL_HINT}") from None
+            raise UserError(
+                f"the vllm backend needs vLLM, which cannot be imported ({e}); {INSTALL_HINT}"
+            ) from None
         path = resolve_model_path(model)
         engine_args: dict[str, Any] = {"enable_prefix_caching": enable_prefix_caching}
         optional = {

@@ -38,12 +38,16 @@ class TrainingData:
     dropped: tuple[str, ...]  # metadata left out
 
 
-def load_training_data(name: str, trainer: str, *, split: str = "train", config: str | None = None) -> TrainingData:
+def load_training_data(
+    name: str, trainer: str, *, split: str = "train", config: str | None = None
+) -> TrainingData:
     """Resolve `name` (local dir -> local registry -> Hub), load `split`, check and trim its columns."""
     from toolkit.hub import load_dataset, resolve_dataset
 
     if config:
-        raise UserError(f"dataset_config {config!r} is not supported; hubtool datasets have one config, remove the key")
+        raise UserError(
+            f"dataset_config {config!r} is not supported; hubtool datasets have one config, remove the key"
+        )
     resolved = resolve_dataset(name)
     empty = f"dataset {name!r} has no rows in split {split!r}; rebuild it with more problems or --keep all"
     try:
@@ -84,7 +88,11 @@ def _check_conversational(dataset, columns: tuple[str, ...], name: str) -> None:
         value = first[column]
         if isinstance(value, str):
             continue  # standard (plain-text) format: TRL accepts it too
-        if not (isinstance(value, list) and value and all(isinstance(m, dict) and "role" in m and "content" in m for m in value)):
+        if not (
+            isinstance(value, list)
+            and value
+            and all(isinstance(m, dict) and "role" in m and "content" in m for m in value)
+        ):
             raise UserError(
                 f"dataset {name!r}: column {column!r} holds {type(value).__name__}, expected a list of "
                 "{role, content} messages or a string"

@@ -69,7 +69,9 @@ def _merged_student(adapter: Path) -> Student:
         log.warning("merging the LoRA adapter in %s into its base -> %s (as --merge would)", adapter, target)
         merge_adapter(adapter, target)
     note = f"LoRA student {adapter}, merged into full weights at {target}"
-    return Student(str(adapter), str(target), recorded_base(adapter) or str(target), model_revision(str(target)), note)
+    return Student(
+        str(adapter), str(target), recorded_base(adapter) or str(target), model_revision(str(target)), note
+    )
 
 
 def _fresh(merged: Path, adapter: Path) -> bool:

@@ -1,9 +1,9 @@
 """What a training run leaves beside its weights: a provenance record and a model card.
 
-    OUT/hubtool_train.json  dataset (name, revision, fingerprint), recipe (path, sha256, overrides),
-                            model, LoRA shape, losses, timings, library versions
-    OUT/recipe.yaml         the recipe as it was read
-    OUT/README.md           model card: base model and dataset in the metadata, a link to the data
+OUT/hubtool_train.json  dataset (name, revision, fingerprint), recipe (path, sha256, overrides),
+                        model, LoRA shape, losses, timings, library versions
+OUT/recipe.yaml         the recipe as it was read
+OUT/README.md           model card: base model and dataset in the metadata, a link to the data
 """
 
 from __future__ import annotations
@@ -16,7 +16,10 @@ from toolkit.rundir import atomic_write
 
 PROVENANCE = "hubtool_train.json"
 RECIPE_COPY = "recipe.yaml"
-TRAINER_NAMES = {"sft": "TRL SFTTrainer (supervised fine-tuning)", "dpo": "TRL DPOTrainer (direct preference optimization)"}
+TRAINER_NAMES = {
+    "sft": "TRL SFTTrainer (supervised fine-tuning)",
+    "dpo": "TRL DPOTrainer (direct preference optimization)",
+}
 
 
 def dataset_record(data) -> dict[str, Any]:

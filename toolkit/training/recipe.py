@@ -76,7 +76,9 @@ def read_recipe(path: str | Path) -> tuple[str, dict[str, Any]]:
     except yaml.YAMLError as e:
         raise UserError(f"recipe {path} is not valid YAML ({_one_line(e)}); fix the syntax") from None
     if not isinstance(config, dict):
-        raise UserError(f"recipe {path} must be a YAML mapping of TRL config keys, got {type(config).__name__}")
+        raise UserError(
+            f"recipe {path} must be a YAML mapping of TRL config keys, got {type(config).__name__}"
+        )
     return text, config
 
 
@@ -182,21 +184,26 @@ def _argv(parser, values: dict[str, Any]) -> list[str]:
 
 
 def _device_adjustments(config: dict[str, Any], sets: dict[str, str]) -> dict[str, str]:
-    """On a machine with no GPU: train on the CPU in fp32 unless the recipe insists on bf16."""
+    """Without a CUDA GPU: no 4/8-bit loading, fp32 unless the recipe insists on bf16, and `use_cpu`
+    unless there is an Apple GPU (transformers refuses bf16 on a CPU that `use_cpu` does not name)."""
     import torch
 
-    if torch.cuda.is_available() or _mps_available(torch):
+    if torch.cuda.is_available():
         return {}
     chosen = {**config, **sets}
-    if str(chosen.get("load_in_4bit", "")).lower() == "true" or str(chosen.get("load_in_8bit", "")).lower() == "true":
-        raise UserError("load_in_4bit / load_in_8bit (QLoRA) need a CUDA GPU; on a CPU use a LoRA recipe, or --set load_in_4bit=false")
+    if any(str(chosen.get(k, "")).lower() == "true" for k in ("load_in_4bit", "load_in_8bit")):
+        raise UserError(
+            "load_in_4bit / load_in_8bit (QLoRA) need a CUDA GPU; on this machine use a LoRA recipe, "
+            "or --set load_in_4bit=false"
+        )
     adjustments: dict[str, str] = {}
-    if str(chosen.get("use_cpu", "")).lower() != "true":
+    if not _mps_available(torch) and str(chosen.get("use_cpu", "")).lower() != "true":
         adjustments["use_cpu"] = "true"
-    if "bf16" not in chosen:  # TRL defaults bf16 to True; a CPU trains in fp32
+    if "bf16" not in chosen:  # TRL defaults bf16 to True
         adjustments["bf16"] = "false"
     if adjustments:
-        log.warning("no GPU found: training on the CPU (%s)", ", ".join(f"{k}={v}" for k, v in adjustments.items()))
+        settings = ", ".join(f"{k}={v}" for k, v in adjustments.items())
+        log.warning("no CUDA GPU found: %s", settings)
     return adjustments
 
 
@@ -208,7 +215,9 @@ def _check_parsed(path: str | Path, script, model) -> None:
     if not script.dataset_name:
         raise UserError(f"recipe {path} names no dataset_name; add one or pass --set dataset_name=ORG/NAME")
     if not model.model_name_or_path:
-        raise UserError(f"recipe {path} names no model_name_or_path; add one or pass --set model_name_or_path=...")
+        raise UserError(
+            f"recipe {path} names no model_name_or_path; add one or pass --set model_name_or_path=..."
+        )
 
 
 def _one_line(e: Exception) -> str:

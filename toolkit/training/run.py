@@ -54,7 +54,7 @@ def train(recipe: Recipe, *, merge: bool = False) -> TrainResult:
     trainer.save_model(str(out))
     if not trainer.accelerator.is_main_process:
         return TrainResult(out, None, {})
-    merged = _merge(out, student, recipe) if merge else None
+    merged = _merge(out, student, recipe) if merge else _drop_stale_merge(out, student)
     record = {
         "hubtool_version": __version__, "trainer": recipe.trainer, "command": command_line(),
         "output_dir": str(out), "started_at": started, "finished_at": now(),
@@ -74,7 +74,9 @@ def train(recipe: Recipe, *, merge: bool = False) -> TrainResult:
     return TrainResult(out, merged, record)
 
 
-def build_trainer(recipe: Recipe, data: TrainingData, student: Student, eval_data: TrainingData | None = None):
+def build_trainer(
+    recipe: Recipe, data: TrainingData, student: Student, eval_data: TrainingData | None = None
+):
     """SFTTrainer or DPOTrainer, with the model, quantization and LoRA settings of TRL's own scripts."""
     from trl import DPOTrainer, SFTTrainer, get_peft_config, get_quantization_config
 
@@ -90,11 +92,12 @@ def build_trainer(recipe: Recipe, data: TrainingData, student: Student, eval_dat
     )  # fmt: skip
 
 
-def loss_token_stats(dataset) -> dict[str, Any]:
-    """How many tokens carry the loss, from the labels TRL built: prompt tokens are -100 when only completions train."""
-    labels = dataset["labels"] if "labels" in dataset.column_names else None
-    if labels is None:
+def loss_token_stats(dataset, sample: int = 1000) -> dict[str, Any]:
+    """How many tokens carry the loss, from the labels TRL built (on the first `sample` rows): prompt
+    tokens are -100 when only completions train."""
+    if "labels" not in dataset.column_names:
         return {"completion_only": False, "trained_fraction": 1.0}
+    labels = dataset.select(range(min(sample, len(dataset))))["labels"]
     total = sum(len(row) for row in labels)
     trained = sum(sum(1 for t in row if t != -100) for row in labels)
     first_masked = all(row[0] == -100 for row in labels if row)
@@ -115,6 +118,15 @@ def training_record(trainer, output, seconds: float, loss_tokens: dict | None) -
         "train_loss": output.training_loss, "losses": losses, "losses_finite": finite,
         "loss_tokens": loss_tokens, "log_history": history,
     }  # fmt: skip
+
+
+def _drop_stale_merge(out: Path, student: Student) -> None:
+    """An OUT/merged/ left by an earlier run no longer matches the new adapter: remove it (unless it is
+    the very student this run trained on top of)."""
+    stale = out / MERGED
+    if stale.is_dir() and stale.resolve() != Path(student.path).resolve():
+        log.warning("removing %s: it merged an earlier run's adapter (use --merge to write a new one)", stale)
+        shutil.rmtree(stale)
 
 
 def _merge(out: Path, student: Student, recipe: Recipe) -> Path | None:
