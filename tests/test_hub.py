@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -381,3 +382,15 @@ def test_unreachable_hub_is_one_line(run1, tmp_path):
         "Error: pushing to me/smol-arith-cot: cannot reach the Hub"
     )
     assert len(out.stderr.strip().splitlines()) == 1 and TOKEN not in out.stdout + out.stderr
+
+
+def test_a_rebuilt_folder_of_the_same_name_loads_its_new_rows(tmp_path):
+    """datasets caches local folders by name; the resolver must not hand back stale rows."""
+    a, b = tmp_path / "a" / "cot", tmp_path / "b" / "cot"
+    make_run(a, version=1)
+    make_run(b, version=2)
+    first = hub.load_dataset(str(a)).to_list()
+    assert hub.load_dataset(str(b)).to_list() == sft_rows(2) != first
+    shutil.rmtree(a)  # rebuild in place
+    make_run(a, version=2)
+    assert hub.load_dataset(str(a)).to_list() == sft_rows(2)

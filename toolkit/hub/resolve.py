@@ -57,7 +57,10 @@ def load_dataset(name: str, split: str = "train", revision: str | None = None):
     try:
         if found.local:
             try:
-                return datasets.load_dataset(found.path, split=split)
+                # datasets caches a local folder by its name alone: a rebuilt `runs/cot`, or another
+                # folder called `cot`, would come back with stale rows. Key the cache by content.
+                cache = Path(datasets.config.HF_DATASETS_CACHE) / "hubtool-local" / found.fingerprint[:24]
+                return datasets.load_dataset(found.path, split=split, cache_dir=str(cache))
             except FileNotFoundError as e:  # datasets' EmptyDatasetError and friends
                 raise UserError(f"{found.path} holds no dataset ({str(e).splitlines()[0]})") from None
         with hub_errors(f"loading {name} from the Hub", name):
