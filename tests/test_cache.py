@@ -33,6 +33,7 @@ def test_more_samples_only_draws_the_new_ones(tmp_path):
     out = teacher.generate([_req("a", n=5)])
     assert len(out[0]) == 5
     assert [r.n for r in fake.calls] == [2, 3]
+    assert [r.first_sample for r in fake.calls] == [0, 2]  # new samples are seeded past the cached ones
     assert teacher.usage.samples_cached == 2 and teacher.usage.samples_generated == 3
 
 

@@ -32,6 +32,10 @@ class Request:
     messages: tuple[dict[str, str], ...]
     n: int = 1
     params: SamplingParams = field(default_factory=SamplingParams)
+    # Index of the first sample asked for: the cache sets it when it tops up a request whose first
+    # samples it already holds, and backends seed from `params.seed + first_sample`, so the new
+    # samples are not re-draws of the cached ones.
+    first_sample: int = 0
 
 
 @dataclass(frozen=True, slots=True)

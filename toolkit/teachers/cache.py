@@ -141,7 +141,7 @@ class CachedTeacher:
                 self.usage.total_completion_tokens += sum(c.completion_tokens for c in result)
 
         if todo:
-            pending = [replace(requests[i], n=len(missing[i])) for i in todo]
+            pending = [replace(requests[i], n=len(missing[i]), first_sample=missing[i][0]) for i in todo]
             # A partial request (some samples cached) keeps its full prompt; the backend only draws
             # the missing count. Sample identity is the index, so order within a request is stable.
             self.teacher.generate(pending, on_result=store)

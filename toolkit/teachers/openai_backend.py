@@ -260,7 +260,7 @@ class OpenAITeacher(Teacher):
 
     async def _samples(self, client: Any, sem: asyncio.Semaphore, request: Request) -> list[Completion]:
         """The request's n completions: one call asking for n, then single calls for any missing."""
-        n, seed = request.n, request.params.seed
+        n, seed = request.n, request.params.seed + request.first_sample
         got: list[Completion] = []
         if n == 1 or _N_SUPPORT.get(self.base_url, True):
             got = to_completions(await self._call(client, sem, request, n, seed))[:n]

@@ -64,11 +64,12 @@ class TransformersTeacher(Teacher):
 
     def _batches(self, requests: Sequence[Request], lengths: list[int]) -> list[list[int]]:
         """Group requests with equal sampling params, shortest prompts first, ~batch_size rows each."""
-        order = sorted(range(len(requests)), key=lambda i: (repr(requests[i].params), lengths[i]))
+        order = sorted(range(len(requests)), key=lambda i: (repr(requests[i].params), requests[i].first_sample, lengths[i]))
         batches: list[list[int]] = []
         rows = 0
         for i in order:
-            same = batches and requests[batches[-1][0]].params == requests[i].params
+            head = requests[batches[-1][0]] if batches else None
+            same = head is not None and (head.params, head.first_sample) == (requests[i].params, requests[i].first_sample)
             if not batches or not same or rows + requests[i].n > self.batch_size:
                 batches.append([])
                 rows = 0
@@ -86,7 +87,7 @@ class TransformersTeacher(Teacher):
         kwargs: dict[str, Any] = {"max_new_tokens": params.max_new_tokens, "do_sample": sample}
         if sample:
             kwargs.update(temperature=params.temperature, top_p=params.top_p)
-            torch.manual_seed(params.seed)
+            torch.manual_seed(params.seed + requests[0].first_sample)
         else:
             kwargs.update(temperature=None, top_p=None, top_k=None)
         with torch.inference_mode():

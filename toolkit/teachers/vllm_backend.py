@@ -138,7 +138,7 @@ class VLLMTeacher(Teacher):
             temperature=0.0 if greedy else p.temperature,
             top_p=1.0 if greedy else p.top_p,
             max_tokens=p.max_new_tokens,
-            seed=p.seed,
+            seed=p.seed + request.first_sample,
         )
 
     def close(self) -> None:

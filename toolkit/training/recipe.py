@@ -24,6 +24,7 @@ TRAINERS: tuple[Trainer, ...] = ("sft", "dpo")
 METHOD_TRAINERS: dict[str, Trainer] = {
     "cot": "sft",
     "self-refine": "dpo",
+    "preference": "dpo",
     "counterfactual": "sft",
     "mixed": "sft",
     "idea-mcts": "sft",
