@@ -172,8 +172,8 @@ def _run(method: str, kw: dict, options, source=None) -> None:
     click.echo(summary_line(manifest, kw["out"]))
     if not manifest.get("rows"):
         click.echo(
-            "warning: no rows kept, so there is nothing to train on; try --keep all, more --samples, "
-            "an easier source or a stronger --teacher (the cache keeps what was generated)",
+            f"warning: no rows kept, so there is nothing to train on; `hubtool inspect {kw['out']}` shows why "
+            "(counts, failures); the cache keeps what was generated, so a re-run with changed options is cheap",
             err=True,
         )
 
