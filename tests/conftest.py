@@ -17,3 +17,5 @@ os.environ.pop("HF_TOKEN", None)
 os.environ.pop("OPENAI_API_KEY", None)
 # The converted default model is expensive to make (~25 s); tests share one copy across runs.
 os.environ.setdefault("HUBTOOL_MODEL_CACHE", os.path.expanduser("~/.cache/hubtool/models"))
+
+from tests.servers import proxy_for  # noqa: E402, F401  (a fixture shared by the server tests)

@@ -1,0 +1,72 @@
+"""A build killed with SIGKILL and re-run repeats no completed call and ends with the same rows.
+
+The teacher is the real default model behind `transformers serve` on 127.0.0.1; a counting proxy
+in front of it tells how many calls the server was asked for.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pyarrow.parquet as pq
+import pytest
+
+from toolkit.rundir import DATA_FILE, MANIFEST
+
+from .servers import transformers_server
+
+pytestmark = pytest.mark.slow
+PROBLEMS = 8
+
+
+def _command(model: str, url: str, src, out, cache) -> list[str]:
+    return [
+        sys.executable, "-m", "toolkit", "build-dataset", "cot", "--source", f"file:{src}",
+        "--teacher", f"openai:{model}@{url}", "--samples", "1", "--temperature", "0",
+        "--max-new-tokens", "12", "--concurrency", "1", "--keep", "all", "--out", str(out), "--cache", str(cache),
+    ]  # fmt: skip
+
+
+def _cached_samples(cache) -> int:
+    with sqlite3.connect(cache) as db:
+        return db.execute("SELECT COUNT(*) FROM samples").fetchone()[0]
+
+
+def test_sigkill_then_rerun_repeats_no_finished_call(tmp_path, proxy_for):
+    from toolkit.teachers.models import resolve_model_path
+
+    src = tmp_path / "sums.jsonl"
+    src.write_text("".join(json.dumps({"question": f"What is {i} + {i}?", "answer": 2 * i}) + "\n" for i in range(PROBLEMS)))
+    env = {**os.environ, "HUBTOOL_HOME": str(tmp_path / "home")}
+    model = resolve_model_path("smollm2-135m")
+    with transformers_server(model, threads=1) as server:
+        proxy = proxy_for(server)
+        cmd = _command(model, proxy.url, src, tmp_path / "run", tmp_path / "calls.sqlite")
+        build = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 300
+        while proxy.forwarded < 3 and time.monotonic() < deadline and build.poll() is None:
+            time.sleep(0.05)
+        assert build.poll() is None, build.stderr.read().decode()[-2000:]
+        build.send_signal(signal.SIGKILL)
+        build.wait()
+        done = _cached_samples(tmp_path / "calls.sqlite")
+        asked = len(proxy.calls)
+        assert 3 <= done < PROBLEMS
+        assert json.loads((tmp_path / "run" / MANIFEST).read_text())["status"] == "running"
+
+        rerun = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        assert rerun.returncode == 0, rerun.stderr[-2000:]
+        assert len(proxy.calls) - asked == PROBLEMS - done  # not one finished call asked again
+        assert f"{PROBLEMS - done} new calls, {done} cached samples" in rerun.stdout
+
+        whole = _command(model, proxy.url, src, tmp_path / "whole", tmp_path / "other.sqlite")
+        assert subprocess.run(whole, env=env, capture_output=True).returncode == 0
+    resumed = pq.read_table(tmp_path / "run" / DATA_FILE).to_pylist()
+    uninterrupted = pq.read_table(tmp_path / "whole" / DATA_FILE).to_pylist()
+    assert len(resumed) == PROBLEMS and resumed == uninterrupted
