@@ -13,6 +13,9 @@ os.environ.setdefault("HF_HOME", os.path.join(_TMP, "hf"))
 os.environ["HF_DATASETS_CACHE"] = os.path.join(_TMP, "hf-datasets")
 os.environ["HUBTOOL_HOME"] = os.path.join(_TMP, "hubtool")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Several tests run a model in a subprocess (a server, lm_eval) beside one in this process; with
+# torch's default of one thread per core they oversubscribe 2 cores and run several times slower.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.pop("HF_TOKEN", None)
 os.environ.pop("OPENAI_API_KEY", None)
 # The converted default model is expensive to make (~25 s); tests share one copy across runs.

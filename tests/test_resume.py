@@ -34,8 +34,13 @@ def _command(model: str, url: str, src, out, cache) -> list[str]:
 
 
 def _cached_samples(cache) -> int:
-    with sqlite3.connect(cache) as db:
-        return db.execute("SELECT COUNT(*) FROM samples").fetchone()[0]
+    if not cache.exists():
+        return 0
+    try:
+        with sqlite3.connect(cache) as db:
+            return db.execute("SELECT COUNT(*) FROM samples").fetchone()[0]
+    except sqlite3.OperationalError:  # the build has not created its table yet
+        return 0
 
 
 def test_sigkill_then_rerun_repeats_no_finished_call(tmp_path, proxy_for):
@@ -50,7 +55,7 @@ def test_sigkill_then_rerun_repeats_no_finished_call(tmp_path, proxy_for):
         cmd = _command(model, proxy.url, src, tmp_path / "run", tmp_path / "calls.sqlite")
         build = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 300
-        while proxy.forwarded < 3 and time.monotonic() < deadline and build.poll() is None:
+        while _cached_samples(tmp_path / "calls.sqlite") < 3 and time.monotonic() < deadline and build.poll() is None:
             time.sleep(0.05)
         assert build.poll() is None, build.stderr.read().decode()[-2000:]
         build.send_signal(signal.SIGKILL)
