@@ -36,8 +36,9 @@ def test_every_template_renders_and_round_trips_through_dataset_card(tmp_path, k
     expected = cards.card_metadata(manifest, n_rows, REPO, "apache-2.0")
     assert card.data.to_dict() == expected
     assert card.data.configs == [
-        {"config_name": "default", "data_files": [{"split": "train", "path": "data/train-*"}]}
+        {"config_name": "default", "data_files": [{"split": "train", "path": manifest["data_file"]}]}
     ]
+    assert (run / manifest["data_file"]).is_file()
     body = card.text
     assert f"--set dataset_name={REPO}" in body and manifest["row_format"]["recipe"] in body
     assert manifest["command"] in body
@@ -138,12 +139,12 @@ def test_samples_are_truncated_and_fenced_safely(tmp_path):
     run = make_run(tmp_path / "run")
     import pyarrow.parquet as pq
 
-    from toolkit.rundir import DATA_FILE
+    from toolkit.rundir import data_file
 
-    table = pq.read_table(run / DATA_FILE)
+    table = pq.read_table(data_file(run))
     rows = table.to_pylist()
     rows[0]["completion"] = [{"role": "assistant", "content": long}]
-    pq.write_table(type(table).from_pylist(rows, schema=table.schema), run / DATA_FILE)
+    pq.write_table(type(table).from_pylist(rows, schema=table.schema), data_file(run))
     text = cards.render_card(run, repo_id=REPO)
     assert "[…]" in text and long not in text
     assert "````\n```python\nprint(1)" in text  # a longer fence around content that holds ``` itself

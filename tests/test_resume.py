@@ -17,7 +17,7 @@ import time
 import pyarrow.parquet as pq
 import pytest
 
-from toolkit.rundir import DATA_FILE, MANIFEST
+from toolkit.rundir import MANIFEST, data_file
 
 from .servers import transformers_server
 
@@ -72,6 +72,6 @@ def test_sigkill_then_rerun_repeats_no_finished_call(tmp_path, proxy_for):
 
         whole = _command(model, proxy.url, src, tmp_path / "whole", tmp_path / "other.sqlite")
         assert subprocess.run(whole, env=env, capture_output=True).returncode == 0
-    resumed = pq.read_table(tmp_path / "run" / DATA_FILE).to_pylist()
-    uninterrupted = pq.read_table(tmp_path / "whole" / DATA_FILE).to_pylist()
+    resumed = pq.read_table(data_file(tmp_path / "run")).to_pylist()
+    uninterrupted = pq.read_table(data_file(tmp_path / "whole")).to_pylist()
     assert len(resumed) == PROBLEMS and resumed == uninterrupted

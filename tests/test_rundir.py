@@ -8,7 +8,7 @@ import pytest
 
 from toolkit.builders.rows import assistant, sft_schema, user
 from toolkit.errors import UserError
-from toolkit.rundir import DATA_FILE, MANIFEST, RunDir
+from toolkit.rundir import MANIFEST, RunDir, data_file
 
 
 def _manifest(teacher="transformers:smollm2-135m"):
@@ -53,7 +53,7 @@ def test_finished_run_loads_with_plain_datasets(tmp_path):
         "num_tokens": 7,
     }  # fmt: skip
     run.finish([row], sft_schema(), {**_manifest(), "counts": {"kept": 1}}, [])
-    assert (tmp_path / "run" / DATA_FILE).exists()
+    assert (data_file(tmp_path / "run")).exists()
     ds = datasets.load_dataset(str(tmp_path / "run"), split="train")
     assert ds[0]["completion"] == [{"role": "assistant", "content": "2+2=4.\nThe answer is 4."}]
     empty = RunDir(tmp_path / "empty")
@@ -62,4 +62,4 @@ def test_finished_run_loads_with_plain_datasets(tmp_path):
     # datasets 5.2 cannot load a zero-row parquet; the file still carries the full schema
     import pyarrow.parquet as pq
 
-    assert pq.read_schema(tmp_path / "empty" / DATA_FILE).names[:2] == ["prompt", "completion"]
+    assert pq.read_schema(data_file(tmp_path / "empty")).names[:2] == ["prompt", "completion"]

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from toolkit.answers import extract_answer, is_correct
 from toolkit.cli import main
-from toolkit.rundir import DATA_FILE
+from toolkit.rundir import data_file
 
 pytestmark = pytest.mark.slow
 
@@ -35,7 +35,7 @@ def hubtool(*args: str) -> str:
 def rows(run_dir: Path) -> list[dict]:
     import pyarrow.parquet as pq
 
-    return pq.read_table(run_dir / DATA_FILE).to_pylist()
+    return pq.read_table(data_file(run_dir)).to_pylist()
 
 
 def test_cot_sft_preference_dpo(tmp_path):

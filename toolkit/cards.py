@@ -17,10 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.errors import UserError
-from toolkit.rundir import DATA_FILE, atomic_write, read_manifest
+from toolkit.rundir import atomic_write, data_file, read_manifest
 
 CARDS_DIR = Path(__file__).resolve().parent.parent / "dataset_cards"
-DATA_GLOB = "data/train-*"
 # Metadata keys hubtool writes; a merge overwrites these and keeps every other key. `dataset_info`
 # describes the old data files, so it is dropped rather than kept stale.
 OWNED_KEYS = ("pretty_name", "license", "language", "task_categories", "size_categories", "source_datasets",
@@ -45,7 +44,7 @@ def render_card(run_dir: str | Path, repo_id: str | None = None, license: str | 
     metadata keys hubtool does not own are kept."""
     run_dir = Path(run_dir)
     manifest = read_manifest(run_dir)
-    n_rows, samples, kept_tokens = _read_rows(run_dir / DATA_FILE)
+    n_rows, samples, kept_tokens = _read_rows(data_file(run_dir))
     name = repo_id or str(run_dir)
     lic = license_info(manifest, license)
     meta = merge_metadata(card_metadata(manifest, n_rows, repo_id or run_dir.name, lic["value"]), existing)
@@ -82,7 +81,7 @@ def card_metadata(manifest: dict[str, Any], n_rows: int, name: str, license: str
         "size_categories": [size_category(n_rows)],
         "source_datasets": [source_description(manifest.get("source") or {})],
         "tags": list(dict.fromkeys(["synthetic", "distillation", "hubtool", method, *extra_tags])),
-        "configs": [{"config_name": "default", "data_files": [{"split": "train", "path": DATA_GLOB}]}],
+        "configs": [{"config_name": "default", "data_files": [{"split": "train", "path": manifest["data_file"]}]}],
     }
 
 

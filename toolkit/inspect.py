@@ -6,15 +6,15 @@ import json
 import textwrap
 from pathlib import Path
 
-from toolkit.rundir import DATA_FILE, FAILED, read_manifest
+from toolkit.rundir import FAILED, data_file, read_manifest
 
 
 def _rows(run_dir: Path, n: int) -> tuple[int, list[dict]]:
     import pyarrow.parquet as pq
 
-    path = run_dir / DATA_FILE
-    if not path.exists():
-        return 0, []
+    if not read_manifest(run_dir).get("data_file"):
+        return 0, []  # an unfinished build
+    path = data_file(run_dir)
     table = pq.read_table(path)
     return table.num_rows, table.slice(0, n).to_pylist()
 

@@ -1,7 +1,7 @@
 """The run directory: a build's output, already shaped like a Hub dataset repo.
 
     RUN/README.md                          dataset card (YAML metadata with `configs`, then the body)
-    RUN/data/train-00000-of-00001.parquet  the rows, in TRL's columns
+    RUN/data/train-<content hash>.parquet   the rows, in TRL's columns (see `data_file`)
     RUN/manifest.json                      build config, command, versions, teacher, usage, counts
     RUN/failed.jsonl                       teacher calls that failed after every retry
 
@@ -26,7 +26,7 @@ from typing import Any
 from toolkit.errors import UserError
 
 MANIFEST = "manifest.json"
-DATA_FILE = "data/train-00000-of-00001.parquet"
+DATA_GLOB = "data/train-*.parquet"
 FAILED = "failed.jsonl"
 # What must match for an existing run directory to be "the same build" (resumed or extended).
 IDENTITY_KEYS = ("method", "source", "teacher")
@@ -65,6 +65,28 @@ def atomic_write(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def data_file_name(content: bytes) -> str:
+    """`data/train-<sha256[:16]>.parquet`: the name changes whenever the rows do.
+
+    datasets caches a local folder whose card has `configs` by the folder's name and the configured
+    path, not by the files: a rebuilt `runs/cot` (or any other folder called `cot`) would load stale
+    rows. The card names this exact file, so new rows mean a new cache entry.
+    """
+    import hashlib
+
+    return f"data/train-{hashlib.sha256(content).hexdigest()[:16]}.parquet"
+
+
+def data_file(run_dir: str | Path) -> Path:
+    """The data file of a build (named in its manifest)."""
+    run_dir = Path(run_dir)
+    name = read_manifest(run_dir).get("data_file")
+    path = run_dir / name if name else None
+    if path is None or not path.is_file():
+        raise UserError(f"{run_dir} holds no data file ({name or DATA_GLOB}); re-run its build command")
+    return path
 
 
 def read_manifest(run_dir: str | Path) -> dict[str, Any]:
@@ -112,14 +134,18 @@ class RunDir:
 
         buf = io.BytesIO()
         pq.write_table(pa.Table.from_pylist(list(rows), schema=schema), buf)
-        atomic_write(self.path / DATA_FILE, buf.getvalue())
+        name = data_file_name(buf.getvalue())
+        atomic_write(self.path / name, buf.getvalue())
         lines = "".join(json.dumps(f, ensure_ascii=False) + "\n" for f in failed)
         atomic_write(self.path / FAILED, lines.encode())
-        final = {**manifest, "rows": len(rows), "status": "complete", "finished_at": now()}
+        final = {**manifest, "rows": len(rows), "data_file": name, "status": "complete", "finished_at": now()}
         self.write_manifest(final)
         from toolkit.cards import write_card
 
         write_card(self.path)
+        for old in self.path.glob(DATA_GLOB):  # the data of an earlier finish, now unreferenced
+            if old.name != Path(name).name:
+                old.unlink()
         return final
 
 

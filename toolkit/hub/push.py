@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from toolkit.errors import UserError
 from toolkit.hub.names import validate_repo_id
-from toolkit.rundir import DATA_FILE, MANIFEST, read_manifest
+from toolkit.rundir import MANIFEST, data_file, read_manifest
 
 _LICENSE = re.compile(r"[a-z0-9][a-z0-9.+-]*")
 
@@ -66,8 +66,7 @@ def check_build(run_dir: Path) -> dict[str, Any]:
             f"{run_dir} holds an unfinished build (status {manifest.get('status')!r}); "
             f"finish it by re-running: {manifest.get('command') or 'its build command'}"
         )
-    if not (run_dir / DATA_FILE).is_file():
-        raise UserError(f"{run_dir / DATA_FILE} is missing; re-run the build: {manifest.get('command')}")
+    data_file(run_dir)  # a UserError naming the fix when the data is missing
     return manifest
 
 
@@ -82,7 +81,8 @@ def _push_local(run_dir: Path, name: str, rows: int, license: str | None) -> Pus
         else None
     )
     card = render_card(run_dir, repo_id=name, license=license, existing=existing)
-    files = {"README.md": card.encode(), "manifest.json": run_dir / MANIFEST, DATA_FILE: run_dir / DATA_FILE}
+    files = {"README.md": card.encode(), "manifest.json": run_dir / MANIFEST}
+    files[manifest_data_name(run_dir)] = data_file(run_dir)
     entry, changed = registry.publish(name, files)
     return PushResult(name, "local", str(registry.entry_link(name)), entry.version, None, rows, changed)
 
@@ -103,4 +103,9 @@ def _push_hub(run_dir: Path, name: str, manifest: dict[str, Any], rows: int, *, 
 def _row_count(run_dir: Path) -> int:
     import pyarrow.parquet as pq
 
-    return pq.read_metadata(run_dir / DATA_FILE).num_rows
+    return pq.read_metadata(data_file(run_dir)).num_rows
+
+
+def manifest_data_name(run_dir: Path) -> str:
+    """The data file's path inside the repo, as the card's `configs` names it."""
+    return data_file(run_dir).relative_to(run_dir).as_posix()

@@ -1,7 +1,7 @@
 """The local registry: one folder per `org/name`, laid out like a Hub dataset repo.
 
     REGISTRY/org/name -> ../.versions/org/name/VERSION    relative symlink to the current version
-    REGISTRY/.versions/org/name/VERSION/README.md, manifest.json, data/train-00000-of-00001.parquet
+    REGISTRY/.versions/org/name/VERSION/README.md, manifest.json, data/train-<hash>.parquet
     REGISTRY/.versions/org/name/.lock                      held while a push publishes
 
 `datasets.load_dataset(REGISTRY/org/name)` loads it. A push writes the new version into

@@ -97,10 +97,10 @@ def push_to_hub(run_dir: Path, repo_id: str, *, private: bool, revision: str | N
     The card already on the Hub is merged (its foreign metadata kept), and the commit names the
     parent it was merged against, so a concurrent change fails instead of being overwritten.
     Returns (commit sha, whether anything changed)."""
-    from huggingface_hub import CommitOperationAdd, HfApi
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
 
     from toolkit.cards import render_card
-    from toolkit.rundir import DATA_FILE, MANIFEST
+    from toolkit.rundir import MANIFEST, data_file
 
     token = require_token()
     manifest = (run_dir / MANIFEST).read_bytes()
@@ -116,8 +116,13 @@ def push_to_hub(run_dir: Path, repo_id: str, *, private: bool, revision: str | N
         card = render_card(
             run_dir, repo_id=repo_id, license=license, existing=_hub_card(api, repo_id, parent)
         )
+        data = data_file(run_dir)
+        rel = data.relative_to(run_dir).as_posix()
+        stale = [f for f in api.list_repo_files(repo_id, repo_type="dataset", revision=parent)
+                 if f.startswith("data/train-") and f.endswith(".parquet") and f != rel]  # fmt: skip
         operations = [
-            CommitOperationAdd(DATA_FILE, str(run_dir / DATA_FILE)),
+            *(CommitOperationDelete(f) for f in stale),  # an earlier build's data, no longer in the card
+            CommitOperationAdd(rel, str(data)),
             CommitOperationAdd("README.md", card.encode()),
             CommitOperationAdd("manifest.json", manifest),
         ]
