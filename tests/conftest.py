@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import tempfile
 
+import pytest
+
 _TMP = tempfile.mkdtemp(prefix="hubtool-tests-")
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
@@ -22,3 +24,22 @@ os.environ.pop("OPENAI_API_KEY", None)
 os.environ.setdefault("HUBTOOL_MODEL_CACHE", os.path.expanduser("~/.cache/hubtool/models"))
 
 from tests.servers import proxy_for  # noqa: E402, F401  (a fixture shared by the server tests)
+
+
+@pytest.fixture(scope="session")
+def smol_path() -> str:
+    """The embedded default model as a checkpoint folder (converted once)."""
+    from toolkit.teachers.models import resolve_model_path
+
+    return resolve_model_path("smollm2-135m")
+
+
+@pytest.fixture(scope="module")
+def small_torch():
+    """One torch thread: on a busy 2-core machine two threads thrash (measured 5x slower)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

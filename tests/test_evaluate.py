@@ -22,24 +22,6 @@ FIXTURES = ROOT / "tests" / "fixtures" / "eval"
 
 
 @pytest.fixture(scope="module")
-def smol_path() -> str:
-    from toolkit.teachers.models import resolve_model_path
-
-    return resolve_model_path("smollm2-135m")
-
-
-@pytest.fixture(scope="module")
-def small_torch():
-    """One torch thread: on a busy 2-core machine two threads thrash (measured 5x slower)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
 def catalog():
     return T.catalog(T.task_manager())
 
