@@ -40,7 +40,8 @@ def resolve_student(name: str) -> Student:
     """Resolve `name` to something `from_pretrained` loads as a full model (see module doc)."""
     path = Path(name).expanduser()
     if (path / "adapter_config.json").is_file() and not (path / "config.json").is_file():
-        return _merged_student(path)
+        # absolute: the new adapter records this as its base, and must load from any directory
+        return _merged_student(path.resolve())
     embedded = _embedded_fallback(name)
     if embedded is not None:
         resolved = resolve_model_path(embedded)
@@ -48,6 +49,8 @@ def resolve_student(name: str) -> Student:
         log.warning(note)
         return Student(name, resolved, name, model_revision(embedded), note)
     resolved = resolve_model_path(name)
+    if Path(resolved).is_dir():
+        resolved = str(Path(resolved).resolve())  # recorded as the adapter's base: keep it absolute
     base = ALIASES[name].original if name in ALIASES else recorded_base(resolved) or name
     return Student(name, resolved, base, model_revision(name))
 
