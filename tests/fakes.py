@@ -1,35 +1,29 @@
-"""A fake teacher for logic tests: queued answers, and a record of what it was asked."""
+"""Test helpers: the fake teacher that ships with hubtool, and a build in one call."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
 
-from toolkit.teachers.base import CallFailure, Completion, OnResult, Request, Result, Teacher
+from toolkit.builders import build_dataset, get_method
+from toolkit.manifest import Manifest
+from toolkit.teachers.base import Teacher
+from toolkit.teachers.fake import FakeTeacher
+
+__all__ = ["FakeTeacher", "build", "rows"]
 
 
-class FakeTeacher(Teacher):
-    """Answers each request with `answer(request, sample_idx)` (or a CallFailure); records calls."""
+def build(method: str, out: str | Path, *, teachers: dict[str, Teacher] | None = None, **fields: Any) -> Manifest:
+    """`hubtool build-dataset METHOD --out OUT ...` in-process: fields are the method config's
+    (the call cache defaults to one beside `out`, so tests never share it)."""
+    fields.setdefault("cache", str(Path(out).parent / "calls.sqlite"))
+    config = get_method(method).config(out=str(out), **fields)
+    return build_dataset(config, teachers=teachers)
 
-    backend = "fake"
 
-    def __init__(self, answer: Callable[[Request, int], str | CallFailure], model: str = "fake-model") -> None:
-        self.model = model
-        self.revision = "r1"
-        self.answer = answer
-        self.calls: list[Request] = []
+def rows(run_dir: str | Path) -> list[dict]:
+    import pyarrow.parquet as pq
 
-    def generate(self, requests: Sequence[Request], on_result: OnResult | None = None) -> list[Result]:
-        results: list[Result] = []
-        for i, request in enumerate(requests):
-            self.calls.append(request)
-            outs = [self.answer(request, j) for j in range(request.n)]
-            failure = next((o for o in outs if isinstance(o, CallFailure)), None)
-            result: Result = failure or [Completion(o, "stop", 10, len(o.split())) for o in outs]
-            results.append(result)
-            if on_result:
-                on_result(i, result)
-        return results
+    from toolkit.rundir import data_file
 
-    @property
-    def samples_drawn(self) -> int:
-        return sum(r.n for r in self.calls)
+    return pq.read_table(data_file(run_dir)).to_pylist()

@@ -1,9 +1,13 @@
-"""The call cache: every finished sample stored once, keyed by everything that shapes it."""
+"""The call cache and the build's session: every finished sample stored once, keyed by everything
+that shapes it; a batching backend gets the waiting requests together."""
 
 from __future__ import annotations
 
+import asyncio
+
 from toolkit.teachers.base import CallFailure, Request, SamplingParams
-from toolkit.teachers.cache import CachedTeacher, CallCache, call_key
+from toolkit.teachers.cache import CallCache, call_key
+from toolkit.teachers.session import Session
 
 from .fakes import FakeTeacher
 
@@ -16,25 +20,47 @@ def _teacher() -> FakeTeacher:
     return FakeTeacher(lambda r, j: f"{r.messages[0]['content']} #{len(r.messages)}-{j}")
 
 
+def _ask(session: Session, *requests: Request) -> list:
+    async def go():
+        try:
+            return await session.gather(*requests)
+        finally:
+            await session.aclose()
+
+    return asyncio.run(go())
+
+
 def test_second_run_is_served_from_disk(tmp_path):
     fake = _teacher()
-    first = CachedTeacher(fake, CallCache(tmp_path / "c.sqlite")).generate([_req("a"), _req("b")])
-    assert fake.samples_drawn == 4
-    again = CachedTeacher(fake, CallCache(tmp_path / "c.sqlite"))  # a new process would reopen it
-    assert again.generate([_req("a"), _req("b")]) == first
+    first = _ask(Session(fake, CallCache(tmp_path / "c.sqlite")), _req("a"), _req("b"))
+    assert fake.samples_drawn == 4 and [c.text for c in first[1]] == ["b #1-0", "b #1-1"]
+    again = Session(fake, CallCache(tmp_path / "c.sqlite"))  # a new process would reopen it
+    assert _ask(again, _req("a"), _req("b")) == first
     assert fake.samples_drawn == 4 and again.usage.samples_cached == 4 and again.usage.calls == 0
+
+
+def test_waiting_requests_reach_a_batching_backend_as_one_batch(tmp_path):
+    batches = []
+
+    class Recording(FakeTeacher):
+        def generate(self, requests, on_result=None):
+            batches.append(len(requests))
+            return super().generate(requests, on_result)
+
+    _ask(Session(Recording(lambda r, j: "x"), CallCache(tmp_path / "c.sqlite")), *[_req(str(i)) for i in range(5)])
+    assert batches == [5]
 
 
 def test_more_samples_only_draws_the_new_ones(tmp_path):
     fake = _teacher()
     cache = CallCache(tmp_path / "c.sqlite")
-    CachedTeacher(fake, cache).generate([_req("a", n=2)])
-    teacher = CachedTeacher(fake, cache)
-    out = teacher.generate([_req("a", n=5)])
-    assert len(out[0]) == 5
+    _ask(Session(fake, cache), _req("a", n=2))
+    session = Session(fake, cache)
+    out = _ask(session, _req("a", n=5))
+    assert [c.text for c in out[0]] == [f"a #1-{j}" for j in range(5)]  # sample j is draw j, cached or not
     assert [r.n for r in fake.calls] == [2, 3]
     assert [r.first_sample for r in fake.calls] == [0, 2]  # new samples are seeded past the cached ones
-    assert teacher.usage.samples_cached == 2 and teacher.usage.samples_generated == 3
+    assert session.usage.samples_cached == 2 and session.usage.samples_generated == 3
 
 
 def test_key_changes_with_params_model_and_revision():
@@ -49,23 +75,29 @@ def test_key_changes_with_params_model_and_revision():
     assert call_key(_teacher(), _req("a"), 0) == base
 
 
-def test_failures_are_recorded_not_cached_and_retried(tmp_path):
+def test_failures_are_not_cached_and_retried(tmp_path):
     flaky = FakeTeacher(lambda r, j: CallFailure("HTTP 503") if r.messages[0]["content"] == "b" else "ok")
     cache = CallCache(tmp_path / "c.sqlite")
-    teacher = CachedTeacher(flaky, cache)
-    out = teacher.generate([_req("a"), _req("b")])
-    assert isinstance(out[1], CallFailure) and teacher.usage.failed_calls == 1
-    assert teacher.usage.errors == ["HTTP 503"]
+    session = Session(flaky, cache)
+    out = _ask(session, _req("a"), _req("b"))
+    assert out[1] == CallFailure("HTTP 503") and session.usage.failed_calls == 1
     healed = FakeTeacher(lambda r, j: "fixed")
-    retry = CachedTeacher(healed, cache).generate([_req("a"), _req("b")])
+    retry = _ask(Session(healed, cache), _req("a"), _req("b"))
     # same backend identity, so "a" comes from the cache and only "b" is asked again
-    assert [c.text for c in retry[1]] == ["fixed", "fixed"] and len(healed.calls) == 1
+    assert [c.text for c in retry[0]] == ["ok", "ok"] and [c.text for c in retry[1]] == ["fixed", "fixed"]
+    assert len(healed.calls) == 1
 
 
-def test_on_result_fires_for_cached_and_new(tmp_path):
-    fake = _teacher()
-    cache = CallCache(tmp_path / "c.sqlite")
-    CachedTeacher(fake, cache).generate([_req("a")])
-    seen = []
-    CachedTeacher(fake, cache).generate([_req("a"), _req("b")], on_result=lambda i, r: seen.append(i))
-    assert sorted(seen) == [0, 1]
+def test_a_backend_error_reaches_every_waiting_request(tmp_path):
+    from toolkit.errors import UserError
+
+    class Broken(FakeTeacher):
+        def generate(self, requests, on_result=None):
+            raise UserError("cannot load the model")
+
+    session = Session(Broken(lambda r, j: "x"), CallCache(tmp_path / "c.sqlite"))
+
+    async def go():
+        return await asyncio.gather(session.generate(_req("a")), session.generate(_req("b")), return_exceptions=True)
+
+    assert [str(e) for e in asyncio.run(go())] == ["cannot load the model"] * 2

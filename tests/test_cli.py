@@ -1,27 +1,73 @@
-"""The CLI: fast start, one-line errors with non-zero exit, no traceback."""
+"""The CLI: fast start, options generated from the method configs, --config files, one-line errors
+with a non-zero exit and no traceback, and a new method that needs nothing but its module."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import subprocess
 import sys
+import textwrap
+import typing
 
 import pytest
 from click.testing import CliRunner
 
+from toolkit.builders import methods
+from toolkit.builders.config import BuildConfig
 from toolkit.cli import main
+from toolkit.rundir import read_manifest
+
+from .fakes import rows
 
 HEAVY = ("torch", "transformers", "datasets", "trl", "lm_eval", "pyarrow", "huggingface_hub", "reasoning_gym")
 
 
 def test_help_imports_no_heavy_library():
-    code = (
-        "import sys; from click.testing import CliRunner; from toolkit.cli import main;"
-        "r = CliRunner().invoke(main, ['--help']); assert r.exit_code == 0, r.output;"
-        "[CliRunner().invoke(main, [c, '--help']) for c in main.commands];"
-        f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    code = textwrap.dedent(f"""
+        import sys
+        from click.testing import CliRunner
+        from toolkit.cli import main
+        groups = [[], *[[c] for c in main.commands], *[["build-dataset", m] for m in main.commands["build-dataset"].list_commands(None)]]
+        for args in groups:
+            r = CliRunner().invoke(main, [*args, "--help"])
+            assert r.exit_code == 0 and "Usage:" in r.output, (args, r.output)
+        print(sorted(m for m in {HEAVY!r} if m in sys.modules))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("method", [m.name for m in methods()])
+def test_options_are_the_config_fields_one_to_one(method):
+    """Every config field is an option with its help and default, and no option is anything else."""
+    from toolkit.builders import get_method
+    from toolkit.cli.build import method_command
+
+    m = get_method(method)
+    command = method_command(m)
+    options = {p.name: p for p in command.params if p.name not in ("config_file", "preset")}
+    fields = {f.name: f for f in dataclasses.fields(m.config)}
+    assert options.keys() == fields.keys()
+    hints = typing.get_type_hints(m.config)
+    for name, f in fields.items():
+        option = options[name]
+        assert option.opts[0] == "--" + name.replace("_", "-")
+        assert f.metadata["help"] and option.help.startswith(f.metadata["help"])
+        if f.default not in (dataclasses.MISSING, None, ()):
+            shown = str(f.default).lower() if isinstance(f.default, bool) else str(f.default)
+            assert f"[default: {shown}]" in option.help, name
+        if typing.get_origin(hints[name]) is typing.Literal:
+            assert list(option.type.choices) == list(typing.get_args(hints[name]))
+    shown = " ".join(command.get_help(_ctx(command)).split())
+    assert "--config FILE" in shown and " ".join(m.help.splitlines()[0].split()) in shown
+
+
+def _ctx(command):
+    import click
+
+    return click.Context(command)
 
 
 @pytest.mark.parametrize(
@@ -33,6 +79,14 @@ def test_help_imports_no_heavy_library():
         (["--source", "hf:gsm9k"], "gsm8k"),
         (["--source", "gym:basic_arithmetic", "--teacher", "tranformers:x"], "transformers"),
         (["--source", "gym:basic_arithmetic", "--limit", "0"], "--limit"),
+        (["--source", "gym:basic_arithmetic", "--temperature", "nan"], "--temperature"),
+        (["--source", "gym:basic_arithmetic", "--temperature", "-1"], "--temperature"),
+        (["--source", "gym:basic_arithmetic", "--top-p", "0"], "--top-p"),
+        (["--source", "gym:basic_arithmetic", "--max-new-tokens", "0"], "--max-new-tokens"),
+        (["--source", "gym:basic_arithmetic", "--concurrency", "0"], "--concurrency"),
+        (["--source", "gym:basic_arithmetic", "--template", "nope.jinja"], "nope.jinja"),
+        (["--source", "gym:basic_arithmetic", "--teacher", "fake:nope"], "fake teacher"),
+        ([], "--source"),
     ],
 )
 def test_bad_input_is_one_line_and_nonzero(tmp_path, args, message):
@@ -41,8 +95,146 @@ def test_bad_input_is_one_line_and_nonzero(tmp_path, args, message):
     assert message in result.output, result.output
     assert "Traceback" not in result.output
     assert len(result.output.strip().splitlines()) == 1, result.output
+    assert not (tmp_path / "run").exists()  # nothing written
+
+
+def test_a_typo_in_the_method_suggests_the_near_miss():
+    result = CliRunner().invoke(main, ["build-dataset", "cott", "--help"])
+    assert result.exit_code != 0 and "did you mean 'cot'" in result.output
 
 
 def test_inspect_of_a_non_build_is_a_user_error(tmp_path):
     result = CliRunner().invoke(main, ["inspect", str(tmp_path)])
     assert result.exit_code != 0 and "not a hubtool build" in result.output
+
+
+# --- successful builds on the shipped fake teacher ------------------------------------------------
+
+
+def test_fake_rules_build_through_the_cli(tmp_path):
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, ["build-dataset", "cot", "--source", "gym:chain_sum", "--limit", "4",
+                                       "--samples", "4", "--teacher", "fake:cycle", "--out", str(out),
+                                       "--cache", str(tmp_path / "c.sqlite")])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "cot: 4 problems, 16 samples, 4 correct (25.0%), 4 kept, 4 truncated, 0 failed" in result.output
+    manifest = read_manifest(out)
+    assert manifest.models[0].spec == "fake:cycle" and manifest.config["teacher"] == "fake:cycle"
+    assert all(r["correct"] and r["sample_idx"] == 0 for r in rows(out))
+
+
+def test_a_fake_script_and_a_config_file_with_flags_on_top(tmp_path):
+    script = tmp_path / "script.jsonl"
+    script.write_text("\n".join(json.dumps(line) for line in [
+        {"match": "1 \\+ 5", "replies": ["1 + 5 = 6.\nThe answer is 6.", "It is 7. The answer is 7."]},
+        {"match": "4 - 1 - 7", "error": "HTTP 500: try later"},
+        {"match": ".", "replies": ["no idea"]},
+    ]))  # fmt: skip
+    config = tmp_path / "build.yaml"
+    config.write_text(f"source: gym:chain_sum\nlimit: 3\nsamples: 2\nteacher: fake:{script}\nkeep: all\nmax-new-tokens: 64\n")
+    out = tmp_path / "run"
+    args = ["build-dataset", "cot", "--config", str(config), "--keep", "correct", "--out", str(out),
+            "--cache", str(tmp_path / "c.sqlite")]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    manifest = read_manifest(out)
+    assert manifest.config["keep"] == "correct" and manifest.config["max_new_tokens"] == 64  # flag over file
+    assert manifest.counts["failed"] == 1 and manifest.counts["correct"] == 1
+    assert [r["completion"][0]["content"] for r in rows(out)] == ["1 + 5 = 6.\nThe answer is 6."]
+    failed = [json.loads(line) for line in (out / "failed.jsonl").read_text().splitlines()]
+    assert [f["error"] for f in failed] == ["HTTP 500: try later"]
+
+
+def test_a_config_file_with_an_unknown_key_is_one_line(tmp_path):
+    config = tmp_path / "build.yaml"
+    config.write_text("source: gym:chain_sum\nsampels: 2\n")
+    result = CliRunner().invoke(main, ["build-dataset", "cot", "--config", str(config), "--out", str(tmp_path / "r")])
+    assert result.exit_code != 0 and "unknown option 'sampels'" in result.output and "did you mean 'samples'" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+# --- a new method: one module and one registry line ----------------------------------------------
+
+ECHO = '''
+"""A throwaway method: the teacher's reply to each question, kept as it is."""
+from dataclasses import dataclass
+
+from toolkit.builders.config import BuildConfig, Preset, param
+from toolkit.builders.method import Method, Paper, Work
+from toolkit.builders.rows import SFTRow, assistant, user
+from toolkit.teachers.base import CallFailure, Request
+
+
+@dataclass(frozen=True, kw_only=True)
+class EchoConfig(BuildConfig):
+    teacher: str = param("fake:right", help="Who answers.", model=True)
+    shout: bool = param(False, help="Upper-case the reply.")
+
+
+async def run(problem, work: Work[EchoConfig]) -> None:
+    messages = user(problem.question)
+    [result] = await work.teacher.gather(Request(tuple(messages), params=work.config.sampling))
+    if isinstance(result, CallFailure):
+        work.fail(result.error)
+        return
+    text = result[0].text.upper() if work.config.shout else result[0].text
+    work.counts["kept"] += 1
+    work.keep(SFTRow(prompt=messages, completion=assistant(text), id=problem.id, source=problem.source,
+                     question=problem.question, gold=problem.gold, pred=None, correct=False,
+                     answer_type=problem.answer_type, choices=[], teacher=work.teacher.identity, sample_idx=0,
+                     finish_reason=result[0].finish_reason, num_tokens=result[0].completion_tokens))
+
+
+METHOD = Method(
+    name="echo", summary="Echo what the teacher says.", help="Echo what the teacher says.", config=EchoConfig,
+    row=SFTRow, kind="sft", trainer="sft", run=run, counts=("problems", "failed", "kept"),
+    paper=Paper(name="Echo", citation="Nobody, 2026", url="https://example.org", summary="Echoes.",
+                bibtex="@misc{echo, title={Echo}}"),
+    recipe="echo/tiny", presets={"loud": Preset(about="everything upper-case", values={"shout": True})},
+)
+'''
+
+
+@pytest.fixture
+def echo_method(tmp_path, monkeypatch):
+    import toolkit.builders as builders
+
+    (tmp_path / "echo_method.py").write_text(ECHO)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(builders, "MODULES", [*builders.MODULES, "echo_method"])  # the one registry line
+    builders.reset()
+    yield
+    builders.reset()
+
+
+def test_a_new_method_is_one_module_and_one_registry_line(tmp_path, echo_method):
+    runner = CliRunner()
+    listing = runner.invoke(main, ["build-dataset", "--help"])
+    assert "echo" in listing.output and "Echo what the teacher says." in listing.output
+    help_text = runner.invoke(main, ["build-dataset", "echo", "--help"]).output
+    assert "--shout / --no-shout" in help_text and "--preset [loud]" in help_text
+    out = tmp_path / "run"
+    result = runner.invoke(main, ["build-dataset", "echo", "--source", "gym:chain_sum", "--limit", "2",
+                                  "--preset", "loud", "--out", str(out), "--cache", str(tmp_path / "c.sqlite")])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    manifest = read_manifest(out)
+    assert manifest.method == "echo" and manifest.preset == "loud" and manifest.preset_values == {"shout": True}
+    assert manifest.config["shout"] is True and manifest.row_format.recipe == "echo/tiny"
+    assert all(r["completion"][0]["content"].startswith("LET'S WORK OUT") for r in rows(out))
+    card = (out / "README.md").read_text()
+    assert "**Echo** — Nobody, 2026" in card and "preset `loud`" in card and "hubtool train echo/tiny" in card
+    assert runner.invoke(main, ["inspect", str(out)]).exit_code == 0
+    pushed = runner.invoke(main, ["push", str(out), "me/echo"])
+    assert pushed.exit_code == 0, pushed.output
+    from toolkit.training import trainer_for
+
+    assert trainer_for(tmp_path / "echo" / "tiny.yaml") == "sft"  # recipes/echo/ is the method's folder
+
+
+def test_shared_fields_come_from_build_config_only():
+    """A method adds fields; it never redefines the shared ones with other defaults."""
+    shared = {f.name: f for f in dataclasses.fields(BuildConfig)}
+    for m in methods():
+        for f in dataclasses.fields(m.config):
+            if f.name in shared:
+                assert f.default == shared[f.name].default, (m.name, f.name)

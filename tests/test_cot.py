@@ -1,28 +1,26 @@
-"""The CoT builder's logic on a fake teacher: filtering, normalising, resuming, extending."""
+"""The CoT builder's logic on a fake teacher: filtering, honest answer lines, resuming, extending."""
 
 from __future__ import annotations
 
 import json
 import re
 
-import pyarrow.parquet as pq
 import pytest
 
-from toolkit import prompts
-from toolkit.builders import SourceOptions, build_dataset
-from toolkit.builders.cot import CoTOptions, prompt_messages
+from toolkit import answers, prompts
+from toolkit.builders.cot import judge, prompt_messages
 from toolkit.errors import UserError
 from toolkit.records import Problem
-from toolkit.rundir import FAILED, data_file
-from toolkit.teachers.base import CallFailure
+from toolkit.rundir import FAILED
+from toolkit.teachers.base import CallFailure, Completion
 
-from .fakes import FakeTeacher
+from .fakes import FakeTeacher, build, rows
 
 
 def _source(tmp_path, n=6):
     path = tmp_path / "sums.jsonl"
     path.write_text("".join(json.dumps({"question": f"What is {i} + {i * 2}?", "answer": str(i * 3)}) + "\n" for i in range(n)))
-    return path
+    return f"file:{path}"
 
 
 def _solver(request, j):
@@ -32,63 +30,108 @@ def _solver(request, j):
 
 
 def _build(tmp_path, teacher, *, limit=None, keep="correct", samples=3, out="run"):
-    source = SourceOptions(spec=f"file:{_source(tmp_path)}", limit=limit)
-    options = CoTOptions(samples=samples, keep=keep)
-    return build_dataset("cot", tmp_path / out, source=source, options=options, teacher=teacher,
-                         cache_path=tmp_path / "calls.sqlite")  # fmt: skip
+    return build("cot", tmp_path / out, teachers={"teacher": teacher}, source=_source(tmp_path), limit=limit,
+                 samples=samples, keep=keep)  # fmt: skip
 
 
-def _rows(tmp_path, out="run"):
-    return pq.read_table(data_file(tmp_path / out)).to_pylist()
-
-
-def test_keeps_correct_rationales_normalised_to_the_convention(tmp_path):
+def test_keeps_correct_rationales_in_house_form(tmp_path):
     manifest = _build(tmp_path, FakeTeacher(_solver))
-    rows = _rows(tmp_path)
-    assert len(rows) == 6 and all(r["correct"] and r["sample_idx"] == 0 for r in rows)
-    assert rows[1]["completion"][0]["content"] == "1 plus 2 makes 3.\nThe answer is 3."
-    assert rows[1]["prompt"][-1]["role"] == "user" and "What is 1 + 2?" in rows[1]["prompt"][-1]["content"]
-    c = manifest["counts"]
-    assert (c["problems"], c["samples"], c["correct"], c["kept"], c["failed"]) == (6, 18, 6, 6, 0)
-    assert manifest["status"] == "complete" and manifest["teacher_identity"] == "fake:fake-model@r1"
-    assert "Let's think step by step" in manifest["prompt_template"]
-    assert {r["id"] for r in rows} == {r["id"] for r in rows} and len({r["id"] for r in rows}) == 6
+    kept = rows(tmp_path / "run")
+    assert len(kept) == 6 and all(r["correct"] and r["sample_idx"] == 0 for r in kept)
+    assert kept[1]["completion"][0]["content"] == "1 plus 2 makes 3.\nThe answer is 3."
+    assert kept[1]["prompt"][-1]["role"] == "user" and "What is 1 + 2?" in kept[1]["prompt"][-1]["content"]
+    c = manifest.counts
+    assert (c["problems"], c["samples"], c["correct"], c["kept"], c["failed"], c["no_answer"]) == (6, 18, 6, 6, 0, 6)
+    assert manifest.status == "complete" and manifest.teacher_identity == "fake:fake-model@r1"
+    assert "Let's think step by step" in manifest.prompt_templates["cot"]
+    assert len({r["id"] for r in kept}) == 6 and kept[0]["id"] != kept[1]["id"]
 
 
-def test_keep_all_records_wrong_and_unparsed_samples(tmp_path):
+def test_keep_all_records_wrong_and_unparsed_samples_as_written(tmp_path):
     _build(tmp_path, FakeTeacher(_solver), keep="all")
-    rows = _rows(tmp_path)
-    assert len(rows) == 18
-    assert sorted((r["correct"], r["pred"] is None) for r in rows).count((False, True)) == 6
+    kept = rows(tmp_path / "run")
+    assert len(kept) == 18
+    garbage = [r for r in kept if r["sample_idx"] == 2]
+    assert all(r["pred"] is None and not r["correct"] and r["completion"][0]["content"] == "hmm" for r in garbage)
+    wrong = [r for r in kept if r["sample_idx"] == 1]
+    assert wrong[2]["completion"][0]["content"] == "I think it is 7.\nThe answer is 7." and wrong[2]["pred"] == "7"
+
+
+# --- honest data: no row ends with an answer line the model did not write ---------------------------
+
+CASES = {  # completion text, finish_reason -> what a row may hold
+    "truncated": ("We add 2 and 3. The answer is 5 and then we check it by", "length"),
+    "truncated_no_answer": ("We add 2 and 3 to get", "length"),
+    "unparsable": ("Two plus three is five.", "stop"),
+    "multiple_answers": ("The answer is 6.\nWait, recount: 2 + 3 = 5.\nThe answer is 5.\nHope that helps!", "stop"),
+    "boxed": ("2 + 3 = 5, so $\\boxed{5}$. Done!", "stop"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_no_row_ends_with_an_answer_line_the_model_did_not_write(tmp_path, case):
+    text, finish = CASES[case]
+    path = tmp_path / "q.jsonl"
+    path.write_text(json.dumps({"question": "What is 2 + 3?", "answer": "5"}) + "\n")
+    teacher = FakeTeacher(lambda r, j: Completion(text, finish, 5, 9))
+    for keep in ("all", "correct"):
+        build("cot", tmp_path / keep, teachers={"teacher": teacher}, source=f"file:{path}", samples=1, keep=keep)
+    [row] = rows(tmp_path / "all")
+    written = row["completion"][0]["content"]
+    stated = answers.stated_answer(text, "number")
+    if finish == "length" or stated is None:  # kept exactly as it came, never given an answer line
+        assert written == text.strip()
+        assert rows(tmp_path / "correct") == []
+    else:  # ends with the model's own last stated answer, in house form
+        assert written.splitlines()[-1] == f"The answer is {stated.value}."
+        assert answers.stated_answer(written, "number").value == stated.value == "5"
+        assert rows(tmp_path / "correct")[0]["completion"] == row["completion"]
+    assert row["finish_reason"] == finish
+
+
+def test_judge_marks_a_cut_off_right_answer_incorrect():
+    problem = Problem("p", "s", "What is 2 + 3?", "5", "number")
+    verdict = judge(problem, "The answer is 5, because", "length")
+    assert (verdict.pred, verdict.correct, verdict.truncated, verdict.text) == ("5", False, True, "The answer is 5, because")
+
+
+def test_truncated_samples_are_counted_and_dropped(tmp_path):
+    manifest = build("cot", tmp_path / "run", teacher="fake:cycle", source="gym:chain_sum", limit=3, samples=4)
+    c = manifest.counts
+    assert (c["samples"], c["correct"], c["truncated"], c["no_answer"], c["kept"]) == (12, 3, 3, 3, 3)
+    assert all(r["finish_reason"] == "stop" and r["correct"] for r in rows(tmp_path / "run"))
+
+
+# --- resume, extend, failures ------------------------------------------------------------------------
 
 
 def test_rerun_repeats_no_call_and_gives_the_same_rows(tmp_path):
     _build(tmp_path, FakeTeacher(_solver))
-    first = _rows(tmp_path)
+    first = rows(tmp_path / "run")
     again = FakeTeacher(_solver)
     manifest = _build(tmp_path, again)
-    assert again.calls == [] and manifest["usage"]["samples_cached"] == 18
-    assert _rows(tmp_path) == first
+    assert again.calls == [] and manifest.usage["teacher"]["samples_cached"] == 18
+    assert rows(tmp_path / "run") == first
 
 
 def test_raising_the_limit_only_generates_the_new_problems(tmp_path):
     _build(tmp_path, FakeTeacher(_solver), limit=2)
     more = FakeTeacher(_solver)
     _build(tmp_path, more, limit=5)
-    asked = [r.messages[-1]["content"] for r in more.calls]
+    asked = sorted(r.messages[-1]["content"] for r in more.calls)
     assert len(asked) == 3 and all(f"What is {i} + {2 * i}?" in q for i, q in zip(range(2, 5), asked))
-    assert len(_rows(tmp_path)) == 5
+    assert len(rows(tmp_path / "run")) == 5
 
 
 def test_failed_calls_are_recorded_and_retried(tmp_path):
     broken = FakeTeacher(lambda r, j: CallFailure("HTTP 500") if "What is 3 +" in r.messages[-1]["content"] else _solver(r, j))
     manifest = _build(tmp_path, broken)
-    assert manifest["counts"]["failed"] == 1 and manifest["usage"]["failed_calls"] == 1
+    assert manifest.counts["failed"] == 1 and manifest.usage["teacher"]["failed_calls"] == 1
     failed = [json.loads(line) for line in (tmp_path / "run" / FAILED).read_text().splitlines()]
-    assert failed[0]["error"] == "HTTP 500" and "3 + 6" in failed[0]["question"]
+    assert failed[0]["error"] == "HTTP 500" and "3 + 6" in failed[0]["question"] and failed[0]["role"] == "teacher"
     healed = FakeTeacher(_solver)
     manifest = _build(tmp_path, healed)
-    assert len(healed.calls) == 1 and manifest["counts"]["failed"] == 0 and len(_rows(tmp_path)) == 6
+    assert len(healed.calls) == 1 and manifest.counts["failed"] == 0 and len(rows(tmp_path / "run")) == 6
 
 
 def test_a_different_teacher_cannot_reuse_the_directory(tmp_path):
@@ -100,10 +143,24 @@ def test_a_different_teacher_cannot_reuse_the_directory(tmp_path):
 def test_cot_template_renders_questions_options_and_exemplars():
     problem = Problem("p1", "x", "Which is a fruit?", "B", "option", ("stone", "apple"))
     shots = ({"question": "2+2?", "rationale": "2+2=4. The answer is 4."},)
-    text = prompt_messages(problem, CoTOptions(fewshot=shots, system="Be brief."))
+    text = prompt_messages(problem, exemplars=shots, system="Be brief.")
     assert text[0] == {"role": "system", "content": "Be brief."}
     body = text[1]["content"]
     assert "(A) stone\n(B) apple" in body and "Answer: 2+2=4. The answer is 4." in body
     assert body.endswith('"The answer is <letter>."')
     with pytest.raises(UserError, match="undefined variables: question"):
         prompts.check_template("cot", {"choices", "exemplars", "answer_hint"})
+
+
+def test_a_template_file_is_checked_before_any_call(tmp_path):
+    bad = tmp_path / "mine.jinja"
+    bad.write_text("Q: {{ questoin }}")
+    teacher = FakeTeacher(_solver)
+    with pytest.raises(UserError, match="undefined variables: questoin"):
+        build("cot", tmp_path / "run", teachers={"teacher": teacher}, source=_source(tmp_path), template=str(bad))
+    assert teacher.calls == [] and not (tmp_path / "run").exists()
+    good = tmp_path / "good.jinja"
+    good.write_text("Solve: {{ question }} ({{ answer_hint }})")
+    manifest = build("cot", tmp_path / "run", teachers={"teacher": teacher}, source=_source(tmp_path), template=str(good))
+    assert teacher.calls[0].messages[-1]["content"] == "Solve: What is 0 + 0? (<number>)"
+    assert manifest.prompt_templates == {str(good): good.read_text()}

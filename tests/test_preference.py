@@ -8,16 +8,14 @@ import pytest
 from click.testing import CliRunner
 
 from toolkit import prompts
-from toolkit.builders import DatasetOptions, SourceOptions, build_dataset
-from toolkit.builders.cot import CoTOptions, prompt_messages
+from toolkit.builders.cot import prompt_messages
 from toolkit.builders.pairs import Candidate, PairRules, make_pairs, normalize_text
-from toolkit.builders.preference import PreferenceOptions
 from toolkit.cli import main
 from toolkit.errors import UserError
-from toolkit.rundir import data_file
-from toolkit.teachers.base import CallFailure, Request, SamplingParams
+from toolkit.teachers.base import CallFailure, Request
 
-from .fakes import FakeTeacher
+from .fakes import FakeTeacher, build
+from .fakes import rows as _rows
 
 
 def right(text: str = "2 + 2 = 4.\nThe answer is 4.", idx: int | None = 0) -> Candidate:
@@ -128,10 +126,10 @@ def test_direct_prompt_renders_without_step_by_step():
 QUESTIONS = [("What is 2 + 2?", "4"), ("What is 3 + 3?", "6"), ("What is 5 + 5?", "10"), ("What is 1 + 1?", "2")]
 
 
-def _source(tmp_path) -> SourceOptions:
+def _source(tmp_path) -> str:
     path = tmp_path / "problems.jsonl"
     path.write_text("".join(json.dumps({"question": q, "answer": a}) + "\n" for q, a in QUESTIONS))
-    return SourceOptions(spec=f"file:{path}")
+    return f"file:{path}"
 
 
 def student_answer(request: Request, j: int) -> str:
@@ -149,29 +147,24 @@ def student_answer(request: Request, j: int) -> str:
     return f"5 + 5 = 11 (path {j}).\nThe answer is 11."
 
 
-def _build(tmp_path, options: PreferenceOptions, source=None, out="pref", answer=student_answer):
+def _build(tmp_path, out="pref", answer=student_answer, **fields):
     student = FakeTeacher(answer, model="student")
-    manifest = build_dataset("preference", tmp_path / out, source=source or _source(tmp_path), options=options,
-                             teacher=student, cache_path=tmp_path / "calls.sqlite")  # fmt: skip
+    if "from_dataset" not in fields:
+        fields.setdefault("source", _source(tmp_path))
+    manifest = build("preference", tmp_path / out, teachers={"student": student}, student="fake:student", **fields)
     return manifest, _rows(tmp_path / out), student
 
 
-def _rows(run_dir) -> list[dict]:
-    import pyarrow.parquet as pq
-
-    return pq.read_table(data_file(run_dir)).to_pylist()
-
-
 def test_build_rows_counts_and_manifest(tmp_path):
-    options = PreferenceOptions(samples=4, sampling=SamplingParams(max_new_tokens=64))
-    manifest, rows, student = _build(tmp_path, options)
-    c = manifest["counts"]
+    manifest, rows, student = _build(tmp_path, samples=4, max_new_tokens=64)
+    c = manifest.counts
     assert (c["problems"], c["samples"], c["correct"], c["failed"]) == (4, 12, 2 + 4, 1)
     assert (c["all_correct"], c["none_correct"], c["skipped"], c["pairs"]) == (1, 1, 2, 2)
-    assert manifest["pass_rate_histogram"] == {"0": 1, "0.25": 0, "0.5": 1, "0.75": 0, "1": 1}
-    assert manifest["skipped_reasons"] == {"all_correct": 1, "none_correct": 1}
-    assert manifest["method"] == "preference" and manifest["row_format"]["kind"] == "preference"
-    assert manifest["student"] == "fake:student@r1" and manifest["config"]["rejected"] == "wrong"
+    assert manifest.stats["pass_rate_histogram"] == {"0": 1, "0.25": 0, "0.5": 1, "0.75": 0, "1": 1}
+    assert manifest.stats["skipped_reasons"] == {"all_correct": 1, "none_correct": 1}
+    assert manifest.method == "preference" and manifest.row_format.kind == "preference"
+    assert manifest.teacher_identity == "fake:student@r1" and manifest.config["rejected"] == "wrong"
+    assert [m.role for m in manifest.models] == ["student"]
     assert [r["pass_rate"] for r in rows] == [0.5, 0.5]
     assert rows[0]["prompt"] == [{"role": "user", "content": student.calls[0].messages[0]["content"]}]
     assert [(r["chosen_idx"], r["rejected_idx"]) for r in rows] == [(0, 1), (2, 3)]
@@ -181,23 +174,25 @@ def test_build_rows_counts_and_manifest(tmp_path):
     assert (first["gold"], first["chosen_pred"], first["rejected_pred"]) == ("4", "4", "22")
     assert (first["chosen_from"], first["rejected_from"], first["student"]) == ("student", "wrong", "fake:student@r1")
     assert all(r["samples"] == 4 and r["answer_type"] == "number" for r in rows)
+    # both pairs of 2 + 2 have sides of the same lengths as the first pair's
+    assert manifest.stats["mean_chars"] == {"chosen": 35.0, "rejected": 37.0}
+    assert (len(first["chosen"][0]["content"]), len(first["rejected"][0]["content"])) == (35, 37)
     failed = (tmp_path / "pref" / "failed.jsonl").read_text().splitlines()
     assert [json.loads(f)["request"] for f in failed] == ["cot"]
 
 
 def test_prompt_is_the_cot_builders(tmp_path):
-    _, rows, student = _build(tmp_path, PreferenceOptions(samples=2, system="Be brief."))
+    _, rows, student = _build(tmp_path, samples=2, system="Be brief.")
     from toolkit.sources import load_source
 
-    first = load_source(_source(tmp_path).spec).problems[0]
-    expected = list(prompt_messages(first, CoTOptions(system="Be brief.")))
+    first = load_source(_source(tmp_path)).problems[0]
+    expected = list(prompt_messages(first, system="Be brief."))
     assert list(student.calls[0].messages) == expected
     assert rows[0]["prompt"] == expected
 
 
 def test_rejected_direct_and_both(tmp_path):
-    options = PreferenceOptions(samples=4, rules=PairRules(rejected="both", pairs_per_prompt=3, keep_solved=True))
-    manifest, rows, student = _build(tmp_path, options)
+    manifest, rows, student = _build(tmp_path, samples=4, rejected="both", pairs_per_prompt=3, keep_solved=True)
     direct_calls = [r for r in student.calls if "step by step" not in r.messages[-1]["content"]]
     assert {(r.n, r.params.temperature) for r in direct_calls} == {(1, 0.0)}
     assert "Answer directly" in direct_calls[0].messages[-1]["content"]
@@ -209,17 +204,29 @@ def test_rejected_direct_and_both(tmp_path):
     assert by_id["What is 3 + 3?"] == [("student", "direct", "7")] * 3  # its 3 first paths vs the one direct answer
     assert all(r["rejected_idx"] is None for r in rows if r["rejected_from"] == "direct")
     chosen_3 = [r["chosen"][0]["content"] for r in rows if r["question"] == "What is 3 + 3?"]
-    assert chosen_3 == [f"3 + 3 = 6, path {j}.\nThe answer is 6." for j in range(3)]  # normalised to the convention
-    c = manifest["counts"]
+    assert chosen_3 == [f"3 + 3 = 6, path {j}.\nThe answer is 6." for j in range(3)]  # in house form
+    c = manifest.counts
     assert (c["direct"], c["direct_correct"], c["pairs"], c["skipped"]) == (3, 0, 6, 1)
-    assert manifest["direct_prompt_template"] == prompts.template_source("direct")
+    assert manifest.prompt_templates["direct"] == prompts.template_source("direct")
+
+
+def test_both_sides_are_written_alike(tmp_path):
+    """A rejected path gets the same house-form ending as a chosen one: no cue but the reasoning."""
+
+    def sloppy(request: Request, j: int) -> str:
+        return f"2 + 2 is {4 if j == 0 else 5}. Final answer: {4 if j == 0 else 5}. Cheers!"
+
+    path = tmp_path / "one.jsonl"
+    path.write_text(json.dumps({"question": "What is 2 + 2?", "answer": "4"}) + "\n")
+    _, rows, _ = _build(tmp_path, answer=sloppy, source=f"file:{path}", samples=2)
+    assert rows[0]["chosen"][0]["content"] == "2 + 2 is 4.\nThe answer is 4."
+    assert rows[0]["rejected"][0]["content"] == "2 + 2 is 5.\nThe answer is 5."
 
 
 def test_rerun_is_served_from_the_cache(tmp_path):
-    options = PreferenceOptions(samples=4, rules=PairRules(rejected="direct"))
-    first, rows, student = _build(tmp_path, options)
-    again, rows_again, student_again = _build(tmp_path, options)
-    assert rows_again == rows and again["counts"] == first["counts"]
+    first, rows, student = _build(tmp_path, samples=4, rejected="direct")
+    again, rows_again, student_again = _build(tmp_path, samples=4, rejected="direct")
+    assert rows_again == rows and again.counts == first.counts
     # only the failing call is asked again (failures are not cached)
     assert [r.messages[-1]["content"] for r in student_again.calls] == [
         r.messages[-1]["content"] for r in student.calls if "1 + 1" in r.messages[-1]["content"]
@@ -227,9 +234,8 @@ def test_rerun_is_served_from_the_cache(tmp_path):
 
 
 def test_fallback_teacher_needs_a_dataset(tmp_path):
-    options = PreferenceOptions(samples=2, rules=PairRules(fallback="teacher"))
     with pytest.raises(UserError, match="--from-dataset"):
-        _build(tmp_path, options)
+        _build(tmp_path, samples=2, fallback="teacher")
 
 
 # --- --from-dataset: a real CoT run directory ----------------------------------------------------
@@ -249,20 +255,19 @@ def _cot_run(tmp_path, answer=teacher_answer, keep="correct"):
     # A folder name of its own: datasets caches a local folder with a README by its name (not its
     # path or mtime), so two tests' "cot" folders would share one cache entry.
     out = tmp_path / f"cot-{tmp_path.name}"
-    build_dataset("cot", out, source=_source(tmp_path), options=CoTOptions(samples=2, keep=keep, system="Think."),
-                  teacher=teacher, cache_path=tmp_path / "calls.sqlite")  # fmt: skip
+    build("cot", out, teachers={"teacher": teacher}, source=_source(tmp_path), samples=2, keep=keep, system="Think.")
     return out
 
 
 def test_from_dataset_reuses_prompts_and_falls_back_to_the_teacher(tmp_path):
     cot_dir = _cot_run(tmp_path)
-    options = PreferenceOptions(samples=4, rules=PairRules(fallback="teacher", pairs_per_prompt=2))
-    manifest, rows, student = _build(tmp_path, options, source=DatasetOptions(str(cot_dir)))
+    manifest, rows, student = _build(tmp_path, from_dataset=str(cot_dir), samples=4, fallback="teacher", pairs_per_prompt=2)
     cot_rows = _rows(cot_dir)
     assert len(cot_rows) == 8  # two rationales per problem: deduplicated by id
-    assert manifest["counts"]["problems"] == 4 and len(student.calls) == 4
+    assert manifest.counts["problems"] == 4 and len(student.calls) == 4
     prompts_by_id = {r["id"]: r["prompt"] for r in cot_rows}
-    assert [list(c.messages) for c in student.calls] == [prompts_by_id[r["id"]] for r in cot_rows[::2]]
+    assert sorted(map(str, (list(c.messages) for c in student.calls))) == sorted(
+        map(str, (prompts_by_id[r["id"]] for r in cot_rows[::2])))  # fmt: skip
     assert student.calls[0].messages[0] == {"role": "system", "content": "Think."}
     fallback = [r for r in rows if r["chosen_from"] == "teacher"]
     assert [r["question"] for r in fallback] == ["What is 5 + 5?"] * 2
@@ -271,9 +276,9 @@ def test_from_dataset_reuses_prompts_and_falls_back_to_the_teacher(tmp_path):
         "Teacher rationale 1 for What is 5 + 5?\nThe answer is 10.",
     ]
     assert all(r["chosen_idx"] is None and r["rejected_pred"] == "11" for r in fallback)
-    assert manifest["counts"]["teacher_chosen"] == 2 and manifest["counts"]["none_correct"] == 1
-    assert manifest["cot_teacher"] == "fake:big-teacher@r1" and manifest["prompts_from"] == "dataset"
-    assert manifest["source"]["kind"] == "dataset" and manifest["source"]["revision"]
+    assert manifest.counts["teacher_chosen"] == 2 and manifest.counts["none_correct"] == 1
+    assert manifest.stats["cot_teacher"] == "fake:big-teacher@r1" and manifest.stats["prompts_from"] == "dataset"
+    assert manifest.source["kind"] == "dataset" and manifest.source["revision"]
 
 
 def test_only_correct_teacher_rationales_stand_in(tmp_path):
@@ -281,8 +286,7 @@ def test_only_correct_teacher_rationales_stand_in(tmp_path):
         return teacher_answer(request, j) if j == 0 else "A guess.\nThe answer is 99."
 
     cot_dir = _cot_run(tmp_path, half_wrong, keep="all")  # the wrong rationales are rows too
-    options = PreferenceOptions(samples=4, rules=PairRules(fallback="teacher", pairs_per_prompt=2))
-    _, rows, _ = _build(tmp_path, options, source=DatasetOptions(str(cot_dir)))
+    _, rows, _ = _build(tmp_path, from_dataset=str(cot_dir), samples=4, fallback="teacher", pairs_per_prompt=2)
     fallback = [r for r in rows if r["chosen_from"] == "teacher"]
     assert [r["chosen"][0]["content"] for r in fallback] == ["Teacher rationale 0 for What is 5 + 5?\nThe answer is 10."] * 2
     assert [r["rejected_idx"] for r in fallback] == [0, 1]  # one rationale, against two different wrong paths
@@ -290,8 +294,8 @@ def test_only_correct_teacher_rationales_stand_in(tmp_path):
 
 def test_from_dataset_limit_counts_problems(tmp_path):
     cot_dir = _cot_run(tmp_path)
-    manifest, _, student = _build(tmp_path, PreferenceOptions(samples=2), source=DatasetOptions(str(cot_dir), limit=2))
-    assert manifest["counts"]["problems"] == 2 and len(student.calls) == 2
+    manifest, _, student = _build(tmp_path, from_dataset=str(cot_dir), samples=2, limit=2)
+    assert manifest.counts["problems"] == 2 and len(student.calls) == 2
 
 
 def test_from_dataset_rejects_a_dataset_that_is_not_cot(tmp_path):
@@ -299,7 +303,7 @@ def test_from_dataset_rejects_a_dataset_that_is_not_cot(tmp_path):
     (run / "data").mkdir(parents=True)
     (run / "data" / "train.jsonl").write_text(json.dumps({"text": "hello"}) + "\n")
     with pytest.raises(UserError, match="no column"):
-        _build(tmp_path, PreferenceOptions(samples=2), source=DatasetOptions(str(run)))
+        _build(tmp_path, from_dataset=str(run), samples=2)
 
 
 # --- the CLI -------------------------------------------------------------------------------------
@@ -308,7 +312,7 @@ def test_from_dataset_rejects_a_dataset_that_is_not_cot(tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        ([], "--source or --from-dataset"),
+        ([], "--source"),
         (["--source", "gym:basic_arithmetic", "--from-dataset", "me/cot"], "--source or --from-dataset"),
         (["--source", "gym:basic_arithmetic", "--fallback", "teacher"], "--from-dataset"),
         (["--from-dataset", "me/cot", "--system", "hi"], "--system"),
@@ -321,7 +325,7 @@ def test_from_dataset_rejects_a_dataset_that_is_not_cot(tmp_path):
 )
 def test_cli_bad_input_is_one_line(tmp_path, args, message):
     result = CliRunner().invoke(
-        main, ["build-dataset", "preference", "--student", "fake:x", *args, "--out", str(tmp_path / "run")]
+        main, ["build-dataset", "preference", "--student", "fake:right", *args, "--out", str(tmp_path / "run")]
     )
     assert result.exit_code != 0
     assert message in result.output, result.output
@@ -330,4 +334,4 @@ def test_cli_bad_input_is_one_line(tmp_path, args, message):
 
 def test_cli_requires_a_student(tmp_path):
     result = CliRunner().invoke(main, ["build-dataset", "preference", "--source", "gym:chain_sum", "--out", str(tmp_path)])
-    assert result.exit_code != 0 and "--student" in result.output
+    assert result.exit_code != 0 and "missing --student" in result.output

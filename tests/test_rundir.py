@@ -1,4 +1,5 @@
-"""The run directory guards what it holds: same build resumes, a different one is refused."""
+"""The run directory guards what it holds: same build resumes, a different one is refused; rows
+are written with the schema their row type declares."""
 
 from __future__ import annotations
 
@@ -6,20 +7,16 @@ import json
 
 import pytest
 
-from toolkit.builders.rows import assistant, sft_schema, user
+from toolkit.builders.rows import SFTRow, assistant, schema_of, user
 from toolkit.errors import UserError
-from toolkit.rundir import MANIFEST, RunDir, data_file
+from toolkit.manifest import Manifest, RowFormat
+from toolkit.rundir import MANIFEST, RunDir, data_file, read_manifest
 
 
-def _manifest(teacher="transformers:smollm2-135m"):
-    from toolkit.builders import ROW_FORMATS
-
-    return {
-        "method": "cot",
-        "source": {"spec": "gym:chain_sum", "kind": "gym", "name": "chain_sum", "split": "train"},
-        "teacher": teacher,
-        "row_format": ROW_FORMATS["cot"],
-    }
+def _manifest(teacher="transformers:smollm2-135m") -> Manifest:
+    return Manifest(method="cot", source={"spec": "gym:chain_sum", "kind": "gym", "name": "chain_sum", "split": "train"},
+                    teacher=teacher, config={}, command="hubtool build-dataset cot", hubtool_version="0.1.0",
+                    row_format=RowFormat(kind="sft", trl="conversational prompt-completion", trainer="sft"))  # fmt: skip
 
 
 def test_same_build_may_resume_a_different_one_is_refused(tmp_path):
@@ -41,25 +38,47 @@ def test_foreign_directory_and_file_are_refused(tmp_path):
         RunDir(tmp_path / "notes.txt").check(_manifest())
 
 
+def test_a_manifest_that_is_not_one_is_a_user_error(tmp_path):
+    (tmp_path / MANIFEST).write_text('{"method": "cot"}')
+    with pytest.raises(UserError, match="not a hubtool manifest"):
+        read_manifest(tmp_path)
+    (tmp_path / MANIFEST).write_text("{nope")
+    with pytest.raises(UserError, match="corrupt"):
+        read_manifest(tmp_path)
+
+
+def test_a_manifest_of_hubtool_0_1_still_reads(tmp_path):
+    old = {"hubtool_version": "0.1.0", "method": "preference", "source": {"spec": "gym:chain_sum"},
+           "teacher": "transformers:out/s", "config": {"template": "cot"}, "command": "hubtool ...",
+           "row_format": {"kind": "preference", "trl": "conversational preference", "recipe": "recipes/self-refine/dpo-lora.yaml"},
+           "teacher_identity": "transformers:out/s@local-1", "prompt_template": "Q: {{ question }}",
+           "teacher_info": {"backend": "transformers", "model": "out/s", "revision": "local-1"},
+           "usage": {"calls": 3}, "counts": {"pairs": 2}, "pass_rate_histogram": {"0.5": 2}, "status": "complete"}  # fmt: skip
+    (tmp_path / MANIFEST).write_text(json.dumps(old))
+    m = read_manifest(tmp_path)
+    assert m.teacher_identity == "transformers:out/s@local-1" and m.models[0].role == "student"
+    assert m.prompt_templates == {"cot": "Q: {{ question }}"} and m.usage == {"teacher": {"calls": 3}}
+    assert m.row_format.trainer == "dpo" and m.stats["pass_rate_histogram"] == {"0.5": 2}
+
+
 def test_finished_run_loads_with_plain_datasets(tmp_path):
     import datasets
 
     run = RunDir(tmp_path / "run")
     run.start(_manifest())
-    row = {
-        "prompt": user("What is 2+2?"), "completion": assistant("2+2=4.\nThe answer is 4."), "id": "x1",
-        "source": "gym:chain_sum", "question": "What is 2+2?", "gold": "4", "pred": "4", "correct": True,
-        "answer_type": "number", "choices": [], "teacher": "fake:m", "sample_idx": 0, "finish_reason": "stop",
-        "num_tokens": 7,
-    }  # fmt: skip
-    run.finish([row], sft_schema(), {**_manifest(), "counts": {"kept": 1}}, [])
+    row = SFTRow(prompt=user("What is 2+2?"), completion=assistant("2+2=4.\nThe answer is 4."), id="x1",
+                 source="gym:chain_sum", question="What is 2+2?", gold="4", pred="4", correct=True,
+                 answer_type="number", choices=[], teacher="fake:m", sample_idx=0, finish_reason="stop", num_tokens=7)  # fmt: skip
+    run.finish([row], SFTRow, _manifest(), [])
     assert (data_file(tmp_path / "run")).exists()
     ds = datasets.load_dataset(str(tmp_path / "run"), split="train")
     assert ds[0]["completion"] == [{"role": "assistant", "content": "2+2=4.\nThe answer is 4."}]
+    assert ds[0]["pred"] == "4" and ds[0]["num_tokens"] == 7
     empty = RunDir(tmp_path / "empty")
     empty.start(_manifest())
-    empty.finish([], sft_schema(), _manifest(), [])
-    # datasets 5.2 cannot load a zero-row parquet; the file still carries the full schema
+    empty.finish([], SFTRow, _manifest(), [])
     import pyarrow.parquet as pq
 
-    assert pq.read_schema(data_file(tmp_path / "empty")).names[:2] == ["prompt", "completion"]
+    # a zero-row build still carries the full, typed schema
+    assert pq.read_schema(data_file(tmp_path / "empty")) == schema_of(SFTRow)
+    assert str(schema_of(SFTRow).field("prompt").type) == "list<item: struct<role: string, content: string>>"

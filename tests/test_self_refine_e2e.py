@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from toolkit.answers import extract_answer, is_correct
+from toolkit.answers import is_correct, stated_answer
 from toolkit.cli import main
-from toolkit.rundir import data_file
+from toolkit.rundir import data_file, read_manifest
 
 pytestmark = pytest.mark.slow
 
@@ -55,11 +55,11 @@ def test_cot_sft_preference_dpo(tmp_path):
             "--samples", "4", "--rejected", "both", "--fallback", "teacher", *GEN, "--out", pref]  # fmt: skip
     out = hubtool(*args)
     assert "preference: 4 problems, 16 samples" in out
-    manifest = json.loads((pref / "manifest.json").read_text())
-    c, pairs = manifest["counts"], rows(pref)
-    assert manifest["teacher_identity"].startswith(f"transformers:{sft}@local-")
+    manifest = read_manifest(pref)
+    c, pairs = manifest.counts, rows(pref)
+    assert manifest.teacher_identity.startswith(f"transformers:{sft}@local-")
     assert c["failed"] == 0 and c["direct"] == 4 and c["pairs"] == len(pairs)
-    assert sum(manifest["pass_rate_histogram"].values()) == 4
+    assert sum(manifest.stats["pass_rate_histogram"].values()) == 4
     assert c["skipped"] == 4 - len({r["id"] for r in pairs})
     assert pairs, f"no pair from 16 samples and the teacher's rationales: {c}"  # DPO below needs one
 
@@ -68,9 +68,9 @@ def test_cot_sft_preference_dpo(tmp_path):
         assert r["prompt"] == cot_prompts[r["id"]]
         chosen, rejected = r["chosen"][0]["content"], r["rejected"][0]["content"]
         assert chosen.strip() != rejected.strip()
-        assert extract_answer(chosen, "number").value == r["chosen_pred"]
+        assert stated_answer(chosen, "number").value == r["chosen_pred"]
         assert is_correct(r["chosen_pred"], r["gold"], "number")
-        found = extract_answer(rejected, "number")
+        found = stated_answer(rejected, "number")
         assert (found.value if found else None) == r["rejected_pred"]
         if r["rejected_from"] == "wrong":
             assert not is_correct(r["rejected_pred"], r["gold"], "number")

@@ -127,15 +127,12 @@ def one_torch_thread():
 @pytest.fixture(scope="module")
 def cot_name(tmp_path_factory) -> str:
     """A CoT dataset built by the CoT builder with the embedded teacher, pushed to the local registry."""
-    from toolkit.builders import SourceOptions, build_dataset
-    from toolkit.builders.cot import CoTOptions
+    from tests.fakes import build
     from toolkit.hub import push
-    from toolkit.teachers.base import SamplingParams
 
     run = tmp_path_factory.mktemp("cot-run")
-    options = CoTOptions(samples=1, keep="all", sampling=SamplingParams(max_new_tokens=48))
-    build_dataset("cot", run, source=SourceOptions(spec="gym:basic_arithmetic", limit=4), options=options,
-                  teacher="transformers:smollm2-135m", overwrite=True)  # fmt: skip
+    build("cot", run, source="gym:basic_arithmetic", limit=4, samples=1, keep="all", max_new_tokens=48,
+          teacher="transformers:smollm2-135m", overwrite=True)  # fmt: skip
     push(run, "tests/cot-arith")
     return "tests/cot-arith"
 

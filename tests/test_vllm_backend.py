@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 
 import pytest
@@ -9,7 +10,8 @@ import pytest
 from toolkit.errors import UserError
 from toolkit.teachers import load_teacher
 from toolkit.teachers.base import Request, SamplingParams
-from toolkit.teachers.cache import CachedTeacher, CallCache
+from toolkit.teachers.cache import CallCache
+from toolkit.teachers.session import Session
 
 STORY = ({"role": "user", "content": "Write a story about a cat."},)
 SUM = ({"role": "user", "content": "What is 2+3? Answer briefly."},)
@@ -63,9 +65,9 @@ def test_seeded_and_greedy_samples_repeat(teacher):
 @pytest.mark.gpu
 def test_cached_rerun_asks_nothing(teacher, tmp_path):
     requests = [req(n=2, seed=s) for s in range(5)]
-    first = CachedTeacher(teacher, CallCache(tmp_path / "calls.sqlite"))
-    done = first.generate(requests)
-    again = CachedTeacher(teacher, CallCache(tmp_path / "calls.sqlite"))
-    assert again.generate(requests) == done
+    first = Session(teacher, CallCache(tmp_path / "calls.sqlite"))
+    done = asyncio.run(first.gather(*requests))
+    again = Session(teacher, CallCache(tmp_path / "calls.sqlite"))
+    assert asyncio.run(again.gather(*requests)) == done
     assert again.usage.calls == 0 and again.usage.samples_cached == 10
     assert first.usage.completion_tokens == sum(c.completion_tokens for r in done for c in r)

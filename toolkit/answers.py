@@ -38,6 +38,7 @@ _NUMBER = re.compile(
 # What a plain number cannot express; such values go to math-verify as LaTeX, if short.
 _EXPR_HINT = re.compile(r"\\(?:sqrt|pi|frac|dfrac|tfrac|cdot|times|infty)|\^|√|π")
 _MAX_EXPRESSION = 100
+_INTEGER = re.compile(r"-?\d+")
 # Unit words after a number, "m^2" and "m/s" included; (?![a-zA-Z]) keeps it from backtracking.
 _UNITS = re.compile(r"(?:[\s/]*[a-zA-Z]+(?![a-zA-Z])(?:\^\{?\d\}?)?)*[\s.]*")
 _YESNO_WORD = re.compile(r"\b(yes|no|true|false)\b", re.I)
@@ -142,12 +143,49 @@ def extract_strict(text: str | None, answer_type: AnswerType, choices: Sequence[
 
 def _strict_candidates(text: str) -> list[str]:
     """Raw values of every answer statement and boxed value, in the order they appear."""
-    found = [(start, content) for start, _, content in _boxed_spans(text)]
+    return [value for _, _, value in _strict_spans(text)]
+
+
+def _strict_spans(text: str) -> list[tuple[int, int, str]]:
+    """(start, end, raw value) of every answer statement and boxed value, in text order; `end` is
+    where the statement's value ends (before its full stop)."""
+    found = [(start, _close_math(text, end), value) for start, end, value in _boxed_spans(text)]
     for match in _STATEMENT.finditer(text):
-        rest = text[match.end() :].lstrip()
-        end = _SENTENCE_END.search(rest)
-        found.append((match.start(), rest[: end.start()] if end else rest))
-    return [value for _, value in sorted(found, key=lambda item: item[0])]
+        rest = text[match.end() :]
+        value_start = match.end() + len(rest) - len(rest.lstrip())
+        end = _SENTENCE_END.search(text, value_start)
+        stop = end.start() if end else len(text)
+        found.append((match.start(), stop, text[value_start:stop]))
+    return sorted(found, key=lambda item: item[0])
+
+
+def _close_math(text: str, end: int) -> int:
+    """Past the `$`, `\\]`, `)` and `**` that close a boxed value's math on its line."""
+    while end < len(text) and text[end] in "$\\])* ":
+        end += 1
+    return end
+
+
+@dataclass(frozen=True, slots=True)
+class Stated:
+    """The answer a completion states last, and the completion cut after that statement and ending
+    with it in the house form `The answer is X.` (the model's own answer, reworded at most)."""
+
+    value: str
+    text: str
+
+
+def stated_answer(text: str | None, answer_type: AnswerType, choices: Sequence[str] = ()) -> Stated | None:
+    """The completion's last valid answer statement (`The answer is X`, `Final answer: X`,
+    `\\boxed{X}`), or None when it states none: then nothing may be appended to it, because an
+    answer line the model did not write would teach a conclusion it did not reach."""
+    if not text or not text.strip():
+        return None
+    for _, end, raw in reversed(_strict_spans(text)):
+        value = normalize_answer(raw, answer_type, choices)
+        if value is not None:
+            return Stated(value, ensure_answer_line(text[:end], value))
+    return None
 
 
 def extract_flexible(text: str | None, answer_type: AnswerType, choices: Sequence[str] = ()) -> str | None:
@@ -197,6 +235,8 @@ def is_correct(pred: str | None, gold: str, answer_type: AnswerType, choices: Se
         return False
     if answer_type != "number" or pred_norm == gold_norm:
         return pred_norm == gold_norm
+    if _INTEGER.fullmatch(pred_norm) and _INTEGER.fullmatch(gold_norm):
+        return int(pred_norm) == int(gold_norm)  # exact: a float tolerance calls 10**11 + 1 right
     pred_float, gold_float = _as_float(pred_norm), _as_float(gold_norm)
     if pred_float is not None and gold_float is not None:
         # Plain numbers are settled here: math-verify (sympy) is ~1000x slower and adds nothing.

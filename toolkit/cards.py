@@ -1,11 +1,11 @@
 """Dataset cards that tell how the data was made, rendered from `dataset_cards/`.
 
-A card is YAML metadata the Hub understands (built here as a dict, so it is always valid YAML and
-can be merged with a card already on the Hub) followed by a Markdown body rendered from the Jinja
-template of the dataset's kind (`sft.md.jinja`, `preference.md.jinja`; shared parts are includes).
-Everything comes from the run directory: manifest.json and the first rows of the data file.
-The card holds nothing that changes between two renders of the same build, so a re-push of an
-unchanged build uploads nothing.
+A card is the Hub's own `DatasetCardData` (metadata checked offline against the values the Hub
+allows, as they ship with `datasets`) followed by a Markdown body rendered from the method's
+Jinja template (`sft.md.jinja`, `preference.md.jinja`, ...; shared parts are includes). Everything
+comes from the run directory: the manifest and the first rows of the data file. The card holds
+nothing that changes between two renders of the same build, so a re-push of an unchanged build
+uploads nothing.
 """
 
 from __future__ import annotations
@@ -17,13 +17,15 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.errors import UserError
+from toolkit.manifest import Manifest
 from toolkit.rundir import atomic_write, data_file, read_manifest
 
 CARDS_DIR = Path(__file__).resolve().parent.parent / "dataset_cards"
 # Metadata keys hubtool writes; a merge overwrites these and keeps every other key. `dataset_info`
 # describes the old data files, so it is dropped rather than kept stale.
-OWNED_KEYS = ("pretty_name", "license", "language", "task_categories", "size_categories", "source_datasets",
-              "tags", "configs", "dataset_info")  # fmt: skip
+OWNED_KEYS = ("pretty_name", "license", "language", "annotations_creators", "language_creators",
+              "multilinguality", "task_categories", "size_categories", "source_datasets", "tags", "configs",
+              "dataset_info")  # fmt: skip
 TASK_CATEGORIES = {"sft": ["text-generation", "question-answering"], "preference": ["text-generation"]}
 SIZE_BOUNDS = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
                (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M"), (1_000_000_000, "100M<n<1B"))  # fmt: skip
@@ -42,27 +44,35 @@ def render_card(run_dir: str | Path, repo_id: str | None = None, license: str | 
     """The card text for a build. `repo_id` names the published dataset (else the run directory);
     `license` overrides the derived one; `existing` is a card already published there, whose
     metadata keys hubtool does not own are kept."""
+    from huggingface_hub import DatasetCard
+
     run_dir = Path(run_dir)
     manifest = read_manifest(run_dir)
     n_rows, samples, kept_tokens = _read_rows(data_file(run_dir))
     name = repo_id or str(run_dir)
     lic = license_info(manifest, license)
-    meta = merge_metadata(card_metadata(manifest, n_rows, repo_id or run_dir.name, lic["value"]), existing)
+    data = merge_metadata(card_data(manifest, n_rows, repo_id or run_dir.name, lic["value"]), existing)
     context = card_context(manifest, name, n_rows, samples, kept_tokens, lic)
-    body = _env().get_template(f"{context['kind']}.md.jinja").render(**context)
-    return f"---\n{_dump_yaml(meta)}---\n\n{body.strip()}\n"
+    body = _env().get_template(card_template(manifest)).render(**context)
+    return str(DatasetCard(f"---\n{data.to_yaml()}\n---\n\n{body.strip()}\n"))
 
 
-def row_kind(manifest: dict[str, Any]) -> str:
-    kind = (manifest.get("row_format") or {}).get("kind") or "sft"
-    if not (CARDS_DIR / f"{kind}.md.jinja").exists():
-        known = ", ".join(card_kinds())
-        raise UserError(f"no card template for dataset kind {kind!r} in {CARDS_DIR}; known: {known}")
-    return kind
+def check_card_template(method: Any) -> None:
+    """Load and compile a method's card template now, so a missing or broken one stops a build
+    before any model work rather than after it."""
+    import jinja2
+
+    try:
+        _env().get_template(method.card_template)
+    except jinja2.TemplateNotFound as e:
+        raise UserError(f"card template {e.name} for method {method.name!r} not found in {CARDS_DIR}") from None
+    except jinja2.TemplateSyntaxError as e:
+        raise UserError(f"card template {e.name} line {e.lineno}: {e.message}") from None
 
 
-def card_kinds() -> list[str]:
-    return sorted(p.name.removesuffix(".md.jinja") for p in CARDS_DIR.glob("[!_]*.md.jinja"))
+def card_template(manifest: Manifest) -> str:
+    method = _method(manifest.method)
+    return method.card_template if method else f"{manifest.row_format.kind or 'sft'}.md.jinja"
 
 
 def size_category(n: int) -> str:
@@ -70,45 +80,85 @@ def size_category(n: int) -> str:
 
 
 # -- metadata ---------------------------------------------------------------------------------
-def card_metadata(manifest: dict[str, Any], n_rows: int, name: str, license: str) -> dict[str, Any]:
-    method = manifest.get("method", "unknown")
-    extra_tags = (methods().get(method) or {}).get("tags", [])
-    return {
-        "pretty_name": name.split("/")[-1],
-        "license": license,
-        "language": ["en"],
-        "task_categories": TASK_CATEGORIES.get(row_kind(manifest), ["text-generation"]),
-        "size_categories": [size_category(n_rows)],
-        "source_datasets": [source_description(manifest.get("source") or {})],
-        "tags": list(dict.fromkeys(["synthetic", "distillation", "hubtool", method, *extra_tags])),
-        "configs": [{"config_name": "default", "data_files": [{"split": "train", "path": manifest["data_file"]}]}],
-    }
+def card_data(manifest: Manifest, n_rows: int, name: str, license: str):
+    """The card's metadata as the Hub's own type, checked against the Hub's allowed values."""
+    from huggingface_hub import DatasetCardData
+
+    method = _method(manifest.method)
+    tags = ["synthetic", "distillation", "hubtool", manifest.method, *(method.paper.tags if method and method.paper else ())]
+    data = DatasetCardData(
+        pretty_name=pretty_name(manifest, name), license=license, language=["en"],
+        annotations_creators=["machine-generated"], language_creators=["machine-generated"],
+        multilinguality=["monolingual"], task_categories=TASK_CATEGORIES.get(manifest.row_format.kind, ["text-generation"]),
+        size_categories=[size_category(n_rows)], source_datasets=source_datasets(manifest.source),
+        tags=list(dict.fromkeys(tags)),
+        configs=[{"config_name": "default", "data_files": [{"split": "train", "path": manifest.data_file}]}],
+    )  # fmt: skip
+    check_card_data(data)
+    return data
 
 
-def merge_metadata(ours: dict[str, Any], existing: str | None) -> dict[str, Any]:
-    """Our keys (in our order) overwrite; every other key of `existing` is kept after them.
-    Tags are a union, so tags someone added on the Hub survive a re-push."""
+def check_card_data(data: Any) -> None:
+    """Every controlled value is one the Hub accepts (the lists ship with `datasets`)."""
+    allowed = hub_vocabulary()
+    checks = (("size_categories", data.size_categories, allowed["size"]),
+              ("task_categories", data.task_categories, allowed["tasks"]),
+              ("annotations_creators", data.annotations_creators, allowed["creators"]),
+              ("language", data.language, allowed["languages"]))  # fmt: skip
+    for key, values, known in checks:
+        bad = [v for v in values or [] if v not in known]
+        if bad:
+            raise ValueError(f"card metadata {key}: {bad} not among the Hub's values")  # a bug, not user input
+
+
+@cache
+def hub_vocabulary() -> dict[str, set[str]]:
+    from datasets.utils import metadata
+    from datasets.utils.resources import __file__ as resources
+
+    folder = Path(resources).parent
+    creators = json.loads((folder / "creators.json").read_text())
+    return {"size": set(json.loads((folder / "size_categories.json").read_text())),
+            "tasks": set(metadata.known_task_ids), "creators": set(creators["annotations"]),
+            "languages": set(json.loads((folder / "languages.json").read_text()))}  # fmt: skip
+
+
+def pretty_name(manifest: Manifest, name: str) -> str:
+    """"Smol Arith Cot: Instruction-tuning-CoT data from reasoning-gym basic_arithmetic"."""
+    method = _method(manifest.method)
+    what = method.paper.name if method and method.paper else manifest.method
+    title = re.sub(r"[-_]+", " ", name.split("/")[-1]).strip().title() or "Dataset"
+    return f"{title}: {what} data from {source_description(manifest.source)}"
+
+
+def source_datasets(source: dict[str, Any]) -> list[str]:
+    """Hub ids of the source (the Hub links them); "original" for generated or local problems."""
+    return [source["hub_id"]] if source.get("hub_id") else ["original"]
+
+
+def merge_metadata(ours: Any, existing: str | None) -> Any:
+    """Our keys overwrite; every other key of `existing` is kept. Tags are a union, so tags someone
+    added on the Hub survive a re-push."""
+    from huggingface_hub import DatasetCardData
+
     old = parse_metadata(existing) if existing else {}
-    merged = dict(ours)
-    extra_tags = [t for t in old.get("tags") or [] if t not in ours["tags"]]
-    merged["tags"] = [*ours["tags"], *extra_tags]
+    merged = ours.to_dict()
+    merged["tags"] = [*ours.tags, *[t for t in old.get("tags") or [] if t not in ours.tags]]
     merged.update({k: v for k, v in old.items() if k not in OWNED_KEYS})
-    return merged
+    return DatasetCardData(**merged)
 
 
 def parse_metadata(card_text: str) -> dict[str, Any]:
+    """A card's YAML metadata as a dict ({} when it has none); invalid YAML is a UserError."""
     import yaml
+    from huggingface_hub import DatasetCard
 
-    m = re.match(r"^---\s*\n(.*?)\n---\s*(\n|$)", card_text, re.S)
-    if not m:
+    if not re.match(r"^---\s*\n", card_text):
         return {}
     try:
-        data = yaml.safe_load(m.group(1))
-    except yaml.YAMLError as e:
-        raise UserError(
-            f"the existing card's YAML metadata is invalid ({str(e).splitlines()[0]}); fix it first"
-        ) from None
-    return data if isinstance(data, dict) else {}
+        return DatasetCard(card_text, ignore_metadata_errors=True).data.to_dict()
+    except (ValueError, yaml.YAMLError) as e:
+        raise UserError(f"the existing card's YAML metadata is invalid ({str(e).splitlines()[0]}); fix it first") from None
 
 
 def source_description(source: dict[str, Any]) -> str:
@@ -118,51 +168,56 @@ def source_description(source: dict[str, Any]) -> str:
     spec = source.get("spec") or source.get("name") or "unknown"
     kind = str(source.get("kind") or spec.split(":")[0])
     if kind.startswith("gym"):
-        return f"reasoning-gym {source.get('name') or spec.removeprefix('gym:')} (procedurally generated)"
+        return f"reasoning-gym {source.get('name') or spec.removeprefix('gym:')}"
+    if kind == "dataset":
+        return f"the dataset {source.get('name') or spec.removeprefix('dataset:')}"
     return f"local file {source.get('name') or spec.removeprefix('file:')}"
 
 
-def license_info(manifest: dict[str, Any], override: str | None) -> dict[str, str | None]:
+def license_info(manifest: Manifest, override: str | None) -> dict[str, str | None]:
     """The declared license, and where the data's and the teacher's terms come from."""
     from toolkit.teachers.models import ALIASES
 
-    source = (manifest.get("source") or {}).get("license")
-    alias = ALIASES.get(_teacher_model(manifest))
+    source = manifest.source.get("license")
+    main = manifest.main_model
+    alias = ALIASES.get(main.model) if main else None
     teacher = alias.license if alias else None
     value = override or source or teacher or "unknown"
     return {"value": value.lower(), "source": source, "teacher": teacher, "override": override}
 
 
 # -- the body ---------------------------------------------------------------------------------
-def card_context(manifest: dict[str, Any], name: str, n_rows: int, samples: list[dict], kept_tokens: int | None,
+def card_context(manifest: Manifest, name: str, n_rows: int, samples: list[dict], kept_tokens: int | None,
                  lic: dict) -> dict[str, Any]:  # fmt: skip
-    from toolkit import __version__
+    from toolkit.teachers.models import ALIASES
 
-    method = manifest.get("method", "unknown")
-    config = _Loose(manifest.get("config") or {})
-    counts = _Counts(manifest.get("counts") or {})
-    n_samples = counts.get("samples", 0)
-    recipe = (manifest.get("row_format") or {}).get("recipe")
+    method = _method(manifest.method)
+    config, counts = _Loose(manifest.config), _Counts(manifest.counts)
+    n_samples = counts["samples"]
+    main = manifest.main_model
+    models = [{**m.__dict__, "identity": m.identity, "origin": ALIASES[m.model].original if m.model in ALIASES else None}
+              for m in manifest.models]  # fmt: skip
     return {
-        "kind": row_kind(manifest), "name": name, "n_rows": n_rows, "method": method,
-        "method_info": methods().get(method), "source": _Loose(manifest.get("source") or {}),
-        "source_desc": source_description(manifest.get("source") or {}),
-        "teacher": _Loose(manifest.get("teacher_info") or {"model": _teacher_model(manifest)}),
-        "teacher_identity": manifest.get("teacher_identity") or manifest.get("teacher"),
-        "teacher_origin": _teacher_origin(manifest),
-        "template": manifest.get("prompt_template"), "template_name": config.get("template"),
-        "sampling": _Loose(config.get("sampling") or {}), "config": config, "counts": counts,
-        "accuracy": counts.get("correct", 0) / n_samples if n_samples else None,
-        "dropped": max(n_samples - counts.get("kept", 0), 0), "usage": _Counts(manifest.get("usage") or {}),
-        "kept_tokens": kept_tokens, "versions": manifest.get("versions") or {}, "command": manifest.get("command"),
-        "finished_at": manifest.get("finished_at"), "elapsed_s": manifest.get("elapsed_s"),
-        "row_format": _Loose(manifest.get("row_format") or {}), "recipe": recipe, "samples": samples,
-        "license": lic, "hubtool_version": manifest.get("hubtool_version", __version__),
+        "kind": manifest.row_format.kind, "name": name, "n_rows": n_rows, "method": manifest.method,
+        "paper": method.paper if method else None, "source": _Loose(manifest.source),
+        "source_desc": source_description(manifest.source), "models": models,
+        "teacher": _Loose(models[0] if models else {"model": manifest.teacher}),
+        "teacher_identity": main.identity if main else manifest.teacher,
+        "role": (main.role if main else "teacher").capitalize(), "templates": manifest.prompt_templates,
+        "sampling": _Loose({k: manifest.config.get(k) for k in ("temperature", "top_p", "max_new_tokens", "seed")}),
+        "config": config, "counts": counts, "stats": _Loose(manifest.stats), "preset": manifest.preset,
+        "preset_values": manifest.preset_values,
+        "accuracy": counts["correct"] / n_samples if n_samples else None,
+        "dropped": max(n_samples - counts["kept"], 0), "usage": {k: _Counts(v) for k, v in manifest.usage.items()},
+        "kept_tokens": kept_tokens, "versions": manifest.versions, "command": manifest.command,
+        "finished_at": manifest.finished_at, "elapsed_s": manifest.elapsed_s, "row_format": manifest.row_format,
+        "recipe": manifest.row_format.recipe, "samples": samples, "license": lic,
+        "hubtool_version": manifest.hubtool_version,
     }  # fmt: skip
 
 
 class _Loose(dict):
-    """A manifest entry whose missing keys read as None in templates (manifests vary by method)."""
+    """A manifest entry whose missing keys read as None in templates (configs vary by method)."""
 
     def __missing__(self, key: str) -> Any:
         return None
@@ -175,26 +230,14 @@ class _Counts(dict):
         return 0
 
 
-def _teacher_model(manifest: dict[str, Any]) -> str:
-    """The model part of the teacher (for the default: the alias `smollm2-135m`)."""
-    info = manifest.get("teacher_info") or {}
-    return info.get("model") or str(manifest.get("teacher", "")).partition(":")[2]
+def _method(name: str):
+    """The method a manifest names, or None for one this hubtool does not know (a newer build)."""
+    from toolkit.builders import get_method
 
-
-def _teacher_origin(manifest: dict[str, Any]) -> str | None:
-    """The Hub model an embedded teacher alias was made from."""
-    from toolkit.teachers.models import ALIASES
-
-    alias = ALIASES.get(_teacher_model(manifest))
-    return alias.original if alias else None
-
-
-@cache
-def methods() -> dict[str, dict[str, str]]:
-    """Method name -> display name, paper, url and bibtex (dataset_cards/methods.yaml)."""
-    import yaml
-
-    return yaml.safe_load((CARDS_DIR / "methods.yaml").read_text())
+    try:
+        return get_method(name)
+    except UserError:
+        return None
 
 
 def _read_rows(path: Path) -> tuple[int, list[dict], int | None]:
@@ -230,18 +273,12 @@ def _fence(text: str, lang: str = "") -> str:
     return f"{fence}{lang}\n{text.rstrip()}\n{fence}"
 
 
-def _dump_yaml(data: dict[str, Any]) -> str:
-    import yaml
-
-    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=1000)
-
-
 @cache
 def _env():
     import jinja2
 
     if not CARDS_DIR.is_dir():
-        raise UserError(f"card templates not found at {CARDS_DIR}; reinstall hubtool from its source tree")
+        raise UserError(f"card templates not found at {CARDS_DIR}; reinstall hubtool")
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(CARDS_DIR)), undefined=jinja2.StrictUndefined,
         trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, autoescape=False,

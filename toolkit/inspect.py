@@ -12,7 +12,7 @@ from toolkit.rundir import FAILED, data_file, read_manifest
 def _rows(run_dir: Path, n: int) -> tuple[int, list[dict]]:
     import pyarrow.parquet as pq
 
-    if not read_manifest(run_dir).get("data_file"):
+    if not read_manifest(run_dir).data_file:
         return 0, []  # an unfinished build
     path = data_file(run_dir)
     table = pq.read_table(path)
@@ -32,19 +32,19 @@ def describe_run(run_dir: str | Path, n_rows: int = 3) -> str:
     run_dir = Path(run_dir)
     m = read_manifest(run_dir)
     n, rows = _rows(run_dir, n_rows)
-    counts, usage = m.get("counts", {}), m.get("usage", {})
-    samples = counts.get("samples", 0)
-    acc = f"{counts.get('correct', 0) / samples:.1%}" if samples else "n/a"
+    samples = m.counts.get("samples", 0)
+    acc = f"{m.counts.get('correct', 0) / samples:.1%}" if samples else "n/a"
     failed = (run_dir / FAILED).read_text().count("\n") if (run_dir / FAILED).exists() else 0
+    models = ", ".join(f"{x.role} {x.identity}" for x in m.models) or m.teacher
     out = [
-        f"{run_dir}: {m.get('method')} build, status {m.get('status')}",
-        f"  source   {m.get('source', {}).get('spec')} (split {m.get('source', {}).get('split')})",
-        f"  teacher  {m.get('teacher_identity') or m.get('teacher')}",
+        f"{run_dir}: {m.method} build, status {m.status}" + (f", preset {m.preset}" if m.preset else ""),
+        f"  source   {m.source.get('spec')} (split {m.source.get('split')})",
+        f"  models   {models}",
         f"  rows     {n}",
-        f"  counts   {json.dumps(counts)}",
-        f"  teacher accuracy against gold: {acc}; failed calls recorded: {failed}",
-        f"  usage    {json.dumps(usage)}",
-        f"  command  {m.get('command')}",
+        f"  counts   {json.dumps(m.counts)}",
+        f"  accuracy against gold: {acc}; failed calls recorded: {failed}",
+        f"  usage    {json.dumps(m.usage)}",
+        f"  command  {m.command}",
     ]
     if rows:
         out.append(f"first {len(rows)} rows:")

@@ -24,12 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.errors import UserError
+from toolkit.manifest import Manifest
 
 MANIFEST = "manifest.json"
 DATA_GLOB = "data/train-*.parquet"
 FAILED = "failed.jsonl"
-# What must match for an existing run directory to be "the same build" (resumed or extended).
-IDENTITY_KEYS = ("method", "source", "teacher")
 
 
 def now() -> str:
@@ -50,8 +49,11 @@ def library_versions() -> dict[str, str]:
 
 
 def command_line() -> str:
-    """The command that ran, as a user would retype it."""
+    """The command that ran, as a user would retype it (credentials in URLs removed)."""
+    from toolkit.teachers.openai_backend import redact_url
+
     argv = [Path(sys.argv[0]).name if sys.argv[0].endswith("hubtool") else sys.argv[0], *sys.argv[1:]]
+    argv = [redact_url(a) if "://" in a and "@" in a.partition("://")[2] else a for a in argv]
     return shlex.join(["hubtool", *argv[1:]] if argv[0] == "hubtool" else argv)
 
 
@@ -82,71 +84,76 @@ def data_file_name(content: bytes) -> str:
 def data_file(run_dir: str | Path) -> Path:
     """The data file of a build (named in its manifest)."""
     run_dir = Path(run_dir)
-    name = read_manifest(run_dir).get("data_file")
+    name = read_manifest(run_dir).data_file
     path = run_dir / name if name else None
     if path is None or not path.is_file():
         raise UserError(f"{run_dir} holds no data file ({name or DATA_GLOB}); re-run its build command")
     return path
 
 
-def read_manifest(run_dir: str | Path) -> dict[str, Any]:
+def read_manifest(run_dir: str | Path) -> Manifest:
     path = Path(run_dir) / MANIFEST
     if not path.exists():
         raise UserError(f"{run_dir} is not a hubtool build (no {MANIFEST}); build one with `hubtool build-dataset`")
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise UserError(f"{path} is corrupt ({e}); rebuild into a new --out") from None
+    return Manifest.from_dict(data, str(path))
 
 
 class RunDir:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
 
-    def check(self, manifest: dict[str, Any], *, overwrite: bool = False) -> None:
+    def check(self, manifest: Manifest, *, overwrite: bool = False) -> None:
         """Refuse a directory that holds a different build (same build: resume or extend it)."""
         if self.path.exists() and not self.path.is_dir():
             raise UserError(f"--out {self.path} is a file; give a directory")
         if (self.path / MANIFEST).exists() and not overwrite:
-            old = read_manifest(self.path)
-            for key in IDENTITY_KEYS:
-                if old.get(key) != manifest.get(key):
+            old, new = read_manifest(self.path).identity, manifest.identity
+            for key in new:
+                if old[key] != new[key]:
                     raise UserError(
-                        f"{self.path} holds a different build ({key}: {_short(old.get(key))} vs "
-                        f"{_short(manifest.get(key))}); use another --out, or --overwrite to replace it"
+                        f"{self.path} holds a different build ({key}: {_short(old[key])} vs "
+                        f"{_short(new[key])}); use another --out, or --overwrite to replace it"
                     )
         elif self.path.exists() and any(self.path.iterdir()) and not overwrite:
             raise UserError(f"{self.path} is not empty and holds no hubtool build; use another --out")
 
-    def start(self, manifest: dict[str, Any]) -> None:
+    def start(self, manifest: Manifest) -> None:
         """Claim the directory: a killed build leaves this manifest, and a re-run resumes it."""
-        self.write_manifest({**manifest, "status": "running", "started_at": now()})
+        manifest.status, manifest.started_at = "running", now()
+        self.write_manifest(manifest)
 
-    def write_manifest(self, manifest: dict[str, Any]) -> None:
-        atomic_write(self.path / MANIFEST, json.dumps(manifest, indent=2, ensure_ascii=False).encode())
+    def write_manifest(self, manifest: Manifest) -> None:
+        atomic_write(self.path / MANIFEST, manifest.to_json().encode())
 
-    def finish(self, rows: Sequence[dict], schema, manifest: dict[str, Any], failed: Sequence[dict]) -> dict[str, Any]:
-        """Write data, failures, the final manifest and the card, each atomically; return the manifest."""
+    def finish(self, rows: Sequence[Any], row_type: type, manifest: Manifest, failed: Sequence[dict]) -> Manifest:
+        """Write data, failures, the final manifest and the card, each atomically; return the manifest.
+        `rows` are instances of the dataclass `row_type`, whose annotations give the Arrow schema."""
         import io
 
         import pyarrow as pa
         import pyarrow.parquet as pq
 
+        from toolkit.builders.rows import schema_of, to_record
+
         buf = io.BytesIO()
-        pq.write_table(pa.Table.from_pylist(list(rows), schema=schema), buf)
+        pq.write_table(pa.Table.from_pylist([to_record(r) for r in rows], schema=schema_of(row_type)), buf)
         name = data_file_name(buf.getvalue())
         atomic_write(self.path / name, buf.getvalue())
         lines = "".join(json.dumps(f, ensure_ascii=False) + "\n" for f in failed)
         atomic_write(self.path / FAILED, lines.encode())
-        final = {**manifest, "rows": len(rows), "data_file": name, "status": "complete", "finished_at": now()}
-        self.write_manifest(final)
+        manifest.rows, manifest.data_file, manifest.status, manifest.finished_at = len(rows), name, "complete", now()
+        self.write_manifest(manifest)
         from toolkit.cards import write_card
 
         write_card(self.path)
         for old in self.path.glob(DATA_GLOB):  # the data of an earlier finish, now unreferenced
             if old.name != Path(name).name:
                 old.unlink()
-        return final
+        return manifest
 
 
 def _short(value: Any) -> str:

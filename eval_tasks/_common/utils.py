@@ -20,7 +20,7 @@ from collections import Counter
 from lm_eval.api.filter import Filter
 
 from toolkit import answers
-from toolkit.builders.cot import CoTOptions, prompt_messages
+from toolkit.builders.cot import prompt_messages
 from toolkit.records import Problem
 
 MISS = "[invalid]"  # what a filter yields when nothing could be extracted (lm-eval's convention)
@@ -39,7 +39,7 @@ def _problem(doc: dict) -> Problem:
 
 def doc_to_text(doc: dict) -> str:
     """The user turn: the CoT builder's default prompt, so students are scored on what they saw."""
-    return prompt_messages(_problem(doc), CoTOptions())[-1]["content"]
+    return prompt_messages(_problem(doc))[-1]["content"]
 
 
 def doc_to_target(doc: dict) -> str:

@@ -1,62 +1,92 @@
-"""Instruction-tuning-CoT (Ranaldi & Freitas, EACL 2024).
+"""Instruction-tuning-CoT (Ranaldi & Freitas, EACL 2024): teacher demonstrations for SFT.
 
-The teacher writes k step-by-step demonstrations per problem from a zero-shot CoT prompt (optionally
-few-shot); each is checked against gold with the shared answer checker and, by default, only the
-correct ones are kept. Kept rationales are normalised to end with `The answer is X.`, the
-convention the recipes train on and the eval tasks extract.
+The teacher writes `samples` step-by-step demonstrations per problem from a zero-shot CoT prompt
+(optionally few-shot); each is checked against gold with the shared answer checker and, by default,
+only the correct ones are kept. What a row's completion may say is decided by `judge`: a rationale
+that states its answer ends with it in the house form `The answer is X.`; one that states none, or
+was cut off by `max_new_tokens`, is never given an answer line (dropped, or kept as it came).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from toolkit import answers, prompts
-from toolkit.builders.base import BuildResult, chunked
-from toolkit.builders.progress import Progress
-from toolkit.builders.rows import assistant, sft_schema, user
+from toolkit.builders.config import BuildConfig, at_least, param
+from toolkit.builders.method import Method, Paper, Work
+from toolkit.builders.rows import SFTRow, assistant
 from toolkit.errors import UserError
 from toolkit.records import Problem
-from toolkit.teachers.base import CallFailure, Completion, Request, SamplingParams
-from toolkit.teachers.cache import CachedTeacher
+from toolkit.teachers import DEFAULT_TEACHER
+from toolkit.teachers.base import CallFailure, Request
 
 TEMPLATE = "cot"
-COUNTS = ("problems", "samples", "correct", "kept", "failed", "solved_problems")
+TEMPLATE_VARIABLES = {"question", "choices", "exemplars", "answer_hint"}
 ANSWER_HINTS = {"number": "<number>", "option": "<letter>", "yesno": "yes or no", "label": "<label>"}
+TEACHER_HELP = "BACKEND:MODEL; backends: transformers, openai (MODEL@BASE_URL), vllm, fake (see the README)."
+
+
+@dataclass(frozen=True, kw_only=True)
+class CoTConfig(BuildConfig):
+    teacher: str = param(DEFAULT_TEACHER, help=f"The teacher: {TEACHER_HELP}", metavar="BACKEND:MODEL", model=True)
+    samples: int = param(4, help="Rationales sampled per problem.")
+    keep: Literal["correct", "all"] = param(
+        "correct", help="correct: only complete rationales whose stated answer matches gold; all: every sample, "
+                        "flagged by `correct` (cut-off and answerless ones kept as they came).")  # fmt: skip
+    template: str = param(TEMPLATE, help="Prompt template: a name in toolkit/prompts, or a FILE.jinja.")
+    fewshot: str | None = param(None, help="jsonl of exemplars (question, rationale[, choices]).", metavar="FILE")
+    system: str | None = param(None, help="System prompt for the teacher.")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        at_least(self, "samples", 1)
 
 
 @dataclass(frozen=True, slots=True)
-class CoTOptions:
-    samples: int = 4
-    keep: Literal["correct", "all"] = "correct"
-    template: str = TEMPLATE
-    fewshot: tuple[dict, ...] = ()  # exemplars: question, rationale, optional choices
-    system: str | None = None
-    sampling: SamplingParams = field(default_factory=SamplingParams)
+class Verdict:
+    """What a completion says, checked: `text` is what a row may hold (see `judge`)."""
 
-    def to_manifest(self) -> dict:
-        return {
-            "samples": self.samples,
-            "keep": self.keep,
-            "template": self.template,
-            "fewshot": len(self.fewshot),
-            "system": self.system,
-            "sampling": self.sampling.to_dict(),
-        }
+    pred: str | None  # the answer it states, canonical; None when it states none
+    correct: bool  # states the gold answer and is complete
+    truncated: bool  # cut off by max_new_tokens
+    text: str
+
+
+def judge(problem: Problem, text: str, finish_reason: str) -> Verdict:
+    """A complete completion that states an answer ends with it in house form (reworded at most,
+    cut after it); any other text stays as the model wrote it."""
+    truncated = finish_reason == "length"
+    stated = answers.stated_answer(text, problem.answer_type, problem.choices)
+    pred = stated.value if stated else None
+    matches = pred is not None and answers.is_correct(pred, problem.gold, problem.answer_type, problem.choices)
+    final = stated.text if stated and not truncated else text.strip()
+    return Verdict(pred, matches and not truncated, truncated, final)
 
 
 def load_fewshot(path: str | Path) -> tuple[dict, ...]:
     """Exemplars from a jsonl file with `question` and `rationale` (and optional `choices`)."""
     path = Path(path)
-    if not path.exists():
-        raise UserError(f"few-shot file {path} does not exist")
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    for i, row in enumerate(rows):
-        if not {"question", "rationale"} <= row.keys():
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise UserError(f"few-shot file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"few-shot file {path} cannot be read as UTF-8 text ({e})") from None
+    rows = []
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise UserError(f"{path} line {i + 1} is not JSON ({e})") from None
+        if not isinstance(row, dict) or not {"question", "rationale"} <= row.keys():
             raise UserError(f"{path} line {i + 1}: an exemplar needs 'question' and 'rationale' fields")
+        rows.append(row)
     return tuple(rows)
 
 
@@ -64,69 +94,91 @@ def _choices(problem_choices: Sequence[str]) -> list[tuple[str, str]]:
     return list(zip(answers.option_letters(len(problem_choices)), problem_choices))
 
 
-def prompt_messages(problem: Problem, options: CoTOptions) -> tuple[dict[str, str], ...]:
-    exemplars = [{**ex, "choices": _choices(ex.get("choices") or [])} for ex in options.fewshot]
+def prompt_messages(problem: Problem, template: str = TEMPLATE, exemplars: Sequence[dict] = (),
+                    system: str | None = None) -> tuple[dict[str, str], ...]:  # fmt: skip
+    """The CoT prompt for a problem: what the teacher sees, what students are trained and scored on."""
+    shots = [{**ex, "choices": _choices(ex.get("choices") or [])} for ex in exemplars]
     text = prompts.render(
-        options.template,
+        template,
         question=problem.question,
         choices=_choices(problem.choices) if problem.answer_type == "option" else [],
-        exemplars=exemplars,
+        exemplars=shots,
         answer_hint=ANSWER_HINTS[problem.answer_type],
     )
-    system = [{"role": "system", "content": options.system}] if options.system else []
-    return (*system, {"role": "user", "content": text})
+    head = [{"role": "system", "content": system}] if system else []
+    return (*head, {"role": "user", "content": text})
 
 
-def score(problem: Problem, completion: Completion) -> tuple[str | None, bool]:
-    """The predicted answer (canonical) and whether it matches gold."""
-    found = answers.extract_answer(completion.text, problem.answer_type, problem.choices)
-    pred = found.value if found else None
-    return pred, pred is not None and answers.is_correct(pred, problem.gold, problem.answer_type, problem.choices)
+def setup(config: CoTConfig) -> tuple[dict, ...]:
+    prompts.check_template(config.template, TEMPLATE_VARIABLES)
+    return load_fewshot(config.fewshot) if config.fewshot else ()
 
 
-def build(problems: Sequence[Problem], teacher: CachedTeacher, options: CoTOptions) -> BuildResult:
-    prompts.check_template(options.template, {"question", "choices", "exemplars", "answer_hint"})
-    if options.samples < 1:
-        raise UserError("--samples must be at least 1")
-    result = BuildResult(schema=sft_schema())
-    result.counts.update(dict.fromkeys(COUNTS, 0))  # every count present, zeros included
-    progress = Progress(len(problems), "cot")
-    try:
-        for chunk in chunked(problems, 64):
-            requests = [Request(prompt_messages(p, options), n=options.samples, params=options.sampling) for p in chunk]
-            outputs = teacher.generate(requests, on_result=lambda _i, r: progress.update(r))
-            for problem, request, output in zip(chunk, requests, outputs):
-                _collect(result, problem, request, output, teacher.identity, options)
-    finally:
-        progress.close()
-    result.elapsed = progress.elapsed
-    return result
-
-
-def _collect(result: BuildResult, problem: Problem, request: Request, output, teacher: str, options: CoTOptions) -> None:
-    result.counts["problems"] += 1
-    if isinstance(output, CallFailure):
-        result.failed.append({"id": problem.id, "question": problem.question, "error": output.error})
-        result.counts["failed"] += 1
+async def run(problem: Problem, work: Work[CoTConfig]) -> None:
+    c, counts = work.config, work.counts
+    messages = prompt_messages(problem, c.template, work.state, c.system)
+    result = await work.teacher.generate(Request(messages, n=c.samples, params=c.sampling))
+    if isinstance(result, CallFailure):
+        work.fail(result.error)
         return
     solved = False
-    for idx, completion in enumerate(output):
-        pred, correct = score(problem, completion)
-        result.counts["samples"] += 1
-        result.counts["correct"] += correct
-        solved |= correct
-        if options.keep == "correct" and not correct:
+    for idx, completion in enumerate(result):
+        verdict = judge(problem, completion.text, completion.finish_reason)
+        counts["samples"] += 1
+        counts["correct"] += verdict.correct
+        counts["truncated"] += verdict.truncated
+        counts["no_answer"] += verdict.pred is None and not verdict.truncated
+        solved |= verdict.correct
+        if c.keep == "correct" and not verdict.correct:
             continue
-        text = answers.ensure_answer_line(completion.text, pred) if pred is not None else completion.text
-        result.rows.append({
-            "prompt": list(request.messages), "completion": assistant(text), "id": problem.id,
-            "source": problem.source, "question": problem.question, "gold": problem.gold, "pred": pred,
-            "correct": correct, "answer_type": problem.answer_type, "choices": list(problem.choices),
-            "teacher": teacher, "sample_idx": idx, "finish_reason": completion.finish_reason,
-            "num_tokens": completion.completion_tokens,
-        })  # fmt: skip
-        result.counts["kept"] += 1
-    result.counts["solved_problems"] += solved
+        work.keep(SFTRow(
+            prompt=list(messages), completion=assistant(verdict.text), id=problem.id, source=problem.source,
+            question=problem.question, gold=problem.gold, pred=verdict.pred, correct=verdict.correct,
+            answer_type=problem.answer_type, choices=list(problem.choices), teacher=work.teacher.identity,
+            sample_idx=idx, finish_reason=completion.finish_reason, num_tokens=completion.completion_tokens,
+        ))  # fmt: skip
+        counts["kept"] += 1
+    counts["solved_problems"] += solved
 
 
-__all__ = ["CoTOptions", "build", "load_fewshot", "prompt_messages", "score", "user"]
+PAPER = Paper(
+    name="Instruction-tuning-CoT",
+    citation='Ranaldi & Freitas, "Aligning Large and Small Language Models via Chain-of-Thought Reasoning", EACL 2024',
+    url="https://aclanthology.org/2024.eacl-long.109",
+    summary="A teacher model writes step-by-step chain-of-thought demonstrations; the student is "
+    "instruction-tuned on them (SFT) to reason the same way.",
+    tags=("reasoning", "chain-of-thought"),
+    bibtex="""@inproceedings{ranaldi-freitas-2024-aligning,
+    title = "Aligning Large and Small Language Models via Chain-of-Thought Reasoning",
+    author = "Ranaldi, Leonardo and Freitas, Andre",
+    editor = "Graham, Yvette and Purver, Matthew",
+    booktitle = "Proceedings of the 18th Conference of the European Chapter of the Association for Computational Linguistics (Volume 1: Long Papers)",
+    month = mar,
+    year = "2024",
+    address = "St. Julian{'}s, Malta",
+    publisher = "Association for Computational Linguistics",
+    url = "https://aclanthology.org/2024.eacl-long.109",
+    pages = "1812--1827"
+}""",
+)
+
+METHOD = Method(
+    name="cot",
+    summary="Chain-of-thought demonstrations from a teacher, kept when the answer matches gold.",
+    help="""Chain-of-thought demonstrations, kept when the answer matches gold (Ranaldi & Freitas, 2024).
+
+    \b
+    hubtool build-dataset cot --source gym:basic_arithmetic --limit 64 --samples 4 --out runs/cot
+    hubtool build-dataset cot --source hf:gsm8k --teacher vllm:Qwen/Qwen2.5-72B-Instruct --out runs/gsm8k-cot
+    """,
+    config=CoTConfig,
+    row=SFTRow,
+    kind="sft",
+    trainer="sft",
+    run=run,
+    counts=("problems", "failed", "samples", "correct", "kept", "truncated", "no_answer", "solved_problems"),
+    paper=PAPER,
+    recipe="cot/smollm2-135m-lora",
+    setup=setup,
+    templates=lambda c: (c.template,),
+)

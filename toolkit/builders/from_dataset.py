@@ -11,7 +11,6 @@ local registry, then the Hub.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -90,7 +89,7 @@ def _info(name: str, split: str, resolved: Any, problems: list[Problem]) -> Sour
     from its build's manifest when it is local (a run directory or the local registry keeps it)."""
     from toolkit.hub.names import is_repo_id
 
-    origin = (_manifest(resolved.path).get("source") or {}) if resolved.local else {}
+    origin = _manifest(resolved.path).source if resolved.local and _manifest(resolved.path) else {}
     types = {p.answer_type for p in problems}
     return SourceInfo(
         spec=f"dataset:{name}", kind="dataset", name=name,
@@ -102,9 +101,13 @@ def _info(name: str, split: str, resolved: Any, problems: list[Problem]) -> Sour
     )  # fmt: skip
 
 
-def _manifest(folder: str) -> dict[str, Any]:
-    path = Path(folder) / "manifest.json"
+def _manifest(folder: str):
+    """The build's manifest where the folder has one (a run directory, the local registry)."""
+    from toolkit.rundir import MANIFEST, read_manifest
+
+    if not (Path(folder) / MANIFEST).is_file():
+        return None
     try:
-        return json.loads(path.read_text()) if path.is_file() else {}
-    except (OSError, json.JSONDecodeError):
-        return {}
+        return read_manifest(folder)
+    except UserError:
+        return None  # an unreadable manifest leaves the dataset's provenance unknown, not its rows

@@ -2,13 +2,14 @@
 
 Stage two of the method. The CoT-instructed student samples k reasoning paths per problem from the
 prompt it was trained on (the CoT builder's prompt, or with `--from-dataset` the CoT dataset's own
-prompt messages); each path is scored against gold with the shared answer checker, and the pair
-rules of `toolkit.builders.pairs` turn correct paths (chosen) and wrong paths or a direct, no-CoT
-answer (rejected) into DPO rows. `build_dataset` runs the student where other builders run the
-teacher: the same backends, the same call cache, the same resume.
+prompt messages); each path is scored against gold with the shared checker, and the pair rules of
+`toolkit.builders.pairs` turn correct paths (chosen) and wrong paths or a direct, no-CoT answer
+(rejected) into DPO rows. The engine runs the student where other methods run the teacher: the
+same backends, call cache and resume.
 
-Chosen texts are normalised to end with `The answer is X.` (the convention SFT trained on);
-rejected texts stay as the student wrote them.
+Both sides are written alike (`cot.judge`): a complete answer that states its result ends in the
+house form, anything else stays as written, so no cue but the reasoning tells chosen from rejected.
+Cut-off samples take no side.
 """
 
 from __future__ import annotations
@@ -16,66 +17,92 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 from toolkit import answers, prompts
 from toolkit.builders import pairs
-from toolkit.builders.base import BuildResult, chunked
-from toolkit.builders.cot import ANSWER_HINTS, CoTOptions, prompt_messages, score
+from toolkit.builders.config import BuildConfig, at_least, option_name, param
+from toolkit.builders.cot import ANSWER_HINTS, TEMPLATE, TEMPLATE_VARIABLES, judge, prompt_messages
+from toolkit.builders.method import Method, Paper, Work
 from toolkit.builders.pairs import Candidate, Origin, PairRules
-from toolkit.builders.progress import Progress
-from toolkit.builders.rows import assistant, preference_schema
+from toolkit.builders.rows import PreferenceRow, assistant
 from toolkit.errors import UserError
 from toolkit.records import Problem
-from toolkit.teachers.base import CallFailure, Completion, OnResult, Request, Result, SamplingParams
-from toolkit.teachers.cache import CachedTeacher
+from toolkit.teachers.base import CallFailure, Completion, Request, SamplingParams
 
-TEMPLATE = "cot"
 DIRECT_TEMPLATE = "direct"
-# Metadata beside TRL's prompt / chosen / rejected (DESIGN.md, "TRL-native rows").
-META = (
-    ("id", "string"), ("source", "string"), ("question", "string"), ("gold", "string"), ("answer_type", "string"),
-    ("choices", "list<string>"), ("chosen_pred", "string"), ("rejected_pred", "string"), ("chosen_from", "string"),
-    ("rejected_from", "string"), ("chosen_idx", "int32"), ("rejected_idx", "int32"), ("pass_rate", "float64"),
-    ("samples", "int32"), ("student", "string"),
-)  # fmt: skip
-# Every build reports all of these, zeros included. all_correct / none_correct: prompts with pass rate
-# 1 / 0 (paired or not); skipped: prompts that gave no pair; failed: prompts whose call failed.
-COUNTS = ("problems", "samples", "correct", "pairs", "all_correct", "none_correct", "skipped", "failed",
-          "direct", "direct_correct", "teacher_chosen")  # fmt: skip
+# What only a --source reads; --from-dataset takes the problems and prompts as the dataset has them.
+SOURCE_ONLY = ("subset", "data_files", "question_field", "answer_field", "answer_type", "choices_field", "system")
 
 
-@dataclass(frozen=True, slots=True)
-class PreferenceOptions:
-    samples: int = 8
-    rules: PairRules = field(default_factory=PairRules)
-    template: str = TEMPLATE  # the CoT prompt, for problems that bring no prompt of their own
-    direct_template: str = DIRECT_TEMPLATE
-    system: str | None = None
-    sampling: SamplingParams = field(default_factory=SamplingParams)
+@dataclass(frozen=True, kw_only=True)
+class PreferenceConfig(BuildConfig):
+    student: str = param(
+        help="BACKEND:MODEL of the CoT-trained student, e.g. transformers:out/cot-student (a training output "
+             "folder), openai:NAME@URL, vllm:PATH.", metavar="BACKEND:MODEL", model=True)  # fmt: skip
+    from_dataset: str | None = param(
+        None, help="Instead of --source: a CoT dataset (ORG/NAME, or a run directory) whose problems, prompts and "
+                   "teacher rationales are used; --split, --revision, --limit apply to it.", metavar="NAME")  # fmt: skip
+    samples: int = param(8, help="Reasoning paths the student samples per problem.")
+    rejected: Literal["wrong", "direct", "both"] = param(
+        "wrong", help="The rejected side: a wrong CoT sample; the student's direct answer without CoT (one greedy "
+                      "request, prompts/direct.jinja), right or wrong; or both.")  # fmt: skip
+    pairs_per_prompt: int = param(2, help="At most this many pairs per problem, each from the least-used samples.")
+    fallback: Literal["none", "teacher"] = param(
+        "none", help="A problem the student never solves: skip it, or take the teacher's correct rationale from "
+                     "--from-dataset as chosen.")  # fmt: skip
+    keep_solved: bool = param(
+        False, help="Also pair problems the student always solves (against the direct answer: needs --rejected "
+                    "direct or both). Default: skip them.")  # fmt: skip
+    template: str = param(TEMPLATE, help="CoT prompt for problems that bring none (--source): a name or FILE.jinja.")
+    direct_template: str = param(DIRECT_TEMPLATE, help="Prompt of the direct (no-CoT) answer: a name or FILE.jinja.")
+    system: str | None = param(None, help="System prompt for the student (--source only).")
 
     def __post_init__(self) -> None:
-        if self.samples < 1:
-            raise UserError("--samples must be at least 1")
+        super().__post_init__()
+        at_least(self, "samples", 1)
+        if self.source is not None and self.from_dataset is not None:
+            raise UserError("give the problems with either --source or --from-dataset, not both")
+        if self.fallback == "teacher" and self.from_dataset is None:
+            raise UserError("--fallback teacher uses the teacher's rationales of a CoT dataset; add --from-dataset NAME")
+        if self.from_dataset is not None:
+            given = [option_name(k) for k in SOURCE_ONLY if getattr(self, k) is not None]
+            if given:
+                raise UserError(f"{', '.join(given)} apply to --source only; --from-dataset uses the dataset's problems and prompts")
+        self.rules  # noqa: B018 - the pair rules check themselves
 
-    def to_manifest(self) -> dict:
-        return {
-            "samples": self.samples,
-            **self.rules.to_manifest(),
-            "template": self.template,
-            "direct_template": self.direct_template if self.rules.wants_direct else None,
-            "system": self.system,
-            "sampling": self.sampling.to_dict(),
-            "direct_sampling": direct_params(self.sampling).to_dict() if self.rules.wants_direct else None,
-        }
+    def has_problems(self) -> bool:
+        return self.source is not None or self.from_dataset is not None
+
+    @property
+    def rules(self) -> PairRules:
+        return PairRules(rejected=self.rejected, pairs_per_prompt=self.pairs_per_prompt, fallback=self.fallback,
+                         keep_solved=self.keep_solved)  # fmt: skip
 
 
-@dataclass(frozen=True, slots=True)
-class Ask:
-    """What one problem asks of the student: k CoT samples, and a direct answer when a rule needs it."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PairRow(PreferenceRow):
+    chosen_pred: str | None
+    rejected_pred: str | None
+    chosen_from: str  # "student" | "teacher" (fallback)
+    rejected_from: str  # "wrong" (a wrong CoT sample) | "direct" (the answer without CoT)
+    chosen_idx: int | None
+    rejected_idx: int | None
+    pass_rate: float  # share of the problem's complete samples that were correct
+    samples: int
+    student: str
 
-    problem: Problem
-    cot: Request
-    direct: Request | None
+
+@dataclass
+class Stats:
+    """What the card reports beyond counts, gathered as problems finish."""
+
+    samples: int
+    histogram: Counter[str] = field(default_factory=Counter)
+    skipped: Counter[str] = field(default_factory=Counter)
+    chars: Counter[str] = field(default_factory=Counter)  # total characters of chosen / rejected texts
+    prompts_from: set[str] = field(default_factory=set)
+    cot_teacher: str | None = None
 
 
 def direct_params(sampling: SamplingParams) -> SamplingParams:
@@ -83,144 +110,167 @@ def direct_params(sampling: SamplingParams) -> SamplingParams:
     return SamplingParams(temperature=0.0, top_p=1.0, max_new_tokens=sampling.max_new_tokens, seed=sampling.seed)
 
 
-def cot_messages(problem: Problem, options: PreferenceOptions) -> tuple[dict[str, str], ...]:
+def cot_messages(problem: Problem, config: PreferenceConfig) -> tuple[dict[str, str], ...]:
     """The prompt the student was trained on: the problem's own (a CoT dataset row's), else the CoT builder's."""
     own = problem.meta.get("prompt")
-    if own:
-        return tuple(own)
-    return prompt_messages(problem, CoTOptions(template=options.template, system=options.system))
+    return tuple(own) if own else prompt_messages(problem, config.template, (), config.system)
 
 
-def direct_messages(problem: Problem, cot: Sequence[dict[str, str]], options: PreferenceOptions) -> tuple[dict[str, str], ...]:
+def direct_messages(problem: Problem, cot: Sequence[dict[str, str]], config: PreferenceConfig) -> tuple[dict[str, str], ...]:
     """The same question without "think step by step", after the CoT prompt's system message(s)."""
     choices = problem.choices if problem.answer_type == "option" else ()
     text = prompts.render(
-        options.direct_template,
-        question=problem.question,
+        config.direct_template, question=problem.question, answer_hint=ANSWER_HINTS[problem.answer_type],
         choices=list(zip(answers.option_letters(len(choices)), choices)),
-        answer_hint=ANSWER_HINTS[problem.answer_type],
-    )
+    )  # fmt: skip
     return (*[m for m in cot if m["role"] == "system"], {"role": "user", "content": text})
 
 
-def ask(problem: Problem, options: PreferenceOptions) -> Ask:
-    messages = cot_messages(problem, options)
-    direct = None
-    if options.rules.wants_direct:
-        direct = Request(direct_messages(problem, messages, options), n=1, params=direct_params(options.sampling))
-    return Ask(problem, Request(messages, n=options.samples, params=options.sampling), direct)
+def candidate(problem: Problem, completion: Completion, origin: Origin, idx: int | None = None) -> Candidate | None:
+    """A scored answer, written as `cot.judge` writes any row; None for a cut-off one."""
+    verdict = judge(problem, completion.text, completion.finish_reason)
+    if verdict.truncated:
+        return None
+    return Candidate(verdict.text, verdict.pred, verdict.correct, origin, idx)
 
 
-def candidate(problem: Problem, text: str, origin: Origin, idx: int | None = None) -> Candidate:
-    """A scored answer; a correct reasoning path gets the convention's closing line."""
-    pred, correct = score(problem, Completion(text, "stop"))
-    if correct and origin != "direct":
-        text = answers.ensure_answer_line(text, pred)
-    return Candidate(text.strip(), pred, correct, origin, idx)
+def setup(config: PreferenceConfig) -> Stats:
+    prompts.check_template(config.template, TEMPLATE_VARIABLES)
+    if config.rules.wants_direct:
+        prompts.check_template(config.direct_template, {"question", "choices", "answer_hint"})
+    stats = Stats(samples=config.samples)
+    stats.histogram.update({f"{round(i / config.samples, 3):g}": 0 for i in range(config.samples + 1)})
+    return stats
 
 
-def build(problems: Sequence[Problem], teacher: CachedTeacher, options: PreferenceOptions) -> BuildResult:
-    """`teacher` is the student (see the module doc)."""
-    prompts.check_template(options.template, {"question", "choices", "exemplars", "answer_hint"})
-    if options.rules.wants_direct:
-        prompts.check_template(options.direct_template, {"question", "choices", "answer_hint"})
-    if options.rules.fallback == "teacher" and not any("teacher_rationales" in p.meta for p in problems):
-        raise UserError("--fallback teacher needs the teacher's rationales: read the problems with --from-dataset NAME")
-    result = BuildResult(schema=preference_schema(META))
-    result.counts.update(dict.fromkeys(COUNTS, 0))
-    histogram = Counter({_bucket(i / options.samples): 0 for i in range(options.samples + 1)})
-    skipped: Counter[str] = Counter()
-    progress = Progress(len(problems), "preference")
-    try:
-        for chunk in chunked(problems, 64):
-            asks = [ask(p, options) for p in chunk]
-            requests, cot_at = _flatten(asks)
-            outputs = iter(teacher.generate(requests, on_result=_ticks(progress, cot_at)))
-            for a in asks:
-                cot_out = next(outputs)
-                direct_out = next(outputs) if a.direct is not None else None
-                rate, reason = _collect(result, a, cot_out, direct_out, teacher.identity, options.rules)
-                if rate is not None:
-                    histogram[_bucket(rate)] += 1
-                if reason:
-                    skipped[reason] += 1
-    finally:
-        progress.close()
-    result.elapsed = progress.elapsed
-    result.extra.update(
-        student=teacher.identity,
-        pass_rate_histogram=dict(sorted(histogram.items(), key=lambda kv: float(kv[0]))),
-        skipped_reasons=dict(sorted(skipped.items())),
-        prompts_from="dataset" if any(p.meta.get("prompt") for p in problems) else "template",
-        cot_teacher=next((p.meta["teacher"] for p in problems if p.meta.get("teacher")), None),
-        direct_prompt_template=prompts.template_source(options.direct_template) if options.rules.wants_direct else None,
-    )  # fmt: skip
-    return result
+def load_problems(config: PreferenceConfig):
+    if config.from_dataset is None:
+        from toolkit.sources import load_source
+
+        return load_source(config.source, **config.source_options())
+    from toolkit.builders.from_dataset import load_cot_dataset
+
+    loaded = load_cot_dataset(config.from_dataset, split=config.split, revision=config.revision, limit=config.limit)
+    if config.fallback == "teacher" and not any(p.meta.get("teacher_rationales") for p in loaded.problems):
+        raise UserError(f"--fallback teacher: dataset {config.from_dataset!r} holds no teacher rationales")
+    return loaded
 
 
-def _flatten(asks: Sequence[Ask]) -> tuple[list[Request], set[int]]:
-    """All requests of a chunk, each problem's CoT request before its direct one; and where the CoT ones are."""
-    requests: list[Request] = []
-    cot_at: set[int] = set()
-    for a in asks:
-        cot_at.add(len(requests))
-        requests += [a.cot] if a.direct is None else [a.cot, a.direct]
-    return requests, cot_at
-
-
-def _ticks(progress: Progress, cot_at: set[int]) -> OnResult:
-    """One tick per problem, when its CoT request is done."""
-
-    def on_result(i: int, result: Result) -> None:
-        if i in cot_at:
-            progress.update(result)
-
-    return on_result
-
-
-def _bucket(rate: float) -> str:
-    return f"{round(rate, 3):g}"
-
-
-def _collect(result: BuildResult, a: Ask, cot_out: Result, direct_out: Result | None, student: str,
-             rules: PairRules) -> tuple[float | None, str | None]:  # fmt: skip
-    """Score one problem's samples, pair them, append its rows; returns (pass rate, why skipped)."""
-    problem, counts = a.problem, result.counts
-    counts["problems"] += 1
-    failure = next((o for o in (cot_out, direct_out) if isinstance(o, CallFailure)), None)
-    if failure is not None:
-        kind = "cot" if isinstance(cot_out, CallFailure) else "direct"
-        result.failed.append({"id": problem.id, "question": problem.question, "request": kind, "error": failure.error})
-        counts["failed"] += 1
-        return None, None
-    samples = [candidate(problem, c.text, "student", idx) for idx, c in enumerate(cot_out)]
-    direct = candidate(problem, direct_out[0].text, "direct") if direct_out else None
+async def run(problem: Problem, work: Work[PreferenceConfig]) -> None:
+    c, counts, stats, rules = work.config, work.counts, work.state, work.config.rules
+    messages = cot_messages(problem, c)
+    cot_request = Request(messages, n=c.samples, params=c.sampling)
+    requests = [cot_request]
+    if rules.wants_direct:
+        requests.append(Request(direct_messages(problem, messages, c), n=1, params=direct_params(c.sampling)))
+    results = await work.teacher.gather(*requests)
+    for kind, result in zip(("cot", "direct"), results):
+        if isinstance(result, CallFailure):
+            work.fail(result.error, request=kind)
+            return
+    drawn = [candidate(problem, comp, "student", idx) for idx, comp in enumerate(results[0])]
+    samples = [s for s in drawn if s is not None]
+    direct = candidate(problem, results[1][0], "direct") if rules.wants_direct else None
     teacher = []
     if rules.fallback == "teacher":  # the CoT dataset's rationales, re-scored: only correct ones stand in
-        teacher = [candidate(problem, text, "teacher") for text in problem.meta.get("teacher_rationales", ())]
-        teacher = [t for t in teacher if t.correct]
+        teacher = [candidate(problem, Completion(text, "stop"), "teacher") for text in problem.meta.get("teacher_rationales", ())]
+        teacher = [t for t in teacher if t is not None and t.correct]
     outcome = pairs.make_pairs(samples, rules, direct=direct, teacher=teacher)
-    counts["samples"] += len(samples)
+    counts["samples"] += len(drawn)
+    counts["truncated"] += len(drawn) - len(samples)
     counts["correct"] += sum(s.correct for s in samples)
-    counts["all_correct"] += outcome.pass_rate == 1.0
+    counts["all_correct"] += bool(samples) and outcome.pass_rate == 1.0
     counts["none_correct"] += outcome.pass_rate == 0.0
-    if direct is not None:
+    if rules.wants_direct:
         counts["direct"] += 1
-        counts["direct_correct"] += direct.correct
+        counts["direct_correct"] += bool(direct and direct.correct)
     counts["skipped"] += outcome.skipped is not None
+    stats.histogram[f"{round(outcome.pass_rate, 3):g}"] += 1
+    if outcome.skipped:
+        stats.skipped[outcome.skipped] += 1
+    stats.prompts_from.add("dataset" if problem.meta.get("prompt") else "template")
+    stats.cot_teacher = stats.cot_teacher or problem.meta.get("teacher")
     for pair in outcome.pairs:
         counts["pairs"] += 1
         counts["teacher_chosen"] += pair.chosen_from == "teacher"
-        result.rows.append({
-            "prompt": list(a.cot.messages), "chosen": assistant(pair.chosen.text),
-            "rejected": assistant(pair.rejected.text), "id": problem.id, "source": problem.source,
-            "question": problem.question, "gold": problem.gold, "answer_type": problem.answer_type,
-            "choices": list(problem.choices), "chosen_pred": pair.chosen.pred, "rejected_pred": pair.rejected.pred,
-            "chosen_from": pair.chosen_from, "rejected_from": pair.rejected_from, "chosen_idx": pair.chosen.idx,
-            "rejected_idx": pair.rejected.idx, "pass_rate": outcome.pass_rate, "samples": len(samples),
-            "student": student,
-        })  # fmt: skip
-    return outcome.pass_rate, outcome.skipped
+        stats.chars["chosen"] += len(pair.chosen.text)
+        stats.chars["rejected"] += len(pair.rejected.text)
+        work.keep(PairRow(
+            prompt=list(messages), chosen=assistant(pair.chosen.text), rejected=assistant(pair.rejected.text),
+            id=problem.id, source=problem.source, question=problem.question, gold=problem.gold,
+            answer_type=problem.answer_type, choices=list(problem.choices), chosen_pred=pair.chosen.pred,
+            rejected_pred=pair.rejected.pred, chosen_from=pair.chosen_from, rejected_from=pair.rejected_from,
+            chosen_idx=pair.chosen.idx, rejected_idx=pair.rejected.idx, pass_rate=outcome.pass_rate,
+            samples=len(samples), student=work.teacher.identity,
+        ))  # fmt: skip
 
 
-__all__ = ["PreferenceOptions", "ask", "build", "candidate", "cot_messages", "direct_messages", "direct_params"]
+def finish(config: PreferenceConfig, stats: Stats, counts: Counter[str]) -> dict:
+    pairs_made = counts["pairs"]
+    return {
+        "pass_rate_histogram": dict(sorted(stats.histogram.items(), key=lambda kv: float(kv[0]))),
+        "skipped_reasons": dict(sorted(stats.skipped.items())),
+        "mean_chars": {side: round(stats.chars[side] / pairs_made, 1) if pairs_made else None
+                       for side in ("chosen", "rejected")},  # fmt: skip
+        "prompts_from": "dataset" if stats.prompts_from == {"dataset"} else "template",
+        "cot_teacher": stats.cot_teacher,
+    }
+
+
+def templates(config: PreferenceConfig) -> tuple[str, ...]:
+    return (config.template, config.direct_template) if config.rules.wants_direct else (config.template,)
+
+
+PAPER = Paper(
+    name="Self-refine Instruction-tuning",
+    citation='Ranaldi & Freitas, "Self-Refine Instruction-Tuning for Aligning Reasoning in Language Models", EMNLP 2024',
+    url="https://aclanthology.org/2024.emnlp-main.139",
+    summary="The instruction-tuned student samples several reasoning paths per problem; paths whose answer "
+    "matches the ground truth become `chosen`, wrong ones (or a direct answer without reasoning) `rejected`, "
+    "and the student is refined on the pairs with Direct Preference Optimization.",
+    tags=("reasoning", "chain-of-thought", "dpo", "self-refine"),
+    bibtex="""@inproceedings{ranaldi-freitas-2024-self,
+    title = "Self-Refine Instruction-Tuning for Aligning Reasoning in Language Models",
+    author = "Ranaldi, Leonardo and Freitas, Andre",
+    editor = "Al-Onaizan, Yaser and Bansal, Mohit and Chen, Yun-Nung",
+    booktitle = "Proceedings of the 2024 Conference on Empirical Methods in Natural Language Processing",
+    month = nov,
+    year = "2024",
+    address = "Miami, Florida, USA",
+    publisher = "Association for Computational Linguistics",
+    url = "https://aclanthology.org/2024.emnlp-main.139",
+    doi = "10.18653/v1/2024.emnlp-main.139",
+    pages = "2325--2347"
+}""",
+)
+
+METHOD = Method(
+    name="preference",
+    summary="Preference pairs from the student's own reasoning, for DPO (self-refine).",
+    help="""Preference pairs from the student's own reasoning, for DPO (self-refine, Ranaldi & Freitas, 2024).
+
+    The student samples --samples reasoning paths per problem with the CoT prompt it was trained on;
+    paths are scored against gold: chosen = a correct path, rejected = a wrong one (or the direct answer).
+    Problems the student always or never solves are counted and skipped unless --keep-solved / --fallback.
+
+    \b
+    hubtool build-dataset preference --student transformers:out/cot-student --source gym:basic_arithmetic \\
+        --limit 256 --samples 8 --out runs/pref
+    hubtool build-dataset preference --student vllm:out/cot-student --from-dataset me/gsm8k-cot \\
+        --samples 8 --rejected direct --out runs/pref-gsm8k
+    """,
+    config=PreferenceConfig,
+    row=PairRow,
+    kind="preference",
+    trainer="dpo",
+    run=run,
+    counts=("problems", "failed", "samples", "correct", "truncated", "pairs", "all_correct", "none_correct",
+            "skipped", "direct", "direct_correct", "teacher_chosen"),  # fmt: skip
+    paper=PAPER,
+    recipe="self-refine/dpo-lora",
+    aliases=("self-refine",),
+    setup=setup,
+    templates=templates,
+    load_problems=load_problems,
+    finish=finish,
+)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from toolkit.errors import UserError
 from toolkit.hub.names import validate_repo_id
+from toolkit.manifest import Manifest
 from toolkit.rundir import MANIFEST, data_file, read_manifest
 
 _LICENSE = re.compile(r"[a-z0-9][a-z0-9.+-]*")
@@ -54,17 +55,17 @@ def push(run_dir: str | Path, name: str, *, hub: bool = False, private: bool = F
     return _push_local(run_dir, name, rows, license)
 
 
-def check_build(run_dir: Path) -> dict[str, Any]:
+def check_build(run_dir: Path) -> Manifest:
     """The manifest of a finished build, or a UserError saying why `run_dir` is not one."""
     if not run_dir.is_dir():
         raise UserError(
             f"{run_dir} is not a directory; give the --out folder of a finished `hubtool build-dataset`"
         )
     manifest = read_manifest(run_dir)
-    if manifest.get("status") != "complete":
+    if manifest.status != "complete":
         raise UserError(
-            f"{run_dir} holds an unfinished build (status {manifest.get('status')!r}); "
-            f"finish it by re-running: {manifest.get('command') or 'its build command'}"
+            f"{run_dir} holds an unfinished build (status {manifest.status!r}); "
+            f"finish it by re-running: {manifest.command or 'its build command'}"
         )
     data_file(run_dir)  # a UserError naming the fix when the data is missing
     return manifest
@@ -87,13 +88,12 @@ def _push_local(run_dir: Path, name: str, rows: int, license: str | None) -> Pus
     return PushResult(name, "local", str(registry.entry_link(name)), entry.version, None, rows, changed)
 
 
-def _push_hub(run_dir: Path, name: str, manifest: dict[str, Any], rows: int, *, private: bool,
+def _push_hub(run_dir: Path, name: str, manifest: Manifest, rows: int, *, private: bool,
               revision: str | None, license: str | None) -> PushResult:  # fmt: skip
     from toolkit.hub.remote import endpoint, push_to_hub
 
-    teacher = manifest.get("teacher_identity") or manifest.get("teacher")
-    message = f"hubtool: {manifest.get('method')} build, teacher {teacher}, {rows} rows"
-    description = f"Rebuild with:\n\n    {manifest.get('command')}\n"
+    message = f"hubtool: {manifest.method} build, teacher {manifest.teacher_identity}, {rows} rows"
+    description = f"Rebuild with:\n\n    {manifest.command}\n"
     sha, changed = push_to_hub(run_dir, name, private=private, revision=revision, license=license,
                                message=message, description=description)  # fmt: skip
     url = f"{endpoint()}/datasets/{name}" + (f"/tree/{revision}" if revision else "")

@@ -18,30 +18,30 @@ def registry_table() -> str:
         return f"the local registry ({registry_dir()}) is empty; publish a build with `hubtool push RUN_DIR ORG/NAME`"
     lines = [f"{'name':<40} {'rows':>7}  {'method':<12} teacher"]
     for e in entries:
-        m = _json_file(e.path / "manifest.json")
+        m = _manifest(e.path)
         rows = _rows(e.path)
-        lines.append(
-            f"{e.name:<40} {rows:>7}  {m.get('method', '-'):<12} {m.get('teacher_identity') or m.get('teacher', '-')}"
-        )
+        lines.append(f"{e.name:<40} {rows:>7}  {m.method if m else '-':<12} {m.teacher_identity if m else '-'}")
     return "\n".join(lines)
 
 
 def describe(name: str, n_rows: int = 3, revision: str | None = None) -> str:
     """Card summary, provenance and the first rows of a dataset found by `resolve_dataset`."""
     from toolkit.cards import parse_metadata
+    from toolkit.manifest import Manifest
 
     found = resolve_dataset(name, revision)
     card = _read(found, "README.md") or ""
-    meta, manifest = parse_metadata(card), json.loads(_read(found, "manifest.json") or "{}")
-    counts = manifest.get("counts", {})
+    meta = parse_metadata(card)
+    raw = _read(found, "manifest.json")
+    m = Manifest.from_dict(_json(raw, f"{name}/manifest.json"), f"{name}/manifest.json") if raw else None
     where = f"local: {found.path}" if found.local else f"Hub: {found.path}@{found.fingerprint[:12]}"
     out = [
         f"{meta.get('pretty_name') or name}  ({where})",
         f"  license  {meta.get('license', '-')}    size {', '.join(meta.get('size_categories') or ['-'])}",
         f"  tags     {', '.join(meta.get('tags') or []) or '-'}",
-        f"  method   {manifest.get('method', '-')}    teacher {manifest.get('teacher_identity') or manifest.get('teacher', '-')}",
-        f"  source   {(manifest.get('source') or {}).get('spec', '-')}    counts {json.dumps(counts) if counts else '-'}",
-        f"  command  {manifest.get('command', '-')}",
+        f"  method   {m.method if m else '-'}    teacher {m.teacher_identity if m else '-'}",
+        f"  source   {m.source.get('spec', '-') if m else '-'}    counts {json.dumps(m.counts) if m and m.counts else '-'}",
+        f"  command  {m.command if m else '-'}",
         f"  fingerprint {found.fingerprint}",
     ]
     if n_rows > 0:
@@ -81,11 +81,24 @@ def _read(found: ResolvedDataset, filename: str) -> str | None:
             return None
 
 
-def _json_file(path: Path) -> dict[str, Any]:
+def _manifest(folder: Path):
+    """A registry entry's manifest, or None when it is missing or unreadable (`ls` lists the rest)."""
+    from toolkit.errors import UserError
+    from toolkit.rundir import read_manifest
+
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return {}
+        return read_manifest(folder)
+    except UserError:
+        return None
+
+
+def _json(text: str, where: str) -> Any:
+    from toolkit.errors import UserError
+
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise UserError(f"{where} is corrupt ({e}); re-push the dataset") from None
 
 
 def _rows(folder: Path) -> int:

@@ -1,7 +1,8 @@
-"""Prompt templates (Jinja files beside this module), rendered in one place.
+"""Prompt templates: Jinja files beside this module, or a user's own `.jinja` file, rendered in one place.
 
-Templates are loaded with StrictUndefined and their placeholders checked when a builder is set up,
-so a typo in a template fails before the first teacher call, not mid-run.
+A template is named by its file stem (`cot`, `direct`, ...) or given as a path to a `.jinja` file
+(`--template my_prompt.jinja`). Templates are rendered with StrictUndefined, and their placeholders
+are checked when a build is set up, so a typo fails before the first teacher call, not mid-run.
 """
 
 from __future__ import annotations
@@ -27,20 +28,43 @@ def _env():
     )
 
 
+def known_templates() -> list[str]:
+    return sorted(p.stem for p in PROMPTS_DIR.glob("*.jinja"))
+
+
+def is_file(name: str) -> bool:
+    return name.endswith(".jinja") and ("/" in name or Path(name).is_file())
+
+
 def template_source(name: str) -> str:
     """The template text itself (it goes into manifests and cards)."""
-    path = PROMPTS_DIR / f"{name}.jinja"
+    path = Path(name) if is_file(name) else PROMPTS_DIR / f"{name}.jinja"
+    if is_file(name) and not path.is_file():
+        raise UserError(f"prompt template file {name} does not exist")
     if not path.exists():
-        known = ", ".join(sorted(p.stem for p in PROMPTS_DIR.glob("*.jinja")))
-        raise UserError(f"no prompt template {name!r}; known: {known}")
-    return path.read_text()
+        raise UserError(f"no prompt template {name!r}; known: {', '.join(known_templates())}, or a FILE.jinja")
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"prompt template {name} cannot be read ({e})") from None
+
+
+@cache
+def _compiled(name: str, source: str):
+    import jinja2
+
+    try:
+        return _env().from_string(source)
+    except jinja2.TemplateSyntaxError as e:
+        raise UserError(f"prompt template {name!r} line {e.lineno}: {e.message}") from None
 
 
 def template_variables(name: str) -> set[str]:
     import jinja2.meta
 
-    env = _env()
-    return jinja2.meta.find_undeclared_variables(env.parse(template_source(name)))
+    source = template_source(name)
+    _compiled(name, source)  # a syntax error is reported as such
+    return jinja2.meta.find_undeclared_variables(_env().parse(source))
 
 
 def check_template(name: str, provided: set[str]) -> None:
@@ -51,4 +75,4 @@ def check_template(name: str, provided: set[str]) -> None:
 
 
 def render(name: str, **variables: Any) -> str:
-    return _env().get_template(f"{name}.jinja").render(**variables).strip()
+    return _compiled(name, template_source(name)).render(**variables).strip()

@@ -3,6 +3,7 @@
     transformers:smollm2-135m                 local, batched (the embedded default)
     openai:gpt-4o-mini@https://api.openai.com/v1
     vllm:Qwen/Qwen2.5-72B-Instruct            offline vLLM, GPU only
+    fake:right  fake:FILE.jsonl               scripted answers, for tests and dry runs
 
 Backends are imported only when chosen, so the CLI starts fast and vLLM stays optional.
 """
@@ -16,7 +17,8 @@ from toolkit.errors import UserError
 from toolkit.registry import Registry
 from toolkit.teachers.base import CallFailure, Completion, Request, SamplingParams, Teacher
 
-__all__ = ["BACKENDS", "CallFailure", "Completion", "Request", "SamplingParams", "Teacher", "load_teacher"]
+__all__ = ["BACKENDS", "CallFailure", "Completion", "Request", "SamplingParams", "Teacher", "load_teacher",
+           "parse_teacher_spec", "redact_spec"]
 
 DEFAULT_TEACHER = "transformers:smollm2-135m"
 
@@ -25,6 +27,7 @@ BACKENDS: Registry[str] = Registry("teacher backend")
 BACKENDS.add("transformers", "toolkit.teachers.transformers_backend:TransformersTeacher")
 BACKENDS.add("openai", "toolkit.teachers.openai_backend:OpenAITeacher")
 BACKENDS.add("vllm", "toolkit.teachers.vllm_backend:VLLMTeacher")
+BACKENDS.add("fake", "toolkit.teachers.fake:FakeTeacher")
 
 
 def parse_teacher_spec(spec: str) -> tuple[str, str]:
@@ -36,6 +39,15 @@ def parse_teacher_spec(spec: str) -> tuple[str, str]:
     if not model:
         raise UserError(f"teacher {spec!r} names no model; use BACKEND:MODEL, e.g. {DEFAULT_TEACHER}")
     return backend, model
+
+
+def redact_spec(spec: str) -> str:
+    """A model spec without credentials: `openai:m@http://user:KEY@host/v1` -> `openai:m@http://host/v1`."""
+    from toolkit.teachers.openai_backend import redact_url, split_model_url
+
+    head, sep, model = spec.partition(":")
+    name, url = split_model_url(model)
+    return f"{head}{sep}{name}@{redact_url(url)}" if url else spec
 
 
 def load_teacher(spec: str = DEFAULT_TEACHER, **options: Any) -> Teacher:

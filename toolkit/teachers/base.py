@@ -60,11 +60,19 @@ OnResult = Callable[[int, Result], None]
 
 
 class Teacher(abc.ABC):
-    """A generation backend. Subclasses set `backend`, `model` and `revision` (cache identity)."""
+    """A generation backend. Subclasses set `backend`, `model` and `revision` (cache identity).
+
+    A build drives backends from one event loop (`toolkit.teachers.session`): a backend whose
+    `agenerate` is native async (the openai one) is awaited request by request; any other is fed
+    the requests that are waiting, as one `generate` call in a worker thread, so it can batch them.
+    `window` is how many problems a build keeps in flight for it.
+    """
 
     backend: str
     model: str
     revision: str = ""
+    native_async: bool = False
+    window: int = 64
 
     @abc.abstractmethod
     def generate(self, requests: Sequence[Request], on_result: OnResult | None = None) -> list[Result]:
@@ -78,6 +86,13 @@ class Teacher(abc.ABC):
         """`backend:model@revision`, as written into manifests and cards."""
         rev = f"@{self.revision}" if self.revision else ""
         return f"{self.backend}:{self.model}{rev}"
+
+    async def agenerate(self, request: Request) -> Result:
+        """One request, awaited (only where `native_async`); never raises for a failed call."""
+        raise NotImplementedError
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
+        """Release what `agenerate` opened inside the build's event loop (clients, connections)."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources (servers, GPU memory)."""

@@ -14,10 +14,10 @@ import logging
 import sqlite3
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
 
-from toolkit.teachers.base import CallFailure, Completion, OnResult, Request, Result, Teacher
+from toolkit.teachers.base import Completion, Request, Teacher
 
 log = logging.getLogger(__name__)
 
@@ -85,66 +85,6 @@ class Usage:
     # Tokens behind every sample the build used, cached ones included: what a rebuild costs.
     total_prompt_tokens: int = 0
     total_completion_tokens: int = 0
-    errors: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k != "errors"}
-
-
-class CachedTeacher:
-    """Wraps a backend: answers from the cache what it can, asks the backend only for the rest."""
-
-    def __init__(self, teacher: Teacher, cache: CallCache) -> None:
-        self.teacher = teacher
-        self.cache = cache
-        self.usage = Usage()
-
-    @property
-    def identity(self) -> str:
-        return self.teacher.identity
-
-    def generate(self, requests: Sequence[Request], on_result: OnResult | None = None) -> list[Result]:
-        """Like `Teacher.generate`; sample j of request i is cached under its own key."""
-        keys = [[call_key(self.teacher, r, j) for j in range(r.n)] for r in requests]
-        found: list[list[Completion | None]] = [[self.cache.get(k) for k in ks] for ks in keys]
-        missing = [[j for j, c in enumerate(cs) if c is None] for cs in found]
-        todo = [i for i, m in enumerate(missing) if m]
-        self.usage.samples_cached += sum(r.n - len(m) for r, m in zip(requests, missing))
-        results: list[Result] = [[c for c in cs if c is not None] for cs in found]
-        for i, _ in enumerate(requests):
-            if i not in set(todo) and on_result:
-                on_result(i, results[i])
-
-        def store(t: int, result: Result) -> None:
-            i = todo[t]
-            self.usage.calls += 1
-            if isinstance(result, CallFailure):
-                self.usage.failed_calls += 1
-                self.usage.errors.append(result.error)
-                results[i] = result
-            else:
-                result = result[: len(missing[i])]
-                self.cache.put_many([(keys[i][j], c) for j, c in zip(missing[i], result)])
-                self.usage.samples_generated += len(result)
-                self.usage.prompt_tokens += result[0].prompt_tokens if result else 0
-                self.usage.completion_tokens += sum(c.completion_tokens for c in result)
-                merged = list(found[i])
-                for j, c in zip(missing[i], result):
-                    merged[j] = c
-                results[i] = [c for c in merged if c is not None]
-            if on_result:
-                on_result(i, results[i])
-
-        def account(result: Result) -> None:
-            if not isinstance(result, CallFailure) and result:
-                self.usage.total_prompt_tokens += result[0].prompt_tokens
-                self.usage.total_completion_tokens += sum(c.completion_tokens for c in result)
-
-        if todo:
-            pending = [replace(requests[i], n=len(missing[i]), first_sample=missing[i][0]) for i in todo]
-            # A partial request (some samples cached) keeps its full prompt; the backend only draws
-            # the missing count. Sample identity is the index, so order within a request is stable.
-            self.teacher.generate(pending, on_result=store)
-        for result in results:
-            account(result)
-        return results
+        return dict(self.__dict__)

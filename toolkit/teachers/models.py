@@ -103,7 +103,23 @@ def resolve_model_path(name_or_path: str) -> str:
     if name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1:
         known = ", ".join(ALIASES)
         raise UserError(f"model {name_or_path!r} not found: no such folder; aliases: {known}")
+    alias = embedded_fallback(name_or_path)
+    if alias is not None:
+        log.warning("%s is not in the HF cache and the Hub is offline: using the embedded %s", name_or_path, alias)
+        return resolve_model_path(alias)
     return name_or_path  # a Hub id; from_pretrained resolves it (offline: from the HF cache)
+
+
+def embedded_fallback(name: str) -> str | None:
+    """The alias whose original is the Hub id `name`, when `name` cannot come from the Hub or its
+    cache: so an adapter that records its Hub base (as published adapters must) still loads offline."""
+    alias = next((a for a, spec in ALIASES.items() if spec.original == name), None)
+    if alias is None:
+        return None
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    cached = try_to_load_from_cache(name, "config.json")
+    return alias if constants.is_offline_mode() and not isinstance(cached, str) else None
 
 
 def model_revision(name_or_path: str) -> str:

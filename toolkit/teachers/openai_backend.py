@@ -17,12 +17,13 @@ import logging
 import os
 import random
 import time
-from collections.abc import Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from toolkit.errors import UnreachableServerError, UserError
 from toolkit.teachers.base import CallFailure, Completion, OnResult, Request, Result, Teacher
+from toolkit.teachers.session import gather_or_cancel
 
 log = logging.getLogger(__name__)
 
@@ -115,22 +116,11 @@ def run_sync(coro: Coroutine[Any, Any, Any]) -> Any:
         return pool.submit(asyncio.run, coro).result()
 
 
-async def gather_or_cancel(coros: Iterable[Coroutine[Any, Any, Any]]) -> list[Any]:
-    """asyncio.gather, but the first exception cancels the other tasks instead of orphaning them."""
-    tasks = [asyncio.ensure_future(c) for c in coros]
-    try:
-        return await asyncio.gather(*tasks)
-    except BaseException:
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise
-
-
 class OpenAITeacher(Teacher):
     """A model behind an OpenAI-compatible `/chat/completions` endpoint."""
 
     backend = "openai"
+    native_async = True
 
     def __init__(
         self,
@@ -162,6 +152,8 @@ class OpenAITeacher(Teacher):
         self.backoff = backoff
         self.extra_body = dict(extra_body or {})
         self._reachable = False
+        self._session: tuple[Any, asyncio.Semaphore] | None = None  # the build's client, see agenerate
+        self.window = max(64, 4 * concurrency)
         is_openai = urlsplit(self.base_url).hostname == "api.openai.com"
         # OpenAI's reasoning models refuse `max_tokens`; most other servers only know `max_tokens`.
         self._max_tokens_field = "max_completion_tokens" if is_openai else "max_tokens"
@@ -212,6 +204,28 @@ class OpenAITeacher(Teacher):
         if not requests:
             return []
         return run_sync(self._generate(requests, on_result))
+
+    async def agenerate(self, request: Request) -> Result:
+        """One request on the client this event loop keeps for the whole build (see `aclose`)."""
+        if self._session is None:
+            import openai
+
+            client = openai.AsyncOpenAI(
+                base_url=self.base_url, api_key=self._api_key, timeout=self.timeout, max_retries=0
+            )
+            self._session = (client, asyncio.Semaphore(self.concurrency))
+            await self._check_reachable(client)
+        client, sem = self._session
+        try:
+            return await self._samples(client, sem, request)
+        except CallFailed as e:
+            log.warning("request failed: %s", e)
+            return CallFailure(str(e))
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            client, self._session = self._session[0], None
+            await client.close()
 
     async def _generate(self, requests: Sequence[Request], on_result: OnResult | None) -> list[Result]:
         import openai

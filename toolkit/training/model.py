@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from toolkit.errors import UserError
-from toolkit.teachers.models import ALIASES, model_revision, resolve_model_path
+from toolkit.teachers.models import ALIASES, embedded_fallback, model_revision, resolve_model_path
 
 log = logging.getLogger(__name__)
 MERGED = "merged"  # OUT/merged: an adapter folded into its base
@@ -42,7 +42,7 @@ def resolve_student(name: str) -> Student:
     if (path / "adapter_config.json").is_file() and not (path / "config.json").is_file():
         # absolute: the new adapter records this as its base, and must load from any directory
         return _merged_student(path.resolve())
-    embedded = _embedded_fallback(name)
+    embedded = embedded_fallback(name)
     if embedded is not None:
         resolved = resolve_model_path(embedded)
         note = f"{name} is not in the HF cache and the Hub is offline: using the embedded {embedded} ({resolved})"
@@ -53,17 +53,6 @@ def resolve_student(name: str) -> Student:
         resolved = str(Path(resolved).resolve())  # recorded as the adapter's base: keep it absolute
     base = ALIASES[name].original if name in ALIASES else recorded_base(resolved) or name
     return Student(name, resolved, base, model_revision(name))
-
-
-def _embedded_fallback(name: str) -> str | None:
-    """The alias whose original is `name`, when `name` cannot come from the Hub or its cache."""
-    alias = next((a for a, spec in ALIASES.items() if spec.original == name), None)
-    if alias is None:
-        return None
-    from huggingface_hub import constants, try_to_load_from_cache
-
-    cached = try_to_load_from_cache(name, "config.json")
-    return alias if constants.is_offline_mode() and not isinstance(cached, str) else None
 
 
 def _merged_student(adapter: Path) -> Student:
@@ -82,6 +71,21 @@ def _fresh(merged: Path, adapter: Path) -> bool:
     if not config.is_file():
         return False
     return not weights.is_file() or config.stat().st_mtime >= weights.stat().st_mtime
+
+
+def record_hub_base(adapter: str | Path, student: Student) -> None:
+    """Write the Hub id of the base into a saved adapter when the base was an embedded alias of one,
+    instead of the converted copy's local path: a pushed adapter must load anywhere (offline, the
+    embedded copy stands in again, see `embedded_fallback`)."""
+    path = Path(adapter) / "adapter_config.json"
+    requested = student.requested
+    originals = {spec.original for spec in ALIASES.values()}
+    original = ALIASES[requested].original if requested in ALIASES else requested if requested in originals else None
+    if original is None or not path.is_file():
+        return
+    config = json.loads(path.read_text())
+    config["base_model_name_or_path"] = original
+    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
 def adapter_base(adapter: str | Path) -> str:

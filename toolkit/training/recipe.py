@@ -20,17 +20,6 @@ log = logging.getLogger(__name__)
 
 Trainer = Literal["sft", "dpo"]
 TRAINERS: tuple[Trainer, ...] = ("sft", "dpo")
-# recipes/<method>/ -> the trainer that method's data is made for (DESIGN.md, the methods table).
-METHOD_TRAINERS: dict[str, Trainer] = {
-    "cot": "sft",
-    "self-refine": "dpo",
-    "preference": "dpo",
-    "counterfactual": "sft",
-    "mixed": "sft",
-    "idea-mcts": "sft",
-    "sft": "sft",
-    "dpo": "dpo",
-}
 
 
 @dataclass(frozen=True)
@@ -49,15 +38,19 @@ class Recipe:
 
 
 def trainer_for(path: str | Path, trainer: str | None = None) -> Trainer:
-    """The trainer named explicitly, else the one the recipe's folder (its method) stands for."""
+    """The trainer named explicitly, else the trainer of the method whose recipes live in the recipe's
+    folder (`recipes/<folder>/`: each method names its folder through its default recipe)."""
+    from toolkit.builders import method_for_recipe_folder, methods
+
     if trainer is not None:
         if trainer not in TRAINERS:
             raise UserError(f"unknown trainer {trainer!r}; choose one of {', '.join(TRAINERS)}")
         return trainer  # type: ignore[return-value]
     folder = Path(path).resolve().parent.name
-    if folder in METHOD_TRAINERS:
-        return METHOD_TRAINERS[folder]
-    known = ", ".join(f"{m}/ ({t})" for m, t in METHOD_TRAINERS.items())
+    method = method_for_recipe_folder(folder)
+    if method is not None:
+        return method.trainer
+    known = ", ".join(f"{m.recipe_folder}/ ({m.trainer})" for m in methods() if m.recipe_folder)
     raise UserError(
         f"cannot tell the trainer of {path} from its folder {folder!r}; put it in a method folder "
         f"({known}) or pass --trainer sft|dpo"

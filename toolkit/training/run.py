@@ -16,7 +16,7 @@ from typing import Any
 
 from toolkit import __version__
 from toolkit.training.data import TrainingData, load_training_data
-from toolkit.training.model import MERGED, Student, merge_adapter, resolve_student
+from toolkit.training.model import MERGED, Student, merge_adapter, record_hub_base, resolve_student
 from toolkit.training.provenance import dataset_record, peft_record, write_outputs
 from toolkit.training.recipe import Recipe
 
@@ -54,6 +54,8 @@ def train(recipe: Recipe, *, merge: bool = False) -> TrainResult:
     trainer.save_model(str(out))
     if not trainer.accelerator.is_main_process:
         return TrainResult(out, None, {})
+    if recipe.model.use_peft:
+        record_hub_base(out, student)
     merged = _merge(out, student, recipe) if merge else _drop_stale_merge(out, student)
     record = {
         "hubtool_version": __version__, "trainer": recipe.trainer, "command": command_line(),

@@ -1,0 +1,184 @@
+"""Run one build: the part every method shares.
+
+    config -> method setup (templates, files: checked before any model loads) -> problems
+      -> claim the run directory -> models (each backend once, every call cached)
+      -> the method's `run(problem, work)` for every problem, many in flight in one event loop
+      -> rows in problem order -> data + manifest + card
+
+A re-run of the same command resumes: the call cache answers every finished call, so it ends with
+the rows an uninterrupted build would have written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from toolkit import __version__
+from toolkit.builders.config import BuildConfig, recorded
+from toolkit.builders.method import Method, Work
+from toolkit.builders.progress import Progress
+from toolkit.errors import UserError
+from toolkit.manifest import Manifest, ModelInfo, RowFormat
+from toolkit.records import Problem
+from toolkit.teachers.base import Teacher
+from toolkit.teachers.session import Session, gather_or_cancel
+
+log = logging.getLogger(__name__)
+
+
+def build_dataset(config: BuildConfig, *, method: str | Method | None = None,
+                  teachers: Mapping[str, Teacher] | None = None, preset: str | None = None,
+                  preset_values: Mapping[str, Any] | None = None) -> Manifest:  # fmt: skip
+    """Build into `config.out` and return the final manifest. `teachers` gives ready backends by
+    role (custom backends, tests) instead of loading the config's BACKEND:MODEL specs."""
+    from toolkit.builders import get_method, method_for_config
+    from toolkit.cards import check_card_template
+    from toolkit.rundir import RunDir, command_line
+
+    method = get_method(method) if isinstance(method, str) else method or method_for_config(config)
+    if not isinstance(config, method.config):
+        raise TypeError(f"method {method.name!r} takes a {method.config.__name__}, not {type(config).__name__}")
+    if not config.out:
+        raise UserError("missing --out (the run directory)")
+    check_card_template(method)  # a card problem shows now, not after the teacher's work
+    state = method.setup(config) if method.setup else None
+    template_names = method.templates(config) if method.templates else ()
+    loaded = method.load_problems(config) if method.load_problems else _load_source(config)
+    if not loaded.problems:
+        raise UserError(f"source {loaded.info.spec!r} yielded no problems; check --split, --limit and the file")
+    roles = config.model_roles()
+    manifest = Manifest(
+        method=method.name, source=_asdict(loaded.info), teacher=_spec(config, roles[0], teachers),
+        config=recorded(config), command=command_line(), hubtool_version=__version__, preset=preset,
+        preset_values=dict(preset_values or {}),
+        row_format=RowFormat(kind=method.kind, trl=method.trl_format, trainer=method.trainer, recipe=method.recipe),
+        prompt_templates=_template_texts(template_names),
+    )  # fmt: skip
+    run = RunDir(config.out)
+    run.check(manifest, overwrite=config.overwrite)  # before the slow model loads: fail fast
+    sessions, opened = _open_models(config, roles, teachers)
+    run.start(manifest)
+    progress = Progress(len(loaded.problems), method.name)
+    try:
+        counts, rows, failed = asyncio.run(_run_all(method, config, state, loaded.problems, sessions, progress))
+    finally:
+        progress.close()
+        for backend in opened:
+            backend.close()
+        next(iter(sessions.values())).cache.close()
+    manifest.models = [_model_info(role, _spec(config, role, teachers), sessions[role].backend) for role in roles]
+    manifest.usage = {_usage_key(s, sessions): s.usage.to_dict() for s in _unique(sessions)}
+    manifest.counts = dict(counts)
+    manifest.stats = method.finish(config, state, counts) if method.finish else {}
+    manifest.elapsed_s = round(progress.elapsed, 2)
+    return run.finish(rows, method.row, manifest, failed)
+
+
+async def _run_all(method: Method, config: BuildConfig, state: Any, problems: Sequence[Problem],
+                   sessions: Mapping[str, Session], progress: Progress) -> tuple[Counter[str], list, list]:  # fmt: skip
+    """Every problem through `method.run`, `window` of them in flight; rows in problem order."""
+    counts: Counter[str] = Counter(dict.fromkeys(method.counts, 0))
+    done: list[Work | None] = [None] * len(problems)
+    queue = iter(enumerate(problems))
+    window = max(s.backend.window for s in sessions.values())
+
+    async def worker() -> None:
+        for i, problem in queue:  # a shared iterator: each problem is taken by one worker
+            work = Work(problem=problem, config=config, state=state, models=sessions, counts=counts)
+            counts["problems"] += 1
+            await method.run(problem, work)
+            counts["failed"] += bool(work.failed)
+            done[i] = work
+            progress.update(sum(s.usage.completion_tokens for s in _unique(sessions)))
+
+    try:
+        await gather_or_cancel(worker() for _ in range(min(window, len(problems))))
+    finally:
+        for session in _unique(sessions):
+            await session.aclose()
+    rows = [row for work in done if work for row in work.rows]
+    failed = [f for work in done if work for f in work.failed]
+    return counts, rows, failed
+
+
+def _load_source(config: BuildConfig):
+    from toolkit.sources import load_source
+
+    return load_source(config.source, **config.source_options())
+
+
+def _open_models(config: BuildConfig, roles: Sequence[str], given: Mapping[str, Teacher] | None):
+    """A session per distinct backend (roles naming the same spec share one), and what was opened."""
+    from toolkit.paths import call_cache_path
+    from toolkit.teachers import load_teacher
+    from toolkit.teachers.cache import CallCache
+
+    by_spec: dict[str, Teacher] = {}
+    opened: list[Teacher] = []
+    backends: dict[str, Teacher] = {}
+    for role in roles:
+        if given and role in given:
+            backends[role] = given[role]
+            continue
+        spec = getattr(config, role)
+        if spec not in by_spec:
+            by_spec[spec] = load_teacher(spec, **config.backend_options())
+            opened.append(by_spec[spec])
+        backends[role] = by_spec[spec]
+    cache = CallCache(config.cache or call_cache_path())
+    shared: dict[int, Session] = {}
+    sessions = {}
+    for role in roles:
+        backend = backends[role]
+        sessions[role] = shared.setdefault(id(backend), Session(backend, cache, role))
+    return sessions, opened
+
+
+def _unique(sessions: Mapping[str, Session]) -> list[Session]:
+    return list({id(s): s for s in sessions.values()}.values())
+
+
+def _usage_key(session: Session, sessions: Mapping[str, Session]) -> str:
+    return ",".join(role for role, s in sessions.items() if s is session)
+
+
+def _spec(config: BuildConfig, role: str, given: Mapping[str, Teacher] | None) -> str:
+    from toolkit.teachers import redact_spec
+
+    if given and role in given:
+        return f"{given[role].backend}:{given[role].model}"
+    return redact_spec(getattr(config, role))
+
+
+def _model_info(role: str, spec: str, backend: Teacher) -> ModelInfo:
+    return ModelInfo(role=role, spec=spec, backend=backend.backend, model=backend.model, revision=backend.revision)
+
+
+def _template_texts(names: Sequence[str]) -> dict[str, str]:
+    from toolkit.prompts import template_source
+
+    return {name: template_source(name) for name in names}
+
+
+def _asdict(info: Any) -> dict[str, Any]:
+    import dataclasses
+
+    return dataclasses.asdict(info)
+
+
+def summary_line(manifest: Manifest, out: str | Path) -> str:
+    c, u = manifest.counts, manifest.total_usage()
+    samples = c.get("samples", 0)
+    acc = f" ({c.get('correct', 0) / samples:.1%})" if samples else ""
+    made = ", ".join(f"{c[k]} {k}" for k in ("kept", "pairs", "truncated") if k in c)
+    return (
+        f"{manifest.method}: {c.get('problems', 0)} problems, {samples} samples, {c.get('correct', 0)} correct{acc}, "
+        f"{made}, {c.get('failed', 0)} failed; {u.get('calls', 0)} new calls, "
+        f"{u.get('samples_cached', 0)} cached samples, {u.get('completion_tokens', 0)} tokens in "
+        f"{manifest.elapsed_s or 0:.1f}s -> {out}"
+    )
