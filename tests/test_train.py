@@ -221,16 +221,22 @@ def test_sft_by_name_writes_adapter_record_card_and_merged_weights(sft_out, cot_
 @pytest.mark.slow
 def test_sft_adapter_and_merged_weights_load_and_generate_the_same(sft_out):
     import torch
-    from peft import AutoPeftModelForCausalLM
+    from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from toolkit.teachers.models import resolve_model_path
 
     tokenizer = AutoTokenizer.from_pretrained(sft_out / "merged")
     merged_text, merged_logits = _generate(
         AutoModelForCausalLM.from_pretrained(sft_out / "merged"), tokenizer
     )
-    adapter_text, adapter_logits = _generate(AutoPeftModelForCausalLM.from_pretrained(sft_out), tokenizer)
+    # a pushed adapter must load anywhere: it names the Hub base, not this machine's converted copy
     base = json.loads((sft_out / "adapter_config.json").read_text())["base_model_name_or_path"]
-    _, base_logits = _generate(AutoModelForCausalLM.from_pretrained(base), tokenizer)
+    assert base == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    base_path = resolve_model_path(base)  # offline: the embedded copy stands in
+    adapted = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_path), str(sft_out))
+    adapter_text, adapter_logits = _generate(adapted, tokenizer)
+    _, base_logits = _generate(AutoModelForCausalLM.from_pretrained(base_path), tokenizer)
     assert merged_text.strip() and merged_text == adapter_text
     assert torch.allclose(merged_logits, adapter_logits, atol=1e-3)
     assert not torch.allclose(merged_logits, base_logits, atol=1e-4)  # training changed the model

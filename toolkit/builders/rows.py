@@ -26,7 +26,7 @@ Messages = list[Message]
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SFTRow:
-    """One supervised example and where it came from (DESIGN.md, "TRL-native rows")."""
+    """One supervised example and where it came from (the README's "TRL-native rows")."""
 
     prompt: Messages
     completion: Messages

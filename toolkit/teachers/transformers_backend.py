@@ -31,9 +31,15 @@ class TransformersTeacher(Teacher):
         path = resolve_model_path(model)
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(path, padding_side="left")
             torch_dtype = "auto" if dtype == "auto" and self.device != "cpu" else getattr(torch, dtype, torch.float32)
-            self.lm = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype).to(self.device).eval()
+            base = adapter_base_path(path)
+            self.tokenizer = AutoTokenizer.from_pretrained(_tokenizer_dir(path, base), padding_side="left")
+            self.lm = AutoModelForCausalLM.from_pretrained(base or path, dtype=torch_dtype)
+            if base is not None:  # a LoRA output folder: its adapter, folded into the base it names
+                from peft import PeftModel
+
+                self.lm = PeftModel.from_pretrained(self.lm, path).merge_and_unload()
+            self.lm = self.lm.to(self.device).eval()
         except OSError as e:
             raise UserError(f"cannot load model {model!r}: {str(e).splitlines()[0]}") from None
         if self.tokenizer.chat_template is None:
@@ -106,3 +112,28 @@ class TransformersTeacher(Teacher):
         kept = ids if end is None else ids[:end]
         text = self.tokenizer.decode(kept, skip_special_tokens=True).strip()
         return Completion(text, "length" if end is None else "stop", prompt_tokens, len(kept) + (end is not None))
+
+
+def adapter_base_path(path: str) -> str | None:
+    """For a PEFT adapter folder (adapter_config.json, no config.json): where its base model loads
+    from. The base is resolved like any model name, so a Hub id that an embedded model stands in for
+    loads offline too."""
+    import json
+    from pathlib import Path
+
+    folder = Path(path)
+    if not (folder / "adapter_config.json").is_file() or (folder / "config.json").is_file():
+        return None
+    try:
+        base = json.loads((folder / "adapter_config.json").read_text()).get("base_model_name_or_path")
+    except (OSError, ValueError) as e:
+        raise UserError(f"{folder}/adapter_config.json is unreadable ({e})") from None
+    if not base:
+        raise UserError(f"{folder}/adapter_config.json names no base_model_name_or_path")
+    return resolve_model_path(base)
+
+
+def _tokenizer_dir(path: str, base: str | None) -> str:
+    from pathlib import Path
+
+    return path if base is None or (Path(path) / "tokenizer_config.json").is_file() else base

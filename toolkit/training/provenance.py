@@ -62,19 +62,18 @@ def dataset_link(dataset: dict[str, Any]) -> str:
 
 
 def model_card(record: dict[str, Any]) -> str:
-    """A Hub model card: YAML metadata the Hub indexes, then how the model was made and how to load it."""
-    import yaml
+    """A Hub model card (`ModelCardData` metadata the Hub indexes), then how the model was made and
+    how to load it."""
+    from huggingface_hub import ModelCard, ModelCardData
 
     from toolkit.hub.names import is_repo_id
 
     ds, model, peft, tr = record["dataset"], record["model"], record["peft"], record["training"]
     tags = ["hubtool", "trl", record["trainer"], *(["lora"] if peft else [])]
-    meta: dict[str, Any] = {}
-    if is_repo_id(model["base_model"]) and not Path(model["base_model"]).exists():
-        meta["base_model"] = model["base_model"]
-    if is_repo_id(ds["name"]) and not Path(ds["name"]).exists():  # the Hub indexes ids, not local paths
-        meta["datasets"] = [ds["name"]]
-    meta.update(library_name="peft" if peft else "transformers", pipeline_tag="text-generation", tags=tags)
+    hub_base = is_repo_id(model["base_model"]) and not Path(model["base_model"]).exists()
+    hub_data = is_repo_id(ds["name"]) and not Path(ds["name"]).exists()  # the Hub indexes ids, not local paths
+    meta = ModelCardData(base_model=model["base_model"] if hub_base else None, datasets=[ds["name"]] if hub_data else None,
+                         library_name="peft" if peft else "transformers", pipeline_tag="text-generation", tags=tags)  # fmt: skip
     rows = [
         ("trainer", TRAINER_NAMES[record["trainer"]]),
         ("dataset", f"{dataset_link(ds)}, split `{ds['split']}`, {ds['rows']} rows"),
@@ -89,14 +88,14 @@ def model_card(record: dict[str, Any]) -> str:
     if model.get("note"):
         rows.append(("note", model["note"]))
     table = "\n".join(f"| {k} | {v} |" for k, v in rows)
-    return (
-        f"---\n{yaml.safe_dump(meta, sort_keys=False)}---\n\n"
+    return str(ModelCard(
+        f"---\n{meta.to_yaml()}\n---\n\n"
         f"# {Path(record['output_dir']).name}\n\n"
         f"A student model trained by hubtool on reasoning distilled from a teacher, with {TRAINER_NAMES[record['trainer']]}.\n\n"
         f"| | |\n|---|---|\n{table}\n\n"
         f"The full record (library versions, losses, every setting) is in `{PROVENANCE}`.\n\n"
         f"## Use\n\n{_usage(record)}\n"
-    )
+    ))
 
 
 def _usage(record: dict[str, Any]) -> str:
