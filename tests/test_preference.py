@@ -47,9 +47,9 @@ W0, W1, W2 = wrong("w0", 1), wrong("w1", 3), wrong("w2", 5)
         ([C0, W0], PairRules(), {}, [("c0", "w0")], None),
         # all correct: skipped by default, even when a direct answer could be rejected
         ([C0, C1], PairRules(), {}, [], "all_correct"),
-        ([C0, C1], PairRules(rejected="direct"), {"direct": DIRECT}, [], "all_correct"),
+        ([C0, C1], PairRules(rejected="direct"), {"direct": [DIRECT]}, [], "all_correct"),
         # ... and paired against the direct answer with keep_solved
-        ([C0, C1], PairRules(rejected="direct", keep_solved=True), {"direct": DIRECT},
+        ([C0, C1], PairRules(rejected="direct", keep_solved=True), {"direct": [DIRECT]},
          [("c0", DIRECT.text), ("c1", DIRECT.text)], None),
         # none correct: no chosen side, unless the teacher's rationale may stand in
         ([W0, W1], PairRules(), {"teacher": [TEACHER]}, [], "none_correct"),
@@ -68,17 +68,22 @@ W0, W1, W2 = wrong("w0", 1), wrong("w1", 3), wrong("w2", 5)
         ([C0, W0, wrong("W0 ", 3), wrong(" w0", 5)], PairRules(pairs_per_prompt=5), {}, [("c0", "w0")], None),
         ([C0, right("C0", 2), W0], PairRules(pairs_per_prompt=5), {}, [("c0", "w0")], None),
         # rejected modes
-        ([C0, W0], PairRules(rejected="direct"), {"direct": DIRECT}, [("c0", DIRECT.text)], None),
+        ([C0, W0], PairRules(rejected="direct"), {"direct": [DIRECT]}, [("c0", DIRECT.text)], None),
         ([C0, W0], PairRules(rejected="direct"), {}, [], "no_rejected"),
-        ([C0, W0, W1], PairRules(rejected="both", pairs_per_prompt=2), {"direct": DIRECT},
+        ([C0, W0, W1], PairRules(rejected="both", pairs_per_prompt=2), {"direct": [DIRECT]},
          [("c0", "w0"), ("c0", DIRECT.text)], None),
-        ([C0, W0, W1], PairRules(rejected="both", pairs_per_prompt=3), {"direct": DIRECT},
+        ([C0, W0, W1], PairRules(rejected="both", pairs_per_prompt=3), {"direct": [DIRECT]},
          [("c0", "w0"), ("c0", DIRECT.text), ("c0", "w1")], None),
         # a direct answer that is right is still the plain side of the contrast
-        ([C0, W0], PairRules(rejected="direct"), {"direct": Candidate("4", "4", True, "direct")}, [("c0", "4")], None),
+        ([C0, W0], PairRules(rejected="direct"), {"direct": [Candidate("4", "4", True, "direct")]}, [("c0", "4")], None),
+        # the paper's DPO_CoT: every correct sample against a direct answer, solved problems included
+        ([C0, C1, C2], PairRules(rejected="direct", keep_solved=True, pairs_per_prompt=0),
+         {"direct": [DIRECT, Candidate("d1", "3", False, "direct"), Candidate("d1 ", "3", False, "direct")]},
+         [("c0", DIRECT.text), ("c1", "d1"), ("c2", DIRECT.text)], None),
+        ([C0, W0, W1], PairRules(pairs_per_prompt=0), {}, [("c0", "w0")], None),  # one per correct sample
         # chosen and rejected never have the same text
         ([right("The answer is 4."), W0], PairRules(rejected="direct"),
-         {"direct": Candidate("the answer  is 4.", "4", True, "direct")}, [], "identical"),
+         {"direct": [Candidate("the answer  is 4.", "4", True, "direct")]}, [], "identical"),
     ],
 )  # fmt: skip
 def test_pair_rules(samples, rules, extra, pairs, skipped):
@@ -91,7 +96,7 @@ def test_pair_rules(samples, rules, extra, pairs, skipped):
 
 def test_pairs_are_distinct_and_never_same_text():
     samples = [right(f"r{i % 3}", i) for i in range(6)] + [wrong(f"w{i % 2}", 6 + i) for i in range(6)]
-    outcome = make_pairs(samples, PairRules(rejected="both", pairs_per_prompt=50), direct=Candidate("R0", "4", True, "direct"))
+    outcome = make_pairs(samples, PairRules(rejected="both", pairs_per_prompt=50), direct=[Candidate("R0", "4", True, "direct")])
     keys = [(normalize_text(p.chosen.text), normalize_text(p.rejected.text)) for p in outcome.pairs]
     assert len(keys) == len(set(keys)) == 3 * 3 - 1  # 3 chosen x (2 wrong + direct), less r0 vs "R0"
     assert all(c != r for c, r in keys)
@@ -104,7 +109,7 @@ def test_pairs_are_distinct_and_never_same_text():
     [
         ({"rejected": "worse"}, "--rejected"),
         ({"fallback": "gold"}, "--fallback"),
-        ({"pairs_per_prompt": 0}, "--pairs-per-prompt"),
+        ({"pairs_per_prompt": -1}, "--pairs-per-prompt"),
         ({"keep_solved": True}, "--keep-solved"),
     ],
 )
@@ -318,7 +323,8 @@ def test_from_dataset_rejects_a_dataset_that_is_not_cot(tmp_path):
         (["--from-dataset", "me/cot", "--system", "hi"], "--system"),
         (["--from-dataset", "me/cot", "--answer-field", "x"], "--answer-field"),
         (["--source", "gym:basic_arithmetic", "--samples", "0"], "--samples"),
-        (["--source", "gym:basic_arithmetic", "--pairs-per-prompt", "0"], "--pairs-per-prompt"),
+        (["--source", "gym:basic_arithmetic", "--pairs-per-prompt", "-1"], "--pairs-per-prompt"),
+        (["--source", "gym:basic_arithmetic", "--direct-samples", "-1"], "--direct-samples"),
         (["--source", "gym:basic_arithmetic", "--keep-solved"], "--rejected direct"),
         (["--from-dataset", "me/not-there"], "me/not-there"),
     ],

@@ -50,32 +50,33 @@ def test_cot_sft_preference_dpo(tmp_path):
             "--set", "max_steps=2", "--output-dir", sft)  # fmt: skip
     assert (sft / "adapter_config.json").is_file()
 
-    # 3. the student samples its own reasoning on the CoT dataset's prompts
-    args = ["build-dataset", "preference", "--student", f"transformers:{sft}", "--from-dataset", cot,
-            "--samples", "4", "--rejected", "both", "--fallback", "teacher", *GEN, "--out", pref]  # fmt: skip
+    # 3. the student samples its own reasoning on the CoT dataset's prompts, paired by the paper's rule:
+    #    chosen = its correct CoT answer, rejected = its direct answer, solved questions included
+    args = ["build-dataset", "preference", "--preset", "ranaldi-selfrefine24", "--student", f"transformers:{sft}",
+            "--from-dataset", cot, "--samples", "8", *GEN, "--out", pref]  # fmt: skip
     out = hubtool(*args)
-    assert "preference: 4 problems, 16 samples" in out
+    assert "preference: 4 problems, 32 samples" in out
     manifest = read_manifest(pref)
     c, pairs = manifest.counts, rows(pref)
-    assert manifest.teacher_identity.startswith(f"transformers:{sft}@local-")
-    assert c["failed"] == 0 and c["direct"] == 4 and c["pairs"] == len(pairs)
+    assert manifest.teacher_identity.startswith(f"transformers:{sft}@local-") and manifest.preset == "ranaldi-selfrefine24"
+    assert c["failed"] == 0 and c["direct"] == 32 and c["pairs"] == len(pairs)
     assert sum(manifest.stats["pass_rate_histogram"].values()) == 4
-    assert c["skipped"] == 4 - len({r["id"] for r in pairs})
-    assert pairs, f"no pair from 16 samples and the teacher's rationales: {c}"  # DPO below needs one
+    assert pairs, f"the student solved nothing in 32 samples: {c}"  # DPO below needs one pair
 
     cot_prompts = {r["id"]: r["prompt"] for r in rows(cot)}
     for r in pairs:  # the rows are real: re-scoring them agrees with what they say
         assert r["prompt"] == cot_prompts[r["id"]]
+        assert (r["chosen_from"], r["rejected_from"]) == ("student", "direct")
         chosen, rejected = r["chosen"][0]["content"], r["rejected"][0]["content"]
         assert chosen.strip() != rejected.strip()
         assert stated_answer(chosen, "number").value == r["chosen_pred"]
         assert is_correct(r["chosen_pred"], r["gold"], "number")
         found = stated_answer(rejected, "number")
         assert (found.value if found else None) == r["rejected_pred"]
-        if r["rejected_from"] == "wrong":
-            assert not is_correct(r["rejected_pred"], r["gold"], "number")
-        assert r["chosen_from"] == "teacher" or r["pass_rate"] > 0
-    assert max(sum(r["id"] == i for r in pairs) for i in cot_prompts) <= 2  # --pairs-per-prompt 2
+    per_problem = {i: sum(r["id"] == i for r in pairs) for i in cot_prompts}
+    correct = {i: round(rate * 8) for i, rate in ((r["id"], r["pass_rate"]) for r in pairs)}
+    assert all(per_problem[i] <= correct[i] for i in correct)  # at most one pair per correct sample
+    assert c["skipped"] == c["none_correct"]  # solved problems are paired, not skipped
 
     again = hubtool(*args)  # resumable like every build: all from the call cache
     assert "0 new calls" in again and rows(pref) == pairs

@@ -77,6 +77,18 @@ def test_dpo_recipe_on_sft_data(tmp_path, no_models):
     assert not no_models.exists()
 
 
+def test_an_eval_split_is_held_out_of_train_when_the_dataset_has_none(tmp_path):
+    from toolkit.training.data import training_splits
+
+    prefs = write_dataset(tmp_path / "prefs", preference_rows(40))
+    train, held = training_splits(str(prefs), "dpo", train_split="train", eval_split="test", seed=42)
+    assert (train.rows, held.rows) == (38, 2)  # 5%
+    assert not {r["prompt"][0]["content"] for r in held.dataset} & {r["prompt"][0]["content"] for r in train.dataset}
+    again, held_again = training_splits(str(prefs), "dpo", train_split="train", eval_split="test", seed=42)
+    assert held_again.dataset.to_list() == held.dataset.to_list()  # seeded
+    assert training_splits(str(prefs), "dpo", train_split="train", eval_split=None, seed=42)[1] is None
+
+
 def test_unknown_dataset_name_is_the_resolvers_error(no_models):
     recipe = load_recipe(
         SFT_SMOKE, ["dataset_name=nobody/no-such-dataset", "model_name_or_path=smollm2-135m"]

@@ -11,6 +11,10 @@ class UserError(Exception):
     """Bad input or environment: one line that names the problem and the fix."""
 
 
+class MissingSplitError(UserError):
+    """A dataset has no split of the requested name."""
+
+
 class UnreachableServerError(UserError):
     """An OpenAI-compatible server could not be reached at all."""
 

@@ -59,7 +59,10 @@ class BuildConfig:
     answer_field: str | None = param(None, help="Column holding the gold answer.")
     choices_field: str | None = param(None, help="Column holding the options of a multiple-choice problem.")
     answer_type: Literal["number", "option", "yesno", "label"] | None = param(None, help="Default: detected.")
-    seed: int = param(0, help="Seed for gym: sources and for sampling.")
+    seed: int = param(0, help="Seed for gym: sources, --balance and sampling.")
+    balance: bool = param(
+        False, help="Take a class-balanced subset (equal problems per gold option / yes-no / label), chosen by "
+                    "--seed, instead of the first --limit problems; raising --limit keeps the earlier ones.")  # fmt: skip
     temperature: float = param(0.7, help="Sampling temperature (0: greedy).")
     top_p: float = param(0.95, help="Nucleus sampling mass.")
     max_new_tokens: int = param(512, help="Longest completion, in tokens; a longer one is cut and flagged.")

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Literal
 
 from toolkit import answers, prompts
-from toolkit.builders.config import BuildConfig, at_least, param
+from toolkit.builders.config import BuildConfig, Preset, at_least, param
 from toolkit.builders.method import Method, Paper, Work
 from toolkit.builders.rows import SFTRow, assistant
 from toolkit.errors import UserError
@@ -162,6 +162,15 @@ PAPER = Paper(
 }""",
 )
 
+PRESETS = {
+    "ranaldi-eacl24": Preset(
+        about="Ranaldi & Freitas, EACL 2024: their zero-shot CoT prompt, one demonstration per question, "
+              "no correctness filter, class-balanced subsets",
+        values={"template": "ranaldi-cot", "samples": 1, "keep": "all", "balance": True,
+                "temperature": 0.0},  # greedy: ours, the paper does not say how its one demonstration was drawn
+    ),
+}
+
 METHOD = Method(
     name="cot",
     summary="Chain-of-thought demonstrations from a teacher, kept when the answer matches gold.",
@@ -179,6 +188,7 @@ METHOD = Method(
     counts=("problems", "failed", "samples", "correct", "kept", "truncated", "no_answer", "solved_problems"),
     paper=PAPER,
     recipe="cot/smollm2-135m-lora",
+    presets=PRESETS,
     setup=setup,
     templates=lambda c: (c.template,),
 )

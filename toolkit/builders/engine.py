@@ -48,7 +48,7 @@ def build_dataset(config: BuildConfig, *, method: str | Method | None = None,
     check_card_template(method)  # a card problem shows now, not after the teacher's work
     state = method.setup(config) if method.setup else None
     template_names = method.templates(config) if method.templates else ()
-    loaded = method.load_problems(config) if method.load_problems else _load_source(config)
+    loaded = method.load_problems(config) if method.load_problems else source_problems(config)
     if not loaded.problems:
         raise UserError(f"source {loaded.info.spec!r} yielded no problems; check --split, --limit and the file")
     roles = config.model_roles()
@@ -75,6 +75,8 @@ def build_dataset(config: BuildConfig, *, method: str | Method | None = None,
     manifest.usage = {_usage_key(s, sessions): s.usage.to_dict() for s in _unique(sessions)}
     manifest.counts = dict(counts)
     manifest.stats = method.finish(config, state, counts) if method.finish else {}
+    if config.balance and all(p.answer_type != "number" for p in loaded.problems):
+        manifest.stats["class_counts"] = dict(sorted(Counter(p.gold for p in loaded.problems).items()))
     manifest.elapsed_s = round(progress.elapsed, 2)
     return run.finish(rows, method.row, manifest, failed)
 
@@ -106,10 +108,20 @@ async def _run_all(method: Method, config: BuildConfig, state: Any, problems: Se
     return counts, rows, failed
 
 
-def _load_source(config: BuildConfig):
+def source_problems(config: BuildConfig):
+    """The problems `--source` names: the first `--limit`, or with `--balance` a balanced subset."""
+    import dataclasses
+
+    from toolkit.builders.balance import balance_classes
     from toolkit.sources import load_source
 
-    return load_source(config.source, **config.source_options())
+    if not config.balance:
+        return load_source(config.source, **config.source_options())
+    pool = None  # the whole source; a gym source has no end, so its pool is a multiple of the limit
+    if config.source.startswith("gym:"):
+        pool = max(500, 4 * (config.limit or 0))
+    loaded = load_source(config.source, **{**config.source_options(), "limit": pool})
+    return dataclasses.replace(loaded, problems=balance_classes(loaded.problems, config.limit, config.seed))
 
 
 def _open_models(config: BuildConfig, roles: Sequence[str], given: Mapping[str, Teacher] | None):

@@ -6,12 +6,13 @@ prompt the student drew k chain-of-thought samples, each scored against gold:
 - chosen: a correct sample of the student's own; when it has none and `fallback="teacher"`, a
   rationale of the teacher (the CoT dataset's correct demonstrations: the "ground truth from the LLM").
 - rejected, by `rejected`: "wrong" (a wrong CoT sample, the default), "direct" (the student's
-  answer to the same question without reasoning, right or wrong: the paper's CoT-vs-plain
-  contrast), or "both" (wrong samples and the direct answer, interleaved).
+  answers to the same question without reasoning, right or wrong: the paper's CoT-vs-plain
+  contrast), or "both" (wrong samples and the direct answers, interleaved).
 - prompts the student always solves are skipped unless `keep_solved` (only a direct answer can be
   their rejected side); prompts it never solves have no chosen side unless the teacher's is allowed.
 - candidates are deduplicated by normalised text, a pair never has the same text on both sides, and
-  at most `pairs_per_prompt` pairs are made, each reusing the least-used chosen and rejected.
+  at most `pairs_per_prompt` pairs are made (0: one per correct sample), each reusing the
+  least-used chosen and rejected.
 
 No randomness: candidates are taken in sample order, which is already random (the samples are draws),
 and raising `--samples` later keeps the pairs the earlier samples made.
@@ -70,8 +71,8 @@ class PairRules:
             raise UserError(f"--rejected {self.rejected!r} is not a pair rule; use one of {', '.join(REJECTED_MODES)}")
         if self.fallback not in FALLBACKS:
             raise UserError(f"--fallback {self.fallback!r} is not known; use one of {', '.join(FALLBACKS)}")
-        if self.pairs_per_prompt < 1:
-            raise UserError("--pairs-per-prompt must be at least 1")
+        if self.pairs_per_prompt < 0:
+            raise UserError("--pairs-per-prompt must be 0 (one pair per correct sample) or more")
         if self.keep_solved and not self.wants_direct:
             raise UserError("--keep-solved pairs solved problems against the direct answer; add --rejected direct or both")
 
@@ -107,11 +108,12 @@ def make_pairs(
     samples: Sequence[Candidate],
     rules: PairRules,
     *,
-    direct: Candidate | None = None,
+    direct: Sequence[Candidate] = (),
     teacher: Sequence[Candidate] = (),
 ) -> Outcome:
-    """The pairs for one prompt from its student CoT `samples`, the `direct` answer (needed by the
-    "direct" and "both" rules) and the teacher's rationales (used only by `fallback="teacher"`)."""
+    """The pairs for one prompt from its student CoT `samples`, the `direct` answers (needed by the
+    "direct" and "both" rules) and the teacher's rationales (used only by `fallback="teacher"`).
+    `pairs_per_prompt=0` makes one pair per distinct correct sample (the paper's DPO_CoT)."""
     rate = pass_rate(samples)
     if samples and rate == 1.0 and not rules.keep_solved:
         return Outcome((), rate, "all_correct")
@@ -123,15 +125,15 @@ def make_pairs(
     rejected = rejected_candidates(samples, direct, rules.rejected)
     if not rejected:
         return Outcome((), rate, "no_rejected")
-    pairs = spread(chosen, rejected, rules.pairs_per_prompt)
+    pairs = spread(chosen, rejected, rules.pairs_per_prompt or len(chosen))
     return Outcome(pairs, rate, None if pairs else "identical")
 
 
-def rejected_candidates(samples: Sequence[Candidate], direct: Candidate | None, mode: RejectedMode) -> list[Candidate]:
-    """Wrong samples, the direct answer, or both interleaved (wrong, direct, wrong, wrong, ...), so
+def rejected_candidates(samples: Sequence[Candidate], direct: Sequence[Candidate], mode: RejectedMode) -> list[Candidate]:
+    """Wrong samples, the direct answers, or both interleaved (wrong, direct, wrong, wrong, ...), so
     a cap of two pairs under "both" gives one of each."""
     wrong = unique([s for s in samples if not s.correct])
-    plain = [direct] if direct is not None else []
+    plain = unique(direct)
     if mode == "wrong":
         return wrong
     if mode == "direct":

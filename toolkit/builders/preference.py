@@ -21,7 +21,7 @@ from typing import Literal
 
 from toolkit import answers, prompts
 from toolkit.builders import pairs
-from toolkit.builders.config import BuildConfig, at_least, option_name, param
+from toolkit.builders.config import BuildConfig, Preset, at_least, option_name, param
 from toolkit.builders.cot import ANSWER_HINTS, TEMPLATE, TEMPLATE_VARIABLES, judge, prompt_messages
 from toolkit.builders.method import Method, Paper, Work
 from toolkit.builders.pairs import Candidate, Origin, PairRules
@@ -47,7 +47,12 @@ class PreferenceConfig(BuildConfig):
     rejected: Literal["wrong", "direct", "both"] = param(
         "wrong", help="The rejected side: a wrong CoT sample; the student's direct answer without CoT (one greedy "
                       "request, prompts/direct.jinja), right or wrong; or both.")  # fmt: skip
-    pairs_per_prompt: int = param(2, help="At most this many pairs per problem, each from the least-used samples.")
+    pairs_per_prompt: int = param(
+        2, help="At most this many pairs per problem, each from the least-used samples; 0: one pair per "
+                "correct sample.")  # fmt: skip
+    direct_samples: int = param(
+        1, help="Direct answers asked per problem (--rejected direct or both): 1 is one greedy answer; N > 1 "
+                "samples N at --temperature; 0 samples as many as --samples.")  # fmt: skip
     fallback: Literal["none", "teacher"] = param(
         "none", help="A problem the student never solves: skip it, or take the teacher's correct rationale from "
                      "--from-dataset as chosen.")  # fmt: skip
@@ -61,6 +66,7 @@ class PreferenceConfig(BuildConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         at_least(self, "samples", 1)
+        at_least(self, "direct_samples", 0)
         if self.source is not None and self.from_dataset is not None:
             raise UserError("give the problems with either --source or --from-dataset, not both")
         if self.fallback == "teacher" and self.from_dataset is None:
@@ -105,9 +111,13 @@ class Stats:
     cot_teacher: str | None = None
 
 
-def direct_params(sampling: SamplingParams) -> SamplingParams:
-    """Greedy: the student's one most likely plain answer."""
-    return SamplingParams(temperature=0.0, top_p=1.0, max_new_tokens=sampling.max_new_tokens, seed=sampling.seed)
+def direct_request(messages: tuple[dict[str, str], ...], config: PreferenceConfig) -> Request:
+    """One greedy direct answer (the student's most likely plain answer), or several sampled ones."""
+    n = config.direct_samples or config.samples
+    if n == 1:
+        s = config.sampling
+        return Request(messages, n=1, params=SamplingParams(0.0, 1.0, s.max_new_tokens, s.seed))
+    return Request(messages, n=n, params=config.sampling)
 
 
 def cot_messages(problem: Problem, config: PreferenceConfig) -> tuple[dict[str, str], ...]:
@@ -145,9 +155,9 @@ def setup(config: PreferenceConfig) -> Stats:
 
 def load_problems(config: PreferenceConfig):
     if config.from_dataset is None:
-        from toolkit.sources import load_source
+        from toolkit.builders.engine import source_problems
 
-        return load_source(config.source, **config.source_options())
+        return source_problems(config)
     from toolkit.builders.from_dataset import load_cot_dataset
 
     loaded = load_cot_dataset(config.from_dataset, split=config.split, revision=config.revision, limit=config.limit)
@@ -162,7 +172,7 @@ async def run(problem: Problem, work: Work[PreferenceConfig]) -> None:
     cot_request = Request(messages, n=c.samples, params=c.sampling)
     requests = [cot_request]
     if rules.wants_direct:
-        requests.append(Request(direct_messages(problem, messages, c), n=1, params=direct_params(c.sampling)))
+        requests.append(direct_request(direct_messages(problem, messages, c), c))
     results = await work.teacher.gather(*requests)
     for kind, result in zip(("cot", "direct"), results):
         if isinstance(result, CallFailure):
@@ -170,7 +180,7 @@ async def run(problem: Problem, work: Work[PreferenceConfig]) -> None:
             return
     drawn = [candidate(problem, comp, "student", idx) for idx, comp in enumerate(results[0])]
     samples = [s for s in drawn if s is not None]
-    direct = candidate(problem, results[1][0], "direct") if rules.wants_direct else None
+    direct = [d for d in (candidate(problem, comp, "direct") for comp in results[1]) if d] if rules.wants_direct else []
     teacher = []
     if rules.fallback == "teacher":  # the CoT dataset's rationales, re-scored: only correct ones stand in
         teacher = [candidate(problem, Completion(text, "stop"), "teacher") for text in problem.meta.get("teacher_rationales", ())]
@@ -182,8 +192,8 @@ async def run(problem: Problem, work: Work[PreferenceConfig]) -> None:
     counts["all_correct"] += bool(samples) and outcome.pass_rate == 1.0
     counts["none_correct"] += outcome.pass_rate == 0.0
     if rules.wants_direct:
-        counts["direct"] += 1
-        counts["direct_correct"] += bool(direct and direct.correct)
+        counts["direct"] += len(results[1])
+        counts["direct_correct"] += sum(d.correct for d in direct)
     counts["skipped"] += outcome.skipped is not None
     stats.histogram[f"{round(outcome.pass_rate, 3):g}"] += 1
     if outcome.skipped:
@@ -244,6 +254,15 @@ PAPER = Paper(
 }""",
 )
 
+PRESETS = {
+    "ranaldi-selfrefine24": Preset(
+        about="Ranaldi & Freitas, EMNLP 2024, DPO_CoT: chosen = the student's correct CoT answer, rejected = its "
+              "direct answer, solved problems included, one pair per correct sample",
+        values={"rejected": "direct", "keep_solved": True, "pairs_per_prompt": 0,
+                "direct_samples": 0},  # as many sampled direct answers as CoT samples: ours (the paper is silent)
+    ),
+}
+
 METHOD = Method(
     name="preference",
     summary="Preference pairs from the student's own reasoning, for DPO (self-refine).",
@@ -269,6 +288,7 @@ METHOD = Method(
     paper=PAPER,
     recipe="self-refine/dpo-lora",
     aliases=("self-refine",),
+    presets=PRESETS,
     setup=setup,
     templates=templates,
     load_problems=load_problems,

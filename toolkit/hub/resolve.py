@@ -12,7 +12,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from toolkit.errors import UserError
+from toolkit.errors import MissingSplitError, UserError
 from toolkit.hub import registry
 from toolkit.hub.names import is_repo_id
 from toolkit.hub.remote import hub_errors, hub_offline
@@ -67,7 +67,7 @@ def load_dataset(name: str, split: str = "train", revision: str | None = None):
             return datasets.load_dataset(found.path, split=split, revision=found.fingerprint)
     except ValueError as e:
         if "split" in str(e).lower():
-            raise UserError(f"dataset {name!r} has no split {split!r} ({str(e).splitlines()[0]})") from None
+            raise MissingSplitError(f"dataset {name!r} has no split {split!r} ({str(e).splitlines()[0]})") from None
         raise
 
 

@@ -8,11 +8,12 @@ tokenizes its own columns, and list- or struct-typed extras can trip its collato
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from typing import Any
 
-from toolkit.errors import UserError
+from toolkit.errors import MissingSplitError, UserError
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,30 @@ def load_training_data(
         dataset = dataset.select_columns(list(columns))
     _check_conversational(dataset, columns, name)
     return TrainingData(dataset, resolved, split, len(dataset), columns, dropped)
+
+
+HOLDOUT = 0.05  # the share of train held out as the eval split when a dataset has none (ours)
+
+
+def training_splits(name: str, trainer: str, *, train_split: str, eval_split: str | None, seed: int,
+                    config: str | None = None) -> tuple[TrainingData, TrainingData | None]:  # fmt: skip
+    """The train data and, when `eval_split` is asked for, the eval data: that split if the dataset
+    has it, else HOLDOUT of the train rows (seeded; at least one), taken out of train."""
+    data = load_training_data(name, trainer, split=train_split, config=config)
+    if eval_split is None:
+        return data, None
+    try:
+        return data, load_training_data(name, trainer, split=eval_split, config=config)
+    except MissingSplitError:
+        pass
+    if data.rows < 2:
+        raise UserError(f"dataset {name!r} has {data.rows} row(s) and no {eval_split!r} split; an eval needs more")
+    parts = data.dataset.train_test_split(test_size=max(1, round(HOLDOUT * data.rows)), seed=seed)
+    log.warning("dataset %r has no %r split: holding out %d of its %d rows for evaluation",
+                name, eval_split, len(parts["test"]), data.rows)  # fmt: skip
+    train = dataclasses.replace(data, dataset=parts["train"], rows=len(parts["train"]))
+    held = dataclasses.replace(data, dataset=parts["test"], rows=len(parts["test"]), split=f"{train_split} (held out)")
+    return train, held
 
 
 def select_columns(available: list[str], trainer: str, name: str) -> tuple[str, ...]:

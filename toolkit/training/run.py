@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from toolkit import __version__
-from toolkit.training.data import TrainingData, load_training_data
+from toolkit.training.data import TrainingData, training_splits
 from toolkit.training.model import MERGED, Student, merge_adapter, record_hub_base, resolve_student
 from toolkit.training.provenance import dataset_record, peft_record, write_outputs
 from toolkit.training.recipe import Recipe
@@ -38,11 +38,10 @@ def train(recipe: Recipe, *, merge: bool = False) -> TrainResult:
     from toolkit.rundir import command_line, library_versions, now
 
     script = recipe.script
-    data = load_training_data(script.dataset_name, recipe.trainer, split=script.dataset_train_split,
-                              config=script.dataset_config)  # fmt: skip
-    eval_data = None
-    if recipe.training.eval_strategy != "no":
-        eval_data = load_training_data(script.dataset_name, recipe.trainer, split=script.dataset_test_split)
+    wants_eval = recipe.training.eval_strategy != "no"
+    data, eval_data = training_splits(script.dataset_name, recipe.trainer, train_split=script.dataset_train_split,
+                                      eval_split=script.dataset_test_split if wants_eval else None,
+                                      seed=recipe.training.seed, config=script.dataset_config)  # fmt: skip
     student = resolve_student(recipe.model.model_name_or_path)
     started = now()
     trainer = build_trainer(recipe, data, student, eval_data)
@@ -63,6 +62,7 @@ def train(recipe: Recipe, *, merge: bool = False) -> TrainResult:
         "recipe": {"path": str(recipe.path), "sha256": recipe.sha256, "overrides": recipe.overrides,
                    "adjustments": recipe.adjustments},
         "dataset": dataset_record(data),
+        "eval_dataset": {"split": eval_data.split, "rows": eval_data.rows} if eval_data else None,
         "model": {"requested": student.requested, "path": student.path, "base_model": student.base_model,
                   "revision": student.revision, "note": student.note},
         "peft": peft_record(recipe.model),
