@@ -147,8 +147,6 @@ def test_trls_parser_rejects_an_unknown_key(tmp_path):
 def test_load_recipe_adapts_to_this_machine(path: Path):
     import torch
 
-    import yaml
-
     if yaml.safe_load(path.read_text()).get("load_in_4bit") and not torch.cuda.is_available():
         with pytest.raises(UserError, match="need a CUDA GPU"):
             load_recipe(path)
