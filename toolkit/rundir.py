@@ -156,6 +156,28 @@ class RunDir:
         return manifest
 
 
+    def rewrite(self, schema, rows: Sequence[dict], manifest: Manifest) -> Manifest:
+        """Replace a finished build's rows (plain dicts of `schema`), keeping its manifest's story."""
+        import io
+
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        buf = io.BytesIO()
+        pq.write_table(pa.Table.from_pylist(list(rows), schema=schema), buf)
+        name = data_file_name(buf.getvalue())
+        atomic_write(self.path / name, buf.getvalue())
+        manifest.rows, manifest.data_file = len(rows), name
+        self.write_manifest(manifest)
+        from toolkit.cards import write_card
+
+        write_card(self.path)
+        for old in self.path.glob(DATA_GLOB):
+            if old.name != Path(name).name:
+                old.unlink()
+        return manifest
+
+
 def _short(value: Any) -> str:
     text = json.dumps(value, sort_keys=True) if not isinstance(value, str) else value
     return text if len(text) <= 80 else text[:77] + "..."

@@ -63,6 +63,14 @@ class BuildConfig:
     balance: bool = param(
         False, help="Take a class-balanced subset (equal problems per gold option / yes-no / label), chosen by "
                     "--seed, instead of the first --limit problems; raising --limit keeps the earlier ones.")  # fmt: skip
+    decontaminate: str | None = param(
+        None, help="Drop problems whose question shares an n-gram with a question of these eval suites or "
+                   "tasks (comma-separated: gym, or gsm8k,svamp) before any teacher call.",
+        metavar="SUITES|TASKS")  # fmt: skip
+    decontaminate_n: int = param(8, help="n-gram length for --decontaminate (open-r1's 8).")
+    eval_data_dir: str | None = param(
+        None, help="Local <benchmark>.jsonl copies of the eval tasks' data (as `hubtool eval --data-dir`), "
+                   "for --decontaminate without the Hub.", metavar="DIR")  # fmt: skip
     temperature: float = param(0.7, help="Sampling temperature (0: greedy).")
     top_p: float = param(0.95, help="Nucleus sampling mass.")
     max_new_tokens: int = param(512, help="Longest completion, in tokens; a longer one is cut and flagged.")
@@ -76,7 +84,7 @@ class BuildConfig:
 
     def __post_init__(self) -> None:
         check_types(self)
-        for name in ("limit", "max_new_tokens", "batch_size", "concurrency", "tensor_parallel_size"):
+        for name in ("limit", "max_new_tokens", "batch_size", "concurrency", "tensor_parallel_size", "decontaminate_n"):
             at_least(self, name, 1)
         at_least(self, "seed", 0)
         if not math.isfinite(self.temperature) or self.temperature < 0:

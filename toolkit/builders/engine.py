@@ -51,6 +51,7 @@ def build_dataset(config: BuildConfig, *, method: str | Method | None = None,
     loaded = method.load_problems(config) if method.load_problems else source_problems(config)
     if not loaded.problems:
         raise UserError(f"source {loaded.info.spec!r} yielded no problems; check --split, --limit and the file")
+    loaded, decontamination = _decontaminate(loaded, config)
     roles = config.model_roles()
     manifest = Manifest(
         method=method.name, source=_asdict(loaded.info), teacher=_spec(config, roles[0], teachers),
@@ -75,6 +76,9 @@ def build_dataset(config: BuildConfig, *, method: str | Method | None = None,
     manifest.usage = {_usage_key(s, sessions): s.usage.to_dict() for s in _unique(sessions)}
     manifest.counts = dict(counts)
     manifest.stats = method.finish(config, state, counts) if method.finish else {}
+    if decontamination is not None:
+        manifest.stats["decontamination"] = decontamination
+        manifest.counts["decontaminated"] = decontamination["removed"]
     if config.balance and all(p.answer_type != "number" for p in loaded.problems):
         manifest.stats["class_counts"] = dict(sorted(Counter(p.gold for p in loaded.problems).items()))
     manifest.elapsed_s = round(progress.elapsed, 2)
@@ -122,6 +126,25 @@ def source_problems(config: BuildConfig):
         pool = max(500, 4 * (config.limit or 0))
     loaded = load_source(config.source, **{**config.source_options(), "limit": pool})
     return dataclasses.replace(loaded, problems=balance_classes(loaded.problems, config.limit, config.seed))
+
+
+def _decontaminate(loaded, config: BuildConfig):
+    """The source without the problems whose question overlaps an evaluation question (see
+    toolkit.decontaminate), and the report for the manifest; unchanged when not asked."""
+    import dataclasses
+
+    if not config.decontaminate:
+        return loaded, None
+    from toolkit import decontaminate as decon
+
+    index = decon.index_for(config.decontaminate, config.decontaminate_n, config.eval_data_dir)
+    kept, removed = decon.split_clean(loaded.problems, lambda p: p.question, index)
+    if removed:
+        log.warning("decontamination: %d of %d problems overlap %s and are left out",
+                    len(removed), len(loaded.problems), ", ".join(index.tasks))  # fmt: skip
+    if not kept:
+        raise UserError(f"every problem of {loaded.info.spec!r} overlaps the evaluation questions of {config.decontaminate}")
+    return dataclasses.replace(loaded, problems=kept), decon.report(index, removed, len(loaded.problems))
 
 
 def _open_models(config: BuildConfig, roles: Sequence[str], given: Mapping[str, Teacher] | None):

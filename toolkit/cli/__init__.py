@@ -4,7 +4,7 @@ Commands live by area (build, publish, train, evaluate); each module imports hea
 inside its commands, so `hubtool --help` stays fast.
 """
 
-from toolkit.cli import build, evaluate, publish, train  # noqa: F401  (registers commands)
+from toolkit.cli import build, evaluate, experiment, publish, train  # noqa: F401  (registers commands)
 from toolkit.cli.app import main
 
 __all__ = ["main"]

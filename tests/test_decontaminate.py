@@ -1,0 +1,87 @@
+"""Decontamination: evaluation questions planted in a build are found (verbatim and lightly
+reworded), templated siblings are not, and the manifest and card say what was removed."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+from toolkit.cli import main
+from toolkit.decontaminate import Index, common_affixes, tokens
+from toolkit.rundir import read_manifest
+
+from .fakes import FakeTeacher, build, rows
+
+TASK = "hubtool_gym_chain_sum"
+
+
+def _eval_questions(n: int = 4) -> list[str]:
+    """Questions the eval task scores, read through lm-eval like `hubtool eval` reads them."""
+    from toolkit.evaluate.tasks import load_tasks, task_manager
+
+    [task] = load_tasks(task_manager(), [TASK])
+    return [doc["question"] for doc in list(task.eval_docs)[:n]]
+
+
+def _train_questions(n: int = 5) -> list[str]:
+    from toolkit.sources import load_source
+
+    return [p.question for p in load_source("gym:chain_sum", limit=n).problems]
+
+
+def test_templates_are_cut_and_questions_match_verbatim_or_reworded():
+    questions = [f"State the final answer to the following arithmetic problem: {a} - {b} + {c} =" for a, b, c in
+                 [(1, 2, 7), (3, 4, 2), (5, 6, 1), (8, 9, 3), (10, 11, 4)]]  # fmt: skip
+    assert common_affixes([tokens(q) for q in questions]) == (
+        tokens("State the final answer to the following arithmetic problem:"), ("=",))
+    index = Index(8, ["t"])
+    index.add_task("t", questions)
+    assert index.hits(questions[2]) == {"t"}
+    assert index.hits(questions[2].upper().replace(" ", "   ")) == {"t"}  # case and spacing do not count
+    assert index.hits("State the final answer to the following arithmetic problem: 5 + 6 + 1 =") == set()
+    assert index.hits("State the final answer to the following arithmetic problem: 1 - 2 + 9 =") == set()
+    long = "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May."
+    index.add_task("g", [long])
+    assert index.hits("Q: natalia sold clips to 48 of her friends in April; how many in all?") == {"g"}
+    assert index.hits("Natalia sold clips to 49 of her friends in April") == set()
+
+
+def _source(tmp_path, questions: list[str]) -> str:
+    path = tmp_path / "mixed.jsonl"
+    path.write_text("".join(json.dumps({"question": q, "answer": "0"}) + "\n" for q in questions))
+    return f"file:{path}"
+
+
+def test_a_build_leaves_out_planted_eval_questions_before_any_call(tmp_path):
+    planted = _eval_questions(4)
+    reworded = [planted[0].upper(), planted[1].replace(" ", "  ").rstrip("=") + " ="]
+    clean = _train_questions(5)
+    teacher = FakeTeacher(lambda r, j: "The answer is 0.")
+    manifest = build("cot", tmp_path / "run", teachers={"teacher": teacher}, keep="all", samples=1,
+                     source=_source(tmp_path, [*planted, *reworded, *clean]), decontaminate="gym_chain_sum")  # fmt: skip
+    asked = [c.messages[-1]["content"] for c in teacher.calls]
+    assert len(asked) == 5 and all(any(q in a for q in clean) for a in asked)
+    assert {r["question"] for r in rows(tmp_path / "run")} == set(clean)
+    d = manifest.stats["decontamination"]
+    assert (d["removed"], d["checked"], d["n"], d["against"]) == (6, 11, 8, [TASK])
+    assert d["removed_by_task"] == {TASK: 6} and manifest.counts["decontaminated"] == 6
+    card = (tmp_path / "run" / "README.md").read_text()
+    assert "6 of 11 checked items were left out" in card and f"| `{TASK}` | 200 | 6 |" in card
+
+
+def test_hubtool_decontaminate_filters_a_finished_run(tmp_path):
+    planted = _eval_questions(2)
+    clean = _train_questions(3)
+    out = tmp_path / "run"
+    build("cot", out, teachers={"teacher": FakeTeacher(lambda r, j: "The answer is 0.")}, keep="all", samples=2,
+          source=_source(tmp_path, [*clean, *planted]))  # fmt: skip
+    assert len(rows(out)) == 10
+    result = CliRunner().invoke(main, ["decontaminate", str(out), "--against", "gym"])
+    assert result.exit_code == 0, result.output
+    assert f"4 of 10 rows removed ({json.dumps({TASK: 4})})" in result.output
+    assert {r["question"] for r in rows(out)} == set(clean)
+    manifest = read_manifest(out)
+    assert manifest.rows == 6 and manifest.counts["decontaminated"] == 4
+    assert "gym_syllogism" in " ".join(manifest.stats["decontamination"]["against"])  # the whole suite
+    assert "4 of 10 checked items were left out" in (out / "README.md").read_text()

@@ -1,0 +1,187 @@
+"""Decontamination: keep evaluation questions out of training data.
+
+A training problem is contaminated when its question shares an n-gram (n = 8 by default, as
+open-r1 does) with a question of an evaluation task, on normalised text: lower case, words and
+single symbols as tokens (so `4 - 1` and `4 + 1` differ), spacing ignored. Templated tasks (every
+reasoning-gym question opens "State the final answer to the following arithmetic problem:") would
+make every problem of the template match every other, so each task's template, the token prefix and
+suffix that most of its questions share, is cut off before n-grams are taken; a question whose rest
+is shorter than n tokens matches only as a whole.
+
+Builds filter problems before any teacher call (`--decontaminate SUITE|TASKS`); a finished run
+directory is filtered in place by `hubtool decontaminate RUN --against ...`. Either way the
+manifest and the card record what was removed and against which tasks.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from toolkit.errors import UserError
+
+log = logging.getLogger(__name__)
+DEFAULT_N = 8
+TEMPLATE_SHARE = 0.5  # a prefix or suffix more than this share of a task's questions have is its template
+_TOKEN = re.compile(r"[0-9a-z]+|[^\sa-z0-9]")
+
+Tokens = tuple[str, ...]
+
+
+def tokens(text: str) -> Tokens:
+    return tuple(_TOKEN.findall(text.lower()))
+
+
+def common_affixes(questions: Sequence[Tokens]) -> tuple[Tokens, Tokens]:
+    """The longest token prefix and suffix that more than TEMPLATE_SHARE of the questions share."""
+    if len(questions) < 4:
+        return (), ()
+
+    def longest(seqs: Sequence[Tokens]) -> Tokens:
+        best: Tokens = ()
+        for length in range(1, max(map(len, seqs)) + 1):
+            top, count = Counter(q[:length] for q in seqs if len(q) >= length).most_common(1)[0]
+            if count / len(seqs) <= TEMPLATE_SHARE:
+                break
+            best = top
+        return best
+
+    prefix = longest(questions)
+    suffix = longest([q[::-1] for q in questions])[::-1]
+    return prefix, suffix
+
+
+@dataclass
+class Index:
+    """The n-grams of evaluation questions (templates cut), each mapped to the tasks it comes from."""
+
+    n: int
+    tasks: list[str]
+    grams: dict[Tokens, set[str]] = field(default_factory=dict)
+    templates: set[tuple[Tokens, Tokens]] = field(default_factory=set)
+    documents: dict[str, int] = field(default_factory=dict)
+
+    def add_task(self, task: str, questions: Sequence[str]) -> None:
+        toks = [tokens(q) for q in questions]
+        template = common_affixes(toks)
+        self.templates.add(template)
+        for t in toks:
+            for g in self._grams(_cut(t, *template)):
+                self.grams.setdefault(g, set()).add(task)
+        self.documents[task] = len(questions)
+
+    def hits(self, question: str) -> set[str]:
+        """The tasks whose questions share an n-gram with `question` (under any task's template)."""
+        toks = tokens(question)
+        found: set[str] = set()
+        for template in self.templates | {((), ())}:
+            for g in self._grams(_cut(toks, *template)):
+                found |= self.grams.get(g, set())
+        return found
+
+    def _grams(self, toks: Tokens) -> set[Tokens]:
+        if len(toks) < self.n:
+            return {toks} if toks else set()  # short: matches only as a whole
+        return {toks[i : i + self.n] for i in range(len(toks) - self.n + 1)}
+
+
+def _cut(toks: Tokens, prefix: Tokens, suffix: Tokens) -> Tokens:
+    if prefix and toks[: len(prefix)] == prefix:
+        toks = toks[len(prefix) :]
+    if suffix and len(toks) >= len(suffix) and toks[len(toks) - len(suffix) :] == suffix:
+        toks = toks[: len(toks) - len(suffix)]
+    return toks
+
+
+@dataclass(frozen=True)
+class Removed:
+    id: str
+    question: str
+    tasks: tuple[str, ...]
+
+
+def index_for(against: str | Iterable[str], n: int = DEFAULT_N, data_dir: str | Path | None = None) -> Index:
+    """The index of the questions of every task `against` names (suites or tasks, comma-separated)."""
+    from toolkit.evaluate import tasks as tasks_mod
+
+    names = [a.strip() for a in (against.split(",") if isinstance(against, str) else against) if a.strip()]
+    if not names:
+        raise UserError("--decontaminate names no suite or task; e.g. --decontaminate gym or gsm8k,svamp")
+    if n < 1:
+        raise UserError(f"the n-gram length must be at least 1, not {n}")
+    manager = tasks_mod.task_manager()
+    catalog = tasks_mod.catalog(manager)
+    suites = [x for x in names if x.removeprefix(tasks_mod.PREFIX) in catalog.suites]
+    chosen = tasks_mod.select_tasks(catalog, suites, [x for x in names if x not in suites])
+    chosen = [t for t in chosen if not re.search(r"_maj\d+$", t)]  # the same documents as their base task
+    index = Index(n, chosen)
+    loaded = tasks_mod.load_tasks(manager, chosen, Path(data_dir) if data_dir else None)
+    for name, task in zip(chosen, loaded):
+        index.add_task(name, [question_of(task, doc) for doc in _documents(task)])
+    log.info("decontamination index: %d %d-grams from %s", len(index.grams), n, index.documents)
+    return index
+
+
+def _documents(task: Any) -> list[dict]:
+    """The documents a task scores (its few-shot examples are not what it measures, and often come
+    from the very training split a build reads)."""
+    return list(task.eval_docs)
+
+
+def question_of(task: Any, doc: dict) -> str:
+    """The question of an evaluation document: the shared doc shape's `question`, else the prompt."""
+    if isinstance(doc, dict) and isinstance(doc.get("question"), str):
+        return doc["question"]
+    return str(task.doc_to_text(doc))
+
+
+def split_clean(items: Sequence[Any], question: Any, index: Index) -> tuple[list[Any], list[Removed]]:
+    """(the items whose question overlaps no evaluation question, the ones removed and why)."""
+    kept, removed = [], []
+    for item in items:
+        tasks = index.hits(question(item))
+        if tasks:
+            removed.append(Removed(str(_get(item, "id")), question(item), tuple(sorted(tasks))))
+        else:
+            kept.append(item)
+    return kept, removed
+
+
+def _get(item: Any, key: str) -> Any:
+    return item[key] if isinstance(item, dict) else getattr(item, key)
+
+
+def report(index: Index, removed: Sequence[Removed], total: int) -> dict[str, Any]:
+    """What the manifest and the card say about a decontamination."""
+    by_task = Counter(t for r in removed for t in r.tasks)
+    return {"against": index.tasks, "n": index.n, "documents": index.documents, "checked": total,
+            "removed": len(removed), "removed_by_task": dict(sorted(by_task.items())),
+            "removed_examples": [{"id": r.id, "question": r.question[:200], "tasks": list(r.tasks)} for r in removed[:5]]}  # fmt: skip
+
+
+def decontaminate_run(run_dir: str | Path, against: str, *, n: int = DEFAULT_N, data_dir: str | Path | None = None) -> dict:
+    """Drop the rows of a finished build whose question overlaps the evaluation questions; rewrite
+    the data, the manifest and the card. Returns the decontamination report."""
+    import pyarrow.parquet as pq
+
+    from toolkit.rundir import RunDir, data_file, read_manifest
+
+    manifest = read_manifest(run_dir)
+    if manifest.status != "complete":
+        raise UserError(f"{run_dir} holds an unfinished build; finish it by re-running: {manifest.command}")
+    table = pq.read_table(data_file(run_dir))
+    if "question" not in table.column_names:
+        raise UserError(f"{run_dir} rows have no `question` column to check")
+    index = index_for(against, n, data_dir)
+    rows = table.to_pylist()
+    kept, removed = split_clean(rows, lambda r: r["question"] or "", index)
+    result = report(index, removed, len(rows))
+    manifest.stats["decontamination"] = result
+    manifest.counts["decontaminated"] = manifest.counts.get("decontaminated", 0) + len(removed)
+    RunDir(run_dir).rewrite(table.schema, kept, manifest)
+    return result
