@@ -33,3 +33,24 @@ def decontaminate(run_dir: str, against: str, ngram: int, data_dir: str | None) 
     by_task = json.dumps(result["removed_by_task"]) if result["removed_by_task"] else "none"
     click.echo(f"{run_dir}: {result['removed']} of {result['checked']} rows removed ({by_task}); "
                f"checked against {len(result['against'])} tasks with {result['n']}-grams")  # fmt: skip
+
+
+@main.command("run")
+@click.argument("experiment", type=click.Path(dir_okay=False))
+@click.option("--workdir", type=click.Path(file_okay=False),
+              help="Where the steps' outputs and state go (default: runs/experiments/NAME).")
+@click.option("--dry-run", is_flag=True, help="Print the plan: which steps would run and which are up to date.")
+def run(experiment: str, workdir: str | None, dry_run: bool) -> None:
+    """Run an experiment file: build -> push -> train -> eval steps, then one report.
+
+    Each step runs again only when something it depends on changed (its settings, or what an
+    earlier step produced); a killed run picks up at the step it was in. Builds leave out the
+    questions of the experiment's own eval tasks (decontamination) unless told otherwise.
+
+    \b
+    hubtool run experiments/cpu-smoke.yaml --dry-run
+    hubtool run experiments/cpu-effect.yaml
+    """
+    from toolkit.experiments import run_experiment
+
+    run_experiment(experiment, workdir=workdir, dry_run=dry_run, echo=click.echo)

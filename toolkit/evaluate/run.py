@@ -51,8 +51,10 @@ def run_eval(
     suites: list[str] | tuple[str, ...] = (),
     tasks: list[str] | tuple[str, ...] = (),
     options: EvalOptions = EvalOptions(),
+    labels: list[str] | None = None,
 ) -> EvalResult:
-    """Evaluate every model on the selected tasks; everything is checked before the first model runs."""
+    """Evaluate every model on the selected tasks; everything is checked before the first model runs.
+    `labels` names the models in the report (default: their folder or alias)."""
     if not models:
         raise UserError("name at least one --model (a checkpoint folder, an adapter folder or smollm2-135m)")
     _check_options(options)
@@ -60,7 +62,12 @@ def run_eval(
     catalog = tasks_mod.catalog(manager)
     names = tasks_mod.select_tasks(catalog, list(suites), list(tasks))
     in_domain = tasks_mod.resolve_in_domain(catalog, options.in_domain)
-    specs = _unique_labels([model_spec(m, options.backend, options.base_url) for m in models])
+    specs = [model_spec(m, options.backend, options.base_url) for m in models]
+    if labels is not None:
+        if len(labels) != len(models):
+            raise ValueError("one label per model")
+        specs = [ModelSpec(label, spec.lm_eval_model, spec.args) for label, spec in zip(labels, specs)]
+    specs = _unique_labels(specs)
 
     output_dir.mkdir(parents=True, exist_ok=True)
     notes = _notes(options) + [f"`{spec.label}`: {describe(spec)}" for spec in specs]

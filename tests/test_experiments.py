@@ -1,0 +1,163 @@
+"""Experiments: a declared chain runs once, skips what did not change, re-runs exactly what depends on
+a change, picks up after a failure, and reports every number with an interval and its provenance."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from toolkit.cli import main
+from toolkit.errors import UserError
+from toolkit.experiments import load_experiment, run_experiment
+from toolkit.experiments.report import bootstrap, mcnemar, summarize
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# build -> push -> build from the pushed dataset (a fake student) -> push: real steps, seconds to run
+CHAIN = {
+    "name": "chain",
+    "decontaminate": False,
+    "steps": {
+        "cot": {"build": "cot", "with": {"source": "gym:chain_sum", "limit": 3, "samples": 2, "teacher": "fake:right"}},
+        "cot-data": {"push": "cot", "name": "exp/chain-cot"},
+        "pref": {"build": "preference", "with": {"student": "fake:cycle", "from_dataset": "{cot-data}", "samples": 4}},
+        "pref-data": {"push": "pref", "name": "exp/chain-pref"},
+    },
+}  # fmt: skip
+
+
+def _write(tmp_path: Path, spec: dict, name: str = "exp.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+def _run(path: Path, work: Path, **kw):
+    lines: list[str] = []
+    plan = run_experiment(path, workdir=work, echo=lines.append, **kw)
+    return plan, lines
+
+
+def test_a_chain_runs_then_skips_then_reruns_exactly_what_changed(tmp_path):
+    path, work = _write(tmp_path, CHAIN), tmp_path / "work"
+    first, _ = _run(path, work)
+    assert first.actions == dict.fromkeys(CHAIN["steps"], "run")
+    assert first.outputs["cot-data"] == "exp/chain-cot" and Path(first.outputs["pref"], "manifest.json").is_file()
+    again, lines = _run(path, work)
+    assert again.actions == dict.fromkeys(CHAIN["steps"], "skip") and all("skipped" in line for line in lines[:4])
+
+    changed = json.loads(json.dumps(CHAIN))
+    changed["steps"]["pref"]["with"]["samples"] = 2  # only the preference build and what reads it
+    plan, _ = _run(_write(tmp_path, changed), work)
+    assert plan.actions == {"cot": "skip", "cot-data": "skip", "pref": "run", "pref-data": "run"}
+
+    changed["steps"]["cot"]["with"]["limit"] = 4  # the first build: everything downstream
+    dry, _ = _run(_write(tmp_path, changed), work, dry_run=True)
+    assert dry.actions == {"cot": "run", "cot-data": "run if its inputs change", "pref": "run if its inputs change",
+                           "pref-data": "run if its inputs change"}  # fmt: skip
+    plan, _ = _run(_write(tmp_path, changed), work)
+    assert plan.actions == dict.fromkeys(CHAIN["steps"], "run")
+
+
+def test_a_failed_step_is_where_the_next_run_starts(tmp_path):
+    broken = json.loads(json.dumps(CHAIN))
+    broken["steps"]["pref"]["with"]["samples"] = 0  # refused: --samples must be at least 1
+    work = tmp_path / "work"
+    with pytest.raises(UserError, match="--samples"):
+        _run(_write(tmp_path, broken), work)
+    state = json.loads((work / "state.json").read_text())
+    assert set(state) == {"cot", "cot-data"}  # what finished is recorded
+    plan, _ = _run(_write(tmp_path, CHAIN), work)
+    assert plan.actions == {"cot": "skip", "cot-data": "skip", "pref": "run", "pref-data": "run"}
+
+
+def test_a_deleted_output_runs_its_step_again(tmp_path):
+    path, work = _write(tmp_path, CHAIN), tmp_path / "work"
+    _run(path, work)
+    shutil.rmtree(work / "builds" / "pref")
+    plan, _ = _run(path, work)
+    assert plan.actions["pref"] == "run" and plan.actions["cot"] == "skip"
+
+
+@pytest.mark.parametrize(
+    ("steps", "message"),
+    [
+        ({"a": {"build": "cot", "push": "x"}}, "exactly one of"),
+        ({"a": {"bake": "cot"}}, "exactly one of"),
+        ({"a": {"push": "nothing", "name": "me/x"}}, "not an earlier build step"),
+        ({"a": {"build": "cot", "with": {"source": "{later}"}}, "later": {"build": "cot"}}, "not an earlier step"),
+        ({"a": {"build": "cot", "wiht": {}}}, "did you mean 'with'"),
+        ({"a": {"train": "cot/x"}}, "needs `dataset:`"),
+        ({"a": {"eval": {}}}, "maps report labels"),
+    ],
+)
+def test_bad_experiment_files_are_one_line_errors(tmp_path, steps, message):
+    with pytest.raises(UserError, match=message):
+        load_experiment(_write(tmp_path, {"name": "x", "steps": steps}))
+
+
+def test_the_shipped_experiments_load_and_every_recipe_and_method_they_name_exists():
+    from toolkit.builders import get_method
+    from toolkit.experiments.runner import recipe_path
+
+    files = sorted((ROOT / "experiments").glob("*.yaml"))
+    assert {"cpu-smoke.yaml", "cpu-effect.yaml"} <= {f.name for f in files}
+    for f in files:
+        experiment = load_experiment(f)
+        for step in experiment.steps:
+            if step.kind == "build":
+                method = get_method(step.spec["build"])
+                assert set(step.spec.get("with") or {}) <= {x.name for x in __import__("dataclasses").fields(method.config)}, f
+                assert step.spec.get("preset") in (None, *method.presets), f
+            if step.kind == "train":
+                assert recipe_path(step.spec["train"]).is_file(), f
+
+
+# --- statistics -------------------------------------------------------------------------------------
+
+
+def test_bootstrap_and_mcnemar_on_known_data():
+    assert bootstrap([[1.0] * 10]) == (1.0, 1.0, 1.0)
+    point, low, high = bootstrap([[1.0, 0.0] * 50])
+    assert point == 0.5 and 0.39 < low < 0.45 and 0.55 < high < 0.61  # ~ +-1.96 * sqrt(.25 / 100)
+    point, low, high = bootstrap([[1.0] * 4, [0.0] * 4])  # the mean of two task means
+    assert (point, low, high) == (0.5, 0.5, 0.5)
+    assert mcnemar([1, 1, 1, 1, 1, 0], [0, 0, 0, 0, 0, 0]) == pytest.approx(0.0625)  # 5 vs 0 discordant
+    assert mcnemar([1, 0], [1, 0]) == 1.0
+    assert mcnemar([1, 0, 1, 0], [0, 1, 0, 1]) == 1.0
+
+
+def test_summary_pairs_models_on_the_same_documents():
+    base = {"t1": {"strict-match": {0: 0.0, 1: 0.0, 2: 1.0, 3: 0.0}}, "t2": {"strict-match": {0: 1.0, 1: 0.0}}}
+    better = {"t1": {"strict-match": {0: 1.0, 1: 1.0, 2: 1.0, 3: 0.0}}, "t2": {"strict-match": {0: 1.0, 1: 0.0}}}
+    summary = summarize({"base": base, "sft": better}, ["t1", "t2"], {"t1"}, "base")
+    sft = summary["models"]["sft"]["strict-match"]
+    assert sft["score"]["t1"]["mean"] == 0.75 and sft["score"]["ID avg"]["mean"] == 0.75
+    assert sft["vs_baseline"]["t1"]["mean"] == 0.5 and sft["vs_baseline"]["OOD avg"]["mean"] == 0.0
+    assert sft["vs_baseline"]["t1"]["p_mcnemar"] == 0.5  # 2 discordant pairs, both for sft
+    assert summary["documents"] == {"t1": 4, "t2": 2}
+
+
+@pytest.mark.slow
+def test_cpu_smoke_runs_end_to_end_skips_and_reruns_only_the_eval(tmp_path):
+    work = tmp_path / "work"
+    result = CliRunner().invoke(main, ["run", str(ROOT / "experiments" / "cpu-smoke.yaml"), "--workdir", str(work)])
+    assert result.exit_code == 0, result.output
+    report = (work / "report" / "report.md").read_text()
+    assert "| model | gym_chain_sum (ID) | gym_basic_arithmetic | ID avg | OOD avg |" in report
+    assert "trained by step `sft` with recipe" in report and "McNemar" in report
+    results = json.loads((work / "report" / "results.json").read_text())
+    assert set(results["eval"]["models"]) == {"base", "sft", "dpo"} and (work / "report" / "eval.png").is_file()
+    manifest = json.loads((work / "builds" / "cot" / "manifest.json").read_text())
+    assert manifest["config"]["decontaminate"] == "gym_chain_sum,gym_basic_arithmetic"  # against its own eval
+    again = CliRunner().invoke(main, ["run", str(ROOT / "experiments" / "cpu-smoke.yaml"), "--workdir", str(work)])
+    assert again.output.count("up to date, skipped") == 7
+    spec = yaml.safe_load((ROOT / "experiments" / "cpu-smoke.yaml").read_text())
+    spec["eval"]["limit"] = 2
+    plan, _ = _run(_write(tmp_path, spec, "smoke.yaml"), work)
+    assert [s for s, a in plan.actions.items() if a == "run"] == ["eval"]

@@ -1,0 +1,218 @@
+"""The experiment's report: every model x every task with a 95% confidence interval, the in-domain
+and out-of-domain averages, each model's difference to the baseline measured on the same documents
+(paired bootstrap interval and McNemar's exact test), and where every number comes from.
+
+Scores are lm-eval's per-document exact match (the samples `hubtool eval` writes), so an interval
+says how much the number would move on another draw of documents of the same task.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from toolkit.evaluate.report import FILTERS
+
+RESAMPLES = 2000
+SEED = 0
+
+Scores = dict[str, dict[str, dict[str, dict[int, float]]]]  # label -> task -> filter -> doc_id -> score
+
+
+def read_scores(eval_dir: Path, labels: list[str]) -> Scores:
+    from toolkit.evaluate.run import _folder_name
+
+    scores: Scores = {}
+    for label in labels:
+        per_task: dict[str, dict[str, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
+        for path in sorted((eval_dir / _folder_name(label)).glob("samples_*.jsonl")):
+            task = path.stem.removeprefix("samples_")
+            for line in path.read_text().splitlines():
+                row = json.loads(line)
+                if "exact_match" in row and row.get("filter") in FILTERS:
+                    per_task[task][row["filter"]][int(row["doc_id"])] = float(row["exact_match"])
+        scores[label] = {t: dict(f) for t, f in per_task.items()}
+    return scores
+
+
+def bootstrap(per_task: list[list[float]], resamples: int = RESAMPLES, seed: int = SEED) -> tuple[float, float, float]:
+    """Mean over tasks of the per-task mean, and its 95% percentile interval, resampling documents
+    within each task (a stratified bootstrap: each task keeps its size)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    arrays = [np.asarray(v, dtype=float) for v in per_task if len(v)]
+    if not arrays:
+        return math.nan, math.nan, math.nan
+    point = float(np.mean([a.mean() for a in arrays]))
+    draws = np.zeros(resamples)
+    for a in arrays:
+        draws += a[rng.integers(0, len(a), size=(resamples, len(a)))].mean(axis=1)
+    draws /= len(arrays)
+    low, high = np.percentile(draws, [2.5, 97.5])
+    return point, float(low), float(high)
+
+
+def mcnemar(model: list[float], base: list[float]) -> float:
+    """Exact two-sided McNemar p-value on paired 0/1 scores (1.0 when they never disagree)."""
+    b = sum(1 for m, s in zip(model, base) if m > s)
+    c = sum(1 for m, s in zip(model, base) if m < s)
+    n = b + c
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, k) for k in range(min(b, c) + 1)) / 2**n
+    return min(1.0, 2 * tail)
+
+
+def summarize(scores: Scores, tasks: list[str], in_domain: set[str], baseline: str) -> dict[str, Any]:
+    """Every number of the report, as data."""
+    out: dict[str, Any] = {"baseline": baseline, "tasks": tasks, "in_domain": sorted(in_domain), "models": {}}
+    groups = {"ID avg": [t for t in tasks if t in in_domain], "OOD avg": [t for t in tasks if t not in in_domain]}
+    for label, per_task in scores.items():
+        entry: dict[str, Any] = {}
+        for f in FILTERS:
+            cell = {t: _interval([list(per_task.get(t, {}).get(f, {}).values())]) for t in tasks}
+            cell |= {g: _interval([list(per_task.get(t, {}).get(f, {}).values()) for t in ts]) for g, ts in groups.items() if ts}
+            diffs: dict[str, Any] = {}
+            if label != baseline:
+                for name, ts in [*[(t, [t]) for t in tasks], *[(g, ts) for g, ts in groups.items() if ts]]:
+                    pairs = [_paired(per_task, scores[baseline], t, f) for t in ts]
+                    model_all = [m for ms, _ in pairs for m in ms]
+                    base_all = [b for _, bs in pairs for b in bs]
+                    diffs[name] = _interval([[m - b for m, b in zip(ms, bs)] for ms, bs in pairs])
+                    diffs[name]["p_mcnemar"] = mcnemar(model_all, base_all)
+            entry[f] = {"score": cell, "vs_baseline": diffs}
+        out["models"][label] = entry
+    out["documents"] = {t: len(next(iter(scores.values())).get(t, {}).get(FILTERS[0], {})) for t in tasks}
+    return out
+
+
+def _interval(groups: list[list[float]]) -> dict[str, float]:
+    point, low, high = bootstrap(groups)
+    return {"mean": point, "low": low, "high": high, "n": sum(len(g) for g in groups)}
+
+
+def _paired(model: dict, base: dict, task: str, f: str) -> tuple[list[float], list[float]]:
+    m, b = model.get(task, {}).get(f, {}), base.get(task, {}).get(f, {})
+    common = sorted(set(m) & set(b))
+    return [m[d] for d in common], [b[d] for d in common]
+
+
+# -- writing --------------------------------------------------------------------------------------------
+def write_experiment_report(experiment, outputs: dict[str, str], state: dict, folder: Path) -> Path:
+    """report.md, report.png and results.json for the experiment's eval steps."""
+    folder.mkdir(parents=True, exist_ok=True)
+    sections, results = [f"# {experiment.name}", "", experiment.about, ""], {}
+    for step in [s for s in experiment.steps if s.kind == "eval"]:
+        labels = list(step.spec["eval"])
+        scores = read_scores(Path(outputs[step.id]), labels)
+        meta = json.loads((Path(outputs[step.id]) / "scores.json").read_text())
+        baseline = step.spec.get("baseline") or labels[0]
+        summary = summarize(scores, meta["tasks"], set(meta["in_domain"]), baseline)
+        summary["provenance"] = provenance(experiment, step, outputs)
+        summary["eval_config"] = {k: v for k, v in step.spec.items() if k != "eval"} | {"notes": meta.get("notes", [])}
+        results[step.id] = summary
+        headline = step.spec.get("filter") or "strict-match"
+        sections += _markdown(step.id, summary, headline)
+        _chart(summary, headline, folder / f"{step.id}.png")
+    (folder / "results.json").write_text(json.dumps(results, indent=2))
+    (folder / "report.md").write_text("\n".join(sections) + "\n")
+    return folder / "report.md"
+
+
+def provenance(experiment, step, outputs: dict[str, str]) -> dict[str, Any]:
+    """For each label: what it is, and for a trained student its recipe, dataset and the card."""
+    from toolkit.experiments.spec import substitute
+    from toolkit.hub import resolve_dataset
+    from toolkit.training.provenance import PROVENANCE
+
+    by_output = {v: k for k, v in outputs.items()}
+    out: dict[str, Any] = {}
+    for label, ref in step.spec["eval"].items():
+        model = str(substitute(ref, outputs))
+        entry: dict[str, Any] = {"model": model}
+        record_path = Path(model) / PROVENANCE
+        if record_path.is_file():
+            record = json.loads(record_path.read_text())
+            dataset = record["dataset"]
+            entry |= {"train_step": by_output.get(model), "recipe": record["recipe"]["path"],
+                      "recipe_sha256": record["recipe"]["sha256"], "overrides": record["recipe"]["overrides"],
+                      "base_model": record["model"]["base_model"], "dataset": dataset["name"],
+                      "dataset_fingerprint": dataset["fingerprint"]}  # fmt: skip
+            try:
+                entry["dataset_card"] = str(Path(resolve_dataset(dataset["name"]).path) / "README.md")
+            except Exception:  # noqa: BLE001 - provenance is best effort; the record above stands
+                entry["dataset_card"] = None
+        out[label] = entry
+    return out
+
+
+def _pct(cell: dict[str, float]) -> str:
+    if math.isnan(cell["mean"]):
+        return "–"
+    return f"{100 * cell['mean']:.1f} [{100 * cell['low']:.1f}, {100 * cell['high']:.1f}]"
+
+
+def _diff(cell: dict[str, float]) -> str:
+    if math.isnan(cell["mean"]):
+        return "–"
+    sign = "+" if cell["mean"] >= 0 else ""
+    return f"{sign}{100 * cell['mean']:.1f} [{100 * cell['low']:+.1f}, {100 * cell['high']:+.1f}] p={cell['p_mcnemar']:.2g}"
+
+
+def _markdown(step_id: str, summary: dict[str, Any], headline: str) -> list[str]:
+    tasks = summary["tasks"]
+    columns = [*tasks, *[g for g in ("ID avg", "OOD avg") if g in next(iter(summary["models"].values()))[headline]["score"]]]
+    short = [c.removeprefix("hubtool_") + (" (ID)" if c in summary["in_domain"] else "") for c in columns]
+    docs = ", ".join(f"{t.removeprefix('hubtool_')} {n}" for t, n in summary["documents"].items())
+    lines = [f"## {step_id}", "", f"Documents per task: {docs}. Exact match in %, with 95% bootstrap intervals.", ""]
+    for f in (headline, *[x for x in FILTERS if x != headline]):
+        lines += [f"### {f}", "", "| model | " + " | ".join(short) + " |", "|---|" + "---:|" * len(columns)]
+        for label, entry in summary["models"].items():
+            lines.append(f"| {label} | " + " | ".join(_pct(entry[f]["score"][c]) for c in columns) + " |")
+        lines += ["", f"Difference to `{summary['baseline']}` on the same documents (points; paired bootstrap 95%"
+                  " interval; McNemar's exact p):", "", "| model | " + " | ".join(short) + " |", "|---|" + "---:|" * len(columns)]  # fmt: skip
+        for label, entry in summary["models"].items():
+            if entry[f]["vs_baseline"]:
+                lines.append(f"| {label} | " + " | ".join(_diff(entry[f]["vs_baseline"][c]) for c in columns) + " |")
+        lines.append("")
+    lines += ["### Where the numbers come from", ""]
+    for label, p in summary["provenance"].items():
+        if p.get("recipe"):
+            lines.append(f"- `{label}`: `{p['model']}`, trained by step `{p['train_step']}` with recipe `{p['recipe']}` "
+                         f"(sha256 {p['recipe_sha256'][:12]}, overrides {p['overrides']}) from `{p['base_model']}` on "
+                         f"dataset `{p['dataset']}` (fingerprint {p['dataset_fingerprint'][:12]}; card {p['dataset_card']})")  # fmt: skip
+        else:
+            lines.append(f"- `{label}`: `{p['model']}` as it is")
+    config = ", ".join(f"{k}={v}" for k, v in summary["eval_config"].items() if k != "notes")
+    lines += [f"- evaluation: {config}; " + "; ".join(summary["eval_config"]["notes"]), ""]
+    return lines
+
+
+def _chart(summary: dict[str, Any], headline: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models = list(summary["models"])
+    columns = [c for c in [*summary["tasks"], "ID avg", "OOD avg"] if c in summary["models"][models[0]][headline]["score"]]
+    width = 0.8 / max(len(models), 1)
+    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(columns) + 2), 4))
+    for i, label in enumerate(models):
+        cells = [summary["models"][label][headline]["score"][c] for c in columns]
+        means = [100 * (0 if math.isnan(c["mean"]) else c["mean"]) for c in cells]
+        errors = [[m - 100 * c["low"] if not math.isnan(c["low"]) else 0 for m, c in zip(means, cells)],
+                  [100 * c["high"] - m if not math.isnan(c["high"]) else 0 for m, c in zip(means, cells)]]  # fmt: skip
+        xs = [j + (i - (len(models) - 1) / 2) * width for j in range(len(columns))]
+        ax.bar(xs, means, width, yerr=errors, capsize=3, label=label)
+    ax.set_xticks(range(len(columns)), [c.removeprefix("hubtool_") for c in columns], rotation=30, ha="right")
+    ax.set_ylabel(f"exact match, {headline} (%)")
+    ax.set_ylim(0, 100)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,216 @@
+"""Run an experiment: each step once, again only when something it depends on changed.
+
+A step's inputs are its own settings (with `{step}` references resolved) and the fingerprints of
+the outputs it reads. `WORK/state.json` records, per step, the inputs it last ran with and the
+fingerprint of what it produced; a step whose inputs and output are unchanged is skipped. A killed
+run starts again at the step it was in (a build resumes from the call cache as always), and
+changing one setting re-runs that step and, when its output changes, the steps downstream.
+
+    WORK/builds/<step>/   run directories      WORK/models/<step>/   students
+    WORK/evals/<step>/    lm-eval results      WORK/report/          the experiment's report
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from toolkit.errors import UserError
+from toolkit.experiments.spec import Experiment, Step, load_experiment, substitute
+
+log = logging.getLogger(__name__)
+STATE = "state.json"
+
+
+@dataclass
+class Plan:
+    """What a run did (or, dry, would do): step id -> "run" | "skip" | "run after upstream"."""
+
+    actions: dict[str, str] = field(default_factory=dict)
+    outputs: dict[str, str] = field(default_factory=dict)
+    report: Path | None = None
+
+
+def run_experiment(path: str | Path, *, workdir: str | Path | None = None, dry_run: bool = False,
+                   echo=print) -> Plan:  # fmt: skip
+    experiment = load_experiment(path)
+    work = Path(workdir or Path("runs") / "experiments" / experiment.name)
+    state = _read_state(work)
+    plan = Plan()
+    changed: set[str] = set()  # steps that ran (or would run) in this pass
+    for step in experiment.steps:
+        inputs = _inputs(step, plan.outputs, state)
+        previous = state.get(step.id, {})
+        output = previous.get("output")
+        upstream_runs = dry_run and any(r in changed for r in step.refs)  # its inputs are not known yet
+        current = _fingerprint_output(step, output) if output else None
+        fresh = previous.get("inputs") == inputs and current is not None and current == previous.get("output_fp")
+        if fresh and not upstream_runs:
+            plan.actions[step.id] = "skip"
+            plan.outputs[step.id] = output
+            echo(f"[{step.id}] {step.kind}: up to date, skipped")
+            continue
+        changed.add(step.id)
+        if dry_run:
+            plan.actions[step.id] = "run if its inputs change" if fresh else "run"
+            plan.outputs[step.id] = output or _planned_output(step, work)
+            echo(f"[{step.id}] {step.kind}: {plan.actions[step.id]}  {_describe(step)}")
+            continue
+        echo(f"[{step.id}] {step.kind}: running  {_describe(step)}")
+        output = EXECUTE[step.kind](experiment, step, plan.outputs, work)
+        plan.actions[step.id] = "run"
+        plan.outputs[step.id] = output
+        state[step.id] = {"inputs": _inputs(step, plan.outputs, state), "output": output,
+                          "output_fp": _fingerprint_output(step, output)}  # fmt: skip
+        _write_state(work, state)
+    if not dry_run:
+        from toolkit.experiments.report import write_experiment_report
+
+        plan.report = write_experiment_report(experiment, plan.outputs, state, work / "report")
+        echo(f"report: {plan.report}")
+    return plan
+
+
+# -- fingerprints -------------------------------------------------------------------------------------
+def _inputs(step: Step, outputs: dict[str, str], state: dict[str, Any]) -> str:
+    resolved = substitute(step.spec, outputs)
+    upstream = {ref: state.get(ref, {}).get("output_fp") for ref in step.refs}
+    blob = json.dumps({"kind": step.kind, "spec": resolved, "upstream": upstream}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _fingerprint_output(step: Step, output: str) -> str | None:
+    """What a step produced, as a hash that changes when it does; None when it is gone."""
+    if step.kind == "push":
+        from toolkit.hub import resolve_dataset
+
+        try:
+            return resolve_dataset(output).fingerprint
+        except UserError:
+            return None
+    path = Path(output)
+    name = {"build": "manifest.json", "train": "hubtool_train.json", "eval": "scores.json"}[step.kind]
+    if not (path / name).is_file():
+        return None
+    if step.kind == "build":
+        from toolkit.rundir import read_manifest
+
+        manifest = read_manifest(path)
+        return None if manifest.status != "complete" else f"{manifest.data_file}:{manifest.rows}"
+    return hashlib.sha256((path / name).read_bytes()).hexdigest()
+
+
+def _read_state(work: Path) -> dict[str, Any]:
+    path = work / STATE
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError:
+        log.warning("%s is unreadable: every step runs again", path)
+        return {}
+
+
+def _write_state(work: Path, state: dict[str, Any]) -> None:
+    from toolkit.rundir import atomic_write
+
+    atomic_write(work / STATE, json.dumps(state, indent=2).encode())
+
+
+def _planned_output(step: Step, work: Path) -> str:
+    if step.kind == "push":
+        return str(step.spec["name"])
+    return str(work / {"build": "builds", "train": "models", "eval": "evals"}[step.kind] / step.id)
+
+
+def _describe(step: Step) -> str:
+    s = step.spec
+    return {"build": lambda: f"{s['build']}" + (f" --preset {s['preset']}" if s.get("preset") else ""),
+            "push": lambda: f"{s['push']} -> {s['name']}",
+            "train": lambda: f"{s['train']} on {s['dataset']}" + (f" from {s['model']}" if s.get("model") else ""),
+            "eval": lambda: ", ".join(f"{k}={v}" for k, v in s["eval"].items())}[step.kind]()  # fmt: skip
+
+
+# -- the four kinds of step -----------------------------------------------------------------------------
+def _build(experiment: Experiment, step: Step, outputs: dict[str, str], work: Path) -> str:
+    from toolkit.builders import build_dataset, get_method
+    from toolkit.builders.config import resolve_config
+
+    method = get_method(step.spec["build"])
+    flags = dict(substitute(step.spec.get("with") or {}, outputs))
+    out = work / "builds" / step.id
+    flags.update(out=str(out), overwrite=True)  # the experiment owns its run directories
+    against = step.spec.get("decontaminate", experiment.decontaminate)
+    if against and "decontaminate" not in flags:
+        names = [*experiment.eval.get("tasks", []), *experiment.eval.get("suites", [])]
+        flags["decontaminate"] = against if isinstance(against, str) else ",".join(names) or None
+        if experiment.eval.get("data_dir") and "eval_data_dir" not in flags:
+            flags["eval_data_dir"] = str(experiment.eval["data_dir"])
+    config, preset, values = resolve_config(method.config, flags=flags, preset=step.spec.get("preset"),
+                                            presets=method.presets)  # fmt: skip
+    manifest = build_dataset(config, method=method, preset=preset, preset_values=values)
+    if not manifest.rows:
+        raise UserError(f"step {step.id!r} built no rows ({manifest.counts}); the steps after it need data")
+    return str(out)
+
+
+def _push(experiment: Experiment, step: Step, outputs: dict[str, str], work: Path) -> str:
+    from toolkit.hub import push
+
+    s = step.spec
+    push(outputs[s["push"]], s["name"], hub=bool(s.get("hub")), private=bool(s.get("private")), license=s.get("license"))
+    return str(s["name"])
+
+
+def _train(experiment: Experiment, step: Step, outputs: dict[str, str], work: Path) -> str:
+    from toolkit.training import load_recipe, train
+
+    s = step.spec
+    sets = {k: _flag(v) for k, v in substitute(s.get("set") or {}, outputs).items()}
+    sets["dataset_name"] = outputs.get(s["dataset"], substitute(s["dataset"], outputs))
+    if s.get("model"):
+        sets["model_name_or_path"] = outputs.get(s["model"], substitute(s["model"], outputs))
+    out = work / "models" / step.id
+    train(load_recipe(recipe_path(s["train"]), sets, output_dir=out), merge=bool(s.get("merge")))
+    return str(out)
+
+
+def _eval(experiment: Experiment, step: Step, outputs: dict[str, str], work: Path) -> str:
+    from toolkit.evaluate.run import EvalOptions, run_eval
+
+    s = substitute(step.spec, outputs)
+    out = work / "evals" / step.id
+    options = EvalOptions(backend=s.get("backend", "hf"), base_url=s.get("base_url"), limit=s.get("limit"),
+                          num_fewshot=s.get("num_fewshot"), batch_size=s.get("batch_size", 8),
+                          max_gen_toks=s.get("max_gen_toks"), in_domain=s.get("in_domain"),
+                          data_dir=Path(s["data_dir"]) if s.get("data_dir") else None)  # fmt: skip
+    labels = list(s["eval"])
+    run_eval([str(m) for m in s["eval"].values()], out, suites=s.get("suites", []), tasks=s.get("tasks", []),
+             options=options, labels=labels)  # fmt: skip
+    return str(out)
+
+
+EXECUTE = {"build": _build, "push": _push, "train": _train, "eval": _eval}
+
+
+def _flag(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list | tuple):
+        return ",".join(map(str, value))
+    return str(value)
+
+
+def recipe_path(name: str) -> Path:
+    """A recipe file, or a short name (`cot/smollm2-135m-lora`) in the shipped recipes."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    shipped = Path(__file__).resolve().parents[2] / "recipes" / (name if name.endswith(".yaml") else f"{name}.yaml")
+    if shipped.is_file():
+        return shipped
+    raise UserError(f"recipe {name!r} is neither a file nor a shipped recipe (e.g. cot/smollm2-135m-lora)")
