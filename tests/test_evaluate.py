@@ -145,6 +145,14 @@ def test_cli_bad_input_is_one_line(tmp_path, args, message):
     assert len(result.output.strip().splitlines()) == 1
 
 
+def test_tasks_path_prints_the_task_folder_without_a_model(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("HUBTOOL_EVAL_TASKS", raising=False)
+    result = CliRunner().invoke(main, ["eval", "--tasks-path"])
+    assert result.exit_code == 0, result.output
+    assert result.output == f"{ROOT / 'eval_tasks'}\n" and Path(result.output.strip()) == T.tasks_dir()
+
+
 def test_eval_help_imports_no_heavy_library():
     code = ("import sys; import toolkit.evaluate; from toolkit.cli import main\n"
             "try: main(['eval', '--help'])\nexcept SystemExit: pass\n"
