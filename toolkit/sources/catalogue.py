@@ -232,11 +232,12 @@ _add(
     )
 )
 # PIQA and Social IQa: the original repos (ybisk/piqa, allenai/social_i_qa) are loading-script repos,
-# which datasets>=4 refuses to run. Their refs/convert/parquet branches load, but only by naming a
-# revision and the script's config names, and the Hub regenerates that branch at will. baber/piqa and
-# lighteval/siqa are plain parquet copies with the original columns, load with
-# `load_dataset(hub_id, split=...)` and nothing else, and are what lm-eval's own piqa and social_iqa
-# tasks read (lm-eval 0.4.13), so a hubtool score sits next to the harness's on the same rows.
+# which datasets>=4 refuses to run. Their bot-made refs/convert/parquet branches load, but only with a
+# pinned revision and that branch's subset name ("default", not the script's), which every reader
+# (builder, eval task, a user's --revision) would have to repeat. baber/piqa and lighteval/siqa are
+# plain parquet copies with the original columns that load with `load_dataset(hub_id, split=...)`
+# alone, and they are what lm-eval's own piqa and social_iqa tasks read (lm-eval 0.4.13; piqa moved
+# there in lm-evaluation-harness PR #2790), so a hubtool score sits beside the harness's on the same rows.
 _add(
     Benchmark(
         name="piqa",
