@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from toolkit.builders.cot import CoTOptions, prompt_messages
+from toolkit.builders.cot import CoTConfig, prompt_messages
 from toolkit.evaluate import tasks as T
 from toolkit.sources import benchmark_info, known_benchmarks, load_source
 
@@ -60,6 +60,13 @@ def _config(manager, task: str) -> dict:
     return load_yaml(manager.task_index[task].yaml_path, resolve_func=False)
 
 
+def _build_prompt(problem) -> tuple[dict[str, str], ...]:
+    """The messages `hubtool build-dataset cot` sends for a problem, with its default settings."""
+    config = CoTConfig(source="gym:chain_sum")  # the source is required; it does not touch the prompt
+    assert config.fewshot is None
+    return prompt_messages(problem, config.template, (), config.system)
+
+
 def _assert_scored_as_built(task, problems) -> None:
     docs = list(task.eval_docs)
     assert len(docs) == len(problems), "the task skips other rows than a build"
@@ -68,7 +75,7 @@ def _assert_scored_as_built(task, problems) -> None:
         scored = (doc["question"], list(doc["choices"]), doc["gold"], doc["answer_type"])
         assert scored == built
         user_turn = {"role": "user", "content": task.doc_to_text(doc)}
-        assert prompt_messages(problem, CoTOptions()) == (user_turn,)
+        assert _build_prompt(problem) == (user_turn,)
 
 
 def test_every_benchmark_and_gym_task_is_covered():
