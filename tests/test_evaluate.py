@@ -145,6 +145,14 @@ def test_cli_bad_input_is_one_line(tmp_path, args, message):
     assert len(result.output.strip().splitlines()) == 1
 
 
+def test_tasks_path_prints_the_task_folder_without_a_model(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("HUBTOOL_EVAL_TASKS", raising=False)
+    result = CliRunner().invoke(main, ["eval", "--tasks-path"])
+    assert result.exit_code == 0, result.output
+    assert result.output == f"{ROOT / 'eval_tasks'}\n" and Path(result.output.strip()) == T.tasks_dir()
+
+
 def test_eval_help_imports_no_heavy_library():
     code = ("import sys; import toolkit.evaluate; from toolkit.cli import main\n"
             "try: main(['eval', '--help'])\nexcept SystemExit: pass\n"
@@ -228,8 +236,10 @@ def test_cli_eval_two_models_on_the_gym_suite(tmp_path, random_adapter, small_to
     for label in ("smollm2-135m", "student"):
         results = json.loads((tmp_path / label / "results.json").read_text())
         assert set(results["results"]) == {f"hubtool_{t}" for t in gym}
-        rows = [json.loads(line) for line in (tmp_path / label / "samples_hubtool_gym_chain_sum.jsonl").open()]
-        responses[label] = [r["resps"] for r in rows]
+        # every task's generation: on a single short one the random adapter may well say the same
+        responses[label] = [
+            json.loads(line)["resps"] for t in gym for line in (tmp_path / label / f"samples_hubtool_{t}.jsonl").open()
+        ]
     assert responses["smollm2-135m"] != responses["student"], "the adapter was not applied"
     scores = json.loads((tmp_path / "scores.json").read_text())
     assert set(scores["scores"]) == {"smollm2-135m", "student"} and scores["in_domain"]

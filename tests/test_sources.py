@@ -14,6 +14,7 @@ import pytest
 from toolkit.errors import UserError
 from toolkit.records import stable_id
 from toolkit.sources import _GymWorker, benchmark_info, known_benchmarks, load_source
+from toolkit.sources.gym import gym_gold
 
 FIXTURES = Path(__file__).parent / "fixtures" / "sources"
 
@@ -98,8 +99,9 @@ def test_catalogue_benchmark_loads_its_copy(name: str) -> None:
 
 def test_gsm8k_keeps_the_reference_rationale_and_ids_follow_the_hub_identity() -> None:
     p = _load("gsm8k").problems[0]
-    assert p.meta["reference_rationale"].startswith("On Tuesday she picked 36/2 = <<36/2=18>>18 apples.")
-    assert "####" not in p.meta["reference_rationale"]
+    # the worked solution as a person reads it: no calculator annotations, no "#### 54" line
+    assert p.meta["reference_rationale"].startswith("On Tuesday she picked 36/2 = 18 apples.")
+    assert "####" not in p.meta["reference_rationale"] and "<<" not in p.meta["reference_rationale"]
     assert p.id == stable_id("openai/gsm8k", "main", "train", 0)
 
 
@@ -267,6 +269,34 @@ def test_gym_label_answers_and_errors() -> None:
         split="dev",
     )
     _user_error("take no question-field", spec="gym:chain_sum", question_field="q")
+
+
+def test_gym_yes_no_tasks_are_yesno_everywhere() -> None:
+    loaded = load_source("gym:syllogism", limit=6)
+    assert loaded.info.answer_type == "yesno"
+    assert {p.answer_type for p in loaded.problems} == {"yesno"}
+    assert {p.gold for p in loaded.problems} <= {"yes", "no"}
+    assert {p.meta["gym_answer"] for p in loaded.problems} <= {"Yes", "No"}  # gym's own text kept
+
+
+@pytest.mark.parametrize(
+    ("task", "answer", "typed"),
+    [
+        ("syllogism", "No", ("yesno", "no")),  # a task in the table: its type
+        ("chain_sum", "-4", ("number", "-4")),
+        ("some_new_task", " YES ", ("yesno", "yes")),  # any other task: typed by its answer
+        ("some_new_task", "1,000", ("number", "1000")),
+        ("some_new_task", "True", ("label", "True")),  # only a literal yes/no is a yes/no
+        ("some_new_task", "Ann", ("label", "Ann")),
+    ],
+)
+def test_gym_answer_types_are_decided_in_one_place(task: str, answer: str, typed: tuple[str, str]) -> None:
+    assert gym_gold(task, answer) == typed
+
+
+def test_a_gym_answer_that_breaks_the_table_is_a_user_error() -> None:
+    with pytest.raises(UserError, match="'syllogism' gave the answer 'Maybe', which is not a yesno"):
+        gym_gold("syllogism", "Maybe")
 
 
 # ---- file: ----------------------------------------------------------------------------------------

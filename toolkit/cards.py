@@ -18,9 +18,10 @@ from typing import Any
 
 from toolkit.errors import UserError
 from toolkit.manifest import Manifest
+from toolkit.resources import resource_dir
 from toolkit.rundir import atomic_write, data_file, read_manifest
 
-CARDS_DIR = Path(__file__).resolve().parent.parent / "dataset_cards"
+CARDS_DIR = resource_dir("dataset_cards")
 # Metadata keys hubtool writes; a merge overwrites these and keeps every other key. `dataset_info`
 # describes the old data files, so it is dropped rather than kept stale.
 OWNED_KEYS = ("pretty_name", "license", "language", "annotations_creators", "language_creators",

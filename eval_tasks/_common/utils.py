@@ -1,7 +1,7 @@
 """Hooks shared by every hubtool task: the prompt, the two answer filters, the vote and the score.
 
-Every task's `process_docs` turns its benchmark's rows into one shape, so these hooks read the same
-fields everywhere:
+Every task reads its documents through `toolkit.evaluate.docs` (the builders' own reading of each
+benchmark) into one shape, so these hooks read the same fields everywhere:
 
     question     the question text (options are not in it; they are rendered from `choices`)
     choices      option texts in letter order (A, B, ...) for multiple choice, else []

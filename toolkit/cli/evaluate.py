@@ -23,6 +23,15 @@ def _limit(value: str | None) -> int | float | None:
     return int(number) if number >= 1 else number
 
 
+def _print_tasks_path(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    from toolkit.evaluate.tasks import tasks_dir
+
+    click.echo(tasks_dir())
+    ctx.exit()
+
+
 @main.command("eval")
 @click.option("-m", "--model", "models", multiple=True, required=True,
               help="A checkpoint folder, a LoRA adapter folder (its base is read from adapter_config.json), "
@@ -41,12 +50,19 @@ def _limit(value: str | None) -> int | float | None:
 @click.option("--data-dir", type=click.Path(path_type=Path),
               help="Local copies of benchmarks as <benchmark>.jsonl (e.g. gsm8k.jsonl), used instead of the Hub.")
 @click.option("-o", "--output-dir", type=click.Path(path_type=Path), default=Path("eval-results"), show_default=True)
+@click.option("--tasks-path", is_flag=True, is_eager=True, expose_value=False, callback=_print_tasks_path,
+              help="Print the folder of the hubtool lm-eval tasks and exit (for lm_eval --include_path).")
 def eval_command(models, suites, tasks, backend, base_url, limit, num_fewshot, batch_size, max_gen_toks,
                  in_domain, data_dir, output_dir):
     """Score models with lm-eval on in-domain and out-of-domain reasoning tasks.
 
     Writes lm-eval's results and samples per model, report.md (model x task with in-domain and
     out-of-domain averages), report.png and scores.json into --output-dir, and prints the table.
+
+    \b
+    Plain lm-eval runs the same tasks (the chat template is part of the prompt):
+    lm_eval run --include_path "$(hubtool eval --tasks-path)" --tasks hubtool_gym_chain_sum \\
+        --model hf --model_args pretrained=PATH --apply_chat_template --limit 10
     """
     from toolkit.evaluate import EvalOptions, run_eval
 

@@ -8,7 +8,7 @@ from toolkit.cli.app import main
 
 
 @main.command("train")
-@click.argument("recipe", type=click.Path(dir_okay=False))
+@click.argument("recipe")
 @click.option(
     "--set",
     "sets",
@@ -36,14 +36,17 @@ def train(
 ) -> None:
     """Train a student with a TRL recipe on a dataset named by dataset_name.
 
-    The name resolves like everywhere else in hubtool: a local folder, then the local registry, then
-    the Hub. Completions only carry the loss (conversational prompt-completion rows); LoRA recipes
-    save the adapter. The output folder gets a provenance record and a model card.
+    RECIPE is a YAML file, or a shipped recipe by name: cot/smollm2-135m-lora (.yaml optional; a
+    mistyped name lists the shipped ones). The dataset name resolves like everywhere else in hubtool:
+    a local folder, then the local registry, then the Hub. Completions only carry the loss
+    (conversational prompt-completion rows); LoRA recipes save the adapter. The output folder gets a
+    provenance record and a model card.
 
     \b
-    hubtool train recipes/cot/smollm2-135m-lora.yaml --set dataset_name=me/cot --output-dir out/cot-student
-    hubtool train recipes/self-refine/dpo-lora.yaml --set model_name_or_path=out/cot-student \\
+    hubtool train cot/smollm2-135m-lora --set dataset_name=me/cot --output-dir out/cot-student
+    hubtool train self-refine/dpo-lora --set model_name_or_path=out/cot-student \\
         --set dataset_name=me/self-refine --output-dir out/dpo-student --merge
+    hubtool train my-recipes/cot/custom.yaml --set dataset_name=me/cot
     """
     from toolkit.training import load_recipe
     from toolkit.training import train as run

@@ -7,7 +7,6 @@ The task YAML is the single source of truth: suites are the `hubtool_*` groups, 
 from __future__ import annotations
 
 import logging
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,13 +21,14 @@ _MAJ = re.compile(r"_maj\d+$")
 
 
 def tasks_dir() -> Path:
-    """eval_tasks/: `$HUBTOOL_EVAL_TASKS`, else the folder beside the `toolkit` package."""
-    env = os.environ.get("HUBTOOL_EVAL_TASKS")
-    path = Path(env).expanduser() if env else Path(__file__).resolve().parents[2] / "eval_tasks"
+    """eval_tasks/: `$HUBTOOL_EVAL_TASKS`, else the copy shipped with hubtool (see toolkit.resources)."""
+    from toolkit.resources import resource_dir
+
+    path = resource_dir("eval_tasks")
     if not (path / "_common" / "utils.py").is_file():
         raise UserError(
-            f"no hubtool eval tasks at {path}; run from a checkout of hubtool or set HUBTOOL_EVAL_TASKS "
-            "to its eval_tasks/ folder"
+            f"no hubtool eval tasks at {path} (no _common/utils.py); point HUBTOOL_EVAL_TASKS at a copy of "
+            "hubtool's eval_tasks/ folder, or unset it"
         )
     return path
 

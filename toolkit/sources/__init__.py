@@ -18,14 +18,33 @@ from typing import Any
 from toolkit.errors import UserError
 from toolkit.records import ANSWER_TYPES
 from toolkit.sources.base import LoadedSource, SourceInfo, _Fields
-from toolkit.sources.catalogue import benchmark_info, known_benchmarks
+from toolkit.sources.catalogue import (
+    GYM_EVAL_SEED,
+    GYM_EVAL_SIZE,
+    GYM_EVAL_SPLIT,
+    GYM_EVAL_TASKS,
+    benchmark_info,
+    known_benchmarks,
+)
 from toolkit.sources.files import _load_file
+from toolkit.sources.gym import GYM_ANSWER_TYPES, _load_gym
 from toolkit.sources.gym import _gym_serve as _gym_serve  # the gym worker's main loop, re-exported
 from toolkit.sources.gym import _GymWorker as _GymWorker  # re-exported for the tests
-from toolkit.sources.gym import _load_gym
-from toolkit.sources.hub import _load_hf
+from toolkit.sources.hub import _load_hf, benchmark_problems
 
-__all__ = ["LoadedSource", "SourceInfo", "benchmark_info", "known_benchmarks", "load_source"]
+__all__ = [
+    "GYM_ANSWER_TYPES",
+    "GYM_EVAL_SEED",
+    "GYM_EVAL_SIZE",
+    "GYM_EVAL_SPLIT",
+    "GYM_EVAL_TASKS",
+    "LoadedSource",
+    "SourceInfo",
+    "benchmark_info",
+    "benchmark_problems",
+    "known_benchmarks",
+    "load_source",
+]
 
 SPEC_FORMS = "hf:NAME (a known benchmark), hf:org/name, gym:TASK or file:PATH"
 

@@ -1,9 +1,12 @@
-"""The known benchmarks behind `hf:NAME`.
+"""The known benchmarks behind `hf:NAME`: the one definition the builders and the eval tasks share.
 
-Each benchmark names its Hub repo, config, labelled splits, answer type, license and citation, and a
-small converter from a raw row to (question, gold, choices, meta) (see `converters`); where a schema
-was uncertain, the entry's `note` says so. The field mapping used for any other table
-(`hf:org/name`, `file:PATH`) is in `mapping`; canonical golds in `normalize`.
+Each benchmark names its Hub repo, config, labelled splits, answer type, license and citation, a
+small converter from a raw row to (question, gold, choices, meta) (see `converters`), and what the
+eval task scores (`eval_split`, `fewshot_split`). `eval_tasks/generate_tasks.py` writes the lm-eval
+tasks from these entries and the tasks read their rows through the same converter
+(`toolkit.evaluate.docs`), so a student is scored on exactly the text it was trained on. Where a
+schema or a mirror needs explaining, the entry's `note` says so. The field mapping used for any
+other table (`hf:org/name`, `file:PATH`) is in `mapping`; canonical golds in `normalize`.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ class Benchmark:
     """One catalogue entry."""
 
     name: str
+    title: str  # how papers and tables name it
     hub_id: str
     config: str | None
     splits: tuple[str, ...]  # splits with public gold labels
@@ -39,10 +43,21 @@ class Benchmark:
     license: str | None
     citation: str
     convert: Converter
+    eval_split: str  # the split the eval task scores: the test split, or validation where test hides gold
+    fewshot_split: str | None  # where the eval task's few-shot examples come from; None: no other split
     note: str = ""
 
 
 BENCHMARKS: Registry[Benchmark] = Registry("benchmark")
+
+# The reasoning-gym tasks the eval suite scores, and the problems it scores them on:
+# load_source(f"gym:{task}", split=GYM_EVAL_SPLIT, seed=GYM_EVAL_SEED, limit=GYM_EVAL_SIZE). The split
+# draws from its own seed range (toolkit.sources.gym.GYM_SPLIT_OFFSETS), so a build on the default
+# split "train" never trains on them. Their answer types are toolkit.sources.gym.GYM_ANSWER_TYPES.
+GYM_EVAL_TASKS = ("gsm_symbolic", "basic_arithmetic", "chain_sum", "leg_counting", "syllogism")
+GYM_EVAL_SPLIT = "test"
+GYM_EVAL_SEED = 31337
+GYM_EVAL_SIZE = 200
 
 
 def known_benchmarks() -> list[str]:
@@ -65,12 +80,18 @@ def benchmark_for_hub_id(hub_id: str, config: str | None = None) -> Benchmark | 
 
 
 def _add(bench: Benchmark) -> None:
+    # An eval split without gold can't be scored, and few-shot examples drawn from it would leak.
+    if bench.eval_split not in bench.splits or bench.fewshot_split not in (*bench.splits, None):
+        raise ValueError(f"{bench.name}: eval and few-shot splits must be labelled splits")
+    if bench.fewshot_split == bench.eval_split:
+        raise ValueError(f"{bench.name}: few-shot examples must not come from the evaluation split")
     BENCHMARKS.add(bench.name, bench)
 
 
 _add(
     Benchmark(
         name="gsm8k",
+        title="GSM8K",
         hub_id="openai/gsm8k",
         config="main",
         splits=("train", "test"),
@@ -79,11 +100,15 @@ _add(
         license="mit",
         citation="Cobbe et al. (2021). Training Verifiers to Solve Math Word Problems. https://arxiv.org/abs/2110.14168",
         convert=_gsm8k,
+        eval_split="test",
+        fewshot_split="train",
+        note="few-shot targets are the worked solutions, calculator annotations removed",
     )
 )
 _add(
     Benchmark(
         name="svamp",
+        title="SVAMP",
         hub_id="ChilleD/SVAMP",
         config=None,
         splits=("train", "test"),
@@ -93,12 +118,15 @@ _add(
         citation="Patel et al. (2021). Are NLP Models really able to Solve Simple Math Word Problems? "
         "https://arxiv.org/abs/2103.07191",
         convert=_svamp,
+        eval_split="test",
+        fewshot_split="train",
         note="ChilleD's 700/300 train/test split of the 1,000 SVAMP problems",
     )
 )
 _add(
     Benchmark(
         name="asdiv",
+        title="ASDiv",
         hub_id="EleutherAI/asdiv",
         config="asdiv",
         splits=("validation",),
@@ -108,12 +136,15 @@ _add(
         citation="Miao et al. (2020). A Diverse Corpus for Evaluating and Developing English Math Word Problem "
         "Solvers. https://arxiv.org/abs/2106.15772",
         convert=_asdiv,
-        note="only a validation split; rows whose gold is not one number are skipped",
+        eval_split="validation",
+        fewshot_split=None,
+        note="only a validation split (so no few-shot split); rows whose gold is not one number are skipped",
     )
 )
 _add(
     Benchmark(
         name="multiarith",
+        title="MultiArith",
         hub_id="ChilleD/MultiArith",
         config=None,
         splits=("train", "test"),
@@ -122,12 +153,15 @@ _add(
         license=None,
         citation="Roy & Roth (2015). Solving General Arithmetic Word Problems. https://arxiv.org/abs/1608.01413",
         convert=_multiarith,
+        eval_split="test",
+        fewshot_split="train",
         note="the Hub repo states no license",
     )
 )
 _add(
     Benchmark(
         name="aqua_rat",
+        title="AQuA-RAT",
         hub_id="deepmind/aqua_rat",
         config="raw",
         splits=("train", "validation", "test"),
@@ -137,11 +171,15 @@ _add(
         citation="Ling et al. (2017). Program Induction by Rationale Generation: Learning to Solve and Explain "
         "Algebraic Word Problems. https://arxiv.org/abs/1705.04146",
         convert=_aqua_rat,
+        eval_split="test",
+        fewshot_split="train",
+        note="few-shot targets are the dataset's rationales",
     )
 )
 _add(
     Benchmark(
         name="commonsense_qa",
+        title="CommonsenseQA",
         hub_id="tau/commonsense_qa",
         config=None,
         splits=("train", "validation"),
@@ -151,12 +189,15 @@ _add(
         citation="Talmor et al. (2019). CommonsenseQA: A Question Answering Challenge Targeting Commonsense "
         "Knowledge. https://arxiv.org/abs/1811.00937",
         convert=_choices_dict("question"),
-        note="the test split hides its answers",
+        eval_split="validation",
+        fewshot_split="train",
+        note="the test split hides its answers, so validation is the evaluation set",
     )
 )
 _add(
     Benchmark(
         name="strategyqa",
+        title="StrategyQA",
         hub_id="ChilleD/StrategyQA",
         config=None,
         splits=("train", "test"),
@@ -166,6 +207,8 @@ _add(
         citation="Geva et al. (2021). Did Aristotle Use a Laptop? A Question Answering Benchmark with Implicit "
         "Reasoning Strategies. https://arxiv.org/abs/2101.02235",
         convert=_strategyqa,
+        eval_split="test",
+        fewshot_split="train",
         note="columns beyond question and answer (bool) recalled from the repo, not verified; only those two "
         "are required",
     )
@@ -173,6 +216,7 @@ _add(
 _add(
     Benchmark(
         name="openbookqa",
+        title="OpenBookQA",
         hub_id="allenai/openbookqa",
         config="main",
         splits=("train", "validation", "test"),
@@ -182,14 +226,22 @@ _add(
         citation="Mihaylov et al. (2018). Can a Suit of Armor Conduct Electricity? A New Dataset for Open Book "
         "Question Answering. https://arxiv.org/abs/1809.02789",
         convert=_choices_dict("question_stem"),
+        eval_split="test",
+        fewshot_split="train",
         note="the Hub card lists the license as unknown",
     )
 )
-# ybisk/piqa and allenai/social_i_qa are loading-script repos, which datasets>=4 refuses to run; these
-# are the parquet copies with the same columns that lm-eval's piqa and social_iqa tasks read.
+# PIQA and Social IQa: the original repos (ybisk/piqa, allenai/social_i_qa) are loading-script repos,
+# which datasets>=4 refuses to run. Their bot-made refs/convert/parquet branches load, but only with a
+# pinned revision and that branch's subset name ("default", not the script's), which every reader
+# (builder, eval task, a user's --revision) would have to repeat. baber/piqa and lighteval/siqa are
+# plain parquet copies with the original columns that load with `load_dataset(hub_id, split=...)`
+# alone, and they are what lm-eval's own piqa and social_iqa tasks read (lm-eval 0.4.13; piqa moved
+# there in lm-evaluation-harness PR #2790), so a hubtool score sits beside the harness's on the same rows.
 _add(
     Benchmark(
         name="piqa",
+        title="PIQA",
         hub_id="baber/piqa",
         config=None,
         splits=("train", "validation"),
@@ -199,12 +251,17 @@ _add(
         citation="Bisk et al. (2020). PIQA: Reasoning about Physical Commonsense in Natural Language. "
         "https://arxiv.org/abs/1911.11641",
         convert=_piqa,
-        note="parquet copy of ybisk/piqa; its test split hides the labels; the Hub card lists the license as unknown",
+        eval_split="validation",
+        fewshot_split="train",
+        note="parquet copy of ybisk/piqa (datasets>=4 can't run the original's loading script; lm-eval reads "
+        "this copy too); the test split hides the labels, so validation is the evaluation set; the Hub card "
+        "lists the license as unknown",
     )
 )
 _add(
     Benchmark(
         name="social_i_qa",
+        title="Social IQa",
         hub_id="lighteval/siqa",
         config=None,
         splits=("train", "validation"),
@@ -214,13 +271,18 @@ _add(
         citation="Sap et al. (2019). Social IQa: Commonsense Reasoning about Social Interactions. "
         "https://arxiv.org/abs/1904.09728",
         convert=_social_i_qa,
-        note="parquet copy of allenai/social_i_qa; the Hub card states no license",
+        eval_split="validation",
+        fewshot_split="train",
+        note="parquet copy of allenai/social_i_qa (datasets>=4 can't run the original's loading script; "
+        "lm-eval reads this copy too); only train and validation are public, so validation is the "
+        "evaluation set; the Hub card states no license",
     )
 )
 for _name, _config in (("arc_easy", "ARC-Easy"), ("arc_challenge", "ARC-Challenge")):
     _add(
         Benchmark(
             name=_name,
+            title=_config,
             hub_id="allenai/ai2_arc",
             config=_config,
             splits=("train", "validation", "test"),
@@ -230,6 +292,8 @@ for _name, _config in (("arc_easy", "ARC-Easy"), ("arc_challenge", "ARC-Challeng
             citation="Clark et al. (2018). Think you have Solved Question Answering? Try ARC, the AI2 Reasoning "
             "Challenge. https://arxiv.org/abs/1803.05457",
             convert=_choices_dict("question"),
+            eval_split="test",
+            fewshot_split="train",
             note="a few questions label their choices 1-4; they become A-D by position",
         )
     )

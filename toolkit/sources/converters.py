@@ -5,6 +5,7 @@ benchmark's `note` in the catalogue says so."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -72,15 +73,18 @@ def option_row(question: str, texts: list[str], gold: str, **meta: Any) -> Row:
 # ---- converters, one per benchmark ---------------------------------------------------------------
 
 
+_CALCULATOR = re.compile(r"<<[^>]*>>")  # GSM8K's calculator annotations: "48/2 = <<48/2=24>>24"
+
+
 def _gsm8k(row: Mapping[str, Any]) -> Row:
-    # answer: step-by-step rationale with <<calc>> annotations, then "#### 72" on the last line.
+    # answer: step-by-step rationale with <<calc>> annotations, then "#### 72" on the last line. The
+    # rationale (the eval tasks' few-shot target) is kept as a person reads it, annotations removed.
     answer = text(pick(row, "answer"), "answer")
     rationale, sep, final = answer.rpartition("####")
     if not sep:
         raise BadRow("answer has no final '#### <number>' line")
-    return Row(
-        text(pick(row, "question")), number_gold(final), meta={"reference_rationale": rationale.strip()}
-    )
+    reference = _CALCULATOR.sub("", rationale).strip()
+    return Row(text(pick(row, "question")), number_gold(final), meta={"reference_rationale": reference})
 
 
 def _svamp(row: Mapping[str, Any]) -> Row:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.errors import UserError, did_you_mean
-from toolkit.records import Problem
+from toolkit.records import AnswerType, Problem
 from toolkit.sources.base import LoadedSource, SourceInfo, _Where
 from toolkit.sources.normalize import parse_number
 
@@ -24,6 +24,15 @@ GYM_BLOCK = 500  # reasoning-gym's default dataset size; see _gym_entries
 GYM_WORKER_IDLE_S = 120.0  # see _GymWorker
 # Each split draws from its own seed range, so a gym test set is not the train set again.
 GYM_SPLIT_OFFSETS = {"train": 0, "validation": 10_000_000, "test": 20_000_000}
+# The answer type of the tasks hubtool names (its eval tasks among them) holds for the whole task.
+# Any other task's problems are typed one by one (see gym_gold): a number, a yes/no, else a label.
+GYM_ANSWER_TYPES: dict[str, AnswerType] = {
+    "gsm_symbolic": "number",
+    "basic_arithmetic": "number",
+    "chain_sum": "number",
+    "leg_counting": "number",
+    "syllogism": "yesno",
+}
 GYM_URL = "https://github.com/open-thought/reasoning-gym"
 GYM_CITATION = (
     "Stojanovski et al. (2025). REASONING GYM: Reasoning Environments for Reinforcement Learning with "
@@ -225,7 +234,7 @@ def _gym_problem(task: str, base_seed: int, index: int, entry: Mapping[str, Any]
             "verifier); pick a task with a fixed answer"
         )
     raw = str(answer)
-    number = parse_number(raw)
+    answer_type, gold = gym_gold(task, raw)
     meta = {
         "index": index,
         "gym_task": task,
@@ -237,10 +246,31 @@ def _gym_problem(task: str, base_seed: int, index: int, entry: Mapping[str, Any]
         id=where.id(index),
         source=where.source,
         question=entry["question"],
-        gold=number or raw.strip(),
-        answer_type="number" if number is not None else "label",
+        gold=gold,
+        answer_type=answer_type,
         meta=meta,
     )
+
+
+def gym_gold(task: str, answer: str) -> tuple[AnswerType, str]:
+    """The answer type and canonical gold of one gym answer: the one place gym problems are typed.
+
+    A task in GYM_ANSWER_TYPES always has that type; any other answer is a number when it parses as
+    one, a yes/no when it is literally "yes" or "no" (any case; "true" can be a label's text), else
+    a label.
+    """
+    text = answer.strip()
+    number = parse_number(text)
+    yesno = text.lower() if text.lower() in ("yes", "no") else None
+    golds: dict[AnswerType, str | None] = {"number": number, "yesno": yesno, "label": text}
+    kind = GYM_ANSWER_TYPES.get(task) or ("number" if number is not None else "yesno" if yesno else "label")
+    gold = golds[kind]
+    if gold is None:
+        raise UserError(
+            f"reasoning-gym task {task!r} gave the answer {answer!r}, which is not a {kind} as hubtool "
+            "expects of this task; this reasoning-gym version changed the task, please report it"
+        )
+    return kind, gold
 
 
 _DROP = object()

@@ -107,6 +107,14 @@ def _hub_rows(hub_id: str, config: str | None, split: str, revision: str | None)
         ) from None
 
 
+def benchmark_problems(name: str, rows: Sequence[Mapping[str, Any]], split: str) -> list[Problem]:
+    """The problems a known benchmark's raw rows (a `datasets.Dataset` or a list of dicts) make,
+    exactly as `load_source(f"hf:{name}", split=split)` reads them: the eval tasks call this."""
+    bench = benchmark_info(name)
+    where = _Where(f"hf:{name} (rows, split {split})", bench.hub_id, bench.config or "", split, None)
+    return _benchmark_problems(bench, rows, where)
+
+
 def _benchmark_problems(bench: Benchmark, rows: Sequence[Mapping[str, Any]], where: _Where) -> list[Problem]:
     _require_rows(rows, where)
     problems, skipped = [], 0

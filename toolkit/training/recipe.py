@@ -37,6 +37,37 @@ class Recipe:
     adjustments: dict[str, Any] = field(default_factory=dict)  # what hubtool changed, e.g. for a CPU
 
 
+def resolve_recipe(name: str | Path) -> Path:
+    """A recipe file: a path, or the name of a shipped recipe, `cot/smollm2-135m-lora` (`.yaml`
+    optional; a leading `recipes/` is accepted, so the README's paths work from any directory)."""
+    from toolkit.resources import resource_dir
+
+    path = Path(name).expanduser()
+    if path.is_file() or path.is_absolute():
+        return path
+    shipped = resource_dir("recipes")
+    relative = Path(*path.parts[1:]) if path.parts[:1] == ("recipes",) and len(path.parts) > 1 else path
+    for candidate in (shipped / relative, shipped / f"{relative}.yaml"):
+        if candidate.is_file():
+            return candidate
+    raise UserError(
+        f"recipe {name} does not exist, as a file or as a shipped recipe; shipped: {', '.join(shipped_recipes())}"
+    )
+
+
+def shipped_recipes() -> list[str]:
+    """The names of the recipes hubtool ships (method/variant), for `hubtool train NAME`."""
+    from toolkit.builders import method_for_recipe_folder
+    from toolkit.resources import resource_dir
+
+    root = resource_dir("recipes")
+    return sorted(
+        p.relative_to(root).with_suffix("").as_posix()
+        for p in root.glob("*/*.yaml")
+        if method_for_recipe_folder(p.parent.name)  # not accelerate/: those configure the launcher
+    )
+
+
 def trainer_for(path: str | Path, trainer: str | None = None) -> Trainer:
     """The trainer named explicitly, else the trainer of the method whose recipes live in the recipe's
     folder (`recipes/<folder>/`: each method names its folder through its default recipe)."""
@@ -63,7 +94,7 @@ def read_recipe(path: str | Path) -> tuple[str, dict[str, Any]]:
 
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"recipe {path} does not exist; see recipes/*/README.md for the shipped ones")
+        raise UserError(f"recipe {path} does not exist; shipped recipes: {', '.join(shipped_recipes())}")
     text = path.read_text()
     try:
         config = yaml.safe_load(text)
@@ -95,7 +126,9 @@ def load_recipe(
     output_dir: str | Path | None = None,
     trainer: str | None = None,
 ) -> Recipe:
-    """Parse a recipe and its overrides with TRL's parser; every error is a UserError, before any model loads."""
+    """Parse a recipe (a path or a shipped recipe's name) and its overrides with TRL's parser; every
+    error is a UserError, before any model loads."""
+    path = resolve_recipe(path)
     text, config = read_recipe(path)
     kind = trainer_for(path, trainer)
     sets = dict(overrides) if isinstance(overrides, dict) else parse_overrides(overrides)
