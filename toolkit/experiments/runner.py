@@ -206,11 +206,7 @@ def _flag(value: Any) -> str:
 
 
 def recipe_path(name: str) -> Path:
-    """A recipe file, or a short name (`cot/smollm2-135m-lora`) in the shipped recipes."""
-    path = Path(name)
-    if path.is_file():
-        return path
-    shipped = Path(__file__).resolve().parents[2] / "recipes" / (name if name.endswith(".yaml") else f"{name}.yaml")
-    if shipped.is_file():
-        return shipped
-    raise UserError(f"recipe {name!r} is neither a file nor a shipped recipe (e.g. cot/smollm2-135m-lora)")
+    """A recipe file, or a short name (`cot/smollm2-135m-lora`) of a shipped recipe."""
+    from toolkit.training.recipe import resolve_recipe
+
+    return resolve_recipe(name)
