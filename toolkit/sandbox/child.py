@@ -36,8 +36,7 @@ class Setup:
     server_pid: int
     baseline_bytes: int  # the server's address space; the memory limit is added on top
     ruleset: landlock.Ruleset | None
-    seccomp: bool
-    environ: dict[str, str]
+    seccomp: seccomp.Filter | None
 
 
 class OutputLimitExceeded(BaseException):
@@ -98,14 +97,20 @@ def _lock_down(limits: dict, workdir: str, report_w: int, setup: Setup) -> None:
     os.chdir(workdir)
     if setup.ruleset is not None:
         setup.ruleset.restrict_self()
-    if setup.seccomp:
-        seccomp.install(os.getpid())
+    if setup.seccomp is not None:
+        setup.seccomp.install(os.getpid())
     os.dup2(report_w, REPORT_FD)
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
     os.closerange(REPORT_FD + 1, 1 << 16)
+    # The environment, tempfile's directory and the signal dispositions were set once in the
+    # server (see `prepare_server_state`): clearing os.environ here alone cost 0.7 ms a program.
+
+
+def prepare_server_state(environ: dict[str, str], workdir: str) -> None:
+    """Process-wide state every child should start with, set once in the server before forking."""
     os.environ.clear()
-    os.environ.update(setup.environ, HOME=workdir, TMPDIR=workdir)
+    os.environ.update(environ, HOME=workdir, TMPDIR=workdir)
     tempfile.tempdir = workdir
     signal.signal(signal.SIGXCPU, signal.SIG_DFL)
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a too-big file is an OSError, not a death

@@ -18,7 +18,7 @@ import tempfile
 import traceback
 
 from toolkit.sandbox import landlock, linux, namespaces, protocol, seccomp, supervise
-from toolkit.sandbox.child import Setup
+from toolkit.sandbox.child import Setup, prepare_server_state
 
 BOOT = "import sys; sys.path.insert(0, sys.argv[1]); from toolkit.sandbox.server import main; main(sys.argv[2])"
 # What a program may read besides the Python installation: shared libraries, the loader's
@@ -89,9 +89,10 @@ class ForkServer:
             server_pid=os.getpid(),
             baseline_bytes=_address_space() if linux.IS_LINUX else 0,
             ruleset=self.ruleset,
-            seccomp=reason is None,
-            environ={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"},
+            seccomp=seccomp.Filter() if reason is None else None,
         )
+        self.workdir = os.path.join(self.workroot, "run")  # the same path for every program
+        prepare_server_state({"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}, self.workdir)
 
     def _landlock(self, disable: set[str]) -> landlock.Ruleset | None:
         if "landlock" in disable:
@@ -108,13 +109,13 @@ class ForkServer:
 
     @property
     def isolation(self) -> str:
-        if not self.setup.seccomp:
+        if self.setup.seccomp is None:
             return "minimal"
         return "full" if self.ruleset is not None and self.ns.net else "partial"
 
     def mechanisms(self) -> dict:
         return {
-            "seccomp": self.setup.seccomp,
+            "seccomp": self.setup.seccomp is not None,
             "landlock_abi": self.ruleset.abi if self.ruleset else 0,
             "user_namespace": self.ns.user,
             "network_namespace": self.ns.net,
@@ -124,10 +125,9 @@ class ForkServer:
         }
 
     def run(self, request: dict, parent_fd: int) -> dict:
-        workdir = os.path.join(self.workroot, "run")
-        os.mkdir(workdir, 0o700)
+        os.mkdir(self.workdir, 0o700)
         try:
-            return supervise.run(request["code"], request["limits"], workdir, self.setup, parent_fd)
+            return supervise.run(request["code"], request["limits"], self.workdir, self.setup, parent_fd)
         finally:
             self._wipe()
 
