@@ -82,6 +82,10 @@ class ForkServer:
             self.problems["capabilities"] = caps_problem
         self.workroot = "/tmp" if self.ns.mount else tempfile.mkdtemp(prefix="hubtool-sandbox-")
         os.chmod(self.workroot, 0o700)
+        # One directory for every program, emptied in between: Landlock rules hold inodes, so the
+        # prebuilt ruleset stays valid only while this directory is never replaced.
+        self.workdir = os.path.join(self.workroot, "run")
+        os.mkdir(self.workdir, 0o700)
         self.ruleset = self._landlock(disable)
         if linux.IS_LINUX:
             linux.prctl(linux.PR_SET_DUMPABLE, 0)  # children cannot ptrace or read our /proc files
@@ -91,7 +95,6 @@ class ForkServer:
             ruleset=self.ruleset,
             seccomp=seccomp.Filter() if reason is None else None,
         )
-        self.workdir = os.path.join(self.workroot, "run")  # the same path for every program
         prepare_server_state({"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}, self.workdir)
 
     def _landlock(self, disable: set[str]) -> landlock.Ruleset | None:
@@ -102,7 +105,7 @@ class ForkServer:
             self.problems["landlock"] = "the kernel has no Landlock (needs Linux >= 5.13 with it enabled)"
             return None
         try:
-            return landlock.Ruleset(_python_dirs() + list(_SYSTEM_READ), [self.workroot], _DEVICES)
+            return landlock.Ruleset(_python_dirs() + list(_SYSTEM_READ), [self.workdir], _DEVICES)
         except OSError as exc:
             self.problems["landlock"] = exc.strerror or str(exc)
             return None
@@ -125,19 +128,23 @@ class ForkServer:
         }
 
     def run(self, request: dict, parent_fd: int) -> dict:
-        os.mkdir(self.workdir, 0o700)
         try:
             return supervise.run(request["code"], request["limits"], self.workdir, self.setup, parent_fd)
         finally:
             self._wipe()
 
     def _wipe(self) -> None:
-        """Empty the work root: the next program starts from nothing the last one left."""
-        for entry in os.scandir(self.workroot):
-            if entry.is_dir(follow_symlinks=False):
-                shutil.rmtree(entry.path, onerror=_unlock_and_retry)
-            else:
-                os.unlink(entry.path)
+        """Empty the work directory (and, for a program that ran without Landlock, anything it put
+        beside it): the next program starts from nothing the last one left."""
+        os.chmod(self.workdir, 0o700)
+        for parent in (self.workdir, self.workroot):
+            for entry in os.scandir(parent):
+                if entry.path == self.workdir:
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path, onerror=_unlock_and_retry)
+                else:
+                    os.unlink(entry.path)
 
     def hello(self, probe: dict) -> dict:
         ok = probe.get("outcome") == "ok" and probe.get("value") == "120"
