@@ -34,7 +34,7 @@ from toolkit.sandbox.supervise import judge
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the sandbox isolates on Linux")
 
 REPO = Path(__file__).resolve().parents[1]
-LIMITS = Limits(wall_s=2.0, cpu_s=1, memory_mb=256, output_chars=1000, answer_chars=1000, disk_mb=16)
+LIMITS = Limits(wall_s=1.5, cpu_s=1, memory_mb=256, output_chars=1000, answer_chars=1000, disk_mb=16)
 SECRET = "hubtool-test-secret-" + uuid.uuid4().hex
 API_KEY = "sk-test-" + uuid.uuid4().hex
 CHECK = "ans = 2 + 3"
@@ -110,7 +110,10 @@ def planted_key():
     for p in (FAKE_KEY.parent, FAKE_HOME):
         p.chmod(0o755)
     yield FAKE_KEY
+    assert FAKE_KEY.stat().st_mode & 0o777 == 0o644, "a program changed the mode of a user's file"
     shutil.rmtree(FAKE_HOME, ignore_errors=True)
+    for marker in (REPO_MARKER, Path(TMP_MARKER), Path(TMP_MARKER + "-2"), Path(SYSTEM_MARKER)):
+        marker.unlink(missing_ok=True)  # only there if a protection failed (and a test said so)
 
 
 CASES = [
@@ -144,8 +147,8 @@ CASES = [
          ("tmp",), absent=TMP_MARKER + "-2"),  # fmt: skip  (a private /tmp alone lets it write, unseen)
     Case("write into the repository", f"open({str(REPO_MARKER)!r}, 'w').write('x')\nans = 1", ("exception",),
          ("landlock",), "PermissionError", absent=str(REPO_MARKER)),  # fmt: skip
-    Case("chmod a repository file", f"import os\nos.chmod({str(REPO / 'README.md')!r}, 0o777)", ("exception",),
-         ("seccomp",)),  # fmt: skip
+    Case("chmod a user's file", f"import os\nos.chmod({str(FAKE_KEY)!r}, 0o777)", ("exception",), ("seccomp",),
+         "PermissionError"),  # fmt: skip
     Case("socket to a local listener", f"import socket\nsocket.create_connection(('127.0.0.1', {PORT}), 1)",
          ("exception",), ("network",)),  # fmt: skip
     Case("ctypes segfault", "import ctypes\nctypes.string_at(0)", ("killed",), error="SIGSEGV"),
