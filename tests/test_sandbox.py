@@ -446,6 +446,23 @@ def test_servers_exit_when_the_parent_is_killed(tmp_path):
     assert pids and not any(_alive(p) for p in pids)
 
 
+def test_a_forked_process_starts_its_own_servers(box):
+    box.run(CHECK)  # the parent's servers exist
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover (the child reports through the pipe)
+        try:
+            os.write(write_end, (box.run("ans = 6 * 7").value or "none").encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    answer = os.read(read_end, 100).decode()
+    os.close(read_end)
+    os.waitpid(pid, 0)
+    assert answer == "42"
+    assert box.run(CHECK).value == "5"  # and the parent's pool is untouched
+
+
 def _alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as f:

@@ -87,6 +87,14 @@ class Sandbox:
         self._starting = 0
         self._closed = False
         self.hello: dict | None = None  # the first server's report: isolation, mechanisms, preloads
+        self._owner = os.getpid()
+        self._finalizer = weakref.finalize(self, _kill_all, self._all)
+
+    def _forget_parents_servers(self) -> None:
+        """After fork() (a multiprocessing worker, a datasets.map process) the servers and locks
+        copied from the parent are the parent's; this process starts its own."""
+        self._cond, self._idle, self._all, self._starting = threading.Condition(), [], set(), 0
+        self._owner = os.getpid()
         self._finalizer = weakref.finalize(self, _kill_all, self._all)
 
     @property
@@ -131,6 +139,8 @@ class Sandbox:
             return list(pool.map(self.run, codes))
 
     def _acquire(self) -> ServerProcess:
+        if os.getpid() != self._owner:
+            self._forget_parents_servers()
         with self._cond:
             while True:
                 if self._closed:
