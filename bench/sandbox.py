@@ -7,12 +7,14 @@ Both sides run the same N programs with the same number of worker threads and mu
 answer. The programs are one-liners (`ans = sum(range(i))`) and program-of-thought style word-problem
 solutions of 5-15 lines, some importing math, fractions or numpy.
 
-    python bench/sandbox.py --programs 2000 --workers 2
+    python bench/sandbox.py --programs 2000 --naive-programs 500 --workers 2 --repeats 3
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import statistics
 import subprocess
 import sys
 import time
@@ -106,33 +108,45 @@ def main() -> None:
     parser.add_argument("--naive-programs", type=int, default=None, help="programs through the naive side "
                         "(default: the same; it is ~10x slower)")  # fmt: skip
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=1, help="runs per side, taken in turns (A B B A ...); "
+                        "the median rate is reported")  # fmt: skip
     args = parser.parse_args()
     programs = make_programs(args.programs)
     naive_programs = programs[: args.naive_programs or args.programs]
+    rates: dict[str, list[float]] = {"sandbox": [], "naive": []}
 
     started = time.perf_counter()
     with Sandbox(Limits(wall_s=5), workers=args.workers) as box:
         box.start()
         startup = time.perf_counter() - started
-        started = time.perf_counter()
-        results = box.run_many(programs)
-        ours_s = time.perf_counter() - started
-        isolation = box.isolation
 
-    started = time.perf_counter()
-    with ThreadPoolExecutor(args.workers) as pool:
-        naive = list(pool.map(naive_one, naive_programs))
-    naive_s = time.perf_counter() - started
+        def ours() -> list:
+            return box.run_many(programs)
+
+        def theirs() -> list:
+            with ThreadPoolExecutor(args.workers) as pool:
+                return list(pool.map(naive_one, naive_programs))
+
+        sides = [("sandbox", ours, len(programs)), ("naive", theirs, len(naive_programs))]
+        for r in range(args.repeats):  # in turns, so a load change on a shared machine hits both
+            for name, fn, n in sides if r % 2 == 0 else sides[::-1]:
+                started = time.perf_counter()
+                out = fn()
+                rates[name].append(n / (time.perf_counter() - started))
+                if name == "sandbox":
+                    results = out
+                else:
+                    naive = out
+        isolation = box.isolation
 
     bad = [r for r in results if not r.ok]
     # Both sides print numbers their own way ("2.0" vs "2"); compare as numbers where they are.
     disagree = sum(1 for r, n in zip(results, naive) if not _same(r.value, n))
-    ours_rate, naive_rate = len(programs) / ours_s, len(naive_programs) / naive_s
-    print(f"machine: {_cpus()} CPUs; isolation: {isolation}; workers: {args.workers}; "
-          f"server start-up: {startup:.2f} s (not timed below)")  # fmt: skip
-    print(f"sandbox : {len(programs):5d} programs in {ours_s:6.2f} s = {ours_rate:7.1f} programs/s "
-          f"({len(bad)} not ok)")  # fmt: skip
-    print(f"naive   : {len(naive_programs):5d} programs in {naive_s:6.2f} s = {naive_rate:7.1f} programs/s "
+    ours_rate, naive_rate = statistics.median(rates["sandbox"]), statistics.median(rates["naive"])
+    print(f"machine: {_cpus()} CPUs, load average {os.getloadavg()[0]:.1f}; isolation: {isolation}; "
+          f"workers: {args.workers}; server start-up: {startup:.2f} s (not timed below); repeats: {args.repeats}")  # fmt: skip
+    print(f"sandbox : {len(programs):5d} programs, {ours_rate:7.1f} programs/s ({len(bad)} not ok)")
+    print(f"naive   : {len(naive_programs):5d} programs, {naive_rate:7.1f} programs/s "
           f"(subprocess.run per program, no isolation)")  # fmt: skip
     print(f"ratio   : {ours_rate / naive_rate:.1f}x; answers that differ: {disagree} of {len(naive_programs)}")
     if bad:
@@ -151,8 +165,6 @@ def _same(ours: str | None, naive: str | None) -> bool:
 
 
 def _cpus() -> int:
-    import os
-
     return len(os.sched_getaffinity(0))
 
 
