@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root, for toolkit
 
-from toolkit.sandbox import Limits, Sandbox  # noqa: E402
+from toolkit.sandbox import DEFAULT_PRELOAD, Limits, Sandbox  # noqa: E402
 
 POT = [
     """\
@@ -110,13 +110,15 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=1, help="runs per side, taken in turns (A B B A ...); "
                         "the median rate is reported")  # fmt: skip
+    parser.add_argument("--preload", nargs="*", default=[], help="modules to preload beyond the default "
+                        "(e.g. sympy)")  # fmt: skip
     args = parser.parse_args()
     programs = make_programs(args.programs)
     naive_programs = programs[: args.naive_programs or args.programs]
     rates: dict[str, list[float]] = {"sandbox": [], "naive": []}
 
     started = time.perf_counter()
-    with Sandbox(Limits(wall_s=5), workers=args.workers) as box:
+    with Sandbox(Limits(wall_s=5), workers=args.workers, preload=(*DEFAULT_PRELOAD, *args.preload)) as box:
         box.start()
         startup = time.perf_counter() - started
 
@@ -144,7 +146,7 @@ def main() -> None:
     disagree = sum(1 for r, n in zip(results, naive) if not _same(r.value, n))
     ours_rate, naive_rate = statistics.median(rates["sandbox"]), statistics.median(rates["naive"])
     print(f"machine: {_cpus()} CPUs, load average {os.getloadavg()[0]:.1f}; isolation: {isolation}; "
-          f"workers: {args.workers}; server start-up: {startup:.2f} s (not timed below); repeats: {args.repeats}")  # fmt: skip
+          f"workers: {args.workers}; extra preload: {args.preload}; server start-up: {startup:.2f} s (not timed below); repeats: {args.repeats}")  # fmt: skip
     print(f"sandbox : {len(programs):5d} programs, {ours_rate:7.1f} programs/s ({len(bad)} not ok)")
     print(f"naive   : {len(naive_programs):5d} programs, {naive_rate:7.1f} programs/s "
           f"(subprocess.run per program, no isolation)")  # fmt: skip
