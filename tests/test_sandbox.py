@@ -368,6 +368,19 @@ def test_render_refuses_what_is_too_long(value):
         render(value, 1000)
 
 
+def test_render_honours_an_answer_limit_past_4300_digits():
+    before = sys.get_int_max_str_digits()
+    try:
+        assert render(10**5000, 6000) == "1" + "0" * 5000
+    finally:
+        sys.set_int_max_str_digits(before)  # render raised it for this process
+
+
+def test_a_missing_python_is_a_user_error():
+    with pytest.raises(UserError, match="cannot start"):
+        Sandbox(python="/nonexistent/python3").run(CHECK)
+
+
 def test_render_numpy_and_sympy_scalars():
     np = pytest.importorskip("numpy")
     assert render(np.bool_(True), 100) == "True"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import sys
 from decimal import Decimal
 from fractions import Fraction
 
@@ -31,6 +32,9 @@ def _int(value: int, max_chars: int) -> str:
     digits = int(value.bit_length() * _LOG10_2) + 1
     if digits > max_chars:
         raise BadAnswer(f"ans is an integer of about {digits} digits (answer limit {max_chars} characters)")
+    limit = sys.get_int_max_str_digits() if hasattr(sys, "get_int_max_str_digits") else 0
+    if limit and digits >= limit:  # an answer limit above CPython's 4300 digits was asked for
+        sys.set_int_max_str_digits(digits + 1)
     return str(value)
 
 

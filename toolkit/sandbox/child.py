@@ -93,13 +93,15 @@ def _lock_down(limits: dict, workdir: str, report_w: int, setup: Setup) -> None:
     _lower(resource.RLIMIT_NOFILE, 256, 256)
     # SIGXCPU at the soft limit, SIGKILL a second later for a program that ignores SIGXCPU.
     _lower(resource.RLIMIT_CPU, cpu, cpu + 1)
-    devnull = os.open(os.devnull, os.O_RDWR)
     os.chdir(workdir)
     if setup.ruleset is not None:
         setup.ruleset.restrict_self()
     if setup.seccomp is not None:
         setup.seccomp.install(os.getpid())
+    # Only now move descriptors around (the ruleset's fd is needed until it is applied); /dev/null
+    # opens after the report pipe has fd 3, so it can never land there (Landlock allows it).
     os.dup2(report_w, REPORT_FD)
+    devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
     os.closerange(REPORT_FD + 1, 1 << 16)

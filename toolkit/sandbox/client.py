@@ -55,15 +55,18 @@ class ServerProcess:
 
     def __init__(self, config: dict, python: str | None = None) -> None:
         python = python or sys.executable
-        self.proc = subprocess.Popen(
-            [python, "-I", "-c", BOOT, _ROOT, json.dumps(config)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env=server_environment(),
-            cwd="/",
-            start_new_session=True,
-            close_fds=True,
-        )
+        try:
+            self.proc = subprocess.Popen(
+                [python, "-I", "-c", BOOT, _ROOT, json.dumps(config)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                env=server_environment(),
+                cwd="/",
+                start_new_session=True,
+                close_fds=True,
+            )
+        except OSError as exc:
+            raise UserError(f"cannot start the sandbox's Python {python!r}: {exc.strerror}") from exc
         self._to, self._from = self.proc.stdin.fileno(), self.proc.stdout.fileno()
         os.set_blocking(self._to, False)  # so a write can time out (see protocol.write_all)
         try:
