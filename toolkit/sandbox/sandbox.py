@@ -88,14 +88,16 @@ class Sandbox:
         self._closed = False
         self.hello: dict | None = None  # the first server's report: isolation, mechanisms, preloads
         self._owner = os.getpid()
-        self._finalizer = weakref.finalize(self, _kill_all, self._all)
+        self._finalizer = weakref.finalize(self, _kill_all, self._all, self._owner)
 
     def _forget_parents_servers(self) -> None:
         """After fork() (a multiprocessing worker, a datasets.map process) the servers and locks
-        copied from the parent are the parent's; this process starts its own."""
+        copied from the parent are the parent's: never close or kill them from here; this process
+        starts its own."""
+        self._finalizer.detach()
         self._cond, self._idle, self._all, self._starting = threading.Condition(), [], set(), 0
         self._owner = os.getpid()
-        self._finalizer = weakref.finalize(self, _kill_all, self._all)
+        self._finalizer = weakref.finalize(self, _kill_all, self._all, self._owner)
 
     @property
     def isolation(self) -> Isolation | None:
@@ -178,6 +180,8 @@ class Sandbox:
 
     def close(self) -> None:
         """Stop every server; programs still running are killed. Idempotent."""
+        if os.getpid() != self._owner:
+            self._forget_parents_servers()
         with self._cond:
             self._closed = True
             idle, self._idle = self._idle, []
@@ -193,9 +197,10 @@ class Sandbox:
         self.close()
 
 
-def _kill_all(servers: set[ServerProcess]) -> None:
-    for server in list(servers):
-        server.kill()
+def _kill_all(servers: set[ServerProcess], owner: int) -> None:
+    if os.getpid() == owner:  # a forked copy of the set holds the parent's servers
+        for server in list(servers):
+            server.kill()
 
 
 _shared: dict[Limits, Sandbox] = {}
