@@ -29,6 +29,7 @@ from toolkit.errors import UserError
 from toolkit.sandbox import OUTCOMES, ExecResult, Limits, Sandbox, run_program
 from toolkit.sandbox import client as sandbox_client
 from toolkit.sandbox.answer import BadAnswer, render
+from toolkit.sandbox.probe import in_child
 from toolkit.sandbox.supervise import judge
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the sandbox isolates on Linux")
@@ -390,6 +391,12 @@ def test_render_numpy_and_sympy_scalars():
     sympy = pytest.importorskip("sympy")
     assert render(sympy.Rational(3, 6), 100) == "1/2"
     assert render(sympy.Integer(9), 100) == "9"
+
+
+def test_probe_reports_what_went_wrong_in_the_child():
+    assert in_child(lambda: None) == ""
+    assert in_child(lambda: 1 / 0) == "ZeroDivisionError: division by zero"
+    assert in_child(lambda: os.kill(os.getpid(), signal.SIGKILL)) == "the probe process died"
 
 
 LIMIT_DICT = LIMITS.to_dict()

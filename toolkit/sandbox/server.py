@@ -1,8 +1,9 @@
 """The fork server: a pre-started, pre-imported Python that forks one locked-down child per program.
 
 Started by the parent as `python -I -c BOOT ROOT CONFIG` with a clean environment (see
-`client.py`). At start it imports the preload modules, gives up root, enters its namespaces,
-builds the Landlock ruleset, runs a self-test program and says hello with what it got. Then it
+`client.py`). At start it imports the preload modules, tries seccomp and Landlock in throwaway
+children (`probe.py`), gives up root unless both hold, enters its namespaces, builds the Landlock
+ruleset, runs a self-test program and says hello with what it got. Then it
 serves requests one at a time until its stdin closes. A program costs one fork and about 2.5 ms of
 CPU all told (README.md), against 20-40 ms to start a Python, because everything is imported once.
 """
@@ -17,7 +18,7 @@ import sys
 import tempfile
 import traceback
 
-from toolkit.sandbox import landlock, linux, namespaces, protocol, seccomp, supervise
+from toolkit.sandbox import landlock, linux, namespaces, probe, protocol, supervise
 from toolkit.sandbox.child import Setup, prepare_server_state
 
 BOOT = "import sys; sys.path.insert(0, sys.argv[1]); from toolkit.sandbox.server import main; main(sys.argv[2])"
@@ -63,12 +64,15 @@ class ForkServer:
         disable = set(config.get("disable", ()))
         self.preloaded, self.preload_failed = _preload(config.get("preload", []))
         self.problems: dict[str, str] = {}
-        reason = "disabled" if "seccomp" in disable else seccomp.unsupported_reason()
-        if reason:
-            self.problems["seccomp"] = reason
-        landlock_ok = "landlock" not in disable and landlock.abi_version() >= 1
+        seccomp_filter, problem = probe.seccomp_filter("seccomp" in disable)
+        if problem:
+            self.problems["seccomp"] = problem
+        landlock_problem = probe.landlock_problem("landlock" in disable)
+        if landlock_problem:
+            self.problems["landlock"] = landlock_problem
         # Root stays root only while both of these contain it (see namespaces.py).
-        self.as_nobody = namespaces.drop_root() if linux.IS_LINUX and not (landlock_ok and not reason) else False
+        contained = seccomp_filter is not None and not landlock_problem
+        self.as_nobody = namespaces.drop_root() if linux.IS_LINUX and not contained else False
         if "namespaces" in disable:
             self.ns = namespaces.Namespaces(problem="disabled")
         else:
@@ -86,24 +90,20 @@ class ForkServer:
         # prebuilt ruleset stays valid only while this directory is never replaced.
         self.workdir = os.path.join(self.workroot, "run")
         os.mkdir(self.workdir, 0o700)
-        self.ruleset = self._landlock(disable)
+        self.ruleset = None if landlock_problem else self._landlock()
+        if self.ruleset is None and contained and os.geteuid() == 0:  # fail closed, never root uncontained
+            raise RuntimeError(f"Landlock passed its probe but the ruleset failed ({self.problems['landlock']})")
         if linux.IS_LINUX:
             linux.prctl(linux.PR_SET_DUMPABLE, 0)  # children cannot ptrace or read our /proc files
         self.setup = Setup(
             server_pid=os.getpid(),
             baseline_bytes=_address_space() if linux.IS_LINUX else 0,
             ruleset=self.ruleset,
-            seccomp=seccomp.Filter() if reason is None else None,
+            seccomp=seccomp_filter,
         )
         prepare_server_state({"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}, self.workdir)
 
-    def _landlock(self, disable: set[str]) -> landlock.Ruleset | None:
-        if "landlock" in disable:
-            self.problems["landlock"] = "disabled"
-            return None
-        if landlock.abi_version() < 1:
-            self.problems["landlock"] = "the kernel has no Landlock (needs Linux >= 5.13 with it enabled)"
-            return None
+    def _landlock(self) -> landlock.Ruleset | None:
         try:
             return landlock.Ruleset(_python_dirs() + list(_SYSTEM_READ), [self.workdir], _DEVICES)
         except OSError as exc:
@@ -142,7 +142,7 @@ class ForkServer:
                 if entry.path == self.workdir:
                     continue
                 if entry.is_dir(follow_symlinks=False):
-                    shutil.rmtree(entry.path, onerror=_unlock_and_retry)
+                    _rmtree(entry.path)
                 else:
                     os.unlink(entry.path)
 
@@ -165,7 +165,14 @@ class ForkServer:
             shutil.rmtree(self.workroot, ignore_errors=True)
 
 
-def _unlock_and_retry(func, path, _exc_info) -> None:
+def _rmtree(path: str) -> None:
+    if sys.version_info >= (3, 12):
+        shutil.rmtree(path, onexc=_unlock_and_retry)
+    else:
+        shutil.rmtree(path, onerror=_unlock_and_retry)
+
+
+def _unlock_and_retry(func, path, _exc) -> None:
     # Only reachable without seccomp (which denies chmod): a program left a directory unreadable.
     os.chmod(os.path.dirname(path), 0o700)
     if os.path.isdir(path):
