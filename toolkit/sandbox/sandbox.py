@@ -104,10 +104,15 @@ class Sandbox:
         return self.hello["isolation"] if self.hello else None
 
     def start(self, n: int | None = None) -> Sandbox:
-        """Start `n` servers now (default `workers`) rather than on first use, e.g. before timing."""
-        servers = [self._acquire() for _ in range(min(n or self.workers, self.workers))]
-        for server in servers:
-            self._release(server, healthy=True)
+        """Start `n` servers now (default `workers`), side by side, rather than on first use."""
+        n = min(n or self.workers, self.workers)
+        with ThreadPoolExecutor(n) as pool:
+            futures = [pool.submit(self._acquire) for _ in range(n)]
+        for future in futures:
+            if future.exception() is None:
+                self._release(future.result(), healthy=True)
+        for future in futures:
+            future.result()  # the first start-up error, if any, now that the rest are back in the pool
         return self
 
     def run(self, code: str) -> ExecResult:
