@@ -34,7 +34,7 @@ class Setup:
     """What the server prepared once for all its children."""
 
     server_pid: int
-    baseline_bytes: int  # the server's address space; the memory limit is added on top
+    baseline_bytes: int  # the server's address space at start, where /proc cannot be read later
     ruleset: landlock.Ruleset | None
     seccomp: seccomp.Filter | None
 
@@ -85,7 +85,10 @@ def _lock_down(limits: dict, workdir: str, report_w: int, setup: Setup) -> None:
         linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
         if os.getppid() != setup.server_pid:  # the server died between fork and prctl
             _exit(0)
-    cpu, memory = limits["cpu_s"], setup.baseline_bytes + (limits["memory_mb"] << 20)
+    # The budget goes on top of what this copy of the server already maps (which can have grown
+    # since start-up, say after a large request); /proc is still readable at this point.
+    baseline = linux.address_space() or setup.baseline_bytes
+    cpu, memory = limits["cpu_s"], baseline + (limits["memory_mb"] << 20)
     # soft == hard everywhere: a limit can be lowered but never raised again.
     _lower(resource.RLIMIT_AS, memory, memory)
     _lower(resource.RLIMIT_FSIZE, limits["disk_mb"] << 20, limits["disk_mb"] << 20)

@@ -99,6 +99,18 @@ def drop_capabilities() -> None:
     _check(libc().capset(ctypes.byref(header), data), "capset")
 
 
+def address_space() -> int:
+    """This process's virtual memory size in bytes (0 where /proc cannot tell)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmSize:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
 def machine() -> str:
     """The CPU architecture as the kernel names it (x86_64, aarch64, ...)."""
     return platform.machine().lower()

@@ -51,14 +51,6 @@ def _python_dirs() -> list[str]:
     return sorted(d for d in dirs if d and os.path.isdir(d))
 
 
-def _address_space() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmSize:"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
 class ForkServer:
     def __init__(self, config: dict) -> None:
         disable = set(config.get("disable", ()))
@@ -97,7 +89,7 @@ class ForkServer:
             linux.prctl(linux.PR_SET_DUMPABLE, 0)  # children cannot ptrace or read our /proc files
         self.setup = Setup(
             server_pid=os.getpid(),
-            baseline_bytes=_address_space() if linux.IS_LINUX else 0,
+            baseline_bytes=linux.address_space(),
             ruleset=self.ruleset,
             seccomp=seccomp_filter,
         )
