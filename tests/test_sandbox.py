@@ -425,6 +425,14 @@ def test_missing_mechanism_is_loud_and_recorded(caplog):
     assert any("landlock" in r.getMessage() and "not 'full'" in r.getMessage() for r in caplog.records)
 
 
+def test_a_preload_that_fails_is_said(caplog):
+    caplog.set_level("WARNING", logger="toolkit.sandbox")
+    with Sandbox(LIMITS, workers=1, preload=("math", "no_such_module_here")) as sandbox:
+        assert sandbox.run("import math\nans = math.floor(2.5)").value == "2"
+        assert sandbox.hello["preload_failed"] == ["no_such_module_here (ModuleNotFoundError)"]
+    assert any("no_such_module_here" in r.getMessage() for r in caplog.records)
+
+
 def test_no_mechanisms_at_all_still_limits_and_recovers(caplog):
     """Without seccomp a program can kill its server: the program is reported, the server replaced."""
     caplog.set_level("WARNING", logger="toolkit.sandbox")

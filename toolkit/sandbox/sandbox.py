@@ -165,6 +165,9 @@ class Sandbox:
                 self._starting -= 1
                 self._cond.notify()
         _warn_once(server.hello)
+        asked = [f for f in server.hello.get("preload_failed", []) if f.split()[0] not in DEFAULT_PRELOAD]
+        if asked and self.hello is None:  # a module the caller named, not one of the optional defaults
+            log.warning("sandbox: could not preload %s; programs that import it will fail", ", ".join(asked))
         with self._cond:
             self.hello = self.hello or server.hello
             self._all.add(server)
