@@ -8,6 +8,7 @@ whose protection depends on a kernel feature the machine lacks is skipped, sayin
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import shutil
@@ -230,7 +231,7 @@ def test_environment_holds_no_secrets(box, battery):
     assert os.environ["HUBTOOL_TEST_SECRET"] == SECRET  # planted in the parent...
     assert SECRET not in result.value and API_KEY not in result.value  # ...and not visible inside
     assert "OPENAI_API_KEY" not in result.value and "HUBTOOL" not in result.value
-    assert set(eval(result.value)) <= {"PATH", "LANG", "LC_ALL", "HOME", "TMPDIR"}
+    assert set(ast.literal_eval(result.value)) <= {"PATH", "LANG", "LC_ALL", "HOME", "TMPDIR"}
 
 
 def test_os_system_ran_nothing(box, battery):
