@@ -30,13 +30,15 @@ from toolkit.sources import (
 from toolkit.sources.gym import GYM_CITATION
 
 ROOT = Path(__file__).resolve().parent
-VERSION = 2.0  # bump when documents, prompts, extraction or scoring change (reported with every score)
+VERSION = 2.1  # bump when documents, prompts, extraction or scoring change (reported with every score)
 CHANGELOG = (
     ("1.0", "first version."),
     ("2.0", "documents are read through `toolkit.sources`, as the builders read them (one reading of "
             "each benchmark): PIQA's question is the bare goal, Social IQa comes from lighteval/siqa and "
             "joins context and question as a build does, gym problems come from `load_source` "
             f"(split {GYM_EVAL_SPLIT}, seed {GYM_EVAL_SEED}), and gym syllogism is scored as yes/no."),
+    ("2.1", "OpenBookQA is scored on its validation split, as Ranaldi & Freitas did; MATH (checked with "
+            "math-verify) and MMLU (generative, the letter) join as the papers' adaptability evaluations."),
 )
 MAJ_K = (8,)  # self-consistency variants: hubtool_<name>_maj<k>
 FOLDERS = {"arc_easy": "arc", "arc_challenge": "arc"}  # benchmarks that share a folder (and a schema)
@@ -97,7 +99,13 @@ class Group:
     tasks: tuple[str, ...]  # benchmark names
     in_domain: tuple[str, ...]  # the benchmarks a student of this suite is trained on
     about: str
+    # Whether `hubtool eval --tasks ...` (no suite named) counts this suite's in-domain tasks as in-domain.
+    # The papers' groups make every one of six benchmarks in-domain for some student: they only apply
+    # when named with --suite.
+    default_in_domain: bool = True
 
+
+RANALDI_SIX = ("commonsense_qa", "openbookqa", "piqa", "social_i_qa", "gsm8k", "multiarith")
 
 GROUPS = (
     Group("math", ("gsm8k", "svamp", "asdiv", "multiarith", "aqua_rat"), ("gsm8k",),
@@ -116,6 +124,15 @@ GROUPS = (
     Group("ood_from_gym_gsm_symbolic", ("gym_basic_arithmetic", "gym_chain_sum", "gym_leg_counting",
                                         "gym_syllogism"), ("gym_gsm_symbolic",),
           "Out-of-domain reasoning-gym tasks for a student trained on gym gsm_symbolic."),
+    Group("adaptability", ("hendrycks_math", "mmlu"), (),
+          "The papers' adaptability evaluations (Ranaldi & Freitas, EMNLP 2024): MATH and MMLU, out of domain.",
+          default_in_domain=False),
+) + tuple(
+    # Ranaldi & Freitas (EACL 2024; EMNLP 2024): a student trained on one of these six is scored on all
+    # of them; the one it was trained on is in-domain, the other five out-of-domain.
+    Group(f"ranaldi_from_{name}", RANALDI_SIX, (name,),
+          f"The papers' in-domain / out-of-domain split for a student trained on {name}.", default_in_domain=False)
+    for name in ("commonsense_qa", "openbookqa", "piqa", "social_i_qa", "gsm8k", "multiarith")
 )
 
 
@@ -169,6 +186,8 @@ def group_yaml(g: Group) -> str:
         "aggregate_metric_list": [{"metric": "exact_match", "aggregation": "mean", "weight_by_size": False}],
         "metadata": {"version": VERSION, "in_domain": [f"hubtool_{t}" for t in g.in_domain], "about": g.about},
     }
+    if not g.default_in_domain:
+        data["metadata"]["default_in_domain"] = False
     return HEADER + _dump(data)
 
 

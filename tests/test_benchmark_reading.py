@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures" / "sources"
 BENCHMARKS = (
     "gsm8k", "svamp", "asdiv", "multiarith", "aqua_rat", "commonsense_qa", "strategyqa", "openbookqa",
-    "piqa", "social_i_qa", "arc_easy", "arc_challenge",
+    "piqa", "social_i_qa", "arc_easy", "arc_challenge", "hendrycks_math", "mmlu",
 )  # fmt: skip
 GYM_TASKS = sorted(
     p.stem.removeprefix("hubtool_")

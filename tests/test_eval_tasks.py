@@ -51,7 +51,7 @@ def test_generated_files_are_current():
 def test_task_manager_indexes_every_task_file(catalog):
     on_disk = {p.stem for p in (ROOT / "eval_tasks").glob("*/hubtool_*.yaml") if p.parent.name != "groups"}
     assert set(catalog.tasks) == on_disk
-    assert len(on_disk) == 34  # 12 Hub benchmarks + 5 gym tasks, each with a _maj8 variant
+    assert len(on_disk) == 38  # 14 Hub benchmarks + 5 gym tasks, each with a _maj8 variant
     assert {t + "_maj8" for t in on_disk if not t.endswith("_maj8")} <= on_disk
 
 
@@ -59,10 +59,18 @@ def test_suites_and_in_domain(catalog):
     assert catalog.suites["ood_from_gsm8k"] == ("hubtool_svamp", "hubtool_asdiv", "hubtool_multiarith")
     assert set(catalog.suites) >= {"math", "commonsense", "gym"}
     for suite, in_domain in catalog.in_domain.items():
-        assert in_domain, f"suite {suite} names no in-domain task"
+        assert in_domain or suite not in catalog.by_default, f"suite {suite} names no in-domain task"
         if suite.startswith("ood_from_"):
             assert not set(in_domain) & set(catalog.suites[suite]), f"{suite} holds its own in-domain task"
     assert catalog.default_in_domain() == {"hubtool_gsm8k", "hubtool_commonsense_qa", "hubtool_gym_gsm_symbolic"}
+    # the papers' groups: six benchmarks, the one trained on in-domain (only when the suite is named)
+    six = {"hubtool_commonsense_qa", "hubtool_openbookqa", "hubtool_piqa", "hubtool_social_i_qa", "hubtool_gsm8k",
+           "hubtool_multiarith"}  # fmt: skip
+    for trained in six:
+        suite = "ranaldi_from_" + trained.removeprefix("hubtool_")
+        assert set(catalog.suites[suite]) == six and catalog.default_in_domain([suite]) == {trained}
+    assert set(catalog.suites["adaptability"]) == {"hubtool_hendrycks_math", "hubtool_mmlu"}
+    assert catalog.default_in_domain(["adaptability"]) == set()
 
 
 @pytest.fixture(scope="module")
@@ -148,6 +156,42 @@ def test_process_results_uses_the_toolkit_checker(hooks):
     assert hooks.process_results(doc, [MISS]) == {"exact_match": 0.0}
 
 
+@pytest.mark.parametrize(
+    ("task", "doc_index", "resps", "strict", "flexible", "scores"),
+    [
+        # MATH: checked with math-verify; an interval and an expression are answers too
+        ("hubtool_hendrycks_math", 0, ["1/2 + 1/4 = 3/4.\nThe answer is 0.75."], "0.75", "0.75", (1.0, 1.0)),  # strict hit
+        ("hubtool_hendrycks_math", 1, ["so $x \\in \\boxed{(-\\infty,2]}$ it is"], "(-\\infty,2]", "(-\\infty,2]", (1.0, 1.0)),
+        ("hubtool_hendrycks_math", 2, ["it simplifies to 1 + x^2, or about 5"], "[invalid]", "5", (0.0, 0.0)),  # a miss
+        ("hubtool_hendrycks_math", 0, ["the sum is 3/4 of a cake"], "[invalid]", "3/4", (0.0, 1.0)),  # flexible hit
+        # MMLU: a letter
+        ("hubtool_mmlu", 0, ["Gold is Au.\nThe answer is B."], "B", "B", (1.0, 1.0)),
+        ("hubtool_mmlu", 1, ["A hexagon has six sides: (B)"], "[invalid]", "B", (0.0, 1.0)),
+        ("hubtool_mmlu", 2, ["The answer is A."], "A", "A", (0.0, 0.0)),
+    ],
+)
+def test_math_and_mmlu_score_hits_and_misses(all_tasks, hooks, task, doc_index, resps, strict, flexible, scores):
+    from lm_eval.api.instance import Instance
+
+    by_name = {t.config.task: t for t in all_tasks}
+    doc = _docs(by_name[task])[doc_index]
+    inst = Instance(request_type="generate_until", doc=doc, arguments=("", {}), idx=0)
+    inst.resps = resps
+    for ensemble in by_name[task]._filters:
+        ensemble.apply([inst])
+    assert inst.filtered_resps == {"strict-match": strict, "flexible-extract": flexible}
+    got = tuple(hooks.process_results(doc, [inst.filtered_resps[f]])["exact_match"] for f in ("strict-match", "flexible-extract"))
+    assert got == scores
+
+
+def test_math_gold_is_the_last_box_and_unboxed_solutions_are_dropped(all_tasks):
+    by_name = {t.config.task: t for t in all_tasks}
+    docs = _docs(by_name["hubtool_hendrycks_math"])
+    assert [d["gold"] for d in docs] == ["3/4", "(-\\infty, 2]", "x^2 + 1"]  # the proof has no box
+    assert docs[0]["answer_type"] == "math" and "boxed" in docs[0]["rationale"]
+    assert [d["gold"] for d in _docs(by_name["hubtool_mmlu"])] == ["B", "B", "C"]
+
+
 def test_configured_filters_through_lm_eval(all_tasks):
     """The filter pipelines as the YAML wires them, on lm-eval Instances (base and maj variant)."""
     from lm_eval.api.instance import Instance
@@ -171,7 +215,7 @@ def test_configured_filters_through_lm_eval(all_tasks):
 
 @pytest.mark.slow
 def test_every_task_runs_with_the_default_model(manager, catalog, small_torch, lm_eval_cli):
-    """All 34 tasks, one document each, through lm-eval with the real default model.
+    """All 38 tasks, one document each, through lm-eval with the real default model.
 
     Self-consistency variants run with 2 samples instead of 8 to fit the CPU budget; their vote
     filters and metrics are the same code either way.

@@ -32,8 +32,12 @@ CATALOGUE_CASES = {
     "social_i_qa": ("social_i_qa_validation.jsonl", "validation", ["C", "B", "A"], 3, "in the rain. How"),
     "arc_easy": ("arc_easy_train.jsonl", "train", ["B", "C", "A"], None, "measure temperature"),
     "arc_challenge": ("arc_challenge_test.jsonl", "test", ["B", "C", "C"], None, "carries oxygen"),
+    # the proof has no boxed answer and is skipped; golds are canonical (3/4, not \frac{3}{4})
+    "hendrycks_math": ("hendrycks_math_test.jsonl", "test", ["3/4", "(-\\infty, 2]", "x^2 + 1"], 0, "x - 2 \\le 0"),
+    "mmlu": ("mmlu_test.jsonl", "test", ["B", "B", "C"], 4, "closest to the Sun"),
 }
 TYPES = {
+    "hendrycks_math": "math",
     "strategyqa": "yesno",
     "gsm8k": "number",
     "svamp": "number",

@@ -203,6 +203,12 @@ def extract_flexible(text: str | None, answer_type: AnswerType, choices: Sequenc
     if answer_type == "label":
         index = _last_mention(text, tuple(choices)) if choices else None
         return _label_key(choices[index]) if index is not None else None
+    if answer_type == "math":  # the last boxed value, else the last number
+        spans = _boxed_spans(text)
+        if spans:
+            return normalize_answer(spans[-1][2], "math")
+        numbers = _NUMBER.findall(_plain_math(text))
+        return _canonical_number(numbers[-1]) if numbers else None
     raise ValueError(f"unknown answer type {answer_type!r}")
 
 
@@ -211,7 +217,9 @@ def normalize_answer(value: str | None, answer_type: AnswerType, choices: Sequen
 
     number: "1234", "-3.5", "3/4" (units, "$", thousands commas, ".0" dropped) or a LaTeX
     expression math-verify can parse; option: the letter ("B"); yesno: "yes"/"no"; label: the
-    lowercased label, one of `choices` when they are given.
+    lowercased label, one of `choices` when they are given; math: a number as for `number`, else the
+    LaTeX as written (boxes, dollars, \\text and spacing removed), which `is_correct` compares with
+    math-verify.
     """
     if value is None or not value.strip():
         return None
@@ -224,6 +232,16 @@ def normalize_answer(value: str | None, answer_type: AnswerType, choices: Sequen
         return _YESNO[match[1].lower()] if match else None
     if answer_type == "label":
         return _normalize_label(value, choices)
+    if answer_type == "math":
+        cleaned = _clean(value)
+        match = _NUMBER.match(cleaned)
+        plain = _NUMBER.fullmatch(cleaned) or (match and _is_number_with_units(cleaned, match))  # "12,000", "3 apples"
+        if plain or _EXPR_HINT.search(cleaned):  # "1,2" (two solutions) stays a list
+            number = _normalize_number(value)
+            if number is not None:
+                return number
+        expression = " ".join(_clean(value).split())
+        return expression if 0 < len(expression) <= 2 * _MAX_EXPRESSION else None
     raise ValueError(f"unknown answer type {answer_type!r}")
 
 
@@ -233,7 +251,11 @@ def is_correct(pred: str | None, gold: str, answer_type: AnswerType, choices: Se
     gold_norm = normalize_answer(gold, answer_type, choices)
     if pred_norm is None or gold_norm is None:
         return False
-    if answer_type != "number" or pred_norm == gold_norm:
+    if answer_type == "math" and pred_norm != gold_norm:
+        numeric = _as_float(pred_norm) is not None and _as_float(gold_norm) is not None
+        if not numeric:  # intervals, expressions, words: math-verify, or the same text up to case
+            return pred_norm.casefold() == gold_norm.casefold() or _expressions_equal(gold_norm, pred_norm)
+    if answer_type not in ("number", "math") or pred_norm == gold_norm:
         return pred_norm == gold_norm
     if _INTEGER.fullmatch(pred_norm) and _INTEGER.fullmatch(gold_norm):
         return int(pred_norm) == int(gold_norm)  # exact: a float tolerance calls 10**11 + 1 right

@@ -11,8 +11,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-AnswerType = Literal["number", "option", "yesno", "label"]
-ANSWER_TYPES: tuple[str, ...] = ("number", "option", "yesno", "label")
+AnswerType = Literal["number", "option", "yesno", "label", "math"]
+ANSWER_TYPES: tuple[str, ...] = ("number", "option", "yesno", "label", "math")
 
 
 def stable_id(*parts: object) -> str:
@@ -29,7 +29,7 @@ class Problem:
     """One question with its gold answer, as a source yields it.
 
     `gold` is the canonical answer as a string: a number ("42", "3.5"), an option letter ("B"),
-    "yes"/"no", or a label. `choices` holds the option texts in letter order (A, B, ...) for
+    "yes"/"no", a label, or for `math` any LaTeX answer (an interval, an expression, a word). `choices` holds the option texts in letter order (A, B, ...) for
     multiple-choice problems, and the label set for label problems.
     """
 

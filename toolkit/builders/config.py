@@ -58,7 +58,8 @@ class BuildConfig:
     question_field: str | None = param(None, help="Column holding the question.")
     answer_field: str | None = param(None, help="Column holding the gold answer.")
     choices_field: str | None = param(None, help="Column holding the options of a multiple-choice problem.")
-    answer_type: Literal["number", "option", "yesno", "label"] | None = param(None, help="Default: detected.")
+    answer_type: Literal["number", "option", "yesno", "label", "math"] | None = param(
+        None, help="Default: detected. math: any LaTeX answer, checked with math-verify (MATH).")
     seed: int = param(0, help="Seed for gym: sources, --balance and sampling.")
     balance: bool = param(
         False, help="Take a class-balanced subset (equal problems per gold option / yes-no / label), chosen by "

@@ -26,7 +26,7 @@ from toolkit.teachers.base import CallFailure, Request
 
 TEMPLATE = "cot"
 TEMPLATE_VARIABLES = {"question", "choices", "exemplars", "answer_hint"}
-ANSWER_HINTS = {"number": "<number>", "option": "<letter>", "yesno": "yes or no", "label": "<label>"}
+ANSWER_HINTS = {"number": "<number>", "option": "<letter>", "yesno": "yes or no", "label": "<label>", "math": "<answer>"}
 TEACHER_HELP = "BACKEND:MODEL; backends: transformers, openai (MODEL@BASE_URL), vllm, fake (see the README)."
 
 

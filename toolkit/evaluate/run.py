@@ -61,7 +61,7 @@ def run_eval(
     manager = tasks_mod.task_manager()
     catalog = tasks_mod.catalog(manager)
     names = tasks_mod.select_tasks(catalog, list(suites), list(tasks))
-    in_domain = tasks_mod.resolve_in_domain(catalog, options.in_domain)
+    in_domain = tasks_mod.resolve_in_domain(catalog, options.in_domain, list(suites))
     specs = [model_spec(m, options.backend, options.base_url) for m in models]
     if labels is not None:
         if len(labels) != len(models):

@@ -52,10 +52,13 @@ class Catalog:
     tasks: tuple[str, ...]
     suites: dict[str, tuple[str, ...]]
     in_domain: dict[str, tuple[str, ...]]
+    by_default: frozenset[str] = frozenset()  # suites whose in-domain tasks count when no suite is named
 
-    def default_in_domain(self) -> set[str]:
-        """Every suite's in-domain tasks: what a student is trained on unless told otherwise."""
-        return {task for tasks in self.in_domain.values() for task in tasks}
+    def default_in_domain(self, suites: list[str] | tuple[str, ...] = ()) -> set[str]:
+        """The in-domain tasks of the suites named, or with none named, of every suite that says so
+        (the papers' groups, where each benchmark is in-domain for some student, apply only by name)."""
+        chosen = [s.removeprefix(PREFIX) for s in suites] or sorted(self.by_default)
+        return {task for suite in chosen for task in self.in_domain.get(suite, ())}
 
 
 def catalog(manager) -> Catalog:
@@ -63,13 +66,16 @@ def catalog(manager) -> Catalog:
 
     index = manager.task_index
     tasks = tuple(sorted(n for n, e in index.items() if e.kind == Kind.TASK and n.startswith(PREFIX)))
-    suites, in_domain = {}, {}
+    suites, in_domain, by_default = {}, {}, set()
     for name, entry in sorted(index.items()):
         if entry.kind == Kind.GROUP and name.startswith(PREFIX):
             suite = name.removeprefix(PREFIX)
+            metadata = entry.cfg.get("metadata") or {}
             suites[suite] = tuple(_leaves(index, name))
-            in_domain[suite] = tuple((entry.cfg.get("metadata") or {}).get("in_domain") or ())
-    return Catalog(tasks, suites, in_domain)
+            in_domain[suite] = tuple(metadata.get("in_domain") or ())
+            if metadata.get("default_in_domain", True):
+                by_default.add(suite)
+    return Catalog(tasks, suites, in_domain, frozenset(by_default))
 
 
 def _leaves(index, name: str) -> list[str]:
@@ -106,10 +112,10 @@ def select_tasks(cat: Catalog, suites: list[str], tasks: list[str]) -> list[str]
     return list(dict.fromkeys(chosen))  # keep order, drop repeats
 
 
-def resolve_in_domain(cat: Catalog, names: list[str] | None) -> set[str]:
-    """The in-domain task set: given names (prefix optional), or every suite's default."""
+def resolve_in_domain(cat: Catalog, names: list[str] | None, suites: list[str] | tuple[str, ...] = ()) -> set[str]:
+    """The in-domain task set: given names (prefix optional), else the named suites' own."""
     if names is None:
-        return cat.default_in_domain()
+        return cat.default_in_domain(suites)
     resolved = set()
     for name in names:
         full = name if name.startswith(PREFIX) else PREFIX + name

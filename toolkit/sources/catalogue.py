@@ -21,6 +21,8 @@ from toolkit.sources.converters import (
     _asdiv,
     _choices_dict,
     _gsm8k,
+    _math,
+    _mmlu,
     _multiarith,
     _piqa,
     _social_i_qa,
@@ -226,9 +228,10 @@ _add(
         citation="Mihaylov et al. (2018). Can a Suit of Armor Conduct Electricity? A New Dataset for Open Book "
         "Question Answering. https://arxiv.org/abs/1809.02789",
         convert=_choices_dict("question_stem"),
-        eval_split="test",
+        eval_split="validation",
         fewshot_split="train",
-        note="the Hub card lists the license as unknown",
+        note="scored on the validation split, as Ranaldi & Freitas did ('the validation versions found on "
+        "huggingface as test data'); the Hub card lists the license as unknown",
     )
 )
 # PIQA and Social IQa: the original repos (ybisk/piqa, allenai/social_i_qa) are loading-script repos,
@@ -297,3 +300,41 @@ for _name, _config in (("arc_easy", "ARC-Easy"), ("arc_challenge", "ARC-Challeng
             note="a few questions label their choices 1-4; they become A-D by position",
         )
     )
+_add(
+    Benchmark(
+        name="hendrycks_math",
+        title="MATH",
+        hub_id="DigitalLearningGmbH/MATH-lighteval",
+        config="default",
+        splits=("train", "test"),
+        answer_type="math",
+        task_category="competition mathematics",
+        license="mit",
+        citation="Hendrycks et al. (2021). Measuring Mathematical Problem Solving With the MATH Dataset. "
+        "https://arxiv.org/abs/2103.03874",
+        convert=_math,
+        eval_split="test",
+        fewshot_split="train",
+        note="the parquet copy lighteval and verl read (the original hendrycks repo is gone); gold is the last "
+        "\\boxed{} of the solution, checked with math-verify (answer type math); a solution without one is skipped",
+    )
+)
+_add(
+    Benchmark(
+        name="mmlu",
+        title="MMLU",
+        hub_id="cais/mmlu",
+        config="all",
+        splits=("auxiliary_train", "dev", "validation", "test"),
+        answer_type="option",
+        task_category="multitask knowledge multiple choice",
+        license="mit",
+        citation="Hendrycks et al. (2021). Measuring Massive Multitask Language Understanding. "
+        "https://arxiv.org/abs/2009.03300",
+        convert=_mmlu,
+        eval_split="test",
+        fewshot_split="dev",
+        note="all 57 subjects in one config; scored generatively (chain of thought, then the letter), not by "
+        "log-likelihood as lm-eval's mmlu task does",
+    )
+)

@@ -174,3 +174,26 @@ def _social_i_qa(row: Mapping[str, Any]) -> Row:
     texts = [text(pick(row, f"answer{c}"), f"answer{c}") for c in "ABC"]
     question = join_sentences(text(pick(row, "context"), "context"), text(pick(row, "question")))
     return option_row(question, texts, LETTERS[int(label) - 1])
+
+
+def _math(row: Mapping[str, Any]) -> Row | None:
+    # MATH: problem, solution (worked, the answer in its last \\boxed{}), level, type. A solution
+    # without a box has no checkable gold and is skipped.
+    from toolkit.answers import _boxed_spans, normalize_answer
+
+    solution = text(pick(row, "solution"), "solution")
+    boxes = _boxed_spans(solution)
+    gold = normalize_answer(boxes[-1][2], "math") if boxes else None
+    if gold is None:
+        return None
+    meta = present(reference_rationale=solution, level=row.get("level"), subject=row.get("type"))
+    return Row(text(pick(row, "problem"), "problem"), gold, meta=meta)
+
+
+def _mmlu(row: Mapping[str, Any]) -> Row:
+    # cais/mmlu: question, subject, choices (4 texts), answer (0-3).
+    texts = [text(c, "choices") for c in pick(row, "choices")]
+    answer = str(pick(row, "answer")).strip()
+    if not answer.isdigit() or not 0 <= int(answer) < len(texts):
+        raise BadRow(f"answer {answer!r} is not the index of one of the {len(texts)} choices")
+    return option_row(text(pick(row, "question")), texts, LETTERS[int(answer)], subject=row.get("subject"))
