@@ -30,16 +30,17 @@ class TrainResult:
     record: dict[str, Any]  # what OUT/hubtool_train.json holds
 
 
-def train(recipe: Recipe, *, merge: bool = False) -> TrainResult:
+def train(recipe: Recipe, *, merge: bool = False, where: dict[str, str] | None = None) -> TrainResult:
     """Train `recipe`; write the weights (the adapter, for LoRA), the provenance record and the card to its output_dir.
 
     `merge` also writes OUT/merged/: the adapter folded into the base, full weights plus tokenizer.
+    `where` trains on the rows whose columns hold the given values (an ablation on a subset).
     """
     from toolkit.rundir import command_line, library_versions, now
 
     script = recipe.script
     data = load_training_data(script.dataset_name, recipe.trainer, split=script.dataset_train_split,
-                              config=script.dataset_config)  # fmt: skip
+                              config=script.dataset_config, where=where)  # fmt: skip
     eval_data = None
     if recipe.training.eval_strategy != "no":
         eval_data = load_training_data(script.dataset_name, recipe.trainer, split=script.dataset_test_split)

@@ -21,6 +21,10 @@ from toolkit.records import Problem
 from toolkit.sources.normalize import parse_yesno
 
 FINITE = ("option", "yesno", "label")
+# The label sets of the benchmarks hubtool's counterfactual eval tasks score (eval_tasks/counterfactual/),
+# in the order of their Hub ClassLabel ids; build with --labels in this order to match them.
+SENTIMENT_LABELS = ("negative", "positive")
+NLI_LABELS = ("entailment", "neutral", "contradiction")
 log = logging.getLogger(__name__)
 
 
@@ -79,3 +83,9 @@ def _member(gold: str, labels: tuple[str, ...], where: str) -> str:
 
 def _no_label(gold: str) -> bool:
     return gold.strip().startswith("-") and gold.strip()[1:].isdigit()
+
+
+def nli_question(premise: str, hypothesis: str) -> str:
+    """How an NLI pair is one question, in the rows and in the eval tasks alike (write a `question`
+    column this way to build from SNLI / MNLI)."""
+    return f"Premise: {premise.strip()}\nHypothesis: {hypothesis.strip()}"
