@@ -354,7 +354,7 @@ METHOD = Method(
 
     \b
     hubtool build-dataset counterfactual --source gym:syllogism --limit 64 --out runs/cf
-    hubtool build-dataset counterfactual --source hf:stanfordnlp/imdb --label-field label \\
+    hubtool build-dataset counterfactual --source hf:stanfordnlp/imdb --question-field text --label-field label \\
         --labels negative,positive --teacher vllm:Qwen/Qwen2.5-72B-Instruct --preset feng-emnlp24 --out runs/cf-imdb
     """,
     config=CounterfactualConfig,
