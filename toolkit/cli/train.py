@@ -27,12 +27,20 @@ from toolkit.cli.app import main
     help="Also write OUT/merged/: the LoRA adapter folded into the base, full weights + tokenizer.",
 )
 @click.option(
+    "--where",
+    "where",
+    multiple=True,
+    metavar="COLUMN=VALUE",
+    help="Train only on the rows whose COLUMN holds VALUE (repeatable), e.g. --where is_counterfactual=false.",
+)
+@click.option(
     "--trainer",
     type=click.Choice(["sft", "dpo"]),
     help="For a recipe outside recipes/<method>/; default: the method folder's trainer (cot: sft, self-refine: dpo).",
 )
 def train(
-    recipe: str, sets: tuple[str, ...], output_dir: str | None, merge: bool, trainer: str | None
+    recipe: str, sets: tuple[str, ...], output_dir: str | None, merge: bool, where: tuple[str, ...],
+    trainer: str | None,
 ) -> None:
     """Train a student with a TRL recipe on a dataset named by dataset_name.
 
@@ -50,8 +58,10 @@ def train(
     """
     from toolkit.training import load_recipe
     from toolkit.training import train as run
+    from toolkit.training.data import parse_where
 
-    result = run(load_recipe(recipe, sets, output_dir=output_dir, trainer=trainer), merge=merge)
+    rows = parse_where(where)
+    result = run(load_recipe(recipe, sets, output_dir=output_dir, trainer=trainer), merge=merge, where=rows)
     if result.record:  # empty on the non-main processes of a multi-GPU run
         click.echo(summary_line(result.record))
 

@@ -23,6 +23,9 @@ class Report:
     tasks: list[str]
     in_domain: set[str]
     scores: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)  # model -> task -> filter
+    # Tasks that also report `consistency` (contrast sets): model -> task -> filter. Their accuracy
+    # shows in their own column and in neither average; their consistency gets a column of its own.
+    consistency: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     samples: dict[str, int] = field(default_factory=dict)  # task -> documents scored
     notes: list[str] = field(default_factory=list)
 
@@ -32,6 +35,9 @@ class Report:
         for task in self.tasks:
             metrics = results["results"].get(task, {})
             per_task[task] = {f: metrics[f"exact_match,{f}"] for f in FILTERS if f"exact_match,{f}" in metrics}
+            found = {f: metrics[f"consistency,{f}"] for f in FILTERS if f"consistency,{f}" in metrics}
+            if found:
+                self.consistency.setdefault(model, {})[task] = found
             effective = results.get("n-samples", {}).get(task, {}).get("effective")
             if effective is not None:
                 self.samples[task] = effective
@@ -40,18 +46,30 @@ class Report:
         """A self-consistency variant is in-domain when its base task is."""
         return task in self.in_domain or PREFIX + benchmark_of(task) in self.in_domain
 
+    @property
+    def contrast(self) -> set[str]:
+        """The tasks that report consistency, for any model."""
+        return {task for per_task in self.consistency.values() for task in per_task}
+
     def average(self, model: str, filter_name: str, in_domain: bool) -> float | None:
         """Unweighted mean over the in-domain (or out-of-domain) tasks; None when there are none."""
         values = [
             self.scores[model][t][filter_name]
             for t in self.tasks
-            if self.is_in_domain(t) == in_domain and filter_name in self.scores[model].get(t, {})
+            if self.is_in_domain(t) == in_domain and t not in self.contrast
+            and filter_name in self.scores[model].get(t, {})
         ]
+        return sum(values) / len(values) if values else None
+
+    def consistency_average(self, model: str, filter_name: str) -> float | None:
+        """Unweighted mean consistency over the contrast tasks (a NaN, no complete group, is left out)."""
+        values = [v[filter_name] for v in self.consistency.get(model, {}).values() if filter_name in v]
+        values = [v for v in values if v == v]
         return sum(values) / len(values) if values else None
 
     def to_dict(self) -> dict:
         return {"tasks": self.tasks, "in_domain": sorted(self.in_domain), "samples": self.samples,
-                "scores": self.scores, "notes": self.notes}
+                "scores": self.scores, "consistency": self.consistency, "notes": self.notes}
 
 
 def _short(task: str) -> str:
@@ -59,7 +77,7 @@ def _short(task: str) -> str:
 
 
 def _pct(value: float | None) -> str:
-    return "–" if value is None else f"{100 * value:.1f}"
+    return "–" if value is None or value != value else f"{100 * value:.1f}"  # NaN: nothing to score
 
 
 def markdown(report: Report) -> str:
@@ -67,19 +85,26 @@ def markdown(report: Report) -> str:
     lines = ["# Evaluation", ""]
     lines += [f"- {note}" for note in report.notes]
     sizes = ", ".join(f"{_short(t)} {report.samples.get(t, '?')}" for t in report.tasks)
-    lines += [f"- documents per task: {sizes}", "- scores are exact match in %; ID = in-domain, OOD = out-of-domain", ""]
+    lines += [f"- documents per task: {sizes}", "- scores are exact match in %; ID = in-domain, OOD = out-of-domain"]
+    if report.contrast:
+        lines.append("- contrast = a set of minimal edits with different labels, in neither average; consistency = "
+                     "share of its groups answered right throughout")
+    lines.append("")
     for filter_name in FILTERS:
         lines += [f"## {_FILTER_TITLES[filter_name]}", "", *_table(report, filter_name), ""]
     return "\n".join(lines)
 
 
 def _table(report: Report, filter_name: str) -> list[str]:
-    heads = [_short(t) + (" (ID)" if report.is_in_domain(t) else "") for t in report.tasks]
-    heads += ["ID avg", "OOD avg"]
+    heads = [_short(t) + (" (contrast)" if t in report.contrast else " (ID)" if report.is_in_domain(t) else "")
+             for t in report.tasks]  # fmt: skip
+    heads += ["ID avg", "OOD avg"] + (["consistency"] if report.contrast else [])
     rows = ["| model | " + " | ".join(heads) + " |", "|---|" + "---:|" * len(heads)]
     for model, per_task in report.scores.items():
         cells = [_pct(per_task.get(t, {}).get(filter_name)) for t in report.tasks]
         cells += [_pct(report.average(model, filter_name, True)), _pct(report.average(model, filter_name, False))]
+        if report.contrast:
+            cells.append(_pct(report.consistency_average(model, filter_name)))
         rows.append(f"| {model} | " + " | ".join(cells) + " |")
     return rows
 

@@ -37,12 +37,15 @@ class TrainingData:
     rows: int
     columns: tuple[str, ...]  # what the trainer reads
     dropped: tuple[str, ...]  # metadata left out
+    where: dict[str, str] | None = None  # the row filter applied (column -> value), if any
+    rows_before: int | None = None  # rows before the filter
 
 
 def load_training_data(
-    name: str, trainer: str, *, split: str = "train", config: str | None = None
+    name: str, trainer: str, *, split: str = "train", config: str | None = None, where: dict[str, str] | None = None
 ) -> TrainingData:
-    """Resolve `name` (local dir -> local registry -> Hub), load `split`, check and trim its columns."""
+    """Resolve `name` (local dir -> local registry -> Hub), load `split`, keep the rows `where` selects
+    (column -> value, e.g. {"is_counterfactual": "false"}), check and trim its columns."""
     from toolkit.hub import load_dataset, resolve_dataset
 
     if config:
@@ -60,26 +63,61 @@ def load_training_data(
     columns = select_columns(dataset.column_names, trainer, name)
     if len(dataset) == 0:
         raise UserError(empty)
+    rows_before = len(dataset)
+    if where:
+        dataset = filter_rows(dataset, where, name)
     dropped = tuple(c for c in dataset.column_names if c not in columns)
     if dropped:
         log.info("dropping metadata columns the %s trainer does not read: %s", trainer, ", ".join(dropped))
         dataset = dataset.select_columns(list(columns))
     _check_conversational(dataset, columns, name)
-    return TrainingData(dataset, resolved, split, len(dataset), columns, dropped)
+    return TrainingData(dataset, resolved, split, len(dataset), columns, dropped, where or None, rows_before)
+
+
+def parse_where(items: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """`COLUMN=VALUE` strings -> {column: value}."""
+    out: dict[str, str] = {}
+    for item in items:
+        column, sep, value = item.partition("=")
+        if not sep or not column.strip():
+            raise UserError(f"--where {item!r} is not COLUMN=VALUE; write e.g. --where is_counterfactual=false")
+        out[column.strip()] = value.strip()
+    return out
+
+
+def filter_rows(dataset, where: dict[str, str], name: str):
+    """The rows whose every `where` column reads as its value (booleans as true/false, any case)."""
+    missing = [c for c in where if c not in dataset.column_names]
+    if missing:
+        raise UserError(f"--where: dataset {name!r} has no column {', '.join(map(repr, missing))}; "
+                        f"columns: {', '.join(dataset.column_names)}")  # fmt: skip
+    wanted = {column: value.casefold() for column, value in where.items()}
+    kept = dataset.filter(lambda row: all(_as_text(row[c]) == v for c, v in wanted.items()))
+    if len(kept) == 0:
+        shown = ", ".join(f"{c}={v}" for c, v in where.items())
+        raise UserError(f"dataset {name!r} has no rows where {shown}; check the values with `hubtool show`")
+    log.info("training on %d of %d rows (where %s)", len(kept), len(dataset), where)
+    return kept
+
+
+def _as_text(value) -> str:
+    return str(value).casefold()  # True -> "true", 3 -> "3"
 
 
 HOLDOUT = 0.05  # the share of train held out as the eval split when a dataset has none (ours)
 
 
 def training_splits(name: str, trainer: str, *, train_split: str, eval_split: str | None, seed: int,
-                    config: str | None = None) -> tuple[TrainingData, TrainingData | None]:  # fmt: skip
+                    config: str | None = None, where: dict[str, str] | None = None,
+                    ) -> tuple[TrainingData, TrainingData | None]:  # fmt: skip
     """The train data and, when `eval_split` is asked for, the eval data: that split if the dataset
-    has it, else HOLDOUT of the train rows (seeded; at least one), taken out of train."""
-    data = load_training_data(name, trainer, split=train_split, config=config)
+    has it, else HOLDOUT of the train rows (seeded; at least one), taken out of train. `where`
+    selects rows of both (see `load_training_data`)."""
+    data = load_training_data(name, trainer, split=train_split, config=config, where=where)
     if eval_split is None:
         return data, None
     try:
-        return data, load_training_data(name, trainer, split=eval_split, config=config)
+        return data, load_training_data(name, trainer, split=eval_split, config=config, where=where)
     except MissingSplitError:
         pass
     if data.rows < 2:

@@ -28,6 +28,7 @@ def dataset_record(data) -> dict[str, Any]:
         "name": r.name, "local": r.local, "path": str(r.path), "revision": r.revision,
         "fingerprint": r.fingerprint, "split": data.split, "rows": data.rows,
         "columns": list(data.columns), "dropped_columns": list(data.dropped),
+        "where": data.where, "rows_before_where": data.rows_before if data.where else None,
     }  # fmt: skip
 
 
@@ -76,7 +77,7 @@ def model_card(record: dict[str, Any]) -> str:
                          library_name="peft" if peft else "transformers", pipeline_tag="text-generation", tags=tags)  # fmt: skip
     rows = [
         ("trainer", TRAINER_NAMES[record["trainer"]]),
-        ("dataset", f"{dataset_link(ds)}, split `{ds['split']}`, {ds['rows']} rows"),
+        ("dataset", f"{dataset_link(ds)}, split `{ds['split']}`, {ds['rows']} rows" + _where(ds)),
         ("dataset revision", f"`{ds.get('revision') or '-'}`, fingerprint `{ds.get('fingerprint') or '-'}`"),
         ("base model", f"`{model['base_model']}` (loaded from `{model['path']}`)"),
         ("recipe", f"`{record['recipe']['path']}` (sha256 `{record['recipe']['sha256'][:12]}`), copied to `{RECIPE_COPY}`"),
@@ -96,6 +97,14 @@ def model_card(record: dict[str, Any]) -> str:
         f"The full record (library versions, losses, every setting) is in `{PROVENANCE}`.\n\n"
         f"## Use\n\n{_usage(record)}\n"
     ))
+
+
+def _where(dataset: dict[str, Any]) -> str:
+    where = dataset.get("where")
+    if not where:
+        return ""
+    shown = ", ".join(f"`{c}={v}`" for c, v in where.items())
+    return f" (of {dataset['rows_before_where']}: only those where {shown})"
 
 
 def _usage(record: dict[str, Any]) -> str:

@@ -30,10 +30,11 @@ class TrainResult:
     record: dict[str, Any]  # what OUT/hubtool_train.json holds
 
 
-def train(recipe: Recipe, *, merge: bool = False) -> TrainResult:
+def train(recipe: Recipe, *, merge: bool = False, where: dict[str, str] | None = None) -> TrainResult:
     """Train `recipe`; write the weights (the adapter, for LoRA), the provenance record and the card to its output_dir.
 
     `merge` also writes OUT/merged/: the adapter folded into the base, full weights plus tokenizer.
+    `where` trains on the rows whose columns hold the given values (an ablation on a subset).
     """
     from toolkit.rundir import command_line, library_versions, now
 
@@ -41,7 +42,7 @@ def train(recipe: Recipe, *, merge: bool = False) -> TrainResult:
     wants_eval = recipe.training.eval_strategy != "no"
     data, eval_data = training_splits(script.dataset_name, recipe.trainer, train_split=script.dataset_train_split,
                                       eval_split=script.dataset_test_split if wants_eval else None,
-                                      seed=recipe.training.seed, config=script.dataset_config)  # fmt: skip
+                                      seed=recipe.training.seed, config=script.dataset_config, where=where)  # fmt: skip
     student = resolve_student(recipe.model.model_name_or_path)
     started = now()
     trainer = build_trainer(recipe, data, student, eval_data)

@@ -1,0 +1,151 @@
+"""Counterfactual distillation's eval tasks: benchmark rows -> the shared doc shape, the prompt the
+builder trains students on, and contrast-set consistency.
+
+Doc shape (see eval_tasks/_common/utils.py): question, choices (here: the label set), gold,
+answer_type ("label"), rationale; contrast sets add `group` (rows that are minimal edits of one
+another, with different labels) and `group_size`.
+
+    consistency = share of contrast groups whose every member is answered right (Gardner et al., 2020)
+
+so a student only scores on a group if it changes its answer when the label flips. Groups cut by
+--limit are left out of it (their docs still count for exact_match).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+
+from toolkit import answers
+from toolkit.builders.counterfactual import student_messages
+from toolkit.builders.counterfactual.labelled import NLI_LABELS, SENTIMENT_LABELS, nli_question
+from toolkit.records import Problem
+
+MISS = "[invalid]"
+SHUFFLE_SEED = 1234  # imdb's test split is sorted by label: shuffled once, so --limit sees both
+
+
+def _doc(doc_id: str, question: str, labels: tuple[str, ...], gold: str, group: str = "", size: int = 0) -> dict:
+    return {"id": doc_id, "question": question.strip(), "choices": list(labels), "gold": gold,
+            "answer_type": "label", "rationale": "", "group": group, "group_size": size}  # fmt: skip
+
+
+def _problem(doc: dict) -> Problem:
+    return Problem(id=str(doc.get("id", "")), source="eval", question=doc["question"], gold=doc["gold"],
+                   answer_type=doc["answer_type"], choices=tuple(doc["choices"]))  # fmt: skip
+
+
+def doc_to_text(doc: dict) -> str:
+    """The counterfactual builder's student prompt: question, label set, "think step by step"."""
+    return student_messages(_problem(doc))[-1]["content"]
+
+
+def doc_to_target(doc: dict) -> str:
+    return answers.format_answer_line(doc["gold"])
+
+
+def _labelled(dataset, convert):
+    """Rows -> docs, dropping rows without a gold label (ClassLabel -1)."""
+    docs = dataset.map(convert, with_indices=True, remove_columns=dataset.column_names)
+    return docs.filter(lambda d: d["gold"] != "")
+
+
+def _label(labels: tuple[str, ...], value) -> str:
+    value = int(value)
+    return labels[value] if 0 <= value < len(labels) else ""
+
+
+# -- in-domain and out-of-domain benchmarks -------------------------------------------------------
+def process_imdb(dataset):
+    """stanfordnlp/imdb: text, label (0 negative, 1 positive)."""
+    docs = _labelled(dataset, lambda d, i: _doc(f"imdb-{i}", d["text"], SENTIMENT_LABELS, _label(SENTIMENT_LABELS, d["label"])))
+    return docs.shuffle(seed=SHUFFLE_SEED).flatten_indices()
+
+
+def process_sst2(dataset):
+    """stanfordnlp/sst2: idx, sentence, label (0 negative, 1 positive; -1 in the unlabelled test split)."""
+    return _labelled(dataset, lambda d, i: _doc(f"sst2-{d.get('idx', i)}", d["sentence"], SENTIMENT_LABELS,
+                                                _label(SENTIMENT_LABELS, d["label"])))  # fmt: skip
+
+
+def _nli(name: str):
+    def convert(d: dict, i: int) -> dict:
+        return _doc(f"{name}-{i}", nli_question(d["premise"], d["hypothesis"]), NLI_LABELS, _label(NLI_LABELS, d["label"]))
+
+    return convert
+
+
+def process_snli(dataset):
+    """stanfordnlp/snli: premise, hypothesis, label (0 entailment, 1 neutral, 2 contradiction, -1 none)."""
+    return _labelled(dataset, _nli("snli"))
+
+
+def process_mnli(dataset):
+    """nyu-mll/multi_nli: premise, hypothesis, label (as snli), genre, ..."""
+    return _labelled(dataset, _nli("mnli"))
+
+
+# -- contrast sets: counterfactually augmented data (Kaushik et al., ICLR 2020) --------------------
+def process_imdb_cad(dataset):
+    """CAD-IMDb, combined/paired/test_paired.tsv: Sentiment (Negative/Positive), Text, batch_id.
+    The two rows of a batch_id are a review and its human edit with the other label."""
+    sizes = defaultdict(int)
+    for batch in dataset["batch_id"]:
+        sizes[str(batch)] += 1
+
+    def convert(d: dict, i: int) -> dict:
+        group = f"cad-imdb-{d['batch_id']}"
+        return _doc(f"{group}-{i}", d["Text"], SENTIMENT_LABELS, d["Sentiment"].strip().lower(), group, sizes[str(d["batch_id"])])
+
+    return _grouped(dataset.map(convert, with_indices=True, remove_columns=dataset.column_names))
+
+
+def process_snli_cad(dataset):
+    """CAD-SNLI test, three tsv files read in this order (sentence1, sentence2, gold_label): n originals,
+    then 2n revised hypotheses, then 2n revised premises, each pair of revisions in its original's order.
+    A group is an original and its four edits, each with another label than the original's."""
+    n, rows = len(dataset) // 5, dataset.to_list()
+    if not rows or len(rows) != 5 * n:
+        raise ValueError(f"CAD-SNLI: {len(rows)} rows is not originals + 2x revised hypotheses + 2x revised premises")
+    docs = []
+    for i, original in enumerate(rows[:n]):
+        group = f"cad-snli-{i}"
+        members = [original, rows[n + 2 * i], rows[n + 2 * i + 1], rows[3 * n + 2 * i], rows[3 * n + 2 * i + 1]]
+        for edit, kept in zip(members[1:], ("sentence1",) * 2 + ("sentence2",) * 2):
+            if " ".join(edit[kept].split()) != " ".join(original[kept].split()):
+                raise ValueError(f"CAD-SNLI row order: {group} edits {edit} do not keep {kept} of {original}")
+        for j, row in enumerate(members):
+            question = nli_question(row["sentence1"], row["sentence2"])
+            docs.append(_doc(f"{group}-{j}", question, NLI_LABELS, row["gold_label"].strip(), group, len(members)))
+    return type(dataset).from_list(docs)
+
+
+def _grouped(docs):
+    """Members of a group next to each other (in first-seen order), so --limit takes whole groups."""
+    first: dict[str, int] = {}
+    for i, group in enumerate(docs["group"]):
+        first.setdefault(group, i)
+    order = sorted(range(len(docs)), key=lambda i: (first[docs[i]["group"]], i))
+    return docs.select(order).flatten_indices()
+
+
+# -- scoring --------------------------------------------------------------------------------------
+def _right(doc: dict, pred: str) -> bool:
+    return pred != MISS and answers.is_correct(pred, doc["gold"], doc["answer_type"], tuple(doc["choices"]))
+
+
+def process_contrast(doc: dict, results: list[str]) -> dict:
+    """exact_match per doc, and what `consistency` needs to judge the doc's group."""
+    right = _right(doc, results[0])
+    return {"exact_match": float(right), "consistency": (doc["group"], doc["group_size"], right)}
+
+
+def consistency(items: list[tuple[str, int, bool]]) -> float:
+    """Share of complete contrast groups answered right throughout; NaN when no group is complete."""
+    members: dict[str, list[bool]] = defaultdict(list)
+    sizes: dict[str, int] = {}
+    for group, size, right in items:
+        members[group].append(bool(right))
+        sizes[group] = int(size)
+    complete = [all(rights) for group, rights in members.items() if len(rights) == sizes[group]]
+    return sum(complete) / len(complete) if complete else math.nan

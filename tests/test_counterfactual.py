@@ -1,0 +1,423 @@
+"""Counterfactual distillation on the fake teacher: every validation rule, the funnel adding up,
+honest rows, label sources, the card, the CLI, the recipes and `hubtool train --where`."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from tests.fakes import FakeTeacher, build, rows
+from toolkit.answers import stated_answer
+from toolkit.builders.counterfactual import CounterfactualConfig, edits, student_messages
+from toolkit.cli import main
+from toolkit.errors import UserError
+from toolkit.records import Problem
+from toolkit.rundir import read_manifest
+from toolkit.teachers.base import Completion
+from toolkit.teachers.fake import user_text
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# One yes/no problem per rule: the case name is in the question, and the fake teacher below
+# answers each kind of prompt (edit, blind judge, multi-view rationale) by it.
+CASES = {
+    "ok": "yes",  # a minimal edit, judged to the target, rationales verified
+    "keeps": "yes",  # the judge still gives the old label: a counterfactual that keeps its label
+    "far": "no",  # the edit rewrites the whole question: too far from x
+    "same": "yes",  # the edit is x again (case and spacing aside): identical
+    "wrongview": "no",  # the counterfactual's rationales argue for the wrong label
+    "unsure": "yes",  # the judge states no answer: no majority for anything
+    "empty": "no",  # the teacher replies nothing usable
+    "cut": "yes",  # the edit is cut off by max_new_tokens
+}
+
+
+def question(case: str) -> str:
+    return f"Case {case}: the red box is on the small table. Is the box red?"
+
+
+def edit_reply(case: str, q: str) -> str | Completion:
+    if case == "far":
+        return "Counterfactual: Write a completely different question about green elephants in space instead?"
+    if case == "same":
+        return f"Counterfactual:  {q.upper()}"
+    if case == "empty":
+        return "Counterfactual:"
+    if case == "cut":
+        return Completion("Counterfactual: the blue", "length", 10, 3)
+    return f"Sure.\nCounterfactual: {q.replace('red box', 'blue box')}\nThe answer is now different."
+
+
+def fake(request, sample: int) -> str | Completion:
+    text = user_text(request)
+    q = re.search(r"Question: (.*)", text)[1]
+    case = re.search(r"Case (\w+)", q)[1]
+    edited = "blue box" in q
+    if "Write a counterfactual" in text:
+        return edit_reply(case, q)
+    if "The correct answer is" in text:  # a view: the teacher was told the label
+        label = re.search(r'"The answer is (\w+)\."', text)[1]
+        if case == "wrongview" and edited:
+            label = "yes" if label == "no" else "no"  # argues for the other label
+        return f"The box colour decides it.\nThe answer is {label}."
+    # the blind judge (the student prompt)
+    if case == "unsure":
+        return "I cannot tell."
+    truth = CASES[case] if not edited or case == "keeps" else ("no" if CASES[case] == "yes" else "yes")
+    return f"Looking at the colour.\nThe answer is {truth}."
+
+
+@pytest.fixture
+def yesno_file(tmp_path):
+    path = tmp_path / "cases.jsonl"
+    path.write_text("".join(json.dumps({"question": question(c), "answer": a}) + "\n" for c, a in CASES.items()))
+    return path
+
+
+def run_cases(tmp_path, yesno_file, teacher=None, judge=None, **config):
+    teacher = teacher or FakeTeacher(fake)
+    out = tmp_path / "run"
+    manifest = build("counterfactual", out, teachers={"teacher": teacher, "judge": judge or teacher},
+                     source=f"file:{yesno_file}", **config)  # fmt: skip
+    return manifest, rows(out), out
+
+
+def test_every_validation_rule_drops_what_it_should_and_the_funnel_adds_up(tmp_path, yesno_file):
+    manifest, kept, _ = run_cases(tmp_path, yesno_file)
+    c = manifest.counts
+    assert c["problems"] == len(CASES) and c["targets"] == len(CASES) and c["failed"] == 0
+    # each rule, once
+    assert (c["cf_truncated"], c["cf_unparsable"], c["cf_identical"], c["cf_too_far"]) == (1, 1, 1, 1)
+    assert (c["cf_kept_old_label"], c["cf_judged_other"], c["cf_no_rationale"], c["cf_verified"]) == (1, 1, 1, 1)
+    # the funnel adds up, stage by stage
+    assert c["cf_generated"] == c["cf_truncated"] + c["cf_unparsable"] + c["cf_format"] + c["cf_identical"] + \
+        c["cf_too_far"] + c["cf_minimal"]  # fmt: skip
+    assert c["cf_minimal"] == c["cf_kept_old_label"] + c["cf_judged_other"] + c["cf_judge_failed"] + c["cf_judged"]
+    assert c["cf_judged"] == c["cf_spare"] + c["cf_no_rationale"] + c["cf_verified"]
+    assert c["samples"] == c["correct"] + c["wrong_label"] + c["no_answer"] + c["truncated"]
+    assert c["kept"] == c["correct"] == len(kept) == c["kept_original"] + c["kept_counterfactual"]
+    funnel = {s["stage"]: s for s in manifest.stats["funnel"]}
+    assert [s["count"] for s in manifest.stats["funnel"]] == [8, 4, 2, 2, 1]
+    for before, after in zip(manifest.stats["funnel"], manifest.stats["funnel"][1:]):
+        assert before["count"] - sum(after["dropped"].values()) == after["count"]
+    assert funnel["minimal"]["dropped"]["too_far"] == 1
+    # every original keeps its two views (support, and refute of the one other label); only "ok" adds a counterfactual
+    assert c["originals_kept"] == len(CASES) and c["kept_original"] == 2 * len(CASES)
+    counterfactual = [r for r in kept if r["is_counterfactual"]]
+    assert {r["view"] for r in counterfactual} == {"support", "refute:yes"}
+    assert {r["original_question"] for r in counterfactual} == {question("ok")}
+    assert c["wrong_label"] == 2  # the "wrongview" counterfactual's two rationales
+
+
+def test_rows_are_honest_and_link_originals_to_counterfactuals(tmp_path, yesno_file):
+    manifest, kept, _ = run_cases(tmp_path, yesno_file)
+    by_pair = {}
+    for r in kept:
+        text = r["completion"][0]["content"]
+        assert text.endswith(f"The answer is {r['target_label']}.") and r["pred"] == r["target_label"] == r["gold"]
+        assert stated_answer(text, "yesno").value == r["target_label"] and r["correct"]
+        prompt = r["prompt"][0]["content"]
+        assert r["question"] in prompt and "correct answer" not in prompt  # the student gets no hint
+        assert r["view"] == "support" or r["view"].startswith("refute:") and r["view"] != f"refute:{r['gold']}"
+        by_pair.setdefault(r["pair_id"], []).append(r)
+    (pair,) = [rs for rs in by_pair.values() if any(r["is_counterfactual"] for r in rs)]
+    original = [r for r in pair if not r["is_counterfactual"]]
+    edited = [r for r in pair if r["is_counterfactual"]]
+    assert {r["id"] for r in original} == {r["pair_id"] for r in pair} != {r["id"] for r in edited}
+    for r in edited:
+        assert r["question"] == question("ok").replace("red box", "blue box")
+        assert (r["original_label"], r["target_label"]) == ("yes", "no") and r["original_question"] == question("ok")
+        assert 0 < r["edit_ratio"] <= 0.3 and r["edit_idx"] == 0
+        assert r["judge_votes"] == ["no", "no", "no"] and r["judge"] == "fake:fake-model@r1"
+    for r in original:
+        assert r["edit_ratio"] == 0 and r["judge_votes"] == [] and r["edit_idx"] is None and r["judge"] is None
+    assert manifest.stats["examples"][0]["counterfactual"] == question("ok").replace("red box", "blue box")
+    histogram = manifest.stats["edit_ratio_histogram"]
+    assert sum(v["measured"] for v in histogram.values()) == 6  # every edit but the empty and the cut-off one
+    assert histogram["0.0-0.1"] == {"measured": 5, "kept": 1}  # the identical one and four one-word edits
+
+
+def test_a_separate_judge_relabels_blind_and_the_teacher_never_judges(tmp_path, yesno_file):
+    teacher, judge = FakeTeacher(fake), FakeTeacher(fake, model="judge-model")
+    _, kept, _ = run_cases(tmp_path, yesno_file, teacher=teacher, judge=judge)
+    assert judge.calls and all("Let's think step by step" in user_text(r) for r in judge.calls)
+    assert not any("Let's think step by step" in user_text(r) for r in teacher.calls)
+    assert all("red box" not in user_text(r) or "Case ok" not in user_text(r) for r in judge.calls)  # it sees x' only
+    assert {r["judge"] for r in kept if r["is_counterfactual"]} == {"fake:judge-model@r1"}
+
+
+def test_candidates_the_first_that_passes_is_kept_the_rest_are_spare(tmp_path):
+    path = tmp_path / "one.jsonl"
+    path.write_text(json.dumps({"question": question("ok"), "answer": "yes"}) + "\n")
+    replies = ["Counterfactual: a question about something else entirely, long and unrelated to boxes?",
+               f"Counterfactual: {question('ok').replace('red box', 'blue box')}",
+               f"Counterfactual: {question('ok').replace('red box', 'blue box').replace('small', 'big')}"]
+
+    def answer(request, j):
+        return replies[j] if "Write a counterfactual" in user_text(request) else fake(request, j)
+
+    manifest, kept, _ = run_cases(tmp_path, path, teacher=FakeTeacher(answer), candidates=3)
+    c = manifest.counts
+    assert (c["cf_generated"], c["cf_too_far"], c["cf_judged"], c["cf_spare"], c["cf_verified"]) == (3, 1, 2, 1, 1)
+    assert {r["edit_idx"] for r in kept if r["is_counterfactual"]} == {1}
+
+
+MC = [{"question": "Where is milk kept cold?", "choices": ["oven", "refrigerator", "garden", "drawer"], "answer": "B"}]
+
+
+def mc_teacher(options: str | None):
+    def answer(request, j):
+        text = user_text(request)
+        if "Write a counterfactual" in text:
+            return f"Counterfactual: Where is milk kept hot?{options or ''}"
+        if "The correct answer is" in text:
+            return "It follows.\nThe answer is " + re.search(r"The answer is (\w)", text)[1] + "."
+        return "Heat.\nThe answer is A."  # the judge: every edit asks for the oven
+
+    return FakeTeacher(answer)
+
+
+@pytest.mark.parametrize(("options", "dropped"), [
+    ("\nOptions:\n(A) oven\n(B) refrigerator\n(C) garden\n(D) drawer", 0),  # options repeated intact: fine
+    ("\n(A) stove\n(B) refrigerator\n(C) garden\n(D) drawer", 1),  # an option changed: the format check drops it
+    (None, 0),  # options left out: kept as they were
+])
+def test_multiple_choice_edits_must_keep_the_options(tmp_path, options, dropped):
+    path = tmp_path / "mc.jsonl"
+    path.write_text(json.dumps(MC[0]) + "\n")
+    teacher = mc_teacher(options)
+    manifest, kept, _ = run_cases(tmp_path, path, teacher=teacher, targets="one", choices_field="choices", max_edit=1.0)
+    assert manifest.counts["cf_format"] == dropped
+    views = sorted(r["view"] for r in kept if not r["is_counterfactual"])
+    assert views == ["refute:A", "refute:C", "refute:D", "support"]  # one refute view per wrong option
+
+
+def test_targets_and_refute_views_are_all_one_or_a_count_and_stable(tmp_path):
+    path = tmp_path / "mc.jsonl"
+    path.write_text(json.dumps(MC[0]) + "\n")
+    teacher = mc_teacher(None)
+    for how, n in (("all", 3), ("one", 1), ("2", 2)):
+        manifest, _, _ = run_cases(tmp_path, path, teacher=teacher, targets=how, refute_views="1",
+                                   choices_field="choices", overwrite=True)  # fmt: skip
+        assert manifest.counts["targets"] == n
+    problem = Problem(id="p", source="s", question="q", gold="B", answer_type="option", choices=("a", "b", "c", "d"))
+    others = edits.other_labels(problem)
+    assert [x.value for x in others] == ["A", "C", "D"]
+    assert edits.pick(others, "2", 0, "p") == edits.pick(others, "2", 0, "p")  # seeded: a re-run picks the same
+    assert edits.pick(others, "0", 0, "p") == [] and edits.pick(others, "all", 0, "p") == others
+
+
+def test_a_rebuild_answers_from_the_cache_with_the_same_rows(tmp_path, yesno_file):
+    teacher = FakeTeacher(fake)
+    _, first, _ = run_cases(tmp_path, yesno_file, teacher=teacher)
+    calls = len(teacher.calls)
+    manifest, again, _ = run_cases(tmp_path, yesno_file, teacher=teacher)
+    assert len(teacher.calls) == calls and again == first and manifest.usage["teacher,judge"]["calls"] == 0
+
+
+# -- labels ---------------------------------------------------------------------------------------
+def test_label_field_and_labels_map_class_ids_and_show_the_label_set(tmp_path):
+    path = tmp_path / "reviews.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in [
+        {"text": "A dull film.", "sentiment": 0}, {"text": "A lovely film.", "sentiment": 1},
+        {"text": "No gold here.", "sentiment": -1}]))  # fmt: skip
+
+    def answer(request, j):
+        text = user_text(request)
+        if "Write a counterfactual" in text:
+            return "Counterfactual: " + re.search(r"Question: (.*)", text)[1].replace("dull", "fine").replace("lovely", "dire")
+        if "The correct answer is" in text:
+            return "Tone.\nThe answer is " + re.search(r"The answer is (\w+)", text)[1] + "."
+        return "Tone.\nThe answer is " + ("positive" if "fine" in text else "negative") + "."
+
+    manifest, kept, _ = run_cases(tmp_path, path, teacher=FakeTeacher(answer), question_field="text",
+                                  label_field="sentiment", labels=("negative,positive",), max_edit=0.5)  # fmt: skip
+    assert manifest.source["answer_type"] == "label" and manifest.counts["problems"] == 2  # the -1 row is skipped
+    assert {(r["question"], r["gold"]) for r in kept if not r["is_counterfactual"]} == {
+        ("A dull film.", "negative"), ("A lovely film.", "positive")}
+    assert "Possible answers: negative, positive" in kept[0]["prompt"][0]["content"]
+    assert {(r["question"], r["gold"]) for r in kept if r["is_counterfactual"]} == {
+        ("A fine film.", "positive"), ("A dire film.", "negative")}
+
+
+def test_label_answers_without_a_set_are_yesno_or_need_labels():
+    from toolkit.builders.counterfactual.labelled import labelled
+
+    gym = Problem(id="g", source="gym:syllogism", question="Does it follow?", gold="Yes", answer_type="label")
+    assert (labelled(gym, (), 0).answer_type, labelled(gym, (), 0).gold) == ("yesno", "yes")
+    with pytest.raises(UserError, match="pass the set with --labels"):
+        labelled(Problem(id="x", source="s", question="q", gold="maybe", answer_type="label"), (), 0)
+    with pytest.raises(UserError, match="finite label space"):
+        labelled(Problem(id="n", source="s", question="q", gold="7", answer_type="number"), (), 0)
+    with pytest.raises(UserError, match="not one of --labels"):
+        labelled(Problem(id="l", source="s", question="q", gold="5", answer_type="label"), ("a", "b"), 0)
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ({"targets": "none"}, "--targets must be all, one or a count"),
+    ({"targets": "0"}, "--targets must be all, one or a count"),
+    ({"refute_views": "some"}, "--refute-views must be all or a count"),
+    ({"max_edit": 0.0}, "--max-edit must be a number > 0"),
+    ({"judge_votes": 0}, "--judge-votes must be at least 1"),
+    ({"judge_temperature": -1.0}, "--judge-temperature"),
+    ({"label_field": "y", "answer_field": "z"}, "--label-field or --answer-field"),
+    ({"labels": ("a,a",)}, "two or more distinct labels"),
+    ({"labels": ("a,b",), "answer_type": "yesno"}, "drop --answer-type yesno"),
+])
+def test_config_errors_speak_to_the_user(fields, message):
+    with pytest.raises(UserError, match=message):
+        CounterfactualConfig(source="gym:syllogism", out="x", **fields)
+
+
+def test_judge_defaults_to_the_teacher_and_labels_split_on_commas():
+    config = CounterfactualConfig(source="gym:syllogism", out="x", teacher="fake:right", labels=("neg, pos", "mid"))
+    assert config.judge == "fake:right" and config.labels == ("neg", "pos", "mid")
+
+
+# -- pure helpers -----------------------------------------------------------------------------------
+@pytest.mark.parametrize(("original", "edited", "ratio"), [
+    ("the box is red", "the box is red", 0.0),
+    ("the box is red", "the box is blue", 0.25),
+    ("the box is red", "the box isn't red", 0.75),  # is -> isn ' t: one substitution, two insertions
+    ("a b c d e f g h i j", "a b c d e f g h i", 0.1),
+    ("short", "a much longer sentence than before", 6.0),
+])
+def test_edit_ratio_is_token_edit_distance_over_original_tokens(original, edited, ratio):
+    assert edits.edit_ratio(original, edited) == ratio
+
+
+YESNO = Problem(id="p", source="s", question="Is the box red?", gold="yes", answer_type="yesno")
+OPTION = Problem(id="q", source="s", question="Where?", gold="B", answer_type="option", choices=("oven", "fridge"))
+
+
+@pytest.mark.parametrize(("reply", "problem", "text", "why"), [
+    ("Counterfactual: Is the box blue?", YESNO, "Is the box blue?", None),
+    ("Here you go.\n**Counterfactual:** Is the box blue?\nThe answer is no.", YESNO, "Is the box blue?", None),
+    ("```\nIs the box blue?\n```", YESNO, "Is the box blue?", None),  # no marker: the whole reply
+    ('Counterfactual: "Is the box blue?"', YESNO, "Is the box blue?", None),
+    ("Counterfactual:   ", YESNO, "", "unparsable"),
+    ("", YESNO, "", "unparsable"),
+    ("Counterfactual: Where hot?\nOptions:\n(A) oven\n(B) fridge", OPTION, "Where hot?", None),
+    ("Counterfactual: Where hot?\n(A) stove\n(B) fridge", OPTION, "Where hot?", "format"),
+    ("Counterfactual: Where hot?\n(A) oven", OPTION, "Where hot?", "format"),  # an option dropped
+])
+def test_parse_edit(reply, problem, text, why):
+    edit = edits.parse_edit(reply, problem)
+    assert (edit.text, edit.problem) == (text, why)
+
+
+@pytest.mark.parametrize(("votes", "decided"), [
+    (["no", "no", "yes"], "target"), (["yes", "yes", "no"], "original"), (["no", "", ""], "other"),
+    (["no", "yes"], "other"), (["no"], "target"), ([], "other"),
+])
+def test_majority_of_blind_votes(votes, decided):
+    assert edits.verdict(YESNO, votes, "no") == decided
+
+
+def test_histogram_bins():
+    assert edits.histogram_bin(0.0) == "0.0-0.1" and edits.histogram_bin(0.1) == "0.1-0.2"
+    assert edits.histogram_bin(1.0) == "0.9-1.0" and edits.histogram_bin(1.5) == ">1.0"
+    assert edits.histogram_bins()[0] == "0.0-0.1" and edits.histogram_bins()[-1] == ">1.0" and len(edits.histogram_bins()) == 11
+
+
+def test_the_student_prompt_is_the_eval_prompt_and_carries_no_answer():
+    labelled = Problem(id="l", source="s", question="A dull film.", gold="negative", answer_type="label",
+                       choices=("negative", "positive"))  # fmt: skip
+    (message,) = student_messages(labelled)
+    assert message["content"].startswith("Question: A dull film.\nPossible answers: negative, positive")
+    assert message["content"].endswith('"The answer is negative or positive."') and "correct" not in message["content"]
+
+
+# -- the card, the CLI, the recipes, training on a subset --------------------------------------------
+def test_card_shows_funnel_histogram_and_pairs_and_parses_back(tmp_path, yesno_file):
+    from huggingface_hub import DatasetCard
+
+    from toolkit import cards
+
+    _, _, out = run_cases(tmp_path, yesno_file)
+    card = DatasetCard(cards.render_card(out, repo_id="me/cf-cases"))
+    meta, body = card.data.to_dict(), card.text
+    assert meta["pretty_name"].startswith("Cf Cases: Counterfactual Distillation data from local file")
+    assert "counterfactual" in meta["tags"] and meta["task_categories"] == ["text-generation", "question-answering"]
+    for line in ("| generated | 8 | - |",
+                 "| minimal | 4 | truncated 1, unparsable 1, format 0, identical 1, too_far 1 |",
+                 "| judged target label | 2 | kept_old_label 1, judged_other 1, judge_failed 0 |",
+                 "| selected (one per target) | 2 | spare 0 |",
+                 "| rationale verified | 1 | no_rationale 1 |",
+                 "| measured | 5 | 0 |", "| kept | 1 | 0 |",
+                 "| 20 | 18 | 2 | 0 | 0 | 0 |"):  # fmt: skip
+        assert line in body, line
+    pair = f"| {question('ok')} | `yes` | {question('ok').replace('red box', 'blue box')} | `no` | 0.0588 | no, no, no |"
+    assert pair in body
+    assert "@inproceedings{feng-etal-2024-teaching-small" in body and "--preset" not in body.split("## How")[0]
+    assert "hubtool train counterfactual/smollm2-135m-lora --set dataset_name=me/cf-cases" in body
+    assert "--where is_counterfactual=false" in body
+    for template in ("counterfactual_cot", "counterfactual_edit", "counterfactual_view"):
+        assert f"The Jinja template `{template}`" in body
+
+
+def test_cli_build_on_a_fake_script_with_the_paper_preset(tmp_path):
+    source = tmp_path / "q.jsonl"
+    source.write_text(json.dumps({"question": "Is the red box red?", "answer": "yes"}) + "\n")
+    script = tmp_path / "teacher.jsonl"
+    script.write_text("".join(json.dumps(line) + "\n" for line in [
+        {"match": "Write a counterfactual", "replies": ["Counterfactual: Is the blue box red?"]},
+        {"match": "The correct answer is yes", "replies": ["It says red.\nThe answer is yes."]},
+        {"match": "The correct answer is no", "replies": ["It is blue.\nThe answer is no."]},
+        {"match": "Question: Is the blue box red", "replies": ["Blue.\nThe answer is no."]},
+    ]))  # fmt: skip
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, ["build-dataset", "counterfactual", "--source", f"file:{source}",
+                                       "--teacher", f"fake:{script}", "--preset", "feng-emnlp24", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "counterfactual: 1 problems, 4 samples, 4 correct (100.0%), 4 kept" in result.output
+    manifest = read_manifest(out)
+    assert manifest.preset == "feng-emnlp24" and manifest.config["judge"] == manifest.config["teacher"]
+    assert [m.role for m in manifest.models] == ["teacher", "judge"]
+    assert [(r["is_counterfactual"], r["view"]) for r in rows(out)] == [
+        (False, "support"), (False, "refute:no"), (True, "support"), (True, "refute:yes")]
+    help_text = CliRunner().invoke(main, ["build-dataset", "counterfactual", "--help"]).output
+    for option in ("--targets", "--max-edit", "--judge", "--judge-votes", "--refute-views", "--labels", "--label-field"):
+        assert option in help_text
+
+
+COUNTERFACTUAL_RECIPES = sorted((ROOT / "recipes" / "counterfactual").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", COUNTERFACTUAL_RECIPES, ids=[p.name for p in COUNTERFACTUAL_RECIPES])
+def test_recipes_parse_with_trls_parser_and_train_with_sft(path):
+    import torch
+    from trl import ModelConfig, ScriptArguments, SFTConfig, TrlParser
+
+    from toolkit.training import trainer_for
+
+    cpu = [] if torch.cuda.is_available() else ["--use_cpu", "true"]
+    parser = TrlParser((ScriptArguments, SFTConfig, ModelConfig))
+    script, training, model = parser.parse_args_and_config(["--config", str(path), *cpu], fail_with_unknown_args=True)
+    assert trainer_for(path) == "sft" and script.dataset_name.startswith("hubtool/counterfactual-")
+    assert training.report_to in ([], "none", ["none"]) and path.name in (path.parent / "README.md").read_text()
+    if path.name.startswith("gpu-"):
+        assert training.bf16 and not model.use_peft and training.num_train_epochs == 3
+    else:
+        assert model.use_peft and training.use_cpu and not training.bf16
+
+
+def test_where_trains_on_a_subset_by_column(tmp_path, yesno_file):
+    from toolkit.training.data import load_training_data, parse_where
+
+    _, kept, out = run_cases(tmp_path, yesno_file)
+    everything = load_training_data(str(out), "sft")
+    originals = load_training_data(str(out), "sft", where=parse_where(["is_counterfactual=false"]))
+    assert everything.rows == len(kept) and originals.rows == sum(not r["is_counterfactual"] for r in kept) < len(kept)
+    assert originals.columns == ("prompt", "completion") and originals.where == {"is_counterfactual": "false"}
+    assert originals.rows_before == len(kept)
+    with pytest.raises(UserError, match="has no column 'nope'"):
+        load_training_data(str(out), "sft", where={"nope": "1"})
+    with pytest.raises(UserError, match="no rows where view=sideways"):
+        load_training_data(str(out), "sft", where={"view": "sideways"})
+    with pytest.raises(UserError, match="not COLUMN=VALUE"):
+        parse_where(["is_counterfactual"])

@@ -1,0 +1,164 @@
+"""Pure helpers of counterfactual distillation: the label space, which targets and views a problem
+gets, what a teacher's edit says, how far it is from the original, what the judge's votes decide.
+
+No model here: every rule is table-tested on plain strings (tests/test_counterfactual.py).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from toolkit import answers
+from toolkit.records import Problem
+
+# Word tokens and single punctuation marks: "isn't" is three tokens, so a negation edit counts.
+_TOKEN = re.compile(r"\w+|[^\w\s]")
+_MARKER = re.compile(r"^[\s*_#>]*counterfactual[\s*_]*(?:question|example|input)?[\s*_]*:[\s*_]*", re.I | re.M)
+_OPTION_LINE = re.compile(r"^\s*[(\[]?([A-Z])[)\].:]\s+(.*\S)\s*$")
+_OPTIONS_HEAD = re.compile(r"^\s*(?:options|choices)\s*:\s*$", re.I)
+# Lines a teacher may add after the edited input that are not part of it.
+_TRAILER = re.compile(r"^\s*[*_]*(?:(?:the\s+)?(?:new\s+|correct\s+)?(?:answer|label)\b|correct answer\b|note\b)", re.I)
+
+
+@dataclass(frozen=True, slots=True)
+class Label:
+    """One answer of a problem's label space: `value` is what the answer line states ("B", "yes",
+    "positive"); `shown` is how a prompt names it ("(B) refrigerator")."""
+
+    value: str
+    shown: str
+
+
+def label_space(problem: Problem) -> list[Label]:
+    """The finite answers a problem can have, in their canonical order."""
+    if problem.answer_type == "option":
+        letters = answers.option_letters(len(problem.choices))
+        return [Label(letter, f"({letter}) {text}") for letter, text in zip(letters, problem.choices)]
+    if problem.answer_type == "yesno":
+        return [Label("yes", "yes"), Label("no", "no")]
+    if problem.answer_type == "label":
+        return [Label(choice, choice) for choice in problem.choices]
+    return []
+
+
+def same_label(problem: Problem, a: str, b: str) -> bool:
+    return answers.is_correct(a, b, problem.answer_type, problem.choices)
+
+
+def gold_label(problem: Problem) -> Label | None:
+    return next((label for label in label_space(problem) if same_label(problem, label.value, problem.gold)), None)
+
+
+def other_labels(problem: Problem) -> list[Label]:
+    return [label for label in label_space(problem) if not same_label(problem, label.value, problem.gold)]
+
+
+def pick(labels: Sequence[Label], how: str, seed: int, key: str) -> list[Label]:
+    """`how` is "all" (every label, in order), "one" or a count N: that many, drawn without
+    replacement by a generator seeded with (seed, key), so a re-run picks the same ones."""
+    if how == "all":
+        return list(labels)
+    n = 1 if how == "one" else int(how)
+    order = list(labels)
+    random.Random(f"{seed}:{key}").shuffle(order)
+    chosen = {label.value for label in order[:n]}
+    return [label for label in labels if label.value in chosen]  # label order, not draw order
+
+
+# -- the teacher's edit -------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Edit:
+    """What a counterfactual reply holds: the edited input, or why it is not usable."""
+
+    text: str
+    problem: str | None = None  # "unparsable" (nothing there) | "format" (options changed)
+
+
+def parse_edit(reply: str, problem: Problem) -> Edit:
+    """The edited input in a teacher's reply: the text after the last "Counterfactual:" marker (the
+    whole reply when it has none), without quotes, fences and trailing answer lines. For multiple
+    choice, options the reply repeats must be the original ones, in order (format check)."""
+    markers = list(_MARKER.finditer(reply or ""))
+    text = reply[markers[-1].end() :] if markers else (reply or "")
+    lines = _unfence(text).strip().splitlines()
+    while lines and (not lines[-1].strip() or _TRAILER.match(lines[-1])):
+        lines.pop()
+    options: list[str] = []
+    if problem.answer_type == "option":
+        while lines and (_OPTION_LINE.match(lines[-1]) or not lines[-1].strip()):
+            match = _OPTION_LINE.match(lines.pop())
+            if match:
+                options.insert(0, match[2])
+        if lines and _OPTIONS_HEAD.match(lines[-1]):
+            lines.pop()
+    edited = "\n".join(lines).strip().strip("\"'“”").strip()
+    if not edited:
+        return Edit("", "unparsable")
+    if options and [_norm(o) for o in options] != [_norm(c) for c in problem.choices]:
+        return Edit(edited, "format")
+    return Edit(edited)
+
+
+def _unfence(text: str) -> str:
+    """Without a Markdown code fence around it (and the fence's language tag)."""
+    lines = text.strip().splitlines()
+    if len(lines) >= 2 and lines[0].startswith("```") and lines[-1].strip() == "```":
+        lines = lines[1:-1]
+    return "\n".join(lines)
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
+def tokens(text: str) -> list[str]:
+    return _TOKEN.findall(text.casefold())
+
+
+def edit_ratio(original: str, edited: str) -> float:
+    """Token-level edit distance (insertions, deletions, substitutions of words and punctuation)
+    divided by the original's length in tokens: 0 for the same text, 0.1 for one word in ten."""
+    a, b = tokens(original), tokens(edited)
+    if not a:
+        return 0.0 if not b else float(len(b))
+    previous = list(range(len(b) + 1))
+    for i, token in enumerate(a, 1):
+        current = [i]
+        for j, other in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (token != other)))
+        previous = current
+    return round(previous[-1] / len(a), 4)
+
+
+def is_identical(original: str, edited: str) -> bool:
+    """The same input up to case and spacing: no edit at all."""
+    return tokens(original) == tokens(edited)
+
+
+# -- the judge ----------------------------------------------------------------------------------
+def verdict(problem: Problem, votes: Sequence[str], target: str) -> str:
+    """What k blind votes decide about an edit meant to have label `target`: "target" (a strict
+    majority says it), "original" (a strict majority says the old label) or "other"."""
+    def count(label: str) -> int:
+        return sum(bool(v) and same_label(problem, v, label) for v in votes)
+
+    if 2 * count(target) > len(votes):
+        return "target"
+    if 2 * count(problem.gold) > len(votes):
+        return "original"
+    return "other"
+
+
+def histogram_bin(ratio: float, width: float = 0.1, top: float = 1.0) -> str:
+    """The edit-ratio histogram's bin of a value: "0.0-0.1", ..., "0.9-1.0", ">1.0"."""
+    if ratio > top:
+        return f">{top:.1f}"
+    index = min(int(ratio / width + 1e-9), int(top / width) - 1)
+    return f"{index * width:.1f}-{(index + 1) * width:.1f}"
+
+
+def histogram_bins(width: float = 0.1, top: float = 1.0) -> list[str]:
+    return [histogram_bin(i * width + width / 2, width, top) for i in range(int(top / width))] + [f">{top:.1f}"]
