@@ -40,8 +40,8 @@ class TransformersTeacher(Teacher):
 
                 self.lm = PeftModel.from_pretrained(self.lm, path).merge_and_unload()
             self.lm = self.lm.to(self.device).eval()
-        except OSError as e:
-            raise UserError(f"cannot load model {model!r}: {str(e).splitlines()[0]}") from None
+        except (OSError, ValueError) as e:  # missing files, an unknown architecture, a broken tokenizer
+            raise UserError(f"cannot load model {model!r}: {str(e).strip().splitlines()[0]}") from None
         if self.tokenizer.chat_template is None:
             raise UserError(f"model {model!r} has no chat template; use an instruct/chat model")
         if self.tokenizer.pad_token is None:
