@@ -21,6 +21,9 @@ A call whose question `faulty` accepts gets the fault of `mode` (by default ever
     close      headers and half a body, then the connection is closed
     echo       HTTP 400 whose error message echoes the request's Authorization header (decoded
                when it is Basic auth), as careless servers do
+    echo_ok    a healthy answer that starts by repeating the Authorization header
+
+`faulty` may also return a mode's name instead of True, to give different questions different faults.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 MODES = ("ok", "error", "429", "garbage", "html", "no_choices", "null_choices", "no_message", "null", "empty",
-         "hang", "close", "echo")  # fmt: skip
+         "hang", "close", "echo", "echo_ok")  # fmt: skip
 ROOT = "/weights/fault-model-v1"  # what /v1/models reports as the served weights (vLLM's `root`)
 
 
@@ -49,11 +52,12 @@ def healthy_text(question: str, seed: int) -> str:
 
 
 class FaultServer:
-    def __init__(self, mode: str = "ok", *, faulty: Callable[[str], bool] | None = None, honour_n: bool = False,
+    def __init__(self, mode: str = "ok", *, faulty: Callable[[str], bool | str] | None = None, honour_n: bool = False,
                  delay: float = 0.0, root: str = ROOT) -> None:  # fmt: skip
         assert mode in MODES, mode
         self.mode, self.faulty, self.honour_n, self.delay, self.root = mode, faulty, honour_n, delay, root
         self.calls: list[dict[str, Any]] = []  # every chat call: body, question, seed, whether it was faulted
+        self.finished = 0  # chat calls whose answer has been written out
         self.lock = threading.Lock()
         self.closing = threading.Event()
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
@@ -82,7 +86,8 @@ class FaultServer:
         """(status, headers, body) for one chat call; body None means: break the connection."""
         question = next((m.get("content") or "" for m in reversed(body.get("messages") or []) if m.get("role") == "user"), "")
         seed = int(body.get("seed") or 0)
-        mode = self.mode if self.faulty is None or self.faulty(question) else "ok"
+        chosen = True if self.faulty is None else self.faulty(question)
+        mode = chosen if isinstance(chosen, str) else self.mode if chosen else "ok"
         with self.lock:
             self.calls.append({"body": body, "question": question, "seed": seed, "faulted": mode != "ok"})
         if self.delay:
@@ -116,6 +121,8 @@ class FaultServer:
         auth = headers.get("authorization", "")
         if auth.lower().startswith("basic "):
             auth += " (" + base64.b64decode(auth.split()[1]).decode(errors="replace") + ")"
+        if mode == "echo_ok":
+            return 200, {}, _json(completion(body, [f"(you sent {auth})\n{healthy_text(question, seed)}"]))
         return 400, {}, _json({"error": {"message": f"bad request; you sent Authorization: {auth}"}})
 
 
@@ -151,7 +158,12 @@ def _handler(server: FaultServer) -> type[BaseHTTPRequestHandler]:
                 self.reply(404, {}, _json({"error": {"message": "no such route"}}))
                 return
             headers = {k.lower(): v for k, v in self.headers.items()}
-            status, extra, payload = server.chat(json.loads(data), headers)
+            try:
+                body = json.loads(data)
+            except ValueError:
+                self.reply(400, {}, _json({"error": {"message": "the request body is not JSON"}}))
+                return
+            status, extra, payload = server.chat(body, headers)
             if payload is None:  # half a response, then the connection drops
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
@@ -162,16 +174,36 @@ def _handler(server: FaultServer) -> type[BaseHTTPRequestHandler]:
                 self.close_connection = True
                 return
             self.reply(status, extra, payload)
+            with server.lock:
+                server.finished += 1
 
         def reply(self, status: int, headers: dict[str, str], payload: bytes) -> None:
-            self.send_response(status)
-            headers = {"Content-Type": "application/json", **headers, "Content-Length": str(len(payload))}
-            for key, value in headers.items():
-                self.send_header(key, value)
-            self.end_headers()
-            self.wfile.write(payload)
+            try:
+                self.send_response(status)
+                headers = {"Content-Type": "application/json", **headers, "Content-Length": str(len(payload))}
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.end_headers()
+                self.wfile.write(payload)
+            except (BrokenPipeError, ConnectionResetError):
+                self.close_connection = True  # the client gave up (a timeout): nothing to tell it
 
         def log_message(self, *args: Any) -> None:
             pass
 
     return Handler
+
+
+# -- driving builds against it ---------------------------------------------------------------------
+def write_sums(path, problems: int) -> list[str]:
+    """A file: source of `problems` questions "What is i + i?"; returns the questions."""
+    questions = [f"What is {i} + {i}?" for i in range(problems)]
+    path.write_text("".join(json.dumps({"question": q, "answer": 2 * i}) + "\n" for i, q in enumerate(questions)))
+    return questions
+
+
+def cot_args(url: str, source, out, cache, *, samples: int = 2, concurrency: int = 4, more=()) -> list[str]:
+    """`hubtool build-dataset cot ...` against an OpenAI-compatible URL, fast failure settings."""
+    return ["build-dataset", "cot", "--source", f"file:{source}", "--teacher", f"openai:fault-model@{url}",
+            "--samples", str(samples), "--keep", "all", "--concurrency", str(concurrency), "--timeout", "0.5",
+            "--max-retries", "1", "--out", str(out), "--cache", str(cache), *more]  # fmt: skip

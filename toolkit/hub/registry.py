@@ -85,7 +85,8 @@ def publish(name: str, files: Mapping[str, bytes | Path]) -> tuple[LocalEntry, b
     try:
         return _publish(name, files)
     except OSError as e:
-        if e.filename and not str(e.filename).startswith(str(registry_dir())):
+        root, failed = registry_dir(), Path(str(e.filename or ""))
+        if e.filename and not (failed.is_relative_to(root) or root.is_relative_to(failed)):
             raise  # not the registry's side (a source file vanished): keep the real error
         raise UserError(
             f"cannot write the local registry at {registry_dir()} ({e.strerror or e}); "
