@@ -95,9 +95,13 @@ def test_redact_by_shape_and_by_value(monkeypatch):
     from toolkit import redact
 
     monkeypatch.setenv("SOME_SERVICE_TOKEN", "tok-1234567890")
+    monkeypatch.setattr(redact, "_known", {})  # this process's remembered secrets, restored after
     redact.remember("a-remembered-secret", "the test")
+    redact.remember("short", "the test")  # too short to mask wherever it occurs
     text = ("openai:m@http://u:pw@host:8000/v1 https://host/v1?api_key=abc123&x=1 tok-1234567890 a-remembered-secret "
-            "role=user temperature=0.7")  # fmt: skip
-    assert redact.redact(text) == "openai:m@http://host:8000/v1 https://host/v1?api_key=***&x=1 *** *** role=user temperature=0.7"
+            "role=user temperature=0.7 short")  # fmt: skip
+    assert redact.redact(text) == ("openai:m@http://host:8000/v1 https://host/v1?api_key=***&x=1 *** *** role=user "
+                                   "temperature=0.7 short")  # fmt: skip
+    assert redact.redact("see https://user@example.org", shapes=False) == "see https://user@example.org"  # model output
     assert redact.found_in("plain text") is None and redact.found_in("x tok-1234567890") == "$SOME_SERVICE_TOKEN"
     assert redact.redact_url("http://u:p@h:1/v1") == "http://h:1/v1"

@@ -56,12 +56,14 @@ def remember_url(url: str, source: str) -> None:
         remember(parts.username, source)
 
 
-def redact(text: str) -> str:
-    """`text` with every credential masked, by shape and by value."""
+def redact(text: str, *, shapes: bool = True) -> str:
+    """`text` with every credential masked, by shape and by value. `shapes=False` masks only known
+    values: for model output, where `https://user@host` may be content, not a credential."""
     if not text:
         return text
-    text = _URL_USERINFO.sub("", text)
-    text = _QUERY_SECRET.sub(lambda m: m.group(1) + MASK, text)
+    if shapes:
+        text = _URL_USERINFO.sub("", text)
+        text = _QUERY_SECRET.sub(lambda m: m.group(1) + MASK, text)
     for secret in sorted(_secrets(), key=len, reverse=True):
         if secret in text:
             text = text.replace(secret, MASK)
@@ -84,8 +86,3 @@ def redact_url(url: str) -> str:
     except ValueError:  # a malformed port: mask by shape only
         return redact(url)
     return redact(urlunsplit(parts._replace(netloc=netloc))) if parts.scheme and parts.netloc else redact(url)
-
-
-def forget_all() -> None:
-    """For tests: start from no known secrets."""
-    _known.clear()

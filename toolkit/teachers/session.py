@@ -172,7 +172,7 @@ def _runs(indices: list[int]) -> list[list[int]]:
 
 def _redacted(completion: Completion) -> Completion:
     """A completion that repeats a credential (a server echoing the key) is cached without it."""
-    text = redact(completion.text)
+    text = redact(completion.text, shapes=False)
     return completion if text == completion.text else replace(completion, text=text)
 
 
