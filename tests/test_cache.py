@@ -4,6 +4,8 @@ that shapes it; a batching backend gets the waiting requests together."""
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 
 from toolkit.teachers.base import CallFailure, Completion, Request, SamplingParams
 from toolkit.teachers.cache import CallCache, call_key
@@ -164,3 +166,34 @@ def test_the_endpoint_is_part_of_the_key_only_where_a_backend_has_one():
     elsewhere = _teacher()
     elsewhere.endpoint = "http://127.0.0.1:8001/v1"
     assert len({call_key(t, _req("a"), 0) for t in (fake, served, elsewhere)}) == 3
+
+
+class _Stoppable(FakeTeacher):
+    """A batching backend whose batch runs until it is cancelled (a long local generation)."""
+
+    def __init__(self, answer) -> None:
+        super().__init__(answer)
+        self.stop = threading.Event()
+
+    def generate(self, requests, on_result=None):
+        self.stop.wait(60)
+        return super().generate(requests, on_result)
+
+    def cancel(self) -> None:
+        self.stop.set()
+
+
+def test_an_interrupted_build_stops_the_batch_in_its_worker_thread(tmp_path):
+    """Ctrl-C cancels the build's tasks; the batch in the worker thread must stop too, or the
+    process waits for it (minutes on a CPU) before it can exit."""
+    slow = _Stoppable(lambda r, j: "x")
+    session = Session(slow, CallCache(tmp_path / "c.sqlite"))
+
+    async def interrupted():
+        task = asyncio.ensure_future(session.generate(_req("a")))
+        await asyncio.sleep(0.2)
+        task.cancel()  # what asyncio.run does to the build on Ctrl-C, then to what is left
+
+    start = time.monotonic()
+    asyncio.run(interrupted())
+    assert slow.stop.is_set() and time.monotonic() - start < 10

@@ -101,6 +101,10 @@ class Teacher(abc.ABC):
         `on_sample(j, completion)` may report sample j as soon as it is in, before the others."""
         raise NotImplementedError
 
+    def cancel(self) -> None:  # noqa: B027 - optional hook
+        """Stop a `generate` running in another thread soon (the build was interrupted); what it
+        returns after this is discarded."""
+
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release what `agenerate` opened inside the build's event loop (clients, connections)."""
 

@@ -137,7 +137,8 @@ class Session:
             batch, self._queue = self._queue, []
 
             def deliver(i: int, result: Result, batch=batch) -> None:
-                loop.call_soon_threadsafe(_settle, batch[i][1], result)
+                if not loop.is_closed():  # a batch cut short by Ctrl-C may end after the loop did
+                    loop.call_soon_threadsafe(_settle, batch[i][1], result)
 
             try:
                 results = await asyncio.to_thread(self.backend.generate, [r for r, _ in batch], deliver)
@@ -146,7 +147,10 @@ class Session:
                     if not future.done():
                         future.set_exception(e)
                 if not isinstance(e, Exception):
-                    raise  # cancelled or interrupted: stop draining
+                    # Cancelled or interrupted (Ctrl-C): stop the batch in its worker thread too, or
+                    # the process waits for it to finish before it can exit.
+                    self.backend.cancel()
+                    raise
                 continue
             await asyncio.sleep(0)  # let the delivered results settle first
             for (_, future), result in zip(batch, results):
