@@ -226,15 +226,17 @@ def test_ctrl_c_exits_130_with_one_line(tmp_path):
     assert err.strip().splitlines() == ["interrupted; finished teacher calls are cached, so the same command resumes"]
 
 
-def test_a_build_without_a_terminal_prints_progress_while_it_waits(tmp_path):
+def test_a_build_without_a_terminal_prints_progress_while_it_waits(tmp_path, monkeypatch):
+    from toolkit.builders import progress
+
+    monkeypatch.setattr(progress, "PLAIN_EVERY", 0.3)
     write_sums(tmp_path / "sums.jsonl", 2)
     with FaultServer("ok", delay=1.2) as server:
-        build = _python(*cot_args(server.url, tmp_path / "sums.jsonl", tmp_path / "run", tmp_path / "c.sqlite",
-                                  samples=1, more=["--timeout", "5"]), env={"HUBTOOL_PROGRESS_EVERY": "0.3"})  # fmt: skip
-        _, err = build.communicate(timeout=60)
-    assert build.returncode == 0, err
-    lines = [line for line in err.splitlines() if line.startswith("cot: 0/2 problems")]
-    assert lines and "2 requests in flight" in lines[-1], err  # said while nothing had finished yet
+        result = CliRunner().invoke(main, cot_args(server.url, tmp_path / "sums.jsonl", tmp_path / "run",
+                                                   tmp_path / "c.sqlite", samples=1, more=["--timeout", "5"]))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("cot: 0/2 problems")]
+    assert lines and "2 requests in flight" in lines[-1], result.output  # said while nothing had finished yet
 
 
 def test_one_writer_per_run_directory(tmp_path):

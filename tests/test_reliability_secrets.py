@@ -2,26 +2,22 @@
 
 Credentials are planted in the teacher URL (`user:PASSWORD@host`), in the key's environment
 variable, in the Hub token, and in a server that echoes the Authorization header back, both in an
-error body and inside a completion. Every write path then runs as a user would run it, in its own
-process at `-vv`: two builds, inspect, a local push, show, ls, a Hub push to the stand-in, and a
-build that cannot reach its server. Every file written and every byte printed or uploaded is
+error body and inside a completion. Every write path then runs as a user would run it, at `-vv`,
+in a process of its own with the Hub stand-in switched on: two builds, inspect, a local push,
+show, ls, two Hub pushes, and a build that cannot reach its server. Every file written and every byte printed or uploaded is
 searched for each secret, and for the Basic auth header an HTTP client makes of the URL's.
 """
 
 from __future__ import annotations
 
 import base64
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 from tests.fake_hub import FakeHub
+from tests.test_hub import Worker, _hub_env
 
 from .fault_server import FaultServer, write_sums
 from .servers import free_port
 
-ROOT = Path(__file__).parents[1]
 URL_PASSWORD = "UrlPassw0rd-abcdef"
 ENV_KEY = "sk-EnvKey-0123456789abcdef"
 HF_TOKEN = "hf_HubToken0123456789abcd"
@@ -35,35 +31,36 @@ def _echoing(question: str) -> bool | str:
 
 def test_no_credential_in_any_file_stream_or_upload(tmp_path):
     write_sums(tmp_path / "sums.jsonl", 4)
-    home = tmp_path / "home"
     streams: list[str] = []
-
-    def hubtool(*args: str, env: dict | None = None, ok: bool = True) -> None:
-        run_env = {**os.environ, "HUBTOOL_HOME": str(home), "MY_TEACHER_KEY": ENV_KEY, **(env or {})}
-        out = subprocess.run([sys.executable, "-m", "toolkit", "-vv", *args], cwd=ROOT, env=run_env,
-                             capture_output=True, text=True, timeout=300)  # fmt: skip
-        streams.extend([out.stdout, out.stderr])
-        assert (out.returncode == 0) == ok, out.stderr[-3000:]
-
     with FaultServer("ok", faulty=_echoing) as server, FakeHub({HF_TOKEN: "me"}) as hub:
-        with_password = server.url.replace("http://", f"http://teacher:{URL_PASSWORD}@")
-        for name, url in [("a", with_password), ("b", server.url)]:  # Basic auth from the URL; the env key as Bearer
-            hubtool("build-dataset", "cot", "--source", f"file:{tmp_path / 'sums.jsonl'}",
-                    "--teacher", f"openai:fault-model@{url}", "--api-key-env", "MY_TEACHER_KEY", "--samples", "1",
-                    "--keep", "all", "--max-retries", "0", "--out", str(tmp_path / name),
-                    "--cache", str(tmp_path / f"{name}.sqlite"))  # fmt: skip
-        assert server.answered(faulted=True) == 4  # both echoes reached both builds
-        hubtool("inspect", str(tmp_path / "a"))
-        hubtool("push", str(tmp_path / "a"), "me/secret-a")
-        hubtool("show", "me/secret-a")
-        hubtool("ls")
-        hub_env = {"HF_ENDPOINT": hub.endpoint, "HF_HUB_OFFLINE": "0", "HF_TOKEN": HF_TOKEN,
-                   "HF_HOME": str(tmp_path / "hf"), "HF_HUB_DISABLE_PROGRESS_BARS": "1"}  # fmt: skip
-        hubtool("push", str(tmp_path / "b"), "me/secret-b", "--hub", env=hub_env)
-        hubtool("push", str(tmp_path / "a"), "me/secret-a", "--hub", env=hub_env)
-        gone = f"http://teacher:{URL_PASSWORD}@127.0.0.1:{free_port()}/v1"
-        hubtool("build-dataset", "cot", "--source", f"file:{tmp_path / 'sums.jsonl'}", "--teacher",
-                f"openai:fault-model@{gone}", "--out", str(tmp_path / "c"), ok=False)  # fmt: skip
+        env = _hub_env(hub.endpoint, tmp_path) | {"HUBTOOL_HOME": str(tmp_path / "home"), "MY_TEACHER_KEY": ENV_KEY}
+        worker = Worker(env)  # one process for every command (as `hubtool -vv ...` each), the Hub switched on
+
+        def hubtool(*args: str, ok: bool = True, token: str | None = None) -> None:
+            out = worker._ask("cli", ["-vv", *args], {"HF_TOKEN": token} if token else {}, () if token else ("HF_TOKEN",))
+            assert out["bug"] is None and (out["code"] == 0) == ok, out
+            streams.append(out["output"])
+
+        try:
+            with_password = server.url.replace("http://", f"http://teacher:{URL_PASSWORD}@")
+            for name, url in [("a", with_password), ("b", server.url)]:  # Basic auth from the URL; the env key as Bearer
+                hubtool("build-dataset", "cot", "--source", f"file:{tmp_path / 'sums.jsonl'}",
+                        "--teacher", f"openai:fault-model@{url}", "--api-key-env", "MY_TEACHER_KEY", "--samples", "1",
+                        "--keep", "all", "--max-retries", "0", "--out", str(tmp_path / name),
+                        "--cache", str(tmp_path / f"{name}.sqlite"))  # fmt: skip
+            assert server.answered(faulted=True) == 4  # both echoes reached both builds
+            hubtool("inspect", str(tmp_path / "a"))
+            hubtool("push", str(tmp_path / "a"), "me/secret-a")
+            hubtool("show", "me/secret-a")
+            hubtool("ls")
+            hubtool("push", str(tmp_path / "b"), "me/secret-b", "--hub", token=HF_TOKEN)
+            hubtool("push", str(tmp_path / "a"), "me/secret-a", "--hub", token=HF_TOKEN)
+            gone = f"http://teacher:{URL_PASSWORD}@127.0.0.1:{free_port()}/v1"
+            hubtool("build-dataset", "cot", "--source", f"file:{tmp_path / 'sums.jsonl'}", "--teacher",
+                    f"openai:fault-model@{gone}", "--out", str(tmp_path / "c"), ok=False)  # fmt: skip
+        finally:
+            worker.proc.stdin.close()
+            worker.proc.wait(timeout=60)
         uploaded = [_readable(data) for repo in hub.repos.values() for c in repo.commits.values()
                     for data in c.files.values()]  # fmt: skip
         uploaded += [repr(header).encode() for header in hub.commit_headers]

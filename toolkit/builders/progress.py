@@ -7,13 +7,12 @@ stalled still says so every PLAIN_EVERY seconds, with the requests it is waiting
 
 from __future__ import annotations
 
-import os
 import sys
 import threading
 import time
 from collections.abc import Callable
 
-PLAIN_EVERY = float(os.environ.get("HUBTOOL_PROGRESS_EVERY") or 30.0)  # seconds; the env var is for tests
+PLAIN_EVERY = 30.0  # seconds
 
 
 class Progress:
