@@ -74,6 +74,8 @@ class CallCache:
         return Completion(*row) if row else None
 
     def put_many(self, items: Sequence[tuple[str, Completion]]) -> None:
+        if not items:
+            return
         rows = [(k, c.text, c.finish_reason, c.prompt_tokens, c.completion_tokens) for k, c in items]
         with self._lock, self._guard("write"):
             self._db.executemany("INSERT OR REPLACE INTO samples VALUES (?, ?, ?, ?, ?)", rows)

@@ -13,6 +13,7 @@ backend for the rest:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import replace
@@ -54,7 +55,12 @@ class Session:
         found: list[Completion | None] = [self.cache.get(k) for k in keys]
         missing = [j for j, c in enumerate(found) if c is None]
         self.usage.samples_cached += request.n - len(missing)
-        errors = [e for e in await asyncio.gather(*(self._fill(request, run, keys, found) for run in _runs(missing))) if e]
+        runs = _runs(missing)
+        if len(runs) == 1:  # the usual case (nothing cached, or a top-up): no extra task
+            errors = [await self._fill(request, runs[0], keys, found)]
+        else:
+            errors = list(await asyncio.gather(*(self._fill(request, run, keys, found) for run in runs)))
+        errors = [e for e in errors if e]
         if errors:
             return CallFailure("; ".join(errors))
         completions = [c for c in found if c is not None]
@@ -68,24 +74,27 @@ class Session:
         is the same draw whether its neighbours were cached or not."""
         empty: list[int] = []
 
-        def keep(i: int, completion: Completion) -> None:
+        def accept(i: int, completion: Completion) -> tuple[str, Completion] | None:
+            """Sample run[i] into `found`; what to cache, or None (a repeat, or empty)."""
             j = run[i] if i < len(run) else None
             if j is None or found[j] is not None or j in empty:
-                return
+                return None
             if not completion.text.strip():
                 empty.append(j)  # a null or empty answer: nothing to learn from, and a re-run asks again
-                return
-            completion = _redacted(completion)
-            self.cache.put_many([(keys[j], completion)])
-            found[j] = completion
+                return None
+            found[j] = completion = _redacted(completion)
             self.usage.samples_generated += 1
             self.usage.completion_tokens += completion.completion_tokens
+            return keys[j], completion
 
-        result = await self._ask(replace(request, n=len(run), first_sample=run[0]), keep)
+        def on_sample(i: int, completion: Completion) -> None:  # a sample ahead of its siblings: cache it now
+            if item := accept(i, completion):
+                self.cache.put_many([item])
+
+        result = await self._ask(replace(request, n=len(run), first_sample=run[0]), on_sample)
         self.usage.calls += 1
         if not isinstance(result, CallFailure):
-            for i, completion in enumerate(result):
-                keep(i, completion)
+            self.cache.put_many([item for i, c in enumerate(result) if (item := accept(i, c))])
             drawn = [c for c in result if c.text.strip()]
             self.usage.prompt_tokens += drawn[0].prompt_tokens if drawn else 0
         error = result.error if isinstance(result, CallFailure) else ""
@@ -137,7 +146,7 @@ class Session:
             batch, self._queue = self._queue, []
 
             def deliver(i: int, result: Result, batch=batch) -> None:
-                if not loop.is_closed():  # a batch cut short by Ctrl-C may end after the loop did
+                with contextlib.suppress(RuntimeError):  # a batch cut short by Ctrl-C may end after the loop
                     loop.call_soon_threadsafe(_settle, batch[i][1], result)
 
             try:
