@@ -169,7 +169,7 @@ class RunDir:
             raise UserError(f"{self.path} is not empty and holds no hubtool build; use another --out")
 
     def start(self, manifest: Manifest) -> None:
-        """Claim the directory: a killed build leaves this manifest, and a re-run resumes it."""
+        """Mark the build as running: a killed build leaves this manifest, and a re-run resumes it."""
         manifest.status, manifest.started_at = "running", now()
         self.write_manifest(manifest)
 
