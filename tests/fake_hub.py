@@ -87,6 +87,7 @@ class FakeHub:
         self.tokens = dict(tokens or {})  # token -> user name (who may write ORG == user)
         self.repos: dict[str, Repo] = {}
         self.requests: list[tuple[str, str]] = []  # (method, path) as received
+        self.commit_headers: list[dict] = []  # each commit's header: summary, description, parentCommit
         self._faults: list[tuple[re.Pattern, int]] = []
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
@@ -228,6 +229,7 @@ def _commit(hub: FakeHub, user, m, query, body, method):
             raise HubError(400, f"this stand-in does not accept {key!r} commit operations")
     if header.get("parentCommit") and header["parentCommit"] != head.sha:
         raise HubError(412, "A commit has happened since. Please refresh and try again.")
+    hub.commit_headers.append(header)
     commit = repo.commit(branch, files, header.get("summary", ""))
     url = f"{hub.endpoint}/datasets/{repo.repo_id}/commit/{commit.sha}"
     return _json({"success": True, "commitOid": commit.sha, "commitUrl": url, "pullRequestUrl": None})

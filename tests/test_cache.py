@@ -4,8 +4,10 @@ that shapes it; a batching backend gets the waiting requests together."""
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 
-from toolkit.teachers.base import CallFailure, Request, SamplingParams
+from toolkit.teachers.base import CallFailure, Completion, Request, SamplingParams
 from toolkit.teachers.cache import CallCache, call_key
 from toolkit.teachers.session import Session
 
@@ -101,3 +103,97 @@ def test_a_backend_error_reaches_every_waiting_request(tmp_path):
         return await asyncio.gather(session.generate(_req("a")), session.generate(_req("b")), return_exceptions=True)
 
     assert [str(e) for e in asyncio.run(go())] == ["cannot load the model"] * 2
+
+
+def test_an_empty_completion_is_a_failure_and_never_cached(tmp_path):
+    cache = CallCache(tmp_path / "c.sqlite")
+    blank = FakeTeacher(lambda r, j: "   " if j == 1 else f"ok {j}")
+    session = Session(blank, cache)
+    [out] = _ask(session, _req("a", n=3))
+    assert isinstance(out, CallFailure) and "sample 1: empty completion" in out.error
+    assert len(cache) == 2 and session.usage.failed_calls == 1  # samples 0 and 2 kept, the blank one not
+    healed = FakeTeacher(lambda r, j: f"ok {j}")
+    [again] = _ask(Session(healed, cache), _req("a", n=3))
+    assert [c.text for c in again] == ["ok 0", "ok 1", "ok 2"]
+    assert [(r.n, r.first_sample) for r in healed.calls] == [(1, 1)]  # only the missing sample, seeded as sample 1
+
+
+def test_missing_samples_are_drawn_as_runs_seeded_at_their_index(tmp_path):
+    cache = CallCache(tmp_path / "c.sqlite")
+    fake = _teacher()
+    _ask(Session(fake, cache), _req("a", n=5))
+    with cache._db:
+        for j in (1, 3, 4):  # as if a killed build had kept samples 0 and 2 only
+            cache._db.execute("DELETE FROM samples WHERE key=?", (call_key(fake, _req("a", n=5), j),))
+    again = _teacher()
+    [out] = _ask(Session(again, cache), _req("a", n=5))
+    assert [c.text for c in out] == [f"a #1-{j}" for j in range(5)]  # the same draws as an uninterrupted run
+    assert sorted((r.first_sample, r.n) for r in again.calls) == [(1, 1), (3, 2)]
+
+
+class _Streaming(FakeTeacher):
+    """A native async backend that reports sample 0 and then fails the rest, like a server whose
+    single-sample calls finish one by one and the last of which fails."""
+
+    native_async = True
+
+    async def agenerate(self, request, on_sample=None):
+        self.calls.append(request)
+        on_sample(0, Completion(f"first of {request.first_sample}", "stop", 1, 1))
+        return CallFailure("HTTP 500 for the others")
+
+
+def test_a_sample_reported_early_is_cached_though_its_request_fails(tmp_path):
+    cache = CallCache(tmp_path / "c.sqlite")
+    [out] = _ask(Session(_Streaming(lambda r, j: "x"), cache), _req("a", n=3))
+    assert isinstance(out, CallFailure) and len(cache) == 1
+    healed = _teacher()
+    [again] = _ask(Session(healed, cache), _req("a", n=3))
+    assert again[0].text == "first of 0" and [(r.first_sample, r.n) for r in healed.calls] == [(1, 2)]
+
+
+def test_the_endpoint_is_part_of_the_key_only_where_a_backend_has_one():
+    import hashlib
+    import json
+
+    fake = _teacher()
+    old = {"backend": "fake", "model": "fake-model", "revision": "r1", "messages": [{"role": "user", "content": "a"}],
+           "params": SamplingParams().to_dict(), "sample_idx": 0}  # fmt: skip
+    legacy = hashlib.sha256(json.dumps(old, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+    assert call_key(fake, _req("a"), 0) == legacy  # the caches of every backend without one stay valid
+    served = _teacher()
+    served.endpoint = "http://127.0.0.1:8000/v1"
+    elsewhere = _teacher()
+    elsewhere.endpoint = "http://127.0.0.1:8001/v1"
+    assert len({call_key(t, _req("a"), 0) for t in (fake, served, elsewhere)}) == 3
+
+
+class _Stoppable(FakeTeacher):
+    """A batching backend whose batch runs until it is cancelled (a long local generation)."""
+
+    def __init__(self, answer) -> None:
+        super().__init__(answer)
+        self.stop = threading.Event()
+
+    def generate(self, requests, on_result=None):
+        self.stop.wait(60)
+        return super().generate(requests, on_result)
+
+    def cancel(self) -> None:
+        self.stop.set()
+
+
+def test_an_interrupted_build_stops_the_batch_in_its_worker_thread(tmp_path):
+    """Ctrl-C cancels the build's tasks; the batch in the worker thread must stop too, or the
+    process waits for it (minutes on a CPU) before it can exit."""
+    slow = _Stoppable(lambda r, j: "x")
+    session = Session(slow, CallCache(tmp_path / "c.sqlite"))
+
+    async def interrupted():
+        task = asyncio.ensure_future(session.generate(_req("a")))
+        await asyncio.sleep(0.2)
+        task.cancel()  # what asyncio.run does to the build on Ctrl-C, then to what is left
+
+    start = time.monotonic()
+    asyncio.run(interrupted())
+    assert slow.stop.is_set() and time.monotonic() - start < 10

@@ -394,3 +394,29 @@ def test_a_rebuilt_folder_of_the_same_name_loads_its_new_rows(tmp_path):
     shutil.rmtree(a)  # rebuild in place
     make_run(a, version=2)
     assert hub.load_dataset(str(a)).to_list() == built_rows(b)
+
+
+# -- reliability (issue 11) --------------------------------------------------------------------------
+def test_a_push_is_refused_while_a_build_writes_the_run_directory(run1):
+    from toolkit.rundir import RunDir
+
+    holder = RunDir(run1)
+    holder.claim()  # a build of run1 in progress
+    try:
+        with pytest.raises(UserError, match="being written by a build right now"):
+            hub.push(run1, NAME)
+    finally:
+        holder.release()
+    assert hub.push(run1, NAME).changed and run1.is_dir()
+
+
+def test_a_credential_kept_by_an_older_manifest_is_never_published(fake_hub, worker, run1, home):
+    manifest = json.loads((run1 / MANIFEST).read_text())
+    manifest["command"] += " --teacher openai:m@http://u:OldSecret-123456@10.0.0.1/v1"
+    (run1 / MANIFEST).write_text(json.dumps(manifest))
+    assert worker.hubtool("push", str(run1), "me/old", "--hub")["code"] == 0
+    hub.push(run1, "me/old")
+    published = [*fake_hub.repos["me/old"].at("main").files.values()]
+    published += [p.read_bytes() for p in (home / "datasets" / "me" / "old").resolve().rglob("*") if p.is_file()]
+    assert not [data for data in published if b"OldSecret" in data]
+    assert any(b"http://10.0.0.1/v1" in data for data in published)  # the rest of the command is kept

@@ -146,7 +146,7 @@ def test_api_key_is_sent_but_never_logged(server, proxy_for, caplog, monkeypatch
     t = teacher(model, p.url, api_key_env="HUBTOOL_TEST_KEY")
     t.generate([req(max_new_tokens=1)])
     assert p.calls[0][2].get("authorization") == f"Bearer {secret}"
-    assert "retry 1/5" in caplog.text  # the retry was logged...
+    assert "retrying a call (1/3)" in caplog.text  # the retry was logged, visibly (a WARNING)...
     assert secret not in caplog.text  # ...without the key
     assert secret not in repr(t) and secret not in t.identity
 
@@ -240,6 +240,60 @@ def test_apportion_keeps_the_total():
     assert apportion(10, [1, 1, 2]) == [3, 2, 5]
     assert sum(apportion(7, [3, 0, 5])) == 7 and apportion(3, [0, 0, 0]) == [1, 1, 1]
     assert apportion(0, []) == []
+
+
+def test_a_200_answer_is_read_strictly():
+    from types import SimpleNamespace as NS
+
+    from toolkit.teachers.openai_wire import MalformedResponse, to_completions
+
+    def choice(content, index=0, message=True):
+        return NS(index=index, finish_reason="stop", message=NS(content=content) if message else None)
+
+    usage = NS(prompt_tokens=5, completion_tokens=6)
+    for bad, why in [("<html>502</html>", "not a chat completion"), (NS(choices=None), "choices: None"),
+                     (NS(choices=[]), r"choices: \[\]"), (NS(choices=[choice("x", message=False)]), "without a message"),
+                     (None, "not a chat completion")]:  # fmt: skip
+        with pytest.raises(MalformedResponse, match=why):
+            to_completions(bad)
+    out = to_completions(NS(choices=[choice("abc", 1), choice(None, 0)], usage=usage))
+    assert [(c.text, c.completion_tokens, c.prompt_tokens) for c in out] == [("", 0, 5), ("abc", 6, 5)]
+    assert to_completions(NS(choices=[choice("x")], usage=NS(prompt_tokens=None)))[0].prompt_tokens == 0
+
+
+def test_retry_lines_are_visible_but_not_a_flood(caplog):
+    from toolkit.teachers.openai_wire import RetryNotice
+
+    caplog.set_level(logging.INFO)
+    notice = RetryNotice(logging.getLogger("t"), every=60)
+    for attempt in (1, 2, 3):
+        notice.retrying(attempt, 3, 0.5, "HTTP 503")
+    levels = [r.levelno for r in caplog.records]
+    assert levels == [logging.WARNING, logging.INFO, logging.INFO]
+    assert "retrying a call (1/3) in 0.5 s after HTTP 503" in caplog.records[0].getMessage()
+
+
+def test_sampling_values_a_server_refuses_stop_before_any_call():
+    t = OpenAITeacher("m", "http://127.0.0.1:9/v1")
+    for params in (SamplingParams(temperature=2.5), SamplingParams(top_p=1.5), SamplingParams(max_new_tokens=0)):
+        with pytest.raises(UserError):
+            t.check_params(params)
+    t.check_params(SamplingParams(temperature=2.0))
+
+
+def test_the_cache_identity_names_the_server_and_its_weights_never_a_credential():
+    from .fault_server import FaultServer
+
+    with FaultServer("ok", root="/models/qwen-7b") as server:
+        t = OpenAITeacher.from_spec("fault-model@" + server.url.replace("http://", "http://u:Secret-987654@"))
+        assert t.endpoint == server.url
+        asyncio.run(_open_and_close(t))
+    assert t.endpoint == f"{server.url} root=/models/qwen-7b" and "Secret" not in repr(t)
+
+
+async def _open_and_close(t: OpenAITeacher) -> None:
+    await t.aopen()
+    await t.aclose()
 
 
 def _http_date(seconds_from_now: float) -> str:

@@ -55,7 +55,10 @@ def render_card(run_dir: str | Path, repo_id: str | None = None, license: str | 
     data = merge_metadata(card_data(manifest, n_rows, repo_id or run_dir.name, lic["value"]), existing)
     context = card_context(manifest, name, n_rows, samples, kept_tokens, lic)
     body = _env().get_template(card_template(manifest)).render(**context)
-    return str(DatasetCard(f"---\n{data.to_yaml()}\n---\n\n{body.strip()}\n"))
+    from toolkit.redact import redact
+
+    # The card quotes the command, the config and sample rows: never a credential among them.
+    return redact(str(DatasetCard(f"---\n{data.to_yaml()}\n---\n\n{body.strip()}\n")))
 
 
 def check_card_template(method: Any) -> None:

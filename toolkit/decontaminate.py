@@ -171,17 +171,22 @@ def decontaminate_run(run_dir: str | Path, against: str, *, n: int = DEFAULT_N, 
 
     from toolkit.rundir import RunDir, data_file, read_manifest
 
-    manifest = read_manifest(run_dir)
-    if manifest.status != "complete":
-        raise UserError(f"{run_dir} holds an unfinished build; finish it by re-running: {manifest.command}")
-    table = pq.read_table(data_file(run_dir))
-    if "question" not in table.column_names:
-        raise UserError(f"{run_dir} rows have no `question` column to check")
-    index = index_for(against, n, data_dir)
-    rows = table.to_pylist()
-    kept, removed = split_clean(rows, lambda r: r["question"] or "", index)
-    result = report(index, removed, len(rows))
-    manifest.stats["decontamination"] = result
-    manifest.counts["decontaminated"] = manifest.counts.get("decontaminated", 0) + len(removed)
-    RunDir(run_dir).rewrite(table.schema, kept, manifest)
+    index = index_for(against, n, data_dir)  # before the lock: loading eval tasks takes seconds
+    run = RunDir(run_dir)
+    run.claim()  # no build may write the directory while its rows are rewritten
+    try:
+        manifest = read_manifest(run_dir)
+        if manifest.status != "complete":
+            raise UserError(f"{run_dir} holds an unfinished build; finish it by re-running: {manifest.command}")
+        table = pq.read_table(data_file(run_dir))
+        if "question" not in table.column_names:
+            raise UserError(f"{run_dir} rows have no `question` column to check")
+        rows = table.to_pylist()
+        kept, removed = split_clean(rows, lambda r: r["question"] or "", index)
+        result = report(index, removed, len(rows))
+        manifest.stats["decontamination"] = result
+        manifest.counts["decontaminated"] = manifest.counts.get("decontaminated", 0) + len(removed)
+        run.rewrite(table.schema, kept, manifest)
+    finally:
+        run.release()
     return result

@@ -24,6 +24,7 @@ class ModelInfo:
     backend: str
     model: str
     revision: str = ""
+    served: str = ""  # what the server said answered (model name, system_fingerprint), where it says
 
     @property
     def identity(self) -> str:

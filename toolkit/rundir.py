@@ -8,11 +8,18 @@
 `datasets.load_dataset(RUN)` loads it. The manifest is written first with status "running", so a
 re-run of the same command recognises its own unfinished build and resumes it (the call cache
 holds the finished calls), while a different build is refused instead of overwritten.
+
+A run directory has one writer at a time: a build holds an exclusive lock on the folder from
+before it reads the old manifest until it has written the last file, and a second build (or a
+push of it) is refused with one line instead of interleaving with it. The lock is flock(2) on
+the folder itself: no lock file to leave behind, and it dies with a killed process.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import errno
 import json
 import os
 import platform
@@ -25,6 +32,7 @@ from typing import Any
 
 from toolkit.errors import UserError
 from toolkit.manifest import Manifest
+from toolkit.redact import redact
 
 MANIFEST = "manifest.json"
 DATA_GLOB = "data/train-*.parquet"
@@ -49,23 +57,27 @@ def library_versions() -> dict[str, str]:
 
 
 def command_line() -> str:
-    """The command that ran, as a user would retype it (credentials in URLs removed)."""
-    from toolkit.teachers.openai_backend import redact_url
-
-    argv = [Path(sys.argv[0]).name if sys.argv[0].endswith("hubtool") else sys.argv[0], *sys.argv[1:]]
-    argv = [redact_url(a) if "://" in a and "@" in a.partition("://")[2] else a for a in argv]
-    return shlex.join(["hubtool", *argv[1:]] if argv[0] == "hubtool" else argv)
+    """The command that ran, as a user would retype it (credentials removed)."""
+    program = sys.argv[0]
+    if program.endswith("hubtool") or Path(program).parts[-2:] == ("toolkit", "__main__.py"):
+        program = "hubtool"  # the console script, or `python -m toolkit`
+    return redact(shlex.join([program, *sys.argv[1:]]))
 
 
 def atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    except OSError as e:
+        raise UserError(f"cannot write {path} ({e.strerror or e}); check the folder's permissions and free space") from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise UserError(f"cannot write {path} ({e.strerror or e}); check the folder's permissions and free space") from None
         raise
 
 
@@ -105,6 +117,41 @@ def read_manifest(run_dir: str | Path) -> Manifest:
 class RunDir:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        self._lock_fd: int | None = None
+        self._created = False
+
+    def claim(self) -> None:
+        """Make the directory if needed and take its writer lock; a one-line UserError when it is
+        not writable or another build holds it."""
+        if self.path.exists() and not self.path.is_dir():
+            raise UserError(f"--out {self.path} is a file; give a directory")
+        self._created = not self.path.exists()
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=self.path):  # writable, really (root ignores mode bits, not a read-only mount)
+                pass
+        except OSError as e:
+            self._remove_if_unused()
+            raise UserError(f"cannot write to --out {self.path} ({e.strerror or e}); choose a writable directory") from None
+        fd = os.open(self.path, os.O_RDONLY)
+        if not try_lock(fd, exclusive=True):
+            os.close(fd)
+            raise UserError(
+                f"{self.path} is being written by another build right now; wait for it to finish, or use another --out"
+            )
+        self._lock_fd = fd
+
+    def release(self) -> None:
+        """Give up the lock; a build that stopped before writing anything leaves no directory behind."""
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing the descriptor drops the flock
+            self._lock_fd = None
+        self._remove_if_unused()
+
+    def _remove_if_unused(self) -> None:
+        if self._created:
+            with contextlib.suppress(OSError):
+                self.path.rmdir()  # only when still empty
 
     def check(self, manifest: Manifest, *, overwrite: bool = False) -> None:
         """Refuse a directory that holds a different build (same build: resume or extend it)."""
@@ -122,12 +169,12 @@ class RunDir:
             raise UserError(f"{self.path} is not empty and holds no hubtool build; use another --out")
 
     def start(self, manifest: Manifest) -> None:
-        """Claim the directory: a killed build leaves this manifest, and a re-run resumes it."""
+        """Mark the build as running: a killed build leaves this manifest, and a re-run resumes it."""
         manifest.status, manifest.started_at = "running", now()
         self.write_manifest(manifest)
 
     def write_manifest(self, manifest: Manifest) -> None:
-        atomic_write(self.path / MANIFEST, manifest.to_json().encode())
+        atomic_write(self.path / MANIFEST, redact(manifest.to_json()).encode())
 
     def finish(self, rows: Sequence[Any], row_type: type, manifest: Manifest, failed: Sequence[dict]) -> Manifest:
         """Write data, failures, the final manifest and the card, each atomically; return the manifest.
@@ -144,7 +191,7 @@ class RunDir:
         name = data_file_name(buf.getvalue())
         atomic_write(self.path / name, buf.getvalue())
         lines = "".join(json.dumps(f, ensure_ascii=False) + "\n" for f in failed)
-        atomic_write(self.path / FAILED, lines.encode())
+        atomic_write(self.path / FAILED, redact(lines).encode())  # servers echo keys in error bodies
         manifest.rows, manifest.data_file, manifest.status, manifest.finished_at = len(rows), name, "complete", now()
         self.write_manifest(manifest)
         from toolkit.cards import write_card
@@ -176,6 +223,34 @@ class RunDir:
             if old.name != Path(name).name:
                 old.unlink()
         return manifest
+
+
+@contextlib.contextmanager
+def reading(run_dir: str | Path):
+    """Hold a run directory's shared lock while reading a finished build (a push), so a build
+    writing it cannot swap the data mid-read; refuse while one is running."""
+    path = Path(run_dir)
+    fd = os.open(path, os.O_RDONLY) if path.is_dir() else None
+    try:
+        if fd is not None and not try_lock(fd, exclusive=False):
+            raise UserError(f"{path} is being written by a build right now; wait for it to finish, then push")
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
+def try_lock(fd: int, *, exclusive: bool) -> bool:
+    """flock without waiting: False when another process holds a conflicting lock."""
+    import fcntl
+
+    try:
+        fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+    except OSError as e:
+        if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            return False
+        raise
+    return True
 
 
 def _short(value: Any) -> str:

@@ -26,9 +26,9 @@ from toolkit.teachers.base import SamplingParams
 SOURCE_HELP = "hf:NAME (a known benchmark), hf:ORG/NAME, gym:TASK (reasoning-gym) or file:PATH"
 # Fields that say where and how to run, not what to build: left out of the manifest's config, so
 # the same build written to another --out (or with another cache) is the same build.
-RUN_FIELDS = ("out", "overwrite", "cache")
+RUN_FIELDS = ("out", "overwrite", "cache", "timeout", "max_retries")
 # Backend options handed to `load_teacher` for every model a method uses.
-BACKEND_FIELDS = ("batch_size", "concurrency", "api_key_env", "tensor_parallel_size")
+BACKEND_FIELDS = ("batch_size", "concurrency", "api_key_env", "tensor_parallel_size", "timeout", "max_retries")
 
 
 def param(default: Any = dataclasses.MISSING, *, help: str, metavar: str | None = None, model: bool = False) -> Any:
@@ -79,6 +79,10 @@ class BuildConfig:
     concurrency: int | None = param(None, help="openai: requests in flight.")
     api_key_env: str | None = param(None, help="openai: environment variable holding the API key (default OPENAI_API_KEY).")
     tensor_parallel_size: int | None = param(None, help="vllm: GPUs per model.")
+    timeout: float | None = param(None, help="openai: seconds a call may go unanswered before it is retried "
+                                             "(default 180; raise it for very long completions).")  # fmt: skip
+    max_retries: int | None = param(None, help="openai: retries of a call after a 429, 5xx, timeout or broken "
+                                               "answer, before it is recorded in failed.jsonl (default 3).")  # fmt: skip
     out: str | None = param(None, help="Run directory (required).", metavar="DIR")
     overwrite: bool = param(False, help="Replace a run directory that holds a different build.")
     cache: str | None = param(None, help="Call cache file (default: $HUBTOOL_HOME/cache/calls.sqlite).", metavar="FILE")
@@ -88,6 +92,9 @@ class BuildConfig:
         for name in ("limit", "max_new_tokens", "batch_size", "concurrency", "tensor_parallel_size", "decontaminate_n"):
             at_least(self, name, 1)
         at_least(self, "seed", 0)
+        at_least(self, "max_retries", 0)
+        if self.timeout is not None and not (math.isfinite(self.timeout) and self.timeout > 0):
+            raise UserError(f"--timeout must be a number of seconds > 0, not {self.timeout}")
         if not math.isfinite(self.temperature) or self.temperature < 0:
             raise UserError(f"--temperature must be a finite number >= 0 (0 is greedy), not {self.temperature}")
         if not math.isfinite(self.top_p) or not 0 < self.top_p <= 1:

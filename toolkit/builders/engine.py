@@ -61,28 +61,33 @@ def build_dataset(config: BuildConfig, *, method: str | Method | None = None,
         prompt_templates=_template_texts(template_names),
     )  # fmt: skip
     run = RunDir(config.out)
-    run.check(manifest, overwrite=config.overwrite)  # before the slow model loads: fail fast
-    sessions, opened = _open_models(config, roles, teachers)
-    run.start(manifest)
-    progress = Progress(len(loaded.problems), method.name)
+    run.claim()  # one writer at a time: a second build into this --out is refused, not interleaved
     try:
-        counts, rows, failed = asyncio.run(_run_all(method, config, state, loaded.problems, sessions, progress))
+        run.check(manifest, overwrite=config.overwrite)  # before the slow model loads: fail fast
+        sessions, opened = _open_models(config, roles, teachers)
+        run.start(manifest)
+        progress = Progress(len(loaded.problems), method.name,
+                            in_flight=lambda: sum(s.in_flight for s in _unique(sessions)))  # fmt: skip
+        try:
+            counts, rows, failed = asyncio.run(_run_all(method, config, state, loaded.problems, sessions, progress))
+        finally:
+            progress.close()
+            for backend in opened:
+                backend.close()
+            next(iter(sessions.values())).cache.close()
+        manifest.models = [_model_info(role, _spec(config, role, teachers), sessions[role].backend) for role in roles]
+        manifest.usage = {_usage_key(s, sessions): s.usage.to_dict() for s in _unique(sessions)}
+        manifest.counts = dict(counts)
+        manifest.stats = method.finish(config, state, counts) if method.finish else {}
+        if decontamination is not None:
+            manifest.stats["decontamination"] = decontamination
+            manifest.counts["decontaminated"] = decontamination["removed"]
+        if config.balance and all(p.answer_type != "number" for p in loaded.problems):
+            manifest.stats["class_counts"] = dict(sorted(Counter(p.gold for p in loaded.problems).items()))
+        manifest.elapsed_s = round(progress.elapsed, 2)
+        return run.finish(rows, method.row, manifest, failed)
     finally:
-        progress.close()
-        for backend in opened:
-            backend.close()
-        next(iter(sessions.values())).cache.close()
-    manifest.models = [_model_info(role, _spec(config, role, teachers), sessions[role].backend) for role in roles]
-    manifest.usage = {_usage_key(s, sessions): s.usage.to_dict() for s in _unique(sessions)}
-    manifest.counts = dict(counts)
-    manifest.stats = method.finish(config, state, counts) if method.finish else {}
-    if decontamination is not None:
-        manifest.stats["decontamination"] = decontamination
-        manifest.counts["decontaminated"] = decontamination["removed"]
-    if config.balance and all(p.answer_type != "number" for p in loaded.problems):
-        manifest.stats["class_counts"] = dict(sorted(Counter(p.gold for p in loaded.problems).items()))
-    manifest.elapsed_s = round(progress.elapsed, 2)
-    return run.finish(rows, method.row, manifest, failed)
+        run.release()
 
 
 async def _run_all(method: Method, config: BuildConfig, state: Any, problems: Sequence[Problem],
@@ -153,6 +158,7 @@ def _open_models(config: BuildConfig, roles: Sequence[str], given: Mapping[str, 
     from toolkit.teachers import load_teacher
     from toolkit.teachers.cache import CallCache
 
+    cache = CallCache(config.cache or call_cache_path())  # a broken cache shows before the slow model loads
     by_spec: dict[str, Teacher] = {}
     opened: list[Teacher] = []
     backends: dict[str, Teacher] = {}
@@ -165,7 +171,6 @@ def _open_models(config: BuildConfig, roles: Sequence[str], given: Mapping[str, 
             by_spec[spec] = load_teacher(spec, **config.backend_options())
             opened.append(by_spec[spec])
         backends[role] = by_spec[spec]
-    cache = CallCache(config.cache or call_cache_path())
     shared: dict[int, Session] = {}
     sessions = {}
     for role in roles:
@@ -191,7 +196,9 @@ def _spec(config: BuildConfig, role: str, given: Mapping[str, Teacher] | None) -
 
 
 def _model_info(role: str, spec: str, backend: Teacher) -> ModelInfo:
-    return ModelInfo(role=role, spec=spec, backend=backend.backend, model=backend.model, revision=backend.revision)
+    served = ", ".join(sorted(s for s in getattr(backend, "served", ()) if s))  # the openai backend's record
+    return ModelInfo(role=role, spec=spec, backend=backend.backend, model=backend.model, revision=backend.revision,
+                     served=served)  # fmt: skip
 
 
 def _template_texts(names: Sequence[str]) -> dict[str, str]:

@@ -1,22 +1,36 @@
 """Progress of a build: a bar on a terminal, a plain line every PLAIN_EVERY seconds elsewhere (CI
-logs, `nohup`, a pipe), so a long build is never silent."""
+logs, `nohup`, a pipe), so a long build is never silent.
+
+The plain line comes from a timer thread, not from finished problems: a build whose server has
+stalled still says so every PLAIN_EVERY seconds, with the requests it is waiting on.
+"""
 
 from __future__ import annotations
 
 import sys
+import threading
 import time
+from collections.abc import Callable
 
-PLAIN_EVERY = 30.0
+PLAIN_EVERY = 30.0  # seconds
 
 
 class Progress:
-    def __init__(self, total: int, desc: str, *, enabled: bool | None = None) -> None:
+    def __init__(self, total: int, desc: str, *, enabled: bool | None = None,
+                 in_flight: Callable[[], int] | None = None, every: float | None = None) -> None:  # fmt: skip
         from tqdm.auto import tqdm
 
-        self.start = self._last_line = time.monotonic()
+        self.start = time.monotonic()
         self.total, self.desc, self.done, self.tokens = total, desc, 0, 0
+        self.in_flight = in_flight
         self.tty = sys.stderr.isatty() if enabled is None else enabled
         self.bar = tqdm(total=total, desc=desc, unit="problem", disable=not self.tty, dynamic_ncols=True)
+        self._stop = threading.Event()
+        self._ticker: threading.Thread | None = None
+        if not self.tty:
+            every = PLAIN_EVERY if every is None else every
+            self._ticker = threading.Thread(target=self._tick, args=(every,), name="hubtool-progress", daemon=True)
+            self._ticker.start()
 
     def update(self, tokens: int) -> None:
         """One more problem done; `tokens` is the completion tokens generated so far."""
@@ -24,10 +38,15 @@ class Progress:
         self.tokens = tokens
         self.bar.set_postfix_str(self._rates(), refresh=False)
         self.bar.update(1)
-        now = time.monotonic()
-        if not self.tty and now - self._last_line >= PLAIN_EVERY:
-            self._last_line = now
-            print(f"{self.desc}: {self.done}/{self.total} problems, {self._rates()}", file=sys.stderr, flush=True)
+
+    def line(self) -> str:
+        waiting = self.in_flight() if self.in_flight else None
+        flight = f", {waiting} requests in flight" if waiting is not None else ""
+        return f"{self.desc}: {self.done}/{self.total} problems, {self._rates()}{flight}, {self.elapsed:.0f} s"
+
+    def _tick(self, every: float) -> None:
+        while not self._stop.wait(every):
+            print(self.line(), file=sys.stderr, flush=True)
 
     def _rates(self) -> str:
         elapsed = max(time.monotonic() - self.start, 1e-9)
@@ -38,4 +57,7 @@ class Progress:
         return time.monotonic() - self.start
 
     def close(self) -> None:
+        self._stop.set()
+        if self._ticker is not None:
+            self._ticker.join(timeout=1)
         self.bar.close()

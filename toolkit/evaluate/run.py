@@ -58,6 +58,8 @@ def run_eval(
     if not models:
         raise UserError("name at least one --model (a checkpoint folder, an adapter folder or smollm2-135m)")
     _check_options(options)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise UserError(f"--output-dir {output_dir} is a file; give a folder for the reports")
     manager = tasks_mod.task_manager()
     catalog = tasks_mod.catalog(manager)
     names = tasks_mod.select_tasks(catalog, list(suites), list(tasks))
@@ -69,7 +71,10 @@ def run_eval(
         specs = [ModelSpec(label, spec.lm_eval_model, spec.args) for label, spec in zip(labels, specs)]
     specs = _unique_labels(specs)
 
-    output_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot create --output-dir {output_dir} ({e.strerror or e}); give a writable folder") from None
     notes = _notes(options) + [f"`{spec.label}`: {describe(spec)}" for spec in specs]
     report = report_mod.Report(tasks=names, in_domain=in_domain, notes=notes)
     paths: dict[str, Path] = {}
@@ -88,6 +93,9 @@ def _check_options(options: EvalOptions) -> None:
         raise UserError("--max-gen-toks must be at least 1")
     if options.num_fewshot is not None and options.num_fewshot < 0:
         raise UserError("--num-fewshot cannot be negative")
+    size = options.batch_size
+    if isinstance(size, int) and size < 1 or isinstance(size, str) and not re.fullmatch(r"auto(:\d+)?", size):
+        raise UserError(f"--batch-size must be a positive integer or 'auto', not {size!r}")
     if options.data_dir is not None and not options.data_dir.is_dir():
         raise UserError(f"--data-dir {options.data_dir} is not a folder")
 

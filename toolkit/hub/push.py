@@ -10,7 +10,8 @@ from typing import Literal
 from toolkit.errors import UserError
 from toolkit.hub.names import validate_repo_id
 from toolkit.manifest import Manifest
-from toolkit.rundir import MANIFEST, data_file, read_manifest
+from toolkit.redact import redact
+from toolkit.rundir import MANIFEST, data_file, read_manifest, reading
 
 _LICENSE = re.compile(r"[a-z0-9][a-z0-9.+-]*")
 
@@ -40,19 +41,20 @@ def push(run_dir: str | Path, name: str, *, hub: bool = False, private: bool = F
     The card is re-rendered for `name`; the run directory itself is never modified."""
     validate_repo_id(name)
     run_dir = Path(run_dir)
-    manifest = check_build(run_dir)
     if license is not None and not _LICENSE.fullmatch(license):
         raise UserError(
             f"--license {license!r} is not a license id; use a Hub id such as apache-2.0, mit, cc-by-4.0"
         )
-    rows = _row_count(run_dir)
-    if hub:
-        return _push_hub(run_dir, name, manifest, rows, private=private, revision=revision, license=license)
-    if private or revision:
+    if not hub and (private or revision):
         raise UserError(
             "--private and --revision apply to --hub pushes; the local registry keeps one version per name"
         )
-    return _push_local(run_dir, name, rows, license)
+    with reading(run_dir):  # a build writing run_dir now is refused, not read half-way
+        manifest = check_build(run_dir)
+        rows = _row_count(run_dir, manifest)
+        if hub:
+            return _push_hub(run_dir, name, manifest, rows, private=private, revision=revision, license=license)
+        return _push_local(run_dir, name, rows, license)
 
 
 def check_build(run_dir: Path) -> Manifest:
@@ -82,7 +84,7 @@ def _push_local(run_dir: Path, name: str, rows: int, license: str | None) -> Pus
         else None
     )
     card = render_card(run_dir, repo_id=name, license=license, existing=existing)
-    files = {"README.md": card.encode(), "manifest.json": run_dir / MANIFEST}
+    files = {"README.md": card.encode(), "manifest.json": published_manifest(run_dir)}
     files[manifest_data_name(run_dir)] = data_file(run_dir)
     entry, changed = registry.publish(name, files)
     return PushResult(name, "local", str(registry.entry_link(name)), entry.version, None, rows, changed)
@@ -92,18 +94,37 @@ def _push_hub(run_dir: Path, name: str, manifest: Manifest, rows: int, *, privat
               revision: str | None, license: str | None) -> PushResult:  # fmt: skip
     from toolkit.hub.remote import endpoint, push_to_hub
 
-    message = f"hubtool: {manifest.method} build, teacher {manifest.teacher_identity}, {rows} rows"
-    description = f"Rebuild with:\n\n    {manifest.command}\n"
+    message = redact(f"hubtool: {manifest.method} build, teacher {manifest.teacher_identity}, {rows} rows")
+    description = redact(f"Rebuild with:\n\n    {manifest.command}\n")
     sha, changed = push_to_hub(run_dir, name, private=private, revision=revision, license=license,
                                message=message, description=description)  # fmt: skip
     url = f"{endpoint()}/datasets/{name}" + (f"/tree/{revision}" if revision else "")
     return PushResult(name, "hub", url, sha, revision, rows, changed)
 
 
-def _row_count(run_dir: Path) -> int:
+def _row_count(run_dir: Path, manifest: Manifest) -> int:
+    """The rows of the build's data file; a UserError when it is unreadable or empty."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    return pq.read_metadata(data_file(run_dir)).num_rows
+    path = data_file(run_dir)
+    rebuild = f"re-run its build command (the call cache makes that quick): {manifest.command or 'hubtool build-dataset ...'}"
+    try:
+        rows = pq.read_metadata(path).num_rows
+    except (pa.ArrowException, OSError) as e:
+        raise UserError(f"{path} is not a readable parquet file ({' '.join(str(e).split())[:160]}); {rebuild}") from None
+    if rows == 0:
+        raise UserError(
+            f"{run_dir} holds 0 rows, so there is nothing to publish; `hubtool inspect {run_dir}` shows why "
+            "(counts, failed calls), and a re-run with changed options reuses the cached calls"
+        )
+    return rows
+
+
+def published_manifest(run_dir: Path) -> bytes:
+    """manifest.json as it leaves the machine: credentials masked, also in one written by an
+    older hubtool that kept them."""
+    return redact((run_dir / MANIFEST).read_text(encoding="utf-8")).encode()
 
 
 def manifest_data_name(run_dir: Path) -> str:

@@ -55,19 +55,46 @@ def current(name: str) -> LocalEntry | None:
     return LocalEntry(name, target, target.name if link.is_symlink() else "unversioned")
 
 
-def list_local() -> list[LocalEntry]:
+def check_root() -> Path:
+    """The registry folder, or a UserError when it (or $HUBTOOL_HOME) is something else."""
     root = registry_dir()
+    for path in (root.parent, root):
+        if path.exists() and not path.is_dir():
+            raise UserError(
+                f"the local registry path {path} is a file, not a folder; move it aside or set HUBTOOL_HOME"
+            )
+    return root
+
+
+def list_local() -> list[LocalEntry]:
+    """Every entry, broken ones included (a link whose version is gone: version "missing"), so
+    `hubtool ls` can show them rather than hide them."""
+    root = check_root()
     if not root.is_dir():
         return []
     names = [f"{org.name}/{d.name}" for org in root.iterdir() if org.is_dir() and not org.name.startswith(".")
              for d in org.iterdir() if not d.name.startswith(".")]  # fmt: skip
-    return [e for e in (current(n) for n in sorted(names)) if e is not None]
+    return [current(n) or LocalEntry(n, entry_link(n), "missing") for n in sorted(names)]
 
 
 def publish(name: str, files: Mapping[str, bytes | Path]) -> tuple[LocalEntry, bool]:
     """Make `files` (path in repo -> content or source file) the current version of `name`.
 
     Returns the entry and whether anything changed (an identical re-push changes nothing)."""
+    check_root()
+    try:
+        return _publish(name, files)
+    except OSError as e:
+        root, failed = registry_dir(), Path(str(e.filename or ""))
+        if e.filename and not (failed.is_relative_to(root) or root.is_relative_to(failed)):
+            raise  # not the registry's side (a source file vanished): keep the real error
+        raise UserError(
+            f"cannot write the local registry at {registry_dir()} ({e.strerror or e}); "
+            "make it writable, or set HUBTOOL_HOME to a writable folder"
+        ) from None
+
+
+def _publish(name: str, files: Mapping[str, bytes | Path]) -> tuple[LocalEntry, bool]:
     link = entry_link(name)
     if link.exists() and not link.is_symlink():
         raise UserError(

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from toolkit.errors import UserError
+from toolkit.redact import remember
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,7 @@ def require_token() -> str:
         raise UserError(
             "no Hugging Face token; set HF_TOKEN or run `hf auth login` (the token needs write access)"
         )
+    remember(token, "your Hugging Face token")  # masked in everything written from now on
     return token
 
 
@@ -100,12 +102,11 @@ def push_to_hub(run_dir: Path, repo_id: str, *, private: bool, revision: str | N
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
 
     from toolkit.cards import render_card
-    from toolkit.rundir import MANIFEST, data_file
+    from toolkit.hub.push import published_manifest
+    from toolkit.rundir import data_file
 
     token = require_token()
-    manifest = (run_dir / MANIFEST).read_bytes()
-    if token.encode() in manifest:
-        raise UserError(f"{run_dir / MANIFEST} contains your Hugging Face token; remove it before pushing")
+    manifest = published_manifest(run_dir)  # the token is masked too: require_token remembers it
     api = HfApi(token=token)
     branch = revision or "main"
     with hub_errors(f"pushing to {repo_id}", repo_id):

@@ -56,6 +56,11 @@ def load_dataset(name: str, split: str = "train", revision: str | None = None):
     found = resolve_dataset(name, revision)
     try:
         if found.local:
+            if parquet_rows(Path(found.path), name) == 0:  # `datasets` fails on it with a traceback
+                raise UserError(
+                    f"dataset {name!r} has no rows in split {split!r} ({found.path} holds 0 rows); rebuild it "
+                    "with more problems or --keep all (`hubtool inspect RUN_DIR` shows why rows were dropped)"
+                )
             try:
                 # datasets caches a local folder by its name alone: a rebuilt `runs/cot`, or another
                 # folder called `cot`, would come back with stale rows. Key the cache by content.
@@ -65,10 +70,31 @@ def load_dataset(name: str, split: str = "train", revision: str | None = None):
                 raise UserError(f"{found.path} holds no dataset ({str(e).splitlines()[0]})") from None
         with hub_errors(f"loading {name} from the Hub", name):
             return datasets.load_dataset(found.path, split=split, revision=found.fingerprint)
+    except datasets.exceptions.DatasetGenerationError as e:  # an empty or corrupt file, e.g. on the Hub
+        cause = " ".join(str(e.__cause__ or e).split())[:160]
+        raise UserError(f"dataset {name!r} cannot be read ({cause}); rebuild or re-push it") from None
     except ValueError as e:
         if "split" in str(e).lower():
             raise MissingSplitError(f"dataset {name!r} has no split {split!r} ({str(e).splitlines()[0]})") from None
         raise
+
+
+def parquet_rows(folder: Path, name: str | None = None) -> int | None:
+    """Rows in a folder's data/*.parquet files (None when it has none); a UserError naming the
+    file that cannot be read."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    files = sorted((folder / "data").glob("*.parquet"))
+    total = 0
+    for path in files:
+        try:
+            total += pq.read_metadata(path).num_rows
+        except (pa.ArrowException, OSError) as e:
+            where = f"{name}: " if name else ""
+            raise UserError(f"{where}{path.relative_to(folder)} is not a readable parquet file "
+                            f"({' '.join(str(e).split())[:120]}); rebuild or re-push the dataset") from None  # fmt: skip
+    return total if files else None
 
 
 def fingerprint(folder: Path) -> str:

@@ -1,4 +1,8 @@
-"""What `hubtool ls` and `hubtool show` print: the registry's contents, a dataset's card summary."""
+"""What `hubtool ls` and `hubtool show` print: the registry's contents, a dataset's card summary.
+
+One broken entry (a corrupt parquet or manifest, a version folder gone) never hides the others:
+`ls` lists it with what is wrong, and `show` says it in one line.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,9 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-from toolkit.hub.registry import list_local
-from toolkit.hub.resolve import ResolvedDataset, load_dataset, resolve_dataset
+from toolkit.errors import UserError
+from toolkit.hub.registry import LocalEntry, list_local
+from toolkit.hub.resolve import ResolvedDataset, load_dataset, parquet_rows, resolve_dataset
 from toolkit.paths import registry_dir
 
 
@@ -18,8 +23,11 @@ def registry_table() -> str:
         return f"the local registry ({registry_dir()}) is empty; publish a build with `hubtool push RUN_DIR ORG/NAME`"
     lines = [f"{'name':<40} {'rows':>7}  {'method':<12} teacher"]
     for e in entries:
-        m = _manifest(e.path)
-        rows = _rows(e.path)
+        try:
+            m, rows = _entry_manifest(e), parquet_rows(e.path) or 0
+        except UserError as problem:
+            lines.append(f"{e.name:<40} {'?':>7}  {'BROKEN':<12} {problem}")
+            continue
         lines.append(f"{e.name:<40} {rows:>7}  {m.method if m else '-':<12} {m.teacher_identity if m else '-'}")
     return "\n".join(lines)
 
@@ -34,6 +42,8 @@ def describe(name: str, n_rows: int = 3, revision: str | None = None) -> str:
     meta = parse_metadata(card)
     raw = _read(found, "manifest.json")
     m = Manifest.from_dict(_json(raw, f"{name}/manifest.json"), f"{name}/manifest.json") if raw else None
+    # A corrupt data file is one line now, not a traceback from `datasets`; an empty one shows as 0 rows.
+    local_rows = parquet_rows(Path(found.path), name) if found.local else None
     where = f"local: {found.path}" if found.local else f"Hub: {found.path}@{found.fingerprint[:12]}"
     out = [
         f"{meta.get('pretty_name') or name}  ({where})",
@@ -44,7 +54,9 @@ def describe(name: str, n_rows: int = 3, revision: str | None = None) -> str:
         f"  command  {m.command if m else '-'}",
         f"  fingerprint {found.fingerprint}",
     ]
-    if n_rows > 0:
+    if local_rows == 0:
+        out.append("0 rows: nothing to train on")
+    elif n_rows > 0:
         ds = load_dataset(name, revision=revision)
         out.append(f"{ds.num_rows} rows; the first {min(n_rows, ds.num_rows)}:")
         out += [_row(r) for r in ds.select(range(min(n_rows, ds.num_rows)))]
@@ -66,7 +78,10 @@ def _read(found: ResolvedDataset, filename: str) -> str | None:
     """A file of the dataset's repo (local folder, or the Hub at the resolved commit)."""
     if found.local:
         path = Path(found.path) / filename
-        return path.read_text(encoding="utf-8") if path.exists() else None
+        try:
+            return path.read_text(encoding="utf-8") if path.exists() else None
+        except (OSError, UnicodeDecodeError) as e:
+            raise UserError(f"{found.name}: {filename} cannot be read ({e}); re-push the dataset") from None
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError
 
@@ -81,27 +96,17 @@ def _read(found: ResolvedDataset, filename: str) -> str | None:
             return None
 
 
-def _manifest(folder: Path):
-    """A registry entry's manifest, or None when it is missing or unreadable (`ls` lists the rest)."""
-    from toolkit.errors import UserError
-    from toolkit.rundir import read_manifest
+def _entry_manifest(entry: LocalEntry):
+    """A registry entry's manifest (None when it has none); a UserError saying what is wrong."""
+    from toolkit.rundir import MANIFEST, read_manifest
 
-    try:
-        return read_manifest(folder)
-    except UserError:
-        return None
+    if entry.version == "missing":
+        raise UserError(f"its version folder is gone; push it again (or remove {entry.path})")
+    return read_manifest(entry.path) if (entry.path / MANIFEST).exists() else None
 
 
 def _json(text: str, where: str) -> Any:
-    from toolkit.errors import UserError
-
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:
         raise UserError(f"{where} is corrupt ({e}); re-push the dataset") from None
-
-
-def _rows(folder: Path) -> int:
-    import pyarrow.parquet as pq
-
-    return sum(pq.read_metadata(p).num_rows for p in sorted((folder / "data").glob("*.parquet")))

@@ -14,6 +14,8 @@ from toolkit.sources.mapping import _mapped_problems
 
 def _load_file(spec: str, path_text: str, split: str, limit: int | None, fields: _Fields) -> LoadedSource:
     path = Path(path_text).expanduser()
+    if path.is_dir():
+        raise UserError(f"{path_text!r} is a folder; name one .jsonl/.json/.csv/.parquet file in {spec!r}")
     if not path.is_file():
         raise UserError(f"file {path_text!r} does not exist; check the path in {spec!r}")
     where = _Where(spec, path.name, "", split, limit)

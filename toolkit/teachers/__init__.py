@@ -43,7 +43,8 @@ def parse_teacher_spec(spec: str) -> tuple[str, str]:
 
 def redact_spec(spec: str) -> str:
     """A model spec without credentials: `openai:m@http://user:KEY@host/v1` -> `openai:m@http://host/v1`."""
-    from toolkit.teachers.openai_backend import redact_url, split_model_url
+    from toolkit.redact import redact_url
+    from toolkit.teachers.openai_wire import split_model_url
 
     head, sep, model = spec.partition(":")
     name, url = split_model_url(model)

@@ -60,7 +60,8 @@ OnResult = Callable[[int, Result], None]
 
 
 class Teacher(abc.ABC):
-    """A generation backend. Subclasses set `backend`, `model` and `revision` (cache identity).
+    """A generation backend. Subclasses set `backend`, `model` and `revision` (cache identity), and
+    `endpoint` where the same model name can be served from different places (never a credential).
 
     A build drives backends from one event loop (`toolkit.teachers.session`): a backend whose
     `agenerate` is native async (the openai one) is awaited request by request; any other is fed
@@ -71,6 +72,7 @@ class Teacher(abc.ABC):
     backend: str
     model: str
     revision: str = ""
+    endpoint: str = ""  # where it is served (the openai base URL, credentials removed); part of the cache key
     native_async: bool = False
     window: int = 64
 
@@ -87,9 +89,21 @@ class Teacher(abc.ABC):
         rev = f"@{self.revision}" if self.revision else ""
         return f"{self.backend}:{self.model}{rev}"
 
-    async def agenerate(self, request: Request) -> Result:
-        """One request, awaited (only where `native_async`); never raises for a failed call."""
+    def check_params(self, params: SamplingParams) -> None:  # noqa: B027 - optional hook
+        """Raise a UserError for sampling values this backend would refuse, before any call."""
+
+    async def aopen(self) -> None:  # noqa: B027 - optional hook
+        """Set up inside the build's event loop before the first cache lookup (a backend may learn
+        its `endpoint` there); only where `native_async`."""
+
+    async def agenerate(self, request: Request, on_sample: Callable[[int, Completion], None] | None = None) -> Result:
+        """One request, awaited (only where `native_async`); never raises for a failed call.
+        `on_sample(j, completion)` may report sample j as soon as it is in, before the others."""
         raise NotImplementedError
+
+    def cancel(self) -> None:  # noqa: B027 - optional hook
+        """Stop a `generate` running in another thread soon (the build was interrupted); what it
+        returns after this is discarded."""
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release what `agenerate` opened inside the build's event loop (clients, connections)."""

@@ -57,17 +57,27 @@ def _package_file(spec: EmbeddedModel) -> Path:
 
 def _convert_gguf(gguf: Path, target: Path) -> None:
     """Dequantize a GGUF file into a safetensors checkpoint; atomic (temp dir, then rename)."""
+    with open(gguf, "rb") as f:
+        if f.read(4) != b"GGUF":  # checked before transformers loads, which fails with a traceback
+            raise UserError(f"{gguf} is not a GGUF file (no GGUF header); give a real .gguf or a checkpoint folder")
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     log.warning("converting %s into a checkpoint at %s (once)", gguf.name, target)
-    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    try:
+        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    except (OSError, ValueError, KeyError) as e:  # an architecture or tokenizer transformers cannot read
+        raise UserError(f"cannot convert {gguf} ({' '.join(str(e).split())[:200]})") from None
     # The weights are already dequantized to float; drop the GGUF marker so it can be saved.
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    except OSError as e:
+        raise UserError(f"cannot write the converted model to {target.parent} ({e.strerror or e}); "
+                        "make it writable or set HUBTOOL_MODEL_CACHE") from None  # fmt: skip
     try:
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
@@ -99,6 +109,9 @@ def resolve_model_path(name_or_path: str) -> str:
     if path.exists():
         if not path.is_dir():
             raise UserError(f"model {name_or_path!r} is a file, not a checkpoint folder or .gguf")
+        if not any((path / f).is_file() for f in ("config.json", "adapter_config.json")):
+            raise UserError(f"model {name_or_path!r}: {path} holds neither config.json nor adapter_config.json; "
+                            "give a transformers checkpoint, a LoRA adapter folder or a .gguf file")  # fmt: skip
         return str(path)
     if name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1:
         known = ", ".join(ALIASES)

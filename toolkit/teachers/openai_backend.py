@@ -1,109 +1,70 @@
 """Any OpenAI-compatible server as a teacher: vLLM `serve`, TGI, llama.cpp, `transformers serve`, OpenAI.
 
-`generate` owns its event loop, so it can be called from any thread. At most `concurrency` HTTP
-calls are in flight; each is retried with exponential backoff and jitter on 429, 5xx, timeouts and
-dropped connections, honouring `Retry-After`. The `n` samples of a request are asked for in one
-call; a server that returns fewer choices (`transformers serve` ignores `n`) is remembered and gets
-single-sample calls from then on, sample j with seed + j so the samples differ.
+At most `concurrency` HTTP calls are in flight; each waits at most `timeout` seconds and is retried
+up to `max_retries` times with exponential backoff and jitter on 429, 5xx, timeouts, broken
+connections and malformed answers, honouring `Retry-After`, with a visible line while it retries.
+The `n` samples of a request are asked for in one call; a server that returns fewer choices
+(`transformers serve` ignores `n`) is remembered and gets single-sample calls from then on, sample j
+with seed + j so the samples differ, and each sample is reported (`on_sample`) as its call returns,
+so the cache keeps it even when its siblings never finish.
+
+The cache identity (`endpoint`) is the base URL without credentials plus, where the server lists
+it, the weights it serves (vLLM's `root`): two servers, or two models behind one name, never share
+cached answers. `generate` owns its event loop, so it can be called from any thread.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import email.utils
 import json
 import logging
+import math
 import os
-import random
-import time
-from collections.abc import Coroutine, Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from toolkit.errors import UnreachableServerError, UserError
-from toolkit.teachers.base import CallFailure, Completion, OnResult, Request, Result, Teacher
+from toolkit.redact import redact_url, remember, remember_url
+from toolkit.teachers.base import CallFailure, Completion, OnResult, Request, Result, SamplingParams, Teacher
+from toolkit.teachers.openai_wire import (
+    MalformedResponse,
+    RetryNotice,
+    _cause,
+    _short,
+    apportion,
+    backoff_delay,
+    is_connect_failure,
+    parse_retry_after,
+    served_by,
+    split_model_url,
+    to_completions,
+)
 from toolkit.teachers.session import gather_or_cancel
 
+__all__ = ["OpenAITeacher", "apportion", "backoff_delay", "parse_retry_after", "redact_url", "split_model_url",
+           "to_completions"]  # fmt: skip
 log = logging.getLogger(__name__)
 
 OPENAI_URL = "https://api.openai.com/v1"
 NO_KEY = "no-key"  # local servers ignore the key, but the client refuses to run without one
-MAX_DELAY = 60.0  # seconds; cap on backoff and on a server's Retry-After
 RETRY_STATUS = frozenset({408, 409, 429})
+# A generation call that has said nothing for 3 minutes is stuck rather than slow (raise --timeout
+# for very long completions); 3 retries ride out a restart or a burst of 429s. A hung server thus
+# costs a call about 4 x 180 s, not the client library's 600 s x 6.
+DEFAULT_TIMEOUT = 180.0
+DEFAULT_RETRIES = 3
+MAX_TEMPERATURE = 2.0  # the OpenAI API's range; vLLM and TGI take the same
 
 # base URL -> whether that server honours `n`, learned from its first multi-sample answer.
 _N_SUPPORT: dict[str, bool] = {}
+OnSample = Callable[[int, Completion], None]
 
 
 class CallFailed(Exception):
     """A call that failed for good: a status not worth retrying, or every retry used up."""
-
-
-def split_model_url(spec: str) -> tuple[str, str | None]:
-    """'MODEL@BASE_URL' -> (MODEL, BASE_URL); a spec without '@http' has no URL."""
-    model, sep, rest = spec.partition("@http")
-    return (model, "http" + rest) if sep else (spec, None)
-
-
-def redact_url(url: str) -> str:
-    """The URL without any user:password part, for messages and logs."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
-def parse_retry_after(headers: Mapping[str, str]) -> float | None:
-    """Seconds a server asked us to wait (`retry-after-ms`, `retry-after` seconds or HTTP date)."""
-    if ms := headers.get("retry-after-ms"):
-        try:
-            return float(ms) / 1000
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        pass
-    try:
-        return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None
-
-
-def backoff_delay(attempt: int, base: float, retry_after: float | None = None) -> float:
-    """Wait before retry `attempt` (0-based): Retry-After if given, else base * 2^attempt, half jittered."""
-    if retry_after is not None and retry_after >= 0:
-        return min(retry_after, MAX_DELAY)
-    cap = min(MAX_DELAY, base * 2**attempt)
-    return cap / 2 + random.uniform(0, cap / 2)
-
-
-def apportion(total: int, weights: Sequence[int]) -> list[int]:
-    """Split a token total over choices by text length; servers report one total for all n choices."""
-    if not weights:
-        return []
-    if sum(weights) == 0:
-        weights = [1] * len(weights)
-    shares = [total * w / sum(weights) for w in weights]
-    counts = [int(s) for s in shares]
-    by_remainder = sorted(range(len(shares)), key=lambda i: counts[i] - shares[i])
-    for i in by_remainder[: total - sum(counts)]:
-        counts[i] += 1
-    return counts
-
-
-def to_completions(response: Any) -> list[Completion]:
-    """A ChatCompletion -> one Completion per choice, each carrying the call's prompt tokens."""
-    usage = response.usage
-    prompt = usage.prompt_tokens if usage else 0
-    choices = sorted(response.choices, key=lambda c: c.index)
-    texts = [c.message.content or "" for c in choices]
-    counts = apportion(usage.completion_tokens if usage else 0, [len(t) for t in texts])
-    return [Completion(t, c.finish_reason or "unknown", prompt, k) for t, c, k in zip(texts, choices, counts)]
 
 
 def run_sync(coro: Coroutine[Any, Any, Any]) -> Any:
@@ -129,30 +90,37 @@ class OpenAITeacher(Teacher):
         *,
         api_key: str = NO_KEY,
         concurrency: int = 16,
-        timeout: float = 600.0,
-        max_retries: int = 5,
+        timeout: float = DEFAULT_TIMEOUT,
+        max_retries: int = DEFAULT_RETRIES,
         backoff: float = 1.0,
         extra_body: Mapping[str, Any] | None = None,
     ) -> None:
-        if concurrency < 1 or max_retries < 0 or timeout <= 0 or backoff < 0:
+        if concurrency < 1 or max_retries < 0 or not (math.isfinite(timeout) and timeout > 0) or backoff < 0:
             raise UserError(
                 "openai teacher: concurrency must be >= 1, max_retries >= 0, timeout > 0 and backoff >= 0"
             )
         if not base_url.startswith(("http://", "https://")):
             raise UserError(
-                f"base URL {base_url!r} must start with http:// or https://, e.g. http://127.0.0.1:8000/v1"
+                f"base URL {redact_url(base_url)!r} must start with http:// or https://, e.g. http://127.0.0.1:8000/v1"
             )
+        remember_url(base_url, "the teacher URL")
+        if api_key != NO_KEY:
+            remember(api_key, "the API key")
         self.model = model
-        self.revision = ""  # servers report no weights revision; the host is not one either
+        self.revision = ""  # servers report no weights revision; `endpoint` tells servers apart
         self.base_url = base_url.rstrip("/")
+        self._url = redact_url(self.base_url)  # for messages and logs
+        self.endpoint = self._url
         self._api_key = api_key
         self.concurrency = concurrency
         self.timeout = timeout
         self.max_retries = max_retries
         self.backoff = backoff
         self.extra_body = dict(extra_body or {})
-        self._reachable = False
-        self._session: tuple[Any, asyncio.Semaphore] | None = None  # the build's client, see agenerate
+        self.served: Counter[str] = Counter()  # what the server said answered (model, fingerprint)
+        self._probed = False
+        self._session: tuple[Any, asyncio.Semaphore] | None = None  # the build's client, see aopen
+        self._notice = RetryNotice(log)
         self.window = max(64, 4 * concurrency)
         is_openai = urlsplit(self.base_url).hostname == "api.openai.com"
         # OpenAI's reasoning models refuse `max_tokens`; most other servers only know `max_tokens`.
@@ -180,9 +148,10 @@ class OpenAITeacher(Teacher):
         name, url = split_model_url(model)
         url = url or os.environ.get("OPENAI_BASE_URL") or OPENAI_URL
         if not name:
-            raise UserError(f"teacher {model!r} names no model; use openai:MODEL@BASE_URL")
+            raise UserError(f"teacher {redact_url(model)!r} names no model; use openai:MODEL@BASE_URL")
         key_env = api_key_env or "OPENAI_API_KEY"
         api_key = os.environ.get(key_env)
+        remember(api_key, f"${key_env}")
         if not api_key and urlsplit(url).hostname == "api.openai.com":
             raise UserError(
                 f"{key_env} is not set; export your OpenAI key, or give a local server as MODEL@URL"
@@ -197,7 +166,17 @@ class OpenAITeacher(Teacher):
         return cls(name, url, api_key=api_key or NO_KEY, **{k: v for k, v in opts.items() if v is not None})
 
     def __repr__(self) -> str:
-        return f"OpenAITeacher(model={self.model!r}, base_url={redact_url(self.base_url)!r})"
+        return f"OpenAITeacher(model={self.model!r}, base_url={self._url!r})"
+
+    def check_params(self, params: SamplingParams) -> None:
+        """Values every call would be refused for (HTTP 400 per call): stop before sending any."""
+        if not 0 <= params.temperature <= MAX_TEMPERATURE:
+            raise UserError(
+                f"--temperature {params.temperature} is outside what an OpenAI-compatible server takes "
+                f"(0 to {MAX_TEMPERATURE:g})"
+            )
+        if not 0 < params.top_p <= 1 or params.max_new_tokens < 1:
+            raise UserError("--top-p must be in (0, 1] and --max-new-tokens at least 1 for an openai teacher")
 
     def generate(self, requests: Sequence[Request], on_result: OnResult | None = None) -> list[Result]:
         """Concurrent calls; `on_result` runs as each request ends. Raises only for setup errors."""
@@ -205,19 +184,22 @@ class OpenAITeacher(Teacher):
             return []
         return run_sync(self._generate(requests, on_result))
 
-    async def agenerate(self, request: Request) -> Result:
-        """One request on the client this event loop keeps for the whole build (see `aclose`)."""
+    async def aopen(self) -> None:
+        """The client this event loop keeps for the whole build, and one look at the server: is it
+        there (fail fast), and which weights does it serve (part of `endpoint`)."""
         if self._session is None:
-            import openai
-
-            client = openai.AsyncOpenAI(
-                base_url=self.base_url, api_key=self._api_key, timeout=self.timeout, max_retries=0
-            )
+            client = self._client()
             self._session = (client, asyncio.Semaphore(self.concurrency))
-            await self._check_reachable(client)
+            await self._probe(client)
+
+    async def agenerate(self, request: Request, on_sample: OnSample | None = None) -> Result:
+        """One request on the build's client; `on_sample(j, completion)` as each sample arrives."""
+        await self.aopen()
+        assert self._session is not None
         client, sem = self._session
+        self.check_params(request.params)
         try:
-            return await self._samples(client, sem, request)
+            return await self._samples(client, sem, request, on_sample)
         except CallFailed as e:
             log.warning("request failed: %s", e)
             return CallFailure(str(e))
@@ -227,16 +209,18 @@ class OpenAITeacher(Teacher):
             client, self._session = self._session[0], None
             await client.close()
 
-    async def _generate(self, requests: Sequence[Request], on_result: OnResult | None) -> list[Result]:
+    def _client(self) -> Any:
         import openai
 
-        client = openai.AsyncOpenAI(
-            base_url=self.base_url, api_key=self._api_key, timeout=self.timeout, max_retries=0
-        )
+        return openai.AsyncOpenAI(base_url=self.base_url, api_key=self._api_key, timeout=self.timeout, max_retries=0)
+
+    async def _generate(self, requests: Sequence[Request], on_result: OnResult | None) -> list[Result]:
+        client = self._client()
         results: list[Result] = [CallFailure("not run")] * len(requests)
         sem = asyncio.Semaphore(self.concurrency)
 
         async def one(i: int) -> None:
+            self.check_params(requests[i].params)
             try:
                 result: Result = await self._samples(client, sem, requests[i])
             except CallFailed as e:
@@ -247,53 +231,76 @@ class OpenAITeacher(Teacher):
                 on_result(i, result)
 
         try:
-            await self._check_reachable(client)
+            await self._probe(client)
             await gather_or_cancel(one(i) for i in range(len(requests)))
         finally:
             await client.close()
         return results
 
-    async def _check_reachable(self, client: Any) -> None:
-        """Fail fast, once, when nothing listens at the base URL (any HTTP answer will do)."""
+    async def _probe(self, client: Any) -> None:
+        """Fail fast, once, when nothing listens at the base URL (any HTTP answer will do); learn
+        the served weights where the server lists them."""
         import openai
 
-        if self._reachable:
+        if self._probed:
             return
         try:
-            await client.with_options(timeout=min(self.timeout, 10.0)).models.list()
+            page = await client.with_options(timeout=min(self.timeout, 10.0)).models.list()
         except openai.APITimeoutError:
             pass  # connected but slow: the real calls will tell
         except openai.APIConnectionError as e:
             raise UnreachableServerError(
-                f"cannot reach {redact_url(self.base_url)} ({_cause(e)}); is the server running? "
+                f"cannot reach {self._url} ({_cause(e)}); is the server running? "
                 "start it (e.g. `vllm serve MODEL`, `transformers serve MODEL`) or fix the URL after '@'"
             ) from None
-        except openai.APIStatusError:
-            pass  # some servers have no /models, or want a key for it; they did answer
-        self._reachable = True
+        except (openai.APIStatusError, ValueError):
+            pass  # no /models, a key wanted for it, or no JSON there: it did answer
+        else:
+            entry = next((m for m in getattr(page, "data", None) or [] if getattr(m, "id", None) == self.model), None)
+            root = getattr(entry, "root", None) if entry is not None else None
+            if isinstance(root, str) and root and root != self.model:
+                self.endpoint = f"{self.endpoint} root={redact_url(root)}"
+        self._probed = True
 
-    async def _samples(self, client: Any, sem: asyncio.Semaphore, request: Request) -> list[Completion]:
-        """The request's n completions: one call asking for n, then single calls for any missing."""
+    async def _samples(self, client: Any, sem: asyncio.Semaphore, request: Request,
+                       on_sample: OnSample | None = None) -> list[Completion]:  # fmt: skip
+        """The request's n completions: one call asking for n, then single calls for any missing,
+        each reported to `on_sample` as it arrives."""
         n, seed = request.n, request.params.seed + request.first_sample
         got: list[Completion] = []
         if n == 1 or _N_SUPPORT.get(self.base_url, True):
-            got = to_completions(await self._call(client, sem, request, n, seed))[:n]
+            got = (await self._call(client, sem, request, n, seed))[:n]
+            for j, completion in enumerate(got):
+                if on_sample:
+                    on_sample(j, completion)
             if n > 1 and _N_SUPPORT.get(self.base_url) is None:
                 _N_SUPPORT[self.base_url] = len(got) >= n
                 if len(got) < n:
-                    log.info(
-                        "%s ignores n (asked %d, got %d); one call per sample from now on",
-                        redact_url(self.base_url),
-                        n,
-                        len(got),
-                    )
+                    log.info("%s ignores n (asked %d, got %d); one call per sample from now on", self._url, n, len(got))
         if len(got) < n:
-            singles = [self._call(client, sem, request, 1, seed + j) for j in range(len(got), n)]
-            for response in await gather_or_cancel(singles):
-                got += to_completions(response)[:1]
-        if len(got) < n:
-            raise CallFailed(f"server returned {len(got)} of {n} choices")
+            got += await self._singles(client, sem, request, range(len(got), n), seed, on_sample)
         return got
+
+    async def _singles(self, client: Any, sem: asyncio.Semaphore, request: Request, indices: range, seed: int,
+                       on_sample: OnSample | None) -> list[Completion]:  # fmt: skip
+        """Sample j by itself (seed + j). A failed sample does not cancel its siblings: what
+        finishes is reported and kept, and the request fails after all have ended."""
+
+        async def single(j: int) -> Completion:
+            completion = (await self._call(client, sem, request, 1, seed + j))[0]
+            if on_sample:
+                on_sample(j, completion)
+            return completion
+
+        outcomes = await asyncio.gather(*(single(j) for j in indices), return_exceptions=True)
+        errors = [(j, o) for j, o in zip(indices, outcomes) if isinstance(o, BaseException)]
+        for _, error in errors:
+            if not isinstance(error, CallFailed):
+                raise error  # a setup error (bad key, lost server) or a bug: the build stops
+        if errors:
+            which = ", ".join(str(j) for j, _ in errors)
+            raise CallFailed(f"sample {which} of {request.n}: {errors[0][1]}")
+        return [o for o in outcomes if isinstance(o, Completion)]
 
     def _body(self, request: Request, n: int, seed: int) -> dict[str, Any]:
         p = request.params
@@ -309,8 +316,8 @@ class OpenAITeacher(Teacher):
             body["n"] = n
         return body
 
-    async def _call(self, client: Any, sem: asyncio.Semaphore, request: Request, n: int, seed: int) -> Any:
-        """One chat completion, retried; the semaphore is held only while a call is in flight."""
+    async def _call(self, client: Any, sem: asyncio.Semaphore, request: Request, n: int, seed: int) -> list[Completion]:
+        """One chat completion, parsed, retried; the semaphore is held only while a call is in flight."""
         import openai
 
         body = self._body(request, n, seed)
@@ -319,7 +326,10 @@ class OpenAITeacher(Teacher):
             retry_after = None
             try:
                 async with sem:
-                    return await client.chat.completions.create(**body, extra_body=self.extra_body or None)
+                    response = await client.chat.completions.create(**body, extra_body=self.extra_body or None)
+                completions = to_completions(response)
+                self.served[served_by(response)] += 1
+                return completions
             except openai.APIStatusError as e:
                 self._raise_if_setup_error(e)
                 error = f"HTTP {e.status_code}: {_short(e.message)}"
@@ -328,30 +338,34 @@ class OpenAITeacher(Teacher):
                 retry_after = parse_retry_after(e.response.headers)
                 lost_server = False
             except openai.APITimeoutError:
-                error, lost_server = f"no answer within {self.timeout:g} s", False
+                error, lost_server = f"no answer within {self.timeout:g} s (--timeout)", False
             except openai.APIConnectionError as e:
-                error, lost_server = f"connection failed: {_cause(e)}", True
+                lost_server = is_connect_failure(e)
+                error = f"connection failed: {_cause(e)}" if lost_server else f"connection broken mid-answer: {_cause(e)}"
+            except MalformedResponse as e:
+                error, lost_server = f"malformed answer: {e}", False
+            except (json.JSONDecodeError, UnicodeDecodeError) as e:  # a 200 whose body is not JSON
+                error, lost_server = f"malformed answer: not JSON ({_short(e, 120)})", False
             if attempt < self.max_retries:
                 delay = backoff_delay(attempt, self.backoff, retry_after)
-                log.info("retry %d/%d in %.1f s after %s", attempt + 1, self.max_retries, delay, error)
+                self._notice.retrying(attempt + 1, self.max_retries, delay, error)
                 await asyncio.sleep(delay)
         if lost_server:
             raise UnreachableServerError(
-                f"lost {redact_url(self.base_url)} ({error}) after {self.max_retries} retries; "
+                f"lost {self._url} ({error}) after {self.max_retries} retries; "
                 "is the server still running? re-run the same command to resume"
             )
         raise CallFailed(f"{error} (after {self.max_retries} retries)")
 
     def _raise_if_setup_error(self, e: Any) -> None:
         """A bad key or an unknown model fails every call alike: stop with one clear message."""
-        url = redact_url(self.base_url)
         if e.status_code in (401, 403):
             raise UserError(
-                f"{url} refused the API key (HTTP {e.status_code}); set the right key in its env var"
+                f"{self._url} refused the API key (HTTP {e.status_code}); set the right key in its env var"
             )
         if e.status_code == 404:
             raise UserError(
-                f"{url} answered 404 for model {self.model!r}: {_short(e.message)}; "
+                f"{self._url} answered 404 for model {self.model!r}: {_short(e.message)}; "
                 "check the model name and that the URL ends in /v1"
             )
 
@@ -366,15 +380,3 @@ def _json_object(text: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise UserError(f"extra_body must be a JSON object, not {type(value).__name__}")
     return value
-
-
-def _short(message: str, limit: int = 300) -> str:
-    line = " ".join(str(message).split())
-    return line if len(line) <= limit else line[: limit - 3] + "..."
-
-
-def _cause(e: BaseException) -> str:
-    """The innermost reason of a connection error ('Connection refused'), not the client's wrapper."""
-    while e.__cause__ is not None:
-        e = e.__cause__
-    return _short(str(e) or type(e).__name__, 120)

@@ -8,6 +8,7 @@ are rows of the same batch.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -40,14 +41,15 @@ class TransformersTeacher(Teacher):
 
                 self.lm = PeftModel.from_pretrained(self.lm, path).merge_and_unload()
             self.lm = self.lm.to(self.device).eval()
-        except OSError as e:
-            raise UserError(f"cannot load model {model!r}: {str(e).splitlines()[0]}") from None
+        except (OSError, ValueError) as e:  # missing files, an unknown architecture, a broken tokenizer
+            raise UserError(f"cannot load model {model!r}: {str(e).strip().splitlines()[0]}") from None
         if self.tokenizer.chat_template is None:
             raise UserError(f"model {model!r} has no chat template; use an instruct/chat model")
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         eos = self.lm.generation_config.eos_token_id
         self._eos = set(eos if isinstance(eos, list) else [eos if eos is not None else self.tokenizer.eos_token_id])
+        self._cancelled = threading.Event()  # set by `cancel` (Ctrl-C): decoding stops at the next token
 
     @classmethod
     def from_spec(cls, model: str, **options: Any) -> TransformersTeacher:
@@ -58,15 +60,22 @@ class TransformersTeacher(Teacher):
         return self.tokenizer.apply_chat_template(list(request.messages), tokenize=False, add_generation_prompt=True)
 
     def generate(self, requests: Sequence[Request], on_result: OnResult | None = None) -> list[Result]:
+        self._cancelled.clear()
         results: list[Result] = [[] for _ in requests]
         texts = [self.render(r) for r in requests]
         lengths = [len(self.tokenizer(t, add_special_tokens=False).input_ids) for t in texts]
         for batch in self._batches(requests, lengths):
-            for i, completions in zip(batch, self._generate_batch([texts[i] for i in batch], [requests[i] for i in batch])):
-                results[i] = completions
+            completions = self._generate_batch([texts[i] for i in batch], [requests[i] for i in batch])
+            if self._cancelled.is_set():
+                break  # cut short: not one of these completions is what the model would have written
+            for i, done in zip(batch, completions):
+                results[i] = done
                 if on_result:
-                    on_result(i, completions)
+                    on_result(i, done)
         return results
+
+    def cancel(self) -> None:
+        self._cancelled.set()
 
     def _batches(self, requests: Sequence[Request], lengths: list[int]) -> list[list[int]]:
         """Group requests with equal sampling params, shortest prompts first, ~batch_size rows each."""
@@ -97,7 +106,8 @@ class TransformersTeacher(Teacher):
         else:
             kwargs.update(temperature=None, top_p=None, top_k=None)
         with torch.inference_mode():
-            out = self.lm.generate(**enc, **kwargs, pad_token_id=self.tokenizer.pad_token_id)
+            out = self.lm.generate(**enc, **kwargs, pad_token_id=self.tokenizer.pad_token_id,
+                                   stopping_criteria=_stop_when(self._cancelled))  # fmt: skip
         new = out[:, enc.input_ids.shape[1] :].tolist()
         prompt_tokens = enc.attention_mask.sum(dim=1).tolist()
         completions = [self._completion(ids, int(p)) for ids, p in zip(new, prompt_tokens)]
@@ -112,6 +122,18 @@ class TransformersTeacher(Teacher):
         kept = ids if end is None else ids[:end]
         text = self.tokenizer.decode(kept, skip_special_tokens=True).strip()
         return Completion(text, "length" if end is None else "stop", prompt_tokens, len(kept) + (end is not None))
+
+
+def _stop_when(event: threading.Event) -> Any:
+    """Stopping criteria that end every sequence at the next step once `event` is set."""
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class _Cancelled(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):
+            return torch.full((input_ids.shape[0],), event.is_set(), dtype=torch.bool, device=input_ids.device)
+
+    return StoppingCriteriaList([_Cancelled()])
 
 
 def adapter_base_path(path: str) -> str | None:

@@ -204,10 +204,32 @@ def _argv(parser, values: dict[str, Any]) -> list[str]:
     for key, value in values.items():
         argv.append(f"--{key}")
         if nargs.get(key) in ("+", "*"):  # list-valued keys: --set lora_target_modules=q_proj,v_proj
-            argv.extend(v.strip() for v in str(value).split(",") if v.strip())
+            argv.extend(_list_items(key, value))
         else:
             argv.append(str(value))
     return argv
+
+
+def _list_items(key: str, value: Any) -> list[str]:
+    """A list value as `a,b` or a YAML list `[a, b]`; anything else half-bracketed is a UserError
+    now, not a module name PEFT fails on after the model has loaded."""
+    import yaml
+
+    if isinstance(value, list | tuple):
+        items = list(value)
+    elif str(value).strip().startswith("["):
+        try:
+            items = yaml.safe_load(str(value))
+        except yaml.YAMLError:
+            items = None
+        if not isinstance(items, list):
+            raise UserError(f"--set {key}={value}: not a list; write {key}=a,b or {key}='[a, b]'")
+    else:
+        items = [v.strip() for v in str(value).split(",") if v.strip()]
+    bad = [v for v in items if isinstance(v, dict | list) or any(c in str(v) for c in "[]{}'\"")]
+    if bad or not items:
+        raise UserError(f"--set {key}={value}: each item must be a plain name; write {key}=a,b or {key}='[a, b]'")
+    return [str(v) for v in items]
 
 
 def _device_adjustments(config: dict[str, Any], sets: dict[str, str]) -> dict[str, str]:
