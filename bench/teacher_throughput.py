@@ -1,6 +1,7 @@
 """Teacher throughput, each backend beside the plain way of doing the same job, on the same prompts.
 
-    (a) TransformersTeacher (batched)  vs  a one-prompt-at-a-time `model.generate` loop (same weights)
+    (a) TransformersTeacher (batched)  vs  plain batched `model.generate` (same batch size and lengths),
+                                       and vs a one-prompt-at-a-time `model.generate` loop (same weights)
     (b) OpenAITeacher                  vs  a raw asyncio `openai.AsyncOpenAI` client, same concurrency,
                                            both against one `transformers serve` started here
 
@@ -104,17 +105,35 @@ def plain_loop(teacher, prompts: list[Messages], max_new_tokens: int) -> int:
     return tokens
 
 
-def bench_local(prompts: list[Messages], args: argparse.Namespace) -> tuple[Run, Run]:
+def plain_batched(teacher, prompts: list[Messages], max_new_tokens: int, batch_size: int) -> int:
+    """What a careful script without the toolkit does: `batch_size` prompts at a time, left-padded,
+    through one `model.generate` each (same weights, same lengths, same greedy decoding)."""
+    import torch
+
+    tok, lm, tokens = teacher.tokenizer, teacher.lm, 0
+    texts = [tok.apply_chat_template(list(m), tokenize=False, add_generation_prompt=True) for m in prompts]
+    for start in range(0, len(texts), batch_size):
+        enc = tok(texts[start : start + batch_size], return_tensors="pt", padding=True, add_special_tokens=False)
+        with torch.inference_mode():
+            out = lm.generate(**enc.to(lm.device), max_new_tokens=max_new_tokens, do_sample=False, temperature=None,
+                              top_p=None, top_k=None, pad_token_id=tok.pad_token_id)  # fmt: skip
+        for row in out[:, enc["input_ids"].shape[1] :].tolist():
+            tokens += next((k + 1 for k, t in enumerate(row) if t == tok.eos_token_id), len(row))
+    return tokens
+
+
+def bench_local(prompts: list[Messages], args: argparse.Namespace) -> list[tuple[Run, Run]]:
     from toolkit.teachers.transformers_backend import TransformersTeacher
 
     teacher = TransformersTeacher("smollm2-135m", batch_size=args.batch_size)
     requests = greedy_requests(prompts, args.max_new_tokens)
     teacher.generate(requests[:2])  # warm up
-    return timed_pair(
-        ("TransformersTeacher (batched)", lambda: completion_tokens(teacher.generate(requests))),
-        ("model.generate loop", lambda: plain_loop(teacher, prompts, args.max_new_tokens)),
-        args.repeats,
-    )
+    ours = ("TransformersTeacher (batched)", lambda: completion_tokens(teacher.generate(requests)))
+    return [
+        timed_pair(ours, (f"plain batched generate ({args.batch_size})",
+                          lambda: plain_batched(teacher, prompts, args.max_new_tokens, args.batch_size)), args.repeats),
+        timed_pair(ours, ("model.generate loop", lambda: plain_loop(teacher, prompts, args.max_new_tokens)), args.repeats),
+    ]  # fmt: skip
 
 
 # --- (b) server: OpenAITeacher vs a raw AsyncOpenAI client ---
@@ -198,7 +217,8 @@ def main() -> None:
         f"{args.prompts} prompts, {args.max_new_tokens} new tokens max, greedy; cpu threads: {args.threads or 'all'}"
     )
     if args.only != "server":
-        report("(a) local transformers", *bench_local(prompts, args))
+        for pair in bench_local(prompts, args):
+            report("(a) local transformers", *pair)
     if args.only != "local":
         mode = "continuous batching" if args.continuous_batching else "sequential"
         report(

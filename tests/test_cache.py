@@ -29,7 +29,10 @@ def _ask(session: Session, *requests: Request) -> list:
         finally:
             await session.aclose()
 
-    return asyncio.run(go())
+    try:
+        return asyncio.run(go())
+    finally:
+        session.cache.flush()  # as a build's end does: everything handed to the writer is committed
 
 
 def test_second_run_is_served_from_disk(tmp_path):
@@ -197,3 +200,32 @@ def test_an_interrupted_build_stops_the_batch_in_its_worker_thread(tmp_path):
     start = time.monotonic()
     asyncio.run(interrupted())
     assert slow.stop.is_set() and time.monotonic() - start < 10
+
+
+def test_a_sample_is_readable_at_once_and_committed_by_the_writer(tmp_path):
+    from toolkit.teachers.base import Completion
+
+    cache = CallCache(tmp_path / "c.sqlite")
+    cache.put_many([("k1", Completion("one", "stop", 1, 1))])
+    assert cache.get("k1") == Completion("one", "stop", 1, 1)  # from memory, before any commit
+    cache.flush()
+    other = CallCache(tmp_path / "c.sqlite")  # another process's view: only what is committed
+    assert other.get_many(["k1", "k2"]) == [Completion("one", "stop", 1, 1), None]
+    cache.close()
+    other.close()
+
+
+def test_a_killed_process_keeps_what_the_writer_committed(tmp_path):
+    import subprocess
+    import sys
+
+    code = (
+        "import os, sys; from toolkit.teachers.cache import CallCache; from toolkit.teachers.base import Completion\n"
+        f"c = CallCache({str(tmp_path / 'c.sqlite')!r})\n"
+        "c.put_many([(f'k{i}', Completion(str(i), 'stop', 1, 1)) for i in range(100)]); c.flush()\n"
+        "os._exit(9)  # no close, no cleanup: as SIGKILL leaves it\n"
+    )
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 9
+    cache = CallCache(tmp_path / "c.sqlite")
+    assert len(cache) == 100 and cache.get("k42").text == "42"
+    cache.close()

@@ -82,3 +82,30 @@ def test_finished_run_loads_with_plain_datasets(tmp_path):
     # a zero-row build still carries the full, typed schema
     assert pq.read_schema(data_file(tmp_path / "empty")) == schema_of(SFTRow)
     assert str(schema_of(SFTRow).field("prompt").type) == "list<item: struct<role: string, content: string>>"
+
+
+def test_rows_stream_in_problem_order_into_the_same_file_whatever_finishes_first(tmp_path):
+    import random
+
+    from toolkit.rundir import DataWriter
+
+    def row(i: int) -> SFTRow:
+        return SFTRow(prompt=user(f"q{i}"), completion=assistant(f"a{i}"), id=f"p{i}", source="s", question=f"q{i}",
+                      gold="1", pred="1", correct=True, answer_type="number", choices=[], teacher="t",
+                      sample_idx=0, finish_reason="stop", num_tokens=1)  # fmt: skip
+
+    files = []
+    for seed in (0, 1):
+        order = list(range(1200))
+        random.Random(seed).shuffle(order)
+        writer = DataWriter(tmp_path / f"{seed}.parquet", SFTRow)
+        for i in order:
+            writer.add(i, [row(i)] * (i % 3))  # 0, 1 or 2 rows per problem
+        path, n = writer.close()
+        files.append(path.read_bytes())
+        assert n == sum(i % 3 for i in range(1200))
+    assert files[0] == files[1]  # row groups end at fixed problem indices, not at timing
+    import pyarrow.parquet as pq
+
+    ids = pq.read_table(tmp_path / "0.parquet").column("id").to_pylist()
+    assert ids == [f"p{i}" for i in range(1200) for _ in range(i % 3)]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import os
 import re
+import time
 from collections.abc import Mapping
 from urllib.parse import urlsplit, urlunsplit
 
@@ -26,6 +27,8 @@ _QUERY_SECRET = re.compile(r"([?&](?:api[_-]?key|key|token|access_token|secret|p
                            re.IGNORECASE)  # fmt: skip
 
 _known: dict[str, str] = {}  # secret value -> where it came from ("$OPENAI_API_KEY", "the teacher URL")
+ENV_REREAD_S = 1.0
+_env_cache: list = [None, 0.0]  # [the secrets of os.environ, when they were read]
 
 
 def remember(secret: str | None, source: str) -> None:
@@ -36,10 +39,15 @@ def remember(secret: str | None, source: str) -> None:
 
 
 def environment_secrets(env: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Every environment variable whose name says it holds a credential (read at each use, so a
-    variable set later counts too): value -> "$NAME"."""
-    env = os.environ if env is None else env
-    return {v: f"${k}" for k, v in env.items() if SECRET_NAME.search(k) and len(v) >= MIN_LENGTH}
+    """Every environment variable whose name says it holds a credential: value -> "$NAME". The
+    process environment is read again at most every ENV_REREAD_S seconds (a build redacts every
+    completion; a variable set later still counts)."""
+    if env is not None:
+        return {v: f"${k}" for k, v in env.items() if SECRET_NAME.search(k) and len(v) >= MIN_LENGTH}
+    now = time.monotonic()
+    if _env_cache[0] is None or now - _env_cache[1] > ENV_REREAD_S:
+        _env_cache[:] = [environment_secrets(dict(os.environ)), now]
+    return _env_cache[0]
 
 
 def _secrets() -> dict[str, str]:

@@ -176,23 +176,20 @@ class RunDir:
     def write_manifest(self, manifest: Manifest) -> None:
         atomic_write(self.path / MANIFEST, redact(manifest.to_json()).encode())
 
-    def finish(self, rows: Sequence[Any], row_type: type, manifest: Manifest, failed: Sequence[dict]) -> Manifest:
+    def finish(self, rows: Sequence[Any] | DataWriter, row_type: type | None, manifest: Manifest,
+               failed: Sequence[dict]) -> Manifest:  # fmt: skip
         """Write data, failures, the final manifest and the card, each atomically; return the manifest.
-        `rows` are instances of the dataclass `row_type`, whose annotations give the Arrow schema."""
-        import io
-
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        from toolkit.builders.rows import schema_of, to_record
-
-        buf = io.BytesIO()
-        pq.write_table(pa.Table.from_pylist([to_record(r) for r in rows], schema=schema_of(row_type)), buf)
-        name = data_file_name(buf.getvalue())
-        atomic_write(self.path / name, buf.getvalue())
+        `rows` is a finished `DataWriter` (a build streams its rows), or row dataclass instances of
+        `row_type`, whose annotations give the Arrow schema."""
+        writer = rows if isinstance(rows, DataWriter) else self.data_writer(row_type)
+        if not isinstance(rows, DataWriter):
+            writer.add(0, list(rows))
+        staged, n_rows = writer.close()
+        name = data_file_name(staged.read_bytes())
+        os.replace(staged, self.path / name)
         lines = "".join(json.dumps(f, ensure_ascii=False) + "\n" for f in failed)
         atomic_write(self.path / FAILED, redact(lines).encode())  # servers echo keys in error bodies
-        manifest.rows, manifest.data_file, manifest.status, manifest.finished_at = len(rows), name, "complete", now()
+        manifest.rows, manifest.data_file, manifest.status, manifest.finished_at = n_rows, name, "complete", now()
         self.write_manifest(manifest)
         from toolkit.cards import write_card
 
@@ -202,6 +199,12 @@ class RunDir:
                 old.unlink()
         return manifest
 
+    def data_writer(self, row_type: type) -> DataWriter:
+        """A writer that streams a build's rows to a staged parquet file in this directory."""
+        (self.path / "data").mkdir(parents=True, exist_ok=True)
+        for stale in (self.path / "data").glob(".staged-*.parquet"):  # left by a killed build (we hold the lock)
+            stale.unlink(missing_ok=True)
+        return DataWriter(self.path / "data" / f".staged-{os.getpid()}.parquet", row_type)
 
     def rewrite(self, schema, rows: Sequence[dict], manifest: Manifest) -> Manifest:
         """Replace a finished build's rows (plain dicts of `schema`), keeping its manifest's story."""
@@ -251,6 +254,61 @@ def try_lock(fd: int, *, exclusive: bool) -> bool:
             return False
         raise
     return True
+
+
+class DataWriter:
+    """Rows streamed to parquet in problem order while a build runs, so memory stays flat.
+
+    Problems finish out of order; `add(index, rows)` holds a finished problem's rows until every
+    earlier problem is in, then they go out. Row groups end at fixed problem indices (every
+    GROUP_PROBLEMS), not at whatever finished when, so the same rows always make the same file (its
+    hash names it). Memory holds the problems in flight and one row group, whatever the build's size.
+    """
+
+    GROUP_PROBLEMS = 512
+
+    def __init__(self, path: Path, row_type: type) -> None:
+        import pyarrow.parquet as pq
+
+        from toolkit.builders.rows import schema_of
+
+        self.path = path
+        self.schema = schema_of(row_type)
+        self._writer = pq.ParquetWriter(path, self.schema)
+        self._waiting: dict[int, list] = {}  # problem index -> rows, finished ahead of an earlier one
+        self._next = 0  # the next problem index to go out
+        self._group: list[dict] = []
+        self.rows = 0
+
+    def add(self, index: int, rows: Sequence[Any]) -> None:
+        from toolkit.builders.rows import to_record
+
+        self._waiting[index] = [to_record(r) for r in rows]
+        while self._next in self._waiting:
+            self._group += self._waiting.pop(self._next)
+            self._next += 1
+            if self._next % self.GROUP_PROBLEMS == 0:
+                self._write_group()
+
+    def _write_group(self) -> None:
+        import pyarrow as pa
+
+        if self._group:
+            self._writer.write_table(pa.Table.from_pylist(self._group, schema=self.schema))
+            self.rows += len(self._group)
+            self._group = []
+
+    def close(self) -> tuple[Path, int]:
+        """The staged file and its row count (problems never added are left out, in order)."""
+        for index in sorted(self._waiting):  # problems after a gap (a build stopped early) still count
+            self._group += self._waiting.pop(index)
+        self._write_group()
+        self._writer.close()
+        return self.path, self.rows
+
+    def discard(self) -> None:
+        self._writer.close()
+        self.path.unlink(missing_ok=True)
 
 
 def _short(value: Any) -> str:

@@ -68,8 +68,12 @@ def build_dataset(config: BuildConfig, *, method: str | Method | None = None,
         run.start(manifest)
         progress = Progress(len(loaded.problems), method.name,
                             in_flight=lambda: sum(s.in_flight for s in _unique(sessions)))  # fmt: skip
+        writer = run.data_writer(method.row)
         try:
-            counts, rows, failed = asyncio.run(_run_all(method, config, state, loaded.problems, sessions, progress))
+            counts, failed = asyncio.run(_run_all(method, config, state, loaded.problems, sessions, progress, writer))
+        except BaseException:
+            writer.discard()
+            raise
         finally:
             progress.close()
             for backend in opened:
@@ -85,16 +89,17 @@ def build_dataset(config: BuildConfig, *, method: str | Method | None = None,
         if config.balance and all(p.answer_type != "number" for p in loaded.problems):
             manifest.stats["class_counts"] = dict(sorted(Counter(p.gold for p in loaded.problems).items()))
         manifest.elapsed_s = round(progress.elapsed, 2)
-        return run.finish(rows, method.row, manifest, failed)
+        return run.finish(writer, None, manifest, failed)
     finally:
         run.release()
 
 
 async def _run_all(method: Method, config: BuildConfig, state: Any, problems: Sequence[Problem],
-                   sessions: Mapping[str, Session], progress: Progress) -> tuple[Counter[str], list, list]:  # fmt: skip
-    """Every problem through `method.run`, `window` of them in flight; rows in problem order."""
+                   sessions: Mapping[str, Session], progress: Progress, writer) -> tuple[Counter[str], list]:  # fmt: skip
+    """Every problem through `method.run`, `window` of them in flight; each problem's rows go to
+    `writer` as it finishes (in problem order), so a build's memory does not grow with its size."""
     counts: Counter[str] = Counter(dict.fromkeys(method.counts, 0))
-    done: list[Work | None] = [None] * len(problems)
+    failed: list[tuple[int, dict]] = []
     queue = iter(enumerate(problems))
     window = max(s.backend.window for s in sessions.values())
 
@@ -104,7 +109,8 @@ async def _run_all(method: Method, config: BuildConfig, state: Any, problems: Se
             counts["problems"] += 1
             await method.run(problem, work)
             counts["failed"] += bool(work.failed)
-            done[i] = work
+            failed.extend((i, f) for f in work.failed)
+            writer.add(i, work.rows)
             progress.update(sum(s.usage.completion_tokens for s in _unique(sessions)))
 
     try:
@@ -112,9 +118,7 @@ async def _run_all(method: Method, config: BuildConfig, state: Any, problems: Se
     finally:
         for session in _unique(sessions):
             await session.aclose()
-    rows = [row for work in done if work for row in work.rows]
-    failed = [f for work in done if work for f in work.failed]
-    return counts, rows, failed
+    return counts, [f for _, f in sorted(failed, key=lambda item: item[0])]
 
 
 def source_problems(config: BuildConfig):

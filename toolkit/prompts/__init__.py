@@ -38,6 +38,16 @@ def is_file(name: str) -> bool:
 
 def template_source(name: str) -> str:
     """The template text itself (it goes into manifests and cards)."""
+    return _file_source(name) if is_file(name) else _shipped_source(name)
+
+
+@cache
+def _shipped_source(name: str) -> str:
+    """A template that ships with hubtool: read once per process (a build renders it per problem)."""
+    return _file_source(name)
+
+
+def _file_source(name: str) -> str:
     path = Path(name) if is_file(name) else PROMPTS_DIR / f"{name}.jinja"
     if is_file(name) and not path.is_file():
         raise UserError(f"prompt template file {name} does not exist")

@@ -1,10 +1,12 @@
 """Every teacher call is cached on disk, one row per sample.
 
 Key = backend + model + revision (+ endpoint, where the backend has one) + rendered prompt +
-sampling parameters + sample index. SQLite in WAL mode commits each finished sample before the
-next one ends, so a build killed with SIGKILL and re-run with the same command repeats no completed
-call; raising `--samples` or `--limit` later only generates what is new. Failures and empty
-completions are not cached: a re-run retries them.
+sampling parameters + sample index. Finished samples go to a writer thread that commits them in
+batches (SQLite WAL, `synchronous=NORMAL`: a committed sample survives a kill of the process), so
+the build's event loop never waits on the disk; until it is committed a sample is answered from
+memory. A build killed with SIGKILL and re-run with the same command repeats no committed call;
+raising `--samples` or `--limit` later only generates what is new. Failures and empty completions
+are not cached: a re-run retries them.
 
 A cache file that SQLite cannot read is never replaced or emptied here (it holds what every
 earlier build paid for): the error names the file and how to set it aside.
@@ -15,8 +17,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +30,7 @@ from toolkit.teachers.base import Completion, Request, Teacher
 
 log = logging.getLogger(__name__)
 BUSY_TIMEOUT = 30.0  # seconds to wait for another build's write on a shared cache
+COMMIT_EVERY = 0.02  # seconds the writer gathers samples into one commit (one wake-up, one transaction)
 
 
 def call_key(teacher: Teacher, request: Request, sample_idx: int) -> str:
@@ -46,7 +51,7 @@ def call_key(teacher: Teacher, request: Request, sample_idx: int) -> str:
 
 
 class CallCache:
-    """A SQLite table of finished samples, safe to kill at any moment."""
+    """A SQLite table of finished samples, written by a thread of its own, safe to kill at any moment."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -59,33 +64,118 @@ class CallCache:
         if self.path.is_dir():
             raise UserError(f"the call cache {self.path} is a folder; give --cache a file path")
         with self._guard("open"):
-            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=BUSY_TIMEOUT)
-            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db = self._connect()
             self._db.execute(
                 "CREATE TABLE IF NOT EXISTS samples (key TEXT PRIMARY KEY, text TEXT, finish_reason TEXT,"
                 " prompt_tokens INTEGER, completion_tokens INTEGER)"
             )
+        self._pending: dict[str, Completion] = {}  # handed to the writer, not committed yet
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._error: BaseException | None = None
+        self._writer: threading.Thread | None = None
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=BUSY_TIMEOUT)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")  # WAL: a commit survives a process kill without an fsync
+        return db
 
     def get(self, key: str) -> Completion | None:
-        with self._lock, self._guard("read"):
-            row = self._db.execute(
-                "SELECT text, finish_reason, prompt_tokens, completion_tokens FROM samples WHERE key=?", (key,)
-            ).fetchone()
-        return Completion(*row) if row else None
+        return self.get_many([key])[0]
+
+    def get_many(self, keys: Sequence[str]) -> list[Completion | None]:
+        """The cached sample of each key (None where there is none), committed or still pending."""
+        found: dict[str, Completion] = {}
+        with self._lock:
+            found.update((k, self._pending[k]) for k in keys if k in self._pending)
+            rest = [k for k in keys if k not in found]
+            with self._guard("read"):
+                for start in range(0, len(rest), 500):
+                    chunk = rest[start : start + 500]
+                    marks = ",".join("?" * len(chunk))
+                    sql = f"SELECT key, text, finish_reason, prompt_tokens, completion_tokens FROM samples WHERE key IN ({marks})"
+                    found.update((row[0], Completion(*row[1:])) for row in self._db.execute(sql, chunk))
+        return [found.get(k) for k in keys]
 
     def put_many(self, items: Sequence[tuple[str, Completion]]) -> None:
+        """Hand samples to the writer thread; they are readable at once and committed within moments."""
         if not items:
             return
-        rows = [(k, c.text, c.finish_reason, c.prompt_tokens, c.completion_tokens) for k, c in items]
-        with self._lock, self._guard("write"):
-            self._db.executemany("INSERT OR REPLACE INTO samples VALUES (?, ?, ?, ?, ?)", rows)
+        self._raise_writer_error()
+        with self._lock:
+            self._pending.update(items)
+            if self._writer is None:
+                self._writer = threading.Thread(target=self._write_loop, name="hubtool-cache-writer", daemon=True)
+                self._writer.start()
+        self._queue.put(list(items))
+
+    def flush(self) -> None:
+        """Wait until everything handed over so far is committed."""
+        if self._writer is not None:
+            done = threading.Event()
+            self._queue.put(done)
+            done.wait()
+        self._raise_writer_error()
+
+    def _write_loop(self) -> None:
+        db = self._connect()  # the writer's own connection: readers never wait on a commit
+        try:
+            while True:
+                item = self._queue.get()
+                if not isinstance(item, threading.Event) and item is not None:
+                    time.sleep(COMMIT_EVERY)  # let a burst of samples arrive: one commit for all of them
+                batch, events, stop = [], [], False
+                while True:  # everything that is waiting goes into one commit
+                    if item is None:
+                        stop = True
+                    elif isinstance(item, threading.Event):
+                        events.append(item)
+                    else:
+                        batch += item
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                if batch and self._error is None:
+                    self._commit(db, batch)
+                for event in events:
+                    event.set()
+                if stop:
+                    return
+        finally:
+            db.close()
+
+    def _commit(self, db: sqlite3.Connection, batch: list[tuple[str, Completion]]) -> None:
+        rows = [(k, c.text, c.finish_reason, c.prompt_tokens, c.completion_tokens) for k, c in batch]
+        try:
+            with self._guard("write"):
+                db.executemany("INSERT OR REPLACE INTO samples VALUES (?, ?, ?, ?, ?)", rows)
+        except BaseException as e:  # surfaces on the next put / close, in the build's thread
+            self._error = e
+            return
+        with self._lock:
+            for key, completion in batch:
+                if self._pending.get(key) is completion:
+                    del self._pending[key]
+
+    def _raise_writer_error(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
 
     def __len__(self) -> int:
+        self.flush()
         with self._lock, self._guard("read"):
             return self._db.execute("SELECT COUNT(*) FROM samples").fetchone()[0]
 
     def close(self) -> None:
+        """Commit what is pending, stop the writer, close the file."""
+        if self._writer is not None:
+            self._queue.put(None)
+            self._writer.join()
+            self._writer = None
         self._db.close()
+        self._raise_writer_error()
 
     def _guard(self, action: str):
         return _SqliteErrors(self.path, action)

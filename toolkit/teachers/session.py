@@ -52,7 +52,7 @@ class Session:
         await self._open()
         self.backend.check_params(request.params)
         keys = [call_key(self.backend, request, j) for j in range(request.n)]
-        found: list[Completion | None] = [self.cache.get(k) for k in keys]
+        found: list[Completion | None] = self.cache.get_many(keys)
         missing = [j for j, c in enumerate(found) if c is None]
         self.usage.samples_cached += request.n - len(missing)
         runs = _runs(missing)
