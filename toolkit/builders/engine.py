@@ -3,7 +3,7 @@
     config -> method setup (templates, files: checked before any model loads) -> problems
       -> claim the run directory -> models (each backend once, every call cached)
       -> the method's `run(problem, work)` for every problem, many in flight in one event loop
-      -> rows in problem order -> data + manifest + card
+      -> rows in problem order (the method's `select` may take a subset) -> data + manifest + card
 
 A re-run of the same command resumes: the call cache answers every finished call, so it ends with
 the rows an uninterrupted build would have written.
@@ -67,6 +67,8 @@ def build_dataset(config: BuildConfig, *, method: str | Method | None = None,
     progress = Progress(len(loaded.problems), method.name)
     try:
         counts, rows, failed = asyncio.run(_run_all(method, config, state, loaded.problems, sessions, progress))
+        if method.select:
+            rows = method.select(config, state, rows, counts)
     finally:
         progress.close()
         for backend in opened:
