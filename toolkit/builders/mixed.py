@@ -14,7 +14,6 @@ which one to use; `mode` says which it is, and PoT rows carry what the sandbox r
 
 from __future__ import annotations
 
-import asyncio
 import statistics
 from collections import Counter
 from dataclasses import dataclass, field
@@ -88,9 +87,9 @@ class MixedRow(SFTRow):
 
 @dataclass
 class State:
-    """The build's sandbox and what the card reports beyond counts."""
+    """The build's sandbox (behind its execution cache) and what the card reports beyond counts."""
 
-    sandbox: Any
+    executor: Any  # toolkit.builders.mixed_exec.Executor
     failures: dict[str, Counter[str]] = field(default_factory=lambda: {m: Counter() for m in MODES})
     runtimes: list[float] = field(default_factory=list)
     errors: Counter[str] = field(default_factory=Counter)  # exception types of failed programs
@@ -110,11 +109,12 @@ def prompt_messages(problem: Problem, mode: str, template: str | None = None) ->
 
 
 def setup(config: MixedConfig) -> State:
-    from toolkit.sandbox import Sandbox
+    from toolkit.builders.mixed_exec import Executor
+    from toolkit.paths import call_cache_path
 
     for template in (config.cot_template, config.pot_template):
         prompts.check_template(template, TEMPLATE_VARIABLES)
-    return State(sandbox=Sandbox(config.limits))
+    return State(executor=Executor(config.limits, config.cache or call_cache_path()))
 
 
 async def run(problem: Problem, work: Work[MixedConfig]) -> None:
@@ -155,8 +155,7 @@ async def _pot_rows(problem: Problem, completions, messages, work: Work[MixedCon
     counts, state = work.counts, work.state
     programs = [extract_program(c.text) if c.finish_reason != "length" else None for c in completions]
     runnable = [p for p in programs if p is not None]
-    # off the event loop: the sandbox blocks while programs run, other problems keep generating
-    ran = iter(await asyncio.to_thread(state.sandbox.run_many, runnable) if runnable else [])
+    ran = iter(await state.executor.run(runnable) if runnable else [])
     rows, seen = [], set()
     for idx, (completion, program) in enumerate(zip(completions, programs)):
         result = next(ran) if program is not None else None
@@ -218,8 +217,8 @@ def select(config: MixedConfig, state: State, rows: list[MixedRow], counts: Coun
 
 
 def finish(config: MixedConfig, state: State, counts: Counter[str]) -> dict[str, Any]:
-    hello = state.sandbox.hello or {}
-    state.sandbox.close()
+    hello = state.executor.hello
+    state.executor.close()
     runtimes = state.runtimes
     return {
         "verification": {m: _rate(counts[f"{m}_verified"], counts[f"{m}_samples"]) for m in MODES},
@@ -229,6 +228,7 @@ def finish(config: MixedConfig, state: State, counts: Counter[str]) -> dict[str,
         "balance": state.balance,
         "sandbox": {"isolation": hello.get("isolation"), "missing": hello.get("missing") or {},
                     "limits": config.limits.to_dict(), "programs_run": counts["pot_executed"],
+                    "run_now": state.executor.ran, "from_cache": state.executor.cached,
                     "median_runtime_s": round(statistics.median(runtimes), 4) if runtimes else None,
                     "max_runtime_s": round(max(runtimes), 4) if runtimes else None},  # fmt: skip
     }
