@@ -34,6 +34,7 @@ from toolkit.teachers.base import CallFailure, Request
 MODES = ("cot", "pot")
 TEMPLATES = {"cot": "mixed_cot", "pot": "pot"}
 TEMPLATE_VARIABLES = {"question", "choices", "answer_hint", "ans_hint"}
+EXEC_TIMEOUT, EXEC_MEMORY_MB = 5.0, 512  # per program, in the builder and the eval tasks alike
 COT_FAILURES = ("truncated", "no_answer", "wrong")  # why a sampled rationale is not kept (PoT: FAILURE_KINDS)
 # What `ans` should hold, in the PoT prompt.
 ANS_HINTS = {"number": "a number", "option": 'the letter of the option, a string such as "B"',
@@ -54,8 +55,8 @@ class MixedConfig(BuildConfig):
                     "mode only keeps that mode's rows).")  # fmt: skip
     cot_template: str = param(TEMPLATES["cot"], help="CoT prompt: a name in toolkit/prompts, or a FILE.jinja (the eval tasks use the default).")
     pot_template: str = param(TEMPLATES["pot"], help="PoT prompt: a name in toolkit/prompts, or a FILE.jinja (the eval tasks use the default).")
-    exec_timeout: float = param(5.0, help="Wall-clock seconds a program may run in the sandbox.")
-    exec_memory_mb: int = param(512, help="Memory (MB of address space) a program may use in the sandbox.")
+    exec_timeout: float = param(EXEC_TIMEOUT, help="Wall-clock seconds a program may run in the sandbox.")
+    exec_memory_mb: int = param(EXEC_MEMORY_MB, help="Memory (MB of address space) a program may use in the sandbox.")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -72,9 +73,17 @@ class MixedConfig(BuildConfig):
 
     @property
     def limits(self):
-        from toolkit.sandbox import Limits
+        return sandbox_limits(self.exec_timeout, self.exec_memory_mb)
 
-        return Limits(wall_s=self.exec_timeout, cpu_s=max(1, round(self.exec_timeout)), memory_mb=self.exec_memory_mb)
+
+def sandbox_limits(wall_s: float | None = None, memory_mb: int | None = None):
+    """The sandbox limits of a build (its --exec-* options), and by default those the eval tasks run
+    students' programs with."""
+    from toolkit.sandbox import Limits
+
+    wall_s = EXEC_TIMEOUT if wall_s is None else wall_s
+    memory_mb = EXEC_MEMORY_MB if memory_mb is None else memory_mb
+    return Limits(wall_s=wall_s, cpu_s=max(1, round(wall_s)), memory_mb=memory_mb)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
