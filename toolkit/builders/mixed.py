@@ -278,9 +278,8 @@ PAPER = Paper(
 PRESETS = {
     "li-emnlp24": Preset(
         about="Li et al., Findings of EMNLP 2024: several sampled rationales of each mode, only verified ones, "
-              "a well-balanced mix (every kept problem in both modes, half PoT); counts and temperature are ours",
+              "a well-balanced mix (every kept problem in both modes, half of the rows PoT); the counts are ours",
         values={"cot_samples": 4, "pot_samples": 4,  # "multiple ... rationales by sampling": the count is ours
-                "temperature": 0.7, "top_p": 1.0,  # ours: self-consistency's sampling (Wang et al. 2023)
                 "require_both": True, "pot_ratio": 0.5},  # our reading of "high-quality, well-balanced mixed thought data"
     ),
 }
