@@ -5,6 +5,7 @@ two requests and vote, and the report's modes side by side."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -161,6 +162,18 @@ def test_the_mixed_task_asks_twice_and_votes_over_both(tasks, hooks):
     assert cot.filtered_resps["strict-match"] == ["8", "7", MISS, "8"]
     assert pot.filtered_resps["strict-match"] == ["7", "7", MISS, MISS]
     assert strict == {"exact_match": 1.0}  # CoT alone would have voted 8
+
+
+def test_the_pot_request_swaps_only_the_user_turn_for_every_kind_of_context(hooks):
+    from lm_eval.models.api_models import JsonChatStr
+
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "COT?"}]
+    assert hooks.swap_user_turn("<s>COT?</s><a>", "COT?", "POT?") == "<s>POT?</s><a>"
+    assert hooks.swap_user_turn(messages, "COT?", "POT?") == [messages[0], {"role": "user", "content": "POT?"}]
+    api = hooks.swap_user_turn(JsonChatStr(json.dumps(messages)), "COT?", "PoT: é")
+    assert isinstance(api, JsonChatStr) and json.loads(api.prompt)[1] == {"role": "user", "content": "PoT: é"}
+    with pytest.raises(ValueError, match="did not find"):
+        hooks.swap_user_turn("no prompt here", "COT?", "POT?")
 
 
 def test_local_data_of_a_mode_task_is_its_benchmarks_file(manager):

@@ -15,6 +15,7 @@ The mixed task's filters keep every sample's answer; `process_results` votes ove
 
 from __future__ import annotations
 
+import json
 import threading
 from collections import Counter
 
@@ -78,14 +79,31 @@ class MixedModeTask(ConfigurableTask):
 
     def construct_requests(self, doc: dict, ctx, **kwargs):
         cot_doc, pot_doc = {**doc, "mode": "cot"}, {**doc, "mode": "pot"}
-        cot_text, pot_text = doc_to_text(cot_doc), doc_to_text(pot_doc)
-        if not isinstance(ctx, str) or cot_text not in ctx:
-            raise ValueError("the mixed task needs the CoT prompt in the request context (no few-shot, no multimodal)")
-        head, _, tail = ctx.rpartition(cot_text)
+        pot_ctx = swap_user_turn(ctx, doc_to_text(cot_doc), doc_to_text(pot_doc))
         cot = super().construct_requests(cot_doc, ctx, **kwargs)
-        pot = super().construct_requests(pot_doc, head + pot_text + tail, **kwargs)
+        pot = super().construct_requests(pot_doc, pot_ctx, **kwargs)
         pot.idx = 1
         return [cot, pot]
+
+
+def swap_user_turn(ctx, old: str, new: str):
+    """The request context with its (last) user turn `old` replaced by `new`, in each form lm-eval
+    builds one: a rendered chat template (str), a JSON list of messages for an API model
+    (`JsonChatStr`), or the messages themselves."""
+    if isinstance(ctx, str):
+        if old not in ctx:
+            raise ValueError("the mixed task did not find its CoT prompt in the request context (few-shot is not supported)")
+        head, _, tail = ctx.rpartition(old)
+        return head + new + tail
+    if hasattr(ctx, "prompt") and isinstance(ctx.prompt, str):  # lm-eval's JsonChatStr
+        messages = swap_user_turn(json.loads(ctx.prompt), old, new)
+        return type(ctx)(json.dumps(messages, ensure_ascii=False))
+    if isinstance(ctx, list) and all(isinstance(m, dict) for m in ctx):
+        last = max((i for i, m in enumerate(ctx) if m.get("role") == "user" and m.get("content") == old), default=None)
+        if last is None:
+            raise ValueError("the mixed task did not find its CoT prompt among the request's messages")
+        return [{**m, "content": new} if i == last else m for i, m in enumerate(ctx)]
+    raise ValueError(f"the mixed task cannot build a PoT request from a {type(ctx).__name__} context")
 
 
 # --- answers ---------------------------------------------------------------------------------------
