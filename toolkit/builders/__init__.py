@@ -19,6 +19,7 @@ MODULES: list[str] = [
     "toolkit.builders.cot",
     "toolkit.builders.preference",
     "toolkit.builders.counterfactual",
+    "toolkit.builders.mixed",
 ]
 
 __all__ = ["MODULES", "BuildConfig", "Method", "build_dataset", "get_method", "methods", "summary_line"]

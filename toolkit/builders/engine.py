@@ -3,7 +3,7 @@
     config -> method setup (templates, files: checked before any model loads) -> problems
       -> claim the run directory -> models (each backend once, every call cached)
       -> the method's `run(problem, work)` for every problem, many in flight in one event loop
-      -> rows in problem order -> data + manifest + card
+      -> rows in problem order (the method's `select` may take a subset) -> data + manifest + card
 
 A re-run of the same command resumes: the call cache answers every finished call, so it ends with
 the rows an uninterrupted build would have written.
@@ -100,6 +100,7 @@ async def _run_all(method: Method, config: BuildConfig, state: Any, problems: Se
     `writer` as it finishes (in problem order), so a build's memory does not grow with its size."""
     counts: Counter[str] = Counter(dict.fromkeys(method.counts, 0))
     failed: list[tuple[int, dict]] = []
+    held: list[tuple[int, list]] = []
     queue = iter(enumerate(problems))
     window = max(s.backend.window for s in sessions.values())
 
@@ -110,7 +111,10 @@ async def _run_all(method: Method, config: BuildConfig, state: Any, problems: Se
             await method.run(problem, work)
             counts["failed"] += bool(work.failed)
             failed.extend((i, f) for f in work.failed)
-            writer.add(i, work.rows)
+            if method.select:  # it chooses among all rows at the end: they wait in memory
+                held.append((i, work.rows))
+            else:
+                writer.add(i, work.rows)
             progress.update(sum(s.usage.completion_tokens for s in _unique(sessions)))
 
     try:
@@ -118,6 +122,9 @@ async def _run_all(method: Method, config: BuildConfig, state: Any, problems: Se
     finally:
         for session in _unique(sessions):
             await session.aclose()
+    if method.select:
+        rows = [row for _, rows in sorted(held, key=lambda item: item[0]) for row in rows]
+        writer.add(0, method.select(config, state, rows, counts))
     return counts, [f for _, f in sorted(failed, key=lambda item: item[0])]
 
 

@@ -80,6 +80,9 @@ class Method(Generic[C]):
     setup: Callable[[C], Any] | None = None  # before any model loads: check templates, files; build state
     templates: Callable[[C], tuple[str, ...]] | None = None  # the prompt templates a config uses
     load_problems: Callable[[C], Any] | None = None  # instead of `--source` (returns a LoadedSource)
+    # a last pass over every kept row, in problem order, before they are written (e.g. rebalancing a
+    # mix across problems); it returns the rows to write and may update the counts
+    select: Callable[[C, Any, list[Any], Counter[str]], list[Any]] | None = None
     finish: Callable[[C, Any, Counter[str]], dict[str, Any]] | None = None  # stats for the manifest
 
     @property

@@ -28,6 +28,9 @@ class Report:
     consistency: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     samples: dict[str, int] = field(default_factory=dict)  # task -> documents scored
     notes: list[str] = field(default_factory=list)
+    # task -> (benchmark, mode), for tasks whose metadata names both: one benchmark scored in several
+    # reasoning modes (eval_tasks/mixed: cot, pot, mixed), reported side by side
+    modes: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     def add(self, model: str, results: dict) -> None:
         """Take one model's lm-eval results (the dict `simple_evaluate` returns)."""
@@ -41,6 +44,9 @@ class Report:
             effective = results.get("n-samples", {}).get(task, {}).get("effective")
             if effective is not None:
                 self.samples[task] = effective
+            meta = (results.get("configs", {}).get(task) or {}).get("metadata") or {}
+            if meta.get("benchmark") and meta.get("mode"):
+                self.modes[task] = (str(meta["benchmark"]), str(meta["mode"]))
 
     def is_in_domain(self, task: str) -> bool:
         """A self-consistency variant is in-domain when its base task is."""
@@ -69,7 +75,8 @@ class Report:
 
     def to_dict(self) -> dict:
         return {"tasks": self.tasks, "in_domain": sorted(self.in_domain), "samples": self.samples,
-                "scores": self.scores, "consistency": self.consistency, "notes": self.notes}
+                "scores": self.scores, "consistency": self.consistency, "notes": self.notes,
+                "modes": {t: list(bm) for t, bm in self.modes.items()}}
 
 
 def _short(task: str) -> str:
@@ -92,7 +99,27 @@ def markdown(report: Report) -> str:
     lines.append("")
     for filter_name in FILTERS:
         lines += [f"## {_FILTER_TITLES[filter_name]}", "", *_table(report, filter_name), ""]
+    if report.modes:
+        lines += ["# Reasoning modes side by side", "",
+                  "Each row is one benchmark scored in several reasoning modes (the tasks' `metadata.mode`; for "
+                  "eval_tasks/mixed: `cot` greedy chain of thought, `pot` a greedy program run in the sandbox, "
+                  "`mixed` k CoT + k PoT samples with one vote).", ""]  # fmt: skip
+        for filter_name in FILTERS:
+            lines += [f"## {filter_name}", "", *_modes_table(report, filter_name), ""]
     return "\n".join(lines)
+
+
+def _modes_table(report: Report, filter_name: str) -> list[str]:
+    """One row per model and benchmark, one column per mode (tasks whose metadata names both)."""
+    modes = list(dict.fromkeys(mode for _, mode in report.modes.values()))
+    benchmarks = list(dict.fromkeys(benchmark for benchmark, _ in report.modes.values()))
+    task_of = {bm: task for task, bm in report.modes.items()}
+    rows = ["| model | benchmark | " + " | ".join(modes) + " |", "|---|---|" + "---:|" * len(modes)]
+    for model, per_task in report.scores.items():
+        for benchmark in benchmarks:
+            cells = [_pct(per_task.get(task_of.get((benchmark, m), ""), {}).get(filter_name)) for m in modes]
+            rows.append(f"| {model} | {benchmark} | " + " | ".join(cells) + " |")
+    return rows
 
 
 def _table(report: Report, filter_name: str) -> list[str]:

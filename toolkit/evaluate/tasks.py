@@ -65,7 +65,8 @@ def catalog(manager) -> Catalog:
     from lm_eval.tasks._index import Kind
 
     index = manager.task_index
-    tasks = tuple(sorted(n for n, e in index.items() if e.kind == Kind.TASK and n.startswith(PREFIX)))
+    leaf = (Kind.TASK, Kind.PY_TASK)  # a YAML task, or one with a Python `class:` (e.g. two requests per document)
+    tasks = tuple(sorted(n for n, e in index.items() if e.kind in leaf and n.startswith(PREFIX)))
     suites, in_domain, by_default = {}, {}, set()
     for name, entry in sorted(index.items()):
         if entry.kind == Kind.GROUP and name.startswith(PREFIX):
@@ -125,8 +126,10 @@ def resolve_in_domain(cat: Catalog, names: list[str] | None, suites: list[str] |
     return resolved
 
 
-def local_data_file(data_dir: Path, task: str) -> Path:
-    return data_dir / f"{benchmark_of(task)}.jsonl"
+def local_data_file(data_dir: Path, task: str, benchmark: str | None = None) -> Path:
+    """<data_dir>/<benchmark>.jsonl; `benchmark` is the task's `metadata.benchmark` when it names one
+    (tasks whose name is not hubtool_<benchmark>[_majK], e.g. hubtool_mixed_gsm8k_pot)."""
+    return data_dir / f"{benchmark or benchmark_of(task)}.jsonl"
 
 
 def load_tasks(manager, names: list[str], data_dir: Path | None = None) -> list:
@@ -149,8 +152,8 @@ def load_tasks(manager, names: list[str], data_dir: Path | None = None) -> list:
 def _local_spec(manager, name: str, data_dir: Path) -> str | dict:
     from lm_eval.tasks._yaml_loader import load_yaml
 
-    path = local_data_file(data_dir, name)
     cfg = load_yaml(manager.task_index[name].yaml_path, resolve_func=True)
+    path = local_data_file(data_dir, name, (cfg.get("metadata") or {}).get("benchmark"))
     if cfg.get("custom_dataset") is not None or not path.exists():
         return name  # made on the spot (reasoning-gym) or no local copy: loads as usual
     split = cfg["test_split"]

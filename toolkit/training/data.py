@@ -27,6 +27,8 @@ WHAT = {
     "dpo": "prompt + chosen + rejected (preference pairs)",
 }
 HINT = {"sft": "a DPO recipe (recipes/self-refine/)", "dpo": "an SFT recipe (e.g. recipes/cot/)"}
+EXTRA_HINT = {"mode": "the mixed CoT/PoT loss (HUBTOOL_MIXED_ALPHA) needs rows of `hubtool build-dataset mixed`; "
+                      "--set HUBTOOL_MIXED_ALPHA=none trains plain SFT"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -42,10 +44,12 @@ class TrainingData:
 
 
 def load_training_data(
-    name: str, trainer: str, *, split: str = "train", config: str | None = None, where: dict[str, str] | None = None
+    name: str, trainer: str, *, split: str = "train", config: str | None = None,
+    where: dict[str, str] | None = None, extra: tuple[str, ...] = (),
 ) -> TrainingData:
     """Resolve `name` (local dir -> local registry -> Hub), load `split`, keep the rows `where` selects
-    (column -> value, e.g. {"is_counterfactual": "false"}), check and trim its columns."""
+    (column -> value, e.g. {"is_counterfactual": "false"}), check and trim its columns. `extra`
+    names metadata columns the trainer reads too (the mixed loss reads `mode`)."""
     from toolkit.hub import load_dataset, resolve_dataset
 
     if config:
@@ -61,6 +65,11 @@ def load_training_data(
             raise UserError(empty) from None
         raise
     columns = select_columns(dataset.column_names, trainer, name)
+    missing = [c for c in extra if c not in dataset.column_names]
+    if missing:
+        raise UserError(f"dataset {name!r} has no {', '.join(map(repr, missing))} column, which this training "
+                        f"reads; {EXTRA_HINT.get(missing[0], 'rebuild it with a hubtool builder that writes it')}")  # fmt: skip
+    columns = (*columns, *extra)
     if len(dataset) == 0:
         raise UserError(empty)
     rows_before = len(dataset)
@@ -108,16 +117,16 @@ HOLDOUT = 0.05  # the share of train held out as the eval split when a dataset h
 
 
 def training_splits(name: str, trainer: str, *, train_split: str, eval_split: str | None, seed: int,
-                    config: str | None = None, where: dict[str, str] | None = None,
+                    config: str | None = None, where: dict[str, str] | None = None, extra: tuple[str, ...] = (),
                     ) -> tuple[TrainingData, TrainingData | None]:  # fmt: skip
     """The train data and, when `eval_split` is asked for, the eval data: that split if the dataset
     has it, else HOLDOUT of the train rows (seeded; at least one), taken out of train. `where`
-    selects rows of both (see `load_training_data`)."""
-    data = load_training_data(name, trainer, split=train_split, config=config, where=where)
+    selects rows of both, `extra` keeps metadata columns (see `load_training_data`)."""
+    data = load_training_data(name, trainer, split=train_split, config=config, where=where, extra=extra)
     if eval_split is None:
         return data, None
     try:
-        return data, load_training_data(name, trainer, split=eval_split, config=config, where=where)
+        return data, load_training_data(name, trainer, split=eval_split, config=config, where=where, extra=extra)
     except MissingSplitError:
         pass
     if data.rows < 2:

@@ -86,6 +86,9 @@ def model_card(record: dict[str, Any]) -> str:
         ("steps", f"{tr['global_steps']} in {tr['seconds']:.0f} s ({tr['seconds_per_step']:.2f} s/step)"),
         ("final train loss", f"{tr['train_loss']:.4f}" if tr.get("train_loss") is not None else "-"),
     ]  # fmt: skip
+    loss = record.get("loss")
+    if loss:
+        rows.append(("loss", f"{loss['kind']}: `{loss['formula']}`, alpha {loss['alpha']}, {loss['batches']} batches"))
     if model.get("note"):
         rows.append(("note", model["note"]))
     table = "\n".join(f"| {k} | {v} |" for k, v in rows)

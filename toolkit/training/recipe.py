@@ -4,6 +4,11 @@ A recipe is plain `ScriptArguments` + `SFTConfig` / `DPOConfig` + `ModelConfig` 
 `trl sft --config RECIPE` runs it too. Which trainer a recipe wants comes from its folder
 (`recipes/<method>/`): `trl sft --config` hands every key it does not know to `accelerate launch`,
 which rejects it ("unrecognized arguments"), so a `trainer:` key would break TRL's own CLI.
+
+hubtool's own settings (`SETTINGS`, named `HUBTOOL_*`) are not TRL keys either: a recipe holds them in
+TRL's `env:` mapping, which `trl sft --config` exports as environment variables and otherwise
+ignores, and `--set HUBTOOL_NAME=VALUE` overrides them. hubtool reads them from the recipe file and
+the overrides, never from the process environment.
 """
 
 from __future__ import annotations
@@ -20,6 +25,9 @@ log = logging.getLogger(__name__)
 
 Trainer = Literal["sft", "dpo"]
 TRAINERS: tuple[Trainer, ...] = ("sft", "dpo")
+SETTING_PREFIX = "HUBTOOL_"
+# hubtool settings a recipe may hold in its `env:` mapping: name -> "module:parser" (value -> setting).
+SETTINGS: dict[str, str] = {"HUBTOOL_MIXED_ALPHA": "toolkit.training.mixed:parse_alpha"}
 
 
 @dataclass(frozen=True)
@@ -35,6 +43,7 @@ class Recipe:
     sha256: str
     overrides: dict[str, str] = field(default_factory=dict)
     adjustments: dict[str, Any] = field(default_factory=dict)  # what hubtool changed, e.g. for a CPU
+    settings: dict[str, Any] = field(default_factory=dict)  # hubtool's own (SETTINGS), parsed; unset ones absent
 
 
 def resolve_recipe(name: str | Path) -> Path:
@@ -134,6 +143,9 @@ def load_recipe(
     sets = dict(overrides) if isinstance(overrides, dict) else parse_overrides(overrides)
     if output_dir is not None:
         sets["output_dir"] = str(output_dir)
+    given = dict(sets)  # as recorded: hubtool settings included
+    settings = read_settings(config.get("env"), sets, f"recipe {path}")
+    sets = {k: v for k, v in sets.items() if not _is_setting(k)}
     parser = _parser(kind)
     known = {a.dest for a in parser._actions} | {"env"}  # TrlParser consumes `env` itself
     _check_keys(config, known, f"recipe {path}", kind)
@@ -148,8 +160,34 @@ def load_recipe(
     _check_parsed(path, script, model)
     return Recipe(
         path=Path(path), trainer=kind, script=script, training=training, model=model, text=text,
-        sha256=hashlib.sha256(text.encode()).hexdigest(), overrides=sets, adjustments=adjustments,
+        sha256=hashlib.sha256(text.encode()).hexdigest(), overrides=given,
+        adjustments=adjustments, settings=settings,
     )  # fmt: skip
+
+
+def _is_setting(key: str) -> bool:
+    return key.upper().startswith(SETTING_PREFIX)
+
+
+def read_settings(env: Any, sets: dict[str, str], where: str) -> dict[str, Any]:
+    """hubtool's settings: the recipe's `env:` entries named HUBTOOL_*, then `--set HUBTOOL_*=...`,
+    each checked by its parser; an unknown HUBTOOL_ name is an error, other env entries are TRL's."""
+    import importlib
+
+    if env is not None and not isinstance(env, dict):
+        raise UserError(f"{where}: `env` must be a mapping of names to values, not {type(env).__name__}")
+    raw = {str(k).upper(): (v, where) for k, v in (env or {}).items() if _is_setting(str(k))}
+    raw |= {k.upper(): (v, "--set") for k, v in sets.items() if _is_setting(k)}
+    settings: dict[str, Any] = {}
+    for name, (value, origin) in raw.items():
+        if name not in SETTINGS:
+            raise UserError(f"{origin}: unknown hubtool setting {name!r}{did_you_mean(name, list(SETTINGS))}; "
+                            f"known: {', '.join(SETTINGS)}")  # fmt: skip
+        module, _, function = SETTINGS[name].partition(":")
+        parsed = getattr(importlib.import_module(module), function)(value)
+        if parsed is not None:
+            settings[name] = parsed
+    return settings
 
 
 def _parser(kind: Trainer):

@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from toolkit import __version__
+from toolkit.errors import UserError
 from toolkit.training.data import TrainingData, training_splits
+from toolkit.training.mixed import MIXED_ALPHA, MODE_COLUMN
 from toolkit.training.model import MERGED, Student, merge_adapter, record_hub_base, resolve_student
 from toolkit.training.provenance import dataset_record, peft_record, write_outputs
 from toolkit.training.recipe import Recipe
@@ -40,9 +42,11 @@ def train(recipe: Recipe, *, merge: bool = False, where: dict[str, str] | None =
 
     script = recipe.script
     wants_eval = recipe.training.eval_strategy != "no"
+    alpha = mixed_alpha(recipe)
     data, eval_data = training_splits(script.dataset_name, recipe.trainer, train_split=script.dataset_train_split,
                                       eval_split=script.dataset_test_split if wants_eval else None,
-                                      seed=recipe.training.seed, config=script.dataset_config, where=where)  # fmt: skip
+                                      seed=recipe.training.seed, config=script.dataset_config, where=where,
+                                      extra=(MODE_COLUMN,) if alpha is not None else ())  # fmt: skip
     student = resolve_student(recipe.model.model_name_or_path)
     started = now()
     trainer = build_trainer(recipe, data, student, eval_data)
@@ -61,7 +65,8 @@ def train(recipe: Recipe, *, merge: bool = False, where: dict[str, str] | None =
         "hubtool_version": __version__, "trainer": recipe.trainer, "command": command_line(),
         "output_dir": str(out), "started_at": started, "finished_at": now(),
         "recipe": {"path": str(recipe.path), "sha256": recipe.sha256, "overrides": recipe.overrides,
-                   "adjustments": recipe.adjustments},
+                   "adjustments": recipe.adjustments, "settings": recipe.settings},
+        "loss": loss_record(trainer, alpha),
         "dataset": dataset_record(data),
         "eval_dataset": {"split": eval_data.split, "rows": eval_data.rows} if eval_data else None,
         "model": {"requested": student.requested, "path": student.path, "base_model": student.base_model,
@@ -87,12 +92,32 @@ def build_trainer(
     init = {"revision": m.model_revision, "trust_remote_code": args.trust_remote_code,
             "attn_implementation": m.attn_implementation, "dtype": m.dtype}  # fmt: skip
     args.model_init_kwargs = {**init, **(args.model_init_kwargs or {})}
-    cls = SFTTrainer if recipe.trainer == "sft" else DPOTrainer
+    cls, extra = (SFTTrainer if recipe.trainer == "sft" else DPOTrainer), {}
+    if mixed_alpha(recipe) is not None:  # the mixed CoT/PoT loss (toolkit.training.mixed)
+        from toolkit.training.mixed_trainer import MixedSFTTrainer
+
+        cls, extra = MixedSFTTrainer, {"alpha": mixed_alpha(recipe)}
     return cls(
         model=student.path, args=args, train_dataset=data.dataset,
         eval_dataset=eval_data.dataset if eval_data else None,
-        quantization_config=get_quantization_config(m), peft_config=get_peft_config(m),
+        quantization_config=get_quantization_config(m), peft_config=get_peft_config(m), **extra,
     )  # fmt: skip
+
+
+def mixed_alpha(recipe: Recipe) -> float | None:
+    """α of the mixed CoT/PoT loss, when the recipe sets it (an SFT recipe only)."""
+    alpha = recipe.settings.get(MIXED_ALPHA)
+    if alpha is not None and recipe.trainer != "sft":
+        raise UserError(f"{MIXED_ALPHA} weighs an SFT loss; recipe {recipe.path} trains with {recipe.trainer.upper()}")
+    return alpha
+
+
+def loss_record(trainer, alpha: float | None) -> dict[str, Any] | None:
+    """What the mixed loss was, for the provenance record (None for a trainer's own loss)."""
+    if alpha is None:
+        return None
+    return {"kind": "mixed", "formula": "alpha * L_cot + (1 - alpha) * L_pot", "alpha": alpha,
+            "rows_per_mode": dict(trainer.mode_counts), "batches": "mode-balanced"}  # fmt: skip
 
 
 def loss_token_stats(dataset, sample: int = 1000) -> dict[str, Any]:

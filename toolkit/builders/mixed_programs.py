@@ -1,0 +1,130 @@
+"""Program-of-thought completions: the program in a reply, and what running it says.
+
+`extract_program` is pure and never raises: it takes a model's reply and returns the Python
+program in it, or None when there is none. The rules, in order (table-tested in tests/test_mixed.py):
+
+1. Fenced blocks (```python, ```py, ```python3; unlabelled ``` blocks only when no block is
+   labelled Python). One block is the program. Several (a helper, then its use) are joined in
+   order when the join compiles; otherwise the last block that compiles and sets `ans`, else the
+   last block. A fence left open (a reply cut off mid-block) runs to the end of the text.
+2. No fence: the whole reply when it compiles; otherwise the longest run of whole lines that
+   compiles and assigns `ans` (prose before and after the code is left out).
+
+`judge_program` turns a sandbox run into a verdict: `verified` when the run ended with an `ans`
+that matches gold under the shared checker (`toolkit.answers.is_correct`), else the kind of failure.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from dataclasses import dataclass
+
+from toolkit import answers
+from toolkit.records import Problem
+
+PYTHON_LANGS = frozenset({"python", "python3", "py", "py3", "ipython"})
+_FENCE = re.compile(r"```[ \t]*([\w+.#-]*)[^\n]*\n(.*?)(?:\n[ \t]*```|\Z)", re.S)
+_ASSIGNS_ANS = re.compile(r"^\s*(?:ans\s*(?::[^=\n]*)?[-+*/%]?=(?!=)|ans\s*,|.*,\s*ans\s*=)", re.M)
+MAX_SCAN_LINES = 80  # the line-span search is quadratic; longer unfenced replies are taken whole or not at all
+
+# Why a sampled program is not kept, beside the sandbox's own outcomes (toolkit.sandbox.OUTCOMES).
+NOT_RUN = ("truncated", "no_program")
+FAILURE_KINDS = ("truncated", "no_program", "syntax", "exception", "timeout", "killed", "memory", "no_answer",
+                 "output_limit", "bad_answer", "wrong")  # fmt: skip
+
+
+def extract_program(text: str | None) -> str | None:
+    """The Python program in a reply (see module doc), stripped; None when there is none."""
+    if not text or not text.strip():
+        return None
+    blocks = [(lang.lower(), body) for lang, body in _FENCE.findall(text)]
+    if blocks:
+        python = [body for lang, body in blocks if lang in PYTHON_LANGS]
+        chosen = python or [body for lang, body in blocks if not lang]
+        return _from_blocks([_dedent(b) for b in chosen if b.strip()]) if chosen else None
+    return _from_bare(text)
+
+
+def _from_blocks(blocks: list[str]) -> str | None:
+    if not blocks:
+        return None
+    if len(blocks) == 1:
+        return blocks[0]
+    joined = "\n\n".join(blocks)
+    if _compiles(joined):
+        return joined
+    setting = [b for b in blocks if _compiles(b) and _ASSIGNS_ANS.search(b)]
+    return setting[-1] if setting else blocks[-1]
+
+
+def _from_bare(text: str) -> str | None:
+    whole = _dedent(text)
+    if _compiles(whole):
+        return whole
+    lines = text.strip().splitlines()
+    if len(lines) > MAX_SCAN_LINES:
+        return None
+    best: str | None = None
+    for start in range(len(lines)):
+        for end in range(len(lines), start, -1):
+            if best is not None and end - start <= best.count("\n") + 1:
+                break  # no longer than what we have
+            span = _dedent("\n".join(lines[start:end]))
+            if _ASSIGNS_ANS.search(span) and _compiles(span):
+                best = span
+                break
+    return best
+
+
+def _dedent(code: str) -> str:
+    import textwrap
+
+    return textwrap.dedent(code).strip()
+
+
+def _compiles(code: str) -> bool:
+    if not code.strip():
+        return False
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # SyntaxWarning for "\d" in a model's string literals
+            compile(code, "<pot>", "exec", dont_inherit=True)
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
+        return False
+    return True
+
+
+def as_completion(program: str) -> str:
+    """How a kept program is written in a row: the program alone, in one ```python block."""
+    return f"```python\n{program}\n```"
+
+
+@dataclass(frozen=True, slots=True)
+class ProgramVerdict:
+    """One sampled program, judged: `kind` is "verified" or one of FAILURE_KINDS."""
+
+    kind: str
+    program: str | None
+    value: str | None = None  # what `ans` held (canonical), when the run ended with one
+    outcome: str | None = None  # the sandbox's outcome, when the program ran
+    runtime_s: float | None = None
+    error: str = ""
+
+    @property
+    def verified(self) -> bool:
+        return self.kind == "verified"
+
+
+def judge_program(problem: Problem, program: str | None, result, finish_reason: str) -> ProgramVerdict:
+    """A verdict for one reply: its program, the sandbox `result` of running it (None when it was
+    not run: a cut-off reply, or no program in it) and whether `ans` matches gold."""
+    if finish_reason == "length":
+        return ProgramVerdict("truncated", program)
+    if program is None or result is None:
+        return ProgramVerdict("no_program", program)
+    base = {"program": program, "outcome": result.outcome, "runtime_s": result.runtime_s, "error": result.error}
+    if result.outcome != "ok":
+        return ProgramVerdict(result.outcome, **base)
+    right = answers.is_correct(result.value, problem.gold, problem.answer_type, problem.choices)
+    return ProgramVerdict("verified" if right else "wrong", value=result.value, **base)
