@@ -63,7 +63,7 @@ def _problem(name: str, row: Mapping[str, Any], index: int, rationales: tuple[st
     meta = {"index": index, "prompt": _messages(row["prompt"], where), "teacher_rationales": rationales,
             "teacher": row.get("teacher")}  # fmt: skip
     return Problem(str(row["id"]), str(row.get("source") or name), str(row["question"]), str(row["gold"]),
-                   answer_type, tuple(row.get("choices") or ()), meta)  # fmt: skip
+                   answer_type, tuple(row.get("choices") or ()), meta, index)  # fmt: skip
 
 
 def _messages(prompt: Any, where: str) -> tuple[dict[str, str], ...]:

@@ -56,7 +56,7 @@ def process_docs_for(benchmark: str) -> Callable[[Any], Any]:
 
     def process_docs(dataset):
         problems = benchmark_problems(benchmark, dataset, split)
-        return _dataset([problem_doc(p, f"{benchmark}-{p.meta['index']}") for p in problems])
+        return _dataset([problem_doc(p, f"{benchmark}-{p.index}") for p in problems])
 
     return process_docs
 

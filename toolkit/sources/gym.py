@@ -249,6 +249,7 @@ def _gym_problem(task: str, base_seed: int, index: int, entry: Mapping[str, Any]
         gold=gold,
         answer_type=answer_type,
         meta=meta,
+        index=index,
     )
 
 

@@ -141,6 +141,7 @@ def _benchmark_problems(bench: Benchmark, rows: Sequence[Mapping[str, Any]], whe
                 answer_type=bench.answer_type,
                 choices=row.choices,
                 meta={"index": index, **row.meta},
+                index=index,
             )
         )
     if skipped:

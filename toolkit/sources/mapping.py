@@ -93,7 +93,7 @@ def _mapped_problems(
                 gold=gold,
                 answer_type=answer_type,  # type: ignore[arg-type]  # one of ANSWER_TYPES
                 choices=options or labels,
-                meta={"index": index},
+                index=index,
             )
         )
     return problems, answer_type
