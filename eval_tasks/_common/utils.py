@@ -15,48 +15,24 @@ The prompt is the one the CoT builder trains students on, and extraction and che
 
 from __future__ import annotations
 
-from collections import Counter
-
 from lm_eval.api.filter import Filter
 
 from toolkit import answers
 from toolkit.builders.cot import prompt_messages
-from toolkit.records import Problem
+from toolkit.evaluate.hooks import MISS, doc_problem, extract, score, vote
 
-MISS = "[invalid]"  # what a filter yields when nothing could be extracted (lm-eval's convention)
-
-
-def _problem(doc: dict) -> Problem:
-    return Problem(
-        id=str(doc.get("id", "")),
-        source="eval",
-        question=doc["question"],
-        gold=doc["gold"],
-        answer_type=doc["answer_type"],
-        choices=tuple(doc.get("choices") or ()),
-    )
+__all__ = ["MISS", "AnswerFilter", "VoteFilter", "doc_to_target", "doc_to_text", "extract", "process_results", "vote"]
 
 
 def doc_to_text(doc: dict) -> str:
     """The user turn: the CoT builder's default prompt, so students are scored on what they saw."""
-    return prompt_messages(_problem(doc))[-1]["content"]
+    return prompt_messages(doc_problem(doc))[-1]["content"]
 
 
 def doc_to_target(doc: dict) -> str:
     """A few-shot answer: the benchmark's worked solution (if any) ending in the house convention."""
     rationale = (doc.get("rationale") or "").strip()
     return answers.ensure_answer_line(rationale, doc["gold"]) if rationale else f"The answer is {doc['gold']}."
-
-
-def extract(text: str, doc: dict, mode: str) -> str:
-    """One answer from one generation: `strict` reads only "The answer is X."; `flexible` falls back."""
-    choices = tuple(doc.get("choices") or ())
-    if mode == "strict":
-        value = answers.extract_strict(text, doc["answer_type"], choices)
-    else:
-        found = answers.extract_answer(text, doc["answer_type"], choices, flexible=True)
-        value = found.value if found else None
-    return MISS if value is None else value
 
 
 class AnswerFilter(Filter):
@@ -72,16 +48,6 @@ class AnswerFilter(Filter):
         return [[extract(text, doc, self.mode) for text in group] for group, doc in zip(resps, docs)]
 
 
-def vote(values: list[str]) -> str:
-    """Self-consistency: the most frequent extracted answer; misses do not vote, ties go to the earliest."""
-    valid = [v for v in values if v != MISS]
-    if not valid:
-        return MISS
-    counts = Counter(valid)
-    best = max(counts.values())
-    return next(v for v in valid if counts[v] == best)
-
-
 class VoteFilter(Filter):
     """Collapses each document's repeats (already extracted) into their majority answer."""
 
@@ -91,8 +57,4 @@ class VoteFilter(Filter):
 
 def process_results(doc: dict, results: list[str]) -> dict[str, float]:
     """exact_match = the toolkit's checker on the filtered answer; a miss scores 0."""
-    pred = results[0]
-    if pred == MISS:
-        return {"exact_match": 0.0}
-    choices = tuple(doc.get("choices") or ())
-    return {"exact_match": float(answers.is_correct(pred, doc["gold"], doc["answer_type"], choices))}
+    return score(doc, results[0])

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import threading
-from collections import Counter
 
 from lm_eval.api.filter import Filter
 from lm_eval.api.task import ConfigurableTask
@@ -26,9 +25,8 @@ from toolkit import answers
 from toolkit.builders.mixed import prompt_messages, sandbox_limits
 from toolkit.builders.mixed_programs import extract_program
 from toolkit.evaluate.docs import gym_dataset, process_docs_for
-from toolkit.records import Problem
+from toolkit.evaluate.hooks import MISS, doc_problem, extract, score, vote  # the shared reading and scoring
 
-MISS = "[invalid]"  # what a filter yields when nothing could be extracted (lm-eval's convention)
 MODES = ("cot", "pot", "mixed")
 HUB_BENCHMARKS = ("gsm8k", "svamp", "asdiv")
 
@@ -53,15 +51,10 @@ def load(hubtool_mode: str = "cot", **kwargs):
     return data.map(lambda _: {"mode": hubtool_mode})
 
 
-def _problem(doc: dict) -> Problem:
-    return Problem(id=str(doc.get("id", "")), source="eval", question=doc["question"], gold=doc["gold"],
-                   answer_type=doc["answer_type"], choices=tuple(doc.get("choices") or ()))  # fmt: skip
-
-
 def doc_to_text(doc: dict) -> str:
     """The user turn of the document's mode (the mixed task's CoT turn; its PoT turn is made per request)."""
     mode = "pot" if doc.get("mode") == "pot" else "cot"
-    return prompt_messages(_problem(doc), mode)[-1]["content"]
+    return prompt_messages(doc_problem(doc), mode)[-1]["content"]
 
 
 def doc_to_target(doc: dict) -> str:
@@ -136,16 +129,6 @@ def run_programs(texts: list[str], docs: list[dict]) -> list[str]:
     return out
 
 
-def extract_text(text: str, doc: dict, extract: str) -> str:
-    choices = tuple(doc.get("choices") or ())
-    if extract == "strict":
-        value = answers.extract_strict(text, doc["answer_type"], choices)
-    else:
-        found = answers.extract_answer(text, doc["answer_type"], choices, flexible=True)
-        value = found.value if found else None
-    return MISS if value is None else value
-
-
 class ModeFilter(Filter):
     """Each generation -> its answer, by the document's mode: CoT text is read, a PoT program is run.
     Every repeat is kept (take_first or the vote comes after)."""
@@ -165,28 +148,14 @@ class ModeFilter(Filter):
             if doc.get("mode") == "pot":
                 value = next(ran)
                 if value == MISS and self.extract == "flexible":
-                    value = extract_text(text, doc, "flexible")
+                    value = extract(text, doc, "flexible")
             else:
-                value = extract_text(text, doc, self.extract)
+                value = extract(text, doc, self.extract)
             out[i].append(value)
         return out
-
-
-def vote(values: list[str]) -> str:
-    """The most frequent answer; misses do not vote, ties go to the earliest (CoT samples come first)."""
-    valid = [v for v in values if v != MISS]
-    if not valid:
-        return MISS
-    counts = Counter(valid)
-    best = max(counts.values())
-    return next(v for v in valid if counts[v] == best)
 
 
 def process_results(doc: dict, results: list) -> dict[str, float]:
     """exact_match of the answer (single-path), or of the vote over every sample of both requests (mixed)."""
     flat = [v for r in results for v in (r if isinstance(r, list) else [r])]
-    pred = vote(flat)
-    if pred == MISS:
-        return {"exact_match": 0.0}
-    choices = tuple(doc.get("choices") or ())
-    return {"exact_match": float(answers.is_correct(pred, doc["gold"], doc["answer_type"], choices))}
+    return score(doc, vote(flat))

@@ -202,17 +202,22 @@ def _required(f: dataclasses.Field) -> bool:
     return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
 
 
-def read_config_file(path: str | Path, names: set[str]) -> dict[str, Any]:
-    """A YAML mapping of field names (dashes or underscores) to values; unknown keys are errors."""
+def read_yaml(path: str | Path, what: str) -> Any:
+    """A YAML file's content; a missing or unreadable file is a one-line UserError naming `what`."""
     import yaml
 
-    path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise UserError(f"--config {path} does not exist") from None
+        raise UserError(f"{what} {path} does not exist") from None
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
-        raise UserError(f"--config {path} is not a readable YAML file ({' '.join(str(e).split())[:200]})") from None
+        raise UserError(f"{what} {path} is not readable YAML ({' '.join(str(e).split())[:200]})") from None
+
+
+def read_config_file(path: str | Path, names: set[str]) -> dict[str, Any]:
+    """A YAML mapping of field names (dashes or underscores) to values; unknown keys are errors."""
+    path = Path(path)
+    data = read_yaml(path, "--config")
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -62,15 +62,10 @@ class Experiment:
 
 def load_experiment(path: str | Path) -> Experiment:
     """Read and check an experiment file: every step of a known kind, every reference to an earlier step."""
-    import yaml
+    from toolkit.builders.config import read_yaml
 
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"experiment {path} does not exist") from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
-        raise UserError(f"experiment {path} is not readable YAML ({' '.join(str(e).split())[:200]})") from None
+    data = read_yaml(path, "experiment")
     if not isinstance(data, dict) or not isinstance(data.get("steps"), dict) or not data["steps"]:
         raise UserError(f"experiment {path} needs a `steps:` mapping (step id -> step)")
     unknown = set(data) - {"name", "about", "eval", "steps", "decontaminate"}
