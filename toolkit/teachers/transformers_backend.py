@@ -29,6 +29,7 @@ class TransformersTeacher(Teacher):
         self.model = model
         self.revision = model_revision(model)
         self.batch_size = max(1, batch_size)
+        self.window = 8 * self.batch_size  # problems in flight: batches stay full, the tail of a dispatch short
         path = resolve_model_path(model)
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         try:

@@ -1,9 +1,11 @@
 """Offline vLLM as a teacher: `LLM.chat` with `SamplingParams(n=k)`, prefix caching, tensor parallel.
 
 GPU only and optional (`pip install 'hubtool[vllm]'`); vLLM is imported inside `from_spec`, so the
-rest of the toolkit never needs it. Requests go to vLLM in chunks of `chunk_size`: vLLM schedules a
-whole chunk at once (continuous batching inside it), and `on_result` fires for every request of a
-chunk as soon as the chunk ends, so a killed build loses at most one chunk of calls.
+rest of the toolkit never needs it. A build keeps `window` problems in flight for it (thousands: vLLM
+schedules best when it sees the whole work), and their waiting requests arrive as one `generate` call.
+They go to vLLM in chunks of `chunk_size` (default 2048): vLLM schedules a whole chunk at once
+(continuous batching inside it), and `on_result` fires for every request of a chunk as soon as the
+chunk ends, so a killed build loses at most one chunk of calls.
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ class VLLMTeacher(Teacher):
     """A model loaded in-process by vLLM."""
 
     backend = "vllm"
+    window = 16384  # problems a build keeps in flight: hand vLLM the work at once, not 64 at a time
 
     def __init__(
         self, model: str, llm: Any, sampling_params_cls: Any, *, revision: str, chunk_size: int
@@ -104,7 +107,7 @@ class VLLMTeacher(Teacher):
         log.info("loading %s into vLLM (%s)", path, engine_args)
         llm = vllm.LLM(model=path, **engine_args)
         rev = model_revision(model) or hub_commit(model, revision) or (revision or "")
-        return cls(model, llm, vllm.SamplingParams, revision=rev, chunk_size=chunk_size or 256)
+        return cls(model, llm, vllm.SamplingParams, revision=rev, chunk_size=chunk_size or 2048)
 
     def generate(self, requests: Sequence[Request], on_result: OnResult | None = None) -> list[Result]:
         """All samples of a chunk in one `LLM.chat` call; results reported chunk by chunk."""
