@@ -18,6 +18,7 @@ from toolkit.registry import Registry
 MODULES: list[str] = [
     "toolkit.builders.cot",
     "toolkit.builders.preference",
+    "toolkit.builders.evolve",
 ]
 
 __all__ = ["MODULES", "BuildConfig", "Method", "build_dataset", "get_method", "methods", "summary_line"]
