@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from toolkit.builders.evolve import tree as T
@@ -83,8 +84,6 @@ def means(scores: list[T.Scores]) -> dict[str, Any]:
 
 
 def finish(config: Any, stats: Stats, counts: Counter[str]) -> dict[str, Any]:
-    from pathlib import Path
-
     trees = Path(config.out) / "trees"
     if trees.is_dir():  # trees of seeds this build no longer has (an --overwrite of another build)
         for stale in trees.glob("*.json"):
