@@ -66,8 +66,8 @@ def describe_tree(run_dir: str | Path, which: str) -> str:
     files = sorted(folder.glob("*.json"))
     if not files:
         raise UserError(f"{run_dir} holds no search trees ({folder}); only tree-search builds write them")
-    path = files[0] if which == "first" else folder / f"{which}.json"
-    if not path.is_file():
+    path = files[0] if which == "first" else folder / f"{Path(which).name}.json"
+    if not path.is_file() or which not in ("first", path.stem):
         raise UserError(f"no tree {which!r} in {folder}; e.g. {', '.join(p.stem for p in files[:3])} or 'first'")
     data = json.loads(path.read_text(encoding="utf-8"))
     head = {k: v for k, v in data.items() if k != "root" and not isinstance(v, dict | list)}
