@@ -6,7 +6,10 @@ import json
 import textwrap
 from pathlib import Path
 
+from toolkit.errors import UserError
 from toolkit.rundir import FAILED, data_file, read_manifest
+
+TREES = "trees"  # RUN/trees/<id>.json: search trees a method writes (nodes: "label", "children")
 
 
 def _rows(run_dir: Path, n: int) -> tuple[int, list[dict]]:
@@ -46,7 +49,35 @@ def describe_run(run_dir: str | Path, n_rows: int = 3) -> str:
         f"  usage    {json.dumps(m.usage)}",
         f"  command  {m.command}",
     ]
+    trees = sorted((run_dir / TREES).glob("*.json"))
+    if trees:
+        out.append(f"  trees    {len(trees)} in {run_dir / TREES} (`hubtool inspect {run_dir} --tree ID|first`)")
     if rows:
         out.append(f"first {len(rows)} rows:")
         out += [_show_row(r) for r in rows]
     return "\n".join(out)
+
+
+def describe_tree(run_dir: str | Path, which: str) -> str:
+    """One search tree of a build (RUN/trees/<which>.json, or the first one), a node per line.
+
+    Generic: a tree file is {"root": node, ...} where a node has a one-line "label" and "children"."""
+    folder = Path(run_dir) / TREES
+    files = sorted(folder.glob("*.json"))
+    if not files:
+        raise UserError(f"{run_dir} holds no search trees ({folder}); only tree-search builds write them")
+    path = files[0] if which == "first" else folder / f"{Path(which).name}.json"
+    if not path.is_file() or which not in ("first", path.stem):
+        raise UserError(f"no tree {which!r} in {folder}; e.g. {', '.join(p.stem for p in files[:3])} or 'first'")
+    data = json.loads(path.read_text(encoding="utf-8"))
+    head = {k: v for k, v in data.items() if k != "root" and not isinstance(v, dict | list)}
+    lines = [f"{path}: " + ", ".join(f"{k} {str(v)[:80]!s}" for k, v in head.items())]
+
+    def walk(node: dict, prefix: str, last: bool, top: bool) -> None:
+        lines.append(("" if top else prefix + ("└─ " if last else "├─ ")) + str(node.get("label", node.get("id"))))
+        kids = node.get("children") or []
+        for i, kid in enumerate(kids):
+            walk(kid, "" if top else prefix + ("   " if last else "│  "), i == len(kids) - 1, False)
+
+    walk(data["root"], "", True, True)
+    return "\n".join(lines)

@@ -20,6 +20,7 @@ MODULES: list[str] = [
     "toolkit.builders.preference",
     "toolkit.builders.counterfactual",
     "toolkit.builders.mixed",
+    "toolkit.builders.evolve",
 ]
 
 __all__ = ["MODULES", "BuildConfig", "Method", "build_dataset", "get_method", "methods", "summary_line"]

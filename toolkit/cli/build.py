@@ -129,10 +129,14 @@ def run_build(method, flags: dict[str, Any], config_file: str | None, preset: st
 @click.argument("run_dir", type=click.Path())
 @click.option("-n", "--rows", "n_rows", default=3, show_default=True, help="Rows to show.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
-def inspect(run_dir: str, n_rows: int, as_json: bool) -> None:
+@click.option("--tree", metavar="ID", help="Print a search tree of the build (trees/ID.json; 'first' for the first).")
+def inspect(run_dir: str, n_rows: int, as_json: bool, tree: str | None) -> None:
     """Stats and a few rows of a run directory."""
-    from toolkit.inspect import describe_run
+    from toolkit.inspect import describe_run, describe_tree
 
+    if tree:
+        click.echo(describe_tree(run_dir, tree))
+        return
     if as_json:
         from toolkit.rundir import read_manifest
 

@@ -49,11 +49,14 @@ def _print_tasks_path(ctx: click.Context, _param: click.Parameter, value: bool) 
 @click.option("--in-domain", help="Comma-separated tasks the models were trained on (default: each suite's own).")
 @click.option("--data-dir", type=click.Path(path_type=Path),
               help="Local copies of benchmarks as <benchmark>.jsonl (e.g. gsm8k.jsonl), used instead of the Hub.")
+@click.option("--judge", metavar="BACKEND:MODEL",
+              help="Also judge each model's answers against the first model's, pairwise (win rate; judge.jsonl).")
+@click.option("--judge-max-tokens", type=int, default=256, show_default=True, help="Longest judge reply.")
 @click.option("-o", "--output-dir", type=click.Path(path_type=Path), default=Path("eval-results"), show_default=True)
 @click.option("--tasks-path", is_flag=True, is_eager=True, expose_value=False, callback=_print_tasks_path,
               help="Print the folder of the hubtool lm-eval tasks and exit (for lm_eval --include_path).")
 def eval_command(models, suites, tasks, backend, base_url, limit, num_fewshot, batch_size, max_gen_toks,
-                 in_domain, data_dir, output_dir):
+                 in_domain, data_dir, judge, judge_max_tokens, output_dir):
     """Score models with lm-eval on in-domain and out-of-domain reasoning tasks.
 
     Writes lm-eval's results and samples per model, report.md (model x task with in-domain and
@@ -69,7 +72,7 @@ def eval_command(models, suites, tasks, backend, base_url, limit, num_fewshot, b
     options = EvalOptions(
         backend=backend, base_url=base_url, limit=_limit(limit), num_fewshot=num_fewshot,
         batch_size=int(batch_size) if batch_size.isdigit() else batch_size, max_gen_toks=max_gen_toks,
-        data_dir=data_dir, in_domain=_split(in_domain) or None,
+        data_dir=data_dir, in_domain=_split(in_domain) or None, judge=judge, judge_max_new_tokens=judge_max_tokens,
     )
     result = run_eval(list(models), output_dir, suites=list(suites), tasks=_split(tasks), options=options)
     click.echo(result.markdown)

@@ -11,9 +11,13 @@ from toolkit.evaluate.tasks import PREFIX, benchmark_of
 
 FILTERS: tuple[str, ...] = ("strict-match", "flexible-extract")
 _FILTER_TITLES = {
-    "strict-match": "strict-match: only the closing \"The answer is X.\" counts",
-    "flexible-extract": "flexible-extract: else the last number / option / yes-no",
+    "strict-match": "strict-match: only the closing \"The answer is X.\" counts (IFEval: prompt-level strict accuracy)",
+    "flexible-extract": "flexible-extract: else the last number / option / yes-no (IFEval: prompt-level loose accuracy)",
 }
+# Tasks scored otherwise than by exact match fill the same two tables with their strict / lenient metric.
+METRICS = {f: (f"exact_match,{f}",) for f in FILTERS}
+METRICS["strict-match"] += ("prompt_level_strict_acc,none",)
+METRICS["flexible-extract"] += ("prompt_level_loose_acc,none",)
 
 
 @dataclass
@@ -31,13 +35,15 @@ class Report:
     # task -> (benchmark, mode), for tasks whose metadata names both: one benchmark scored in several
     # reasoning modes (eval_tasks/mixed: cot, pot, mixed), reported side by side
     modes: dict[str, tuple[str, str]] = field(default_factory=dict)
+    judged: list[dict] = field(default_factory=list)  # pairwise win rates (`--judge`), see toolkit.evaluate.judge
 
     def add(self, model: str, results: dict) -> None:
         """Take one model's lm-eval results (the dict `simple_evaluate` returns)."""
         per_task = self.scores.setdefault(model, {})
         for task in self.tasks:
             metrics = results["results"].get(task, {})
-            per_task[task] = {f: metrics[f"exact_match,{f}"] for f in FILTERS if f"exact_match,{f}" in metrics}
+            found = {f: next((metrics[k] for k in METRICS[f] if k in metrics), None) for f in FILTERS}
+            per_task[task] = {f: v for f, v in found.items() if v is not None}
             found = {f: metrics[f"consistency,{f}"] for f in FILTERS if f"consistency,{f}" in metrics}
             if found:
                 self.consistency.setdefault(model, {})[task] = found
@@ -76,7 +82,7 @@ class Report:
     def to_dict(self) -> dict:
         return {"tasks": self.tasks, "in_domain": sorted(self.in_domain), "samples": self.samples,
                 "scores": self.scores, "consistency": self.consistency, "notes": self.notes,
-                "modes": {t: list(bm) for t, bm in self.modes.items()}}
+                "modes": {t: list(bm) for t, bm in self.modes.items()}, "judged": self.judged}
 
 
 def _short(task: str) -> str:
@@ -106,6 +112,16 @@ def markdown(report: Report) -> str:
                   "`mixed` k CoT + k PoT samples with one vote).", ""]  # fmt: skip
         for filter_name in FILTERS:
             lines += [f"## {filter_name}", "", *_modes_table(report, filter_name), ""]
+    if report.judged:
+        lines += ["## Judged win rate against the first model", "",
+                  "Each document's two answers judged in both orders; win rate = (wins + ties / 2) / judgments; "
+                  "unparsed verdicts count as ties.", "",
+                  "| task | model | against | judge | documents | wins | ties | losses | unparsed | win rate |",
+                  "|---|---|---|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+        for j in report.judged:
+            lines.append(f"| {_short(j['task'])} | {j['model']} | {j['reference']} | {j['judge']} | {j['docs']} | "
+                         f"{j['wins']} | {j['ties']} | {j['losses']} | {j['unparsed']} | {_pct(j['win_rate'])} |")  # fmt: skip
+        lines.append("")
     return "\n".join(lines)
 
 

@@ -35,6 +35,8 @@ class EvalOptions:
     max_gen_toks: int | None = None
     data_dir: Path | None = None
     in_domain: list[str] | None = None
+    judge: str | None = None  # BACKEND:MODEL comparing every model's answers with the first model's
+    judge_max_new_tokens: int = 256
 
 
 @dataclass
@@ -60,6 +62,8 @@ def run_eval(
     _check_options(options)
     if output_dir.exists() and not output_dir.is_dir():
         raise UserError(f"--output-dir {output_dir} is a file; give a folder for the reports")
+    if options.judge is not None and len(models) < 2:
+        raise UserError("--judge compares models with the first one: give at least two --model")
     manager = tasks_mod.task_manager()
     catalog = tasks_mod.catalog(manager)
     names = tasks_mod.select_tasks(catalog, list(suites), list(tasks))
@@ -78,12 +82,27 @@ def run_eval(
     notes = _notes(options) + [f"`{spec.label}`: {describe(spec)}" for spec in specs]
     report = report_mod.Report(tasks=names, in_domain=in_domain, notes=notes)
     paths: dict[str, Path] = {}
+    samples = {}
     for spec in specs:
         results = _evaluate_one(spec, manager, names, options)
         report.add(spec.label, results)
         paths |= _write_results(output_dir / _folder_name(spec.label), spec.label, results)
+        samples[spec.label] = results.get("samples", {})
+    if options.judge:
+        paths |= _judge(report, samples, names, options, output_dir)
     paths |= report_mod.write(report, output_dir)
     return EvalResult(report, report_mod.markdown(report), paths)
+
+
+def _judge(report, samples: dict, names: list[str], options: EvalOptions, output_dir: Path) -> dict[str, Path]:
+    """Pairwise win rates of every model against the first, by the judge (written to judge.jsonl)."""
+    from toolkit.evaluate.judge import judge_models
+
+    judged, records = judge_models(options.judge, samples, names, options.judge_max_new_tokens)
+    report.judged = [j.to_dict() for j in judged]
+    path = output_dir / "judge.jsonl"
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+    return {"judge": path}
 
 
 def _check_options(options: EvalOptions) -> None:
@@ -98,6 +117,12 @@ def _check_options(options: EvalOptions) -> None:
         raise UserError(f"--batch-size must be a positive integer or 'auto', not {size!r}")
     if options.data_dir is not None and not options.data_dir.is_dir():
         raise UserError(f"--data-dir {options.data_dir} is not a folder")
+    if options.judge is not None:
+        from toolkit.teachers import parse_teacher_spec
+
+        parse_teacher_spec(options.judge)  # an unknown backend fails now, not after the models ran
+        if options.judge_max_new_tokens < 1:
+            raise UserError("--judge-max-tokens must be at least 1")
 
 
 def _unique_labels(specs: list[ModelSpec]) -> list[ModelSpec]:

@@ -1,0 +1,313 @@
+"""IDEA-MCTS (Li et al., Findings of EMNLP 2024): seed instructions evolved by Monte Carlo tree search.
+
+Per seed instruction (`run`): the scorer rates the seed; the search (`search.Search`) evolves it
+by UCT-guided expansion, random rollouts and backpropagation over the evolution actions
+(`actions.py`), each new instruction rated by the scorer (reward = quality + complexity +
+diversity, `scoring.py`); the instructions on the root-to-terminal paths are answered by the
+answerer and become SFT rows. `--search none` spends the same evolver budget on Evol-Instruct-style
+random chains instead, so what the search adds is measured. Each seed's tree is written to
+RUN/trees/<seed id>.json (`hubtool inspect RUN --tree ID` prints it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from toolkit import prompts
+from toolkit.builders.config import BuildConfig, Preset, at_least, param
+from toolkit.builders.evolve import search as S
+from toolkit.builders.evolve import tree as T
+from toolkit.builders.evolve.actions import DEFAULT_ACTIONS, Action, load_actions
+from toolkit.builders.evolve.scoring import LOW, clean_evolution, diversity_score, parse_score, parse_tags
+from toolkit.builders.evolve.seeds import ANSWER_TYPE, load_seeds
+from toolkit.builders.evolve.stats import Stats, finish
+from toolkit.builders.method import Method, Paper, Work
+from toolkit.builders.rows import SFTRow, assistant, user
+from toolkit.errors import UserError
+from toolkit.records import Problem
+from toolkit.teachers import DEFAULT_TEACHER
+from toolkit.teachers.base import CallFailure, Request, SamplingParams
+
+__all__ = ["METHOD", "EvolveConfig", "EvolveRow"]
+
+TREES = "trees"
+MODEL_HELP = "BACKEND:MODEL (transformers, openai MODEL@URL, vllm, fake; see the README)"
+TEMPLATE_VARIABLES = {"evolve": {"instruction", "action", "directive"}, "score": {"instruction"}}
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvolveConfig(BuildConfig):
+    evolver: str = param(DEFAULT_TEACHER, help=f"The model that evolves instructions: {MODEL_HELP}.",
+                         metavar="BACKEND:MODEL", model=True)  # fmt: skip
+    scorer: str | None = param(None, help="The judge that rates quality, complexity and diversity (default: the "
+                                          "evolver).", metavar="BACKEND:MODEL", model=True)  # fmt: skip
+    answerer: str | None = param(None, help="The model that answers the evolved instructions (default: the "
+                                            "evolver).", metavar="BACKEND:MODEL", model=True)  # fmt: skip
+    search: Literal["mcts", "none"] = param(
+        "mcts", help="mcts: IDEA-MCTS; none: Evol-Instruct-style random chains on the same evolver budget (the "
+                     "baseline).")  # fmt: skip
+    children: int = param(5, help="Nodes one expansion adds, each by a different action.")
+    iterations: int = param(3, help="MCTS iterations per seed (selection, expansion, evaluation, simulation, "
+                                    "backpropagation).")  # fmt: skip
+    max_depth: int = param(4, help="Evolutions from the seed after which a path ends.")
+    uct_c: float = param(1.0, help="UCT exploration constant C.")
+    reward_threshold: float = param(10.0, help="A path also ends at a node whose reward (3-15) passes this.")
+    actions: str | None = param(None, help="Evolution actions (YAML/JSON {name: directive}, or jsonl) instead of "
+                                           "the paper's twelve.", metavar="FILE")  # fmt: skip
+    budget: int | None = param(None, help="--search none: evolver calls per seed (default: the most the search "
+                                          "can spend, iterations x (children + max_depth - 1)).")  # fmt: skip
+    budget_from: str | None = param(None, help="--search none: a finished --search mcts run directory; each seed "
+                                               "gets the evolver calls the search spent on it.", metavar="DIR")  # fmt: skip
+    rows: Literal["paths", "all"] = param(
+        "paths", help="paths: the nodes on root-to-terminal paths (the paper's pool); all: every valid evolved "
+                      "node.")  # fmt: skip
+    include_seed: bool = param(False, help="Also answer the seed instruction itself and keep it as a row.")
+    rows_per_seed: int | None = param(None, help="Keep at most N rows per seed, drawn with the seed's generator.")
+    keep: Literal["complete", "all"] = param(
+        "complete", help="complete: only answers that ended on their own; all: cut-off answers too, flagged "
+                         "`correct` false.")  # fmt: skip
+    input_field: str | None = param(None, help="A column appended to the instruction when non-empty (Alpaca's "
+                                               "`input`).")  # fmt: skip
+    judge_max_new_tokens: int = param(96, help="Longest scorer reply, in tokens (the scorer samples greedily).")
+    template: str = param("evolve", help="Evolution prompt: a name in toolkit/prompts, or a FILE.jinja.")
+    quality_template: str = param("evolve_quality", help="Quality rubric prompt (reply: 'Score: N', 1-5).")
+    complexity_template: str = param("evolve_complexity", help="Complexity rubric prompt (reply: 'Score: N', 1-5).")
+    diversity_template: str = param("evolve_diversity", help="Intent-tag prompt (reply: a JSON list of tags).")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("children", "iterations", "max_depth", "budget", "rows_per_seed", "judge_max_new_tokens"):
+            at_least(self, name, 1)
+        if self.uct_c < 0:
+            raise UserError(f"--uct-c must be at least 0, not {self.uct_c}")
+        if self.search == "mcts" and (self.budget is not None or self.budget_from is not None):
+            raise UserError("--budget and --budget-from set the baseline's budget; use them with --search none")
+        if self.budget is not None and self.budget_from is not None:
+            raise UserError("give the baseline's budget as --budget N or --budget-from DIR, not both")
+        for role in ("scorer", "answerer"):  # unset: the evolver (one backend serves all roles)
+            if getattr(self, role) is None:
+                object.__setattr__(self, role, self.evolver)
+
+    @property
+    def knobs(self) -> S.Knobs:
+        return S.Knobs(self.children, self.iterations, self.max_depth, self.uct_c, self.reward_threshold)
+
+    @property
+    def score_templates(self) -> tuple[str, str, str]:
+        return (self.quality_template, self.complexity_template, self.diversity_template)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EvolveRow(SFTRow):
+    """An evolved instruction (`prompt`, also `question`) and the answerer's reply (`completion`).
+
+    There is no gold answer: `gold` is "", `pred` None, and `correct` says the answer is complete
+    (it ended on its own, not at the token limit, and is not empty)."""
+
+    seed_id: str  # the seed instruction's id (its tree: trees/<seed_id>.json)
+    seed: str  # the seed instruction
+    node: int  # the node's id in its tree
+    depth: int  # evolutions from the seed
+    actions: list[str]  # the actions from the seed to this instruction
+    scores: T.Scores
+    visits: int  # MCTS visits of the node (0 for rollout and chain nodes)
+    search: str  # mcts | none
+
+
+# -- the models, as the search sees them ------------------------------------------------------------
+class ModelOracle:
+    """The evolver and the scorer behind the build's cached sessions (`search.Oracle`)."""
+
+    def __init__(self, work: Work[EvolveConfig]) -> None:
+        self.work, self.c = work, work.config
+
+    async def evolve(self, instruction: str, action: Action, node_id: int) -> tuple[str, str | None]:
+        c = self.c
+        text = prompts.render(c.template, instruction=instruction, action=action.name, directive=action.directive)
+        # Each node draws with its own seed: siblings, and rollouts that repeat an action, differ.
+        params = SamplingParams(c.temperature, c.top_p, c.max_new_tokens, c.seed + node_id)
+        result = await self.work.models["evolver"].generate(Request(tuple(user(text)), 1, params))
+        if isinstance(result, CallFailure):
+            raise S.CallFailed("evolver", result.error)
+        evolved, invalid = clean_evolution(result[0].text, instruction, result[0].finish_reason)
+        self.work.counts["evolver_calls"] += 1
+        self.work.counts["invalid_evolutions"] += invalid is not None
+        return evolved, invalid
+
+    async def score(self, instruction: str) -> tuple[T.Scores, tuple[str, ...]]:
+        c, counts = self.c, self.work.counts
+        params = SamplingParams(0.0, 1.0, c.judge_max_new_tokens, c.seed)
+        requests = [Request(tuple(user(prompts.render(t, instruction=instruction))), 1, params) for t in c.score_templates]
+        results = await self.work.models["scorer"].gather(*requests)
+        failed = next((r for r in results if isinstance(r, CallFailure)), None)
+        if failed is not None:
+            raise S.CallFailed("scorer", failed.error)
+        quality, complexity = (parse_score(r[0].text) for r in results[:2])
+        tags = parse_tags(results[2][0].text)
+        unparsed = (quality is None) + (complexity is None) + (tags is None)
+        counts["scored"] += 1
+        counts["unparsed_scores"] += unparsed
+        q, cx = float(quality or LOW), float(complexity or LOW)
+        d = float(diversity_score(tags) if tags else LOW)
+        return T.Scores(q, cx, d, q + cx + d, unparsed), tags or ()
+
+
+# -- one seed ---------------------------------------------------------------------------------------
+async def run(problem: Problem, work: Work[EvolveConfig]) -> None:
+    c, counts, stats = work.config, work.counts, work.state
+    rng = S.rng_for(problem.id, c.seed)
+    search = S.Search(ModelOracle(work), stats.actions, c.knobs, rng)
+    try:
+        root = await search.root(problem.question)
+        if c.search == "mcts":
+            await search.mcts(root)
+        else:
+            await search.chains(root, stats.budget_for(problem.id, counts))
+    except S.CallFailed as e:
+        work.fail(e.error, role=e.role)
+        return
+    nodes = S.row_nodes(root, c.rows, c.include_seed)
+    if c.rows_per_seed is not None and len(nodes) > c.rows_per_seed:
+        nodes = sorted(rng.sample(nodes, c.rows_per_seed), key=lambda n: n.id)
+    answerer = work.models["answerer"]
+    results = await answerer.gather(*(Request(tuple(user(n.instruction)), 1, c.sampling) for n in nodes))
+    failed = next((r for r in results if isinstance(r, CallFailure)), None)
+    if failed is not None:
+        work.fail(failed.error, role="answerer")
+        return
+    kept = []
+    for node, result in zip(nodes, results):
+        answer = result[0]
+        complete = answer.finish_reason != "length" and bool(answer.text.strip())
+        counts["answered"] += 1
+        counts["truncated"] += answer.finish_reason == "length"
+        if c.keep == "complete" and not complete:
+            continue
+        kept.append(node)
+        work.keep(EvolveRow(
+            prompt=user(node.instruction), completion=assistant(answer.text.strip() if complete else answer.text),
+            id=f"{problem.id}-{node.id}", source=problem.source, question=node.instruction, gold="", pred=None,
+            correct=complete, answer_type=ANSWER_TYPE, choices=[], teacher=answerer.identity, sample_idx=0,
+            finish_reason=answer.finish_reason, num_tokens=answer.completion_tokens, seed_id=problem.id,
+            seed=problem.question, node=node.id, depth=node.depth, actions=node.actions(),
+            scores=node.scores or T.Scores(0, 0, 0, 0), visits=node.visits, search=c.search,
+        ))  # fmt: skip
+    counts["kept"] += len(kept)
+    counts["nodes"] += sum(1 for _ in T.walk(root)) - 1
+    counts["seeds_done"] += 1
+    stats.record(root, kept, search)
+    write_tree(c, problem, root, search)
+    stats.written.add(problem.id)
+
+
+def write_tree(c: EvolveConfig, problem: Problem, root: T.Node, search: S.Search) -> None:
+    from toolkit.rundir import atomic_write
+
+    data = {
+        "seed_id": problem.id, "seed": problem.question, "source": problem.source, "search": c.search,
+        "knobs": dataclasses.asdict(c.knobs),
+        "evolver_calls": search.calls, "iterations_run": search.iterations_run,
+        "nodes": sum(1 for _ in T.walk(root)),
+        "root": T.to_json(root),
+    }  # fmt: skip
+    atomic_write(Path(c.out) / TREES / f"{problem.id}.json", json.dumps(data, indent=1, ensure_ascii=False).encode())
+
+
+# -- before any model loads -------------------------------------------------------------------------
+def setup(config: EvolveConfig) -> Stats:
+    prompts.check_template(config.template, TEMPLATE_VARIABLES["evolve"])
+    for name in config.score_templates:
+        prompts.check_template(name, TEMPLATE_VARIABLES["score"])
+    actions = load_actions(config.actions) if config.actions else DEFAULT_ACTIONS
+    budgets = read_budgets(config.budget_from) if config.budget_from else None
+    default = config.budget or S.max_budget(config.knobs)
+    return Stats(search=config.search, actions=actions, budgets=budgets, default_budget=default)
+
+
+def read_budgets(run_dir: str) -> dict[str, int]:
+    """Evolver calls per seed, from the trees of a finished search build."""
+    folder = Path(run_dir) / TREES
+    files = sorted(folder.glob("*.json")) if folder.is_dir() else []
+    if not files:
+        raise UserError(f"--budget-from {run_dir}: no trees in {folder}; give a finished `build-dataset evolve` run")
+    budgets = {}
+    for path in files:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            budgets[str(data["seed_id"])] = int(data["evolver_calls"])
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError, UnicodeDecodeError) as e:
+            raise UserError(f"--budget-from: {path} is not a hubtool tree ({e})") from None
+    return budgets
+
+
+def templates(config: EvolveConfig) -> tuple[str, ...]:
+    return (config.template, *config.score_templates)
+
+
+PAPER = Paper(
+    name="IDEA-MCTS",
+    citation='Li et al., "Optimizing Instruction Synthesis: Effective Exploration of Evolutionary Space with '
+             'Tree Search", Findings of EMNLP 2024',  # fmt: skip
+    url="https://arxiv.org/abs/2410.10392",
+    summary="Each seed instruction is the root of a search tree whose edges are evolution actions (add "
+    "constraints, deepen reasoning, change the format, ...). Monte Carlo tree search (UCT selection, "
+    "expansion, evaluation, random simulation, backpropagation) steers the evolution toward instructions an "
+    "evaluator rates high on quality, complexity and diversity; the instructions on the search paths are "
+    "answered by the teacher and used for SFT.",
+    tags=("instruction-tuning", "instruction-evolution", "mcts", "idea-mcts"),
+    bibtex="""@inproceedings{li-etal-2024-optimizing,
+    title = "Optimizing Instruction Synthesis: Effective Exploration of Evolutionary Space with Tree Search",
+    author = "Li, Chenglin and Chen, Qianglong and Li, Zhi and Tao, Feng and Li, Yicheng and Chen, Hao and Yu, Fei and Zhang, Yin",
+    booktitle = "Findings of the Association for Computational Linguistics: EMNLP 2024",
+    year = "2024",
+    publisher = "Association for Computational Linguistics",
+    url = "https://arxiv.org/abs/2410.10392"
+}""",
+)
+
+PRESETS = {
+    "idea-mcts": Preset(
+        about="Li et al. 2024: UCT C=1, 5 children per expansion, 3 iterations, paths end past depth 4 or at "
+              "reward > 10, evolver temperature 0.7 (the evolver itself was gpt-3.5-turbo-0125)",
+        values={"search": "mcts", "children": 5, "iterations": 3, "max_depth": 4, "uct_c": 1.0,
+                "reward_threshold": 10.0, "temperature": 0.7, "rows": "paths"},
+    ),  # fmt: skip
+}
+
+METHOD = Method(
+    name="evolve",
+    aliases=("idea-mcts",),
+    summary="Instructions evolved by Monte Carlo tree search, scored, and answered by the teacher (IDEA-MCTS).",
+    help="""Instructions evolved by Monte Carlo tree search (IDEA-MCTS, Li et al., 2024), for SFT.
+
+    Each seed instruction is searched over evolution actions; every new instruction is rated by the
+    scorer (quality + complexity + diversity); the instructions on the search paths are answered by the
+    answerer. --search none runs random chains on the same evolver budget (the baseline).
+
+    \b
+    hubtool build-dataset evolve --source file:seeds.jsonl --limit 50 --out runs/evolve
+    hubtool build-dataset evolve --source file:alpaca.jsonl --input-field input --preset idea-mcts \\
+        --evolver openai:gpt-4o-mini@https://api.openai.com/v1 --out runs/idea-mcts
+    hubtool build-dataset evolve --source file:seeds.jsonl --search none --budget-from runs/evolve --out runs/chains
+    hubtool inspect runs/evolve --tree first
+    """,
+    config=EvolveConfig,
+    row=EvolveRow,
+    kind="sft",
+    trainer="sft",
+    run=run,
+    counts=("problems", "failed", "seeds_done", "evolver_calls", "invalid_evolutions", "nodes", "scored",
+            "unparsed_scores", "answered", "truncated", "kept", "budget_fallback"),  # fmt: skip
+    paper=PAPER,
+    card="evolve.md.jinja",
+    recipe="evolve/smollm2-135m-lora",
+    presets=PRESETS,
+    setup=setup,
+    templates=templates,
+    load_problems=load_seeds,
+    finish=finish,
+)

@@ -1,0 +1,110 @@
+"""What the card reports beyond counts: the scores before and after, action usage, depths, budget.
+
+Gathered seed by seed as the searches finish (`Stats.record`), summed up once in `finish`; every
+number in the card's tables comes from here, none is typed.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from toolkit.builders.evolve import tree as T
+from toolkit.builders.evolve.actions import Action
+from toolkit.builders.evolve.scoring import SCORES
+
+# The paper's own before/after (seed -> evolved, average of the three scores, its trained scorers).
+PAPER_ANCHOR = {"before": 2.19, "after": 3.81}
+
+
+@dataclass
+class Stats:
+    search: str
+    actions: tuple[Action, ...]
+    budgets: dict[str, int] | None  # --budget-from: evolver calls per seed
+    default_budget: int
+    seeds: list[T.Scores] = field(default_factory=list)  # each seed's own scores ("before")
+    rows: list[T.Scores] = field(default_factory=list)  # the kept rows' instructions ("after")
+    evolved: list[T.Scores] = field(default_factory=list)  # every valid evolved instruction
+    applied: Counter[str] = field(default_factory=Counter)  # evolutions per action (failed ones included)
+    failed: Counter[str] = field(default_factory=Counter)  # failed evolutions per action
+    kept_actions: Counter[str] = field(default_factory=Counter)  # the last action of each kept row
+    depths: Counter[int] = field(default_factory=Counter)  # kept rows by depth
+    tags_before: set[str] = field(default_factory=set)
+    tags_after: set[str] = field(default_factory=set)
+    calls: list[int] = field(default_factory=list)  # evolver calls per seed
+    iterations: list[int] = field(default_factory=list)
+    written: set[str] = field(default_factory=set)  # seeds whose tree this build wrote
+
+    def budget_for(self, seed_id: str, counts: Counter[str]) -> int:
+        """The baseline's evolver budget for one seed (counted when --budget-from lacks the seed)."""
+        if self.budgets is None:
+            return self.default_budget
+        if seed_id not in self.budgets:
+            counts["budget_fallback"] += 1
+            return self.default_budget
+        return self.budgets[seed_id]
+
+    def record(self, root: T.Node, kept: list[T.Node], search: Any) -> None:
+        if root.scores:
+            self.seeds.append(root.scores)
+        self.tags_before.update(root.tags)
+        for node in T.walk(root):
+            if node is root:
+                continue
+            self.applied[node.action or "?"] += 1
+            if node.invalid is not None:
+                self.failed[node.action or "?"] += 1
+            elif node.scores:
+                self.evolved.append(node.scores)
+        for node in kept:
+            if node.scores:
+                self.rows.append(node.scores)
+            self.kept_actions[node.action or "seed"] += 1
+            self.depths[node.depth] += 1
+            self.tags_after.update(node.tags)
+        self.calls.append(search.calls)
+        self.iterations.append(search.iterations_run)
+
+
+def means(scores: list[T.Scores]) -> dict[str, Any]:
+    """Mean quality, complexity, diversity, their average (the paper's figure) and reward."""
+    n = len(scores)
+    if not n:
+        return {"n": 0, **dict.fromkeys((*SCORES, "average", "reward"))}
+    out: dict[str, Any] = {"n": n}
+    for key in SCORES:
+        out[key] = round(sum(getattr(s, key) for s in scores) / n, 3)
+    out["average"] = round(sum(s.average for s in scores) / n, 3)
+    out["reward"] = round(sum(s.reward for s in scores) / n, 3)
+    out["unparsed"] = sum(s.unparsed for s in scores)
+    return out
+
+
+def finish(config: Any, stats: Stats, counts: Counter[str]) -> dict[str, Any]:
+    trees = Path(config.out) / "trees"
+    if trees.is_dir():  # trees of seeds this build no longer has (an --overwrite of another build)
+        for stale in trees.glob("*.json"):
+            if stale.stem not in stats.written:
+                stale.unlink()
+    names = [a.name for a in stats.actions]
+    extra = sorted(set(stats.applied) - set(names))
+    n = len(stats.calls)
+    return {
+        "search": stats.search,
+        "scores": {"seeds": means(stats.seeds), "rows": means(stats.rows), "evolved": means(stats.evolved)},
+        "paper_anchor": PAPER_ANCHOR,
+        "actions": [{"action": a, "applied": stats.applied[a], "failed": stats.failed[a], "kept": stats.kept_actions[a]}
+                    for a in [*names, *extra]],  # fmt: skip
+        "depth_histogram": {str(d): stats.depths[d] for d in sorted(stats.depths)},
+        "distinct_tags": {"seeds": len(stats.tags_before), "rows": len(stats.tags_after)},
+        "evolver_calls": {"total": sum(stats.calls), "per_seed_mean": round(sum(stats.calls) / n, 2) if n else None,
+                          "per_seed_min": min(stats.calls, default=None), "per_seed_max": max(stats.calls, default=None),
+                          "budget": stats.default_budget if stats.search == "none" and stats.budgets is None else None,
+                          "budget_from": config.budget_from},  # fmt: skip
+        "iterations_run_mean": round(sum(stats.iterations) / n, 2) if n else None,
+        "trees": "trees/<seed_id>.json",
+    }
+
