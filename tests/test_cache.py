@@ -8,7 +8,7 @@ import threading
 import time
 
 from toolkit.teachers.base import CallFailure, Completion, Request, SamplingParams
-from toolkit.teachers.cache import CallCache, call_key
+from toolkit.teachers.cache import CallCache, call_key, call_keys
 from toolkit.teachers.session import Session
 
 from .fakes import FakeTeacher
@@ -164,6 +164,8 @@ def test_the_endpoint_is_part_of_the_key_only_where_a_backend_has_one():
            "params": SamplingParams().to_dict(), "sample_idx": 0}  # fmt: skip
     legacy = hashlib.sha256(json.dumps(old, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
     assert call_key(fake, _req("a"), 0) == legacy  # the caches of every backend without one stay valid
+    twelfth = hashlib.sha256(json.dumps({**old, "sample_idx": 12}, sort_keys=True, ensure_ascii=False).encode())
+    assert call_keys(fake, _req("a"), [0, 12]) == [legacy, twelfth.hexdigest()]
     served = _teacher()
     served.endpoint = "http://127.0.0.1:8000/v1"
     elsewhere = _teacher()

@@ -13,6 +13,7 @@ import dataclasses
 import types
 import typing
 from dataclasses import dataclass
+from functools import cache
 from typing import Any, TypedDict
 
 
@@ -97,8 +98,27 @@ def arrow_type(hint: Any):
 
 
 def to_record(row: Any) -> dict[str, Any]:
-    """A row dataclass as the plain dict Arrow writes (nested dataclasses and tuples included)."""
-    return {f.name: _plain(getattr(row, f.name)) for f in dataclasses.fields(row)}
+    """A row dataclass as the plain dict Arrow writes. Messages, lists and tuples pass as they are
+    (Arrow reads them); only nested dataclasses are converted, by the fields known to hold them."""
+    names, nested = _layout(type(row))
+    record = {name: getattr(row, name) for name in names}
+    for name in nested:
+        record[name] = _plain(record[name])
+    return record
+
+
+@cache
+def _layout(row_type: type) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The field names of a row type, and those whose type holds a dataclass (converted per row)."""
+    hints = typing.get_type_hints(row_type)
+    names = tuple(f.name for f in dataclasses.fields(row_type))
+    return names, tuple(n for n in names if _holds_dataclass(hints[n]))
+
+
+def _holds_dataclass(hint: Any) -> bool:
+    if dataclasses.is_dataclass(hint):
+        return True
+    return any(_holds_dataclass(a) for a in typing.get_args(hint))
 
 
 def _plain(value: Any) -> Any:

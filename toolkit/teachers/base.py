@@ -10,6 +10,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,7 +23,7 @@ class SamplingParams:
     seed: int = 0
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return dict(_as_dict(self))  # a copy: callers may change it
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,3 +111,9 @@ class Teacher(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources (servers, GPU memory)."""
+
+
+@lru_cache(maxsize=256)
+def _as_dict(params: SamplingParams) -> dict:
+    """SamplingParams as a dict, once per distinct value (every cache key of a build needs it)."""
+    return asdict(params)

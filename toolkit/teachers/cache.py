@@ -34,20 +34,22 @@ COMMIT_EVERY = 0.02  # seconds the writer gathers samples into one commit (one w
 
 
 def call_key(teacher: Teacher, request: Request, sample_idx: int) -> str:
+    return call_keys(teacher, request, [sample_idx])[0]
+
+
+def call_keys(teacher: Teacher, request: Request, samples: Sequence[int]) -> list[str]:
+    """The keys of several samples of one request: the JSON of everything but the sample index is
+    made once. `sample_idx` sorts last, so each key hashes exactly the text `call_key` always has."""
     identity = {"backend": teacher.backend, "model": teacher.model, "revision": teacher.revision}
     if teacher.endpoint:  # only where set, so the keys of every other backend stay as they were
         identity["endpoint"] = teacher.endpoint
     blob = json.dumps(
-        {
-            **identity,
-            "messages": list(request.messages),
-            "params": request.params.to_dict(),
-            "sample_idx": sample_idx,
-        },
+        {**identity, "messages": list(request.messages), "params": request.params.to_dict(), "sample_idx": 0},
         sort_keys=True,
         ensure_ascii=False,
     )
-    return hashlib.sha256(blob.encode()).hexdigest()
+    head = blob[: -len("0}")]  # sort_keys puts "sample_idx" last: the blob ends '"sample_idx": 0}'
+    return [hashlib.sha256(f"{head}{j}}}".encode()).hexdigest() for j in samples]
 
 
 class CallCache:

@@ -21,7 +21,7 @@ from typing import Any
 
 from toolkit.redact import redact
 from toolkit.teachers.base import CallFailure, Completion, Request, Result, Teacher
-from toolkit.teachers.cache import CallCache, Usage, call_key
+from toolkit.teachers.cache import CallCache, Usage, call_keys
 
 log = logging.getLogger(__name__)
 GATHER_ROUNDS = 8  # event-loop turns a batch waits for more requests, while they keep coming
@@ -51,7 +51,7 @@ class Session:
         samples are still out keeps it; an empty completion is a failure and never cached."""
         await self._open()
         self.backend.check_params(request.params)
-        keys = [call_key(self.backend, request, j) for j in range(request.n)]
+        keys = call_keys(self.backend, request, range(request.n))
         found: list[Completion | None] = self.cache.get_many(keys)
         missing = [j for j, c in enumerate(found) if c is None]
         self.usage.samples_cached += request.n - len(missing)
