@@ -4,7 +4,10 @@
 
 The stand-in (bench/standin.py, started here) answers every call after a fixed latency, so only the
 clients' own cost shows. Both sides make the same calls with the same requests in flight:
-- raw: `openai.AsyncOpenAI` + a semaphore, one call per problem asking for --samples choices;
+- raw: `openai.AsyncOpenAI` + a semaphore, one call per problem asking for --samples choices (the
+  baseline the issue set);
+- aiohttp: the same calls on a bare `aiohttp` session + a semaphore, nothing parsed or kept: the
+  transport hubtool uses, so hubtool / aiohttp is the toolkit's own share of the time;
 - hubtool: `hubtool build-dataset cot` on the same problems (openai backend), the whole build timed:
   source, prompts, calls, parsing, checking, the call cache, rows, manifest and card.
 Sides alternate (A B B A ...), every hubtool run starts with an empty call cache and run directory,
@@ -91,6 +94,27 @@ def run_raw(base_url: str, messages: list, samples: int, concurrency: int, max_t
     return time.perf_counter() - t0
 
 
+def run_aiohttp(base_url: str, messages: list, samples: int, concurrency: int, max_tokens: int) -> float:
+    import aiohttp
+
+    async def go() -> int:
+        sem = asyncio.Semaphore(concurrency)
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as http:
+
+            async def one(m) -> int:
+                body = {"model": "standin", "messages": list(m), "n": samples, "temperature": 0.7, "top_p": 0.95,
+                        "max_tokens": max_tokens}  # fmt: skip
+                async with sem, http.post(f"{base_url}/chat/completions", json=body) as r:
+                    return len((await r.json())["choices"])
+
+            return sum(await asyncio.gather(*(one(m) for m in messages)))
+
+    t0 = time.perf_counter()
+    got = asyncio.run(go())
+    assert got == samples * len(messages), got
+    return time.perf_counter() - t0
+
+
 def run_hubtool(base_url: str, source: Path, samples: int, concurrency: int, max_tokens: int, scratch: Path) -> float:
     from toolkit.builders import build_dataset
     from toolkit.builders.cot import CoTConfig
@@ -120,23 +144,29 @@ def main() -> None:
     source = problems_file(scratch, args.problems)
     messages = prompts(source)
     print(f"{args.problems} problems x {args.samples} samples, medians of {args.repeats} alternating runs")
-    print(f"{'latency':>8} {'conc':>5} {'raw s':>8} {'hubtool s':>10} {'ratio':>6} {'in flight raw / hubtool':>24}")
+    print(f"{'latency':>8} {'conc':>5} {'raw s':>7} {'aiohttp s':>9} {'hubtool s':>9} {'vs raw':>7} {'vs aiohttp':>10}"
+          f" {'in flight raw / aiohttp / hubtool':>34}")  # fmt: skip
+    sides = ("raw", "aiohttp", "hubtool")
     for latency in args.latency:
         proc, url = start_standin(latency)
         try:
             for conc in args.concurrency:
-                raw, ours, flight = [], [], {"raw": [], "hubtool": []}
+                times: dict[str, list[float]] = {side: [] for side in sides}
+                flight: dict[str, list[float]] = {side: [] for side in sides}
                 for i in range(args.repeats):
-                    for side in (("raw", "hubtool") if i % 2 == 0 else ("hubtool", "raw")):
+                    for side in sides if i % 2 == 0 else sides[::-1]:
                         stats(url)
-                        if side == "raw":
-                            raw.append(run_raw(url, messages, args.samples, conc, args.max_tokens))
+                        if side == "hubtool":
+                            seconds = run_hubtool(url, source, args.samples, conc, args.max_tokens, scratch)
                         else:
-                            ours.append(run_hubtool(url, source, args.samples, conc, args.max_tokens, scratch))
+                            run = run_raw if side == "raw" else run_aiohttp
+                            seconds = run(url, messages, args.samples, conc, args.max_tokens)
+                        times[side].append(seconds)
                         flight[side].append(stats(url)["mean_in_flight"])
-                r, o = statistics.median(raw), statistics.median(ours)
-                inflight = f"{statistics.median(flight['raw']):.1f} / {statistics.median(flight['hubtool']):.1f}"
-                print(f"{latency:>8} {conc:>5} {r:>8.2f} {o:>10.2f} {r / o:>5.2f}x {inflight:>24}", flush=True)
+                r, a, o = (statistics.median(times[side]) for side in sides)
+                inflight = " / ".join(f"{statistics.median(flight[side]):.1f}" for side in sides)
+                print(f"{latency:>8} {conc:>5} {r:>7.2f} {a:>9.2f} {o:>9.2f} {r / o:>6.2f}x {a / o:>9.2f}x {inflight:>34}",
+                      flush=True)  # fmt: skip
         finally:
             proc.terminate()
             proc.wait()

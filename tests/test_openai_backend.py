@@ -243,22 +243,31 @@ def test_apportion_keeps_the_total():
 
 
 def test_a_200_answer_is_read_strictly():
-    from types import SimpleNamespace as NS
-
     from toolkit.teachers.openai_wire import MalformedResponse, to_completions
 
     def choice(content, index=0, message=True):
-        return NS(index=index, finish_reason="stop", message=NS(content=content) if message else None)
+        return {"index": index, "finish_reason": "stop", **({"message": {"content": content}} if message else {})}
 
-    usage = NS(prompt_tokens=5, completion_tokens=6)
-    for bad, why in [("<html>502</html>", "not a chat completion"), (NS(choices=None), "choices: None"),
-                     (NS(choices=[]), r"choices: \[\]"), (NS(choices=[choice("x", message=False)]), "without a message"),
+    usage = {"prompt_tokens": 5, "completion_tokens": 6}
+    for bad, why in [("<html>502</html>", "not a chat completion"), ({"choices": None}, "choices: None"),
+                     ({"choices": []}, r"choices: \[\]"), ({"choices": [choice("x", message=False)]}, "without a message"),
+                     ({"object": "error"}, r"keys \['object'\]"), ({"choices": ["x"]}, "without a message"),
                      (None, "not a chat completion")]:  # fmt: skip
         with pytest.raises(MalformedResponse, match=why):
             to_completions(bad)
-    out = to_completions(NS(choices=[choice("abc", 1), choice(None, 0)], usage=usage))
+    out = to_completions({"choices": [choice("abc", 1), choice(None, 0)], "usage": usage})
     assert [(c.text, c.completion_tokens, c.prompt_tokens) for c in out] == [("", 0, 5), ("abc", 6, 5)]
-    assert to_completions(NS(choices=[choice("x")], usage=NS(prompt_tokens=None)))[0].prompt_tokens == 0
+    assert to_completions({"choices": [choice("x")], "usage": {"prompt_tokens": None}})[0].prompt_tokens == 0
+
+
+def test_error_answers_are_read_for_their_message():
+    from toolkit.teachers.openai_wire import error_message
+
+    assert error_message(b'{"error": {"message": "model not found", "type": "x"}}') == "model not found"
+    assert error_message(b'{"object": "error", "message": "max_tokens too large"}') == "max_tokens too large"
+    assert error_message(b'{"detail": "Not Found"}') == "Not Found"
+    assert error_message(b"<html>Bad Gateway</html>") == "<html>Bad Gateway</html>"
+    assert error_message(b"") == "no body"
 
 
 def test_retry_lines_are_visible_but_not_a_flood(caplog):

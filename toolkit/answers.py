@@ -223,6 +223,11 @@ def normalize_answer(value: str | None, answer_type: AnswerType, choices: Sequen
     """
     if value is None or not value.strip():
         return None
+    return _normalize_cached(value, answer_type, tuple(choices))
+
+
+@lru_cache(maxsize=65536)  # a build normalizes each gold once per sample, and a few answers over and over
+def _normalize_cached(value: str, answer_type: AnswerType, choices: tuple[str, ...]) -> str | None:
     if answer_type == "number":
         return _normalize_number(value)
     if answer_type == "option":

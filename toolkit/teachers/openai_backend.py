@@ -8,6 +8,10 @@ The `n` samples of a request are asked for in one call; a server that returns fe
 with seed + j so the samples differ, and each sample is reported (`on_sample`) as its call returns,
 so the cache keeps it even when its siblings never finish.
 
+Calls go over one aiohttp connection pool for the whole build, not the `openai` client: against a
+fast server the client's own CPU is the limit, and aiohttp spends about a fifth of what
+`openai.AsyncOpenAI` does per call (bench/README.md). The wire format is plain OpenAI JSON.
+
 The cache identity (`endpoint`) is the base URL without credentials plus, where the server lists
 it, the weights it serves (vLLM's `root`): two servers, or two models behind one name, never share
 cached answers. `generate` owns its event loop, so it can be called from any thread.
@@ -30,8 +34,10 @@ from toolkit.errors import UnreachableServerError, UserError
 from toolkit.redact import redact_url, remember, remember_url
 from toolkit.teachers.base import CallFailure, Completion, OnResult, Request, Result, SamplingParams, Teacher
 from toolkit.teachers.openai_wire import (
+    HTTPStatusError,
     MalformedResponse,
     RetryNotice,
+    WireClient,
     _cause,
     _short,
     apportion,
@@ -209,10 +215,8 @@ class OpenAITeacher(Teacher):
             client, self._session = self._session[0], None
             await client.close()
 
-    def _client(self) -> Any:
-        import openai
-
-        return openai.AsyncOpenAI(base_url=self.base_url, api_key=self._api_key, timeout=self.timeout, max_retries=0)
+    def _client(self) -> WireClient:
+        return WireClient(self.base_url, self._api_key, timeout=self.timeout, connections=self.concurrency)
 
     async def _generate(self, requests: Sequence[Request], on_result: OnResult | None) -> list[Result]:
         client = self._client()
@@ -237,32 +241,34 @@ class OpenAITeacher(Teacher):
             await client.close()
         return results
 
-    async def _probe(self, client: Any) -> None:
+    async def _probe(self, client: WireClient) -> None:
         """Fail fast, once, when nothing listens at the base URL (any HTTP answer will do); learn
         the served weights where the server lists them."""
-        import openai
+        import aiohttp
 
         if self._probed:
             return
         try:
-            page = await client.with_options(timeout=min(self.timeout, 10.0)).models.list()
-        except openai.APITimeoutError:
+            page = await client.models(timeout=min(self.timeout, 10.0))
+        except asyncio.TimeoutError:
             pass  # connected but slow: the real calls will tell
-        except openai.APIConnectionError as e:
-            raise UnreachableServerError(
-                f"cannot reach {self._url} ({_cause(e)}); is the server running? "
-                "start it (e.g. `vllm serve MODEL`, `transformers serve MODEL`) or fix the URL after '@'"
-            ) from None
-        except (openai.APIStatusError, ValueError):
+        except aiohttp.ClientError as e:
+            if is_connect_failure(e):
+                raise UnreachableServerError(
+                    f"cannot reach {self._url} ({_cause(e)}); is the server running? "
+                    "start it (e.g. `vllm serve MODEL`, `transformers serve MODEL`) or fix the URL after '@'"
+                ) from None
+        except (HTTPStatusError, ValueError):
             pass  # no /models, a key wanted for it, or no JSON there: it did answer
         else:
-            entry = next((m for m in getattr(page, "data", None) or [] if getattr(m, "id", None) == self.model), None)
-            root = getattr(entry, "root", None) if entry is not None else None
+            data = page.get("data") if isinstance(page, dict) else None
+            entry = next((m for m in data or [] if isinstance(m, dict) and m.get("id") == self.model), None)
+            root = entry.get("root") if entry is not None else None
             if isinstance(root, str) and root and root != self.model:
                 self.endpoint = f"{self.endpoint} root={redact_url(root)}"
         self._probed = True
 
-    async def _samples(self, client: Any, sem: asyncio.Semaphore, request: Request,
+    async def _samples(self, client: WireClient, sem: asyncio.Semaphore, request: Request,
                        on_sample: OnSample | None = None) -> list[Completion]:  # fmt: skip
         """The request's n completions: one call asking for n, then single calls for any missing,
         each reported to `on_sample` as it arrives."""
@@ -281,7 +287,7 @@ class OpenAITeacher(Teacher):
             got += await self._singles(client, sem, request, range(len(got), n), seed, on_sample)
         return got
 
-    async def _singles(self, client: Any, sem: asyncio.Semaphore, request: Request, indices: range, seed: int,
+    async def _singles(self, client: WireClient, sem: asyncio.Semaphore, request: Request, indices: range, seed: int,
                        on_sample: OnSample | None) -> list[Completion]:  # fmt: skip
         """Sample j by itself (seed + j). A failed sample does not cancel its siblings: what
         finishes is reported and kept, and the request fails after all have ended."""
@@ -314,11 +320,13 @@ class OpenAITeacher(Teacher):
         }
         if n > 1:
             body["n"] = n
+        body.update(self.extra_body)  # server-specific fields, as the openai client's extra_body
         return body
 
-    async def _call(self, client: Any, sem: asyncio.Semaphore, request: Request, n: int, seed: int) -> list[Completion]:
+    async def _call(self, client: WireClient, sem: asyncio.Semaphore, request: Request, n: int,
+                    seed: int) -> list[Completion]:  # fmt: skip
         """One chat completion, parsed, retried; the semaphore is held only while a call is in flight."""
-        import openai
+        import aiohttp
 
         body = self._body(request, n, seed)
         error, lost_server = "", False
@@ -326,26 +334,24 @@ class OpenAITeacher(Teacher):
             retry_after = None
             try:
                 async with sem:
-                    response = await client.chat.completions.create(**body, extra_body=self.extra_body or None)
+                    response = await client.chat(body)
                 completions = to_completions(response)
                 self.served[served_by(response)] += 1
                 return completions
-            except openai.APIStatusError as e:
+            except HTTPStatusError as e:
                 self._raise_if_setup_error(e)
                 error = f"HTTP {e.status_code}: {_short(e.message)}"
                 if e.status_code not in RETRY_STATUS and e.status_code < 500:
                     raise CallFailed(error) from None
-                retry_after = parse_retry_after(e.response.headers)
+                retry_after = parse_retry_after(e.headers)
                 lost_server = False
-            except openai.APITimeoutError:
+            except asyncio.TimeoutError:
                 error, lost_server = f"no answer within {self.timeout:g} s (--timeout)", False
-            except openai.APIConnectionError as e:
+            except aiohttp.ClientError as e:
                 lost_server = is_connect_failure(e)
                 error = f"connection failed: {_cause(e)}" if lost_server else f"connection broken mid-answer: {_cause(e)}"
             except MalformedResponse as e:
                 error, lost_server = f"malformed answer: {e}", False
-            except (json.JSONDecodeError, UnicodeDecodeError) as e:  # a 200 whose body is not JSON
-                error, lost_server = f"malformed answer: not JSON ({_short(e, 120)})", False
             if attempt < self.max_retries:
                 delay = backoff_delay(attempt, self.backoff, retry_after)
                 self._notice.retrying(attempt + 1, self.max_retries, delay, error)

@@ -1,6 +1,9 @@
 """What goes over the wire to an OpenAI-compatible server: reading its answers strictly, and when to
 ask again. Pure helpers of the openai backend (`toolkit.teachers.openai_backend`).
 
+`WireClient` is the transport: one aiohttp session (a keep-alive connection pool) posting plain
+OpenAI JSON and reading the answer as bytes, parsed once with `json.loads`.
+
 A server's 200 answer is not trusted to be a chat completion: a proxy's HTML error page, a body cut
 short, `choices: null` or a choice without a `message` each raise `MalformedResponse`, which the
 backend retries and then records as a failed call, instead of ending the build with a traceback.
@@ -8,12 +11,15 @@ backend retries and then records as a failed call, instead of ending the build w
 
 from __future__ import annotations
 
+import base64
 import email.utils
+import json
 import logging
 import random
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from toolkit.redact import redact
 from toolkit.teachers.base import Completion
@@ -24,6 +30,79 @@ NOTICE_EVERY = 10.0  # seconds between the visible "retrying" lines
 
 class MalformedResponse(Exception):
     """A 200 answer that is not a usable chat completion."""
+
+
+class HTTPStatusError(Exception):
+    """A non-2xx answer: its status, the server's message and its headers (for Retry-After)."""
+
+    def __init__(self, status_code: int, message: str, headers: Mapping[str, str]) -> None:
+        super().__init__(f"HTTP {status_code}: {message}")
+        self.status_code, self.message, self.headers = status_code, message, headers
+
+
+class WireClient:
+    """POST /chat/completions and GET /models on one connection pool. A call that hears nothing
+    for `timeout` seconds (connecting or reading) raises asyncio.TimeoutError; a connection that
+    fails raises aiohttp.ClientError; a non-2xx answer HTTPStatusError; a 2xx answer that is not
+    JSON MalformedResponse. Proxies from the environment (HTTPS_PROXY, NO_PROXY) are honoured.
+    Made inside the event loop that uses it."""
+
+    def __init__(self, base_url: str, api_key: str, *, timeout: float, connections: int) -> None:
+        import aiohttp
+
+        parts = urlsplit(base_url.rstrip("/"))
+        authorization = f"Bearer {api_key}"
+        if parts.username is not None:  # user:password@host: basic auth for a gateway, as httpx does
+            login = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+            authorization = "Basic " + base64.b64encode(login).decode()
+            parts = parts._replace(netloc=parts.netloc.rpartition("@")[2])
+        self._base = urlunsplit(parts)
+        self._http = aiohttp.ClientSession(
+            headers={"Authorization": authorization, "Content-Type": "application/json"},
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout),
+            connector=aiohttp.TCPConnector(limit=connections),
+            trust_env=True,
+        )
+
+    async def chat(self, body: Mapping[str, Any]) -> Any:
+        return await self._request("POST", "/chat/completions", data=json.dumps(body).encode())
+
+    async def models(self, timeout: float) -> Any:
+        import aiohttp
+
+        return await self._request("GET", "/models", timeout=aiohttp.ClientTimeout(total=timeout))
+
+    async def _request(self, method: str, path: str, **options: Any) -> Any:
+        async with self._http.request(method, self._base + path, **options) as response:
+            raw = await response.read()
+            if not 200 <= response.status < 300:
+                raise HTTPStatusError(response.status, error_message(raw), response.headers)
+        try:
+            return json.loads(raw)
+        except ValueError:  # not JSON, or not UTF-8: a proxy's error page, a body cut short
+            text = raw.decode("utf-8", "replace")
+            raise MalformedResponse(f"not JSON ({_short(text or 'an empty body', 120)})") from None
+
+    async def close(self) -> None:
+        await self._http.close()
+
+
+def error_message(raw: bytes) -> str:
+    """The message of an error answer: OpenAI's `{"error": {"message": ...}}`, vLLM's and TGI's
+    `message`/`detail`/`error` fields, or the body itself."""
+    text = raw.decode("utf-8", "replace").strip()
+    try:
+        payload = json.loads(text)
+    except ValueError:
+        return text or "no body"
+    if isinstance(payload, dict):
+        for key in ("error", "message", "detail"):
+            value = payload.get(key)
+            if isinstance(value, dict) and isinstance(value.get("message"), str):
+                return value["message"]
+            if isinstance(value, str) and value:
+                return value
+    return text
 
 
 def split_model_url(spec: str) -> tuple[str, str | None]:
@@ -75,33 +154,37 @@ def apportion(total: int, weights: Sequence[int]) -> list[int]:
 
 
 def to_completions(response: Any) -> list[Completion]:
-    """A ChatCompletion -> one Completion per choice, each carrying the call's prompt tokens.
+    """A chat completion (parsed JSON) -> one Completion per choice, each carrying the call's
+    prompt tokens.
 
     Raises MalformedResponse for anything else. A `content: null` choice becomes an empty text,
     which the session counts as a failed sample (never cached)."""
-    choices = getattr(response, "choices", None)
+    if not isinstance(response, dict) or "choices" not in response:
+        what = f"keys {sorted(response)}" if isinstance(response, dict) else f"a JSON {type(response).__name__}"
+        raise MalformedResponse(f"not a chat completion ({_short(what, 120)})")
+    choices = response["choices"]
     if not isinstance(choices, list) or not choices:
-        what = f"a {type(response).__name__} body" if not hasattr(response, "choices") else f"choices: {choices!r}"
-        raise MalformedResponse(f"not a chat completion ({_short(what if not isinstance(response, str) else response, 120)})")
-    if any(getattr(c, "message", None) is None for c in choices):
+        raise MalformedResponse(f"not a chat completion (choices: {_short(repr(choices), 100)})")
+    if any(not isinstance(c, dict) or not isinstance(c.get("message"), dict) for c in choices):
         raise MalformedResponse("a choice without a message")
-    choices = sorted(choices, key=lambda c: c.index if isinstance(c.index, int) else 0)
-    texts = [c.message.content if isinstance(c.message.content, str) else "" for c in choices]
-    usage = getattr(response, "usage", None)
+    choices = sorted(choices, key=lambda c: c["index"] if isinstance(c.get("index"), int) else 0)
+    texts = [c["message"].get("content") for c in choices]
+    texts = [t if isinstance(t, str) else "" for t in texts]
+    usage = response.get("usage")
+    usage = usage if isinstance(usage, dict) else {}
     prompt = _tokens(usage, "prompt_tokens")
     counts = apportion(_tokens(usage, "completion_tokens"), [len(t) for t in texts])
-    return [Completion(t, c.finish_reason or "unknown", prompt, k) for t, c, k in zip(texts, choices, counts)]
+    return [Completion(t, c.get("finish_reason") or "unknown", prompt, k) for t, c, k in zip(texts, choices, counts)]
 
 
-def _tokens(usage: Any, name: str) -> int:
-    value = getattr(usage, name, 0)
+def _tokens(usage: Mapping[str, Any], name: str) -> int:
+    value = usage.get(name, 0)
     return value if isinstance(value, int) and value >= 0 else 0
 
 
-def served_by(response: Any) -> str:
+def served_by(response: Mapping[str, Any]) -> str:
     """What the server says answered: its model name and `system_fingerprint`, where it gives them."""
-    model, fingerprint = getattr(response, "model", None), getattr(response, "system_fingerprint", None)
-    return " ".join(str(x) for x in (model, fingerprint) if x)
+    return " ".join(str(x) for x in (response.get("model"), response.get("system_fingerprint")) if x)
 
 
 class RetryNotice:
@@ -125,9 +208,8 @@ class RetryNotice:
 def is_connect_failure(error: BaseException) -> bool:
     """Whether a connection error means nothing listens (refused, no route, DNS), as opposed to a
     server that answered and then broke the connection mid-response."""
-    cause = _innermost(error)
-    names = {t.__name__ for t in type(cause).__mro__}
-    return bool(names & {"ConnectError", "ConnectionRefusedError", "gaierror"})
+    names = {t.__name__ for e in (error, _innermost(error)) for t in type(e).__mro__}
+    return bool(names & {"ClientConnectorError", "ConnectError", "ConnectionRefusedError", "gaierror"})
 
 
 def _innermost(e: BaseException) -> BaseException:
