@@ -226,7 +226,7 @@ def normalize_answer(value: str | None, answer_type: AnswerType, choices: Sequen
     return _normalize_cached(value, answer_type, tuple(choices))
 
 
-@lru_cache(maxsize=65536)  # a build normalizes each gold once per sample, and a few answers over and over
+@lru_cache(maxsize=4096)  # a build normalizes each gold once per sample, and its samples agree often
 def _normalize_cached(value: str, answer_type: AnswerType, choices: tuple[str, ...]) -> str | None:
     if answer_type == "number":
         return _normalize_number(value)
