@@ -247,12 +247,13 @@ def test_every_task_runs_with_the_default_model(manager, catalog, hooks, small_t
             assert len(sample["resps"][0]) == (2 if name.endswith("_maj8") else 1)
             assert sample["doc"]["question"] in sample["arguments"][0][0]  # the rendered chat prompt
             # the score is the toolkit's checker on what the filters made of the generation ...
-            rescored = hooks.process_results(sample["doc"], [sample["filtered_resps"]])["exact_match"]
+            # (filtered_resps holds one value per request, as lm-eval hands them to process_results)
+            rescored = hooks.process_results(sample["doc"], sample["filtered_resps"])["exact_match"]
             assert sample["exact_match"] == rescored, (name, sample["filtered_resps"], sample["doc"]["gold"])
             # ... and what the filters made of it is the extraction from the raw text
             if not name.endswith("_maj8"):
                 mode = "strict" if sample["filter"] == "strict-match" else "flexible"
-                assert sample["filtered_resps"] == hooks.extract(sample["resps"][0][0], sample["doc"], mode)
+                assert sample["filtered_resps"] == [hooks.extract(sample["resps"][0][0], sample["doc"], mode)]
         for f in ("strict-match", "flexible-extract"):  # the task's number is the mean of its documents'
             per_doc = [s["exact_match"] for s in samples if s["filter"] == f]
             assert metrics[f"exact_match,{f}"] == sum(per_doc) / len(per_doc), (name, f)
