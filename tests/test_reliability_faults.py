@@ -236,7 +236,8 @@ def test_a_build_without_a_terminal_prints_progress_while_it_waits(tmp_path, mon
                                                    tmp_path / "c.sqlite", samples=1, more=["--timeout", "5"]))  # fmt: skip
     assert result.exit_code == 0, result.output
     lines = [line for line in result.output.splitlines() if line.startswith("cot: 0/2 problems")]
-    assert lines and "2 requests in flight" in lines[-1], result.output  # said while nothing had finished yet
+    # said while nothing had finished yet: both requests wait, both calls are out (limit 4)
+    assert lines and "2 requests waiting, 2/4 calls in flight" in lines[-1], result.output
 
 
 def test_one_writer_per_run_directory(tmp_path):

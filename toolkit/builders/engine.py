@@ -66,8 +66,7 @@ def build_dataset(config: BuildConfig, *, method: str | Method | None = None,
         run.check(manifest, overwrite=config.overwrite)  # before the slow model loads: fail fast
         sessions, opened = _open_models(config, roles, teachers)
         run.start(manifest)
-        progress = Progress(len(loaded.problems), method.name,
-                            in_flight=lambda: sum(s.in_flight for s in _unique(sessions)))  # fmt: skip
+        progress = Progress(len(loaded.problems), method.name, in_flight=lambda: _in_flight(sessions))
         writer = run.data_writer(method.row)
         try:
             counts, failed = asyncio.run(_run_all(method, config, state, loaded.problems, sessions, progress, writer))
@@ -188,6 +187,18 @@ def _open_models(config: BuildConfig, roles: Sequence[str], given: Mapping[str, 
         backend = backends[role]
         sessions[role] = shared.setdefault(id(backend), Session(backend, cache, role))
     return sessions, opened
+
+
+def _in_flight(sessions: dict[str, Session]) -> str:
+    """'12 requests waiting, 8/8 calls in flight': requests the build waits on, and where a backend
+    counts them, the calls out on the wire against its limit (fewer than the limit while requests
+    wait means the client, not the server, is what holds the build back)."""
+    unique = _unique(sessions)
+    text = f"{sum(s.in_flight for s in unique)} requests waiting"
+    wired = [s.backend for s in unique if s.backend.calls_in_flight is not None and s.backend.call_limit]
+    if wired:
+        text += f", {sum(b.calls_in_flight or 0 for b in wired)}/{sum(b.call_limit or 0 for b in wired)} calls in flight"
+    return text
 
 
 def _unique(sessions: Mapping[str, Session]) -> list[Session]:

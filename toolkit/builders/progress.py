@@ -2,7 +2,8 @@
 logs, `nohup`, a pipe), so a long build is never silent.
 
 The plain line comes from a timer thread, not from finished problems: a build whose server has
-stalled still says so every PLAIN_EVERY seconds, with the requests it is waiting on.
+stalled still says so every PLAIN_EVERY seconds, with the requests it is waiting on and, for a
+server backend, the calls out on the wire against the limit.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ PLAIN_EVERY = 30.0  # seconds
 
 class Progress:
     def __init__(self, total: int, desc: str, *, enabled: bool | None = None,
-                 in_flight: Callable[[], int] | None = None, every: float | None = None) -> None:  # fmt: skip
+                 in_flight: Callable[[], str] | None = None, every: float | None = None) -> None:  # fmt: skip
         from tqdm.auto import tqdm
 
         self.start = time.monotonic()
@@ -40,8 +41,7 @@ class Progress:
         self.bar.update(1)
 
     def line(self) -> str:
-        waiting = self.in_flight() if self.in_flight else None
-        flight = f", {waiting} requests in flight" if waiting is not None else ""
+        flight = f", {self.in_flight()}" if self.in_flight else ""
         return f"{self.desc}: {self.done}/{self.total} problems, {self._rates()}{flight}, {self.elapsed:.0f} s"
 
     def _tick(self, every: float) -> None:

@@ -76,6 +76,10 @@ class Teacher(abc.ABC):
     endpoint: str = ""  # where it is served (the openai base URL, credentials removed); part of the cache key
     native_async: bool = False
     window: int = 64
+    # Backends that send calls over the wire report how many are out now and their limit, so the
+    # progress line shows whether the client or the server is the bottleneck (None: not counted).
+    calls_in_flight: int | None = None
+    call_limit: int | None = None
 
     @abc.abstractmethod
     def generate(self, requests: Sequence[Request], on_result: OnResult | None = None) -> list[Result]:

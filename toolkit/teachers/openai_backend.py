@@ -118,7 +118,8 @@ class OpenAITeacher(Teacher):
         self._url = redact_url(self.base_url)  # for messages and logs
         self.endpoint = self._url
         self._api_key = api_key
-        self.concurrency = concurrency
+        self.concurrency = self.call_limit = concurrency
+        self.calls_in_flight = 0
         self.timeout = timeout
         self.max_retries = max_retries
         self.backoff = backoff
@@ -334,7 +335,11 @@ class OpenAITeacher(Teacher):
             retry_after = None
             try:
                 async with sem:
-                    response = await client.chat(body)
+                    self.calls_in_flight += 1
+                    try:
+                        response = await client.chat(body)
+                    finally:
+                        self.calls_in_flight -= 1
                 completions = to_completions(response)
                 self.served[served_by(response)] += 1
                 return completions
