@@ -16,6 +16,7 @@ import email.utils
 import json
 import logging
 import random
+import ssl
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -60,7 +61,7 @@ class WireClient:
         self._http = aiohttp.ClientSession(
             headers={"Authorization": authorization, "Content-Type": "application/json"},
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout),
-            connector=aiohttp.TCPConnector(limit=connections),
+            connector=aiohttp.TCPConnector(limit=connections, ssl=_tls_context()),
             trust_env=True,
         )
 
@@ -85,6 +86,16 @@ class WireClient:
 
     async def close(self) -> None:
         await self._http.close()
+
+
+def _tls_context() -> ssl.SSLContext:
+    """Certifi's CA bundle where installed (as httpx and the openai client use), so HTTPS works on
+    systems whose Python has no CA store of its own (python.org builds on macOS); else the system's."""
+    try:
+        import certifi
+    except ImportError:
+        return ssl.create_default_context()
+    return ssl.create_default_context(cafile=certifi.where())
 
 
 def error_message(raw: bytes) -> str:
