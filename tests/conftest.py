@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -43,3 +46,20 @@ def small_torch():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def load_module(path: Path, name: str):
+    """A file that is not a package module (an eval task's hooks, a generator script), imported by path."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def manager():
+    """lm-eval's TaskManager over the shipped eval tasks."""
+    from toolkit.evaluate import tasks as T
+
+    return T.task_manager()

@@ -39,11 +39,6 @@ def _fixture(name: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def manager():
-    return T.task_manager()
-
-
-@pytest.fixture(scope="module")
 def tasks(manager, tmp_path_factory) -> dict:
     """Every base task; a Hub benchmark reads its fixture file as `hubtool eval --data-dir` would."""
     data_dir = tmp_path_factory.mktemp("data")

@@ -4,13 +4,12 @@ contrast-set consistency through lm-eval itself (a scripted model), and the repo
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import load_module
 from toolkit.evaluate import report as R
 from toolkit.evaluate import tasks as T
 
@@ -21,23 +20,13 @@ TASKS = ["hubtool_cf_imdb", "hubtool_cf_sst2", "hubtool_cf_imdb_cad", "hubtool_c
 
 
 @pytest.fixture(scope="module")
-def manager():
-    return T.task_manager()
-
-
-@pytest.fixture(scope="module")
 def loaded(manager):
     return {t.config.task: t for t in T.load_tasks(manager, TASKS, DATA)}
 
 
 @pytest.fixture(scope="module")
 def hooks():
-    path = ROOT / "eval_tasks" / "counterfactual" / "utils.py"
-    spec = importlib.util.spec_from_file_location("hubtool_cf_eval_hooks", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_module(ROOT / "eval_tasks" / "counterfactual" / "utils.py", "hubtool_cf_eval_hooks")
 
 
 def test_tasks_and_suites_resolve(manager):

@@ -4,7 +4,6 @@ generations, and plain `lm_eval --include_path eval_tasks` as a subprocess."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import load_module
 from toolkit.evaluate import tasks as T
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,19 +25,6 @@ GENERATED = {p.stem for p in (ROOT / "eval_tasks").glob("*/hubtool_*.yaml")
 METHOD_TASKS = {p.stem for p in (ROOT / "eval_tasks").glob("*/hubtool_*.yaml")} - GENERATED
 
 
-def _module(path: Path, name: str):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="module")
-def manager():
-    return T.task_manager()
-
-
 @pytest.fixture(scope="module")
 def catalog(manager):
     return T.catalog(manager)
@@ -45,11 +32,11 @@ def catalog(manager):
 
 @pytest.fixture(scope="module")
 def hooks():
-    return _module(ROOT / "eval_tasks" / "_common" / "utils.py", "hubtool_eval_hooks")
+    return load_module(ROOT / "eval_tasks" / "_common" / "utils.py", "hubtool_eval_hooks")
 
 
 def test_generated_files_are_current():
-    generator = _module(ROOT / "eval_tasks" / "generate_tasks.py", "hubtool_generate_tasks")
+    generator = load_module(ROOT / "eval_tasks" / "generate_tasks.py", "hubtool_generate_tasks")
     stale = [str(p.relative_to(ROOT)) for p, text in generator.outputs().items() if not p.exists() or p.read_text() != text]
     assert not stale, f"re-run python eval_tasks/generate_tasks.py; stale: {stale}"
 

@@ -3,24 +3,18 @@ by lm-eval's own checker on local fixtures, offline; the report's tables; the pa
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import load_module
 from toolkit.evaluate import report as R
 from toolkit.evaluate import tasks as T
 from toolkit.evaluate.judge import answers_by_doc, judge_models, parse_verdict
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures" / "evolve"
-
-
-@pytest.fixture(scope="module")
-def manager():
-    return T.task_manager()
 
 
 @pytest.fixture(scope="module")
@@ -31,11 +25,7 @@ def ifeval(manager):
 
 @pytest.fixture(scope="module")
 def hooks():
-    spec = importlib.util.spec_from_file_location("hubtool_ifeval_hooks", ROOT / "eval_tasks" / "ifeval" / "utils.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_module(ROOT / "eval_tasks" / "ifeval" / "utils.py", "hubtool_ifeval_hooks")
 
 
 def test_the_task_and_its_suite_resolve(manager):

@@ -4,13 +4,12 @@ two requests and vote, and the report's modes side by side."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import load_module
 from toolkit.builders.mixed import prompt_messages
 from toolkit.evaluate import tasks as T
 from toolkit.records import Problem
@@ -21,22 +20,9 @@ FIXTURES = ROOT / "tests" / "fixtures" / "eval"
 MISS = "[invalid]"
 
 
-def _module(path: Path, name: str):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def hooks():
-    return _module(FOLDER / "utils.py", "hubtool_mixed_eval_hooks")
-
-
-@pytest.fixture(scope="module")
-def manager():
-    return T.task_manager()
+    return load_module(FOLDER / "utils.py", "hubtool_mixed_eval_hooks")
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +41,7 @@ def tasks(manager, mixed_names) -> dict:
 
 
 def test_generated_files_are_current():
-    generator = _module(FOLDER / "generate.py", "hubtool_mixed_generate")
+    generator = load_module(FOLDER / "generate.py", "hubtool_mixed_generate")
     stale = [str(p.relative_to(ROOT)) for p, text in generator.outputs().items() if not p.exists() or p.read_text() != text]
     assert not stale, f"re-run python eval_tasks/mixed/generate.py; stale: {stale}"
     on_disk = {p for p in FOLDER.rglob("hubtool_*.yaml")}
