@@ -4,6 +4,7 @@ adapters, bad input), the report, and an end-to-end run with two real models on 
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -22,8 +23,8 @@ FIXTURES = ROOT / "tests" / "fixtures" / "eval"
 
 
 @pytest.fixture(scope="module")
-def catalog():
-    return T.catalog(T.task_manager())
+def catalog(manager):
+    return T.catalog(manager)
 
 
 # --- selection -------------------------------------------------------------------------------------
@@ -53,6 +54,14 @@ def test_in_domain_defaults_and_override(catalog):
     assert T.resolve_in_domain(catalog, ["gym_chain_sum"]) == {"hubtool_gym_chain_sum"}
     with pytest.raises(UserError, match="--in-domain: unknown task 'nope'"):
         T.resolve_in_domain(catalog, ["nope"])
+
+
+def test_loading_a_generated_task_prints_no_metadata_hint(manager, caplog):
+    """lm-eval's 'kwargs can be passed to --metadata' hint for every function-built task is not for us."""
+    caplog.set_level(logging.INFO)
+    [task] = T.load_tasks(manager, ["hubtool_gym_chain_sum"], None)
+    assert len(task.eval_docs) > 0
+    assert not [r for r in caplog.records if "--metadata" in r.getMessage()]
 
 
 def test_benchmark_of_maps_variants_to_their_data():

@@ -33,10 +33,22 @@ def tasks_dir() -> Path:
     return path
 
 
+class _NoMetadataHint(logging.Filter):
+    """lm-eval warns, each time a task whose documents come from a function is loaded, that kwargs can
+    be passed with `--metadata` (giving RULER's max_seq_lengths as the example): hubtool's gym and
+    local-file tasks take none, so the four-line hint per task is noise."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "can be passed to `--metadata`" not in record.getMessage()
+
+
 def task_manager(metadata: dict[str, Any] | None = None):
     """lm-eval's TaskManager over eval_tasks/ only (lm-eval's own ~10k tasks are not indexed: fast)."""
     from lm_eval.tasks import TaskManager
 
+    task_log = logging.getLogger("lm_eval.api.task")
+    if not any(isinstance(f, _NoMetadataHint) for f in task_log.filters):
+        task_log.addFilter(_NoMetadataHint())
     return TaskManager(include_path=str(tasks_dir()), include_defaults=False, metadata=metadata)
 
 
