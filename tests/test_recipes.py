@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -159,6 +160,16 @@ def test_load_recipe_adapts_to_this_machine(path: Path):
     }
     if not torch.cuda.is_available():
         assert recipe.training.use_cpu
+
+
+def test_gradient_checkpointing_is_read_without_a_deprecation_warning():
+    """The recipes say `gradient_checkpointing` (every supported transformers reads it); transformers 5
+    warns that it is renamed, a line the user cannot act on without breaking older installs."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        on = load_recipe("cot/llama-8b-lora")
+        off = load_recipe("cot/smollm2-135m-lora")
+    assert on.training.gradient_checkpointing is True and off.training.gradient_checkpointing is False
 
 
 def test_overrides_are_parsed_and_typed():

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -154,7 +155,11 @@ def load_recipe(
     adjustments = _device_adjustments(config, sets)
     argv = ["--config", str(path), *_argv(parser, {**sets, **adjustments})]
     try:
-        script, training, model = parser.parse_args_and_config(argv)
+        with warnings.catch_warnings():
+            # transformers 5.x renames gradient_checkpointing to activation_checkpointing and warns; the
+            # recipes keep the old name, which every supported transformers (>= 4.56) reads.
+            warnings.filterwarnings("ignore", message="`gradient_checkpointing", category=FutureWarning)
+            script, training, model = parser.parse_args_and_config(argv)
     except ValueError as e:  # raised by the dataclasses' __post_init__ checks and by TrlParser
         raise UserError(f"recipe {path}: {_one_line(e)}") from None
     _check_parsed(path, script, model)
