@@ -16,6 +16,7 @@ from toolkit.answers import (
     is_correct,
     normalize_answer,
     option_letters,
+    stated_answer,
 )
 from toolkit.errors import UserError
 from toolkit.records import ANSWER_TYPES
@@ -328,6 +329,38 @@ def test_extract_yesno(text, expected):
 )
 def test_normalize_yesno(value, expected):
     assert normalize_answer(value, "yesno") == expected
+
+
+HEDGE_CHOICES = ("entailment", "neutral", "contradiction")
+
+
+@pytest.mark.parametrize(
+    ("text", "answer_type", "choices", "expected"),
+    [
+        # an answer statement that offers two different answers commits to neither
+        ("The answer is yes or no.", "yesno", (), None),
+        ("The answer is Yes/No.", "yesno", (), None),
+        ("The answer is no or yes.", "yesno", (), None),
+        ("The answer is yes and no.", "yesno", (), None),
+        ("The answer is A or B.", "option", ("x", "y", "z"), None),
+        ("The answer is (A)/(C).", "option", ("x", "y", "z"), None),
+        ("The answer is 3 or 4.", "number", (), None),
+        ("The answer is entailment or contradiction.", "label", HEDGE_CHOICES, None),
+        # ... and a later statement that commits is still read
+        ("The answer is yes or no.\nIt follows, so the answer is yes.", "yesno", (), "yes"),
+        # not hedges: reasoning after the answer, fractions, the same answer twice, an option's own text
+        ("The answer is yes, since no fish or bird is a mammal.", "yesno", (), "yes"),
+        ("The answer is no, because all A and some B are C.", "yesno", (), "no"),
+        ("The answer is 3/4.", "number", (), "3/4"),
+        ("The answer is 5 (or 5.0).", "number", (), "5"),
+        ("The answer is 7 or seven.", "number", (), "7"),
+        ("The answer is B) red or blue.", "option", ("green", "red or blue", "yellow"), "B"),
+    ],
+)
+def test_a_statement_offering_two_answers_is_no_answer(text, answer_type, choices, expected):
+    assert extract_strict(text, answer_type, choices) == expected
+    stated = stated_answer(text, answer_type, choices)
+    assert (stated.value if stated else None) == expected
 
 
 def test_is_correct_yesno():

@@ -228,6 +228,32 @@ def normalize_answer(value: str | None, answer_type: AnswerType, choices: Sequen
 
 @lru_cache(maxsize=4096)  # a build normalizes each gold once per sample, and its samples agree often
 def _normalize_cached(value: str, answer_type: AnswerType, choices: tuple[str, ...]) -> str | None:
+    first = _normalize_one(value, answer_type, choices)
+    if first is None or _offers_another(value, answer_type, choices, first):
+        return None
+    return first
+
+
+# "yes or no", "A/B", "A and C", "3 or 4": a statement that offers a second, different answer commits
+# to neither. For numbers only "or": "3/4" is a fraction, "3 and 1/2" a mixed number.
+_ALTERNATIVE = re.compile(r"\s*/\s*|\s+(?:and/)?or\s+|\s+and\s+", re.I)
+_NUMERIC_ALTERNATIVE = re.compile(r"\s+or\s+", re.I)
+
+
+def _offers_another(value: str, answer_type: AnswerType, choices: tuple[str, ...], first: str) -> bool:
+    """Whether the value goes on to name another valid answer (`first` or `X`, in a few words)."""
+    pattern = _NUMERIC_ALTERNATIVE if answer_type in ("number", "math") else _ALTERNATIVE
+    match = pattern.search(value)
+    if match is None:
+        return False
+    alternative = re.split(r"[,;:]", value[match.end() :], maxsplit=1)[0].strip()
+    if not alternative or len(alternative.split()) > 3:  # "yes, since no fish or bird ..." goes on to reason
+        return False
+    second = _normalize_cached(alternative, answer_type, choices)
+    return second is not None and second != first
+
+
+def _normalize_one(value: str, answer_type: AnswerType, choices: tuple[str, ...]) -> str | None:
     if answer_type == "number":
         return _normalize_number(value)
     if answer_type == "option":
