@@ -40,7 +40,10 @@ def decontaminate(run_dir: str, against: str, ngram: int, data_dir: str | None) 
 @click.option("--workdir", type=click.Path(file_okay=False),
               help="Where the steps' outputs and state go (default: runs/experiments/NAME).")
 @click.option("--dry-run", is_flag=True, help="Print the plan: which steps would run and which are up to date.")
-def run(experiment: str, workdir: str | None, dry_run: bool) -> None:
+@click.option("--rerun", "rerun", multiple=True, metavar="STEP",
+              help="Run this step again even if nothing it depends on changed (e.g. eval after a hubtool "
+                   "upgrade); the steps that read its output follow if it changed. Repeatable.")
+def run(experiment: str, workdir: str | None, dry_run: bool, rerun: tuple[str, ...]) -> None:
     """Run an experiment file: build -> push -> train -> eval steps, then one report.
 
     Each step runs again only when something it depends on changed (its settings, or what an
@@ -50,7 +53,8 @@ def run(experiment: str, workdir: str | None, dry_run: bool) -> None:
     \b
     hubtool run experiments/cpu-smoke.yaml --dry-run
     hubtool run experiments/cpu-effect.yaml
+    hubtool run experiments/cpu-effect.yaml --rerun eval
     """
     from toolkit.experiments import run_experiment
 
-    run_experiment(experiment, workdir=workdir, dry_run=dry_run, echo=click.echo)
+    run_experiment(experiment, workdir=workdir, dry_run=dry_run, rerun=rerun, echo=click.echo)

@@ -15,11 +15,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from toolkit.errors import UserError
+from toolkit.errors import UserError, did_you_mean
 from toolkit.experiments.spec import Experiment, Step, load_experiment, substitute
 
 log = logging.getLogger(__name__)
@@ -36,8 +37,15 @@ class Plan:
 
 
 def run_experiment(path: str | Path, *, workdir: str | Path | None = None, dry_run: bool = False,
-                   echo=print) -> Plan:  # fmt: skip
+                   rerun: Sequence[str] = (), echo=print) -> Plan:  # fmt: skip
+    """Run the steps whose inputs changed; `rerun` names steps to run again regardless (after a hubtool
+    upgrade, say); the steps that read their outputs follow when those outputs changed."""
     experiment = load_experiment(path)
+    names = [step.id for step in experiment.steps]
+    for name in rerun:
+        if name not in names:
+            raise UserError(f"--rerun {name}: no such step in {path}{did_you_mean(name, names)}; "
+                            f"steps: {', '.join(names)}")  # fmt: skip
     work = Path(workdir or Path("runs") / "experiments" / experiment.name)
     state = _read_state(work)
     plan = Plan()
@@ -49,14 +57,14 @@ def run_experiment(path: str | Path, *, workdir: str | Path | None = None, dry_r
         upstream_runs = dry_run and any(r in changed for r in step.refs)  # its inputs are not known yet
         current = _fingerprint_output(step, output) if output else None
         fresh = previous.get("inputs") == inputs and current is not None and current == previous.get("output_fp")
-        if fresh and not upstream_runs:
+        if fresh and not upstream_runs and step.id not in rerun:
             plan.actions[step.id] = "skip"
             plan.outputs[step.id] = output
             echo(f"[{step.id}] {step.kind}: up to date, skipped")
             continue
         changed.add(step.id)
         if dry_run:
-            plan.actions[step.id] = "run if its inputs change" if fresh else "run"
+            plan.actions[step.id] = "run if its inputs change" if fresh and step.id not in rerun else "run"
             plan.outputs[step.id] = output or _planned_output(step, work)
             echo(f"[{step.id}] {step.kind}: {plan.actions[step.id]}  {_describe(step)}")
             continue
