@@ -275,3 +275,22 @@ def test_two_builds_into_one_out_one_wins_and_its_rows_stay(tmp_path):
     manifest = read_manifest(tmp_path / "run")
     assert manifest.status == "complete" and len(_rows(tmp_path / "run")) == manifest.rows in (4, 6)
     assert push.returncode == 0
+
+
+def test_a_cancel_that_a_library_swallowed_is_still_seen():
+    """aiohttp can turn a Ctrl-C's cancellation into a read timeout: the backend asks the task whether
+    it was cancelled before retrying, so the build stops instead of finishing (exit 0, not 130)."""
+    import asyncio
+
+    from toolkit.teachers.openai_backend import _cancel_pending
+
+    async def swallowed() -> tuple[bool, bool]:
+        before = _cancel_pending()
+        asyncio.current_task().cancel()
+        try:
+            await asyncio.sleep(1)
+        except asyncio.CancelledError:
+            pass  # reported as something else, as aiohttp's timeout context may do
+        return before, _cancel_pending()
+
+    assert asyncio.run(swallowed()) == (False, True)
