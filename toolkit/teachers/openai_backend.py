@@ -357,8 +357,6 @@ class OpenAITeacher(Teacher):
                 error = f"connection failed: {_cause(e)}" if lost_server else f"connection broken mid-answer: {_cause(e)}"
             except MalformedResponse as e:
                 error, lost_server = f"malformed answer: {e}", False
-            if _cancel_pending():  # a Ctrl-C that landed inside aiohttp's timeout came out as a timeout
-                raise asyncio.CancelledError
             if attempt < self.max_retries:
                 delay = backoff_delay(attempt, self.backoff, retry_after)
                 self._notice.retrying(attempt + 1, self.max_retries, delay, error)
@@ -393,11 +391,3 @@ def _json_object(text: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise UserError(f"extra_body must be a JSON object, not {type(value).__name__}")
     return value
-
-
-def _cancel_pending() -> bool:
-    """Whether this task has been asked to stop (Ctrl-C cancels the build's main task): aiohttp can
-    report that cancellation as a read timeout or a broken connection, which must not be retried."""
-    task = asyncio.current_task()
-    cancelling = getattr(task, "cancelling", None)  # Python >= 3.11
-    return bool(cancelling and cancelling())
