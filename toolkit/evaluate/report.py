@@ -189,6 +189,12 @@ def bar_chart(report: Report, path: Path) -> None:
     matplotlib.use("Agg")  # files only: no display on servers and in tests
     import matplotlib.pyplot as plt
 
+    if not report.matched_tasks:  # judged suites only: their scores are on other scales, in report.md
+        fig = plt.figure(figsize=(6, 1.5))
+        fig.text(0.5, 0.5, "judged suites only: see the 'Judged suites' table in report.md", ha="center")
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        return
     columns = [_short(t) for t in report.matched_tasks] + ["ID avg", "OOD avg"]
     models = list(report.scores)
     width = 0.8 / max(len(models), 1)
