@@ -39,9 +39,9 @@ def test_select_tasks_by_suite_and_name(catalog):
 @pytest.mark.parametrize(
     ("suites", "tasks", "message"),
     [
-        (["maths"], [], "unknown suite 'maths' (did you mean 'math'?); suites: adaptability, commonsense, gym, math"),
-        ([], ["gsm8kk"], "unknown task 'gsm8kk' (did you mean 'gsm8k'?); tasks: aqua_rat"),
-        ([], [], "choose what to evaluate: --suite (adaptability, commonsense, gym, math"),
+        (["maths"], [], "unknown suite 'maths' (did you mean 'math'?); suites: adaptability, commonsense, gym, idea_mcts, math"),
+        ([], ["gsm8kk"], "unknown task 'gsm8kk' (did you mean 'gsm8k'?); tasks: alpaca_eval, aqua_rat"),
+        ([], [], "choose what to evaluate: --suite (adaptability, commonsense, gym, idea_mcts, math"),
     ],
 )
 def test_select_tasks_rejects_unknown_names_and_lists_the_known(catalog, suites, tasks, message):

@@ -70,23 +70,57 @@ def _prompt_text(row: Mapping[str, Any]) -> str:
     return str(args[0][0]) if args and args[0] else ""
 
 
-def judge_models(judge: str, samples: Mapping[str, Mapping[str, Sequence[Mapping[str, Any]]]],
-                 tasks: Sequence[str], max_new_tokens: int = 256,
-                 cache_path: str | None = None) -> tuple[list[Judged], list[dict[str, Any]]]:  # fmt: skip
-    """Every model after the first against the first, on every task: the tallies and each judgment."""
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A judge's reply to one prompt: its text ("" when the call failed) and the failure, if any."""
+
+    text: str
+    error: str | None = None
+
+
+def ask(judge: str, messages: Sequence[tuple[dict[str, str], ...]], max_new_tokens: int = 256,
+        cache_path: str | None = None) -> tuple[str, list[Reply]]:  # fmt: skip
+    """Each conversation put to the judge once, greedily, through hubtool's backends and call cache:
+    (the judge's identity, one reply per conversation, in order)."""
     import asyncio
 
-    from toolkit import prompts
     from toolkit.paths import call_cache_path
     from toolkit.teachers import load_teacher
     from toolkit.teachers.base import Request, SamplingParams
     from toolkit.teachers.cache import CallCache
     from toolkit.teachers.session import Session
 
+    params = SamplingParams(temperature=0.0, top_p=1.0, max_new_tokens=max_new_tokens, seed=0)
+    requests = [Request(tuple(m), 1, params) for m in messages]
+    backend = load_teacher(judge)
+    cache = CallCache(cache_path or call_cache_path())
+    session = Session(backend, cache, "judge")
+
+    async def gather() -> list:
+        try:
+            return await session.gather(*requests)
+        finally:
+            await session.aclose()
+
+    try:
+        results = asyncio.run(gather()) if requests else []
+    finally:
+        backend.close()
+        cache.close()
+    replies = [Reply(r[0].text) if isinstance(r, list) and r else Reply("", getattr(r, "error", None) or str(r))
+               for r in results]  # fmt: skip
+    return backend.identity, replies
+
+
+def judge_models(judge: str, samples: Mapping[str, Mapping[str, Sequence[Mapping[str, Any]]]],
+                 tasks: Sequence[str], max_new_tokens: int = 256,
+                 cache_path: str | None = None) -> tuple[list[Judged], list[dict[str, Any]]]:  # fmt: skip
+    """Every model after the first against the first, on every task: the tallies and each judgment."""
+    from toolkit import prompts
+
     models = list(samples)
     reference, others = models[0], models[1:]
-    params = SamplingParams(temperature=0.0, top_p=1.0, max_new_tokens=max_new_tokens, seed=0)
-    plan: list[tuple[str, str, int, bool, Request]] = []  # task, model, doc, swapped, request
+    plan: list[tuple[str, str, int, bool, str]] = []  # task, model, doc, swapped, prompt
     for task in tasks:
         ref = answers_by_doc(samples[reference].get(task, []))
         for model in others:
@@ -97,29 +131,14 @@ def judge_models(judge: str, samples: Mapping[str, Mapping[str, Sequence[Mapping
                 for swapped in (False, True):
                     a, b = (ours, theirs) if swapped else (theirs, ours)
                     text = prompts.render(TEMPLATE, instruction=instruction, answer_a=a, answer_b=b)
-                    plan.append((task, model, doc_id, swapped, Request(({"role": "user", "content": text},), 1, params)))
-    backend = load_teacher(judge)
-    cache = CallCache(cache_path or call_cache_path())
-    session = Session(backend, cache, "judge")
-
-    async def ask() -> list:
-        try:
-            return await session.gather(*(p[4] for p in plan))
-        finally:
-            await session.aclose()
-
-    try:
-        results = asyncio.run(ask()) if plan else []
-    finally:
-        backend.close()
-        cache.close()
+                    plan.append((task, model, doc_id, swapped, text))
+    identity, replies = ask(judge, [({"role": "user", "content": p[4]},) for p in plan], max_new_tokens, cache_path)
     tallies: dict[tuple[str, str], dict[str, Any]] = {}
     records = []
-    for (task, model, doc_id, swapped, _), result in zip(plan, results):
+    for (task, model, doc_id, swapped, _), reply in zip(plan, replies):
         t = tallies.setdefault((task, model), {"docs": set(), "wins": 0, "losses": 0, "ties": 0, "unparsed": 0})
         t["docs"].add(doc_id)
-        text = "" if isinstance(result, Exception) or not isinstance(result, list) else result[0].text
-        verdict = parse_verdict(text)
+        verdict = parse_verdict(reply.text)
         model_side = "A" if swapped else "B"
         if verdict is None:
             t["unparsed"] += 1
@@ -131,8 +150,7 @@ def judge_models(judge: str, samples: Mapping[str, Mapping[str, Sequence[Mapping
         else:
             t["losses"] += 1
         records.append({"task": task, "model": model, "reference": reference, "doc_id": doc_id,
-                        "model_is": model_side, "verdict": verdict,
-                        "error": getattr(result, "error", None), "reply": text})  # fmt: skip
-    judged = [Judged(task, model, reference, backend.identity, len(t["docs"]), t["wins"], t["losses"], t["ties"],
+                        "model_is": model_side, "verdict": verdict, "error": reply.error, "reply": reply.text})  # fmt: skip
+    judged = [Judged(task, model, reference, identity, len(t["docs"]), t["wins"], t["losses"], t["ties"],
                      t["unparsed"]) for (task, model), t in tallies.items()]  # fmt: skip
     return judged, records

@@ -36,6 +36,10 @@ class Report:
     # reasoning modes (eval_tasks/mixed: cot, pot, mixed), reported side by side
     modes: dict[str, tuple[str, str]] = field(default_factory=dict)
     judged: list[dict] = field(default_factory=list)  # pairwise win rates (`--judge`), see toolkit.evaluate.judge
+    # Tasks a judge scores (AlpacaEval, MT-Bench: toolkit.evaluate.judged): their scores are not exact
+    # match, so they have a table of their own and stay out of the two tables and their averages.
+    judged_tasks: set[str] = field(default_factory=set)
+    suite_scores: list[dict] = field(default_factory=list)
 
     def add(self, model: str, results: dict) -> None:
         """Take one model's lm-eval results (the dict `simple_evaluate` returns)."""
@@ -54,6 +58,11 @@ class Report:
             if meta.get("benchmark") and meta.get("mode"):
                 self.modes[task] = (str(meta["benchmark"]), str(meta["mode"]))
 
+    @property
+    def matched_tasks(self) -> list[str]:
+        """The tasks scored by exact match (or a rule checker): the columns of the two tables."""
+        return [t for t in self.tasks if t not in self.judged_tasks]
+
     def is_in_domain(self, task: str) -> bool:
         """A self-consistency variant is in-domain when its base task is."""
         return task in self.in_domain or PREFIX + benchmark_of(task) in self.in_domain
@@ -67,7 +76,7 @@ class Report:
         """Unweighted mean over the in-domain (or out-of-domain) tasks; None when there are none."""
         values = [
             self.scores[model][t][filter_name]
-            for t in self.tasks
+            for t in self.matched_tasks
             if self.is_in_domain(t) == in_domain and t not in self.contrast
             and filter_name in self.scores[model].get(t, {})
         ]
@@ -82,7 +91,8 @@ class Report:
     def to_dict(self) -> dict:
         return {"tasks": self.tasks, "in_domain": sorted(self.in_domain), "samples": self.samples,
                 "scores": self.scores, "consistency": self.consistency, "notes": self.notes,
-                "modes": {t: list(bm) for t, bm in self.modes.items()}, "judged": self.judged}
+                "modes": {t: list(bm) for t, bm in self.modes.items()}, "judged": self.judged,
+                "judged_tasks": sorted(self.judged_tasks), "suite_scores": self.suite_scores}
 
 
 def _short(task: str) -> str:
@@ -103,8 +113,10 @@ def markdown(report: Report) -> str:
         lines.append("- contrast = a set of minimal edits with different labels, in neither average; consistency = "
                      "share of its groups answered right throughout")
     lines.append("")
-    for filter_name in FILTERS:
+    for filter_name in FILTERS if report.matched_tasks else ():
         lines += [f"## {_FILTER_TITLES[filter_name]}", "", *_table(report, filter_name), ""]
+    if report.suite_scores:
+        lines += _suite_table(report)
     if report.modes:
         lines += ["# Reasoning modes side by side", "",
                   "Each row is one benchmark scored in several reasoning modes (the tasks' `metadata.mode`; for "
@@ -125,6 +137,24 @@ def markdown(report: Report) -> str:
     return "\n".join(lines)
 
 
+def _suite_table(report: Report) -> list[str]:
+    """AlpacaEval win rates and MT-Bench ratings, with how many judgments could not be read."""
+    lines = ["## Judged suites", "",
+             "AlpacaEval: win rate (%) against the reference outputs, each answer judged in both orders, ties "
+             "half. MT-Bench: mean rating 1-10 over the graded turns (per turn beside it). Unparsed judgments "
+             "are counted and left out of the score. Comparable with published numbers only when the judge "
+             "is the papers' (GPT-4); another judge's numbers rank models, they do not reproduce the paper.", "",
+             "| task | model | judge | documents | judgments | unparsed | score | detail |",
+             "|---|---|---|---:|---:|---:|---:|---|"]  # fmt: skip
+    for s in report.suite_scores:
+        win_rate = s["kind"] == "reference_win_rate"
+        score = _pct(s["score"]) if win_rate else "–" if s["score"] is None else f"{s['score']:.2f}"
+        detail = ", ".join(f"{k} {v}" if win_rate else f"{k} {v:.2f}" for k, v in s["detail"].items())
+        lines.append(f"| {_short(s['task'])} | {s['model']} | {s['judge']} | {s['docs']} | {s['judgments']} | "
+                     f"{s['unparsed']} | {score} | {detail} |")  # fmt: skip
+    return [*lines, ""]
+
+
 def _modes_table(report: Report, filter_name: str) -> list[str]:
     """One row per model and benchmark, one column per mode (tasks whose metadata names both)."""
     modes = list(dict.fromkeys(mode for _, mode in report.modes.values()))
@@ -140,11 +170,11 @@ def _modes_table(report: Report, filter_name: str) -> list[str]:
 
 def _table(report: Report, filter_name: str) -> list[str]:
     heads = [_short(t) + (" (contrast)" if t in report.contrast else " (ID)" if report.is_in_domain(t) else "")
-             for t in report.tasks]  # fmt: skip
+             for t in report.matched_tasks]  # fmt: skip
     heads += ["ID avg", "OOD avg"] + (["consistency"] if report.contrast else [])
     rows = ["| model | " + " | ".join(heads) + " |", "|---|" + "---:|" * len(heads)]
     for model, per_task in report.scores.items():
-        cells = [_pct(per_task.get(t, {}).get(filter_name)) for t in report.tasks]
+        cells = [_pct(per_task.get(t, {}).get(filter_name)) for t in report.matched_tasks]
         cells += [_pct(report.average(model, filter_name, True)), _pct(report.average(model, filter_name, False))]
         if report.contrast:
             cells.append(_pct(report.consistency_average(model, filter_name)))
@@ -159,14 +189,20 @@ def bar_chart(report: Report, path: Path) -> None:
     matplotlib.use("Agg")  # files only: no display on servers and in tests
     import matplotlib.pyplot as plt
 
-    columns = [_short(t) for t in report.tasks] + ["ID avg", "OOD avg"]
+    if not report.matched_tasks:  # judged suites only: their scores are on other scales, in report.md
+        fig = plt.figure(figsize=(6, 1.5))
+        fig.text(0.5, 0.5, "judged suites only: see the 'Judged suites' table in report.md", ha="center")
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        return
+    columns = [_short(t) for t in report.matched_tasks] + ["ID avg", "OOD avg"]
     models = list(report.scores)
     width = 0.8 / max(len(models), 1)
     fig, axes = plt.subplots(len(FILTERS), 1, figsize=(max(6, 1.1 * len(columns) + 2), 3.2 * len(FILTERS)),
                              squeeze=False)
     for ax, filter_name in zip(axes[:, 0], FILTERS):
         for i, model in enumerate(models):
-            values = [report.scores[model].get(t, {}).get(filter_name) for t in report.tasks]
+            values = [report.scores[model].get(t, {}).get(filter_name) for t in report.matched_tasks]
             values += [report.average(model, filter_name, True), report.average(model, filter_name, False)]
             xs = [c + (i - (len(models) - 1) / 2) * width for c in range(len(columns))]
             ax.bar(xs, [100 * (v or 0.0) for v in values], width, label=model)
@@ -174,7 +210,7 @@ def bar_chart(report: Report, path: Path) -> None:
         ax.set_ylabel("exact match (%)")
         ax.set_ylim(0, 100)
         ax.set_xticks(range(len(columns)), columns, rotation=30, ha="right")
-        ax.axvline(len(report.tasks) - 0.5, color="grey", linewidth=0.8, linestyle=":")
+        ax.axvline(len(report.matched_tasks) - 0.5, color="grey", linewidth=0.8, linestyle=":")
     axes[0, 0].legend(loc="upper right", fontsize="small")
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -14,6 +14,7 @@ from toolkit.errors import UserError
 from toolkit.evaluate import report as report_mod
 from toolkit.evaluate import tasks as tasks_mod
 from toolkit.evaluate.models import Backend, ModelSpec, describe, load_lm, model_spec
+from toolkit.evaluate.multiturn import add_later_turns
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,9 @@ class EvalOptions:
     max_gen_toks: int | None = None
     data_dir: Path | None = None
     in_domain: list[str] | None = None
-    judge: str | None = None  # BACKEND:MODEL comparing every model's answers with the first model's
+    # BACKEND:MODEL comparing every model's answers with the first model's, and scoring the judged suites
+    # (AlpacaEval, MT-Bench), which without one are scored by the local default model
+    judge: str | None = None
     judge_max_new_tokens: int = 256
 
 
@@ -62,11 +65,13 @@ def run_eval(
     _check_options(options)
     if output_dir.exists() and not output_dir.is_dir():
         raise UserError(f"--output-dir {output_dir} is a file; give a folder for the reports")
-    if options.judge is not None and len(models) < 2:
-        raise UserError("--judge compares models with the first one: give at least two --model")
     manager = tasks_mod.task_manager()
     catalog = tasks_mod.catalog(manager)
     names = tasks_mod.select_tasks(catalog, list(suites), list(tasks))
+    judged = tasks_mod.judged_tasks(manager, names)
+    if options.judge is not None and len(models) < 2 and not judged:
+        raise UserError("--judge compares models with the first one (or scores alpaca_eval / mt_bench): give at "
+                        "least two --model, or evaluate a judged task")  # fmt: skip
     in_domain = tasks_mod.resolve_in_domain(catalog, options.in_domain, list(suites))
     specs = [model_spec(m, options.backend, options.base_url) for m in models]
     if labels is not None:
@@ -80,7 +85,7 @@ def run_eval(
     except OSError as e:
         raise UserError(f"cannot create --output-dir {output_dir} ({e.strerror or e}); give a writable folder") from None
     notes = _notes(options) + [f"`{spec.label}`: {describe(spec)}" for spec in specs]
-    report = report_mod.Report(tasks=names, in_domain=in_domain, notes=notes)
+    report = report_mod.Report(tasks=names, in_domain=in_domain, notes=notes, judged_tasks=set(judged))
     paths: dict[str, Path] = {}
     samples = {}
     for spec in specs:
@@ -88,8 +93,11 @@ def run_eval(
         report.add(spec.label, results)
         paths |= _write_results(output_dir / _folder_name(spec.label), spec.label, results)
         samples[spec.label] = results.get("samples", {})
-    if options.judge:
-        paths |= _judge(report, samples, names, options, output_dir)
+    compared = [n for n in names if n not in judged]
+    if options.judge and len(specs) > 1 and compared:
+        paths |= _judge(report, samples, compared, options, output_dir)
+    if judged:
+        paths |= _judge_suites(report, samples, judged, options, output_dir)
     paths |= report_mod.write(report, output_dir)
     return EvalResult(report, report_mod.markdown(report), paths)
 
@@ -103,6 +111,18 @@ def _judge(report, samples: dict, names: list[str], options: EvalOptions, output
     path = output_dir / "judge.jsonl"
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
     return {"judge": path}
+
+
+def _judge_suites(report, samples: dict, judged: dict, options: EvalOptions, output_dir: Path) -> dict[str, Path]:
+    """AlpacaEval / MT-Bench scores by the judge (written to judge_suites.jsonl)."""
+    from toolkit.evaluate.judged import score_suites
+    from toolkit.teachers import DEFAULT_TEACHER
+
+    scores, records = score_suites(options.judge or DEFAULT_TEACHER, samples, judged, options.judge_max_new_tokens)
+    report.suite_scores = [s.to_dict() for s in scores]
+    path = output_dir / "judge_suites.jsonl"
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+    return {"judge_suites": path}
 
 
 def _check_options(options: EvalOptions) -> None:
@@ -162,7 +182,7 @@ def _evaluate_one(spec: ModelSpec, manager, names: list[str], options: EvalOptio
     task_objects = tasks_mod.load_tasks(manager, names, options.data_dir)  # fails before a model loads
     lm = load_lm(spec, options.batch_size)
     try:
-        return simple_evaluate(
+        results = simple_evaluate(
             model=lm,
             tasks=task_objects,
             task_manager=manager,
@@ -173,6 +193,8 @@ def _evaluate_one(spec: ModelSpec, manager, names: list[str], options: EvalOptio
             gen_kwargs={"max_gen_toks": options.max_gen_toks} if options.max_gen_toks else None,
             log_samples=True,
         )
+        add_later_turns(lm, results, options.max_gen_toks)  # MT-Bench's second turn, on the same model
+        return results
     finally:
         del lm
         gc.collect()  # two models in turn should not hold two models' memory

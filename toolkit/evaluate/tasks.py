@@ -180,5 +180,18 @@ def _local_spec(manager, name: str, data_dir: Path) -> str | dict:
     }
 
 
+def judged_tasks(manager, names: list[str]) -> dict[str, dict[str, Any]]:
+    """The tasks among `names` that a judge scores (`metadata.judged`, see toolkit.evaluate.judged), with
+    their metadata."""
+    from lm_eval.tasks._yaml_loader import load_yaml
+
+    out = {}
+    for name in names:
+        meta = load_yaml(manager.task_index[name].yaml_path, resolve_func=True).get("metadata") or {}
+        if meta.get("judged"):
+            out[name] = dict(meta)
+    return out
+
+
 def _first_line(error: Exception) -> str:
     return (str(error).strip().splitlines() or [""])[0][:200]
