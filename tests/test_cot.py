@@ -59,33 +59,32 @@ def test_keep_all_records_wrong_and_unparsed_samples_as_written(tmp_path):
 
 # --- honest data: no row ends with an answer line the model did not write ---------------------------
 
-CASES = {  # completion text, finish_reason -> what a row may hold
-    "truncated": ("We add 2 and 3. The answer is 5 and then we check it by", "length"),
-    "truncated_no_answer": ("We add 2 and 3 to get", "length"),
-    "unparsable": ("Two plus three is five.", "stop"),
-    "multiple_answers": ("The answer is 6.\nWait, recount: 2 + 3 = 5.\nThe answer is 5.\nHope that helps!", "stop"),
-    "boxed": ("2 + 3 = 5, so $\\boxed{5}$. Done!", "stop"),
+CASES = {  # completion text, finish_reason -> the row text, pred, correct (written by hand)
+    "truncated": (("We add 2 and 3. The answer is 5 and then we check it by", "length"),
+                  ("We add 2 and 3. The answer is 5 and then we check it by", "5", False)),
+    "truncated_no_answer": (("We add 2 and 3 to get", "length"), ("We add 2 and 3 to get", None, False)),
+    "unparsable": (("Two plus three is five.", "stop"), ("Two plus three is five.", None, False)),
+    # two different answers: no answer, kept as written
+    "multiple_answers": (("The answer is 6.\nWait, recount: 2 + 3 = 5.\nThe answer is 5.\nHope that helps!", "stop"),
+                         ("The answer is 6.\nWait, recount: 2 + 3 = 5.\nThe answer is 5.\nHope that helps!", None, False)),
+    # words after the answer stay: the statement is not the completion's last
+    "boxed": (("2 + 3 = 5, so $\\boxed{5}$. Done!", "stop"), ("2 + 3 = 5, so $\\boxed{5}$. Done!", "5", True)),
+    # a closing statement is put in house form, the reasoning before it kept
+    "closing": (("We add 2 and 3 to get 5, so the answer is 5", "stop"), ("We add 2 and 3 to get 5.\nThe answer is 5.", "5", True)),
 }
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_no_row_ends_with_an_answer_line_the_model_did_not_write(tmp_path, case):
-    text, finish = CASES[case]
+    (text, finish), (expected, pred, correct) = CASES[case]
     path = tmp_path / "q.jsonl"
     path.write_text(json.dumps({"question": "What is 2 + 3?", "answer": "5"}) + "\n")
     teacher = FakeTeacher(lambda r, j: Completion(text, finish, 5, 9))
     for keep in ("all", "correct"):
         build("cot", tmp_path / keep, teachers={"teacher": teacher}, source=f"file:{path}", samples=1, keep=keep)
     [row] = rows(tmp_path / "all")
-    written = row["completion"][0]["content"]
-    stated = answers.stated_answer(text, "number")
-    if finish == "length" or stated is None:  # kept exactly as it came, never given an answer line
-        assert written == text.strip()
-        assert rows(tmp_path / "correct") == []
-    else:  # ends with the model's own last stated answer, in house form
-        assert written.splitlines()[-1] == f"The answer is {stated.value}."
-        assert answers.stated_answer(written, "number").value == stated.value == "5"
-        assert rows(tmp_path / "correct")[0]["completion"] == row["completion"]
+    assert (row["completion"][0]["content"], row["pred"], row["correct"]) == (expected, pred, correct)
+    assert [r["completion"] for r in rows(tmp_path / "correct")] == ([row["completion"]] if correct else [])
     assert row["finish_reason"] == finish
 
 

@@ -219,13 +219,16 @@ def test_both_sides_are_written_alike(tmp_path):
     """A rejected path gets the same house-form ending as a chosen one: no cue but the reasoning."""
 
     def sloppy(request: Request, j: int) -> str:
-        return f"2 + 2 is {4 if j == 0 else 5}. Final answer: {4 if j == 0 else 5}. Cheers!"
+        return f"2 + 2 is {4 if j % 2 == 0 else 5}. Final answer: {4 if j % 2 == 0 else 5}" + (". Cheers!" if j > 1 else "")
 
     path = tmp_path / "one.jsonl"
     path.write_text(json.dumps({"question": "What is 2 + 2?", "answer": "4"}) + "\n")
-    _, rows, _ = _build(tmp_path, answer=sloppy, source=f"file:{path}", samples=2)
-    assert rows[0]["chosen"][0]["content"] == "2 + 2 is 4.\nThe answer is 4."
-    assert rows[0]["rejected"][0]["content"] == "2 + 2 is 5.\nThe answer is 5."
+    _, rows, _ = _build(tmp_path, answer=sloppy, source=f"file:{path}", samples=4, pairs_per_prompt=0)
+    assert [(r["chosen"][0]["content"], r["rejected"][0]["content"]) for r in rows] == [
+        ("2 + 2 is 4.\nThe answer is 4.", "2 + 2 is 5.\nThe answer is 5."),
+        # words after the answer are the model's: both sides keep them as written
+        ("2 + 2 is 4. Final answer: 4. Cheers!", "2 + 2 is 5. Final answer: 5. Cheers!"),
+    ]
 
 
 def test_rerun_is_served_from_the_cache(tmp_path):
