@@ -7,7 +7,7 @@ it reasons at all, and the text a row may hold.
   Venise."), or a last line that is only an option letter.
 - A completion that states two different answers (`Therefore, the answer is No. ... The answer is
   Yes.`) states none: `value` is None, `contradiction` True. Hedges ("yes or no") state none already.
-- `reasoning`: at least MIN_REASONING_WORDS words besides its answer statements; `The answer is 6.`
+- `reasoning`: at least MIN_REASONING_WORDS words, numbers or operators besides its answer statements; `The answer is 6.`
   alone is an answer, not a demonstration of reasoning.
 
 The row text keeps everything the model wrote. Only where the answer statement closes the completion
@@ -30,7 +30,7 @@ from toolkit.answers import format_answer_line, is_correct, normalize_answer, op
 from toolkit.records import AnswerType
 
 FUZZY_RATIO = 0.6  # the papers' difflib threshold
-MIN_REASONING_WORDS = 4  # ours: "The answer is 6." has none, "12 + 7 = 19." has four
+MIN_REASONING_WORDS = 3  # ours: "The answer is 6." has none, "3 + 3 = 6." has five (numbers and operators)
 RESTATEMENT_WORDS = 4  # "#### 19", "(B) 42 apples": a line restating the answer; a longer one says more
 FUZZY_LINE_WORDS = 6  # a last line this short may be an option's text; a longer one is a sentence
 AnswerLine = Literal["house", "verbatim"]
@@ -41,6 +41,7 @@ _CONNECTIVE = re.compile(r"[\s,;:]*(?:\b(?:so|thus|therefore|hence|and|finally|o
 # Where a statement's value stops naming the answer and starts giving reasons ("yes, because ...").
 _REASONS = re.compile(r"[,;]|\s(?:because|since|as|given|for|so|which)\b", re.I)
 _WORD = re.compile(r"[^\W_]+")
+_TOKEN = re.compile(r"[^\W_]+|[-+*/=×÷^<>]")  # what reasoning is counted in: words, numbers, operators
 _LONE_LETTER = re.compile(r"[(\[]?([A-Za-z])[)\].:]?")
 
 
@@ -64,16 +65,17 @@ def read_completion(text: str | None, answer_type: AnswerType, choices: Sequence
                     answer_line: AnswerLine = "house") -> Reading:  # fmt: skip
     text = (text or "").strip()
     spans = statement_spans(text)
-    valid = [(s, e, v) for s, e, raw in spans if (v := normalize_answer(raw, answer_type, choices)) is not None]
-    stated = _distinct([v for _, _, v in valid], answer_type, choices)
+    valid = [(s, e, v, raw) for s, e, raw in spans if (v := normalize_answer(raw, answer_type, choices)) is not None]
+    stated = _distinct([v for _, _, v, _ in valid], answer_type, choices)
     reasoning = _reasoning_words(text, spans) >= MIN_REASONING_WORDS
     if len(stated) > 1:
         return Reading(None, None, stated, reasoning, text)
     found, rule = (valid[-1], "strict") if valid else (_fuzzy(text, spans, answer_type, choices), "fuzzy")
     if found is None:
         return Reading(None, None, (), reasoning, text)
-    start, end, value = found
-    row = _row_text(text, start, end, value, answer_type, choices, answer_line)
+    start, end, value, raw = found
+    gives_reasons = (reasons := _REASONS.search(raw)) is not None and _WORD.search(raw, reasons.end())
+    row = text if gives_reasons else _row_text(text, start, end, value, answer_type, choices, answer_line)
     return Reading(value, rule, (value,), reasoning, row)  # type: ignore[arg-type]
 
 
@@ -101,14 +103,14 @@ def _distinct(values: list[str], answer_type: AnswerType, choices: Sequence[str]
 
 
 def _fuzzy(text: str, spans: list[tuple[int, int, str]], answer_type: AnswerType,
-           choices: Sequence[str]) -> tuple[int, int, str] | None:  # fmt: skip
-    """(start, end, letter) of the last statement, or else the short last line, that names an option."""
+           choices: Sequence[str]) -> tuple[int, int, str, str] | None:  # fmt: skip
+    """(start, end, letter, raw) of the last statement, or else the short last line, naming an option."""
     if answer_type != "option" or not choices:
         return None
     for start, end, raw in reversed(spans):
         letter = option_by_text(raw, choices)
         if letter:
-            return start, end, letter
+            return start, end, letter, raw
     line_start = text.rfind("\n") + 1
     line = text[line_start:].strip(_CLOSING)
     if not line or len(line.split()) > FUZZY_LINE_WORDS:
@@ -116,9 +118,9 @@ def _fuzzy(text: str, spans: list[tuple[int, int, str]], answer_type: AnswerType
     alone = _LONE_LETTER.fullmatch(line)
     if alone:
         letter = alone[1].upper()
-        return (line_start, len(text), letter) if letter in option_letters(len(choices)) else None
+        return (line_start, len(text), letter, line) if letter in option_letters(len(choices)) else None
     letter = option_by_text(line, choices)
-    return (line_start, len(text), letter) if letter else None
+    return (line_start, len(text), letter, line) if letter else None
 
 
 def _reasoning_words(text: str, spans: list[tuple[int, int, str]]) -> int:
@@ -131,7 +133,7 @@ def _reasoning_words(text: str, spans: list[tuple[int, int, str]]) -> int:
         pieces += [text[last:start], raw[reasons.start() :] if reasons else ""]
         last = end
     pieces.append(text[last:])
-    return len(_WORD.findall(" ".join(pieces)))
+    return len(_TOKEN.findall(" ".join(pieces)))
 
 
 def _row_text(text: str, start: int, end: int, value: str, answer_type: AnswerType, choices: Sequence[str],
