@@ -2,9 +2,11 @@
 
 The teacher writes `samples` step-by-step demonstrations per problem from a zero-shot CoT prompt
 (optionally few-shot); each is checked against gold with the shared answer checker and, by default,
-only the correct ones are kept. What a row's completion may say is decided by `judge`: a rationale
-that states its answer ends with it in the house form `The answer is X.`; one that states none, or
-was cut off by `max_new_tokens`, is never given an answer line (dropped, or kept as it came).
+only the correct ones are kept. What a row's completion may say is decided by `judge`: everything
+the teacher wrote stays; a closing answer statement is put in the house form `The answer is X.`; a
+rationale that states none (or two different ones), or was cut off by `max_new_tokens`, is never
+given an answer line (dropped, or kept as it came). A bare answer with no reasoning is dropped unless
+`bare="keep"`.
 """
 
 from __future__ import annotations
