@@ -190,3 +190,14 @@ def test_a_bare_answer_has_no_reasoning(text, reasoning):
 def test_a_doubled_final_line_becomes_one_answer_line(text, house, verbatim):
     assert read_completion(text, "number").text == house
     assert read_completion(text, "number", answer_line="verbatim").text == verbatim
+
+
+def test_an_echoed_prompt_cue_is_no_answer():
+    text = "Answer: Let's think step by step. The review praises the acting.\nThe answer is positive."
+    assert read_completion(text, "label").value == "positive"  # not a contradiction with "let's think ..."
+    assert extract_strict("Answer: Let's think step by step", "label") is None
+
+
+def test_a_thousands_comma_is_not_a_reason():
+    text = "She earns $25 an hour for 50 hours. The answer is $1,250."
+    assert read_completion(text, "number").text == "She earns $25 an hour for 50 hours.\nThe answer is 1250."

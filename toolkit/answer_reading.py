@@ -39,7 +39,7 @@ _MARKUP = " \t*_#>\"'“‘("
 _CLOSING = " \t.!*_#>$\\[](){}\"'”’`"
 _CONNECTIVE = re.compile(r"[\s,;:]*(?:\b(?:so|thus|therefore|hence|and|finally|overall)\b[\s,;:]*)*$", re.I)
 # Where a statement's value stops naming the answer and starts giving reasons ("yes, because ...").
-_REASONS = re.compile(r"[,;]|\s(?:because|since|as|given|for|so|which)\b", re.I)
+_REASONS = re.compile(r"[,;](?=\s)|\s(?:because|since|as|given|for|so|which)\b", re.I)  # not "1,250"
 _WORD = re.compile(r"[^\W_]+")
 _TOKEN = re.compile(r"[^\W_]+|[-+*/=×÷^<>]")  # what reasoning is counted in: words, numbers, operators
 _LONE_LETTER = re.compile(r"[(\[]?([A-Za-z])[)\].:]?")

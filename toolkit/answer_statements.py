@@ -22,6 +22,7 @@ _LEAD_IN = re.compile(r"(?:[.!?:;,]|\b(?:so|thus|therefore|hence|then|and|finall
 _CONDITIONAL = re.compile(r"\b(?:whether|if|unless|when|once|check|checking)[\s*_\"'“‘]*$", re.I)
 _MARKUP = " \t*_#>\"'“‘("
 # A value ends at a line break or at a sentence end; "3.5." is a decimal point, then the end.
+_ECHOED_CUE = re.compile(r"\s*let(?:'s|’s| us)\s+think\b", re.I)
 _SENTENCE_END = re.compile(r"[.!?](?=\s|$)|\n")
 _BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
 
@@ -32,7 +33,8 @@ def statement_spans(text: str) -> list[tuple[int, int, str]]:
     (before its full stop)."""
     found = [(start, _close_math(text, end), value) for start, end, value in boxed_spans(text)]
     marks = [(m, _statement_start(text, m.start())) for m in _STATEMENT.finditer(text)]
-    marks += [(m, m.start()) for m in _ANSWER_LABEL.finditer(text)]
+    # "Answer: Let's think step by step" is the Ranaldi prompt's cue echoed back, not an answer
+    marks += [(m, m.start()) for m in _ANSWER_LABEL.finditer(text) if not _ECHOED_CUE.match(text, m.end())]
     for match, start in marks:
         if start is None:
             continue
