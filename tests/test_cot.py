@@ -276,17 +276,28 @@ def test_bare_answers_are_counted_and_left_out_by_default(tmp_path):
 
 def test_ranaldi_preset_reads_answer_labels_and_keeps_the_teachers_text(tmp_path):
     # issue 25: "Answer: B" under the paper's prompt was read as no answer (16.7 % correct where 50 % were)
+    from click.testing import CliRunner
+
     from toolkit.builders import get_method
+    from toolkit.cli import main
+    from toolkit.rundir import read_manifest
 
     path = tmp_path / "planets.jsonl"
     questions = {"Which planet is red?": "B", "Which planet is the hottest?": "A"}
     path.write_text("".join(json.dumps({"question": q, "choices": ["Venus", "Mars"], "answer": g}) + "\n"
                             for q, g in questions.items()))  # fmt: skip
     replies = ["Iron oxide dust covers its surface, so it is called the Red Planet.\nAnswer: B", "Answer: A"]
-    teacher = FakeTeacher(lambda r, j: replies["hottest" in r.messages[-1]["content"]])
-    manifest = build("cot", tmp_path / "run", teachers={"teacher": teacher}, source=f"file:{path}", choices_field="choices",
-                     **get_method("cot").presets["ranaldi-eacl24"].values)  # fmt: skip
-    c = manifest.counts
+    script = tmp_path / "teacher.jsonl"
+    script.write_text(json.dumps({"match": "red", "replies": [replies[0]]}) + "\n"
+                      + json.dumps({"match": "hottest", "replies": [replies[1]]}) + "\n")  # fmt: skip
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, ["build-dataset", "cot", "--preset", "ranaldi-eacl24", "--source", f"file:{path}",
+                                       "--choices-field", "choices", "--teacher", f"fake:{script}", "--out", str(out),
+                                       "--cache", str(tmp_path / "c.sqlite")])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    c = read_manifest(out).counts
     assert (c["samples"], c["correct"], c["kept"], c["no_reasoning"], c["accepted_strict"]) == (2, 2, 2, 1, 2)
-    assert sorted(r["completion"][0]["content"] for r in rows(tmp_path / "run")) == sorted(replies)  # as written
+    assert sorted(r["completion"][0]["content"] for r in rows(out)) == sorted(replies)  # as the teacher wrote them
     assert "bare answers and contradictions included" in get_method("cot").presets["ranaldi-eacl24"].about
+    card = (out / "README.md").read_text()  # the card says the bare answers are kept
+    assert "| `bare` | `keep` |" in card and "| `answer_line` | `verbatim` |" in card

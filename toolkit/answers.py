@@ -5,6 +5,9 @@ extraction finds that statement (or a final `\\boxed{X}`); the flexible fallback
 number, option letter, yes/no word or label in the text. Every value is brought to one canonical
 string per answer type by `normalize_answer`, so a prediction and a gold compare as strings, except
 numbers, which compare by value (a float fast path first, math-verify for LaTeX expressions).
+Where a text states answers is `toolkit.answer_statements`; how a builder reads a whole completion
+(one answer or two, by which rule, with or without reasoning, the row it may become) is
+`toolkit.answer_reading`.
 """
 
 from __future__ import annotations
