@@ -201,3 +201,9 @@ def test_an_echoed_prompt_cue_is_no_answer():
 def test_a_thousands_comma_is_not_a_reason():
     text = "She earns $25 an hour for 50 hours. The answer is $1,250."
     assert read_completion(text, "number").text == "She earns $25 an hour for 50 hours.\nThe answer is 1250."
+
+
+def test_a_run_on_into_the_next_exemplar_is_not_part_of_the_answer():
+    text = "2 + 3 = 5.\nThe answer is 5.\n\nQuestion: What is 4 + 4?\nAnswer: 4 + 4 = 8. The answer is 8."
+    reading = read_completion(text, "number")
+    assert (reading.value, reading.contradiction, reading.text) == ("5", False, "2 + 3 = 5.\nThe answer is 5.")

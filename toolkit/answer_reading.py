@@ -7,11 +7,12 @@ it reasons at all, and the text a row may hold.
   Venise."), or a last line that is only an option letter.
 - A completion that states two different answers (`Therefore, the answer is No. ... The answer is
   Yes.`) states none: `value` is None, `contradiction` True. Hedges ("yes or no") state none already.
-- `reasoning`: at least MIN_REASONING_WORDS words, numbers or operators besides its answer statements; `The answer is 6.`
-  alone is an answer, not a demonstration of reasoning.
+- `reasoning`: at least MIN_REASONING_WORDS words, numbers or operators besides its answer
+  statements; `The answer is 6.` alone is an answer, not a demonstration of reasoning.
 
-The row text keeps everything the model wrote. Only where the answer statement closes the completion
-is it rewritten as the house line `The answer is X.` (`answer_line="house"`; `"verbatim"` keeps it as
+The row text keeps everything the model wrote about this question (a base model prompted few-shot
+that goes on to `Question: <another one>` is cut there). Only where the answer statement closes the
+completion is it rewritten as the house line `The answer is X.` (`answer_line="house"`; `"verbatim"` keeps it as
 written), and an identical answer line right before it is dropped (`The answer is 2180.` twice is one
 line). An answer stated first or mid-way keeps the reasoning after it, as written; a statement inside
 a sentence (`...indicate that the answer is negative.`) stays whole.
@@ -42,6 +43,7 @@ _CONNECTIVE = re.compile(r"[\s,;:]*(?:\b(?:so|thus|therefore|hence|and|finally|o
 _REASONS = re.compile(r"[,;](?=\s)|\s(?:because|since|as|given|for|so|which)\b", re.I)  # not "1,250"
 _WORD = re.compile(r"[^\W_]+")
 _TOKEN = re.compile(r"[^\W_]+|[-+*/=×÷^<>]")  # what reasoning is counted in: words, numbers, operators
+_NEXT_EXEMPLAR = re.compile(r"\n\s*(?:Question|Q)\s*:", re.I)
 _LONE_LETTER = re.compile(r"[(\[]?([A-Za-z])[)\].:]?")
 
 
@@ -63,7 +65,7 @@ class Reading:
 
 def read_completion(text: str | None, answer_type: AnswerType, choices: Sequence[str] = (), *,
                     answer_line: AnswerLine = "house") -> Reading:  # fmt: skip
-    text = (text or "").strip()
+    text = _this_answer(text or "")
     spans = statement_spans(text)
     valid = [(s, e, v, raw) for s, e, raw in spans if (v := normalize_answer(raw, answer_type, choices)) is not None]
     stated = _distinct([v for _, _, v, _ in valid], answer_type, choices)
@@ -77,6 +79,14 @@ def read_completion(text: str | None, answer_type: AnswerType, choices: Sequence
     gives_reasons = (reasons := _REASONS.search(raw)) is not None and _WORD.search(raw, reasons.end())
     row = text if gives_reasons else _row_text(text, start, end, value, answer_type, choices, answer_line)
     return Reading(value, rule, (value,), reasoning, row)  # type: ignore[arg-type]
+
+
+def _this_answer(text: str) -> str:
+    """The completion up to where it starts the next exemplar (`\nQuestion: ...`), as a base model
+    prompted few-shot does: what follows answers another question, not this one."""
+    text = text.strip()
+    run_on = _NEXT_EXEMPLAR.search(text)
+    return text[: run_on.start()].rstrip() if run_on else text
 
 
 def option_by_text(value: str, choices: Sequence[str]) -> str | None:
