@@ -207,3 +207,16 @@ def test_a_run_on_into_the_next_exemplar_is_not_part_of_the_answer():
     text = "2 + 3 = 5.\nThe answer is 5.\n\nQuestion: What is 4 + 4?\nAnswer: 4 + 4 = 8. The answer is 8."
     reading = read_completion(text, "number")
     assert (reading.value, reading.contradiction, reading.text) == ("5", False, "2 + 3 = 5.\nThe answer is 5.")
+
+
+@pytest.mark.parametrize(
+    ("text", "value", "row"),
+    [  # what SmolLM2-135M wrote for chain_sum (tests/test_e2e.py's build)
+        ("The final answer to this arithmetic problem is 7634.", "7634", "The answer is 7634."),
+        ("The answer to the arithmetic problem is 1.", "1", "The answer is 1."),
+        ("The answer to part two of the problem is 4.", None, "The answer to part two of the problem is 4."),
+    ],
+)
+def test_the_answer_to_the_problem_is_a_statement(text, value, row):
+    reading = read_completion(text, "number")
+    assert (reading.value, reading.text, reading.reasoning) == (value, row, value is None)

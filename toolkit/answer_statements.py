@@ -11,8 +11,14 @@ from __future__ import annotations
 
 import re
 
-# "the answer is", "the final answer is", "Final Answer:", "**Final Answer**:" ... (see `_statement_start`)
-_STATEMENT = re.compile(r"\banswer[*_]*\s+is\b[*_:]*|\bfinal\s+answer[*_]*\s*:[*_]*", re.I)
+# "the answer is", "the final answer is", "Final Answer:", "**Final Answer**:", "the answer to this
+# arithmetic problem is" (SmolLM2-135M's way) ... (see `_statement_start`)
+_STATEMENT = re.compile(
+    r"\banswer[*_]*(?:\s+to\s+(?:the|this)\s+(?:[a-z-]+\s+){0,2}?"
+    r"(?:question|problem|equation|puzzle|riddle|expression|calculation|sum))?\s+is\b[*_:]*"
+    r"|\bfinal\s+answer[*_]*\s*:[*_]*",
+    re.I,
+)
 # "Answer: B", "**Answer:** B", "Correct answer: D" opening a line.
 _ANSWER_LABEL = re.compile(r"(?im)^[ \t*_#>-]*(?:(?:the\s+)?(?:correct|right)\s+)?answer[*_]*[ \t]*:[*_]*")
 # What may stand before "answer is" in its sentence: a determiner and adjectives ("the correct", "my
