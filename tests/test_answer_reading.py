@@ -220,3 +220,22 @@ def test_a_run_on_into_the_next_exemplar_is_not_part_of_the_answer():
 def test_the_answer_to_the_problem_is_a_statement(text, value, row):
     reading = read_completion(text, "number")
     assert (reading.value, reading.text, reading.reasoning) == (value, row, value is None)
+
+
+@pytest.mark.parametrize(
+    ("text", "answer_type", "choices"),
+    [
+        (VENICE_FIRST, "option", CITIES),
+        (VENICE_LAST, "option", CITIES),
+        (RED_PLANET, "option", PLANETS),
+        ("Venice is built on a lagoon and its streets are canals.\nVenice", "option", CITIES),
+        (POSITIVE_CHECK, "label", SENTIMENT),
+        ("45 * 48 = 2160 and 2160 + 20 = 2180.\nThe answer is 2180.\nThe answer is 2180.", "number", ()),
+    ],
+)
+def test_a_row_reads_back_as_itself(text, answer_type, choices):
+    """A row's text, read again, states the same answer and stays as it is (a resumed or re-scored
+    dataset, and --from-dataset's teacher rationales, are read the same way)."""
+    first = read_completion(text, answer_type, choices)
+    again = read_completion(first.text, answer_type, choices)
+    assert (again.value, again.text) == (first.value, first.text)
