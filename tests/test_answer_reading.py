@@ -115,6 +115,9 @@ POSITIVE_CHECK = (
         ("The acting is wooden and the plot drags. These factors strongly indicate that the answer is negative.",
          "negative",
          "The acting is wooden and the plot drags. These factors strongly indicate that the answer is negative."),
+        # the model quoting the format line: the old cut left `The last line "\nThe answer is negative.`
+        ('The acting is wooden and the plot drags.\nThe last line "The answer is negative."', "negative",
+         'The acting is wooden and the plot drags.\nThe last line "The answer is negative."'),
         ("If the answer is positive, the reviewer would recommend it; they do not.", None,
          "If the answer is positive, the reviewer would recommend it; they do not."),
     ],
