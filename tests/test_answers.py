@@ -214,7 +214,7 @@ def test_math_verify_runs_outside_the_main_thread():
         ("I think B) is right", Extraction("B", False)),
         ("Comparing the sums ... **D**", Extraction("D", False)),
         ("So we pick option b", Extraction("B", False)),
-        ("Answer: C", Extraction("C", False)),
+        ("Answer: C", Extraction("C", True)),  # "Answer: X" opening a line is a statement (issue 25)
         ("40 is too small.\nD", Extraction("D", False)),
         # an article is not an option
         ("A farmer has 12 apples. A friend gives him 3.", None),

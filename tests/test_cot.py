@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from toolkit import answers, prompts
+from toolkit import prompts
 from toolkit.builders.cot import judge, prompt_messages
 from toolkit.errors import UserError
 from toolkit.records import Problem
@@ -59,33 +59,32 @@ def test_keep_all_records_wrong_and_unparsed_samples_as_written(tmp_path):
 
 # --- honest data: no row ends with an answer line the model did not write ---------------------------
 
-CASES = {  # completion text, finish_reason -> what a row may hold
-    "truncated": ("We add 2 and 3. The answer is 5 and then we check it by", "length"),
-    "truncated_no_answer": ("We add 2 and 3 to get", "length"),
-    "unparsable": ("Two plus three is five.", "stop"),
-    "multiple_answers": ("The answer is 6.\nWait, recount: 2 + 3 = 5.\nThe answer is 5.\nHope that helps!", "stop"),
-    "boxed": ("2 + 3 = 5, so $\\boxed{5}$. Done!", "stop"),
+CASES = {  # completion text, finish_reason -> the row text, pred, correct (written by hand)
+    "truncated": (("We add 2 and 3. The answer is 5 and then we check it by", "length"),
+                  ("We add 2 and 3. The answer is 5 and then we check it by", "5", False)),
+    "truncated_no_answer": (("We add 2 and 3 to get", "length"), ("We add 2 and 3 to get", None, False)),
+    "unparsable": (("Two plus three is five.", "stop"), ("Two plus three is five.", None, False)),
+    # two different answers: no answer, kept as written
+    "multiple_answers": (("The answer is 6.\nWait, recount: 2 + 3 = 5.\nThe answer is 5.\nHope that helps!", "stop"),
+                         ("The answer is 6.\nWait, recount: 2 + 3 = 5.\nThe answer is 5.\nHope that helps!", None, False)),
+    # words after the answer stay: the statement is not the completion's last
+    "boxed": (("2 + 3 = 5, so $\\boxed{5}$. Done!", "stop"), ("2 + 3 = 5, so $\\boxed{5}$. Done!", "5", True)),
+    # a closing statement is put in house form, the reasoning before it kept
+    "closing": (("We add 2 and 3 to get 5, so the answer is 5", "stop"), ("We add 2 and 3 to get 5.\nThe answer is 5.", "5", True)),
 }
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_no_row_ends_with_an_answer_line_the_model_did_not_write(tmp_path, case):
-    text, finish = CASES[case]
+    (text, finish), (expected, pred, correct) = CASES[case]
     path = tmp_path / "q.jsonl"
     path.write_text(json.dumps({"question": "What is 2 + 3?", "answer": "5"}) + "\n")
     teacher = FakeTeacher(lambda r, j: Completion(text, finish, 5, 9))
     for keep in ("all", "correct"):
         build("cot", tmp_path / keep, teachers={"teacher": teacher}, source=f"file:{path}", samples=1, keep=keep)
     [row] = rows(tmp_path / "all")
-    written = row["completion"][0]["content"]
-    stated = answers.stated_answer(text, "number")
-    if finish == "length" or stated is None:  # kept exactly as it came, never given an answer line
-        assert written == text.strip()
-        assert rows(tmp_path / "correct") == []
-    else:  # ends with the model's own last stated answer, in house form
-        assert written.splitlines()[-1] == f"The answer is {stated.value}."
-        assert answers.stated_answer(written, "number").value == stated.value == "5"
-        assert rows(tmp_path / "correct")[0]["completion"] == row["completion"]
+    assert (row["completion"][0]["content"], row["pred"], row["correct"]) == (expected, pred, correct)
+    assert [r["completion"] for r in rows(tmp_path / "correct")] == ([row["completion"]] if correct else [])
     assert row["finish_reason"] == finish
 
 
@@ -164,3 +163,141 @@ def test_a_template_file_is_checked_before_any_call(tmp_path):
     manifest = build("cot", tmp_path / "run", teachers={"teacher": teacher}, source=_source(tmp_path), template=str(good))
     assert teacher.calls[0].messages[-1]["content"] == "Solve: What is 0 + 0? (<number>)"
     assert manifest.prompt_templates == {str(good): good.read_text()}
+
+
+# --- issues 20.1 and 25: the teacher's text kept whole; how answers were read, counted -------------
+
+CITIES = ["Michigan", "New York", "Paris", "Venice"]
+# issue 20's answer-first completion, verbatim, and the same reasoning with the answer mid-way and last
+VENICE = {
+    "first": "The answer is D) Venice. Venice, Italy is known for its canals; A) Michigan and B) New York are in the USA…",
+    "middle": "Venice, Italy is known for its canals. The answer is D) Venice. A) Michigan and B) New York are in the "
+              "USA, and C) Paris has the Seine but no canals to speak of.",
+    "last": "Venice, Italy is known for its canals; A) Michigan and B) New York are in the USA.\nThe answer is D) Venice.",
+}  # fmt: skip
+VENICE_ROWS = [
+    VENICE["first"],
+    VENICE["middle"],
+    "Venice, Italy is known for its canals; A) Michigan and B) New York are in the USA.\nThe answer is D.",
+]
+
+
+def _city_source(tmp_path) -> str:
+    path = tmp_path / "cities.jsonl"
+    path.write_text(json.dumps({"question": "Which city is known for its canals?", "choices": CITIES, "answer": "D"}) + "\n")
+    return f"file:{path}"
+
+
+def test_cot_rows_keep_the_reasoning_wherever_the_answer_is_stated(tmp_path):
+    replies = [VENICE["first"], VENICE["middle"], VENICE["last"]]
+    teacher = FakeTeacher(lambda r, j: replies[j])
+    for keep in ("correct", "all"):
+        build("cot", tmp_path / keep, teachers={"teacher": teacher}, source=_city_source(tmp_path), choices_field="choices",
+              samples=3, keep=keep)  # fmt: skip
+        kept = rows(tmp_path / keep)
+        assert [r["completion"][0]["content"] for r in kept] == VENICE_ROWS
+        assert [(r["pred"], r["correct"]) for r in kept] == [("D", True)] * 3
+
+
+# What the mixed (CoT side) and counterfactual builders do with the shared judge: mixed keeps
+# `verdict.text` of a correct verdict as a row; counterfactual keeps `verdict.text` of a rationale that
+# states the target label, and reads `verdict.pred` as the judge's vote ("" when None).
+MIXED = Problem("m", "s", "Tom has 17 boxes of 23 pens and gives away 91 pens. How many are left?", "300", "number")
+COUNTERFACTUAL = Problem("c", "s", "All cats are mammals. Tom is a cat. Is Tom a mammal? (Answer Yes or No)", "yes", "yesno")
+
+
+@pytest.mark.parametrize(
+    ("problem", "text", "row"),
+    [
+        (MIXED, "The answer is 300. 17 * 23 = 391 pens, and 391 - 91 = 300 are left.",
+         "The answer is 300. 17 * 23 = 391 pens, and 391 - 91 = 300 are left."),
+        (MIXED, "17 * 23 = 391 pens. The answer is 300. That is 391 - 91, the pens he kept.",
+         "17 * 23 = 391 pens. The answer is 300. That is 391 - 91, the pens he kept."),
+        (MIXED, "17 * 23 = 391 pens, and 391 - 91 = 300, so the answer is 300",
+         "17 * 23 = 391 pens, and 391 - 91 = 300.\nThe answer is 300."),
+        (COUNTERFACTUAL, "The answer is Yes. Tom is a cat, and every cat is a mammal, so Tom is one too.",
+         "The answer is Yes. Tom is a cat, and every cat is a mammal, so Tom is one too."),
+        (COUNTERFACTUAL, "Tom is a cat. The answer is yes, since every cat is a mammal; nothing says otherwise.",
+         "Tom is a cat. The answer is yes, since every cat is a mammal; nothing says otherwise."),
+        (COUNTERFACTUAL, "Tom is a cat, and every cat is a mammal.\nThe answer is yes.",
+         "Tom is a cat, and every cat is a mammal.\nThe answer is yes."),
+    ],
+)  # fmt: skip
+def test_the_shared_judge_keeps_the_reasoning_for_mixed_and_counterfactual(problem, text, row):
+    verdict = judge(problem, text, "stop")
+    assert (verdict.text, verdict.pred, verdict.correct, verdict.rule) == (row, problem.gold, True, "strict")
+    assert (verdict.contradiction, verdict.reasoning, verdict.bare) == (False, True, False)
+
+
+def test_the_shared_judge_reports_contradictions_and_bare_answers():
+    # issue 25: a rationale that states two answers is no answer (a counterfactual vote of "")
+    both = judge(COUNTERFACTUAL, "Therefore, the answer is No. … The answer is Yes.", "stop")
+    assert (both.pred, both.correct, both.contradiction, both.bare) == (None, False, True, True)
+    bare = judge(MIXED, "The answer is 300.", "stop")
+    assert (bare.pred, bare.correct, bare.reasoning, bare.bare, bare.text) == ("300", True, False, True, "The answer is 300.")
+    cut = judge(MIXED, "The answer is 300.", "length")
+    assert (cut.correct, cut.bare) == (False, False)  # a cut-off sample is counted as truncated only
+
+
+def _cases_source(tmp_path, golds) -> str:
+    path = tmp_path / "sums.jsonl"
+    path.write_text("".join(json.dumps({"question": f"What is {g} + 0?", "answer": g}) + "\n" for g in golds))
+    return f"file:{path}"
+
+
+# issue 25's shapes: a bare answer (chain_sum, syllogism), a contradiction, a doubled final line
+REPLIES = {
+    "6": "The answer is 6.",
+    "7": "Therefore, the answer is 8. … The answer is 7.",
+    "2180": "45 * 48 = 2160 and 2160 + 20 = 2180.\nThe answer is 2180.\nThe answer is 2180.",
+}
+
+
+def _replies(request, j):
+    return REPLIES[re.findall(r"What is (\d+) \+ 0", request.messages[-1]["content"])[0]]
+
+
+def test_bare_answers_are_counted_and_left_out_by_default(tmp_path):
+    source = _cases_source(tmp_path, ["6", "7", "2180"])
+    manifest = build("cot", tmp_path / "run", teachers={"teacher": FakeTeacher(_replies)}, source=source, samples=1)
+    c = manifest.counts
+    assert (c["samples"], c["correct"], c["kept"], c["no_reasoning"], c["contradictions"], c["no_answer"]) == (3, 2, 1, 2, 1, 0)
+    assert (c["accepted_strict"], c["accepted_fuzzy"]) == (2, 0)
+    [row] = rows(tmp_path / "run")
+    assert row["completion"][0]["content"] == "45 * 48 = 2160 and 2160 + 20 = 2180.\nThe answer is 2180."
+    build("cot", tmp_path / "all", teachers={"teacher": FakeTeacher(_replies)}, source=source, samples=1, keep="all",
+          bare="keep")  # fmt: skip
+    assert [(r["completion"][0]["content"], r["pred"], r["correct"]) for r in rows(tmp_path / "all")] == [
+        ("The answer is 6.", "6", True),
+        ("Therefore, the answer is 8. … The answer is 7.", None, False),
+        ("45 * 48 = 2160 and 2160 + 20 = 2180.\nThe answer is 2180.", "2180", True),
+    ]
+
+
+def test_ranaldi_preset_reads_answer_labels_and_keeps_the_teachers_text(tmp_path):
+    # issue 25: "Answer: B" under the paper's prompt was read as no answer (16.7 % correct where 50 % were)
+    from click.testing import CliRunner
+
+    from toolkit.builders import get_method
+    from toolkit.cli import main
+    from toolkit.rundir import read_manifest
+
+    path = tmp_path / "planets.jsonl"
+    questions = {"Which planet is red?": "B", "Which planet is the hottest?": "A"}
+    path.write_text("".join(json.dumps({"question": q, "choices": ["Venus", "Mars"], "answer": g}) + "\n"
+                            for q, g in questions.items()))  # fmt: skip
+    replies = ["Iron oxide dust covers its surface, so it is called the Red Planet.\nAnswer: B", "Answer: A"]
+    script = tmp_path / "teacher.jsonl"
+    script.write_text(json.dumps({"match": "red", "replies": [replies[0]]}) + "\n"
+                      + json.dumps({"match": "hottest", "replies": [replies[1]]}) + "\n")  # fmt: skip
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, ["build-dataset", "cot", "--preset", "ranaldi-eacl24", "--source", f"file:{path}",
+                                       "--choices-field", "choices", "--teacher", f"fake:{script}", "--out", str(out),
+                                       "--cache", str(tmp_path / "c.sqlite")])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    c = read_manifest(out).counts
+    assert (c["samples"], c["correct"], c["kept"], c["no_reasoning"], c["accepted_strict"]) == (2, 2, 2, 1, 2)
+    assert sorted(r["completion"][0]["content"] for r in rows(out)) == sorted(replies)  # as the teacher wrote them
+    assert "bare answers and contradictions included" in get_method("cot").presets["ranaldi-eacl24"].about
+    card = (out / "README.md").read_text()  # the card says the bare answers are kept
+    assert "| `bare` | `keep` |" in card and "| `answer_line` | `verbatim` |" in card

@@ -219,13 +219,16 @@ def test_both_sides_are_written_alike(tmp_path):
     """A rejected path gets the same house-form ending as a chosen one: no cue but the reasoning."""
 
     def sloppy(request: Request, j: int) -> str:
-        return f"2 + 2 is {4 if j == 0 else 5}. Final answer: {4 if j == 0 else 5}. Cheers!"
+        return f"2 + 2 is {4 if j % 2 == 0 else 5}. Final answer: {4 if j % 2 == 0 else 5}" + (". Cheers!" if j > 1 else "")
 
     path = tmp_path / "one.jsonl"
     path.write_text(json.dumps({"question": "What is 2 + 2?", "answer": "4"}) + "\n")
-    _, rows, _ = _build(tmp_path, answer=sloppy, source=f"file:{path}", samples=2)
-    assert rows[0]["chosen"][0]["content"] == "2 + 2 is 4.\nThe answer is 4."
-    assert rows[0]["rejected"][0]["content"] == "2 + 2 is 5.\nThe answer is 5."
+    _, rows, _ = _build(tmp_path, answer=sloppy, source=f"file:{path}", samples=4, pairs_per_prompt=0)
+    assert [(r["chosen"][0]["content"], r["rejected"][0]["content"]) for r in rows] == [
+        ("2 + 2 is 4.\nThe answer is 4.", "2 + 2 is 5.\nThe answer is 5."),
+        # words after the answer are the model's: both sides keep them as written
+        ("2 + 2 is 4. Final answer: 4. Cheers!", "2 + 2 is 5. Final answer: 5. Cheers!"),
+    ]
 
 
 def test_rerun_is_served_from_the_cache(tmp_path):
@@ -341,3 +344,49 @@ def test_cli_bad_input_is_one_line(tmp_path, args, message):
 def test_cli_requires_a_student(tmp_path):
     result = CliRunner().invoke(main, ["build-dataset", "preference", "--source", "gym:chain_sum", "--out", str(tmp_path)])
     assert result.exit_code != 0 and "missing --student" in result.output
+
+
+# --- issue 20.3: judged as the paper judged, under the paper's prompt; issue 20.1: reasoning kept -----
+
+PLANET_PATHS = [
+    "Iron oxide dust covers its surface, so it is called the Red Planet.\nAnswer: B",  # strict (an answer label)
+    "Iron oxide dust covers its surface, which is why it looks red from Earth.\nMars",  # fuzzy: the option's text
+    "Its thick clouds of sulphuric acid reflect sunlight, so it shines brightest.\nVenus",  # wrong: A's text
+    "Iron oxide makes the surface red, so the answer is Marss.",  # fuzzy: difflib ratio 0.89
+]
+
+
+def test_self_refine_under_ranaldi_cot_accepts_answers_without_an_answer_line(tmp_path):
+    path = tmp_path / "planet.jsonl"
+    path.write_text(json.dumps({"question": "Which planet is called the Red Planet?", "choices": ["Venus", "Mars"],
+                                "answer": "B"}) + "\n")  # fmt: skip
+    manifest, rows, student = _build(tmp_path, answer=lambda r, j: PLANET_PATHS[j], source=f"file:{path}",
+                                     choices_field="choices", template="ranaldi-cot", samples=4, pairs_per_prompt=0)  # fmt: skip
+    assert student.calls[0].messages[-1]["content"].endswith("Answer: Let's think step by step")
+    c = manifest.counts
+    assert (c["correct"], c["accepted_strict"], c["accepted_fuzzy"], c["pairs"]) == (3, 1, 2, 3)
+    assert [(r["chosen"][0]["content"], r["chosen_pred"], r["rejected_pred"]) for r in rows] == [
+        ("Iron oxide dust covers its surface, so it is called the Red Planet.\nThe answer is B.", "B", "A"),
+        ("Iron oxide dust covers its surface, which is why it looks red from Earth.\nThe answer is B.", "B", "A"),
+        ("Iron oxide makes the surface red.\nThe answer is B.", "B", "A"),
+    ]
+    assert rows[0]["rejected"][0]["content"] == (
+        "Its thick clouds of sulphuric acid reflect sunlight, so it shines brightest.\nThe answer is A."
+    )
+
+
+def test_both_sides_keep_reasoning_stated_after_the_answer(tmp_path):
+    paths = [
+        "The answer is 4. Two and two make four, since adding two to two counts up to four.",  # answer first
+        "Two and two: the answer is 5. Adding two to two counts up to five, I believe.",  # answer mid-way
+        "Two and two make four.\nThe answer is 4.\nThe answer is 4.",  # last, doubled
+    ]
+    path = tmp_path / "one.jsonl"
+    path.write_text(json.dumps({"question": "What is 2 + 2?", "answer": "4"}) + "\n")
+    manifest, rows, _ = _build(tmp_path, answer=lambda r, j: paths[j], source=f"file:{path}", samples=3,
+                               pairs_per_prompt=0)  # fmt: skip
+    assert [(r["chosen"][0]["content"], r["rejected"][0]["content"]) for r in rows] == [
+        (paths[0], paths[1]),
+        ("Two and two make four.\nThe answer is 4.", paths[1]),
+    ]
+    assert (manifest.counts["accepted_strict"], manifest.counts["contradictions"]) == (2, 0)

@@ -5,6 +5,9 @@ extraction finds that statement (or a final `\\boxed{X}`); the flexible fallback
 number, option letter, yes/no word or label in the text. Every value is brought to one canonical
 string per answer type by `normalize_answer`, so a prediction and a gold compare as strings, except
 numbers, which compare by value (a float fast path first, math-verify for LaTeX expressions).
+Where a text states answers is `toolkit.answer_statements`; how a builder reads a whole completion
+(one answer or two, by which rule, with or without reasoning, the row it may become) is
+`toolkit.answer_reading`.
 """
 
 from __future__ import annotations
@@ -18,16 +21,13 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 
+from toolkit.answer_statements import boxed_spans as _boxed_spans
+from toolkit.answer_statements import statement_spans
 from toolkit.errors import UserError
 from toolkit.records import AnswerType
 
 ANSWER_PREFIX = "The answer is"
 
-# "the answer is", "the final answer is", "Final Answer:", "**Final Answer**:" ...
-_STATEMENT = re.compile(r"\banswer[*_]*\s+is\b[*_:]*|\bfinal\s+answer[*_]*\s*:[*_]*", re.I)
-# A value ends at a line break or at a sentence end; "3.5." is a decimal point, then the end.
-_SENTENCE_END = re.compile(r"[.!?](?=\s|$)|\n")
-_BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
 _TEXT_CMD = re.compile(r"\\(?:text|textbf|mathrm|mathbf)\s*\{([^{}]*)\}")
 _LATEX_FRAC = re.compile(r"\\[dt]?frac\s*\{\s*(-?\d+)\s*\}\s*\{\s*(\d+)\s*\}")
 # Thousands commas only in groups of three, so "3, 4" stays two numbers; no digit or dot before
@@ -143,49 +143,26 @@ def extract_strict(text: str | None, answer_type: AnswerType, choices: Sequence[
 
 def _strict_candidates(text: str) -> list[str]:
     """Raw values of every answer statement and boxed value, in the order they appear."""
-    return [value for _, _, value in _strict_spans(text)]
-
-
-def _strict_spans(text: str) -> list[tuple[int, int, str]]:
-    """(start, end, raw value) of every answer statement and boxed value, in text order; `end` is
-    where the statement's value ends (before its full stop)."""
-    found = [(start, _close_math(text, end), value) for start, end, value in _boxed_spans(text)]
-    for match in _STATEMENT.finditer(text):
-        rest = text[match.end() :]
-        value_start = match.end() + len(rest) - len(rest.lstrip())
-        end = _SENTENCE_END.search(text, value_start)
-        stop = end.start() if end else len(text)
-        found.append((match.start(), stop, text[value_start:stop]))
-    return sorted(found, key=lambda item: item[0])
-
-
-def _close_math(text: str, end: int) -> int:
-    """Past the `$`, `\\]`, `)` and `**` that close a boxed value's math on its line."""
-    while end < len(text) and text[end] in "$\\])* ":
-        end += 1
-    return end
+    return [value for _, _, value in statement_spans(text)]
 
 
 @dataclass(frozen=True, slots=True)
 class Stated:
-    """The answer a completion states last, and the completion cut after that statement and ending
-    with it in the house form `The answer is X.` (the model's own answer, reworded at most)."""
+    """The answer a completion states and the completion as a row may hold it (see
+    `toolkit.answer_reading`: the model's text, a closing answer statement in house form)."""
 
     value: str
     text: str
 
 
 def stated_answer(text: str | None, answer_type: AnswerType, choices: Sequence[str] = ()) -> Stated | None:
-    """The completion's last valid answer statement (`The answer is X`, `Final answer: X`,
-    `\\boxed{X}`), or None when it states none: then nothing may be appended to it, because an
-    answer line the model did not write would teach a conclusion it did not reach."""
-    if not text or not text.strip():
-        return None
-    for _, end, raw in reversed(_strict_spans(text)):
-        value = normalize_answer(raw, answer_type, choices)
-        if value is not None:
-            return Stated(value, ensure_answer_line(text[:end], value))
-    return None
+    """The one answer the completion states (`The answer is X`, `Answer: X`, `\\boxed{X}`, an
+    option's text), or None when it states none or two different ones: then nothing may be appended
+    to it, because an answer line the model did not write would teach a conclusion it did not reach."""
+    from toolkit.answer_reading import read_completion  # it builds on this module's checker
+
+    reading = read_completion(text, answer_type, choices)
+    return Stated(reading.value, reading.text) if reading.value is not None else None
 
 
 def extract_flexible(text: str | None, answer_type: AnswerType, choices: Sequence[str] = ()) -> str | None:
@@ -228,6 +205,8 @@ def normalize_answer(value: str | None, answer_type: AnswerType, choices: Sequen
 
 @lru_cache(maxsize=4096)  # a build normalizes each gold once per sample, and its samples agree often
 def _normalize_cached(value: str, answer_type: AnswerType, choices: tuple[str, ...]) -> str | None:
+    if answer_type in ("number", "yesno", "math") and re.match(r"\W*not\b", _clean(value), re.I):
+        return None  # "The answer is not 5, ..." rules an answer out; it does not state one
     first = _normalize_one(value, answer_type, choices)
     if first is None or _offers_another(value, answer_type, choices, first):
         return None
@@ -298,19 +277,6 @@ def is_correct(pred: str | None, gold: str, answer_type: AnswerType, choices: Se
 
 
 # --- cleaning -------------------------------------------------------------------------------------
-
-
-def _boxed_spans(text: str) -> list[tuple[int, int, str]]:
-    """(start, end, content) of every closed `\\boxed{...}`, nested braces included."""
-    spans = []
-    for match in _BOXED.finditer(text):
-        depth, i = 1, match.end()
-        while i < len(text) and depth:
-            depth += {"{": 1, "}": -1}.get(text[i], 0)
-            i += 1
-        if depth == 0:
-            spans.append((match.start(), i, text[match.end() : i - 1]))
-    return spans
 
 
 def _split_boxed(text: str) -> tuple[str, str]:

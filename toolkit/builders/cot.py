@@ -2,9 +2,11 @@
 
 The teacher writes `samples` step-by-step demonstrations per problem from a zero-shot CoT prompt
 (optionally few-shot); each is checked against gold with the shared answer checker and, by default,
-only the correct ones are kept. What a row's completion may say is decided by `judge`: a rationale
-that states its answer ends with it in the house form `The answer is X.`; one that states none, or
-was cut off by `max_new_tokens`, is never given an answer line (dropped, or kept as it came).
+only the correct ones are kept. What a row's completion may say is decided by `judge`: everything
+the teacher wrote stays; a closing answer statement is put in the house form `The answer is X.`; a
+rationale that states none (or two different ones), or was cut off by `max_new_tokens`, is never
+given an answer line (dropped, or kept as it came). A bare answer with no reasoning is dropped unless
+`bare="keep"`.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Literal
 
 from toolkit import answers, prompts
+from toolkit.answer_reading import AnswerLine, Rule, read_completion
 from toolkit.builders.config import BuildConfig, Preset, at_least, param
 from toolkit.builders.method import Method, Paper, Work
 from toolkit.builders.rows import SFTRow, assistant
@@ -37,6 +40,12 @@ class CoTConfig(BuildConfig):
     keep: Literal["correct", "all"] = param(
         "correct", help="correct: only complete rationales whose stated answer matches gold; all: every sample, "
                         "flagged by `correct` (cut-off and answerless ones kept as they came).")  # fmt: skip
+    bare: Literal["drop", "keep"] = param(
+        "drop", help="A completion that states its answer with no reasoning ('The answer is 6.'): drop it (ours: it "
+                     "demonstrates no chain of thought), or keep it; counted as no_reasoning either way.")  # fmt: skip
+    answer_line: AnswerLine = param(
+        "house", help="A closing answer statement: house rewrites it as 'The answer is X.'; verbatim keeps it as "
+                      "the teacher wrote it ('Answer: B'). Nothing before it is ever changed.")  # fmt: skip
     template: str = param(TEMPLATE, help="Prompt template: a name in toolkit/prompts, or a FILE.jinja.")
     fewshot: str | None = param(None, help="jsonl of exemplars (question, rationale[, choices]).", metavar="FILE")
     system: str | None = param(None, help="System prompt for the teacher.")
@@ -50,21 +59,39 @@ class CoTConfig(BuildConfig):
 class Verdict:
     """What a completion says, checked: `text` is what a row may hold (see `judge`)."""
 
-    pred: str | None  # the answer it states, canonical; None when it states none
-    correct: bool  # states the gold answer and is complete
+    pred: str | None  # the answer it states, canonical; None when it states none, or two different ones
+    correct: bool  # states the gold answer (once) and is complete
     truncated: bool  # cut off by max_new_tokens
     text: str
+    rule: Rule | None  # how pred was read: "strict" (an answer statement) or "fuzzy" (an option's text)
+    contradiction: bool  # states two different answers ("the answer is No. ... The answer is Yes.")
+    reasoning: bool  # says more than its answer; `The answer is 6.` alone does not
+
+    @property
+    def bare(self) -> bool:
+        """A complete answer without reasoning: not a chain-of-thought demonstration."""
+        return not self.reasoning and not self.truncated and (self.pred is not None or self.contradiction)
 
 
-def judge(problem: Problem, text: str, finish_reason: str) -> Verdict:
-    """A complete completion that states an answer ends with it in house form (reworded at most,
-    cut after it); any other text stays as the model wrote it."""
+def judge(problem: Problem, text: str, finish_reason: str, answer_line: AnswerLine = "house") -> Verdict:
+    """The completion read whole (`toolkit.answer_reading`): everything the model reasoned stays; a
+    closing answer statement of a complete completion is put in house form (or kept as written,
+    `answer_line="verbatim"`); a cut-off completion stays exactly as it came."""
     truncated = finish_reason == "length"
-    stated = answers.stated_answer(text, problem.answer_type, problem.choices)
-    pred = stated.value if stated else None
+    reading = read_completion(text, problem.answer_type, problem.choices, answer_line=answer_line)
+    pred = reading.value
     matches = pred is not None and answers.is_correct(pred, problem.gold, problem.answer_type, problem.choices)
-    final = stated.text if stated and not truncated else text.strip()
-    return Verdict(pred, matches and not truncated, truncated, final)
+    final = text.strip() if truncated else reading.text
+    return Verdict(pred, matches and not truncated, truncated, final, reading.rule, reading.contradiction,
+                   reading.reasoning)  # fmt: skip
+
+
+def count_verdict(counts, verdict: Verdict) -> None:
+    """The counts every method that judges with `judge` may report: how answers were read."""
+    counts["contradictions"] += verdict.contradiction and not verdict.truncated
+    counts["no_reasoning"] += verdict.bare
+    if verdict.correct:
+        counts[f"accepted_{verdict.rule}"] += 1
 
 
 def load_fewshot(path: str | Path) -> tuple[dict, ...]:
@@ -123,13 +150,14 @@ async def run(problem: Problem, work: Work[CoTConfig]) -> None:
         return
     solved = False
     for idx, completion in enumerate(result):
-        verdict = judge(problem, completion.text, completion.finish_reason)
+        verdict = judge(problem, completion.text, completion.finish_reason, c.answer_line)
         counts["samples"] += 1
         counts["correct"] += verdict.correct
         counts["truncated"] += verdict.truncated
-        counts["no_answer"] += verdict.pred is None and not verdict.truncated
+        counts["no_answer"] += verdict.pred is None and not verdict.truncated and not verdict.contradiction
+        count_verdict(counts, verdict)
         solved |= verdict.correct
-        if c.keep == "correct" and not verdict.correct:
+        if c.keep == "correct" and not verdict.correct or c.bare == "drop" and verdict.bare:
             continue
         work.keep(SFTRow(
             prompt=list(messages), completion=assistant(verdict.text), id=problem.id, source=problem.source,
@@ -165,8 +193,10 @@ PAPER = Paper(
 PRESETS = {
     "ranaldi-eacl24": Preset(
         about="Ranaldi & Freitas, EACL 2024: their zero-shot CoT prompt, one demonstration per question, "
-              "no correctness filter, class-balanced subsets",
-        values={"template": "ranaldi-cot", "samples": 1, "keep": "all", "balance": True,
+              "no correctness filter, every demonstration kept as the teacher wrote it (bare answers and "
+              "contradictions included, flagged in the counts), class-balanced subsets",
+        values={"template": "ranaldi-cot", "samples": 1, "keep": "all", "bare": "keep", "answer_line": "verbatim",
+                "balance": True,
                 "temperature": 0.0},  # greedy: ours, the paper does not say how its one demonstration was drawn
     ),
 }
@@ -185,7 +215,8 @@ METHOD = Method(
     kind="sft",
     trainer="sft",
     run=run,
-    counts=("problems", "failed", "samples", "correct", "kept", "truncated", "no_answer", "solved_problems"),
+    counts=("problems", "failed", "samples", "correct", "kept", "truncated", "no_answer", "contradictions",
+            "no_reasoning", "accepted_strict", "accepted_fuzzy", "solved_problems"),  # fmt: skip
     paper=PAPER,
     recipe="cot/smollm2-135m-lora",
     presets=PRESETS,

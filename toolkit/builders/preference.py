@@ -22,7 +22,15 @@ from typing import Literal
 from toolkit import answers, prompts
 from toolkit.builders import pairs
 from toolkit.builders.config import BuildConfig, Preset, at_least, option_name, param
-from toolkit.builders.cot import ANSWER_HINTS, TEMPLATE, TEMPLATE_VARIABLES, judge, prompt_messages
+from toolkit.builders.cot import (
+    ANSWER_HINTS,
+    TEMPLATE,
+    TEMPLATE_VARIABLES,
+    Verdict,
+    count_verdict,
+    judge,
+    prompt_messages,
+)
 from toolkit.builders.method import Method, Paper, Work
 from toolkit.builders.pairs import Candidate, Origin, PairRules
 from toolkit.builders.rows import PreferenceRow, assistant
@@ -138,7 +146,10 @@ def direct_messages(problem: Problem, cot: Sequence[dict[str, str]], config: Pre
 
 def candidate(problem: Problem, completion: Completion, origin: Origin, idx: int | None = None) -> Candidate | None:
     """A scored answer, written as `cot.judge` writes any row; None for a cut-off one."""
-    verdict = judge(problem, completion.text, completion.finish_reason)
+    return as_candidate(judge(problem, completion.text, completion.finish_reason), origin, idx)
+
+
+def as_candidate(verdict: Verdict, origin: Origin, idx: int | None = None) -> Candidate | None:
     if verdict.truncated:
         return None
     return Candidate(verdict.text, verdict.pred, verdict.correct, origin, idx)
@@ -178,7 +189,12 @@ async def run(problem: Problem, work: Work[PreferenceConfig]) -> None:
         if isinstance(result, CallFailure):
             work.fail(result.error, request=kind)
             return
-    drawn = [candidate(problem, comp, "student", idx) for idx, comp in enumerate(results[0])]
+    # Judged as the paper did: an answer statement, else an option's text (difflib >= 0.6), so a
+    # student prompted without an answer line (ranaldi-cot) can still be right; counted by rule.
+    verdicts = [judge(problem, comp.text, comp.finish_reason) for comp in results[0]]
+    for verdict in verdicts:
+        count_verdict(counts, verdict)
+    drawn = [as_candidate(verdict, "student", idx) for idx, verdict in enumerate(verdicts)]
     samples = [s for s in drawn if s is not None]
     direct = [d for d in (candidate(problem, comp, "direct") for comp in results[1]) if d] if rules.wants_direct else []
     teacher = []
@@ -283,8 +299,9 @@ METHOD = Method(
     kind="preference",
     trainer="dpo",
     run=run,
-    counts=("problems", "failed", "samples", "correct", "truncated", "pairs", "all_correct", "none_correct",
-            "skipped", "direct", "direct_correct", "teacher_chosen"),  # fmt: skip
+    counts=("problems", "failed", "samples", "correct", "truncated", "contradictions", "no_reasoning",
+            "accepted_strict", "accepted_fuzzy", "pairs", "all_correct", "none_correct", "skipped", "direct",
+            "direct_correct", "teacher_chosen"),  # fmt: skip
     paper=PAPER,
     recipe="self-refine/dpo-lora",
     aliases=("self-refine",),
