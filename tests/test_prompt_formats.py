@@ -130,7 +130,7 @@ def _problem(case: str) -> Problem:
 
 
 def _builder_prompts(problem: Problem) -> dict[str, str]:
-    from toolkit.builders import counterfactual, cot, mixed
+    from toolkit.builders import cot, counterfactual, mixed
     from toolkit.builders.counterfactual import edits
 
     texts = {"cot": cot.prompt_messages(problem)[-1]["content"],
