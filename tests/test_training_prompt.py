@@ -167,4 +167,6 @@ def test_report_names_different_prompts_of_one_column():
         report.add(model, {"results": {"hubtool_gsm8k": {"exact_match,strict-match": 0.25}},
                            "configs": {"hubtool_gsm8k": {"metadata": {"prompt": prompt}}}})  # fmt: skip
     assert "| model | gsm8k [cot / ranaldi-cot] | ID avg | OOD avg |" in R.markdown(report)
-    assert T.benchmark_of("hubtool_gsm8k") == "gsm8k"
+    # a prompt variant scores the same benchmark: in-domain where its base task is
+    assert T.benchmark_of("hubtool_gsm8k_ranaldi") == "gsm8k"
+    assert R.Report(tasks=[], in_domain={"hubtool_gsm8k"}).is_in_domain("hubtool_gsm8k_ranaldi")

@@ -17,7 +17,7 @@ from toolkit.errors import UserError, did_you_mean
 log = logging.getLogger(__name__)
 
 PREFIX = "hubtool_"
-_MAJ = re.compile(r"_maj\d+$")
+_VARIANT = re.compile(r"_(?:maj\d+|ranaldi)$")  # self-consistency and prompt variants of one benchmark
 
 
 def tasks_dir() -> Path:
@@ -53,8 +53,8 @@ def task_manager(metadata: dict[str, Any] | None = None):
 
 
 def benchmark_of(task: str) -> str:
-    """hubtool_gsm8k_maj8 -> gsm8k: the name of the data behind a task."""
-    return _MAJ.sub("", task.removeprefix(PREFIX))
+    """hubtool_gsm8k_maj8, hubtool_gsm8k_ranaldi -> gsm8k: the name of the data behind a task."""
+    return _VARIANT.sub("", task.removeprefix(PREFIX))
 
 
 @dataclass(frozen=True, slots=True)
