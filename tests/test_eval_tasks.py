@@ -45,8 +45,9 @@ def test_task_manager_indexes_every_task_file(catalog):
     on_disk = {p.stem for p in (ROOT / "eval_tasks").glob("*/hubtool_*.yaml") if p.parent.name != "groups"}
     assert set(catalog.tasks) == on_disk - {T.PREFIX + suite for suite in catalog.suites}  # a folder may hold its group
     on_disk -= METHOD_TASKS
-    assert len(on_disk) == 38  # 14 Hub benchmarks + 5 gym tasks, each with a _maj8 variant
-    assert {t + "_maj8" for t in on_disk if not t.endswith("_maj8")} <= on_disk
+    assert len(on_disk) == 57  # 14 Hub benchmarks + 5 gym tasks, each with a _maj8 and a _ranaldi variant
+    base = {t for t in on_disk if not t.endswith(("_maj8", "_ranaldi"))}
+    assert {t + "_maj8" for t in base} | {t + "_ranaldi" for t in base} <= on_disk
 
 
 def test_suites_and_in_domain(catalog):
@@ -58,10 +59,11 @@ def test_suites_and_in_domain(catalog):
             assert not set(in_domain) & set(catalog.suites[suite]), f"{suite} holds its own in-domain task"
     assert catalog.default_in_domain() - METHOD_TASKS == {"hubtool_gsm8k", "hubtool_commonsense_qa", "hubtool_gym_gsm_symbolic"}
     # the papers' groups: six benchmarks, the one trained on in-domain (only when the suite is named)
-    six = {"hubtool_commonsense_qa", "hubtool_openbookqa", "hubtool_piqa", "hubtool_social_i_qa", "hubtool_gsm8k",
-           "hubtool_multiarith"}  # fmt: skip
+    # the papers' groups: six benchmarks asked with the papers' prompt, the one trained on in-domain
+    six = {"hubtool_commonsense_qa_ranaldi", "hubtool_openbookqa_ranaldi", "hubtool_piqa_ranaldi",
+           "hubtool_social_i_qa_ranaldi", "hubtool_gsm8k_ranaldi", "hubtool_multiarith_ranaldi"}  # fmt: skip
     for trained in six:
-        suite = "ranaldi_from_" + trained.removeprefix("hubtool_")
+        suite = "ranaldi_from_" + trained.removeprefix("hubtool_").removesuffix("_ranaldi")
         assert set(catalog.suites[suite]) == six and catalog.default_in_domain([suite]) == {trained}
     assert set(catalog.suites["adaptability"]) == {"hubtool_hendrycks_math", "hubtool_mmlu"}
     assert catalog.default_in_domain(["adaptability"]) == set()
@@ -89,8 +91,29 @@ def test_every_task_loads_docs_in_the_shared_shape(all_tasks):
             if doc["answer_type"] == "option":
                 assert len(choices) >= 2 and ord(doc["gold"]) - ord("A") < len(choices)
             prompt = task.doc_to_text(doc)
-            assert doc["question"] in prompt and "The answer is" in prompt
+            ranaldi = task.config.metadata["prompt"] == "ranaldi-cot"  # the paper's prompt asks for no answer line
+            assert doc["question"] in prompt and ("Let's think step by step" if ranaldi else "The answer is ___.") in prompt
             assert task.doc_to_target(doc).endswith(f"The answer is {doc['gold']}.")
+
+
+def test_the_ranaldi_variant_asks_with_the_papers_prompt_as_a_build_does(all_tasks):
+    """The prompt `build-dataset cot --preset ranaldi-eacl24` trains on (the paper's figure), for the same
+    CommonsenseQA row; the base task asks with cot.jinja."""
+    by_name = {t.config.task: t for t in all_tasks}
+    doc = _docs(by_name["hubtool_commonsense_qa_ranaldi"])[0]
+    assert by_name["hubtool_commonsense_qa_ranaldi"].doc_to_text(doc) == (
+        "Choose the answer to the question only from options A, B, C, D, E.\n"
+        "Question: Where do you keep milk cold?\n"
+        "Choices:\nA) oven\nB) refrigerator\nC) garden\nD) car\nE) shelf\n"
+        "Answer: Let's think step by step"
+    )
+    cot = by_name["hubtool_commonsense_qa"].doc_to_text(doc)
+    assert cot.startswith("Question: Where do you keep milk cold?\n"
+                          "Options:\n(A) oven\n(B) refrigerator\n(C) garden\n(D) car\n(E) shelf\n\n"
+                          "Let's think step by step. Then write a last line of the form below, with ")
+    assert cot.endswith(" in place of the blank:\nThe answer is ___.")  # the blank's words: toolkit.prompts.ANSWER_HINTS
+    meta = by_name["hubtool_gsm8k_ranaldi"].config.metadata
+    assert (meta["version"], meta["benchmark"], meta["prompt"]) == (2.2, "gsm8k", "ranaldi-cot")
 
 
 def test_process_docs_edge_cases(all_tasks):
@@ -209,7 +232,7 @@ def test_configured_filters_through_lm_eval(all_tasks):
 
 @pytest.mark.slow
 def test_every_task_runs_with_the_default_model(manager, catalog, hooks, small_torch, lm_eval_cli):
-    """All 38 tasks, one document each, through lm-eval with the real default model.
+    """All 57 tasks, one document each, through lm-eval with the real default model.
 
     Self-consistency variants run with 2 samples instead of 8 to fit the CPU budget; their vote
     filters and metrics are the same code either way.

@@ -18,15 +18,15 @@ from __future__ import annotations
 from lm_eval.api.filter import Filter
 
 from toolkit import answers
-from toolkit.builders.cot import prompt_messages
-from toolkit.evaluate.hooks import MISS, doc_problem, extract, score, vote
+from toolkit.evaluate.hooks import MISS, doc_to_text_for, extract, score, vote
 
-__all__ = ["MISS", "AnswerFilter", "VoteFilter", "doc_to_target", "doc_to_text", "extract", "process_results", "vote"]
+__all__ = ["MISS", "AnswerFilter", "VoteFilter", "doc_to_target", "doc_to_text", "doc_to_text_ranaldi", "extract",
+           "process_results", "vote"]  # fmt: skip
 
-
-def doc_to_text(doc: dict) -> str:
-    """The user turn: the CoT builder's default prompt, so students are scored on what they saw."""
-    return prompt_messages(doc_problem(doc))[-1]["content"]
+# The user turn: the CoT builder's prompt, rendered as a build renders it, so students are scored on what
+# they saw. One per shipped prompt (the `_ranaldi` tasks); `hubtool eval --prompt` swaps in any other.
+doc_to_text = doc_to_text_for("cot")
+doc_to_text_ranaldi = doc_to_text_for("ranaldi-cot")
 
 
 def doc_to_target(doc: dict) -> str:

@@ -28,7 +28,7 @@ from toolkit.sources import (
 )
 
 ROOT = Path(__file__).resolve().parent
-VERSION = 1.0  # bump when documents, prompts, extraction, execution or scoring change
+VERSION = 1.1  # bump when documents, prompts, extraction, execution or scoring change (1.1: blank answer line, `ans` in words)
 K = 4  # samples of each mode in a *_mixed task
 MODES = ("cot", "pot", "mixed")
 TAGS = {"cot": "hubtool_mixed_cot", "pot": "hubtool_mixed_pot", "mixed": "hubtool_mixed_multipath"}

@@ -49,6 +49,9 @@ def _print_tasks_path(ctx: click.Context, _param: click.Parameter, value: bool) 
 @click.option("--in-domain", help="Comma-separated tasks the models were trained on (default: each suite's own).")
 @click.option("--data-dir", type=click.Path(path_type=Path),
               help="Local copies of benchmarks as <benchmark>.jsonl (e.g. gsm8k.jsonl), used instead of the Hub.")
+@click.option("--prompt", metavar="NAME|FILE",
+              help="Ask every model with this prompt template (cot, ranaldi-cot, ... or a FILE.jinja). Default: a "
+                   "hubtool-trained student's training prompt (its hubtool_train.json), else each task's own.")
 @click.option("--judge", metavar="BACKEND:MODEL",
               help="Also judge each model's answers against the first model's, pairwise (win rate; judge.jsonl).")
 @click.option("--judge-max-tokens", type=int, default=256, show_default=True, help="Longest judge reply.")
@@ -56,11 +59,13 @@ def _print_tasks_path(ctx: click.Context, _param: click.Parameter, value: bool) 
 @click.option("--tasks-path", is_flag=True, is_eager=True, expose_value=False, callback=_print_tasks_path,
               help="Print the folder of the hubtool lm-eval tasks and exit (for lm_eval --include_path).")
 def eval_command(models, suites, tasks, backend, base_url, limit, num_fewshot, batch_size, max_gen_toks,
-                 in_domain, data_dir, judge, judge_max_tokens, output_dir):
+                 in_domain, data_dir, prompt, judge, judge_max_tokens, output_dir):
     """Score models with lm-eval on in-domain and out-of-domain reasoning tasks.
 
     Writes lm-eval's results and samples per model, report.md (model x task with in-domain and
     out-of-domain averages), report.png and scores.json into --output-dir, and prints the table.
+    A student is asked with the prompt it was trained on (its record names it); each column names
+    the prompt it was asked with.
 
     \b
     Plain lm-eval runs the same tasks (the chat template is part of the prompt):
@@ -73,6 +78,7 @@ def eval_command(models, suites, tasks, backend, base_url, limit, num_fewshot, b
         backend=backend, base_url=base_url, limit=_limit(limit), num_fewshot=num_fewshot,
         batch_size=int(batch_size) if batch_size.isdigit() else batch_size, max_gen_toks=max_gen_toks,
         data_dir=data_dir, in_domain=_split(in_domain) or None, judge=judge, judge_max_new_tokens=judge_max_tokens,
+        prompt=prompt,
     )
     result = run_eval(list(models), output_dir, suites=list(suites), tasks=_split(tasks), options=options)
     click.echo(result.markdown)

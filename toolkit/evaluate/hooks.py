@@ -7,11 +7,18 @@ PoT and self-consistency tasks read and score answers exactly alike, and exactly
 from __future__ import annotations
 
 from collections import Counter
+from functools import partial
+from pathlib import Path
+from typing import Any
 
 from toolkit import answers
+from toolkit.errors import UserError
 from toolkit.records import Problem
 
 MISS = "[invalid]"  # what a filter yields when nothing could be extracted (lm-eval's convention)
+# What the CoT builder gives a prompt template (toolkit.builders.cot.prompt_messages): a prompt that
+# needs more (counterfactual_cot's `labels`) cannot be asked of the shared tasks.
+PROMPT_VARIABLES = frozenset({"question", "choices", "exemplars", "answer_hint"})
 
 
 def doc_problem(doc: dict) -> Problem:
@@ -47,3 +54,69 @@ def score(doc: dict, pred: str) -> dict[str, float]:
         return {"exact_match": 0.0}
     choices = tuple(doc.get("choices") or ())
     return {"exact_match": float(answers.is_correct(pred, doc["gold"], doc["answer_type"], choices))}
+
+
+# --- the prompt ----------------------------------------------------------------------------------------
+def doc_prompt(doc: dict, template: str = "cot") -> str:
+    """The user turn for a document: the CoT builder's prompt with `template`, exactly as a build renders
+    it for the same problem, so a student is scored on the prompt it was trained on."""
+    from toolkit.builders.cot import prompt_messages
+
+    return prompt_messages(doc_problem(doc), template)[-1]["content"]
+
+
+def doc_to_text_for(template: str):
+    """A task's `doc_to_text` for one prompt template (a name, or a FILE.jinja path)."""
+    return partial(doc_prompt, template=template)
+
+
+def check_prompt(template: str, what: str = "--prompt") -> None:
+    """A prompt the shared tasks can render: it exists, compiles, and needs no variable they lack."""
+    from toolkit import prompts
+
+    missing = prompts.template_variables(template) - PROMPT_VARIABLES
+    if missing:
+        raise UserError(f"{what} {template}: the eval tasks cannot fill {', '.join(sorted(missing))} (they give "
+                        f"{', '.join(sorted(PROMPT_VARIABLES))}); use a CoT-style prompt")
+
+
+def with_prompt(cfg: dict[str, Any], template: str, name: str) -> dict[str, Any]:
+    """A task config (a task whose `metadata.prompt` says it takes one) asking with another prompt;
+    `name` is what the report shows for it."""
+    metadata = dict(cfg.get("metadata") or {})
+    return cfg | {"doc_to_text": doc_to_text_for(template), "metadata": metadata | {"prompt": name}}
+
+
+def model_prompt(spec, explicit: str | None, output_dir: Path) -> tuple[tuple[str, str] | None, str]:
+    """Which prompt a model is asked with, as (template, name shown) for `tasks.load_tasks` (None: each
+    task's own), and a note for the report: --prompt, else the training prompt a hubtool-trained student's
+    record names (its text, as trained, even when it was a file this machine lacks), else the tasks'."""
+    from toolkit import prompts
+    from toolkit.training.provenance import training_prompt
+
+    if explicit is not None:
+        ref = prompts.PromptRef.of(explicit)
+        return (explicit, ref.name), f"asked with {ref.describe()} (--prompt)"
+    folder = spec.args.get("peft") or spec.args.get("lora_local_path") or spec.args.get("pretrained")
+    ref = training_prompt(folder) if folder else None
+    if ref is None:
+        return None, "asked with each task's own prompt"
+    template = _template_for(ref, output_dir)
+    try:
+        check_prompt(template, "its training prompt")
+    except UserError:  # e.g. counterfactual_cot, which needs a label set: its own tasks ask with it
+        return None, f"its training prompt {ref.describe()} needs more than these tasks give; asked with each task's own"
+    return (template, ref.name), f"asked with its training prompt {ref.describe()}"
+
+
+def _template_for(ref, output_dir: Path) -> str:
+    """A template name or file that renders `ref`'s text: the shipped one while unchanged, else a copy
+    written beside the report (a student trained on an older cot.jinja is asked with that one)."""
+    from toolkit import prompts
+
+    if ref.shipped and ref.name in prompts.known_templates() and prompts.template_source(ref.name) == ref.text:
+        return ref.name
+    path = Path(output_dir) / "prompts" / f"{ref.sha256[:12]}-{Path(ref.name).stem}.jinja"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(ref.text, encoding="utf-8")
+    return str(path.resolve())

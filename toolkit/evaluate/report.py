@@ -40,6 +40,7 @@ class Report:
     # match, so they have a table of their own and stay out of the two tables and their averages.
     judged_tasks: set[str] = field(default_factory=set)
     suite_scores: list[dict] = field(default_factory=list)
+    prompts: dict[str, dict[str, str]] = field(default_factory=dict)  # model -> task -> prompt (`metadata.prompt`)
 
     def add(self, model: str, results: dict) -> None:
         """Take one model's lm-eval results (the dict `simple_evaluate` returns)."""
@@ -57,6 +58,12 @@ class Report:
             meta = (results.get("configs", {}).get(task) or {}).get("metadata") or {}
             if meta.get("benchmark") and meta.get("mode"):
                 self.modes[task] = (str(meta["benchmark"]), str(meta["mode"]))
+            if meta.get("prompt"):
+                self.prompts.setdefault(model, {})[task] = str(meta["prompt"])
+
+    def prompt_of(self, task: str) -> str:
+        """The prompt a task column was asked with ("a / b" when the models were asked differently)."""
+        return " / ".join(dict.fromkeys(p[task] for p in self.prompts.values() if task in p))
 
     @property
     def matched_tasks(self) -> list[str]:
@@ -92,7 +99,8 @@ class Report:
         return {"tasks": self.tasks, "in_domain": sorted(self.in_domain), "samples": self.samples,
                 "scores": self.scores, "consistency": self.consistency, "notes": self.notes,
                 "modes": {t: list(bm) for t, bm in self.modes.items()}, "judged": self.judged,
-                "judged_tasks": sorted(self.judged_tasks), "suite_scores": self.suite_scores}
+                "judged_tasks": sorted(self.judged_tasks), "suite_scores": self.suite_scores,
+                "prompts": self.prompts}
 
 
 def _short(task: str) -> str:
@@ -109,6 +117,8 @@ def markdown(report: Report) -> str:
     lines += [f"- {note}" for note in report.notes]
     sizes = ", ".join(f"{_short(t)} {report.samples.get(t, '?')}" for t in report.tasks)
     lines += [f"- documents per task: {sizes}", "- scores are exact match in %; ID = in-domain, OOD = out-of-domain"]
+    if report.prompts:
+        lines.append("- [name] = the prompt template a task asked with (toolkit/prompts/NAME.jinja, or the model's own)")
     if report.contrast:
         lines.append("- contrast = a set of minimal edits with different labels, in neither average; consistency = "
                      "share of its groups answered right throughout")
@@ -170,7 +180,7 @@ def _modes_table(report: Report, filter_name: str) -> list[str]:
 
 def _table(report: Report, filter_name: str) -> list[str]:
     heads = [_short(t) + (" (contrast)" if t in report.contrast else " (ID)" if report.is_in_domain(t) else "")
-             for t in report.matched_tasks]  # fmt: skip
+             + (f" [{report.prompt_of(t)}]" if report.prompt_of(t) else "") for t in report.matched_tasks]  # fmt: skip
     heads += ["ID avg", "OOD avg"] + (["consistency"] if report.contrast else [])
     rows = ["| model | " + " | ".join(heads) + " |", "|---|" + "---:|" * len(heads)]
     for model, per_task in report.scores.items():

@@ -13,6 +13,7 @@ from pathlib import Path
 from toolkit.errors import UserError
 from toolkit.evaluate import report as report_mod
 from toolkit.evaluate import tasks as tasks_mod
+from toolkit.evaluate.hooks import check_prompt, model_prompt
 from toolkit.evaluate.models import Backend, ModelSpec, describe, load_lm, model_spec
 from toolkit.evaluate.multiturn import add_later_turns
 
@@ -40,6 +41,9 @@ class EvalOptions:
     # (AlpacaEval, MT-Bench), which without one are scored by the local default model
     judge: str | None = None
     judge_max_new_tokens: int = 256
+    # --prompt NAME|FILE: every model asked with it; default: a hubtool-trained student's training prompt,
+    # else each task's own (see toolkit.evaluate.hooks.model_prompt)
+    prompt: str | None = None
 
 
 @dataclass
@@ -84,12 +88,13 @@ def run_eval(
         output_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UserError(f"cannot create --output-dir {output_dir} ({e.strerror or e}); give a writable folder") from None
-    notes = _notes(options) + [f"`{spec.label}`: {describe(spec)}" for spec in specs]
+    asked = {spec.label: model_prompt(spec, options.prompt, output_dir) for spec in specs}
+    notes = _notes(options) + [f"`{spec.label}`: {describe(spec)}; {asked[spec.label][1]}" for spec in specs]
     report = report_mod.Report(tasks=names, in_domain=in_domain, notes=notes, judged_tasks=set(judged))
     paths: dict[str, Path] = {}
     samples = {}
     for spec in specs:
-        results = _evaluate_one(spec, manager, names, options)
+        results = _evaluate_one(spec, manager, names, options, asked[spec.label][0])
         report.add(spec.label, results)
         paths |= _write_results(output_dir / _folder_name(spec.label), spec.label, results)
         samples[spec.label] = results.get("samples", {})
@@ -128,6 +133,8 @@ def _judge_suites(report, samples: dict, judged: dict, options: EvalOptions, out
 def _check_options(options: EvalOptions) -> None:
     if options.limit is not None and options.limit <= 0:
         raise UserError("--limit must be positive (a count, or a fraction below 1)")
+    if options.prompt is not None:
+        check_prompt(options.prompt)
     if options.max_gen_toks is not None and options.max_gen_toks < 1:
         raise UserError("--max-gen-toks must be at least 1")
     if options.num_fewshot is not None and options.num_fewshot < 0:
@@ -175,11 +182,12 @@ def _notes(options: EvalOptions) -> list[str]:
     return notes
 
 
-def _evaluate_one(spec: ModelSpec, manager, names: list[str], options: EvalOptions) -> dict:
+def _evaluate_one(spec: ModelSpec, manager, names: list[str], options: EvalOptions,
+                  prompt: tuple[str, str] | None = None) -> dict:  # fmt: skip
     from lm_eval import simple_evaluate
 
     log.warning("evaluating %s on %d tasks", spec.label, len(names))
-    task_objects = tasks_mod.load_tasks(manager, names, options.data_dir)  # fails before a model loads
+    task_objects = tasks_mod.load_tasks(manager, names, options.data_dir, prompt)  # fails before a model loads
     lm = load_lm(spec, options.batch_size)
     try:
         results = simple_evaluate(

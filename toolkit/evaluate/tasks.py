@@ -17,7 +17,7 @@ from toolkit.errors import UserError, did_you_mean
 log = logging.getLogger(__name__)
 
 PREFIX = "hubtool_"
-_MAJ = re.compile(r"_maj\d+$")
+_VARIANT = re.compile(r"_(?:maj\d+|ranaldi)$")  # self-consistency and prompt variants of one benchmark
 
 
 def tasks_dir() -> Path:
@@ -53,8 +53,8 @@ def task_manager(metadata: dict[str, Any] | None = None):
 
 
 def benchmark_of(task: str) -> str:
-    """hubtool_gsm8k_maj8 -> gsm8k: the name of the data behind a task."""
-    return _MAJ.sub("", task.removeprefix(PREFIX))
+    """hubtool_gsm8k_maj8, hubtool_gsm8k_ranaldi -> gsm8k: the name of the data behind a task."""
+    return _VARIANT.sub("", task.removeprefix(PREFIX))
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,13 +144,14 @@ def local_data_file(data_dir: Path, task: str, benchmark: str | None = None) -> 
     return data_dir / f"{benchmark or benchmark_of(task)}.jsonl"
 
 
-def load_tasks(manager, names: list[str], data_dir: Path | None = None) -> list:
+def load_tasks(manager, names: list[str], data_dir: Path | None = None, prompt: tuple[str, str] | None = None) -> list:
     """Task objects for lm-eval; with `data_dir`, benchmarks read <data_dir>/<benchmark>.jsonl.
 
     A local file stands in for the benchmark's evaluation split (rows shaped like the Hub dataset's),
     and few-shot examples are drawn from the same file (never the question being asked).
+    `prompt` (template, name shown) asks every task that names its prompt (`metadata.prompt`) with it.
     """
-    specs = [_local_spec(manager, n, data_dir) if data_dir else n for n in names]
+    specs = [_spec(manager, n, data_dir, prompt) for n in names]
     try:
         loaded = manager.load(specs)
     except (ConnectionError, FileNotFoundError, OSError) as e:
@@ -161,10 +162,21 @@ def load_tasks(manager, names: list[str], data_dir: Path | None = None) -> list:
     return [loaded["tasks"][n] for n in names]
 
 
-def _local_spec(manager, name: str, data_dir: Path) -> str | dict:
+def _spec(manager, name: str, data_dir: Path | None, prompt: tuple[str, str] | None) -> str | dict:
+    if data_dir is None and prompt is None:
+        return name
     from lm_eval.tasks._yaml_loader import load_yaml
 
+    from toolkit.evaluate.hooks import with_prompt
+
     cfg = load_yaml(manager.task_index[name].yaml_path, resolve_func=True)
+    spec = _local_spec(cfg, name, data_dir) if data_dir else name
+    if prompt is not None and "prompt" in (cfg.get("metadata") or {}):
+        return with_prompt(spec if isinstance(spec, dict) else cfg, *prompt)
+    return spec
+
+
+def _local_spec(cfg: dict, name: str, data_dir: Path) -> str | dict:
     path = local_data_file(data_dir, name, (cfg.get("metadata") or {}).get("benchmark"))
     if cfg.get("custom_dataset") is not None or not path.exists():
         return name  # made on the spot (reasoning-gym) or no local copy: loads as usual

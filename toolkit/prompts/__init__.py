@@ -7,6 +7,8 @@ are checked when a build is set up, so a typo fails before the first teacher cal
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,20 @@ from typing import Any
 from toolkit.errors import UserError
 
 PROMPTS_DIR = Path(__file__).parent
+
+# What fills the blank of a prompt's closing "The answer is ___." (`answer_hint`), per answer type, in
+# words. A prompt never shows a sample value or a placeholder the answer reader takes for an answer:
+# students trained on "The answer is yes or no." wrote it as their answer (154 of 200, cpu-effect), and
+# the math reader takes "<answer>" for one. `tests/test_prompt_formats.py` renders every template.
+ANSWER_HINTS = {"number": "the final number", "option": "the letter of the correct option", "yesno": "yes or no",
+                "label": "the label", "math": "the final answer"}  # fmt: skip
+
+
+def answer_hint(answer_type: str, labels: tuple[str, ...] | list[str] = ()) -> str:
+    """What fills the blank: the type's words, or a short label set spelled out ("negative or positive")."""
+    if answer_type == "label" and 0 < len(labels) <= 6:
+        return " or ".join(labels)
+    return ANSWER_HINTS[answer_type]
 
 
 @cache
@@ -86,3 +102,35 @@ def check_template(name: str, provided: set[str]) -> None:
 
 def render(name: str, **variables: Any) -> str:
     return _compiled(name, template_source(name)).render(**variables).strip()
+
+
+@dataclass(frozen=True, slots=True)
+class PromptRef:
+    """Which prompt a dataset's rows were made with, as records and cards name it: a shipped template by
+    its name; a user's file by its file name and the sha256 of its text (never the folder it was in)."""
+
+    name: str
+    sha256: str
+    shipped: bool
+    text: str
+
+    @classmethod
+    def of(cls, name: str, text: str | None = None) -> PromptRef:
+        """The reference for a template name or FILE.jinja (its text read now unless given)."""
+        text = template_source(name) if text is None else text
+        shipped = not is_file(name)
+        return cls(name if shipped else Path(name).name, hashlib.sha256(text.encode()).hexdigest(), shipped, text)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "sha256": self.sha256, "shipped": self.shipped, "text": self.text}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PromptRef:
+        return cls(str(data["name"]), str(data["sha256"]), bool(data["shipped"]), str(data["text"]))
+
+    def describe(self) -> str:
+        """`cot` (hubtool's, sha256 1a2b3c4d5e6f), or `mine.jinja` (own file, sha256 ...)."""
+        return f"`{self.name}` ({'shipped with hubtool' if self.shipped else 'own file'}, sha256 {self.sha256[:12]})"
+
+    def render(self, **variables: Any) -> str:
+        return _compiled(self.name, self.text).render(**variables).strip()

@@ -1,7 +1,7 @@
 """What a training run leaves beside its weights: a provenance record and a model card.
 
-OUT/hubtool_train.json  dataset (name, revision, fingerprint), recipe (path, sha256, overrides),
-                        model, LoRA shape, losses, timings, library versions
+OUT/hubtool_train.json  dataset (name, revision, fingerprint, the prompt its rows hold), recipe (path,
+                        sha256, overrides), model, LoRA shape, losses, timings, library versions
 OUT/recipe.yaml         the recipe as it was read
 OUT/README.md           model card: base model and dataset in the metadata, a link to the data
 """
@@ -15,6 +15,9 @@ from typing import Any
 from toolkit.rundir import atomic_write
 
 PROVENANCE = "hubtool_train.json"
+# The config entry naming the prompt a method's rows hold (what the student sees); evolve's rows are
+# instructions, not a template's rendering, and preference rows that came with their own prompt say so.
+STUDENT_PROMPT = {"cot": "template", "preference": "template", "counterfactual": "template", "mixed": "cot_template"}
 RECIPE_COPY = "recipe.yaml"
 TRAINER_NAMES = {
     "sft": "TRL SFTTrainer (supervised fine-tuning)",
@@ -29,7 +32,59 @@ def dataset_record(data) -> dict[str, Any]:
         "fingerprint": r.fingerprint, "split": data.split, "rows": data.rows,
         "columns": list(data.columns), "dropped_columns": list(data.dropped),
         "where": data.where, "rows_before_where": data.rows_before if data.where else None,
+        "prompt": prompt_record(r),
     }  # fmt: skip
+
+
+def prompt_record(resolved) -> dict[str, Any] | None:
+    """The prompt a dataset's rows were built with (see `toolkit.prompts.PromptRef`), from its manifest;
+    None when the manifest cannot be read or names none."""
+    from toolkit.prompts import PromptRef
+
+    manifest = _manifest(resolved)
+    key = STUDENT_PROMPT.get(manifest.method) if manifest else None
+    if manifest is None or key is None or manifest.stats.get("prompts_from") == "dataset":
+        return None
+    name = manifest.config.get(key)
+    text = manifest.prompt_templates.get(name) if isinstance(name, str) else None
+    return PromptRef.of(name, text).to_dict() if text else None
+
+
+def _manifest(resolved):
+    """The dataset's manifest.json: beside the data, or in the Hub repo (a missing one is no error)."""
+    from toolkit.errors import UserError
+    from toolkit.rundir import read_manifest
+
+    try:
+        if resolved.local:
+            return read_manifest(resolved.path)
+        from huggingface_hub import hf_hub_download
+
+        from toolkit.manifest import Manifest
+
+        path = hf_hub_download(resolved.path, "manifest.json", repo_type="dataset", revision=resolved.revision)
+        return Manifest.from_dict(json.loads(Path(path).read_text(encoding="utf-8")), "manifest.json")
+    except (UserError, OSError, ValueError):  # no manifest (a dataset hubtool did not build), offline, corrupt
+        return None
+
+
+def training_prompt(model: str | Path):
+    """The prompt a hubtool-trained model was trained on (`toolkit.prompts.PromptRef`), read from its
+    record (OUT/hubtool_train.json; a merged copy in OUT/merged reads its parent's); None otherwise."""
+    from toolkit.prompts import PromptRef
+
+    folder = Path(model).expanduser()
+    if not folder.is_dir():
+        return None
+    for where in (folder, folder.parent) if folder.name == "merged" else (folder,):
+        path = where / PROVENANCE
+        if path.is_file():
+            try:
+                found = (json.loads(path.read_text(encoding="utf-8")).get("dataset") or {}).get("prompt")
+                return PromptRef.from_dict(found) if found else None
+            except (OSError, ValueError, KeyError, TypeError, AttributeError):
+                return None
+    return None
 
 
 def peft_record(model_args) -> dict[str, Any] | None:
@@ -79,6 +134,7 @@ def model_card(record: dict[str, Any]) -> str:
         ("trainer", TRAINER_NAMES[record["trainer"]]),
         ("dataset", f"{dataset_link(ds)}, split `{ds['split']}`, {ds['rows']} rows" + _where(ds)),
         ("dataset revision", f"`{ds.get('revision') or '-'}`, fingerprint `{ds.get('fingerprint') or '-'}`"),
+        ("prompt", _prompt(ds)),
         ("base model", f"`{model['base_model']}` (loaded from `{model['path']}`)"),
         ("recipe", f"`{record['recipe']['path']}` (sha256 `{record['recipe']['sha256'][:12]}`), copied to `{RECIPE_COPY}`"),
         ("overrides", ", ".join(f"`{k}={v}`" for k, v in record["recipe"]["overrides"].items()) or "none"),
@@ -100,6 +156,15 @@ def model_card(record: dict[str, Any]) -> str:
         f"The full record (library versions, losses, every setting) is in `{PROVENANCE}`.\n\n"
         f"## Use\n\n{_usage(record)}\n"
     ))
+
+
+def _prompt(dataset: dict[str, Any]) -> str:
+    from toolkit.prompts import PromptRef
+
+    found = dataset.get("prompt")
+    if not found:
+        return "not recorded by the dataset (`hubtool eval` asks with each task's own prompt)"
+    return f"{PromptRef.from_dict(found).describe()}: what the rows ask; `hubtool eval` asks with it by default"
 
 
 def _where(dataset: dict[str, Any]) -> str:
