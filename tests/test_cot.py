@@ -146,7 +146,7 @@ def test_cot_template_renders_questions_options_and_exemplars():
     assert text[0] == {"role": "system", "content": "Be brief."}
     body = text[1]["content"]
     assert "(A) stone\n(B) apple" in body and "Answer: 2+2=4. The answer is 4." in body
-    assert body.endswith('"The answer is <letter>."')
+    assert body.endswith("with the letter of the correct option in place of the blank:\nThe answer is ___.")
     with pytest.raises(UserError, match="undefined variables: question"):
         prompts.check_template("cot", {"choices", "exemplars", "answer_hint"})
 
@@ -161,7 +161,7 @@ def test_a_template_file_is_checked_before_any_call(tmp_path):
     good = tmp_path / "good.jinja"
     good.write_text("Solve: {{ question }} ({{ answer_hint }})")
     manifest = build("cot", tmp_path / "run", teachers={"teacher": teacher}, source=_source(tmp_path), template=str(good))
-    assert teacher.calls[0].messages[-1]["content"] == "Solve: What is 0 + 0? (<number>)"
+    assert teacher.calls[0].messages[-1]["content"] == "Solve: What is 0 + 0? (the final number)"
     assert manifest.prompt_templates == {str(good): good.read_text()}
 
 

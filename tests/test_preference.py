@@ -120,9 +120,10 @@ def test_bad_rules_are_user_errors(kwargs, message):
 
 def test_direct_prompt_renders_without_step_by_step():
     prompts.check_template("direct", {"question", "choices", "answer_hint"})
-    text = prompts.render("direct", question="Which is red?", choices=[("A", "sky"), ("B", "blood")], answer_hint="<letter>")
+    text = prompts.render("direct", question="Which is red?", choices=[("A", "sky"), ("B", "blood")], answer_hint="the letter of the correct option")
     assert text.startswith("Question: Which is red?\nOptions:\n(A) sky\n(B) blood\n")
-    assert text.endswith('Answer directly, without explaining. Reply with one line of the form "The answer is <letter>."')
+    assert text.endswith("Reply with one line of the form below, with the letter of the correct option in place of the "
+                         "blank:\nThe answer is ___.")
     assert "step by step" not in text
 
 

@@ -18,6 +18,7 @@ import pytest
 
 from tests.conftest import load_module
 from toolkit import answers, prompts
+from toolkit.answer_reading import read_completion
 from toolkit.records import Problem
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,8 +55,10 @@ def read_as_answers(text: str, answer_type: str, choices=()) -> set[str]:
     found = set()
     for piece in pieces:
         found.add(answers.extract_strict(piece, answer_type, choices))
-        stated = answers.stated_answer(piece, answer_type, choices)
-        found.add(stated.value if stated else None)
+        # Only answer statements count: an option's own line ("(A) a spider") is read as that option by
+        # the fuzzy rule (the paper's difflib match), but listing the options is the question, not a format line.
+        reading = read_completion(piece, answer_type, choices)
+        found.add(reading.value if reading.rule == "strict" else None)
     return found - {None}
 
 
@@ -72,6 +75,8 @@ def variables(case: str) -> dict:
         "answer": gold, "answer_value": gold, "refute": other, "label": gold, "target": other,
         "instruction": "Write a short poem about the sea.", "answer_a": "Waves.", "answer_b": "Salt.",
         "action": "deepen", "directive": "Ask for one more constraint.",
+        "questions": ["Write a short poem about the sea.", "Now make it rhyme."], "answers": ["Waves.", "Salt."],
+        "references": [], "output": "Waves.", "output_a": "Waves.", "output_b": "Salt.",
     }  # fmt: skip
 
 

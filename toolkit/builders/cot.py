@@ -29,7 +29,7 @@ from toolkit.teachers.base import CallFailure, Request
 
 TEMPLATE = "cot"
 TEMPLATE_VARIABLES = {"question", "choices", "exemplars", "answer_hint"}
-ANSWER_HINTS = {"number": "<number>", "option": "<letter>", "yesno": "yes or no", "label": "<label>", "math": "<answer>"}
+ANSWER_HINTS = prompts.ANSWER_HINTS  # what fills the blank of "The answer is ___." (toolkit/prompts)
 TEACHER_HELP = "BACKEND:MODEL; backends: transformers, openai (MODEL@BASE_URL), vllm, fake (see the README)."
 
 
@@ -130,7 +130,7 @@ def prompt_messages(problem: Problem, template: str = TEMPLATE, exemplars: Seque
         question=problem.question,
         choices=_choices(problem.choices) if problem.answer_type == "option" else [],
         exemplars=shots,
-        answer_hint=ANSWER_HINTS[problem.answer_type],
+        answer_hint=prompts.answer_hint(problem.answer_type, problem.choices),
     )
     head = [{"role": "system", "content": system}] if system else []
     return (*head, {"role": "user", "content": text})

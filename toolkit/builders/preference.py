@@ -23,7 +23,6 @@ from toolkit import answers, prompts
 from toolkit.builders import pairs
 from toolkit.builders.config import BuildConfig, Preset, at_least, option_name, param
 from toolkit.builders.cot import (
-    ANSWER_HINTS,
     TEMPLATE,
     TEMPLATE_VARIABLES,
     Verdict,
@@ -138,7 +137,7 @@ def direct_messages(problem: Problem, cot: Sequence[dict[str, str]], config: Pre
     """The same question without "think step by step", after the CoT prompt's system message(s)."""
     choices = problem.choices if problem.answer_type == "option" else ()
     text = prompts.render(
-        config.direct_template, question=problem.question, answer_hint=ANSWER_HINTS[problem.answer_type],
+        config.direct_template, question=problem.question, answer_hint=prompts.answer_hint(problem.answer_type, problem.choices),
         choices=list(zip(answers.option_letters(len(choices)), choices)),
     )  # fmt: skip
     return (*[m for m in cot if m["role"] == "system"], {"role": "user", "content": text})
