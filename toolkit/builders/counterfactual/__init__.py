@@ -4,11 +4,18 @@ multi-view chain of thought.
 For a labelled example (x, y) and each target label y' != y (`--targets`), one problem's work is
 
     teacher: x' = a minimal edit of x whose label is y'   (--candidates replies)
-      -> checks: x' parses and keeps the options; x' != x; token edit ratio <= --max-edit
-      -> judge, blind (it sees x' only): --judge-votes answers; kept when a strict majority says y'
+      -> checks: x' parses and keeps the options; x' != x; x' does not state y' ("(Answer No)") and
+         keeps the task's answer format ("(Answer Yes or No)"); token edit ratio <= --max-edit
+      -> judge, blind (it sees x' only): --judge-votes answers; a reply with no answer or two different
+         ones is no vote; kept when a strict majority of the readable votes (at least half) says y'
     teacher, told the label: multi-view rationales for (x, y) and each kept (x', y'):
         "why the answer is y" and "why it is not z" for the other labels z (--refute-views)
-      -> each kept only when its own closing answer line states its label (the shared checker)
+      -> each kept only when its own closing answer line states its label (the shared checker) and
+         it states no other label anywhere (argued one way, ended the other: `contradicting`)
+
+Prompts call the input what it is (a question, a review, a premise-hypothesis pair: `input_name`).
+The judge defaults to the teacher; the build then warns and records `judge.is_teacher` (a model
+confirming its own edits is not an independent check).
 
 Rows are SFT prompt-completion: the prompt is what the student sees (the question and its label
 space, no hint of the answer), the completion a verified rationale ending "The answer is X.". Every
@@ -25,12 +32,20 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from toolkit import answers, prompts
+from toolkit import prompts
 from toolkit.builders.config import BuildConfig, at_least, option_name, param
-from toolkit.builders.cot import ANSWER_HINTS, TEACHER_HELP, judge
+from toolkit.builders.cot import TEACHER_HELP, judge
 from toolkit.builders.counterfactual import edits
 from toolkit.builders.counterfactual.edits import Label
-from toolkit.builders.counterfactual.labelled import SENTIMENT_LABELS, load_problems
+from toolkit.builders.counterfactual.labelled import load_problems
+from toolkit.builders.counterfactual.messages import (
+    EDIT_VARIABLES,
+    STUDENT_VARIABLES,
+    VIEW_VARIABLES,
+    edit_messages,
+    student_messages,
+    view_messages,
+)
 from toolkit.builders.counterfactual.paper import PAPER, PRESETS
 from toolkit.builders.method import Method, Work
 from toolkit.builders.rows import SFTRow, assistant
@@ -39,10 +54,6 @@ from toolkit.records import Problem, stable_id
 from toolkit.teachers import DEFAULT_TEACHER
 from toolkit.teachers.base import CallFailure, Completion, Request, SamplingParams
 
-SHOWN = {"question", "choices", "labels", "input_name", "shown"}  # how every prompt shows the input (`_shown`)
-STUDENT_VARIABLES = SHOWN | {"answer_hint", "answer_lines"}
-EDIT_VARIABLES = SHOWN | {"label", "target"}
-VIEW_VARIABLES = SHOWN | {"answer", "answer_value", "refute", "answer_hint"}
 EXAMPLES = 3  # original / counterfactual pairs the card shows
 # Why an edit is not minimal-and-clean, in the funnel's order (each counted as cf_<kind>).
 EDIT_DROPS = ("truncated", "unparsable", "format", "identical", "label_leak", "instructions", "too_far")
@@ -54,7 +65,8 @@ log = logging.getLogger(__name__)
 class CounterfactualConfig(BuildConfig):
     teacher: str = param(DEFAULT_TEACHER, help=f"The teacher: {TEACHER_HELP}", metavar="BACKEND:MODEL", model=True)
     judge: str | None = param(
-        None, help="BACKEND:MODEL that re-labels every edit blind (default: the teacher).", metavar="BACKEND:MODEL",
+        None, help="BACKEND:MODEL that re-labels every edit blind; give a model other than the teacher (default: the "
+             "teacher, which confirms its own edits: the build warns and the card says so).", metavar="BACKEND:MODEL",
         model=True)  # fmt: skip
     targets: str = param("one", help="Target labels per example: all (every other label), one, or a count N "
                                      "(drawn with --seed).")  # fmt: skip
@@ -147,64 +159,6 @@ class Origin:
     @property
     def is_counterfactual(self) -> bool:
         return self.edit_idx is not None
-
-
-# -- prompts ------------------------------------------------------------------------------------
-def answer_hint(problem: Problem) -> str:
-    """The label set in words ("negative or positive"): for custom templates; hubtool's own spell out
-    `answer_lines` instead, so that no line of a prompt reads as a finished answer to copy."""
-    if problem.answer_type == "label" and len(problem.choices) <= 6:
-        return " or ".join(problem.choices)
-    return ANSWER_HINTS[problem.answer_type]
-
-
-def answer_lines(problem: Problem) -> str:
-    """Every last line a rationale may end with, each in full: "The answer is negative." or "The answer is positive."."""
-    lines = [f'"{answers.format_answer_line(label.value)}"' for label in edits.label_space(problem)]
-    return lines[0] if len(lines) == 1 else ", ".join(lines[:-1]) + " or " + lines[-1]
-
-
-def input_name(problem: Problem) -> str:
-    """What the input is, in the prompts' words: an NLI pair, a review (a sentiment label set), a
-    text (another label set), else a question. A prompt that calls a review "the question" gets
-    reviews rewritten into questions."""
-    if problem.answer_type != "label":
-        return "question"
-    if problem.question.lstrip().startswith("Premise:") and "\nHypothesis:" in problem.question:
-        return "premise-hypothesis pair"  # labelled.nli_question's shape
-    if {c.casefold() for c in problem.choices} == set(SENTIMENT_LABELS):
-        return "review"
-    return "text"
-
-
-def _shown(problem: Problem) -> dict[str, Any]:
-    """How a prompt shows an input: under its name, with its options (multiple choice) or its label set."""
-    option = problem.answer_type == "option"
-    name = input_name(problem)
-    shown = problem.question if name == "premise-hypothesis pair" else f"{name.capitalize()}: {problem.question}"
-    return {"question": problem.question, "input_name": name, "shown": shown,
-            "choices": list(zip(answers.option_letters(len(problem.choices)), problem.choices)) if option else [],
-            "labels": list(problem.choices) if problem.answer_type == "label" else []}  # fmt: skip
-
-
-def student_messages(problem: Problem, template: str = "counterfactual_cot") -> tuple[dict[str, str], ...]:
-    """What a row's prompt holds and the eval tasks ask: the question, no hint of its answer."""
-    text = prompts.render(template, **_shown(problem), answer_hint=answer_hint(problem), answer_lines=answer_lines(problem))
-    return ({"role": "user", "content": text},)
-
-
-def edit_messages(problem: Problem, target: Label, template: str) -> tuple[dict[str, str], ...]:
-    gold = edits.gold_label(problem)
-    text = prompts.render(template, **_shown(problem), label=gold.shown if gold else problem.gold, target=target.shown)
-    return ({"role": "user", "content": text},)
-
-
-def view_messages(problem: Problem, refute: Label | None, template: str) -> tuple[dict[str, str], ...]:
-    gold = edits.gold_label(problem)
-    text = prompts.render(template, **_shown(problem), answer=gold.shown if gold else problem.gold,
-                          answer_value=gold.value if gold else problem.gold, refute=refute.shown if refute else "",
-                          answer_hint=answer_hint(problem))  # fmt: skip
-    return ({"role": "user", "content": text},)
 
 
 # -- one problem --------------------------------------------------------------------------------
