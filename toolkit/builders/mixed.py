@@ -14,6 +14,7 @@ which one to use; `mode` says which it is, and PoT rows carry what the sandbox r
 
 from __future__ import annotations
 
+import copy
 import statistics
 from collections import Counter
 from dataclasses import dataclass, field
@@ -104,6 +105,7 @@ class State:
     errors: Counter[str] = field(default_factory=Counter)  # exception types of failed programs
     balance: dict[str, Any] = field(default_factory=dict)
     token_counter: str = ""  # how rows' num_tokens were counted (see `row_tokens`)
+    tokenizer: Any = None  # a copy of the teacher's tokenizer (False: it has none)
 
 
 def prompt_messages(problem: Problem, mode: str, template: str | None = None) -> tuple[dict[str, str], ...]:
@@ -221,11 +223,15 @@ def row_tokens(work: Work, text: str, completion) -> int:
     With the teacher's own tokenizer where the backend has one loaded (transformers); otherwise the
     reply's token count scaled by the row's share of its characters (an estimate: API backends
     report only the whole reply's count). The build records which (`stats.num_tokens`)."""
-    tokenizer = getattr(getattr(work.teacher, "backend", None), "tokenizer", None)
-    if tokenizer is not None:
-        work.state.token_counter = "the teacher's tokenizer"
-        return len(tokenizer(text, add_special_tokens=False).input_ids)
-    work.state.token_counter = work.state.token_counter or (
+    state = work.state
+    if state.tokenizer is None:
+        found = getattr(getattr(work.teacher, "backend", None), "tokenizer", None)
+        # a copy: a fast tokenizer used by the generating thread at the same time raises "Already borrowed"
+        state.tokenizer = copy.deepcopy(found) if found is not None else False
+    if state.tokenizer is not False:
+        state.token_counter = "the teacher's tokenizer"
+        return len(state.tokenizer(text, add_special_tokens=False).input_ids)
+    state.token_counter = state.token_counter or (
         "estimated: the reply's completion tokens x the row's share of the reply's characters")
     reply = completion.text.strip()
     if text.strip() == reply or not reply:
