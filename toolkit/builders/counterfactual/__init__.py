@@ -51,7 +51,7 @@ from toolkit.builders.method import Method, Work
 from toolkit.builders.rows import SFTRow, assistant
 from toolkit.errors import UserError
 from toolkit.records import Problem, stable_id
-from toolkit.teachers import DEFAULT_TEACHER
+from toolkit.teachers import DEFAULT_TEACHER, redact_spec
 from toolkit.teachers.base import CallFailure, Completion, Request, SamplingParams
 
 EXAMPLES = 3  # original / counterfactual pairs the card shows
@@ -310,7 +310,7 @@ def setup(config: CounterfactualConfig) -> Stats:
     if config.judge == config.teacher:
         log.warning("counterfactual: the judge is the teacher (%s), so edits are confirmed by the model that "
                     "wrote them; pass --judge BACKEND:MODEL with another model for an independent check",
-                    config.teacher)  # fmt: skip
+                    redact_spec(config.teacher))  # fmt: skip
     prompts.check_template(config.template, STUDENT_VARIABLES)
     prompts.check_template(config.edit_template, EDIT_VARIABLES)
     prompts.check_template(config.view_template, VIEW_VARIABLES)
@@ -341,7 +341,7 @@ def finish(config: CounterfactualConfig, stats: Stats, counts: Counter[str]) -> 
         "examples": stats.examples,
         "kept": kept,
         "what": what_was_kept(kept),
-        "judge": {"model": config.judge, "is_teacher": stats.judge_is_teacher},  # None: no problem ran
+        "judge": {"model": redact_spec(config.judge), "is_teacher": stats.judge_is_teacher},  # None: no problem ran
         "warnings": _warnings(config, stats, c),
     }
 
@@ -361,7 +361,7 @@ def _warnings(config: CounterfactualConfig, stats: Stats, c: Counter[str]) -> li
         found.append(f"0 of {c['targets']} counterfactuals were kept: the rows are originals only, which is plain "
                      "multi-view CoT, not counterfactual distillation (see the funnel for where edits were dropped)")
     if stats.judge_is_teacher:
-        found.append(f"the judge is the teacher ({config.judge}): the model that wrote the edits confirmed them; "
+        found.append(f"the judge is the teacher ({redact_spec(config.judge)}): the model that wrote the edits confirmed them; "
                      "use --judge with another model for an independent check")
     if found and not c["cf_verified"]:
         log.warning("counterfactual: %s", found[0])  # the judge warning was logged at the start
