@@ -66,7 +66,7 @@ class CounterfactualConfig(BuildConfig):
     teacher: str = param(DEFAULT_TEACHER, help=f"The teacher: {TEACHER_HELP}", metavar="BACKEND:MODEL", model=True)
     judge: str | None = param(
         None, help="BACKEND:MODEL that re-labels every edit blind; give a model other than the teacher (default: the "
-             "teacher, which confirms its own edits: the build warns and the card says so).", metavar="BACKEND:MODEL",
+             "teacher, which confirms its own edits: the build warns and records it).", metavar="BACKEND:MODEL",
         model=True)  # fmt: skip
     targets: str = param("one", help="Target labels per example: all (every other label), one, or a count N "
                                      "(drawn with --seed).")  # fmt: skip
