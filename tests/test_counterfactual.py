@@ -92,13 +92,15 @@ def test_every_validation_rule_drops_what_it_should_and_the_funnel_adds_up(tmp_p
     assert c["problems"] == len(CASES) and c["targets"] == len(CASES) and c["failed"] == 0
     # each rule, once
     assert (c["cf_truncated"], c["cf_unparsable"], c["cf_identical"], c["cf_too_far"]) == (1, 1, 1, 1)
-    assert (c["cf_kept_old_label"], c["cf_judged_other"], c["cf_no_rationale"], c["cf_verified"]) == (1, 1, 1, 1)
+    assert (c["cf_kept_old_label"], c["cf_judge_unreadable"], c["cf_no_rationale"], c["cf_verified"]) == (1, 1, 1, 1)
+    assert c["cf_judged_other"] == 0  # "unsure": no judge reply states an answer, so no vote was cast
     # the funnel adds up, stage by stage
     assert c["cf_generated"] == c["cf_truncated"] + c["cf_unparsable"] + c["cf_format"] + c["cf_identical"] + \
-        c["cf_too_far"] + c["cf_minimal"]  # fmt: skip
-    assert c["cf_minimal"] == c["cf_kept_old_label"] + c["cf_judged_other"] + c["cf_judge_failed"] + c["cf_judged"]
+        c["cf_label_leak"] + c["cf_instructions"] + c["cf_too_far"] + c["cf_minimal"]  # fmt: skip
+    assert c["cf_minimal"] == c["cf_kept_old_label"] + c["cf_judged_other"] + c["cf_judge_unreadable"] + \
+        c["cf_judge_failed"] + c["cf_judged"]  # fmt: skip
     assert c["cf_judged"] == c["cf_spare"] + c["cf_no_rationale"] + c["cf_verified"]
-    assert c["samples"] == c["correct"] + c["wrong_label"] + c["no_answer"] + c["truncated"]
+    assert c["samples"] == c["correct"] + c["wrong_label"] + c["contradicting"] + c["no_answer"] + c["truncated"]
     assert c["kept"] == c["correct"] == len(kept) == c["kept_original"] + c["kept_counterfactual"]
     funnel = {s["stage"]: s for s in manifest.stats["funnel"]}
     assert [s["count"] for s in manifest.stats["funnel"]] == [8, 4, 2, 2, 1]
@@ -229,7 +231,7 @@ def test_label_field_and_labels_map_class_ids_and_show_the_label_set(tmp_path):
     def answer(request, j):
         text = user_text(request)
         if "Write a counterfactual" in text:
-            return "Counterfactual: " + re.search(r"Question: (.*)", text)[1].replace("dull", "fine").replace("lovely", "dire")
+            return "Counterfactual: " + re.search(r"Review: (.*)", text)[1].replace("dull", "fine").replace("lovely", "dire")
         if "The correct answer is" in text:
             return "Tone.\nThe answer is " + re.search(r"The answer is (\w+)", text)[1] + "."
         return "Tone.\nThe answer is " + ("positive" if "fine" in text else "negative") + "."
@@ -311,8 +313,11 @@ def test_parse_edit(reply, problem, text, why):
 
 
 @pytest.mark.parametrize(("votes", "decided"), [
-    (["no", "no", "yes"], "target"), (["yes", "yes", "no"], "original"), (["no", "", ""], "other"),
-    (["no", "yes"], "other"), (["no"], "target"), ([], "other"),
+    (["no", "no", "yes"], "target"), (["yes", "yes", "no"], "original"),
+    (["no", "", ""], "unreadable"),  # one readable vote of three is no verdict
+    (["no", "yes"], "other"), (["no"], "target"), ([], "unreadable"),
+    (["no", "", "no"], "target"),  # two readable votes of three, both the target
+    (["no", "no", "yes", "", ""], "target"),  # a majority of the readable votes
 ])
 def test_majority_of_blind_votes(votes, decided):
     assert edits.verdict(YESNO, votes, "no") == decided
@@ -328,8 +333,11 @@ def test_the_student_prompt_is_the_eval_prompt_and_carries_no_answer():
     labelled = Problem(id="l", source="s", question="A dull film.", gold="negative", answer_type="label",
                        choices=("negative", "positive"))  # fmt: skip
     (message,) = student_messages(labelled)
-    assert message["content"].startswith("Question: A dull film.\nPossible answers: negative, positive")
-    assert message["content"].endswith('"The answer is negative or positive."') and "correct" not in message["content"]
+    assert message["content"] == (
+        "Review: A dull film.\nPossible answers: negative, positive\nWhich of the possible answers fits the review?\n\n"
+        'Let\'s think step by step. Then end with one of these last lines: "The answer is negative." or '
+        '"The answer is positive."')  # issue 20: no "The answer is negative or positive." for a student to copy
+    assert "correct" not in message["content"]
 
 
 # -- the card, the CLI, the recipes, training on a subset --------------------------------------------
@@ -344,8 +352,9 @@ def test_card_shows_funnel_histogram_and_pairs_and_parses_back(tmp_path, yesno_f
     assert meta["pretty_name"].startswith("Cf Cases: Counterfactual Distillation data from local file")
     assert "counterfactual" in meta["tags"] and meta["task_categories"] == ["text-generation", "question-answering"]
     for line in ("| generated | 8 | - |",
-                 "| minimal | 4 | truncated 1, unparsable 1, format 0, identical 1, too_far 1 |",
-                 "| judged target label | 2 | kept_old_label 1, judged_other 1, judge_failed 0 |",
+                 "| minimal | 4 | truncated 1, unparsable 1, format 0, identical 1, label_leak 0, instructions 0, "
+                 "too_far 1 |",
+                 "| judged target label | 2 | kept_old_label 1, judged_other 0, judge_unreadable 1, judge_failed 0 |",
                  "| selected (one per target) | 2 | spare 0 |",
                  "| rationale verified | 1 | no_rationale 1 |",
                  "| measured | 5 | 0 |", "| kept | 1 | 0 |",
@@ -421,3 +430,140 @@ def test_where_trains_on_a_subset_by_column(tmp_path, yesno_file):
         load_training_data(str(out), "sft", where={"view": "sideways"})
     with pytest.raises(UserError, match="not COLUMN=VALUE"):
         parse_where(["is_counterfactual"])
+
+
+# -- issue 25 (8-11) and issue 20 (5): what a real small teacher wrote ---------------------------------
+SYLLOGISM = ("Consider these statements:\n1. Some reptiles are not butterflies\n2. No butterflies are children\n\n"
+             "Does it logically follow that:\nNo children are butterflies?\n(Answer Yes or No)")  # gym:syllogism, gold yes
+SYLLOGISM_P = Problem(id="s", source="gym:syllogism", question=SYLLOGISM, gold="yes", answer_type="yesno")
+REVIEW_P = Problem(id="r", source="imdb", question="A dull film with a weak plot.", gold="negative", answer_type="label",
+                   choices=("negative", "positive"))  # fmt: skip
+NO, POSITIVE = edits.Label("no", "no"), edits.Label("positive", "positive")
+
+
+@pytest.mark.parametrize(("problem", "edited", "target", "leak", "changed"), [
+    (SYLLOGISM_P, SYLLOGISM.replace("(Answer Yes or No)", "(Answer No)"), NO, True, True),  # all 3 edits on syllogism
+    (SYLLOGISM_P, SYLLOGISM.replace("\n(Answer Yes or No)", ""), NO, False, True),  # the answer format dropped
+    (SYLLOGISM_P, SYLLOGISM + "\nThe answer is no", NO, True, False),
+    (SYLLOGISM_P, SYLLOGISM.replace("2. No butterflies", "2. All butterflies"), NO, False, False),  # content: fine
+    (SYLLOGISM_P, SYLLOGISM.replace("Some reptiles", "No reptiles"), NO, False, False),  # "No" as a word: fine
+    (SYLLOGISM_P, SYLLOGISM.replace("(Answer Yes or No)", "(answer yes or no)"), NO, False, False),  # case only
+    (REVIEW_P, "A fine film with a strong plot.", POSITIVE, False, False),
+    (REVIEW_P, "A positive film with a strong plot.", POSITIVE, True, False),  # the label word written in
+    (REVIEW_P, "A fine film with a strong plot. Sentiment: positive", POSITIVE, True, False),
+])
+def test_an_edit_may_change_the_content_never_the_task_or_its_answer(problem, edited, target, leak, changed):
+    assert edits.label_leak(problem, edited, target) is leak
+    assert edits.instructions_changed(problem, edited) is changed
+
+
+def _syllogism_teacher(edit: str, judge_votes: list[str], support: str):
+    """Replies shaped like Qwen2.5-Coder-0.5B's on gym:syllogism (issue 25, item 9)."""
+
+    def answer(request, j):
+        text = user_text(request)
+        if "Write a counterfactual" in text:
+            return f"Counterfactual: {edit}"
+        if "The correct answer is" in text:
+            if "not" in text.split("The correct answer is")[1].split("\n")[1]:  # a refute view
+                label = re.search(r'"The answer is (\w+)\."', text)[1]
+                return f"The answer is not the other one: statement 2 decides it.\nThe answer is {label}."
+            return support if "(Answer Yes or No)" not in text or "All butterflies" in text else \
+                "No butterflies are children, so no children are butterflies.\nThe answer is yes."
+        return judge_votes[j]  # the blind judge
+
+    return FakeTeacher(answer)
+
+
+def _one(tmp_path, problem_question=SYLLOGISM, answer="Yes"):
+    path = tmp_path / "one.jsonl"
+    path.write_text(json.dumps({"question": problem_question, "answer": answer}) + "\n")
+    return path
+
+
+WRONG_PAIR_VOTES = ["It does not follow.\nThe answer is no.", "Let me look at the statements again.",
+                    "Hence not.\nThe answer is no."]  # votes no, (none), no
+ARGUES_YES = ("Statement 2 says no butterflies are children. Yes, it logically follows that no children are "
+              "butterflies, since the relation is symmetric.\nThe answer is no.")
+
+
+def test_the_wrong_labelled_pair_of_issue_25_is_rejected_and_counted(tmp_path):
+    """Premises and conclusion unchanged, `(Answer Yes or No)` -> `(Answer No)`, votes no / (empty) / no, a support
+    rationale that argues yes and ends `The answer is no.`: it was kept as a verified counterfactual."""
+    teacher = _syllogism_teacher(SYLLOGISM.replace("(Answer Yes or No)", "(Answer No)"), WRONG_PAIR_VOTES, ARGUES_YES)
+    manifest, kept, _ = run_cases(tmp_path, _one(tmp_path), teacher=teacher)
+    c = manifest.counts
+    assert (c["cf_generated"], c["cf_label_leak"], c["cf_minimal"], c["cf_verified"]) == (1, 1, 0, 0)
+    assert not [r for r in kept if r["is_counterfactual"]] and all("(Answer No)" not in r["question"] for r in kept)
+    assert manifest.stats["funnel"][1]["dropped"]["label_leak"] == 1
+
+
+def test_a_rationale_that_argues_the_other_label_is_not_verified(tmp_path):
+    edit = SYLLOGISM.replace("2. No butterflies", "2. All butterflies")  # a real content edit: yes -> no
+    teacher = _syllogism_teacher(edit, WRONG_PAIR_VOTES, ARGUES_YES)
+    manifest, kept, _ = run_cases(tmp_path, _one(tmp_path), teacher=teacher)
+    c = manifest.counts
+    assert (c["cf_minimal"], c["cf_judged"], c["contradicting"], c["cf_verified"]) == (1, 1, 1, 1)
+    views = sorted(r["view"] for r in kept if r["is_counterfactual"])
+    assert views == ["refute:yes"]  # the support rationale argued yes and ended no: not a row
+
+
+@pytest.mark.parametrize(("text", "label", "other"), [
+    ("Therefore, the answer is No. … The answer is Yes.", "yes", True),  # issue 25 item 3, verbatim
+    (ARGUES_YES, "no", True),
+    ("No butterflies are children, so no children are butterflies.\nThe answer is yes.", "yes", False),
+    ("The answer is not yes: statement 2 rules it out.\nThe answer is no.", "no", False),  # a refute view
+])
+def test_a_rationale_stating_two_answers_argues_the_other_label(text, label, other):
+    assert edits.argues_other(SYLLOGISM_P, text, label) is other
+
+
+def test_an_unreadable_judge_reply_is_no_vote():
+    from toolkit.builders.counterfactual import vote
+
+    two = Completion("Therefore, the answer is No. … The answer is Yes.", "stop", 5, 9)  # issue 25 item 3, verbatim
+    assert vote(SYLLOGISM_P, two) == "" and vote(SYLLOGISM_P, Completion("", "stop", 5, 0)) == ""
+    assert vote(SYLLOGISM_P, Completion("It follows.\nThe answer is yes.", "stop", 5, 4)) == "yes"
+
+
+def test_prompts_name_what_the_input_is():
+    """Issue 25 item 10: the edit prompt called a movie review "the question"; the model rewrote reviews into
+    questions (0 of 6 edits kept)."""
+    from toolkit.builders.counterfactual import edit_messages, view_messages
+    from toolkit.builders.counterfactual.labelled import nli_question
+
+    (edit,) = edit_messages(REVIEW_P, POSITIVE, "counterfactual_edit")
+    assert edit["content"].startswith("Here is a review and its correct answer.\n\nReview: A dull film with a weak plot.")
+    assert "question" not in edit["content"].replace("(not a question about it)", "")
+    assert "Write a counterfactual version of the review:" in edit["content"]
+    (view,) = view_messages(REVIEW_P, POSITIVE, "counterfactual_view")
+    assert "find what in the review rules it out" in view["content"] and "question" not in view["content"]
+    nli = Problem(id="n", source="snli", question=nli_question("A man sleeps.", "A person rests."), gold="entailment",
+                  answer_type="label", choices=("entailment", "neutral", "contradiction"))  # fmt: skip
+    (edit,) = edit_messages(nli, edits.Label("neutral", "neutral"), "counterfactual_edit")
+    assert edit["content"].startswith("Here is a premise-hypothesis pair and its correct answer.\n\nPremise: A man sleeps.")
+    (edit,) = edit_messages(SYLLOGISM_P, NO, "counterfactual_edit")
+    assert edit["content"].startswith("Here is a question and its correct answer.\n\nQuestion: Consider these")
+
+
+def test_zero_counterfactuals_kept_is_said_and_warned(tmp_path, caplog):
+    """Issue 25 item 11: the card's headline promised counterfactual examples when 0 were kept."""
+    teacher = _syllogism_teacher(SYLLOGISM.replace("(Answer Yes or No)", "(Answer No)"), WRONG_PAIR_VOTES, ARGUES_YES)
+    with caplog.at_level("WARNING"):
+        manifest, _, _ = run_cases(tmp_path, _one(tmp_path), teacher=teacher)
+    stats = manifest.stats
+    assert stats["kept"] == {"originals": 1, "counterfactuals": 0, "rows_original": 2, "rows_counterfactual": 0}
+    assert stats["what"] == "original examples only (no counterfactual passed every check) with multi-view reasoning"
+    assert stats["warnings"][0].startswith("0 of 1 counterfactuals were kept: the rows are originals only")
+    assert "0 of 1 counterfactuals were kept" in caplog.text
+
+
+def test_the_card_data_says_whether_the_judge_is_the_teacher(tmp_path, yesno_file, caplog):
+    """Issue 20 item 5: a judge that is the teacher confirms its own edits."""
+    with caplog.at_level("WARNING"):
+        same, _, _ = run_cases(tmp_path / "same", yesno_file)
+    assert same.stats["judge"]["is_teacher"] is True and "the judge is the teacher" in caplog.text
+    assert any(w.startswith("the judge is the teacher") for w in same.stats["warnings"])
+    other, _, _ = run_cases(tmp_path / "other", yesno_file, judge=FakeTeacher(fake, model="judge-model"))
+    assert other.stats["judge"]["is_teacher"] is False and other.stats["warnings"] == []
+    assert other.stats["what"] == "8 original and 1 counterfactual (label-flipped) examples with multi-view reasoning"

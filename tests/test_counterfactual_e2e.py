@@ -47,10 +47,11 @@ def test_build_push_train_with_and_without_counterfactuals_then_eval(tmp_path, s
     manifest, kept = read_manifest(run), pq.read_table(data_file(run)).to_pylist()
     c = manifest.counts
     assert c["problems"] == 4 and c["targets"] == 4 and c["failed"] == 0 and c["cf_generated"] == 4
-    assert c["cf_generated"] == sum(c[f"cf_{k}"] for k in ("truncated", "unparsable", "format", "identical", "too_far",
-                                                             "minimal"))  # fmt: skip
-    assert c["cf_minimal"] == c["cf_kept_old_label"] + c["cf_judged_other"] + c["cf_judge_failed"] + c["cf_judged"]
-    assert c["samples"] == c["correct"] + c["wrong_label"] + c["no_answer"] + c["truncated"]
+    assert c["cf_generated"] == sum(c[f"cf_{k}"] for k in ("truncated", "unparsable", "format", "identical", "label_leak",
+                                                             "instructions", "too_far", "minimal"))  # fmt: skip
+    assert c["cf_minimal"] == c["cf_kept_old_label"] + c["cf_judged_other"] + c["cf_judge_unreadable"] + \
+        c["cf_judge_failed"] + c["cf_judged"]  # fmt: skip
+    assert c["samples"] == c["correct"] + c["wrong_label"] + c["contradicting"] + c["no_answer"] + c["truncated"]
     assert len(kept) == c["kept"] == c["correct"] > 0, c  # SFT below needs a row
     for r in kept:  # real rows: re-reading each one agrees with what it says
         text = r["completion"][0]["content"]

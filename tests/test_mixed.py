@@ -116,12 +116,32 @@ def _count(rows) -> dict[str, Counter]:
 def test_per_problem_balance_keeps_as_many_of_each_mode():
     kept, report = balance(_rows({"a": (3, 1), "b": (2, 2), "c": (0, 3), "d": (2, 0)}), pot_ratio=0.5)
     counts = _count(kept)
-    assert counts["a"] == Counter(cot=1, pot=1) and counts["b"] == Counter(cot=2, pot=2)
+    assert counts["a"] == Counter(cot=1, pot=1)
     assert report.problems == Counter(both=2, cot_only=1, pot_only=1)
     assert report.after_problem == Counter(cot=5, pot=6)  # a 1+1, b 2+2, c 0+3, d 2+0
     assert report.kept["pot"] == report.kept["cot"] == 5  # one PoT row goes overall ...
-    assert counts["c"]["pot"] == 2  # ... from the problem where PoT leads most
-    assert all(r.sample_idx < 2 for r in kept if r.id == "b")  # the first-sampled rows stay
+    assert counts["b"] == Counter(cot=2, pot=1)  # ... from the surplus of the easy problem (solved both ways)
+    assert counts["c"]["pot"] == 3  # the problem solved by PoT only keeps its rows
+    assert [r.sample_idx for r in kept if r.id == "b" and r.mode == "pot"] == [0]  # the first-sampled row stays
+
+
+def test_balance_never_deletes_the_only_rows_of_a_problem_solved_in_one_mode():
+    """Issue 25: `17 * 23 - 91` was solved by PoT only (both programs verified) and lost both rows to the
+    50/50 balance while an easy problem kept 2 CoT + 2 PoT: 4 problems solved, 3 in the data."""
+    spec = {"easy": (2, 2), "17 * 23 - 91": (0, 2), "m": (1, 1), "n": (1, 1)}
+    kept, report = balance(_rows(spec), pot_ratio=0.5)
+    counts = _count(kept)
+    assert set(counts) == set(spec) and report.problems_kept == 4
+    assert counts["17 * 23 - 91"] == Counter(pot=1)  # trimmed to one row only after the easy surplus
+    assert counts["easy"] == Counter(cot=2, pot=1) and counts["m"] == counts["n"] == Counter(cot=1, pot=1)
+    assert (report.kept["cot"], report.kept["pot"]) == (4, 4) and not report.target_missed
+
+
+def test_balance_misses_the_ratio_rather_than_delete_a_problem():
+    kept, report = balance(_rows({"a": (1, 0), "b": (0, 1), "c": (0, 1), "d": (0, 1)}), pot_ratio=0.5)
+    assert len(kept) == 4 and report.target_missed and report.as_dict(0.5)["pot_ratio"] == 0.75
+    kept, report = balance(_rows({"a": (1, 0), "b": (0, 1), "c": (1, 1)}), pot_ratio=0.0)  # CoT only: asked for
+    assert _count(kept) == {"a": Counter(cot=1), "c": Counter(cot=1)} and not report.target_missed
 
 
 def test_max_per_mode_and_require_both():
@@ -132,11 +152,13 @@ def test_max_per_mode_and_require_both():
     assert set(_count(kept)) == {"a"} and report.as_dict(0.5)["dropped_per_problem"] == 5
 
 
-@pytest.mark.parametrize(("ratio", "cot", "pot"), [(0.5, 6, 6), (0.25, 6, 2), (0.75, 3, 9), (0.0, 6, 0), (1.0, 0, 9)])
-def test_overall_ratio(ratio, cot, pot):
+@pytest.mark.parametrize(("ratio", "cot", "pot", "r"), [(0.5, 6, 6, 1), (0.25, 6, 2, 1), (0.75, 3, 9, 3), (0.0, 6, 0, 0),
+                                                   (1.0, 0, 9, 3)])  # fmt: skip
+def test_overall_ratio(ratio, cot, pot, r):
     spec = {f"p{i}": (1, 1) for i in range(3)} | {f"q{i}": (1, 2) for i in range(3)} | {"r": (0, 3)}
     kept, report = balance(_rows(spec), pot_ratio=ratio)
     assert (report.kept["cot"], report.kept["pot"]) == (cot, pot)
+    assert _count(kept).get("r", Counter())["pot"] == r  # solved by PoT only: it keeps a row unless PoT is off
     assert report.as_dict(ratio)["pot_ratio"] == round(pot / (cot + pot), 4)
 
 
@@ -223,6 +245,7 @@ def test_build_keeps_verified_rationales_of_both_modes_honestly(tmp_path):
     assert (c["pot_executed"], c["duplicates"], c["truncated"], c["failed"]) == (16, 4, 8, 0)
     # per problem one CoT (the only verified one) and so one of its two verified programs
     assert c["kept"] == len(kept) == 8 and c["kept_cot"] == c["kept_pot"] == 4 and c["dropped_balance"] == 4
+    assert c["solved_problems"] == c["kept_problems"] == 4  # every solved problem is in the data
     by_mode = {m: [r for r in kept if r["mode"] == m] for m in ("cot", "pot")}
     for r in by_mode["cot"]:
         a, b = (int(x) for x in re.findall(r"What is (\d+) \+ (\d+)", r["question"])[0])
@@ -339,3 +362,38 @@ def test_preset_li_emnlp24(tmp_path):
                                             preset="li-emnlp24", presets=method.presets)  # fmt: skip
     assert preset == "li-emnlp24" and config.require_both and config.pot_ratio == 0.5
     assert config.pot_samples == 2 and config.cot_samples == values["cot_samples"] == 4  # a flag wins
+
+
+class _WordTokenizer:
+    """A teacher tokenizer for the test: one token per whitespace-separated word."""
+
+    def __call__(self, text, add_special_tokens=False):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(input_ids=text.split())
+
+
+def test_num_tokens_counts_what_the_row_holds_and_the_card_total_matches(tmp_path):
+    """Issue 25: a 2-line program was listed with the tokens of the whole reply, prose included."""
+    from huggingface_hub import DatasetCard
+
+    teacher = _teacher([GOOD[0]])
+    teacher.tokenizer = _WordTokenizer()  # the backend's own tokenizer, as the transformers backend has
+    manifest = build("mixed", tmp_path / "run", teachers={"teacher": teacher}, source=_source(tmp_path, 1),
+                     cot_samples=1, pot_samples=1, **FAST)  # fmt: skip
+    by_mode = {r["mode"]: r for r in rows(tmp_path / "run")}
+    assert by_mode["pot"]["completion"][0]["content"] == "```python\nx = 0\ny = 5\nans = x + y\n```"
+    assert by_mode["pot"]["num_tokens"] == 13  # the fenced program; the reply had 20 words with its prose
+    assert by_mode["cot"]["num_tokens"] == 9  # "0 plus 5 is 5.\nThe answer is 5."
+    assert manifest.stats["num_tokens"] == "the teacher's tokenizer"
+    card = DatasetCard.load(tmp_path / "run" / "README.md").text
+    assert "The 2 published rows hold 22 completion tokens (`num_tokens`)." in card
+
+
+def test_num_tokens_without_a_tokenizer_is_the_rows_share_of_the_reply(tmp_path):
+    reply = lambda a, b: "Sure, here you go, the program:\n```python\nans = 5\n```"  # noqa: E731
+    manifest = build("mixed", tmp_path / "run", teachers={"teacher": _teacher([reply])}, source=_source(tmp_path, 1),
+                     cot_samples=0, pot_samples=1, **FAST)  # fmt: skip
+    (row,) = rows(tmp_path / "run")
+    # 11 words (the fake's token count) x 21 characters of "```python\nans = 5\n```" / 53 of the reply = 4.36
+    assert row["num_tokens"] == 4 and manifest.stats["num_tokens"].startswith("estimated")

@@ -14,6 +14,7 @@ which one to use; `mode` says which it is, and PoT rows carry what the sandbox r
 
 from __future__ import annotations
 
+import copy
 import statistics
 from collections import Counter
 from dataclasses import dataclass, field
@@ -103,6 +104,8 @@ class State:
     runtimes: list[float] = field(default_factory=list)
     errors: Counter[str] = field(default_factory=Counter)  # exception types of failed programs
     balance: dict[str, Any] = field(default_factory=dict)
+    token_counter: str = ""  # how rows' num_tokens were counted (see `row_tokens`)
+    tokenizer: Any = None  # a copy of the teacher's tokenizer (False: it has none)
 
 
 def prompt_messages(problem: Problem, mode: str, template: str | None = None) -> tuple[dict[str, str], ...]:
@@ -210,9 +213,30 @@ def _row(problem: Problem, work: Work, messages, mode: str, text: str, idx: int,
         prompt=list(messages), completion=assistant(text), id=problem.id, source=problem.source,
         question=problem.question, gold=problem.gold, pred=pred, correct=True, answer_type=problem.answer_type,
         choices=list(problem.choices), teacher=work.teacher.identity, sample_idx=idx,
-        finish_reason=completion.finish_reason, num_tokens=completion.completion_tokens, mode=mode,
+        finish_reason=completion.finish_reason, num_tokens=row_tokens(work, text, completion), mode=mode,
         exec_outcome=exec_outcome, exec_value=exec_value, exec_runtime_s=exec_runtime_s,
     )  # fmt: skip
+
+
+def row_tokens(work: Work, text: str, completion) -> int:
+    """Tokens of what the row holds (a kept program is not the whole reply: its prose is left out).
+    With the teacher's own tokenizer where the backend has one loaded (transformers); otherwise the
+    reply's token count scaled by the row's share of its characters (an estimate: API backends
+    report only the whole reply's count). The build records which (`stats.num_tokens`)."""
+    state = work.state
+    if state.tokenizer is None:
+        found = getattr(getattr(work.teacher, "backend", None), "tokenizer", None)
+        # a copy: a fast tokenizer used by the generating thread at the same time raises "Already borrowed"
+        state.tokenizer = copy.deepcopy(found) if found is not None else False
+    if state.tokenizer is not False:
+        state.token_counter = "the teacher's tokenizer"
+        return len(state.tokenizer(text, add_special_tokens=False).input_ids)
+    state.token_counter = state.token_counter or (
+        "estimated: the reply's completion tokens x the row's share of the reply's characters")
+    reply = completion.text.strip()
+    if text.strip() == reply or not reply:
+        return completion.completion_tokens
+    return round(completion.completion_tokens * len(text) / len(reply))
 
 
 def select(config: MixedConfig, state: State, rows: list[MixedRow], counts: Counter[str]) -> list[MixedRow]:
@@ -222,6 +246,7 @@ def select(config: MixedConfig, state: State, rows: list[MixedRow], counts: Coun
     counts["kept"] = len(kept)
     counts["kept_cot"], counts["kept_pot"] = report.kept["cot"], report.kept["pot"]
     counts["dropped_balance"] = len(rows) - len(kept)
+    counts["kept_problems"] = report.problems_kept  # == solved_problems unless --require-both or --pot-ratio 0/1
     return kept
 
 
@@ -235,6 +260,7 @@ def finish(config: MixedConfig, state: State, counts: Counter[str]) -> dict[str,
                      "pot": {k: state.failures["pot"][k] for k in FAILURE_KINDS}},  # fmt: skip
         "exception_types": dict(state.errors.most_common(10)),
         "balance": state.balance,
+        "num_tokens": state.token_counter or None,
         "sandbox": {"isolation": hello.get("isolation"), "missing": hello.get("missing") or {},
                     "limits": config.limits.to_dict(), "programs_run": counts["pot_executed"],
                     "run_now": state.executor.ran, "from_cache": state.executor.cached,
@@ -305,7 +331,7 @@ METHOD = Method(
     run=run,
     counts=("problems", "failed", "samples", "correct", "kept", "truncated", "cot_samples", "cot_verified",
             "pot_samples", "pot_executed", "pot_verified", "duplicates", "kept_cot", "kept_pot", "dropped_balance",
-            "solved_problems"),  # fmt: skip
+            "solved_problems", "kept_problems"),  # fmt: skip
     paper=PAPER,
     card="mixed.md.jinja",
     recipe="mixed/smollm2-135m-lora",

@@ -6,10 +6,15 @@ Every verified rationale of a problem comes in; what goes out, in two passes:
    smaller count; at most `max_per_mode`), so no problem teaches one mode more than the other. A
    problem verified in one mode only keeps up to `max_per_mode` of it, or nothing with `require_both`.
 2. **Overall.** The over-represented mode loses rows until PoT is `pot_ratio` of the mix (as close as
-   whole rows allow). Rows go one at a time from the problem where that mode leads the other the most
-   (then: has the most rows of it; then a hash of seed and id), and within it the last-sampled one,
-   so the per-problem balance of pass 1 is disturbed as little as possible. A mode with no rows at
-   all cannot be balanced against: the other is kept and the report says the mix is one-sided.
+   whole rows allow), one row at a time, never a problem's last row: a problem that was solved keeps a
+   row, and one solved in one mode only keeps that mode. Rows go first from the surplus of easy problems
+   (verified in both modes, with more than one row of that mode), then from the extra samples of
+   problems solved in one mode only, and last the only row of that mode of a problem that keeps the
+   other mode. Within a tier: the problem where that mode leads the other the most (then: has the
+   most rows of it; then a hash of seed and id), and within it the last-sampled row. When that cannot
+   reach the ratio the report says `target_missed`. A mode with no rows at all cannot be balanced
+   against: the other is kept and the report says the mix is one-sided. Only `pot_ratio` 0 or 1 (one
+   mode asked for) drops a mode entirely, with the problems solved only in it.
 
 Pure and deterministic: the same rows in give the same rows out, whatever order problems finished in.
 """
@@ -37,6 +42,8 @@ class BalanceReport:
     kept: Counter[str] = field(default_factory=Counter)  # after pass 2
     problems: Counter[str] = field(default_factory=Counter)  # both / cot_only / pot_only (verified)
     one_sided: bool = False
+    target_missed: bool = False  # the ratio would have cost problems their last rows
+    problems_kept: int = 0  # problems with at least one kept row
 
     def as_dict(self, pot_ratio: float) -> dict[str, Any]:
         total = sum(self.kept.values())
@@ -50,6 +57,8 @@ class BalanceReport:
             "dropped_overall": sum(self.after_problem.values()) - total,
             "problems": {k: self.problems[k] for k in ("both", "cot_only", "pot_only")},
             "one_sided": self.one_sided,
+            "target_missed": self.target_missed,
+            "problems_kept": self.problems_kept,
         }
 
 
@@ -67,10 +76,11 @@ def balance(rows: Sequence[Any], *, pot_ratio: float, max_per_mode: int | None =
         n_cot, n_pot = len(modes["cot"]), len(modes["pot"])
         report.problems["both" if n_cot and n_pot else "cot_only" if n_cot else "pot_only"] += 1
         report.after_problem.update({m: len(kept[pid][m]) for m in MODES})
-    report.one_sided = _overall(kept, pot_ratio, seed)
+    report.one_sided, report.target_missed = _overall(kept, pot_ratio, seed)
     chosen = {id(r) for modes in kept.values() for m in MODES for r in modes[m]}
     out = [r for r in rows if id(r) in chosen]
     report.kept.update(r.mode for r in out)
+    report.problems_kept = len({r.id for r in out})
     return out, report
 
 
@@ -86,27 +96,32 @@ def per_problem(modes: dict[str, list[Any]], max_per_mode: int | None, require_b
     return {m: ranked[m][:cap] for m in MODES}
 
 
-def _overall(kept: dict[str, dict[str, list[Any]]], pot_ratio: float, seed: int) -> bool:
-    """Pass 2, in place; True when one mode is missing entirely (nothing to balance against)."""
+def _overall(kept: dict[str, dict[str, list[Any]]], pot_ratio: float, seed: int) -> tuple[bool, bool]:
+    """Pass 2, in place; (one mode is missing entirely, the ratio was not reached)."""
     totals = Counter({m: sum(len(v[m]) for v in kept.values()) for m in MODES})
     if not totals["cot"] and not totals["pot"]:
-        return False
+        return False, False
     drop, target = _target(totals, pot_ratio)
     if drop is None:
-        return False
+        return False, False
     other = "cot" if drop == "pot" else "pot"
     if totals[other] == 0 and 0 < pot_ratio < 1:
         log.warning("mixed: no verified %s rationale at all, so the %s rows cannot be balanced against it; "
                     "keeping every %s row (the mix is one-sided)", other.upper(), drop.upper(), drop.upper())  # fmt: skip
-        return True
-    heap = [(_priority(v, drop, other, pid, seed), pid) for pid, v in kept.items() if v[drop]]
+        return True, False
+    last_rows_too = pot_ratio in (0.0, 1.0)  # one mode asked for: the other goes entirely
+    heap = [(key, pid) for pid, v in kept.items() if (key := _priority(v, drop, other, pid, seed, last_rows_too))]
     heapq.heapify(heap)
-    for _ in range(totals[drop] - target):
+    for done in range(totals[drop] - target):
+        if not heap:
+            log.warning("mixed: PoT share %.2f not reached; %d more %s rows would have been problems' last rows",
+                        pot_ratio, totals[drop] - target - done, drop.upper())  # fmt: skip
+            return False, True
         _, pid = heapq.heappop(heap)
         kept[pid][drop].pop()  # the last-sampled row of that problem
-        if kept[pid][drop]:
-            heapq.heappush(heap, (_priority(kept[pid], drop, other, pid, seed), pid))
-    return False
+        if key := _priority(kept[pid], drop, other, pid, seed, last_rows_too):
+            heapq.heappush(heap, (key, pid))
+    return False, False
 
 
 def _target(totals: Counter[str], pot_ratio: float) -> tuple[str | None, int]:
@@ -125,8 +140,17 @@ def _target(totals: Counter[str], pot_ratio: float) -> tuple[str | None, int]:
     return None, 0
 
 
-def _priority(modes: dict[str, list[Any]], drop: str, other: str, pid: str, seed: int) -> tuple:
-    """Smallest first: the problem where `drop` leads `other` the most, then has the most `drop` rows."""
-    lead = len(modes[drop]) - len(modes[other])
+def _priority(modes: dict[str, list[Any]], drop: str, other: str, pid: str, seed: int,
+              last_rows_too: bool) -> tuple | None:  # fmt: skip
+    """Smallest first (None: nothing of this problem may go). Tier 0: a problem solved both ways with
+    more than one `drop` row; 1: a problem solved in `drop` only, with more than one; 2: the only `drop`
+    row of a problem that keeps `other` rows; 3 (only when one mode was asked for): a problem's last row.
+    Within a tier: where `drop` leads `other` the most, then has the most `drop` rows."""
+    n_drop, n_other = len(modes[drop]), len(modes[other])
+    if n_drop == 0:
+        return None
+    tier = (0 if n_other else 1) if n_drop > 1 else 2 if n_other else 3
+    if tier == 3 and not last_rows_too:
+        return None
     tiebreak = hashlib.sha256(f"{seed}:{pid}".encode()).hexdigest()
-    return (-lead, -len(modes[drop]), tiebreak)
+    return (tier, n_other - n_drop, -n_drop, tiebreak)

@@ -4,11 +4,18 @@ multi-view chain of thought.
 For a labelled example (x, y) and each target label y' != y (`--targets`), one problem's work is
 
     teacher: x' = a minimal edit of x whose label is y'   (--candidates replies)
-      -> checks: x' parses and keeps the options; x' != x; token edit ratio <= --max-edit
-      -> judge, blind (it sees x' only): --judge-votes answers; kept when a strict majority says y'
+      -> checks: x' parses and keeps the options; x' != x; x' does not state y' ("(Answer No)") and
+         keeps the task's answer format ("(Answer Yes or No)"); token edit ratio <= --max-edit
+      -> judge, blind (it sees x' only): --judge-votes answers; a reply with no answer or two different
+         ones is no vote; kept when a strict majority of the readable votes (at least half) says y'
     teacher, told the label: multi-view rationales for (x, y) and each kept (x', y'):
         "why the answer is y" and "why it is not z" for the other labels z (--refute-views)
-      -> each kept only when its own closing answer line states its label (the shared checker)
+      -> each kept only when its own closing answer line states its label (the shared checker) and
+         it states no other label anywhere (argued one way, ended the other: `contradicting`)
+
+Prompts call the input what it is (a question, a review, a premise-hypothesis pair: `input_name`).
+The judge defaults to the teacher; the build then warns and records `judge.is_teacher` (a model
+confirming its own edits is not an independent check).
 
 Rows are SFT prompt-completion: the prompt is what the student sees (the question and its label
 space, no hint of the answer), the completion a verified rationale ending "The answer is X.". Every
@@ -19,37 +26,47 @@ selected (one per target) -> rationale verified.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from toolkit import answers, prompts
+from toolkit import prompts
 from toolkit.builders.config import BuildConfig, at_least, option_name, param
-from toolkit.builders.cot import ANSWER_HINTS, TEACHER_HELP, judge
+from toolkit.builders.cot import TEACHER_HELP, judge
 from toolkit.builders.counterfactual import edits
 from toolkit.builders.counterfactual.edits import Label
 from toolkit.builders.counterfactual.labelled import load_problems
+from toolkit.builders.counterfactual.messages import (
+    EDIT_VARIABLES,
+    STUDENT_VARIABLES,
+    VIEW_VARIABLES,
+    edit_messages,
+    student_messages,
+    view_messages,
+)
 from toolkit.builders.counterfactual.paper import PAPER, PRESETS
 from toolkit.builders.method import Method, Work
 from toolkit.builders.rows import SFTRow, assistant
 from toolkit.errors import UserError
 from toolkit.records import Problem, stable_id
-from toolkit.teachers import DEFAULT_TEACHER
+from toolkit.teachers import DEFAULT_TEACHER, redact_spec
 from toolkit.teachers.base import CallFailure, Completion, Request, SamplingParams
 
-STUDENT_VARIABLES = {"question", "choices", "labels", "answer_hint"}
-EDIT_VARIABLES = {"question", "choices", "labels", "label", "target"}
-VIEW_VARIABLES = {"question", "choices", "labels", "answer", "answer_value", "refute", "answer_hint"}
 EXAMPLES = 3  # original / counterfactual pairs the card shows
+# Why an edit is not minimal-and-clean, in the funnel's order (each counted as cf_<kind>).
+EDIT_DROPS = ("truncated", "unparsable", "format", "identical", "label_leak", "instructions", "too_far")
 EXAMPLE_CHARS = 400
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, kw_only=True)
 class CounterfactualConfig(BuildConfig):
     teacher: str = param(DEFAULT_TEACHER, help=f"The teacher: {TEACHER_HELP}", metavar="BACKEND:MODEL", model=True)
     judge: str | None = param(
-        None, help="BACKEND:MODEL that re-labels every edit blind (default: the teacher).", metavar="BACKEND:MODEL",
+        None, help="BACKEND:MODEL that re-labels every edit blind; give a model other than the teacher (default: the "
+             "teacher, which confirms its own edits: the build warns and records it).", metavar="BACKEND:MODEL",
         model=True)  # fmt: skip
     targets: str = param("one", help="Target labels per example: all (every other label), one, or a count N "
                                      "(drawn with --seed).")  # fmt: skip
@@ -121,6 +138,7 @@ class Stats:
     kept_ratios: Counter[str] = field(default_factory=Counter)  # edits that made rows
     target_labels: Counter[str] = field(default_factory=Counter)
     examples: list[dict[str, Any]] = field(default_factory=list)
+    judge_is_teacher: bool | None = None  # the same model re-labels the teacher's own edits (self-confirming)
 
     def add_example(self, example: dict[str, Any]) -> None:
         """Keep the first EXAMPLES by (pair id, target): the same ones however problems interleave."""
@@ -143,43 +161,11 @@ class Origin:
         return self.edit_idx is not None
 
 
-# -- prompts ------------------------------------------------------------------------------------
-def answer_hint(problem: Problem) -> str:
-    if problem.answer_type == "label" and len(problem.choices) <= 6:
-        return " or ".join(problem.choices)
-    return ANSWER_HINTS[problem.answer_type]
-
-
-def _shown(problem: Problem) -> dict[str, Any]:
-    """How a prompt shows a question: its options (multiple choice) or its label set."""
-    option = problem.answer_type == "option"
-    return {"question": problem.question,
-            "choices": list(zip(answers.option_letters(len(problem.choices)), problem.choices)) if option else [],
-            "labels": list(problem.choices) if problem.answer_type == "label" else []}  # fmt: skip
-
-
-def student_messages(problem: Problem, template: str = "counterfactual_cot") -> tuple[dict[str, str], ...]:
-    """What a row's prompt holds and the eval tasks ask: the question, no hint of its answer."""
-    return ({"role": "user", "content": prompts.render(template, **_shown(problem), answer_hint=answer_hint(problem))},)
-
-
-def edit_messages(problem: Problem, target: Label, template: str) -> tuple[dict[str, str], ...]:
-    gold = edits.gold_label(problem)
-    text = prompts.render(template, **_shown(problem), label=gold.shown if gold else problem.gold, target=target.shown)
-    return ({"role": "user", "content": text},)
-
-
-def view_messages(problem: Problem, refute: Label | None, template: str) -> tuple[dict[str, str], ...]:
-    gold = edits.gold_label(problem)
-    text = prompts.render(template, **_shown(problem), answer=gold.shown if gold else problem.gold,
-                          answer_value=gold.value if gold else problem.gold, refute=refute.shown if refute else "",
-                          answer_hint=answer_hint(problem))  # fmt: skip
-    return ({"role": "user", "content": text},)
-
-
 # -- one problem --------------------------------------------------------------------------------
 async def run(problem: Problem, work: Work[CounterfactualConfig]) -> None:
     c = work.config
+    if work.state.judge_is_teacher is None:
+        work.state.judge_is_teacher = work.models["judge"].identity == work.models["teacher"].identity
     targets = edits.pick(edits.other_labels(problem), c.targets, c.seed, problem.id)
     work.counts["targets"] += len(targets)
     original = Origin(problem.id, problem)
@@ -204,7 +190,7 @@ async def counterfactual(problem: Problem, target: Label, work: Work[Counterfact
     minimal = []
     for idx, completion in enumerate(result):
         counts["cf_generated"] += 1
-        reason, text, ratio = check_edit(problem, completion, c.max_edit)
+        reason, text, ratio = check_edit(problem, completion, c.max_edit, target)
         if ratio is not None:
             stats.ratios[edits.histogram_bin(ratio)] += 1
         if reason:
@@ -227,7 +213,8 @@ async def counterfactual(problem: Problem, target: Label, work: Work[Counterfact
             continue
         votes = tuple(vote(edited, completion) for completion in judged)
         decided = edits.verdict(problem, votes, target.value)  # the original: its gold is the old label
-        counts[{"target": "cf_judged", "original": "cf_kept_old_label", "other": "cf_judged_other"}[decided]] += 1
+        counts[{"target": "cf_judged", "original": "cf_kept_old_label", "other": "cf_judged_other",
+                "unreadable": "cf_judge_unreadable"}[decided]] += 1  # fmt: skip
         if decided == "target" and chosen is None:
             chosen = Origin(problem.id, problem, ratio, idx, votes, work.models["judge"].identity), edited
         elif decided == "target":
@@ -246,7 +233,8 @@ async def counterfactual(problem: Problem, target: Label, work: Work[Counterfact
     return rows
 
 
-def check_edit(problem: Problem, completion: Completion, max_edit: float) -> tuple[str | None, str, float | None]:
+def check_edit(problem: Problem, completion: Completion, max_edit: float,
+               target: Label) -> tuple[str | None, str, float | None]:  # fmt: skip
     """(why the edit is dropped or None, the edited input, its edit ratio when it was measured)."""
     if completion.finish_reason == "length":
         return "truncated", "", None  # cut off mid-edit: what is there is not the whole input
@@ -255,14 +243,20 @@ def check_edit(problem: Problem, completion: Completion, max_edit: float) -> tup
         return edit.problem, edit.text, None
     if edits.is_identical(problem.question, edit.text):
         return "identical", edit.text, 0.0
+    if edits.label_leak(problem, edit.text, target):
+        return "label_leak", edit.text, None  # the input would tell the student its answer
+    if edits.instructions_changed(problem, edit.text):
+        return "instructions", edit.text, None  # the task, not the content, was edited
     ratio = edits.edit_ratio(problem.question, edit.text)
     return ("too_far" if ratio > max_edit else None), edit.text, ratio
 
 
 def vote(problem: Problem, completion: Completion) -> str:
-    """One blind answer: the label the judge's completion states ("" for none, or cut off)."""
+    """One blind answer: the label the judge's completion states ("" for none, cut off, or contradicting)."""
     verdict = judge(problem, completion.text, completion.finish_reason)
-    return verdict.pred if verdict.pred is not None and not verdict.truncated else ""
+    if verdict.pred is None or verdict.truncated or edits.argues_other(problem, completion.text, verdict.pred):
+        return ""  # no answer, cut off, or two different answers: unreadable, no vote
+    return verdict.pred
 
 
 async def rationales(problem: Problem, origin: Origin, work: Work[CounterfactualConfig]) -> list[CounterfactualRow]:
@@ -286,6 +280,8 @@ async def rationales(problem: Problem, origin: Origin, work: Work[Counterfactual
                 counts["no_answer"] += 1
             elif not verdict.correct:
                 counts["wrong_label"] += 1  # it argues for another label than its own
+            elif edits.argues_other(problem, completion.text, verdict.pred):
+                counts["contradicting"] += 1  # it also states another label: argued one way, ended the other
             else:
                 counts["correct"] += 1
                 rows.append(_row(problem, origin, prompt, view, idx, verdict.text, verdict.pred, completion, work))
@@ -311,6 +307,10 @@ def _cut(text: str) -> str:
 
 # -- before and after ---------------------------------------------------------------------------
 def setup(config: CounterfactualConfig) -> Stats:
+    if config.judge == config.teacher:
+        log.warning("counterfactual: the judge is the teacher (%s), so edits are confirmed by the model that "
+                    "wrote them; pass --judge BACKEND:MODEL with another model for an independent check",
+                    redact_spec(config.teacher))  # fmt: skip
     prompts.check_template(config.template, STUDENT_VARIABLES)
     prompts.check_template(config.edit_template, EDIT_VARIABLES)
     prompts.check_template(config.view_template, VIEW_VARIABLES)
@@ -323,21 +323,49 @@ def finish(config: CounterfactualConfig, stats: Stats, counts: Counter[str]) -> 
     funnel = [
         {"stage": "generated", "count": c["cf_generated"], "dropped": {}},
         {"stage": "minimal", "count": c["cf_minimal"],
-         "dropped": {k: c[f"cf_{k}"] for k in ("truncated", "unparsable", "format", "identical", "too_far")}},
+         "dropped": {k: c[f"cf_{k}"] for k in EDIT_DROPS}},
         {"stage": "judged target label", "count": c["cf_judged"],
          "dropped": {"kept_old_label": c["cf_kept_old_label"], "judged_other": c["cf_judged_other"],
-                     "judge_failed": c["cf_judge_failed"]}},
+                     "judge_unreadable": c["cf_judge_unreadable"], "judge_failed": c["cf_judge_failed"]}},
         {"stage": "selected (one per target)", "count": selected, "dropped": {"spare": c["cf_spare"]}},
         {"stage": "rationale verified", "count": c["cf_verified"], "dropped": {"no_rationale": c["cf_no_rationale"]}},
     ]  # fmt: skip
     bins = edits.histogram_bins()
+    kept = {"originals": c["originals_kept"], "counterfactuals": c["cf_verified"],
+            "rows_original": c["kept_original"], "rows_counterfactual": c["kept_counterfactual"]}  # fmt: skip
     return {
         "funnel": funnel,
         "edit_ratio_histogram": {b: {"measured": stats.ratios[b], "kept": stats.kept_ratios[b]} for b in bins},
         "max_edit": config.max_edit,
         "target_labels": dict(sorted(stats.target_labels.items())),
         "examples": stats.examples,
+        "kept": kept,
+        "what": what_was_kept(kept),
+        "judge": {"model": redact_spec(config.judge), "is_teacher": stats.judge_is_teacher},  # None: no problem ran
+        "warnings": _warnings(config, stats, c),
     }
+
+
+def what_was_kept(kept: dict[str, int]) -> str:
+    """The card's headline: what the rows are, as they came out (not what the method aims at)."""
+    if not kept["counterfactuals"]:
+        return "original examples only (no counterfactual passed every check) with multi-view reasoning"
+    return (f"{kept['originals']} original and {kept['counterfactuals']} counterfactual (label-flipped) examples "
+            "with multi-view reasoning")  # fmt: skip
+
+
+def _warnings(config: CounterfactualConfig, stats: Stats, c: Counter[str]) -> list[str]:
+    """What a user must know before training on the rows; logged, and kept for the card."""
+    found = []
+    if c["targets"] and not c["cf_verified"]:
+        found.append(f"0 of {c['targets']} counterfactuals were kept: the rows are originals only, which is plain "
+                     "multi-view CoT, not counterfactual distillation (see the funnel for where edits were dropped)")
+    if stats.judge_is_teacher:
+        found.append(f"the judge is the teacher ({redact_spec(config.judge)}): the model that wrote the edits confirmed them; "
+                     "use --judge with another model for an independent check")
+    if found and not c["cf_verified"]:
+        log.warning("counterfactual: %s", found[0])  # the judge warning was logged at the start
+    return found
 
 
 METHOD = Method(
@@ -362,10 +390,10 @@ METHOD = Method(
     kind="sft",
     trainer="sft",
     run=run,
-    counts=("problems", "failed", "targets", "cf_generated", "cf_truncated", "cf_unparsable", "cf_format",
-            "cf_identical", "cf_too_far", "cf_minimal", "cf_kept_old_label", "cf_judged_other", "cf_judge_failed",
-            "cf_judged", "cf_spare", "cf_no_rationale", "cf_verified", "samples", "correct", "wrong_label",
-            "no_answer", "truncated", "originals_kept", "kept", "kept_original", "kept_counterfactual"),  # fmt: skip
+    counts=("problems", "failed", "targets", "cf_generated", *(f"cf_{k}" for k in EDIT_DROPS), "cf_minimal",
+            "cf_kept_old_label", "cf_judged_other", "cf_judge_unreadable", "cf_judge_failed", "cf_judged", "cf_spare",
+            "cf_no_rationale", "cf_verified", "samples", "correct", "wrong_label", "contradicting", "no_answer",
+            "truncated", "originals_kept", "kept", "kept_original", "kept_counterfactual"),  # fmt: skip
     paper=PAPER,
     card="counterfactual.md.jinja",
     recipe="counterfactual/smollm2-135m-lora",

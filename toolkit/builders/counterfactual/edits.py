@@ -102,6 +102,43 @@ def parse_edit(reply: str, problem: Problem) -> Edit:
     return Edit(edited)
 
 
+# A label stated as the answer: "(Answer No)", "The answer is no", "Label: positive", "Sentiment - negative".
+_CUE = r"\b(?:answer|label|sentiment|verdict)\b[*_]*(?:\s*(?:is|:|=|-|would be|should be)\b)?[\s:=*_\-(\[\"']*"
+
+
+def _label_words(problem: Problem) -> list[str]:
+    """How each label may be written in a text: its value, and for multiple choice its option text."""
+    words = [label.value for label in label_space(problem)]
+    return words + (list(problem.choices) if problem.answer_type == "option" else [])
+
+
+def label_leak(problem: Problem, edited: str, target: Label) -> bool:
+    """True when the edit writes the target label into the input where the original had none: stated as
+    an answer ("(Answer No)", "The answer is no"), or, for a label set (sentiment, NLI: words a text
+    rarely holds by chance), the label word itself. Yes/no and option letters are ordinary words, so
+    for them only the stated form counts."""
+    forms = [target.value] + ([problem.choices[ord(target.value) - 65]] if problem.answer_type == "option" else [])
+    for form in forms:
+        stated = re.compile(_CUE + re.escape(form) + r"\b", re.I)
+        if len(stated.findall(edited)) > len(stated.findall(problem.question)):
+            return True
+    if problem.answer_type == "label":
+        bare = re.compile(r"\b" + re.escape(target.value) + r"\b", re.I)
+        return len(bare.findall(edited)) > len(bare.findall(problem.question))
+    return False
+
+
+def instructions_changed(problem: Problem, edited: str) -> bool:
+    """True when a part of the original that lists two or more labels — the task's answer format, such as
+    "(Answer Yes or No)" — is not in the edit as it was: an edit changes the content, never the task."""
+    words = "|".join(re.escape(w) for w in sorted(_label_words(problem), key=len, reverse=True))
+    listing = re.compile(rf"(?:\b(?:{words})\b\s*(?:,|/|\bor\b|,\s*or\b)\s*)+\b(?:{words})\b", re.I)
+    for match in {_norm(m[0]) for m in listing.finditer(problem.question)}:
+        if _norm(edited).count(match) < _norm(problem.question).count(match):
+            return True
+    return False
+
+
 def _unfence(text: str) -> str:
     """Without a Markdown code fence around it (and the fence's language tag)."""
     lines = text.strip().splitlines()
@@ -140,16 +177,48 @@ def is_identical(original: str, edited: str) -> bool:
 
 # -- the judge ----------------------------------------------------------------------------------
 def verdict(problem: Problem, votes: Sequence[str], target: str) -> str:
-    """What k blind votes decide about an edit meant to have label `target`: "target" (a strict
-    majority says it), "original" (a strict majority says the old label) or "other"."""
-    def count(label: str) -> int:
-        return sum(bool(v) and same_label(problem, v, label) for v in votes)
+    """What k blind votes decide about an edit meant to have label `target`. A vote is a label, or ""
+    (empty, cut off, unreadable): no vote. Fewer readable votes than half of k: "unreadable" (ours:
+    a label one reply in three states is no verdict); else "target" when a strict majority of the
+    readable votes says it, "original" when one says the old label, else "other"."""
+    valid = [v for v in votes if v]
+    if 2 * len(valid) <= len(votes):
+        return "unreadable"
 
-    if 2 * count(target) > len(votes):
+    def count(label: str) -> int:
+        return sum(same_label(problem, v, label) for v in valid)
+
+    if 2 * count(target) > len(valid):
         return "target"
-    if 2 * count(problem.gold) > len(votes):
+    if 2 * count(problem.gold) > len(valid):
         return "original"
     return "other"
+
+
+# -- the rationales ------------------------------------------------------------------------------
+_SENTENCE = re.compile(r"[^.!?\n]*(?:[.!?](?=\s|$)|\n|$)")
+# A bare yes/no that opens a sentence or follows a colon: "Yes, the conclusion follows." / "So: No."
+_BARE_YESNO = re.compile(r"(?:^|[\n:]|[.!?]\s)\s*[*_]*(yes|no)[*_]*(?=[,.!;])", re.I)
+
+
+def stated_labels(problem: Problem, text: str) -> set[str]:
+    """Every label the text states as its answer, anywhere: each sentence's "The answer is X" (the
+    shared reader, sentence by sentence: "the answer is not X" states none) and, for yes/no, a bare
+    "Yes," or "No." opening a sentence. A local check until the shared judge reports contradictions."""
+    found = set()
+    for sentence in _SENTENCE.findall(text or ""):
+        value = answers.extract_strict(sentence, problem.answer_type, problem.choices) if sentence.strip() else None
+        if value is not None:
+            found.add(value)
+    if problem.answer_type == "yesno":
+        found |= {m.lower() for m in _BARE_YESNO.findall(text or "")}
+    return found
+
+
+def argues_other(problem: Problem, text: str, label: str) -> bool:
+    """True when a rationale for `label` also states another label (it argues both ways, or argues one
+    and ends with the other): it is not a verified rationale for `label`."""
+    return any(not same_label(problem, value, label) for value in stated_labels(problem, text))
 
 
 def histogram_bin(ratio: float, width: float = 0.1, top: float = 1.0) -> str:
