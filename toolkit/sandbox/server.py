@@ -68,7 +68,7 @@ class ForkServer:
         if "namespaces" in disable:
             self.ns = namespaces.Namespaces(problem="disabled")
         else:
-            self.ns = namespaces.enter(config.get("disk_mb", 16))
+            self.ns = namespaces.enter(config.get("disk_mb", 16), keep=_python_dirs())
         if not self.ns.net:
             self.problems["network namespace"] = self.ns.problem
         elif not self.ns.mount:
@@ -77,6 +77,8 @@ class ForkServer:
         if caps_problem:
             self.problems["capabilities"] = caps_problem
         self.workroot = "/tmp" if self.ns.mount else tempfile.mkdtemp(prefix="hubtool-sandbox-")
+        # The Python directories bound back into the private /tmp (their top-level entries) stay.
+        self._keep = {os.path.join("/tmp", p[len("/tmp/") :].split("/")[0]) for p in self.ns.kept}
         os.chmod(self.workroot, 0o700)
         # One directory for every program, emptied in between: Landlock rules hold inodes, so the
         # prebuilt ruleset stays valid only while this directory is never replaced.
@@ -111,10 +113,12 @@ class ForkServer:
     def mechanisms(self) -> dict:
         return {
             "seccomp": self.setup.seccomp is not None,
+            "denials_observed": self.setup.seccomp is not None and self.setup.seccomp.notify,
             "landlock_abi": self.ruleset.abi if self.ruleset else 0,
             "user_namespace": self.ns.user,
             "network_namespace": self.ns.net,
             "private_tmp": self.ns.mount,
+            "ipc_namespace": self.ns.ipc,
             "uid": os.getuid(),
             "root_dropped_to_nobody": self.as_nobody,
         }
@@ -131,7 +135,7 @@ class ForkServer:
         os.chmod(self.workdir, 0o700)
         for parent in (self.workdir, self.workroot):
             for entry in os.scandir(parent):
-                if entry.path == self.workdir:
+                if entry.path == self.workdir or entry.path in self._keep:
                     continue
                 if entry.is_dir(follow_symlinks=False):
                     _rmtree(entry.path)
