@@ -55,6 +55,7 @@ class ForkServer:
     def __init__(self, config: dict) -> None:
         disable = set(config.get("disable", ()))
         self.preloaded, self.preload_failed = _preload(config.get("preload", []))
+        self.python_dirs = _python_dirs()  # now, while the installation is surely readable (before nobody)
         self.problems: dict[str, str] = {}
         seccomp_filter, problem = probe.seccomp_filter("seccomp" in disable)
         if problem:
@@ -68,7 +69,7 @@ class ForkServer:
         if "namespaces" in disable:
             self.ns = namespaces.Namespaces(problem="disabled")
         else:
-            self.ns = namespaces.enter(config.get("disk_mb", 16), keep=_python_dirs())
+            self.ns = namespaces.enter(config.get("disk_mb", 16), keep=self.python_dirs)
         if not self.ns.net:
             self.problems["network namespace"] = self.ns.problem
         elif not self.ns.mount:
@@ -99,7 +100,7 @@ class ForkServer:
 
     def _landlock(self) -> landlock.Ruleset | None:
         try:
-            return landlock.Ruleset(_python_dirs() + list(_SYSTEM_READ), [self.workdir], _DEVICES)
+            return landlock.Ruleset(self.python_dirs + list(_SYSTEM_READ), [self.workdir], _DEVICES)
         except OSError as exc:
             self.problems["landlock"] = exc.strerror or str(exc)
             return None
