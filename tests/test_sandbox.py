@@ -192,6 +192,10 @@ CASES = [
          ("exception",)),  # fmt: skip
     Case("unshare via ctypes", "import ctypes\nans = ctypes.CDLL(None).unshare(0x10000000)", ("ok",), ("seccomp",)),
     Case("read stdin", "ans = input()", ("exception",), error="EOFError"),
+    Case("SysV shared memory, 64 MB", "import ctypes\nans = ctypes.CDLL(None).shmget(0x4855, 64 << 20, 0o1666)",
+         ("ok",), ("seccomp",)),  # fmt: skip  (value -1: test_sysv_ipc_is_refused_and_counted goes further)
+    Case("memfd past the memory limit", "import os\nfor _ in range(60):\n    os.write(os.memfd_create('x'), "
+         "b'x' * (15 << 20))\nans = 1", ("exception",), ("seccomp",), "PermissionError"),  # fmt: skip
 ]
 
 
@@ -254,6 +258,7 @@ def test_output_is_capped(box, battery):
 def test_ctypes_unshare_fails(box, battery):
     require(box, ("seccomp",))
     assert battery[0]["unshare via ctypes"][0].value == "-1"
+    assert battery[0]["SysV shared memory, 64 MB"][0].value == "-1"
 
 
 # --- normal programs ---------------------------------------------------------------------------
