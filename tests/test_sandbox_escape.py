@@ -233,3 +233,24 @@ def test_a_program_cannot_hide_its_attempts_by_exiting_or_forging(box):
     spin = box.run("import socket\nfor _ in range(3):\n    try:\n        socket.socket()\n    except OSError:\n"
                    "        pass\nwhile True:\n    pass")  # fmt: skip
     assert spin.outcome == "timeout" and spin.denied == {"network": 3}, spin
+
+
+def test_without_a_listener_the_filter_still_refuses_and_reports_nothing(tmp_path):
+    """The fallback for a kernel without user notification: EPERM from the filter itself."""
+    from toolkit.sandbox import seccomp, supervise
+    from toolkit.sandbox.child import Setup
+
+    if seccomp.unsupported_reason():
+        pytest.skip(seccomp.unsupported_reason())
+    limits = {"wall_s": 5, "cpu_s": 3, "memory_mb": 256, "output_chars": 100, "answer_chars": 100, "disk_mb": 16}
+    code = "import os\ntry:\n    os.kill(os.getppid(), 0)\nexcept OSError as e:\n    print(e)\nans = 3"
+    parent_r, parent_w = os.pipe()  # stands for the server's protocol pipe: never readable here
+    try:
+        for notify, denied in ((False, {}), (True, {"signal": 1})):
+            setup = Setup(server_pid=os.getpid(), baseline_bytes=0, ruleset=None, seccomp=seccomp.Filter(notify))
+            reply = supervise.run(code, limits, str(tmp_path), setup, parent_r)
+            assert (reply["value"], reply["stdout"], reply["denied"]) == ("3", "[Errno 1] Operation not permitted\n",
+                                                                        denied)  # fmt: skip
+    finally:
+        os.close(parent_r)
+        os.close(parent_w)

@@ -16,7 +16,7 @@ to the fork server through a seccomp user-notification descriptor: the server an
 counts the call by kind (`KINDS`), so a program that tried to escape is known even if it then
 caught the error and set the right `ans` (the program cannot hide a call from the server).
 
-No library is used: `pyseccomp` (last release 2021) needs libseccomp.so, and the filter is ~150
+No library is used: `pyseccomp` (last release 2021) needs libseccomp.so, and the filter is ~270
 instructions of plain BPF.
 """
 
