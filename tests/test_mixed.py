@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from toolkit.builders.mixed import MixedConfig, prompt_messages
 from toolkit.builders.mixed_balance import balance
-from toolkit.builders.mixed_programs import as_completion, extract_program, judge_program
+from toolkit.builders.mixed_programs import as_completion, extract_program, judge_program, program_answer
 from toolkit.cli import main
 from toolkit.errors import UserError
 from toolkit.records import Problem
@@ -130,6 +130,23 @@ def test_judge_program(program, result, finish, kind):
 def test_a_numeric_ans_is_one_number_compared_at_the_golds_precision(gold, value, kind):
     problem = Problem(id="p", source="t", question="q", gold=gold, answer_type="number")
     assert judge_program(problem, "ans = x", ExecResult("ok", value), "stop").kind == kind
+
+
+@pytest.mark.parametrize(
+    ("result", "answer_type", "answer"),
+    [
+        (ExecResult("ok", "-4"), "number", "-4"),
+        (ExecResult("ok", "[-4, 17, 99]"), "number", None),
+        (ExecResult("ok", "-4\n5"), "number", None),
+        (ExecResult("ok", "-4", denied={"signal": 1}), "number", None),
+        (ExecResult("ok", "-4", denied={"metadata": 1}), "number", "-4"),
+        (ExecResult("timeout"), "number", None),
+        (ExecResult("ok", "Yes"), "yesno", "yes"),
+        (ExecResult("ok", "['yes', 'no']"), "yesno", None),
+    ],
+)
+def test_program_answer_for_scoring_a_students_program(result, answer_type, answer):
+    assert program_answer(result, answer_type) == answer
 
 
 # --- the balance ---------------------------------------------------------------------------------

@@ -156,8 +156,8 @@ def matches_gold(value: str | None, problem: Problem) -> bool | None:
     if value is None:
         return None
     if problem.answer_type != "number":
-        several = "\n" in value.strip() or (value[:1] in "[({" and value[-1:] in "])}" and "," in value)
-        return None if several else answers.is_correct(value, problem.gold, problem.answer_type, problem.choices)
+        return None if _several(value) else answers.is_correct(value, problem.gold, problem.answer_type,
+                                                               problem.choices)  # fmt: skip
     pred = _one_number(value)
     if pred is None:
         return None
@@ -167,6 +167,21 @@ def matches_gold(value: str | None, problem: Problem) -> bool | None:
         return answers.is_correct(_fraction_text(pred), problem.gold, "number")
     decimals = len(plain.group(1)) - 1 if plain.group(1) else 0
     return _rounded(pred, decimals) == Decimal(gold)
+
+
+def program_answer(result, answer_type: str, choices=()) -> str | None:
+    """The one answer a sandbox run gave, canonical (for scoring a student's program the way a
+    teacher's is judged): None when it failed, tried to get out, or left several candidates."""
+    if result is None or not result.ok or getattr(result, "escape_attempts", {}):
+        return None
+    if answer_type == "number":
+        return None if _one_number(result.value) is None else answers.normalize_answer(result.value, "number")
+    return None if _several(result.value) else answers.normalize_answer(result.value, answer_type, choices)
+
+
+def _several(value: str) -> bool:
+    """A list, tuple or set of candidates, or one per line."""
+    return "\n" in value.strip() or (value[:1] in "[({" and value[-1:] in "])}" and "," in value)
 
 
 def _one_number(value: str) -> Fraction | None:

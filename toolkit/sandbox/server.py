@@ -60,6 +60,9 @@ class ForkServer:
         seccomp_filter, problem = probe.seccomp_filter("seccomp" in disable)
         if problem:
             self.problems["seccomp"] = problem
+        elif not seccomp_filter.notify:
+            self.problems["seccomp notifications"] = ("the kernel refused a user-notification listener (Linux >= 5.0): calls"
+                                                      " are refused but not counted, so escape attempts go unseen")  # fmt: skip
         landlock_problem = probe.landlock_problem("landlock" in disable)
         if landlock_problem:
             self.problems["landlock"] = landlock_problem
