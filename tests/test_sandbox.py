@@ -427,7 +427,10 @@ def test_judge_believes_no_forged_verdict():
 # --- degraded isolation, recovery, unprivileged users -------------------------------------------
 
 
-def test_missing_mechanism_is_loud_and_recorded(caplog):
+def test_missing_mechanism_is_loud_and_recorded(caplog, monkeypatch):
+    import toolkit.sandbox.sandbox as sandbox_module
+
+    monkeypatch.setattr(sandbox_module, "_warned", set())  # once per process: another test may have warned
     caplog.set_level("WARNING", logger="toolkit.sandbox")
     with Sandbox(LIMITS, workers=1, disable={"landlock"}, preload=()) as sandbox:
         result = sandbox.run(CHECK)
