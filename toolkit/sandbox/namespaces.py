@@ -97,7 +97,7 @@ def enter(tmp_mb: int, keep: Sequence[str] = ()) -> Namespaces:
         fds = {path: os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC) for path in hidden}
         linux.mount("tmpfs", "/tmp", "tmpfs", linux.MS_NOSUID | linux.MS_NODEV, f"size={tmp_mb}m,mode=0700")
         mounted, problem = True, ""
-        _cover_dev_shm()
+        _cover_dev_shm(keep)
         for path, fd in fds.items():
             if _bind_back(path, fd):
                 kept.append(path)
@@ -107,10 +107,11 @@ def enter(tmp_mb: int, keep: Sequence[str] = ()) -> Namespaces:
     return Namespaces(user=True, net=True, mount=mounted, ipc=True, problem=problem, kept=tuple(kept))
 
 
-def _cover_dev_shm() -> None:
+def _cover_dev_shm(keep: Sequence[str]) -> None:
     """An empty read-only tmpfs over /dev/shm: POSIX shared memory (files there are RAM that no
-    rlimit counts, and the host's are other programs' data) is out of reach even without Landlock."""
-    if os.path.isdir("/dev/shm"):
+    rlimit counts, and the host's are other programs' data) is out of reach even without Landlock.
+    Not where the Python installation itself lives there (Landlock alone keeps programs out then)."""
+    if os.path.isdir("/dev/shm") and not any(os.path.realpath(p).startswith("/dev/shm/") for p in keep):
         try:
             linux.mount("tmpfs", "/dev/shm", "tmpfs", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_RDONLY, "size=4k")
         except OSError:
