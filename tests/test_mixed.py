@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from toolkit.builders.mixed import MixedConfig, prompt_messages
 from toolkit.builders.mixed_balance import balance
-from toolkit.builders.mixed_programs import as_completion, extract_program, judge_program
+from toolkit.builders.mixed_programs import as_completion, extract_program, judge_program, program_answer
 from toolkit.cli import main
 from toolkit.errors import UserError
 from toolkit.records import Problem
@@ -84,6 +84,20 @@ NUMBER = Problem(id="p", source="t", question="What is 3 + 4?", gold="7", answer
         ("while True: pass", ExecResult("timeout"), "stop", "timeout"),
         ("ans = 7", ExecResult("ok", "7"), "length", "truncated"),  # a cut-off reply is never kept
         (None, None, "stop", "no_program"),
+        # several candidates are no answer, though the first is gold (issue 21)
+        ("ans = [7, 17, 99]", ExecResult("ok", "[7, 17, 99]"), "stop", "no_answer"),
+        ("ans = (7, 5)", ExecResult("ok", "(7, 5)"), "stop", "no_answer"),
+        ('ans = "7\n5"', ExecResult("ok", "7\n5"), "stop", "no_answer"),
+        ("ans = 3 > 2", ExecResult("ok", "True"), "stop", "no_answer"),
+        # an escape attempt is never training data, whatever `ans` holds
+        ("import os\ntry:\n    os.kill(os.getppid(), 9)\nexcept OSError:\n    pass\nans = 7",
+         ExecResult("ok", "7", denied={"signal": 1}), "stop", "escape_signal"),
+        ("import socket\ntry:\n    socket.socket()\nexcept OSError:\n    pass\nans = 7",
+         ExecResult("ok", "7", denied={"network": 1}), "stop", "escape_network"),
+        ("import os\nos.fork()", ExecResult("exception", error="PermissionError", denied={"process": 1}), "stop",
+         "escape_process"),
+        # chmod on its own file is refused but is no escape
+        ("import os\nos.chmod('f', 0o600)\nans = 7", ExecResult("ok", "7", denied={"metadata": 1}), "stop", "verified"),
     ],
 )
 def test_judge_program(program, result, finish, kind):
@@ -91,6 +105,48 @@ def test_judge_program(program, result, finish, kind):
     assert verdict.kind == kind and verdict.verified == (kind == "verified")
     if kind in ("verified", "wrong"):
         assert verdict.value == result.value and verdict.outcome == "ok"
+
+
+@pytest.mark.parametrize(
+    ("gold", "value", "kind"),
+    [
+        ("-4", "-4", "verified"),
+        ("-4", "[-4, 17, 99]", "no_answer"),
+        ("-4", "(-4, 5)", "no_answer"),
+        ("-4", "-4\n5", "no_answer"),
+        ("-4", "-4.0000001", "verified"),  # rounded to the gold's 0 decimals
+        ("0.33", "0.3333333333333333", "verified"),  # 1/3 at the gold's two decimals
+        ("0.33", "1/3", "verified"),
+        ("0.33", "0.34", "wrong"),
+        ("0.333333", "0.33", "wrong"),  # at the gold's six decimals 0.33 is 0.330000
+        ("12.5", "12.45", "verified"),  # half up
+        ("12.5", "12.44", "wrong"),
+        ("100000000000000000001", "100000000000000000000", "wrong"),  # exact, no float tolerance
+        ("3/4", "0.75", "verified"),  # a gold fraction: by value
+        ("1,234", "1234", "verified"),
+        ("7", "seven", "no_answer"),
+    ],
+)
+def test_a_numeric_ans_is_one_number_compared_at_the_golds_precision(gold, value, kind):
+    problem = Problem(id="p", source="t", question="q", gold=gold, answer_type="number")
+    assert judge_program(problem, "ans = x", ExecResult("ok", value), "stop").kind == kind
+
+
+@pytest.mark.parametrize(
+    ("result", "answer_type", "answer"),
+    [
+        (ExecResult("ok", "-4"), "number", "-4"),
+        (ExecResult("ok", "[-4, 17, 99]"), "number", None),
+        (ExecResult("ok", "-4\n5"), "number", None),
+        (ExecResult("ok", "-4", denied={"signal": 1}), "number", None),
+        (ExecResult("ok", "-4", denied={"metadata": 1}), "number", "-4"),
+        (ExecResult("timeout"), "number", None),
+        (ExecResult("ok", "Yes"), "yesno", "yes"),
+        (ExecResult("ok", "['yes', 'no']"), "yesno", None),
+    ],
+)
+def test_program_answer_for_scoring_a_students_program(result, answer_type, answer):
+    assert program_answer(result, answer_type) == answer
 
 
 # --- the balance ---------------------------------------------------------------------------------
@@ -272,24 +328,24 @@ def test_build_keeps_verified_rationales_of_both_modes_honestly(tmp_path):
 HOSTILE = {
     "while True: pass": "timeout",
     "import time\ntime.sleep(30)\nans = 1": "timeout",
-    "import os\nwhile True:\n    os.fork()": "exception",
-    "import subprocess\nans = subprocess.run(['id'], capture_output=True).stdout": "exception",
+    "import os\nwhile True:\n    os.fork()": "escape_process",
+    "import subprocess\nans = subprocess.run(['id'], capture_output=True).stdout": "escape_process",
     "x = bytearray(10**10)\nans = 1": "memory",
     "x = []\nwhile True:\n    x.append('y' * 10**6)": "memory",
     "ans = open('/etc/shadow').read()": "exception",
     "import os\nans = open(os.path.expanduser('~/.ssh/id_rsa')).read()": "exception",
     "import os\nans = os.environ.get('HUBTOOL_TEST_SECRET')": "no_answer",  # the secret is not there
     "ans = open('/tmp/hubtool-mixed-pwned', 'w').write('x')": "exception",
-    "import socket\nans = socket.create_connection(('127.0.0.1', 9), timeout=1)": "exception",
+    "import socket\nans = socket.create_connection(('127.0.0.1', 9), timeout=1)": "escape_network",
     "import ctypes\nans = ctypes.string_at(0)": "killed",
-    "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\nans = 1": "exception",
+    "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\nans = 1": "escape_signal",
     "import signal\nsignal.signal(signal.SIGXCPU, signal.SIG_IGN)\nwhile True: pass": "timeout",
     "import os\nos._exit(0)": "killed",
     "print('x' * 10**8)\nans = 1": "output_limit",
     "while True: print(1)": "output_limit",
     "ans = 2 ** 100000": "bad_answer",
     "import sys\nsys.setrecursionlimit(10**6)\ndef f(n): return f(n + 1)\nans = f(0)": ("memory", "timeout", "killed"),
-    "import resource\nresource.setrlimit(resource.RLIMIT_AS, (-1, -1))\nans = 1": "exception",
+    "import resource\nresource.setrlimit(resource.RLIMIT_AS, (-1, -1))\nans = 1": "escape_limits",
     "```python\nans = (\n```": "syntax",
 }
 
@@ -307,11 +363,39 @@ def test_hostile_programs_are_contained_reported_by_kind_and_the_build_goes_on(t
     recursion = sum(failures[k] for k in ("memory", "timeout", "killed")) - sum(
         expected[k] for k in ("memory", "timeout", "killed"))  # fmt: skip
     assert recursion == 1, failures
-    for kind in ("exception", "no_answer", "output_limit", "bad_answer", "syntax"):
+    for kind in ("exception", "no_answer", "output_limit", "bad_answer", "syntax", "escape_process", "escape_network",
+                 "escape_signal", "escape_limits"):  # fmt: skip
         assert failures[kind] == expected[kind], (kind, failures)
     assert manifest.counts["pot_verified"] == 1 and manifest.counts["kept_pot"] == 1  # the build went on
     kept = rows(tmp_path / "run")
     assert {r["mode"] for r in kept} == {"cot", "pot"} and all("s3cret" not in json.dumps(r) for r in kept)
+
+
+ESCAPES = [  # each tries to get out, catches the refusal and answers right: none is training data
+    lambda a, b: f"```python\nimport os\ntry:\n    os.kill(os.getppid(), 9)\nexcept OSError:\n    pass\nans = {a} + {b}\n```",
+    lambda a, b: f"```python\nimport socket\ntry:\n    socket.socket().connect(('10.0.0.1', 80))\nexcept OSError:\n"
+                 f"    pass\nans = {a} + {b}\n```",  # fmt: skip
+    lambda a, b: f"```python\nans = {a} + {b}\n```",
+]
+
+
+def test_a_program_that_tried_to_escape_is_dropped_and_counted_by_kind(tmp_path):
+    manifest = build("mixed", tmp_path / "run", teachers={"teacher": _teacher(ESCAPES)}, source=_source(tmp_path, 1),
+                     cot_samples=1, pot_samples=3, **FAST)  # fmt: skip
+    failures = manifest.stats["failures"]["pot"]
+    if "seccomp" in manifest.stats["sandbox"]["missing"] or not _kernel_notifies():
+        pytest.skip("no seccomp user notification on this machine: refused calls are not seen")
+    assert (failures["escape_signal"], failures["escape_network"]) == (1, 1), failures
+    assert manifest.counts["pot_verified"] == 1 and manifest.counts["kept_pot"] == 1
+    pot = [r for r in rows(tmp_path / "run") if r["mode"] == "pot"]
+    assert [r["completion"][0]["content"].count("\n") for r in pot] == [2]  # the plain program, alone
+
+
+def _kernel_notifies() -> bool:
+    try:
+        return "user_notif" in Path("/proc/sys/kernel/seccomp/actions_avail").read_text().split()
+    except OSError:
+        return False
 
 
 def test_resume_and_card(tmp_path):

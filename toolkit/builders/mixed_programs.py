@@ -11,7 +11,13 @@ program in it, or None when there is none. The rules, in order (table-tested in 
    compiles and assigns `ans` (prose before and after the code is left out).
 
 `judge_program` turns a sandbox run into a verdict: `verified` when the run ended with an `ans`
-that matches gold under the shared checker (`toolkit.answers.is_correct`), else the kind of failure.
+that matches gold, else the kind of failure. A program that tried to get out of the sandbox (a call
+the sandbox refused: a signal to another process, a socket, a fork, SysV IPC, ...; see
+`ExecResult.escape_attempts`) is never verified, whatever its `ans`: it is counted as `escape_<kind>`.
+A numeric `ans` must be one number (a list, a tuple or several lines of candidates is no answer) and
+is compared at the gold's precision: rounded (half up) to as many decimals as the gold has, it must
+equal the gold (gold 0.33 takes 1/3, gold 7 takes 7.0000001); a gold fraction or expression is
+compared by value under the shared checker (`toolkit.answers.is_correct`), as other answer types are.
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ from __future__ import annotations
 import re
 import warnings
 from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation, localcontext
+from fractions import Fraction
 
 from toolkit import answers
 from toolkit.records import Problem
@@ -30,8 +38,14 @@ MAX_SCAN_LINES = 80  # the line-span search is quadratic; longer unfenced replie
 
 # Why a sampled program is not kept, beside the sandbox's own outcomes (toolkit.sandbox.OUTCOMES).
 NOT_RUN = ("truncated", "no_program")
+# A program that tried to get out, by what it tried (the first of these it did); never training data.
+ESCAPE_KINDS = ("escape_process", "escape_network", "escape_signal", "escape_ipc", "escape_memory", "escape_limits",
+                "escape_system")  # fmt: skip
 FAILURE_KINDS = ("truncated", "no_program", "syntax", "exception", "timeout", "killed", "memory", "no_answer",
-                 "output_limit", "bad_answer", "wrong")  # fmt: skip
+                 "output_limit", "bad_answer", "wrong", *ESCAPE_KINDS)  # fmt: skip
+# One number as a program's `ans` renders it (toolkit.sandbox.answer) or a string may hold it.
+_ONE_NUMBER = re.compile(r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d*)?(?:[eE][-+]?\d+)?(?:/\d+)?|[-+]?\.\d+")
+_PLAIN_GOLD = re.compile(r"-?\d+(\.\d+)?")
 
 
 def extract_program(text: str | None) -> str | None:
@@ -124,7 +138,70 @@ def judge_program(problem: Problem, program: str | None, result, finish_reason: 
     if program is None or result is None:
         return ProgramVerdict("no_program", program)
     base = {"program": program, "outcome": result.outcome, "runtime_s": result.runtime_s, "error": result.error}
+    attempts = getattr(result, "escape_attempts", {})
+    if attempts:
+        kind = next(k for k in ESCAPE_KINDS if k.removeprefix("escape_") in attempts or k == "escape_system")
+        tried = ", ".join(f"{n} {k}" for k, n in sorted(attempts.items()))
+        return ProgramVerdict(kind, value=result.value, **{**base, "error": f"the sandbox refused calls: {tried}"})
     if result.outcome != "ok":
         return ProgramVerdict(result.outcome, **base)
-    right = answers.is_correct(result.value, problem.gold, problem.answer_type, problem.choices)
+    right = matches_gold(result.value, problem)
+    if right is None:
+        return ProgramVerdict("no_answer", value=result.value, **{**base, "error": f"ans is not one answer: {result.value!r}"[:300]})
     return ProgramVerdict("verified" if right else "wrong", value=result.value, **base)
+
+
+def matches_gold(value: str | None, problem: Problem) -> bool | None:
+    """Whether a program's `ans` (canonical string) matches gold; None when it is not one answer."""
+    if value is None:
+        return None
+    if problem.answer_type != "number":
+        return None if _several(value) else answers.is_correct(value, problem.gold, problem.answer_type,
+                                                               problem.choices)  # fmt: skip
+    pred = _one_number(value)
+    if pred is None:
+        return None
+    gold = answers.normalize_answer(problem.gold, "number")
+    plain = _PLAIN_GOLD.fullmatch(gold or "")
+    if plain is None:  # a fraction or an expression: by value
+        return answers.is_correct(_fraction_text(pred), problem.gold, "number")
+    decimals = len(plain.group(1)) - 1 if plain.group(1) else 0
+    return _rounded(pred, decimals) == Decimal(gold)
+
+
+def program_answer(result, answer_type: str, choices=()) -> str | None:
+    """The one answer a sandbox run gave, canonical (for scoring a student's program the way a
+    teacher's is judged): None when it failed, tried to get out, or left several candidates."""
+    if result is None or not result.ok or getattr(result, "escape_attempts", {}):
+        return None
+    if answer_type == "number":
+        return None if _one_number(result.value) is None else answers.normalize_answer(result.value, "number")
+    return None if _several(result.value) else answers.normalize_answer(result.value, answer_type, choices)
+
+
+def _several(value: str) -> bool:
+    """A list, tuple or set of candidates, or one per line."""
+    return "\n" in value.strip() or (value[:1] in "[({" and value[-1:] in "])}" and "," in value)
+
+
+def _one_number(value: str) -> Fraction | None:
+    text = value.strip()
+    if not _ONE_NUMBER.fullmatch(text):
+        return None
+    numerator, _, denominator = text.replace(",", "").partition("/")
+    try:
+        number = Fraction(Decimal(numerator))
+        return number / int(denominator) if denominator else number
+    except (InvalidOperation, ValueError, ZeroDivisionError, OverflowError):
+        return None
+
+
+def _rounded(number: Fraction, decimals: int) -> Decimal:
+    with localcontext() as ctx:
+        ctx.prec = max(60, len(str(abs(number.numerator) // number.denominator)) + decimals + 10)
+        exact = Decimal(number.numerator) / Decimal(number.denominator)
+        return exact.quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_HALF_UP)
+
+
+def _fraction_text(number: Fraction) -> str:
+    return str(number.numerator) if number.denominator == 1 else f"{number.numerator}/{number.denominator}"

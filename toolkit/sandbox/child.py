@@ -15,6 +15,7 @@ import json
 import os
 import resource
 import signal
+import socket
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -79,7 +80,7 @@ def _lower(rlimit: int, soft: int, hard: int) -> None:
     resource.setrlimit(rlimit, (soft, hard))
 
 
-def _lock_down(limits: dict, workdir: str, report_w: int, setup: Setup) -> None:
+def _lock_down(limits: dict, workdir: str, report_w: int, setup: Setup, notify: socket.socket | None) -> None:
     os.setpgid(0, 0)  # its own group, so the server can kill whatever it may have started
     if linux.IS_LINUX:
         linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -88,7 +89,8 @@ def _lock_down(limits: dict, workdir: str, report_w: int, setup: Setup) -> None:
     # The budget goes on top of what this copy of the server already maps (which can have grown
     # since start-up, say after a large request); /proc is still readable at this point.
     baseline = linux.address_space() or setup.baseline_bytes
-    cpu, memory = limits["cpu_s"], baseline + (limits["memory_mb"] << 20)
+    # The private temp directory is a tmpfs (RAM) of up to disk_mb: it comes out of the same budget.
+    cpu, memory = limits["cpu_s"], baseline + ((limits["memory_mb"] - limits["disk_mb"]) << 20)
     # soft == hard everywhere: a limit can be lowered but never raised again.
     _lower(resource.RLIMIT_AS, memory, memory)
     _lower(resource.RLIMIT_FSIZE, limits["disk_mb"] << 20, limits["disk_mb"] << 20)
@@ -100,7 +102,12 @@ def _lock_down(limits: dict, workdir: str, report_w: int, setup: Setup) -> None:
     if setup.ruleset is not None:
         setup.ruleset.restrict_self()
     if setup.seccomp is not None:
-        setup.seccomp.install(os.getpid())
+        listener = setup.seccomp.install(os.getpid())
+        if listener >= 0 and notify is not None:  # the server answers (and counts) every denial from now on
+            socket.send_fds(notify, [b"L"], [listener])
+            os.close(listener)
+    if notify is not None:
+        notify.detach()  # its fd is closed below (or replaced by dup2); the object must never close fd 3
     # Only now move descriptors around (the ruleset's fd is needed until it is applied); /dev/null
     # opens after the report pipe has fd 3, so it can never land there (Landlock allows it).
     os.dup2(report_w, REPORT_FD)
@@ -145,7 +152,10 @@ def execute(code: str, limits: dict) -> dict:
     sys.argv = ["<program>"]
     try:
         compiled = compile(code, "<program>", "exec", dont_inherit=True)
-    except BaseException as exc:  # SyntaxError, null bytes (ValueError), a nesting MemoryError ...
+    except MemoryError:  # a huge program: the compiler ran out of the memory limit, not a syntax error
+        return {"outcome": "memory", "error": f"MemoryError while compiling the program ({len(code)} characters)"
+                f" under the memory limit of {limits['memory_mb']} MB"}  # fmt: skip
+    except BaseException as exc:  # SyntaxError, null bytes (ValueError), too deep nesting (RecursionError) ...
         return {"outcome": "syntax", "error": describe(exc)}
     namespace: dict = {"__name__": "__main__", "__builtins__": builtins}
     outcome, error = "ok", ""
@@ -178,10 +188,12 @@ def execute(code: str, limits: dict) -> dict:
     return report
 
 
-def main(code: str, limits: dict, workdir: str, report_w: int, setup: Setup) -> NoReturn:
-    """The child's whole life; called right after fork()."""
+def main(code: str, limits: dict, workdir: str, report_w: int, setup: Setup,
+         notify: socket.socket | None = None) -> NoReturn:  # fmt: skip
+    """The child's whole life; called right after fork(). `notify`: where the seccomp listener
+    goes (see supervise.py)."""
     try:
-        _lock_down(limits, workdir, report_w, setup)
+        _lock_down(limits, workdir, report_w, setup, notify)
     except BaseException as exc:  # fail closed: the program does not run half-protected
         _send({"setup_error": f"{type(exc).__name__}: {exc}"}, report_w)
         _exit(71)

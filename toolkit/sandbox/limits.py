@@ -14,8 +14,11 @@ class Limits:
     - `wall_s`: wall-clock seconds before the program is killed (reported as `timeout`).
     - `cpu_s`: CPU seconds (whole seconds: the kernel's RLIMIT_CPU has no finer grain); a program
       that blocks signals is killed one second later all the same.
-    - `memory_mb`: address space the program may add to the pre-started interpreter (RLIMIT_AS
-      above the server's own size, so preloading numpy does not eat the budget).
+    - `memory_mb`: all the memory the program may hold: address space it may add to the
+      pre-started interpreter (RLIMIT_AS above the server's own size, so preloading numpy does not
+      eat the budget) plus its private /tmp, a tmpfs of `disk_mb` (RAM), so RLIMIT_AS gets
+      `memory_mb - disk_mb`. Memory outside both (memfd, SysV/POSIX shared memory, /dev/shm,
+      socket buffers, grown pipes) is refused.
     - `output_chars`: characters of stdout kept; writing more stops the program (`output_limit`).
     - `answer_chars`: longest `ans` rendering accepted (`bad_answer` beyond; an int of more digits
       is refused before it is turned into a string, which would be quadratic).
@@ -41,6 +44,11 @@ class Limits:
                 raise UserError(
                     f"sandbox limit {name}={value!r} is out of range; use a number from {low} to {high}."
                 )
+        if self.memory_mb - self.disk_mb < 8:
+            raise UserError(
+                f"sandbox limit memory_mb={self.memory_mb} leaves no room beside disk_mb={self.disk_mb}: the private"
+                " /tmp is RAM and counts against memory_mb; raise memory_mb or lower disk_mb."
+            )
 
     def to_dict(self) -> dict:
         return asdict(self)

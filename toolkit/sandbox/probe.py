@@ -34,15 +34,20 @@ def in_child(fn) -> str:
 
 
 def seccomp_filter(disabled: bool) -> tuple[seccomp.Filter | None, str]:
-    """The filter to give children, or None and why not."""
+    """The filter to give children, or None and why not. One whose denials the server sees (a
+    user-notification listener) where the kernel allows it, else one that answers EPERM itself."""
     if disabled:
         return None, "disabled"
     reason = seccomp.unsupported_reason()
     if reason:
         return None, reason
-    prepared = seccomp.Filter()
-    problem = in_child(lambda: prepared.install(os.getpid()))
-    return (None, f"installing the filter failed: {problem}") if problem else (prepared, "")
+    problem = ""
+    for notify in (True, False):
+        prepared = seccomp.Filter(notify)
+        problem = in_child(lambda: prepared.install(os.getpid()))  # noqa: B023 - called right here
+        if not problem:
+            return prepared, ""
+    return None, f"installing the filter failed: {problem}"
 
 
 def landlock_problem(disabled: bool) -> str:

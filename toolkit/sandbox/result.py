@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Literal, get_args
 
 Outcome = Literal[
@@ -22,6 +22,9 @@ OUTCOMES: tuple[str, ...] = get_args(Outcome)
 # full = namespaces + seccomp + Landlock; partial = seccomp with one of the others missing;
 # minimal = no seccomp (rlimits, a clean environment and process-group kills only).
 Isolation = Literal["full", "partial", "minimal"]
+# Kinds of denied calls (toolkit.sandbox.seccomp) that are harmless on a program's own files; every
+# other kind (process, network, signal, ipc, memory, limits, system) is an attempt to get out.
+NOT_ESCAPES = ("metadata",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +32,9 @@ class ExecResult:
     """One program's run. `value` is set only when `outcome == "ok"`: the canonical string of
     `ans` (ints in full, floats and Decimals without trailing zeros as in
     `toolkit.answers.normalize_answer`, Fractions as "p/q", bools "True"/"False", str as is).
-    `error` is one line; `stdout` is capped at the limit's `output_chars`."""
+    `error` is one line; `stdout` is capped at the limit's `output_chars`. `denied` counts the
+    calls the sandbox refused, by kind (seen by the server, so a program cannot hide them; empty
+    where the kernel cannot report denials, see `Sandbox.hello["mechanisms"]["denials_observed"]`)."""
 
     outcome: Outcome
     value: str | None = None
@@ -37,10 +42,16 @@ class ExecResult:
     stdout: str = ""
     runtime_s: float = 0.0
     isolation: Isolation = "full"
+    denied: dict[str, int] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
         return self.outcome == "ok"
+
+    @property
+    def escape_attempts(self) -> dict[str, int]:
+        """The refused calls that were attempts to get out of the sandbox, by kind."""
+        return {kind: n for kind, n in self.denied.items() if kind not in NOT_ESCAPES and n}
 
     def as_dict(self) -> dict:
         """A JSON-ready row."""

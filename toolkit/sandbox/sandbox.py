@@ -47,9 +47,10 @@ def _warn_once(hello: dict) -> None:
             return
         _warned.add(key)
     what = "; ".join(f"{name}: {why}" for name, why in sorted(missing.items()))
+    level = hello.get("isolation")
     log.warning(
-        "sandbox isolation is %r, not 'full': running without %s. See toolkit/sandbox/README.md for what"
-        " each mechanism protects.", hello.get("isolation"), what,
+        "sandbox %s: running without %s. See toolkit/sandbox/README.md for what each mechanism protects.",
+        f"isolation is {level!r}, not 'full'" if level != "full" else "isolation is 'full', but", what,
     )  # fmt: skip
 
 

@@ -55,10 +55,14 @@ class ForkServer:
     def __init__(self, config: dict) -> None:
         disable = set(config.get("disable", ()))
         self.preloaded, self.preload_failed = _preload(config.get("preload", []))
+        self.python_dirs = _python_dirs()  # now, while the installation is surely readable (before nobody)
         self.problems: dict[str, str] = {}
         seccomp_filter, problem = probe.seccomp_filter("seccomp" in disable)
         if problem:
             self.problems["seccomp"] = problem
+        elif not seccomp_filter.notify:
+            self.problems["seccomp notifications"] = ("the kernel refused a user-notification listener (Linux >= 5.0): calls"
+                                                      " are refused but not counted, so escape attempts go unseen")  # fmt: skip
         landlock_problem = probe.landlock_problem("landlock" in disable)
         if landlock_problem:
             self.problems["landlock"] = landlock_problem
@@ -68,7 +72,7 @@ class ForkServer:
         if "namespaces" in disable:
             self.ns = namespaces.Namespaces(problem="disabled")
         else:
-            self.ns = namespaces.enter(config.get("disk_mb", 16))
+            self.ns = namespaces.enter(config.get("disk_mb", 16), keep=self.python_dirs)
         if not self.ns.net:
             self.problems["network namespace"] = self.ns.problem
         elif not self.ns.mount:
@@ -77,6 +81,8 @@ class ForkServer:
         if caps_problem:
             self.problems["capabilities"] = caps_problem
         self.workroot = "/tmp" if self.ns.mount else tempfile.mkdtemp(prefix="hubtool-sandbox-")
+        # The Python directories bound back into the private /tmp (their top-level entries) stay.
+        self._keep = {os.path.join("/tmp", p[len("/tmp/") :].split("/")[0]) for p in self.ns.kept}
         os.chmod(self.workroot, 0o700)
         # One directory for every program, emptied in between: Landlock rules hold inodes, so the
         # prebuilt ruleset stays valid only while this directory is never replaced.
@@ -97,7 +103,7 @@ class ForkServer:
 
     def _landlock(self) -> landlock.Ruleset | None:
         try:
-            return landlock.Ruleset(_python_dirs() + list(_SYSTEM_READ), [self.workdir], _DEVICES)
+            return landlock.Ruleset(self.python_dirs + list(_SYSTEM_READ), [self.workdir], _DEVICES)
         except OSError as exc:
             self.problems["landlock"] = exc.strerror or str(exc)
             return None
@@ -111,10 +117,12 @@ class ForkServer:
     def mechanisms(self) -> dict:
         return {
             "seccomp": self.setup.seccomp is not None,
+            "denials_observed": self.setup.seccomp is not None and self.setup.seccomp.notify,
             "landlock_abi": self.ruleset.abi if self.ruleset else 0,
             "user_namespace": self.ns.user,
             "network_namespace": self.ns.net,
             "private_tmp": self.ns.mount,
+            "ipc_namespace": self.ns.ipc,
             "uid": os.getuid(),
             "root_dropped_to_nobody": self.as_nobody,
         }
@@ -131,7 +139,7 @@ class ForkServer:
         os.chmod(self.workdir, 0o700)
         for parent in (self.workdir, self.workroot):
             for entry in os.scandir(parent):
-                if entry.path == self.workdir:
+                if entry.path == self.workdir or entry.path in self._keep:
                     continue
                 if entry.is_dir(follow_symlinks=False):
                     _rmtree(entry.path)

@@ -11,9 +11,11 @@ import json
 import os
 import select
 import signal
+import socket
 import time
+from collections import Counter
 
-from toolkit.sandbox import child
+from toolkit.sandbox import child, seccomp
 from toolkit.sandbox.result import OUTCOMES
 
 MAX_REPORT = 4 << 20
@@ -26,26 +28,34 @@ class ParentGone(Exception):
 
 
 def run(code: str, limits: dict, workdir: str, setup: child.Setup, parent_fd: int) -> dict:
-    """Run one program in a fresh child; the reply the parent gets (runtime included)."""
+    """Run one program in a fresh child; the reply the parent gets (runtime and denials included)."""
     read_end, write_end = os.pipe()
+    # The child hands its seccomp listener over this pair, so this process answers its denials.
+    notify = socket.socketpair() if setup.seccomp is not None and setup.seccomp.notify else None
     start = time.monotonic()
     pid = os.fork()
     if pid == 0:  # the child: never returns
         try:
             os.close(read_end)
-            child.main(code, limits, workdir, write_end, setup)
+            if notify is not None:
+                notify[0].detach()  # closed with every other descriptor, never by this object
+            child.main(code, limits, workdir, write_end, setup, notify[1] if notify else None)
         finally:
             os._exit(70)
     os.close(write_end)
+    watch = _Watch(pid, read_end, parent_fd, notify[0] if notify else None)
+    if notify is not None:
+        notify[1].close()
     try:
-        report, timed_out = _watch(pid, read_end, start + limits["wall_s"], parent_fd)
+        report, timed_out = watch.run(start + limits["wall_s"])
     finally:
         _kill_group(pid)  # whatever the child left behind, if it could start anything
         os.close(read_end)
+        watch.close()
     _, status, usage = os.wait4(pid, 0)
     runtime = round(time.monotonic() - start, 6)
     reply = judge(report, status, usage.ru_utime + usage.ru_stime, timed_out, limits)
-    return {**reply, "runtime_s": runtime}
+    return {**reply, "runtime_s": runtime, "denied": dict(watch.denied)}
 
 
 def _kill_group(pid: int) -> None:
@@ -56,54 +66,92 @@ def _kill_group(pid: int) -> None:
             pass
 
 
-def _watch(pid: int, read_end: int, deadline: float, parent_fd: int) -> tuple[bytes, bool]:
-    """Collect the report until the child exits or the deadline passes; (report, timed_out)."""
-    try:
-        pidfd = os.pidfd_open(pid)  # Linux >= 5.3: wakes up exactly when the child exits
-    except (AttributeError, OSError):
-        pidfd = None
-    poller = select.poll()
-    poller.register(read_end, select.POLLIN)
-    poller.register(parent_fd, select.POLLIN)
-    if pidfd is not None:
-        poller.register(pidfd, select.POLLIN)
-    report, reading, exited = bytearray(), True, False
-    try:
+class _Watch:
+    """Collects a child's report until it exits or the deadline passes, and answers the seccomp
+    denials it makes meanwhile (counting them by kind)."""
+
+    def __init__(self, pid: int, read_end: int, parent_fd: int, handoff: socket.socket | None) -> None:
+        self.pid, self.read_end, self.parent_fd, self.handoff = pid, read_end, parent_fd, handoff
+        self.listener: int | None = None
+        self.denied: Counter[str] = Counter()
+        self.report, self.reading = bytearray(), True
+        try:
+            self.pidfd: int | None = os.pidfd_open(pid)  # Linux >= 5.3: wakes up exactly when the child exits
+        except (AttributeError, OSError):
+            self.pidfd = None
+        self.poller = select.poll()
+        for fd in (read_end, parent_fd, self.pidfd, handoff.fileno() if handoff else None):
+            if fd is not None:
+                self.poller.register(fd, select.POLLIN)
+
+    def run(self, deadline: float) -> tuple[bytes, bool]:
+        """(report, timed_out)."""
+        exited = False
         while not exited:
             left = deadline - time.monotonic()
             if left <= 0:
-                _kill_group(pid)
-                return bytes(report), True
+                _kill_group(self.pid)
+                return bytes(self.report), True
             # Without a pidfd, poll in short slices once the pipe is closed.
-            slice_s = left if pidfd is not None or reading else min(left, 0.005)
-            for fd, _ in poller.poll(slice_s * 1000):
-                if fd == parent_fd:  # a request-response protocol: readable here means EOF
-                    _kill_group(pid)
-                    raise ParentGone
-                if fd == pidfd:
-                    exited = True
-                elif fd == read_end:
-                    chunk = os.read(read_end, 1 << 16)
-                    report += chunk
-                    if not chunk or len(report) > MAX_REPORT:
-                        poller.unregister(read_end)
-                        reading = False
-            if pidfd is None and not reading:
-                exited = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
-        if reading:  # the child is gone; what it wrote is in the pipe
-            os.set_blocking(read_end, False)
-            while len(report) <= MAX_REPORT:
-                try:
-                    chunk = os.read(read_end, 1 << 16)
-                except BlockingIOError:  # a descendant still holds the pipe open
-                    break
-                if not chunk:
-                    break
-                report += chunk
-        return bytes(report), False
-    finally:
-        if pidfd is not None:
-            os.close(pidfd)
+            slice_s = left if self.pidfd is not None or self.reading else min(left, 0.005)
+            for fd, event in self.poller.poll(slice_s * 1000):
+                exited |= self._event(fd, event)
+            if self.pidfd is None and not self.reading:
+                exited = os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+        if self.reading:  # the child is gone; what it wrote is in the pipe
+            self._drain()
+        return bytes(self.report), False
+
+    def _event(self, fd: int, event: int) -> bool:
+        """Handle one ready descriptor; True when it says the child exited."""
+        if fd == self.parent_fd:  # a request-response protocol: readable here means EOF
+            _kill_group(self.pid)
+            raise ParentGone
+        if fd == self.pidfd:
+            return True
+        if fd == self.read_end:
+            chunk = os.read(self.read_end, 1 << 16)
+            self.report += chunk
+            if not chunk or len(self.report) > MAX_REPORT:
+                self.poller.unregister(self.read_end)
+                self.reading = False
+        elif fd == self.listener:
+            kind = seccomp.answer_denial(fd) if event & select.POLLIN else None
+            if kind is not None:
+                self.denied[kind] += 1
+            elif event & (select.POLLHUP | select.POLLERR):  # no task uses the filter any more
+                self.poller.unregister(fd)
+        elif self.handoff is not None and fd == self.handoff.fileno():
+            self._take_listener()
+        return False
+
+    def _take_listener(self) -> None:
+        try:
+            _, fds, _, _ = socket.recv_fds(self.handoff, 4, 1)
+        except OSError:
+            fds = []
+        self.poller.unregister(self.handoff.fileno())
+        if fds and self.listener is None:
+            self.listener = fds[0]
+            self.poller.register(self.listener, select.POLLIN)
+
+    def _drain(self) -> None:
+        os.set_blocking(self.read_end, False)
+        while len(self.report) <= MAX_REPORT:
+            try:
+                chunk = os.read(self.read_end, 1 << 16)
+            except BlockingIOError:  # a descendant still holds the pipe open
+                break
+            if not chunk:
+                break
+            self.report += chunk
+
+    def close(self) -> None:
+        for fd in (self.pidfd, self.listener):
+            if fd is not None:
+                os.close(fd)
+        if self.handoff is not None:
+            self.handoff.close()
 
 
 def judge(report: bytes, status: int, cpu_s: float, timed_out: bool, limits: dict) -> dict:
