@@ -177,8 +177,8 @@ def mc_teacher(options: str | None):
         if "Write a counterfactual" in text:
             return f"Counterfactual: Where is milk kept hot?{options or ''}"
         if "The correct answer is" in text:
-            return "It follows.\nThe answer is " + re.search(r"The answer is (\w)", text)[1] + "."
-        return "Heat.\nThe answer is A."  # the judge: every edit asks for the oven
+            return "The edited question asks for it.\nThe answer is " + re.search(r"The answer is (\w)", text)[1] + "."
+        return "Only an oven gives heat here.\nThe answer is A."  # the judge: every edit asks for the oven
 
     return FakeTeacher(answer)
 
@@ -233,8 +233,8 @@ def test_label_field_and_labels_map_class_ids_and_show_the_label_set(tmp_path):
         if "Write a counterfactual" in text:
             return "Counterfactual: " + re.search(r"Review: (.*)", text)[1].replace("dull", "fine").replace("lovely", "dire")
         if "The correct answer is" in text:
-            return "Tone.\nThe answer is " + re.search(r"The answer is (\w+)", text)[1] + "."
-        return "Tone.\nThe answer is " + ("positive" if "fine" in text else "negative") + "."
+            return "The tone of the review decides it.\nThe answer is " + re.search(r"The answer is (\w+)", text)[1] + "."
+        return "The tone of the review decides it.\nThe answer is " + ("positive" if "fine" in text else "negative") + "."
 
     manifest, kept, _ = run_cases(tmp_path, path, teacher=FakeTeacher(answer), question_field="text",
                                   label_field="sentiment", labels=("negative,positive",), max_edit=0.5)  # fmt: skip
@@ -335,8 +335,8 @@ def test_the_student_prompt_is_the_eval_prompt_and_carries_no_answer():
     (message,) = student_messages(labelled)
     assert message["content"] == (
         "Review: A dull film.\nPossible answers: negative, positive\nWhich of the possible answers fits the review?\n\n"
-        'Let\'s think step by step. Then end with one of these last lines: "The answer is negative." or '
-        '"The answer is positive."')  # issue 20: no "The answer is negative or positive." for a student to copy
+        "Let's think step by step. Then write a last line of the form below, with negative or positive in place of "
+        "the blank:\nThe answer is ___.")  # issue 20: no "The answer is negative or positive." for a student to copy
     assert "correct" not in message["content"]
 
 
@@ -467,7 +467,7 @@ def _syllogism_teacher(edit: str, judge_votes: list[str], support: str):
         if "The correct answer is" in text:
             if "not" in text.split("The correct answer is")[1].split("\n")[1]:  # a refute view
                 label = re.search(r'"The answer is (\w+)\."', text)[1]
-                return f"The answer is not the other one: statement 2 decides it.\nThe answer is {label}."
+                return f"Statement 2 rules the other answer out, so it is not that one.\nThe answer is {label}."
             return support if "(Answer Yes or No)" not in text or "All butterflies" in text else \
                 "No butterflies are children, so no children are butterflies.\nThe answer is yes."
         return judge_votes[j]  # the blind judge

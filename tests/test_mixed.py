@@ -233,13 +233,15 @@ def test_balance_does_not_depend_on_the_order_problems_finished_in():
 # --- prompts ------------------------------------------------------------------------------------
 def test_each_mode_prompt_starts_with_its_instruction():
     cot, pot = (prompt_messages(NUMBER, m)[-1]["content"] for m in ("cot", "pot"))
-    assert cot.splitlines()[0] == "Answer with a chain of thought (CoT)." and "The answer is <number>." in cot
+    assert cot.splitlines()[0] == "Answer with a chain of thought (CoT)."
+    assert cot.endswith("with the final number in place of the blank:\nThe answer is ___.")
     assert pot.splitlines()[0] == "Answer with a program of thought (PoT)." and "`ans`" in pot and "```python" in pot
     assert NUMBER.question in cot and NUMBER.question in pot
     option = Problem(id="o", source="t", question="Where is milk kept?", gold="B", answer_type="option",
                      choices=("oven", "fridge"))  # fmt: skip
     text = prompt_messages(option, "pot")[-1]["content"]
-    assert "(B) fridge" in text and '"B"' in text
+    assert "(B) fridge" in text and "the final answer, the letter of the correct option, in a variable named `ans`" in text
+    assert '"B"' not in text  # issue 21 item 7: no copyable value in the PoT prompt
 
 
 def test_config_checks():
@@ -317,7 +319,7 @@ def test_build_keeps_verified_rationales_of_both_modes_honestly(tmp_path):
     stats = manifest.stats
     assert stats["verification"]["pot"] == {"samples": 20, "verified": 12, "rate": 0.6}  # a duplicate is verified, kept once
     assert stats["failures"]["pot"]["wrong"] == 4 and stats["failures"]["pot"]["truncated"] == 4
-    assert stats["failures"]["cot"] == {"truncated": 4, "no_answer": 0, "wrong": 4}
+    assert stats["failures"]["cot"] == {"truncated": 4, "no_answer": 0, "contradiction": 0, "no_reasoning": 0, "wrong": 4}
     assert stats["balance"]["kept"] == {"cot": 4, "pot": 4} and stats["sandbox"]["programs_run"] == 16
     assert stats["sandbox"]["isolation"] in ("full", "partial", "minimal")
     assert set(manifest.prompt_templates) == {"mixed_cot", "pot"}

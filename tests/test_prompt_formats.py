@@ -38,12 +38,11 @@ CASES = {
     "nli": ("label", NLI, "neutral", "contradiction"),
     "emotions": ("label", EMOTIONS, "joy", "fear"),
 }
-# Templates told the gold answer on purpose (the teacher explains it); their answer lines may state it.
-TOLD_THE_ANSWER = {"counterfactual_view"}
-# Templates of other helpers that still fail on this branch (reported to their owners; these marks are
-# strict, so they fail as soon as the template is fixed: then delete the entry).
-PENDING = {("counterfactual_cot", case): "counterfactual_cot.jinja (helper mixcf) still shows the old format line"
-           for case in ("math", "yesno", "sentiment", "nli")}  # fmt: skip
+# Teacher prompts told the answer on purpose: the view explains the gold, the edit is told the gold and the
+# target it must reach ("Correct answer: 8 ... becomes 6"). Their answer lines may state those, nothing else.
+TOLD_THE_ANSWER = {"counterfactual_view": ("gold",), "counterfactual_edit": ("gold", "other")}
+# Templates that still fail: strictly marked, so a fix makes the test fail until its entry is deleted.
+PENDING: dict[tuple[str, str], str] = {}
 _ALTERNATIVES = re.compile(r"\s+(?:and/)?or\s+|\s*/\s*|,\s*|\s+and\s+", re.I)
 
 
@@ -71,10 +70,10 @@ def variables(case: str) -> dict:
         "question": QUESTION, "choices": list(zip(letters, shown)) if option else [], "exemplars": [],
         "labels": list(shown) if answer_type == "label" else [],
         "answer_hint": prompts.answer_hint(answer_type, shown if answer_type == "label" else ()),
-        "ans_hint": prompts.answer_hint(answer_type, shown if answer_type == "label" else ()),
         "answer": gold, "answer_value": gold, "refute": other, "label": gold, "target": other,
         "instruction": "Write a short poem about the sea.", "answer_a": "Waves.", "answer_b": "Salt.",
         "action": "deepen", "directive": "Ask for one more constraint.",
+        "input_name": "question", "shown": f"Question: {QUESTION}",
         "questions": ["Write a short poem about the sea.", "Now make it rhyme."], "answers": ["Waves.", "Salt."],
         "references": [], "output": "Waves.", "output_a": "Waves.", "output_b": "Salt.",
     }  # fmt: skip
@@ -86,8 +85,9 @@ def _reader_args(case: str) -> tuple[str, tuple[str, ...]]:
 
 
 def _allowed(template: str, case: str) -> set[str]:
-    answer_type, shown, gold, _ = CASES[case]
-    return {answers.normalize_answer(gold, answer_type, shown)} if template in TOLD_THE_ANSWER else set()
+    answer_type, shown, gold, other = CASES[case]
+    told = {"gold": gold, "other": other}
+    return {answers.normalize_answer(told[k], answer_type, shown) for k in TOLD_THE_ANSWER.get(template, ())}
 
 
 def _pending(template: str, case: str):

@@ -22,7 +22,7 @@ from typing import Any
 
 from toolkit import answers, prompts
 from toolkit.builders.config import BuildConfig, Preset, at_least, param
-from toolkit.builders.cot import ANSWER_HINTS, TEACHER_HELP, judge
+from toolkit.builders.cot import TEACHER_HELP, judge
 from toolkit.builders.method import Method, Paper, Work
 from toolkit.builders.mixed_balance import balance
 from toolkit.builders.mixed_programs import FAILURE_KINDS, as_completion, extract_program, judge_program
@@ -34,12 +34,9 @@ from toolkit.teachers.base import CallFailure, Request
 
 MODES = ("cot", "pot")
 TEMPLATES = {"cot": "mixed_cot", "pot": "pot"}
-TEMPLATE_VARIABLES = {"question", "choices", "answer_hint", "ans_hint"}
+TEMPLATE_VARIABLES = {"question", "choices", "answer_hint"}
 EXEC_TIMEOUT, EXEC_MEMORY_MB = 5.0, 512  # per program, in the builder and the eval tasks alike
-COT_FAILURES = ("truncated", "no_answer", "wrong")  # why a sampled rationale is not kept (PoT: FAILURE_KINDS)
-# What `ans` should hold, in the PoT prompt.
-ANS_HINTS = {"number": "a number", "option": 'the letter of the option, a string such as "B"',
-             "yesno": '"yes" or "no"', "label": "the label, a string"}  # fmt: skip
+COT_FAILURES = ("truncated", "no_answer", "contradiction", "no_reasoning", "wrong")  # why a sampled rationale is not kept (PoT: FAILURE_KINDS)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -114,8 +111,8 @@ def prompt_messages(problem: Problem, mode: str, template: str | None = None) ->
         raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
     choices = problem.choices if problem.answer_type == "option" else ()
     text = prompts.render(
-        template or TEMPLATES[mode], question=problem.question, answer_hint=ANSWER_HINTS[problem.answer_type],
-        ans_hint=ANS_HINTS[problem.answer_type], choices=list(zip(answers.option_letters(len(choices)), choices)),
+        template or TEMPLATES[mode], question=problem.question, answer_hint=prompts.answer_hint(problem.answer_type, problem.choices),
+        choices=list(zip(answers.option_letters(len(choices)), choices)),
     )  # fmt: skip
     return ({"role": "user", "content": text},)
 
@@ -154,8 +151,9 @@ def _cot_rows(problem: Problem, completions, messages, work: Work[MixedConfig]) 
     counts, rows, seen = work.counts, [], set()
     for idx, completion in enumerate(completions):
         verdict = judge(problem, completion.text, completion.finish_reason)
-        kind = "verified" if verdict.correct else "truncated" if verdict.truncated else (
-            "no_answer" if verdict.pred is None else "wrong")  # fmt: skip
+        kind = "truncated" if verdict.truncated else "contradiction" if verdict.contradiction else (
+            "no_answer" if verdict.pred is None else "no_reasoning" if verdict.bare else
+            "verified" if verdict.correct else "wrong")  # fmt: skip
         _count(work, "cot", kind)
         if not verdict.correct or _seen(verdict.text, seen, counts):
             continue

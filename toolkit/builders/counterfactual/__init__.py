@@ -276,12 +276,16 @@ async def rationales(problem: Problem, origin: Origin, work: Work[Counterfactual
             counts["samples"] += 1
             if verdict.truncated:
                 counts["truncated"] += 1
+            elif verdict.contradiction:
+                counts["contradicting"] += 1  # states two different labels (the shared judge reads none)
             elif verdict.pred is None:
                 counts["no_answer"] += 1
             elif not verdict.correct:
                 counts["wrong_label"] += 1  # it argues for another label than its own
             elif edits.argues_other(problem, completion.text, verdict.pred):
                 counts["contradicting"] += 1  # it also states another label: argued one way, ended the other
+            elif verdict.bare:
+                counts["no_reasoning"] += 1  # "The answer is positive." alone explains no view
             else:
                 counts["correct"] += 1
                 rows.append(_row(problem, origin, prompt, view, idx, verdict.text, verdict.pred, completion, work))

@@ -2,8 +2,9 @@
 
 A prompt that calls a movie review "the question" gets reviews rewritten into questions, so every
 template is told `input_name` (question, review, premise-hypothesis pair, text) and shows the input
-under it (`shown`). The student prompt spells out each allowed last line in full (`answer_lines`):
-no line of it reads as a finished answer a student could copy ("The answer is negative or positive.").
+under it (`shown`). The student prompt ends, as every hubtool prompt, with "The answer is ___." and
+the label set in words beside it: no line of it reads as a finished answer a student could copy
+("The answer is negative or positive.", or one spelled-out alternative a student copies whatever it read).
 """
 
 from __future__ import annotations
@@ -11,30 +12,20 @@ from __future__ import annotations
 from typing import Any
 
 from toolkit import answers, prompts
-from toolkit.builders.cot import ANSWER_HINTS
 from toolkit.builders.counterfactual import edits
 from toolkit.builders.counterfactual.edits import Label
 from toolkit.builders.counterfactual.labelled import SENTIMENT_LABELS
 from toolkit.records import Problem
 
 SHOWN = {"question", "choices", "labels", "input_name", "shown"}  # how every prompt shows the input (`_shown`)
-STUDENT_VARIABLES = SHOWN | {"answer_hint", "answer_lines"}
+STUDENT_VARIABLES = SHOWN | {"answer_hint"}
 EDIT_VARIABLES = SHOWN | {"label", "target"}
 VIEW_VARIABLES = SHOWN | {"answer", "answer_value", "refute", "answer_hint"}
 
 
 def answer_hint(problem: Problem) -> str:
-    """The label set in words ("negative or positive"): for custom templates; hubtool's own spell out
-    `answer_lines` instead, so that no line of a prompt reads as a finished answer to copy."""
-    if problem.answer_type == "label" and len(problem.choices) <= 6:
-        return " or ".join(problem.choices)
-    return ANSWER_HINTS[problem.answer_type]
-
-
-def answer_lines(problem: Problem) -> str:
-    """Every last line a rationale may end with, each in full: "The answer is negative." or "The answer is positive."."""
-    lines = [f'"{answers.format_answer_line(label.value)}"' for label in edits.label_space(problem)]
-    return lines[0] if len(lines) == 1 else ", ".join(lines[:-1]) + " or " + lines[-1]
+    """What fills the prompt's blank: the label set in words ("negative or positive"), as for every method."""
+    return prompts.answer_hint(problem.answer_type, problem.choices)
 
 
 def input_name(problem: Problem) -> str:
@@ -62,7 +53,7 @@ def _shown(problem: Problem) -> dict[str, Any]:
 
 def student_messages(problem: Problem, template: str = "counterfactual_cot") -> tuple[dict[str, str], ...]:
     """What a row's prompt holds and the eval tasks ask: the question, no hint of its answer."""
-    text = prompts.render(template, **_shown(problem), answer_hint=answer_hint(problem), answer_lines=answer_lines(problem))
+    text = prompts.render(template, **_shown(problem), answer_hint=answer_hint(problem))
     return ({"role": "user", "content": text},)
 
 
