@@ -36,12 +36,14 @@ from toolkit.teachers.base import CallFailure, Completion, OnResult, Request, Re
 from toolkit.teachers.openai_wire import (
     HTTPStatusError,
     MalformedResponse,
+    ResponseTooLarge,
     RetryNotice,
     WireClient,
     _cause,
     _short,
     apportion,
     backoff_delay,
+    check_base_url,
     is_connect_failure,
     parse_retry_after,
     served_by,
@@ -57,8 +59,9 @@ log = logging.getLogger(__name__)
 OPENAI_URL = "https://api.openai.com/v1"
 NO_KEY = "no-key"  # local servers ignore the key, but the client refuses to run without one
 RETRY_STATUS = frozenset({408, 409, 429})
-# A generation call that has said nothing for 3 minutes is stuck rather than slow (raise --timeout
-# for very long completions); 3 retries ride out a restart or a burst of 429s. A hung server thus
+# A generation call not answered in full within 3 minutes is stuck rather than slow (raise --timeout
+# for very long completions): the deadline covers connecting, waiting and reading, so a server that
+# trickles bytes is cut off too. 3 retries ride out a restart or a burst of 429s. A hung server thus
 # costs a call about 4 x 180 s, not the client library's 600 s x 6.
 DEFAULT_TIMEOUT = 180.0
 DEFAULT_RETRIES = 3
@@ -105,6 +108,7 @@ class OpenAITeacher(Teacher):
             raise UserError(
                 "openai teacher: concurrency must be >= 1, max_retries >= 0, timeout > 0 and backoff >= 0"
             )
+        check_base_url(base_url)
         if not base_url.startswith(("http://", "https://")):
             raise UserError(
                 f"base URL {redact_url(base_url)!r} must start with http:// or https://, e.g. http://127.0.0.1:8000/v1"
@@ -154,6 +158,7 @@ class OpenAITeacher(Teacher):
         """
         name, url = split_model_url(model)
         url = url or os.environ.get("OPENAI_BASE_URL") or OPENAI_URL
+        check_base_url(url)
         if not name:
             raise UserError(f"teacher {redact_url(model)!r} names no model; use openai:MODEL@BASE_URL")
         key_env = api_key_env or "OPENAI_API_KEY"
@@ -357,6 +362,8 @@ class OpenAITeacher(Teacher):
                 error = f"connection failed: {_cause(e)}" if lost_server else f"connection broken mid-answer: {_cause(e)}"
             except MalformedResponse as e:
                 error, lost_server = f"malformed answer: {e}", False
+            except ResponseTooLarge as e:
+                raise CallFailed(str(e)) from None
             if attempt < self.max_retries:
                 delay = backoff_delay(attempt, self.backoff, retry_after)
                 self._notice.retrying(attempt + 1, self.max_retries, delay, error)
