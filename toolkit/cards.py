@@ -210,7 +210,7 @@ def card_context(manifest: Manifest, name: str, n_rows: int, samples: list[dict]
         "role": (main.role if main else "teacher").capitalize(), "templates": manifest.prompt_templates,
         "sampling": _Loose({k: manifest.config.get(k) for k in ("temperature", "top_p", "max_new_tokens", "seed")}),
         "config": config, "counts": counts, "stats": _Loose(manifest.stats), "preset": manifest.preset,
-        "preset_values": manifest.preset_values,
+        "preset_values": manifest.preset_values, "preset_overrides": manifest.preset_overrides,
         "accuracy": counts["correct"] / n_samples if n_samples else None,
         "dropped": max(n_samples - counts["kept"], 0), "usage": {k: _Counts(v) for k, v in manifest.usage.items()},
         "kept_tokens": kept_tokens, "versions": manifest.versions, "command": manifest.command,
