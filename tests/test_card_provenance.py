@@ -4,7 +4,9 @@ own account of its weights, a data-quality section, and no path of the machine i
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 
 from click.testing import CliRunner
 
@@ -62,3 +64,55 @@ def test_the_card_says_which_preset_values_the_user_overrode(tmp_path):
     assert "| `template` | `ranaldi-cot` | `ranaldi-cot` |" in card
     assert "| `temperature` | `0.0` | `0.0` |" in card
     assert "| `keep` | `all` |\n" not in card  # the old table said only what the preset set
+
+
+# -- issue 21 item 31: no path of the machine -----------------------------------------------------
+
+
+def test_a_card_built_and_pushed_under_a_home_folder_names_no_part_of_it(tmp_path, monkeypatch):
+    home = tmp_path / "home" / "alice"
+    project = home / "secret-project"
+    (project / "data").mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("HUBTOOL_HOME", str(home / ".cache" / "hubtool"))
+    questions = project / "data" / "sums.jsonl"
+    questions.write_text("".join(json.dumps({"question": f"What is {i} + {i}?", "answer": 2 * i}) + "\n"
+                                 for i in range(3)))  # fmt: skip
+    script = project / "teacher-script.jsonl"
+    script.write_text(json.dumps({"match": "What is", "replies": ["We add the numbers.\nThe answer is 0."]}) + "\n")
+    run = project / "runs" / "sums-cot"
+    _cli("build-dataset", "cot", "--source", f"file:{questions}", "--teacher", f"fake:{script}", "--keep", "all",
+         "--out", str(run), "--cache", str(home / ".cache" / "calls.sqlite"))  # fmt: skip
+    _cli("push", str(run), "alice/sums-cot")
+    published = home / ".cache" / "hubtool" / "datasets" / "alice" / "sums-cot"
+    texts = {name: (published / name).read_text() for name in ("README.md", "manifest.json")}
+    texts["run card"] = (run / "README.md").read_text()
+    for name, text in texts.items():
+        for part in (str(tmp_path), "/home/", "alice/secret", "secret-project", "teacher-script", ".cache"):
+            assert part not in text, f"{part!r} in {name}"
+    card = texts["README.md"]
+    assert re.search(r"\| teacher \| `a local model` \| fake \| [0-9a-f]{12} \|", card)  # its hash
+    digest = hashlib.sha256(questions.read_bytes()).hexdigest()[:12]
+    assert f"| `file:sums.jsonl` | local file sums.jsonl | - | train | sha256 `{digest}` | number |" in card
+    assert '"source": "file:sums.jsonl"' in card  # the config, as published
+    manifest = json.loads(texts["manifest.json"])
+    assert manifest["source"]["spec"] == "file:sums.jsonl" and manifest["teacher"] == "fake:a local model"
+    assert manifest["models"][0]["model"] == "a local model"
+    assert read_manifest(run).source["spec"] == f"file:{questions}"  # the run's own record keeps its paths
+
+
+def test_command_lines_name_files_and_models_not_where_they_lie(tmp_path, monkeypatch):
+    from toolkit.public_paths import scrub_command
+
+    monkeypatch.setenv("HUBTOOL_HOME", "/home/alice/.cache/hubtool")
+    run = "/home/alice/proj/runs/cot"
+    command = ("hubtool build-dataset cot --source file:/home/alice/proj/data/q.jsonl --student "
+               "transformers:/home/alice/proj/models/sft --teacher openai:m@http://10.0.0.5:8000/v1 "
+               "--out /home/alice/proj/runs/cot --eval-data-dir=/home/alice/evals --cache ~/c.sqlite")
+    assert scrub_command(command, run) == (
+        "hubtool build-dataset cot --source file:q.jsonl --student 'transformers:a local model' --teacher "
+        "openai:m@http://10.0.0.5:8000/v1 --out cot --eval-data-dir=evals --cache c.sqlite")
+    assert scrub_command("hubtool run /home/alice/proj/experiments/e.yaml --workdir /home/alice/w") == (
+        "hubtool run e.yaml --workdir w")
+    assert scrub_command("hubtool train /home/alice/.cache/hubtool/models/smollm2-135m x") == (
+        "hubtool train smollm2-135m x")

@@ -50,6 +50,7 @@ class RowFormat:
 class Manifest:
     method: str
     source: dict[str, Any]  # toolkit.sources.SourceInfo as a dict
+    source_sha256: str | None = None  # a local source file's content hash (cards name files, not paths)
     teacher: str  # the spec of the method's main model (credentials removed)
     config: dict[str, Any]  # the method config as run, without run-only fields
     command: str
