@@ -10,7 +10,6 @@ import re
 
 from click.testing import CliRunner
 
-from toolkit import cards
 from toolkit.cli import main
 from toolkit.rundir import read_manifest
 

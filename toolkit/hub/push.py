@@ -92,9 +92,8 @@ def _push_local(run_dir: Path, name: str, rows: int, license: str | None) -> Pus
 
 def _push_hub(run_dir: Path, name: str, manifest: Manifest, rows: int, *, private: bool,
               revision: str | None, license: str | None) -> PushResult:  # fmt: skip
-    from toolkit.hub.remote import endpoint, push_to_hub
-
     from toolkit.cards import public_manifest
+    from toolkit.hub.remote import endpoint, push_to_hub
 
     public = public_manifest(manifest, run_dir)  # no path of this machine in the commit either
     message = redact(f"hubtool: {public.method} build, teacher {public.teacher_identity}, {rows} rows")
