@@ -58,10 +58,14 @@ def healthy_text(question: str, seed: int) -> str:
 
 class FaultServer:
     def __init__(self, mode: str = "ok", *, faulty: Callable[[str], bool | str] | None = None, honour_n: bool = False,
-                 delay: float = 0.0, root: str = ROOT, trickle_every: float = 2.0) -> None:  # fmt: skip
+                 delay: float = 0.0, root: str = ROOT, trickle_every: float = 2.0,
+                 models: list[dict[str, Any]] | None = None, props: dict[str, Any] | None = None) -> None:  # fmt: skip
         assert mode in MODES, mode
         self.mode, self.faulty, self.honour_n, self.delay, self.root = mode, faulty, honour_n, delay, root
         self.trickle_every = trickle_every
+        # /v1/models entries (default: vLLM's shape, `fault-model` with `root`) and llama.cpp's /props
+        self.models = models
+        self.props = props
         self.calls: list[dict[str, Any]] = []  # every chat call: body, question, seed, whether it was faulted
         self.finished = 0  # chat calls whose answer has been written out
         self.lock = threading.Lock()
@@ -171,8 +175,11 @@ def _handler(server: FaultServer) -> type[BaseHTTPRequestHandler]:
 
         def do_GET(self) -> None:
             if self.path.rstrip("/").endswith("/models"):
-                self.reply(200, {}, _json({"object": "list", "data": [{"id": "fault-model", "object": "model",
-                                                                       "root": server.root}]}))  # fmt: skip
+                data = server.models if server.models is not None else [{"id": "fault-model", "object": "model",
+                                                                          "root": server.root}]  # fmt: skip
+                self.reply(200, {}, _json({"object": "list", "data": data}))
+            elif self.path.rstrip("/") == "/props" and server.props is not None:
+                self.reply(200, {}, _json(server.props))
             else:
                 self.reply(404, {}, _json({"error": {"message": "no such route"}}))
 

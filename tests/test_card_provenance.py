@@ -166,3 +166,61 @@ def test_committed_results_hold_no_path_of_the_machine_they_were_made_on():
              and p.relative_to(root).as_posix() not in pending
              for n, line in enumerate(p.read_text(errors="replace").splitlines(), 1) if machine.search(line)]  # fmt: skip
     assert found == []
+
+
+# -- issue 25 item 16: which weights stand behind a served name -----------------------------------
+
+LLAMACPP_MODELS = [{"id": "coder", "object": "model", "created": 1733443200, "owned_by": "llamacpp",
+                    "meta": {"vocab_type": 2, "n_vocab": 151936, "n_ctx_train": 32768, "n_embd": 896,
+                             "n_params": 494032768, "size": 491400032}}]  # llama-server --alias coder
+LLAMACPP_PROPS = {"model_path": "/home/alice/models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf", "total_slots": 1}
+
+
+def _served_build(tmp_path, server, model: str = "coder") -> str:
+    from .fault_server import write_sums
+
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    write_sums(tmp_path / "sums.jsonl", 1)
+    _cli("build-dataset", "cot", "--source", f"file:{tmp_path / 'sums.jsonl'}", "--teacher", f"openai:{model}@{server.url}",
+         "--samples", "1", "--out", str(tmp_path / "run"), "--cache", str(tmp_path / "c.sqlite"))  # fmt: skip
+    return (tmp_path / "run" / "README.md").read_text()
+
+
+def test_a_llamacpp_alias_is_identified_by_what_the_server_says_of_its_weights(tmp_path):
+    from .fault_server import FaultServer
+
+    with FaultServer("ok", models=LLAMACPP_MODELS, props=LLAMACPP_PROPS) as server:
+        card = _served_build(tmp_path, server)
+    weights = read_manifest(tmp_path / "run").models[0].weights
+    assert weights == {"id": "coder", "owned_by": "llamacpp", "n_params": "494032768", "size": "491400032",
+                       "n_ctx_train": "32768", "n_vocab": "151936",
+                       "model_path": "/home/alice/models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"}  # fmt: skip
+    assert ("`coder` (teacher), as its server describes it: id `coder`, model_path "
+            "`qwen2.5-coder-0.5b-instruct-q4_k_m.gguf`, n_ctx_train `32768`, n_params `494032768`, n_vocab `151936`, "
+            "owned_by `llamacpp`, size `491400032`, answers signed `coder fp_fault`.") in card
+    assert "/home/alice" not in card and "did not say which weights" not in card
+
+
+def test_vllm_root_is_recorded_and_a_bare_alias_is_flagged(tmp_path):
+    from .fault_server import FaultServer
+
+    with FaultServer("ok", root="Qwen/Qwen2.5-Coder-0.5B-Instruct") as server:
+        card = _served_build(tmp_path / "vllm", server, model="fault-model")
+    assert ("`fault-model` (teacher), as its server describes it: id `fault-model`, root "
+            "`Qwen/Qwen2.5-Coder-0.5B-Instruct`, answers signed `fault-model fp_fault`.") in card
+    # llama-cpp-python's server with --model_alias: a name and nothing else
+    with FaultServer("ok", models=[{"id": "coder", "object": "model", "owned_by": "me", "permissions": []}]) as server:
+        card = _served_build(tmp_path / "alias", server)
+    assert read_manifest(tmp_path / "alias" / "run").models[0].weights == {"id": "coder", "owned_by": "me"}
+    assert ("The server did not say which weights answer to the name `coder`: if that name is an alias, this\n"
+            "card cannot tell which model wrote the rows.") in card
+
+
+def test_the_weights_file_hook_records_name_and_hash(tmp_path):
+    from toolkit.teachers.openai_backend import OpenAITeacher
+
+    gguf = tmp_path / "qwen.gguf"
+    gguf.write_bytes(b"GGUF" + bytes(range(256)) * 10)
+    teacher = OpenAITeacher.from_spec("coder@http://127.0.0.1:9/v1")
+    teacher.record_weights_file(gguf)
+    assert teacher.weights == {"file": "qwen.gguf", "sha256": hashlib.sha256(gguf.read_bytes()).hexdigest()}

@@ -27,6 +27,7 @@ import math
 import os
 from collections import Counter
 from collections.abc import Callable, Coroutine, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -129,6 +130,10 @@ class OpenAITeacher(Teacher):
         self.backoff = backoff
         self.extra_body = dict(extra_body or {})
         self.served: Counter[str] = Counter()  # what the server said answered (model, fingerprint)
+        # What the server says of the weights behind the name (an alias like `coder` says nothing):
+        # its /v1/models entry (vLLM's `root`, llama.cpp's `owned_by` and sizes), llama.cpp's model
+        # file; `sha256` of the file when hubtool started the server itself (see `record_weights_file`).
+        self.weights: dict[str, str] = {}
         self._probed = False
         self._session: tuple[Any, asyncio.Semaphore] | None = None  # the build's client, see aopen
         self._notice = RetryNotice(log)
@@ -176,6 +181,17 @@ class OpenAITeacher(Teacher):
         }
         opts["extra_body"] = _json_object(extra_body) if isinstance(extra_body, str) else extra_body
         return cls(name, url, api_key=api_key or NO_KEY, **{k: v for k, v in opts.items() if v is not None})
+
+    def record_weights_file(self, path: str | Path) -> None:
+        """The hook for a server hubtool starts itself: the weights file it was given, by name and
+        content hash, becomes part of the teacher's identity in the manifest and card."""
+        import hashlib
+
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+        self.weights.update(file=Path(path).name, sha256=h.hexdigest())
 
     def __repr__(self) -> str:
         return f"OpenAITeacher(model={self.model!r}, base_url={self._url!r})"
@@ -267,11 +283,13 @@ class OpenAITeacher(Teacher):
         except (HTTPStatusError, ValueError):
             pass  # no /models, a key wanted for it, or no JSON there: it did answer
         else:
-            data = page.get("data") if isinstance(page, dict) else None
-            entry = next((m for m in data or [] if isinstance(m, dict) and m.get("id") == self.model), None)
-            root = entry.get("root") if entry is not None else None
+            entry = models_entry(page, self.model)
+            self.weights.update(describe_weights(entry))
+            root = entry.get("root") if entry.get("id") == self.model else None  # the cache key, as before
             if isinstance(root, str) and root and root != self.model:
                 self.endpoint = f"{self.endpoint} root={redact_url(root)}"
+            if entry.get("owned_by") == "llamacpp":  # llama.cpp's server names its model file in /props
+                self.weights.update(await _llamacpp_props(client))
         self._probed = True
 
     async def _samples(self, client: WireClient, sem: asyncio.Semaphore, request: Request,
@@ -386,6 +404,39 @@ class OpenAITeacher(Teacher):
                 f"{self._url} answered 404 for model {self.model!r}: {_short(e.message)}; "
                 "check the model name and that the URL ends in /v1"
             )
+
+
+WEIGHT_KEYS = ("id", "root", "parent", "owned_by", "max_model_len")  # vLLM, llama.cpp, TGI, OpenAI
+META_KEYS = ("n_params", "size", "n_ctx_train", "n_vocab")  # llama.cpp's `meta` of the loaded file
+
+
+def models_entry(page: Any, model: str) -> dict[str, Any]:
+    """The /v1/models entry for `model`, or the only entry when the server lists one (llama.cpp
+    answers any name with its one model); {} when neither."""
+    data = page.get("data") if isinstance(page, dict) else None
+    entries = [m for m in data or [] if isinstance(m, dict)]
+    named = [m for m in entries if m.get("id") == model]
+    return named[0] if named else entries[0] if len(entries) == 1 else {}
+
+
+def describe_weights(entry: Mapping[str, Any]) -> dict[str, str]:
+    """What a /v1/models entry says of the weights, as short strings (nothing nested, nothing long)."""
+    meta = entry.get("meta") if isinstance(entry.get("meta"), dict) else {}
+    found = {**{k: entry.get(k) for k in WEIGHT_KEYS}, **{k: meta.get(k) for k in META_KEYS}}
+    return {k: _short(v, 200) for k, v in found.items() if isinstance(v, (str, int, float)) and not isinstance(v, bool)
+            and str(v)}  # fmt: skip
+
+
+async def _llamacpp_props(client: WireClient) -> dict[str, str]:
+    """llama.cpp's `GET /props` `model_path` (the .gguf it loaded); {} when it does not answer."""
+    import aiohttp
+
+    try:
+        props = await client.props(timeout=5.0)
+    except (asyncio.TimeoutError, aiohttp.ClientError, HTTPStatusError, MalformedResponse, ValueError):
+        return {}
+    path = props.get("model_path") if isinstance(props, dict) else None
+    return {"model_path": _short(path, 300)} if isinstance(path, str) and path else {}
 
 
 def _json_object(text: str) -> dict[str, Any]:

@@ -97,17 +97,23 @@ class WireClient:
     async def models(self, timeout: float) -> Any:
         return await self._request("GET", "/models", MODELS_LIMIT, timeout)
 
-    async def _request(self, method: str, path: str, limit: int, timeout: float, **options: Any) -> Any:
+    async def props(self, timeout: float) -> Any:
+        """llama.cpp's server properties, at the server's root (beside /v1)."""
+        return await self._request("GET", "/props", MODELS_LIMIT, timeout, root=True)
+
+    async def _request(self, method: str, path: str, limit: int, timeout: float, root: bool = False,
+                       **options: Any) -> Any:  # fmt: skip
         # One deadline over the whole call: aiohttp's own timeouts bound each wait, not their sum.
-        raw = await asyncio.wait_for(self._fetch(method, path, limit, **options), timeout)
+        base = self._base.removesuffix("/v1") if root else self._base
+        raw = await asyncio.wait_for(self._fetch(method, base + path, limit, **options), timeout)
         try:
             return json.loads(raw)
         except ValueError:  # not JSON, or not UTF-8: a proxy's error page, a body cut short
             text = raw.decode("utf-8", "replace")
             raise MalformedResponse(f"not JSON ({_short(text or 'an empty body', 120)})") from None
 
-    async def _fetch(self, method: str, path: str, limit: int, **options: Any) -> bytes:
-        async with self._http.request(method, self._base + path, proxy=self._proxy, **options) as response:
+    async def _fetch(self, method: str, url: str, limit: int, **options: Any) -> bytes:
+        async with self._http.request(method, url, proxy=self._proxy, **options) as response:
             ok = 200 <= response.status < 300
             raw = await read_capped(response.content, limit if ok else ERROR_LIMIT, strict=ok)
             if not ok:
