@@ -16,6 +16,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from toolkit.card_quality import quality
 from toolkit.errors import UserError
 from toolkit.manifest import Manifest, ModelInfo
 from toolkit.public_paths import public_model, public_spec, scrub, scrub_command, scrub_value
@@ -55,6 +56,7 @@ def render_card(run_dir: str | Path, repo_id: str | None = None, license: str | 
     lic = license_info(manifest, license)
     data = merge_metadata(card_data(manifest, n_rows, repo_id or run_dir.name, lic["value"]), existing)
     context = card_context(manifest, name, n_rows, samples, kept_tokens, lic)
+    context["quality"] = quality(data_file(run_dir), manifest.method, manifest.counts, manifest.stats)
     body = _env().get_template(card_template(manifest)).render(**context)
     from toolkit.redact import redact
 
