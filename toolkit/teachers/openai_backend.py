@@ -45,7 +45,10 @@ from toolkit.teachers.openai_wire import (
     apportion,
     backoff_delay,
     check_base_url,
+    describe_weights,
     is_connect_failure,
+    llamacpp_props,
+    models_entry,
     parse_retry_after,
     served_by,
     split_model_url,
@@ -289,7 +292,7 @@ class OpenAITeacher(Teacher):
             if isinstance(root, str) and root and root != self.model:
                 self.endpoint = f"{self.endpoint} root={redact_url(root)}"
             if entry.get("owned_by") == "llamacpp":  # llama.cpp's server names its model file in /props
-                self.weights.update(await _llamacpp_props(client))
+                self.weights.update(await llamacpp_props(client))
         self._probed = True
 
     async def _samples(self, client: WireClient, sem: asyncio.Semaphore, request: Request,
@@ -404,39 +407,6 @@ class OpenAITeacher(Teacher):
                 f"{self._url} answered 404 for model {self.model!r}: {_short(e.message)}; "
                 "check the model name and that the URL ends in /v1"
             )
-
-
-WEIGHT_KEYS = ("id", "root", "parent", "owned_by", "max_model_len")  # vLLM, llama.cpp, TGI, OpenAI
-META_KEYS = ("n_params", "size", "n_ctx_train", "n_vocab")  # llama.cpp's `meta` of the loaded file
-
-
-def models_entry(page: Any, model: str) -> dict[str, Any]:
-    """The /v1/models entry for `model`, or the only entry when the server lists one (llama.cpp
-    answers any name with its one model); {} when neither."""
-    data = page.get("data") if isinstance(page, dict) else None
-    entries = [m for m in data or [] if isinstance(m, dict)]
-    named = [m for m in entries if m.get("id") == model]
-    return named[0] if named else entries[0] if len(entries) == 1 else {}
-
-
-def describe_weights(entry: Mapping[str, Any]) -> dict[str, str]:
-    """What a /v1/models entry says of the weights, as short strings (nothing nested, nothing long)."""
-    meta = entry.get("meta") if isinstance(entry.get("meta"), dict) else {}
-    found = {**{k: entry.get(k) for k in WEIGHT_KEYS}, **{k: meta.get(k) for k in META_KEYS}}
-    return {k: _short(v, 200) for k, v in found.items() if isinstance(v, (str, int, float)) and not isinstance(v, bool)
-            and str(v)}  # fmt: skip
-
-
-async def _llamacpp_props(client: WireClient) -> dict[str, str]:
-    """llama.cpp's `GET /props` `model_path` (the .gguf it loaded); {} when it does not answer."""
-    import aiohttp
-
-    try:
-        props = await client.props(timeout=5.0)
-    except (asyncio.TimeoutError, aiohttp.ClientError, HTTPStatusError, MalformedResponse, ValueError):
-        return {}
-    path = props.get("model_path") if isinstance(props, dict) else None
-    return {"model_path": _short(path, 300)} if isinstance(path, str) and path else {}
 
 
 def _json_object(text: str) -> dict[str, Any]:
