@@ -53,7 +53,8 @@ def test_a_mixed_build_without_programs_is_warned_about(tmp_path):
     q = quality(tmp_path / "rows.parquet", "mixed", {"escape_attempts": 2, "escape_network": 1, "escape_signal": 1}, {})
     assert q.groups == {"mode": {"cot": 2}}
     assert q.warnings == ["no POT row was kept: this is not a mixed CoT/PoT dataset"]
-    assert q.rejected == {"escape_attempts": 2, "escape_network": 1, "escape_signal": 1}
+    assert q.rejected == {"Programs that tried to leave the sandbox, by kind": {"network": 1, "signal": 1}}
+    assert q.flags == [("programs that tried to leave the sandbox (never rows)", 2)]
 
 
 def test_the_card_shows_the_quality_section(tmp_path):
@@ -84,5 +85,5 @@ def test_a_counterfactual_card_without_counterfactuals_says_so(tmp_path):
            "passed the checks)" in card
     assert ("> **Warning:** no counterfactual (label-flipped) example was kept: these rows are originals only, "
             "which is not counterfactual distillation data.") in card
-    assert "Rows by `is_counterfactual`: `original` " in card
-    assert "Rejected, by kind: " in card and "identical 1" in card and "too_far 1" in card
+    assert "- Rows by `is_counterfactual`: `original` " in card
+    assert "Edits rejected, by kind: identical 1, too_far 1." in card

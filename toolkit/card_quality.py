@@ -38,7 +38,10 @@ FLAGS = {
     "copied_tags": "diversity tags copied from the scoring prompt",
     "seeds_without_rows": "seeds without any row",
 }
-_KIND_PREFIXES = ("escape_", "rejected_", "edit_rejected_")  # escape_network, rejected_format, ...
+# Counts by kind, by the prefix of their names -> what the card calls the group.
+KIND_GROUPS = {"escape_": "Programs that tried to leave the sandbox, by kind",
+               "edit_rejected_": "Edits rejected, by kind", "rejected_": "Rejected, by kind"}  # fmt: skip
+NOT_REJECTIONS = ("spare",)  # a counterfactual funnel's spare edits passed; they were just not needed
 
 
 @dataclass
@@ -49,7 +52,7 @@ class Quality:
     median_words: float | None = None
     groups: dict[str, dict[str, int]] = field(default_factory=dict)  # column -> value -> rows
     flags: list[tuple[str, int]] = field(default_factory=list)  # (label, count)
-    rejected: dict[str, int] = field(default_factory=dict)  # edits/programs rejected, by kind
+    rejected: dict[str, dict[str, int]] = field(default_factory=dict)  # group title -> kind -> count (> 0)
     warnings: list[str] = field(default_factory=list)
 
 
@@ -61,8 +64,14 @@ def reasoning_words(text: str) -> int:
 def quality(path: Path, method: str, counts: dict[str, Any], stats: dict[str, Any]) -> Quality:
     q = _from_rows(path, method)
     q.flags = [(label, int(counts[key])) for key, label in FLAGS.items() if isinstance(counts.get(key), int)]
-    kinds = {k: int(v) for k, v in counts.items() if k.startswith(_KIND_PREFIXES) and isinstance(v, int)}
-    q.rejected = dict(sorted({**kinds, **_funnel_drops(stats)}.items()))
+    for prefix, title in KIND_GROUPS.items():
+        kinds = {k.removeprefix(prefix): v for k, v in counts.items()
+                 if k.startswith(prefix) and k not in FLAGS and isinstance(v, int) and v > 0}  # fmt: skip
+        if kinds:
+            q.rejected[title] = dict(sorted(kinds.items()))
+    drops = {k: v for k, v in _funnel_drops(stats).items() if v > 0 and k not in NOT_REJECTIONS}
+    if drops:
+        q.rejected["Edits rejected, by kind"] = dict(sorted(drops.items()))
     q.warnings = _warnings(q, method)
     return q
 
