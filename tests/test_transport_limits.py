@@ -90,6 +90,14 @@ def test_an_answer_within_the_cap_is_read_whole():
     assert isinstance(result, list) and result[0].text.endswith("The answer is 5.")
 
 
+def test_an_oversized_models_list_is_skipped_not_fatal():
+    # /v1/models past its 8 MiB cap (a proxy's endless listing): the probe learns nothing, calls go on
+    with FaultServer("ok", models=[{"id": f"model-{i:06d}-" + "x" * 80, "object": "model"} for i in range(100_000)]) as server:
+        t = teacher(server.url)
+        [result] = t.generate([req()])
+    assert isinstance(result, list) and result[0].text.endswith("The answer is 5.") and t.weights == {}
+
+
 # -- item 21: a malformed usage is unknown, never fatal -------------------------------------------
 
 

@@ -283,8 +283,8 @@ class OpenAITeacher(Teacher):
                     f"cannot reach {self._url} ({_cause(e)}); is the server running? "
                     "start it (e.g. `vllm serve MODEL`, `transformers serve MODEL`) or fix the URL after '@'"
                 ) from None
-        except (HTTPStatusError, ValueError):
-            pass  # no /models, a key wanted for it, or no JSON there: it did answer
+        except (HTTPStatusError, MalformedResponse, ResponseTooLarge, ValueError):
+            pass  # no /models, a key wanted for it, no JSON or too much of it there: it did answer
         else:
             entry = models_entry(page, self.model)
             self.weights.update(describe_weights(entry))
