@@ -22,6 +22,10 @@ A call whose question `faulty` accepts gets the fault of `mode` (by default ever
     echo       HTTP 400 whose error message echoes the request's Authorization header (decoded
                when it is Basic auth), as careless servers do
     echo_ok    a healthy answer that starts by repeating the Authorization header
+    trickle    a healthy answer sent one byte every `trickle_every` seconds (leading blanks first, which
+               JSON allows), so no single read ever waits long
+    bomb       a healthy answer padded to BOMB_BYTES, sent gzip-compressed (about 1000:1)
+    huge_usage a healthy answer whose `usage.completion_tokens` is 10**30
 
 `faulty` may also return a mode's name instead of True, to give different questions different faults.
 """
@@ -37,7 +41,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 MODES = ("ok", "error", "429", "garbage", "html", "no_choices", "null_choices", "no_message", "null", "empty",
-         "hang", "close", "echo", "echo_ok")  # fmt: skip
+         "hang", "close", "echo", "echo_ok", "trickle", "bomb", "huge_usage")  # fmt: skip
+BOMB_BYTES = 200 << 20  # the issue's gzip bomb: ~200 KB on the wire, 200 MB decoded
 ROOT = "/weights/fault-model-v1"  # what /v1/models reports as the served weights (vLLM's `root`)
 
 
@@ -53,9 +58,14 @@ def healthy_text(question: str, seed: int) -> str:
 
 class FaultServer:
     def __init__(self, mode: str = "ok", *, faulty: Callable[[str], bool | str] | None = None, honour_n: bool = False,
-                 delay: float = 0.0, root: str = ROOT) -> None:  # fmt: skip
+                 delay: float = 0.0, root: str = ROOT, trickle_every: float = 2.0,
+                 models: list[dict[str, Any]] | None = None, props: dict[str, Any] | None = None) -> None:  # fmt: skip
         assert mode in MODES, mode
         self.mode, self.faulty, self.honour_n, self.delay, self.root = mode, faulty, honour_n, delay, root
+        self.trickle_every = trickle_every
+        # /v1/models entries (default: vLLM's shape, `fault-model` with `root`) and llama.cpp's /props
+        self.models = models
+        self.props = props
         self.calls: list[dict[str, Any]] = []  # every chat call: body, question, seed, whether it was faulted
         self.finished = 0  # chat calls whose answer has been written out
         self.lock = threading.Lock()
@@ -118,6 +128,14 @@ class FaultServer:
             return 503, {}, _json({"error": {"message": "gave up hanging"}})
         if mode == "close":
             return 200, {}, None
+        if mode in ("trickle", "bomb", "huge_usage"):
+            reply = completion(body, [healthy_text(question, seed)])
+            if mode == "huge_usage":
+                reply["usage"]["completion_tokens"] = 10**30
+                return 200, {}, _json(reply)
+            if mode == "bomb":
+                return 200, {"Content-Encoding": "gzip"}, gzip_bomb(reply)
+            return 200, {"X-Trickle": "1"}, b" " * 200 + _json(reply)
         auth = headers.get("authorization", "")
         if auth.lower().startswith("basic "):
             auth += " (" + base64.b64decode(auth.split()[1]).decode(errors="replace") + ")"
@@ -137,6 +155,16 @@ def completion(body: dict[str, Any], texts: list[str | None]) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def gzip_bomb(reply: dict[str, Any]) -> bytes:
+    """`reply` with a BOMB_BYTES blank-padded prefix (valid JSON), gzip-compressed chunk by chunk."""
+    import zlib
+
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)  # wbits 31: the gzip container
+    block = b" " * (1 << 20)
+    parts = [packer.compress(block) for _ in range(BOMB_BYTES >> 20)]
+    return b"".join([*parts, packer.compress(_json(reply)), packer.flush()])
+
+
 def _json(payload: Any) -> bytes:
     return json.dumps(payload).encode()
 
@@ -147,8 +175,11 @@ def _handler(server: FaultServer) -> type[BaseHTTPRequestHandler]:
 
         def do_GET(self) -> None:
             if self.path.rstrip("/").endswith("/models"):
-                self.reply(200, {}, _json({"object": "list", "data": [{"id": "fault-model", "object": "model",
-                                                                       "root": server.root}]}))  # fmt: skip
+                data = server.models if server.models is not None else [{"id": "fault-model", "object": "model",
+                                                                          "root": server.root}]  # fmt: skip
+                self.reply(200, {}, _json({"object": "list", "data": data}))
+            elif self.path.rstrip("/") == "/props" and server.props is not None:
+                self.reply(200, {}, _json(server.props))
             else:
                 self.reply(404, {}, _json({"error": {"message": "no such route"}}))
 
@@ -180,10 +211,19 @@ def _handler(server: FaultServer) -> type[BaseHTTPRequestHandler]:
         def reply(self, status: int, headers: dict[str, str], payload: bytes) -> None:
             try:
                 self.send_response(status)
+                trickle = headers.pop("X-Trickle", None)
                 headers = {"Content-Type": "application/json", **headers, "Content-Length": str(len(payload))}
                 for key, value in headers.items():
                     self.send_header(key, value)
                 self.end_headers()
+                if trickle:  # one byte at a time until done or closing
+                    for i in range(len(payload)):
+                        self.wfile.write(payload[i : i + 1])
+                        self.wfile.flush()
+                        if server.closing.wait(server.trickle_every):
+                            self.close_connection = True
+                            return
+                    return
                 self.wfile.write(payload)
             except (BrokenPipeError, ConnectionResetError):
                 self.close_connection = True  # the client gave up (a timeout): nothing to tell it

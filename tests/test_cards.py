@@ -93,7 +93,8 @@ def test_build_writes_a_card_that_datasets_can_load(tmp_path):
     run = make_run(tmp_path / "run")  # RunDir.finish calls cards.write_card
     meta = cards.parse_metadata((run / "README.md").read_text())
     assert meta["pretty_name"].startswith("Run: ") and "distillation" in meta["tags"]
-    assert "--set dataset_name=" + str(run) in (run / "README.md").read_text()
+    assert "--set dataset_name=run\n" in (run / "README.md").read_text()  # the folder's name, not its path
+    assert str(tmp_path) not in (run / "README.md").read_text()
     assert datasets.load_dataset(str(run), split="train").to_list() == built_rows(run)
 
 

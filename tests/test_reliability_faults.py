@@ -75,7 +75,7 @@ def _cached(cache: Path) -> list[str]:
             return []
 
 
-@pytest.mark.parametrize("mode", [m for m in MODES if m not in ("ok", "echo_ok")])
+@pytest.mark.parametrize("mode", [m for m in MODES if m not in ("ok", "echo_ok", "huge_usage")])  # huge_usage: not a fault
 def test_each_fault_loses_nothing_and_a_rerun_makes_only_the_missing_calls(tmp_path, mode, clean_rows, caplog):
     questions = write_sums(tmp_path / "sums.jsonl", PROBLEMS)
     with FaultServer(mode, faulty=_faulty) as server:

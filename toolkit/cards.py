@@ -16,8 +16,10 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from toolkit.card_quality import quality
 from toolkit.errors import UserError
-from toolkit.manifest import Manifest
+from toolkit.manifest import Manifest, ModelInfo
+from toolkit.public_paths import public_model, public_spec, scrub, scrub_command, scrub_value
 from toolkit.resources import resource_dir
 from toolkit.rundir import atomic_write, data_file, read_manifest
 
@@ -48,12 +50,13 @@ def render_card(run_dir: str | Path, repo_id: str | None = None, license: str | 
     from huggingface_hub import DatasetCard
 
     run_dir = Path(run_dir)
-    manifest = read_manifest(run_dir)
+    manifest = public_manifest(read_manifest(run_dir), run_dir)  # a card names no folder of this machine
     n_rows, samples, kept_tokens = _read_rows(data_file(run_dir))
-    name = repo_id or str(run_dir)
+    name = repo_id or scrub(str(run_dir))
     lic = license_info(manifest, license)
     data = merge_metadata(card_data(manifest, n_rows, repo_id or run_dir.name, lic["value"]), existing)
     context = card_context(manifest, name, n_rows, samples, kept_tokens, lic)
+    context["quality"] = quality(data_file(run_dir), manifest.method, manifest.counts, manifest.stats)
     body = _env().get_template(card_template(manifest)).render(**context)
     from toolkit.redact import redact
 
@@ -190,7 +193,47 @@ def license_info(manifest: Manifest, override: str | None) -> dict[str, str | No
     return {"value": value.lower(), "source": source, "teacher": teacher, "override": override}
 
 
-# -- the body ---------------------------------------------------------------------------------
+# -- no path of this machine ------------------------------------------------------------------
+PUBLIC_KEYS = ("config", "source", "stats", "models", "teacher", "teacher_info")  # what may hold a path
+
+
+def public_manifest_json(text: str, run_dir: Path) -> str:
+    """manifest.json as it is published: the same JSON with the command, config, source, models
+    and stats in public form (see public_manifest); other keys, and any it does not know, as they are."""
+    data = json.loads(text)
+    if not isinstance(data, dict):
+        return text
+    for m in data.get("models") or []:  # before the paths in them are cut to their last part
+        if isinstance(m, dict) and isinstance(m.get("model"), str):
+            m["model"], m["spec"] = public_model(m["model"]), public_spec(str(m.get("spec", "")), run_dir)
+    if isinstance(data.get("teacher"), str):
+        data["teacher"] = public_spec(data["teacher"], run_dir)
+    for key in PUBLIC_KEYS:
+        if key in data:
+            data[key] = scrub_value(data[key], run_dir)
+    if isinstance(data.get("command"), str):
+        data["command"] = scrub_command(data["command"], run_dir)
+    return json.dumps(data, indent=2, ensure_ascii=False)
+
+
+def public_manifest(manifest: Manifest, run_dir: Path) -> Manifest:
+    """The manifest as a card may show it: the command, config, source, models and stats without
+    an absolute path of this machine (toolkit.public_paths); local models as "a local model"."""
+    import dataclasses
+
+    def model(m: ModelInfo) -> ModelInfo:
+        return dataclasses.replace(m, model=public_model(m.model), spec=public_spec(m.spec, run_dir),
+                                   served=scrub(m.served, run_dir), weights=scrub_value(m.weights, run_dir))  # fmt: skip
+
+    models = [model(m) for m in manifest.models]
+    teacher = public_spec(manifest.teacher, run_dir)
+    return dataclasses.replace(
+        manifest, command=scrub_command(manifest.command, run_dir), config=scrub_value(manifest.config, run_dir),
+        source=scrub_value(manifest.source, run_dir), stats=scrub_value(manifest.stats, run_dir), models=models,
+        teacher=teacher,
+    )  # fmt: skip
+
+
 def card_context(manifest: Manifest, name: str, n_rows: int, samples: list[dict], kept_tokens: int | None,
                  lic: dict) -> dict[str, Any]:  # fmt: skip
     from toolkit.teachers.models import ALIASES
@@ -205,12 +248,13 @@ def card_context(manifest: Manifest, name: str, n_rows: int, samples: list[dict]
         "kind": manifest.row_format.kind, "name": name, "n_rows": n_rows, "method": manifest.method,
         "paper": method.paper if method else None, "source": _Loose(manifest.source),
         "source_desc": source_description(manifest.source), "models": models,
+        "source_sha256": manifest.source_sha256,
         "teacher": _Loose(models[0] if models else {"model": manifest.teacher}),
         "teacher_identity": main.identity if main else manifest.teacher,
         "role": (main.role if main else "teacher").capitalize(), "templates": manifest.prompt_templates,
         "sampling": _Loose({k: manifest.config.get(k) for k in ("temperature", "top_p", "max_new_tokens", "seed")}),
         "config": config, "counts": counts, "stats": _Loose(manifest.stats), "preset": manifest.preset,
-        "preset_values": manifest.preset_values,
+        "preset_values": manifest.preset_values, "preset_overrides": manifest.preset_overrides,
         "accuracy": counts["correct"] / n_samples if n_samples else None,
         "dropped": max(n_samples - counts["kept"], 0), "usage": {k: _Counts(v) for k, v in manifest.usage.items()},
         "kept_tokens": kept_tokens, "versions": manifest.versions, "command": manifest.command,

@@ -14,6 +14,11 @@ from typing import Any
 
 from toolkit.errors import UserError
 
+# The libraries a build's rows depend on (reading sources, calling teachers, checking answers,
+# running programs, writing parquet): the card's "Library versions" table lists those installed.
+BUILD_LIBRARIES = ("hubtool", "datasets", "huggingface_hub", "pyarrow", "jinja2", "math-verify", "sympy",
+                   "reasoning-gym", "aiohttp", "transformers", "torch", "gguf", "vllm")  # fmt: skip
+
 
 @dataclass(frozen=True, kw_only=True)
 class ModelInfo:
@@ -25,6 +30,8 @@ class ModelInfo:
     model: str
     revision: str = ""
     served: str = ""  # what the server said answered (model name, system_fingerprint), where it says
+    weights: dict[str, str] = field(default_factory=dict)  # what the server says of its weights (see
+    # OpenAITeacher.weights: vLLM's `root`, llama.cpp's `owned_by` and model file, a file hash)
 
     @property
     def identity(self) -> str:
@@ -43,6 +50,7 @@ class RowFormat:
 class Manifest:
     method: str
     source: dict[str, Any]  # toolkit.sources.SourceInfo as a dict
+    source_sha256: str | None = None  # a local source file's content hash (cards name files, not paths)
     teacher: str  # the spec of the method's main model (credentials removed)
     config: dict[str, Any]  # the method config as run, without run-only fields
     command: str
@@ -67,6 +75,12 @@ class Manifest:
     def identity(self) -> dict[str, Any]:
         """What must match for a run directory to hold "the same build" (resumed or extended)."""
         return {"method": self.method, "source": self.source, "teacher": self.teacher}
+
+    @property
+    def preset_overrides(self) -> dict[str, Any]:
+        """Preset values the user replaced (a flag or --config key): option -> the value used."""
+        return {k: self.config[k] for k, v in self.preset_values.items()
+                if k in self.config and _plain(self.config[k]) != _plain(v)}  # fmt: skip
 
     @property
     def main_model(self) -> ModelInfo | None:
@@ -104,6 +118,25 @@ class Manifest:
             return cls(**values)
         except TypeError as e:
             raise UserError(f"{where} is not a hubtool manifest ({e}); rebuild into a new --out") from None
+
+
+def library_versions(names: tuple[str, ...] = BUILD_LIBRARIES) -> dict[str, str]:
+    """Python's version and those of the installed `names`."""
+    import importlib.metadata as md
+    import platform
+
+    versions = {"python": platform.python_version()}
+    for name in names:
+        try:
+            versions[name] = md.version(name)
+        except md.PackageNotFoundError:
+            pass
+    return versions
+
+
+def _plain(value: Any) -> Any:
+    """A config value as JSON has it (tuples are lists), so a preset's value compares with the used one."""
+    return json.loads(json.dumps(value, default=str))
 
 
 def _upgrade(data: dict[str, Any]) -> dict[str, Any]:

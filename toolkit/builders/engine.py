@@ -23,7 +23,7 @@ from toolkit.builders.config import BuildConfig, recorded
 from toolkit.builders.method import Method, Work
 from toolkit.builders.progress import Progress
 from toolkit.errors import UserError
-from toolkit.manifest import Manifest, ModelInfo, RowFormat
+from toolkit.manifest import Manifest, ModelInfo, RowFormat, library_versions
 from toolkit.records import Problem
 from toolkit.teachers.base import Teacher
 from toolkit.teachers.session import Session, gather_or_cancel
@@ -58,7 +58,8 @@ def build_dataset(config: BuildConfig, *, method: str | Method | None = None,
         config=recorded(config), command=command_line(), hubtool_version=__version__, preset=preset,
         preset_values=dict(preset_values or {}),
         row_format=RowFormat(kind=method.kind, trl=method.trl_format, trainer=method.trainer, recipe=method.recipe),
-        prompt_templates=_template_texts(template_names),
+        prompt_templates=_template_texts(template_names), versions=library_versions(),
+        source_sha256=_file_sha256(loaded.info),
     )  # fmt: skip
     run = RunDir(config.out)
     run.claim()  # one writer at a time: a second build into this --out is refused, not interleaved
@@ -219,8 +220,23 @@ def _spec(config: BuildConfig, role: str, given: Mapping[str, Teacher] | None) -
 
 def _model_info(role: str, spec: str, backend: Teacher) -> ModelInfo:
     served = ", ".join(sorted(s for s in getattr(backend, "served", ()) if s))  # the openai backend's record
+    weights = getattr(backend, "weights", None)  # what a server says of its weights (openai backend)
     return ModelInfo(role=role, spec=spec, backend=backend.backend, model=backend.model, revision=backend.revision,
-                     served=served)  # fmt: skip
+                     served=served, weights=dict(weights) if isinstance(weights, dict) else {})  # fmt: skip
+
+
+def _file_sha256(info: Any) -> str | None:
+    """The content hash of a local source file: the card names the file and its hash, not its path."""
+    import hashlib
+
+    path = Path(info.spec.removeprefix("file:")).expanduser() if info.kind == "file" else None
+    if path is None or not path.is_file():
+        return None
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def _template_texts(names: Sequence[str]) -> dict[str, str]:

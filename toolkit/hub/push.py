@@ -92,10 +92,12 @@ def _push_local(run_dir: Path, name: str, rows: int, license: str | None) -> Pus
 
 def _push_hub(run_dir: Path, name: str, manifest: Manifest, rows: int, *, private: bool,
               revision: str | None, license: str | None) -> PushResult:  # fmt: skip
+    from toolkit.cards import public_manifest
     from toolkit.hub.remote import endpoint, push_to_hub
 
-    message = redact(f"hubtool: {manifest.method} build, teacher {manifest.teacher_identity}, {rows} rows")
-    description = redact(f"Rebuild with:\n\n    {manifest.command}\n")
+    public = public_manifest(manifest, run_dir)  # no path of this machine in the commit either
+    message = redact(f"hubtool: {public.method} build, teacher {public.teacher_identity}, {rows} rows")
+    description = redact(f"Rebuild with:\n\n    {public.command}\n")
     sha, changed = push_to_hub(run_dir, name, private=private, revision=revision, license=license,
                                message=message, description=description)  # fmt: skip
     url = f"{endpoint()}/datasets/{name}" + (f"/tree/{revision}" if revision else "")
@@ -123,8 +125,10 @@ def _row_count(run_dir: Path, manifest: Manifest) -> int:
 
 def published_manifest(run_dir: Path) -> bytes:
     """manifest.json as it leaves the machine: credentials masked, also in one written by an
-    older hubtool that kept them."""
-    return redact((run_dir / MANIFEST).read_text(encoding="utf-8")).encode()
+    older hubtool that kept them, and no path of this machine (toolkit.public_paths)."""
+    from toolkit.cards import public_manifest_json
+
+    return redact(public_manifest_json((run_dir / MANIFEST).read_text(encoding="utf-8"), run_dir)).encode()
 
 
 def manifest_data_name(run_dir: Path) -> str:

@@ -27,6 +27,7 @@ import math
 import os
 from collections import Counter
 from collections.abc import Callable, Coroutine, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -36,13 +37,18 @@ from toolkit.teachers.base import CallFailure, Completion, OnResult, Request, Re
 from toolkit.teachers.openai_wire import (
     HTTPStatusError,
     MalformedResponse,
+    ResponseTooLarge,
     RetryNotice,
     WireClient,
     _cause,
     _short,
     apportion,
     backoff_delay,
+    check_base_url,
+    describe_weights,
     is_connect_failure,
+    llamacpp_props,
+    models_entry,
     parse_retry_after,
     served_by,
     split_model_url,
@@ -57,8 +63,9 @@ log = logging.getLogger(__name__)
 OPENAI_URL = "https://api.openai.com/v1"
 NO_KEY = "no-key"  # local servers ignore the key, but the client refuses to run without one
 RETRY_STATUS = frozenset({408, 409, 429})
-# A generation call that has said nothing for 3 minutes is stuck rather than slow (raise --timeout
-# for very long completions); 3 retries ride out a restart or a burst of 429s. A hung server thus
+# A generation call not answered in full within 3 minutes is stuck rather than slow (raise --timeout
+# for very long completions): the deadline covers connecting, waiting and reading, so a server that
+# trickles bytes is cut off too. 3 retries ride out a restart or a burst of 429s. A hung server thus
 # costs a call about 4 x 180 s, not the client library's 600 s x 6.
 DEFAULT_TIMEOUT = 180.0
 DEFAULT_RETRIES = 3
@@ -105,6 +112,7 @@ class OpenAITeacher(Teacher):
             raise UserError(
                 "openai teacher: concurrency must be >= 1, max_retries >= 0, timeout > 0 and backoff >= 0"
             )
+        check_base_url(base_url)
         if not base_url.startswith(("http://", "https://")):
             raise UserError(
                 f"base URL {redact_url(base_url)!r} must start with http:// or https://, e.g. http://127.0.0.1:8000/v1"
@@ -125,6 +133,10 @@ class OpenAITeacher(Teacher):
         self.backoff = backoff
         self.extra_body = dict(extra_body or {})
         self.served: Counter[str] = Counter()  # what the server said answered (model, fingerprint)
+        # What the server says of the weights behind the name (an alias like `coder` says nothing):
+        # its /v1/models entry (vLLM's `root`, llama.cpp's `owned_by` and sizes), llama.cpp's model
+        # file; `sha256` of the file when hubtool started the server itself (see `record_weights_file`).
+        self.weights: dict[str, str] = {}
         self._probed = False
         self._session: tuple[Any, asyncio.Semaphore] | None = None  # the build's client, see aopen
         self._notice = RetryNotice(log)
@@ -154,6 +166,7 @@ class OpenAITeacher(Teacher):
         """
         name, url = split_model_url(model)
         url = url or os.environ.get("OPENAI_BASE_URL") or OPENAI_URL
+        check_base_url(url)
         if not name:
             raise UserError(f"teacher {redact_url(model)!r} names no model; use openai:MODEL@BASE_URL")
         key_env = api_key_env or "OPENAI_API_KEY"
@@ -171,6 +184,17 @@ class OpenAITeacher(Teacher):
         }
         opts["extra_body"] = _json_object(extra_body) if isinstance(extra_body, str) else extra_body
         return cls(name, url, api_key=api_key or NO_KEY, **{k: v for k, v in opts.items() if v is not None})
+
+    def record_weights_file(self, path: str | Path) -> None:
+        """The hook for a server hubtool starts itself: the weights file it was given, by name and
+        content hash, becomes part of the teacher's identity in the manifest and card."""
+        import hashlib
+
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+        self.weights.update(file=Path(path).name, sha256=h.hexdigest())
 
     def __repr__(self) -> str:
         return f"OpenAITeacher(model={self.model!r}, base_url={self._url!r})"
@@ -259,14 +283,16 @@ class OpenAITeacher(Teacher):
                     f"cannot reach {self._url} ({_cause(e)}); is the server running? "
                     "start it (e.g. `vllm serve MODEL`, `transformers serve MODEL`) or fix the URL after '@'"
                 ) from None
-        except (HTTPStatusError, ValueError):
-            pass  # no /models, a key wanted for it, or no JSON there: it did answer
+        except (HTTPStatusError, MalformedResponse, ResponseTooLarge, ValueError):
+            pass  # no /models, a key wanted for it, no JSON or too much of it there: it did answer
         else:
-            data = page.get("data") if isinstance(page, dict) else None
-            entry = next((m for m in data or [] if isinstance(m, dict) and m.get("id") == self.model), None)
-            root = entry.get("root") if entry is not None else None
+            entry = models_entry(page, self.model)
+            self.weights.update(describe_weights(entry))
+            root = entry.get("root") if entry.get("id") == self.model else None  # the cache key, as before
             if isinstance(root, str) and root and root != self.model:
                 self.endpoint = f"{self.endpoint} root={redact_url(root)}"
+            if entry.get("owned_by") == "llamacpp":  # llama.cpp's server names its model file in /props
+                self.weights.update(await llamacpp_props(client))
         self._probed = True
 
     async def _samples(self, client: WireClient, sem: asyncio.Semaphore, request: Request,
@@ -357,6 +383,8 @@ class OpenAITeacher(Teacher):
                 error = f"connection failed: {_cause(e)}" if lost_server else f"connection broken mid-answer: {_cause(e)}"
             except MalformedResponse as e:
                 error, lost_server = f"malformed answer: {e}", False
+            except ResponseTooLarge as e:
+                raise CallFailed(str(e)) from None
             if attempt < self.max_retries:
                 delay = backoff_delay(attempt, self.backoff, retry_after)
                 self._notice.retrying(attempt + 1, self.max_retries, delay, error)

@@ -7,10 +7,17 @@ OpenAI JSON and reading the answer as bytes, parsed once with `json.loads`.
 A server's 200 answer is not trusted to be a chat completion: a proxy's HTML error page, a body cut
 short, `choices: null` or a choice without a `message` each raise `MalformedResponse`, which the
 backend retries and then records as a failed call, instead of ending the build with a traceback.
+
+Bounds on what a server can make the client do: a call ends after `timeout` seconds in all
+(connecting, waiting and reading the body: a server that trickles one byte a second is cut off like a
+silent one), and an answer is read up to `answer_limit` bytes once decoded (a gzip bomb fails the
+call instead of filling memory). Credentials are only what the user gave (the key, a URL's
+user:password): `~/.netrc` is not read, proxies from the environment are.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import email.utils
 import json
@@ -18,6 +25,7 @@ import logging
 import random
 import ssl
 import time
+import urllib.request
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -27,10 +35,22 @@ from toolkit.teachers.base import Completion
 
 MAX_DELAY = 60.0  # seconds; cap on backoff and on a server's Retry-After
 NOTICE_EVERY = 10.0  # seconds between the visible "retrying" lines
+# The most a 2xx answer may hold once decoded: 1 MiB plus 1 KiB per token asked for (max_tokens x n).
+# A token is a few bytes of text, at most ~30 JSON-escaped; the rest is room for logprobs and the
+# envelope. An error answer is read up to ERROR_LIMIT only (its message is all we use).
+ANSWER_BASE = 1 << 20
+ANSWER_PER_TOKEN = 1 << 10
+ERROR_LIMIT = 64 << 10
+MODELS_LIMIT = 8 << 20  # /v1/models: OpenAI's own list is ~100 KB
+CHUNK = 64 << 10
 
 
 class MalformedResponse(Exception):
     """A 200 answer that is not a usable chat completion."""
+
+
+class ResponseTooLarge(Exception):
+    """A 2xx answer past its size limit once decoded: the call fails (asking again would be the same)."""
 
 
 class HTTPStatusError(Exception):
@@ -42,11 +62,13 @@ class HTTPStatusError(Exception):
 
 
 class WireClient:
-    """POST /chat/completions and GET /models on one connection pool. A call that hears nothing
-    for `timeout` seconds (connecting or reading) raises asyncio.TimeoutError; a connection that
-    fails raises aiohttp.ClientError; a non-2xx answer HTTPStatusError; a 2xx answer that is not
-    JSON MalformedResponse. Proxies from the environment (HTTPS_PROXY, NO_PROXY) are honoured.
-    Made inside the event loop that uses it."""
+    """POST /chat/completions and GET /models on one connection pool. A call that has not ended
+    within `timeout` seconds in all raises asyncio.TimeoutError; a connection that fails raises
+    aiohttp.ClientError; a non-2xx answer HTTPStatusError; a 2xx answer that is not JSON
+    MalformedResponse, one past its size limit ResponseTooLarge. Proxies from the environment
+    (HTTPS_PROXY, NO_PROXY) are honoured; ~/.netrc is not read (aiohttp's `trust_env` would read it
+    and then refuse to combine its login with our Authorization header). Made inside the event loop
+    that uses it."""
 
     def __init__(self, base_url: str, api_key: str, *, timeout: float, connections: int) -> None:
         import aiohttp
@@ -58,34 +80,95 @@ class WireClient:
             authorization = "Basic " + base64.b64encode(login).decode()
             parts = parts._replace(netloc=parts.netloc.rpartition("@")[2])
         self._base = urlunsplit(parts)
+        self._proxy = env_proxy(self._base)
+        self.timeout = timeout
         self._http = aiohttp.ClientSession(
             headers={"Authorization": authorization, "Content-Type": "application/json"},
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout),
+            timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=timeout, sock_read=timeout),
             connector=aiohttp.TCPConnector(limit=connections, ssl=_tls_context()),
-            trust_env=True,
+            trust_env=False,
         )
 
-    async def chat(self, body: Mapping[str, Any]) -> Any:
-        return await self._request("POST", "/chat/completions", data=json.dumps(body).encode())
+    async def chat(self, body: Mapping[str, Any], limit: int | None = None) -> Any:
+        """`limit`: the most bytes the decoded answer may hold (default: answer_limit of the body)."""
+        limit = limit or answer_limit(body.get("max_tokens") or body.get("max_completion_tokens"), body.get("n"))
+        return await self._request("POST", "/chat/completions", limit, self.timeout, data=json.dumps(body).encode())
 
     async def models(self, timeout: float) -> Any:
-        import aiohttp
+        return await self._request("GET", "/models", MODELS_LIMIT, timeout)
 
-        return await self._request("GET", "/models", timeout=aiohttp.ClientTimeout(total=timeout))
+    async def props(self, timeout: float) -> Any:
+        """llama.cpp's server properties, at the server's root (beside /v1)."""
+        return await self._request("GET", "/props", MODELS_LIMIT, timeout, root=True)
 
-    async def _request(self, method: str, path: str, **options: Any) -> Any:
-        async with self._http.request(method, self._base + path, **options) as response:
-            raw = await response.read()
-            if not 200 <= response.status < 300:
-                raise HTTPStatusError(response.status, error_message(raw), response.headers)
+    async def _request(self, method: str, path: str, limit: int, timeout: float, root: bool = False,
+                       **options: Any) -> Any:  # fmt: skip
+        # One deadline over the whole call: aiohttp's own timeouts bound each wait, not their sum.
+        base = self._base.removesuffix("/v1") if root else self._base
+        raw = await asyncio.wait_for(self._fetch(method, base + path, limit, **options), timeout)
         try:
             return json.loads(raw)
         except ValueError:  # not JSON, or not UTF-8: a proxy's error page, a body cut short
             text = raw.decode("utf-8", "replace")
             raise MalformedResponse(f"not JSON ({_short(text or 'an empty body', 120)})") from None
 
+    async def _fetch(self, method: str, url: str, limit: int, **options: Any) -> bytes:
+        async with self._http.request(method, url, proxy=self._proxy, **options) as response:
+            ok = 200 <= response.status < 300
+            raw = await read_capped(response.content, limit if ok else ERROR_LIMIT, strict=ok)
+            if not ok:
+                raise HTTPStatusError(response.status, error_message(raw), response.headers)
+        return raw
+
     async def close(self) -> None:
         await self._http.close()
+
+
+def answer_limit(max_tokens: Any, n: Any) -> int:
+    """The most bytes a decoded answer asking for `max_tokens` tokens in each of `n` choices may hold."""
+    tokens = max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else 4096
+    return ANSWER_BASE + ANSWER_PER_TOKEN * tokens * (n if isinstance(n, int) and n > 0 else 1)
+
+
+async def read_capped(content: Any, limit: int, *, strict: bool) -> bytes:
+    """The decoded body, read in chunks up to `limit` bytes: past it, ResponseTooLarge (`strict`)
+    or the first `limit` bytes (an error page, whose start is its message)."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in content.iter_chunked(CHUNK):
+        size += len(chunk)
+        if size > limit:
+            if strict:
+                raise ResponseTooLarge(
+                    f"the answer is over {limit / (1 << 20):.1f} MiB decoded (the limit: 1 MiB + 1 KiB per token "
+                    "asked for, max_tokens x n)"
+                )
+            chunks.append(chunk[: len(chunk) - (size - limit)])
+            break
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def env_proxy(url: str) -> str | None:
+    """The proxy the environment names for `url` (HTTP(S)_PROXY, honouring NO_PROXY), or None."""
+    proxies = urllib.request.getproxies_environment()
+    host = urlsplit(url).hostname or ""
+    if not proxies or urllib.request.proxy_bypass_environment(host, proxies):
+        return None
+    return proxies.get(urlsplit(url).scheme)
+
+
+def check_base_url(url: str) -> None:
+    """A base URL Python can take apart (`http://[::1/v1` cannot: ValueError), as a UserError."""
+    from toolkit.errors import UserError
+
+    try:
+        urlsplit(url).port  # noqa: B018 - reading it checks it (a port past 65535 raises)
+    except ValueError as e:
+        raise UserError(
+            f"teacher base URL is not a valid URL ({e}); write it like http://127.0.0.1:8000/v1 "
+            "or http://[::1]:8000/v1"
+        ) from None
 
 
 def _tls_context() -> ssl.SSLContext:
@@ -188,14 +271,53 @@ def to_completions(response: Any) -> list[Completion]:
     return [Completion(t, c.get("finish_reason") or "unknown", prompt, k) for t, c, k in zip(texts, choices, counts)]
 
 
+MAX_TOKENS_COUNT = 2**31 - 1  # no call makes more; a build's sums stay far inside SQLite's 64-bit integers
+
+
 def _tokens(usage: Mapping[str, Any], name: str) -> int:
+    """A token count the server reported, or 0 (unknown, as when it reports none) when it is not a
+    plausible one: not an integer, negative, or past MAX_TOKENS_COUNT (`1e30`, `10**30`)."""
     value = usage.get(name, 0)
-    return value if isinstance(value, int) and value >= 0 else 0
+    ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_TOKENS_COUNT
+    return value if ok else 0
 
 
 def served_by(response: Mapping[str, Any]) -> str:
     """What the server says answered: its model name and `system_fingerprint`, where it gives them."""
     return " ".join(str(x) for x in (response.get("model"), response.get("system_fingerprint")) if x)
+
+
+WEIGHT_KEYS = ("id", "root", "parent", "owned_by", "max_model_len")  # vLLM, llama.cpp, TGI, OpenAI
+META_KEYS = ("n_params", "size", "n_ctx_train", "n_vocab")  # llama.cpp's `meta` of the loaded file
+
+
+def models_entry(page: Any, model: str) -> dict[str, Any]:
+    """The /v1/models entry for `model`, or the only entry when the server lists one (llama.cpp
+    answers any name with its one model); {} when neither."""
+    data = page.get("data") if isinstance(page, dict) else None
+    entries = [m for m in data or [] if isinstance(m, dict)]
+    named = [m for m in entries if m.get("id") == model]
+    return named[0] if named else entries[0] if len(entries) == 1 else {}
+
+
+def describe_weights(entry: Mapping[str, Any]) -> dict[str, str]:
+    """What a /v1/models entry says of the weights, as short strings (nothing nested, nothing long)."""
+    meta = entry.get("meta") if isinstance(entry.get("meta"), dict) else {}
+    found = {**{k: entry.get(k) for k in WEIGHT_KEYS}, **{k: meta.get(k) for k in META_KEYS}}
+    return {k: _short(v, 200) for k, v in found.items() if isinstance(v, (str, int, float)) and not isinstance(v, bool)
+            and str(v)}  # fmt: skip
+
+
+async def llamacpp_props(client: WireClient) -> dict[str, str]:
+    """llama.cpp's `GET /props` `model_path` (the .gguf it loaded); {} when it does not answer."""
+    import aiohttp
+
+    try:
+        props = await client.props(timeout=5.0)
+    except (asyncio.TimeoutError, aiohttp.ClientError, HTTPStatusError, MalformedResponse, ValueError):
+        return {}
+    path = props.get("model_path") if isinstance(props, dict) else None
+    return {"model_path": _short(path, 300)} if isinstance(path, str) and path else {}
 
 
 class RetryNotice:

@@ -4,6 +4,10 @@ OUT/hubtool_train.json  dataset (name, revision, fingerprint, the prompt its row
                         sha256, overrides), model, LoRA shape, losses, timings, library versions
 OUT/recipe.yaml         the recipe as it was read
 OUT/README.md           model card: base model and dataset in the metadata, a link to the data
+
+The record is this machine's own and keeps its paths; the card is for the world and names none
+(toolkit.public_paths): the recipe by its shipped name (or its file name and hash), models by Hub
+id or as "a local model", the output folder by its name.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from toolkit.public_paths import LOCAL_MODEL, public_model, public_path, scrub
 from toolkit.rundir import atomic_write
 
 PROVENANCE = "hubtool_train.json"
@@ -113,8 +118,26 @@ def dataset_link(dataset: dict[str, Any]) -> str:
     if not dataset.get("local"):
         return f"[{name}](https://huggingface.co/datasets/{name})"
     if is_repo_id(name) and not Path(name).is_dir():
-        return f"`{name}` (local registry: `{dataset['path']}`; `hubtool push --hub` publishes it)"
-    return f"local folder `{dataset['path']}`"
+        return f"`{name}` (hubtool's local registry; `hubtool push --hub` publishes it)"
+    return f"a local folder `{public_path(str(dataset['path']))}`"
+
+
+def base_model_text(model: dict[str, Any]) -> str:
+    """The base model by Hub id, and what it was loaded from: no path of this machine."""
+    base = public_model(str(model["base_model"]))
+    source = public_model(str(model.get("path") or ""))
+    if source in ("", base):
+        return f"`{base}`"
+    if source == LOCAL_MODEL:
+        return f"`{base}` (loaded from a local copy)"
+    return f"`{base}` (loaded from hubtool's `{source}`)"
+
+
+def recipe_text(recipe: dict[str, Any]) -> str:
+    """A shipped recipe by its name (`cot/smollm2-135m-lora`), a user's own by its file name; both
+    with their hash."""
+    name = public_path(str(recipe["path"])) if str(recipe["path"]).startswith(("/", "~")) else str(recipe["path"])
+    return f"`{name}` (sha256 `{recipe['sha256'][:12]}`)"
 
 
 def model_card(record: dict[str, Any]) -> str:
@@ -135,9 +158,9 @@ def model_card(record: dict[str, Any]) -> str:
         ("dataset", f"{dataset_link(ds)}, split `{ds['split']}`, {ds['rows']} rows" + _where(ds)),
         ("dataset revision", f"`{ds.get('revision') or '-'}`, fingerprint `{ds.get('fingerprint') or '-'}`"),
         ("prompt", _prompt(ds)),
-        ("base model", f"`{model['base_model']}` (loaded from `{model['path']}`)"),
-        ("recipe", f"`{record['recipe']['path']}` (sha256 `{record['recipe']['sha256'][:12]}`), copied to `{RECIPE_COPY}`"),
-        ("overrides", ", ".join(f"`{k}={v}`" for k, v in record["recipe"]["overrides"].items()) or "none"),
+        ("base model", base_model_text(model)),
+        ("recipe", f"{recipe_text(record['recipe'])}, copied to `{RECIPE_COPY}`"),
+        ("overrides", ", ".join(f"`{k}={scrub(str(v))}`" for k, v in record["recipe"]["overrides"].items()) or "none"),
         ("adapter", f"{peft['method']} r={peft['r']} alpha={peft['alpha']} dropout={peft['dropout']}" if peft else "none (full fine-tune)"),
         ("steps", f"{tr['global_steps']} in {tr['seconds']:.0f} s ({tr['seconds_per_step']:.2f} s/step)"),
         ("final train loss", f"{tr['train_loss']:.4f}" if tr.get("train_loss") is not None else "-"),
@@ -146,7 +169,7 @@ def model_card(record: dict[str, Any]) -> str:
     if loss:
         rows.append(("loss", f"{loss['kind']}: `{loss['formula']}`, alpha {loss['alpha']}, {loss['batches']} batches"))
     if model.get("note"):
-        rows.append(("note", model["note"]))
+        rows.append(("note", scrub(model["note"])))
     table = "\n".join(f"| {k} | {v} |" for k, v in rows)
     return str(ModelCard(
         f"---\n{meta.to_yaml()}\n---\n\n"
@@ -176,7 +199,7 @@ def _where(dataset: dict[str, Any]) -> str:
 
 
 def _usage(record: dict[str, Any]) -> str:
-    out = record["output_dir"]
+    out = Path(record["output_dir"]).name  # the folder this card is in
     if record["peft"]:
         load = f'from peft import AutoPeftModelForCausalLM\nmodel = AutoPeftModelForCausalLM.from_pretrained("{out}")'
     else:
@@ -184,6 +207,7 @@ def _usage(record: dict[str, Any]) -> str:
     text = f"```python\n{load}\n```\n"
     merged = record["outputs"].get("merged")
     if merged:
+        merged = f"{out}/{Path(merged).name}" if Path(merged).parent == Path(record["output_dir"]) else public_path(merged)
         text += (
             f"\nFull merged weights (plain transformers, vLLM, lm-eval) are in `{merged}`:\n\n"
             f"```bash\nlm_eval --model hf --model_args pretrained={merged} --tasks gsm8k\n```\n"

@@ -1,0 +1,89 @@
+"""Each card's data-quality section (issue 25 items 11 and 17): rows with reasoning vs bare
+answers and the median reasoning length counted from the rows, the method's own counts, rows by
+mode or kind, and a warning when a method's defining rows are missing."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from tests.fixtures.runs.builds import make_run
+from toolkit import cards
+from toolkit.rundir import RunDir, data_file, read_manifest
+
+from .fakes import FakeTeacher, build
+from .test_counterfactual import fake as cf_fake
+from .test_counterfactual import question as cf_question
+
+# What a real small teacher wrote (issue 25): bare answers, a rationale, a contradiction.
+COMPLETIONS = [
+    "The answer is 6.",  # bare (2 of 4 kept rows on chain_sum)
+    "3 + 3 = 6.\nThe answer is 6.",  # 5 tokens: 3 + 3 = 6
+    "Mars looks red because of iron oxide on its surface, so it is called the Red Planet.\nAnswer: B",
+    "Therefore, the answer is No. All cats are animals, and some animals are pets.\nThe answer is Yes.",
+]
+
+
+def _sft_rows(texts: list[str], **extra: list) -> pa.Table:
+    return pa.table({
+        "prompt": [[{"role": "user", "content": "What is 3 + 3?"}] for _ in texts],
+        "completion": [[{"role": "assistant", "content": t}] for t in texts],
+        "id": [f"p{i}" for i in range(len(texts))], **extra,
+    })  # fmt: skip
+
+
+def test_reasoning_and_bare_answers_are_counted_from_the_rows(tmp_path):
+    from toolkit.card_quality import quality
+
+    pq.write_table(_sft_rows(COMPLETIONS), tmp_path / "rows.parquet")
+    q = quality(tmp_path / "rows.parquet", "cot", {"no_reasoning": 1, "contradictions": 1, "samples": 4}, {})
+    # tokens outside `The answer is` lines: 0; 5; 19 (Mars ... Planet, Answer, B); 14 (the first line only)
+    assert (q.rows, q.with_reasoning, q.bare, q.median_words) == (4, 3, 1, 14)
+    assert q.flags == [("bare answers (no reasoning besides the answer)", 1),
+                       ("rationales stating two different answers", 1)]  # fmt: skip
+    assert q.warnings == []
+
+
+def test_a_mixed_build_without_programs_is_warned_about(tmp_path):
+    from toolkit.card_quality import quality
+
+    pq.write_table(_sft_rows(COMPLETIONS[1:3], mode=["cot", "cot"]), tmp_path / "rows.parquet")
+    q = quality(tmp_path / "rows.parquet", "mixed", {"escape_attempts": 2, "escape_network": 1, "escape_signal": 1}, {})
+    assert q.groups == {"mode": {"cot": 2}}
+    assert q.warnings == ["no POT row was kept: this is not a mixed CoT/PoT dataset"]
+    assert q.rejected == {"Programs that tried to leave the sandbox, by kind": {"network": 1, "signal": 1}}
+    assert q.flags == [("programs that tried to leave the sandbox (never rows)", 2)]
+
+
+def test_the_card_shows_the_quality_section(tmp_path):
+    run = make_run(tmp_path / "run")
+    pq.write_table(_sft_rows(COMPLETIONS), data_file(run))
+    manifest = read_manifest(run)
+    manifest.counts.update(no_reasoning=1, contradictions=1, refusals=0)
+    RunDir(run).write_manifest(manifest)
+    card = cards.render_card(run, repo_id="me/quality")
+    section = card.split("### Data quality\n")[1].split("\n### ")[0]
+    assert "| rows | with reasoning | bare answers | median reasoning length |\n|---|---|---|---|\n| 4 | 3 | 1 | 14 words |" in section
+    for line in ("| bare answers (no reasoning besides the answer) | 1 |",
+                 "| rationales stating two different answers | 1 |", "| refusals and empty non-answers | 0 |"):  # fmt: skip
+        assert line in section, line
+    assert "Warning" not in section
+
+
+def test_a_counterfactual_card_without_counterfactuals_says_so(tmp_path):
+    path = tmp_path / "cases.jsonl"
+    # only edits that fail the checks: one too far from the original, one identical to it
+    path.write_text("".join(json.dumps({"question": cf_question(c), "answer": a}) + "\n"
+                            for c, a in (("far", "no"), ("same", "yes"))))  # fmt: skip
+    teacher = FakeTeacher(cf_fake)
+    build("counterfactual", tmp_path / "run", teachers={"teacher": teacher, "judge": teacher}, source=f"file:{path}")
+    card = cards.render_card(tmp_path / "run", repo_id="me/cf")
+    assert "original and counterfactual (label-flipped) examples" not in card
+    assert "rows of original examples only, with multi-view reasoning for supervised fine-tuning (no counterfactual " \
+           "passed the checks)" in card
+    assert ("> **Warning:** no counterfactual (label-flipped) example was kept: these rows are originals only, "
+            "which is not counterfactual distillation data.") in card
+    assert "- Rows by `is_counterfactual`: `original` " in card
+    assert "Edits rejected, by kind: identical 1, too_far 1." in card
