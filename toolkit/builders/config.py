@@ -204,14 +204,15 @@ def _required(f: dataclasses.Field) -> bool:
 
 def read_yaml(path: str | Path, what: str) -> Any:
     """A YAML file's content; a missing or unreadable file is a one-line UserError naming `what`."""
-    import yaml
+    from toolkit.yamlsafe import safe_load
 
     try:
-        return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise UserError(f"{what} {path} does not exist") from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+    except (OSError, UnicodeDecodeError) as e:
         raise UserError(f"{what} {path} is not readable YAML ({' '.join(str(e).split())[:200]})") from None
+    return safe_load(text, f"{what} {path}")
 
 
 def read_config_file(path: str | Path, names: set[str]) -> dict[str, Any]:
