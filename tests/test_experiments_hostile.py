@@ -32,12 +32,13 @@ def test_step_ids_and_names_that_are_paths_are_refused_before_anything_runs(tmp_
     victim = tmp_path / "victim"
     victim.mkdir()
     (victim / "README.md").write_text("mine\n")
-    path = _raw(tmp_path, """\
+    absolute = tmp_path / "abs" / "dir"  # under tmp_path: the unfixed code builds there
+    path = _raw(tmp_path, f"""\
         name: ../../../x
         decontaminate: false
         steps:
-          ../victim: {build: cot, with: {source: "gym:chain_sum", limit: 2, teacher: "fake:right"}}
-          /abs/dir: {build: cot, with: {source: "gym:chain_sum", limit: 2, teacher: "fake:right"}}
+          ../victim: {{build: cot, with: {{source: "gym:chain_sum", limit: 2, teacher: "fake:right"}}}}
+          {absolute}: {{build: cot, with: {{source: "gym:chain_sum", limit: 2, teacher: "fake:right"}}}}
         """)  # fmt: skip
     work = tmp_path / "a" / "b" / "work"
     result = CliRunner().invoke(main, ["run", str(path), "--workdir", str(work)])
@@ -47,10 +48,10 @@ def test_step_ids_and_names_that_are_paths_are_refused_before_anything_runs(tmp_
     assert lines[1:] == [
         "  name: '../../../x' is not a name (letters, digits, '-', '_'); it names the run's folder",
         "  step '../victim': a step id is a name (letters, digits, '-', '_'); it names the step's folder",
-        "  step '/abs/dir': a step id is a name (letters, digits, '-', '_'); it names the step's folder",
+        f"  step '{absolute}': a step id is a name (letters, digits, '-', '_'); it names the step's folder",
     ]
     assert (victim / "README.md").read_text() == "mine\n" and not (tmp_path / "a").exists()
-    assert not Path("/abs/dir").exists()
+    assert not absolute.exists()
 
 
 HOSTILE = """\
