@@ -193,3 +193,21 @@ def test_top_level_decontaminate_names_suites_or_tasks_in_one_spelling(tmp_path)
         load_experiment(_write(tmp_path, {**base, "decontaminate": "gmy"}))
     with pytest.raises(UserError, match="decontaminate: 3 is neither true/false nor eval suites or tasks"):
         load_experiment(_write(tmp_path, {**base, "decontaminate": 3}))
+
+
+def test_train_steps_are_checked_before_the_builds_they_follow_run(tmp_path):
+    spec = {"name": "t", "decontaminate": False, "steps": {
+        "cot": {"build": "cot", "with": {"source": "gym:chain_sum", "limit": 2, "teacher": "fake:right"}},
+        "data": {"push": "cot", "name": "exp/t-cot"},
+        "sft": {"train": "cot/smollm2-135m-lora", "dataset": "dat"},
+    }}  # fmt: skip
+    with pytest.raises(UserError, match=r"step 'sft': dataset: 'dat' is not an earlier step, a folder or an "
+                                         r"ORG/NAME \(did you mean 'data'\?\); nothing was run$"):
+        load_experiment(_write(tmp_path, spec))
+    spec["steps"]["sft"] = {"train": "cot/smollm2-135m-lora", "dataset": "data", "set": {"max_stepz": 5}}
+    work = tmp_path / "work"
+    with pytest.raises(UserError, match=r"^experiment .*: step 'sft': --set: unknown .*max_stepz.*nothing was run$"):
+        _run(_write(tmp_path, spec), work, dry_run=True)
+    with pytest.raises(UserError, match="max_stepz"):
+        _run(_write(tmp_path, spec), work)
+    assert not work.exists()

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from pathlib import Path
 from typing import Any
 
 from toolkit.errors import UserError, did_you_mean
-from toolkit.experiments.spec import Experiment, Step
+from toolkit.experiments.spec import Experiment, Step, raise_problems
 
 _STR, _INT, _BOOL = "text", "an integer", "true or false"
 _NAMES = "a list of names"
@@ -18,7 +19,7 @@ TYPES: dict[str, dict[str, str]] = {
     "build": {"build": _STR, "with": "a mapping", "preset": _STR, "decontaminate": "decontaminate"},
     "push": {"push": _STR, "name": _STR, "hub": _BOOL, "private": _BOOL, "license": _STR},
     "train": {"train": _STR, "dataset": _STR, "model": _STR, "set": "a mapping", "merge": _BOOL},
-    "eval": {"eval": "a mapping", "tasks": _NAMES, "suites": _NAMES, "limit": _INT, "max_gen_toks": _INT,
+    "eval": {"eval": "a mapping", "tasks": _NAMES, "suites": _NAMES, "limit": "a number", "max_gen_toks": _INT,
              "in_domain": _NAMES, "batch_size": "an integer or auto", "num_fewshot": _INT, "data_dir": _STR,
              "backend": _STR, "base_url": _STR, "baseline": _STR, "filter": _STR},
 }  # fmt: skip
@@ -57,6 +58,8 @@ def _is(value: Any, expected: str) -> bool:
         return isinstance(value, dict)
     if expected == "decontaminate":
         return _is_decontaminate(value)
+    if expected == "a number":
+        return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
     return isinstance(value, int) and not isinstance(value, bool) or value == "auto"
 
 
@@ -120,12 +123,21 @@ def _push(step: Step, kinds: dict[str, str], problems: list[str], where: str) ->
 
 
 def _train(step: Step, kinds: dict[str, str], problems: list[str], where: str) -> None:
+    from toolkit.hub.names import is_repo_id
     from toolkit.training.recipe import resolve_recipe
 
     try:
         resolve_recipe(step.spec["train"])
     except UserError as e:
         problems.append(f"{where}{e}")
+    dataset = step.spec.get("dataset")
+    if dataset is None:
+        pass  # reported by the parser
+    elif dataset in kinds and kinds[dataset] not in ("build", "push"):
+        problems.append(f"{where}dataset: {dataset!r} is a {kinds[dataset]} step, not a build or push")
+    elif dataset not in kinds and "{" not in dataset and not (Path(dataset).is_dir() or is_repo_id(dataset)):
+        problems.append(f"{where}dataset: {dataset!r} is not an earlier step, a folder or an ORG/NAME"
+                        f"{did_you_mean(dataset, list(kinds))}")  # fmt: skip
     for key in step.spec.get("set") or {}:
         if str(key).replace("-", "_") in OWNED["train"]:
             problems.append(f"{where}set: {key!r} is set by the experiment (its students go to WORKDIR/models/STEP)")
@@ -142,12 +154,16 @@ def _eval(step: Step, kinds: dict[str, str], problems: list[str], where: str) ->
         problems.append(f"{where}baseline: {s['baseline']!r} is not one of the labels {', '.join(map(str, s['eval']))}")
     if s.get("filter") is not None and s["filter"] not in FILTERS:
         problems.append(f"{where}filter: {s['filter']!r} is not one of {', '.join(FILTERS)}")
+    if s.get("backend", "hf") not in BACKENDS:
+        problems.append(f"{where}backend: {s['backend']!r} is not one of {', '.join(BACKENDS)}")
     names = [*s.get("tasks", []), *s.get("suites", [])]
     if not names:
         problems.append(f"{where}give `tasks:` or `suites:` (here or in the experiment's `eval:`)")
     _check_task_names(names, f"{where}eval", problems)
+    _check_task_names(s.get("in_domain") or [], f"{where}in_domain", problems)
 
 
+BACKENDS = ("hf", "vllm", "openai")
 CHECKS = {"build": _build, "push": _push, "train": _train, "eval": _eval}
 
 
@@ -168,3 +184,30 @@ def _catalog() -> tuple[frozenset[str], frozenset[str]]:
 
     catalog = tasks_mod.catalog(tasks_mod.task_manager())
     return frozenset(catalog.suites), frozenset(catalog.tasks)
+
+
+def check_recipes(experiment: Experiment) -> None:
+    """Each train step's recipe with its `set:` values, parsed by TRL as `train` will (unknown keys,
+    bad values) before any step runs. Apart from `load_experiment` because TRL takes seconds to import."""
+    from toolkit.experiments.spec import substitute
+    from toolkit.training.recipe import load_recipe
+
+    problems = []
+    for step in (s for s in experiment.steps if s.kind == "train"):
+        placeholders = {ref: f"{ref}-output" for ref in step.refs}
+        sets = {k: flag_text(v) for k, v in substitute(step.spec.get("set") or {}, placeholders).items()}
+        sets["dataset_name"] = "experiment/placeholder"
+        try:
+            load_recipe(step.spec["train"], sets, output_dir="unused")
+        except UserError as e:
+            problems.append(f"step {step.id!r}: {e}")
+    raise_problems(experiment.path, problems)
+
+
+def flag_text(value: Any) -> str:
+    """A `set:` value as `--set KEY=VALUE` writes it."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list | tuple):
+        return ",".join(map(str, value))
+    return str(value)

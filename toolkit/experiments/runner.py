@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.errors import UserError, did_you_mean
+from toolkit.experiments.check import check_recipes, flag_text
 from toolkit.experiments.spec import Experiment, Step, load_experiment, substitute
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ def run_experiment(path: str | Path, *, workdir: str | Path | None = None, dry_r
     """Run the steps whose inputs changed; `rerun` names steps to run again regardless (after a hubtool
     upgrade, say); the steps that read their outputs follow when those outputs changed."""
     experiment = load_experiment(path)
+    check_recipes(experiment)
     names = [step.id for step in experiment.steps]
     for name in rerun:
         if name not in names:
@@ -250,7 +252,7 @@ def _train(experiment: Experiment, step: Step, outputs: dict[str, str], work: Pa
     from toolkit.training import load_recipe, train
 
     s = step.spec
-    sets = {k: _flag(v) for k, v in substitute(s.get("set") or {}, outputs).items()}
+    sets = {k: flag_text(v) for k, v in substitute(s.get("set") or {}, outputs).items()}  # as check_recipes does
     sets["dataset_name"] = outputs.get(s["dataset"], substitute(s["dataset"], outputs))
     if s.get("model"):
         sets["model_name_or_path"] = outputs.get(s["model"], substitute(s["model"], outputs))
@@ -275,14 +277,6 @@ def _eval(experiment: Experiment, step: Step, outputs: dict[str, str], work: Pat
 
 
 EXECUTE = {"build": _build, "push": _push, "train": _train, "eval": _eval}
-
-
-def _flag(value: Any) -> str:
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, list | tuple):
-        return ",".join(map(str, value))
-    return str(value)
 
 
 def recipe_path(name: str) -> Path:

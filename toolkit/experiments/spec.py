@@ -77,13 +77,18 @@ def load_experiment(path: str | Path) -> Experiment:
     experiment = _parse(path, data, problems)
     if experiment is not None:
         check_experiment(experiment, problems)
-    if problems:
-        if len(problems) == 1:
-            raise UserError(f"experiment {path}: {problems[0]}; nothing was run")
-        raise UserError(f"experiment {path} has {len(problems)} problems; nothing was run:\n"
-                        + "\n".join(f"  {p}" for p in problems))  # fmt: skip
+    raise_problems(path, problems)
     assert experiment is not None
     return experiment
+
+
+def raise_problems(path: Path, problems: list[str]) -> None:
+    """One UserError listing every problem, one line each (none: nothing)."""
+    if len(problems) == 1:
+        raise UserError(f"experiment {path}: {problems[0]}; nothing was run")
+    if problems:
+        raise UserError(f"experiment {path} has {len(problems)} problems; nothing was run:\n"
+                        + "\n".join(f"  {p}" for p in problems))  # fmt: skip
 
 
 def _parse(path: Path, data: Any, problems: list[str]) -> Experiment | None:
