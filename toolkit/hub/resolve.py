@@ -106,13 +106,23 @@ def parquet_rows(folder: Path, name: str | None = None) -> int | None:
 
 
 def looks_like_dataset(folder: Path) -> bool:
-    """A hubtool build or any folder `datasets.load_dataset` reads: data files at its top, or a
-    `data/` folder holding some. Decided from the layout alone, reading no file."""
-    if (folder / "manifest.json").is_file():
+    """A hubtool build or a folder `datasets.load_dataset` reads: a card that configures its data
+    files, or data files at its top, one folder down (`train/`, `test/`) or anywhere in `data/`.
+    Decided from the layout (and the card's head), never by reading every file."""
+    if (folder / "manifest.json").is_file() or _card_has_configs(folder / "README.md"):
         return True
-    tops = [p for p in folder.iterdir() if p.is_file()] if folder.is_dir() else []
-    data = [p for p in (folder / "data").rglob("*") if p.is_file()] if (folder / "data").is_dir() else []
-    return any(p.name.endswith(DATA_SUFFIXES) for p in [*tops, *data])
+    near = [p for p in folder.iterdir() if p.is_file()]
+    near += [p for d in folder.iterdir() if d.is_dir() and not d.name.startswith(".") for p in d.iterdir()]
+    data = [p for p in (folder / "data").rglob("*")] if (folder / "data").is_dir() else []
+    return any(p.name.endswith(DATA_SUFFIXES) and p.is_file() for p in [*near, *data])
+
+
+def _card_has_configs(card: Path) -> bool:
+    try:
+        with card.open(encoding="utf-8", errors="replace") as f:
+            return "\nconfigs:" in f.read(65536)
+    except OSError:
+        return False
 
 
 def fingerprint(folder: Path) -> str:
