@@ -274,7 +274,7 @@ def test_show_on_a_folder_that_is_no_dataset_answers_from_its_layout_without_has
     monkeypatch.setattr(resolve, "_file_sha256", hashed)
     result = CliRunner().invoke(main, ["show", str(venv)])
     assert result.exit_code == 1 and result.output.count("\n") == 1
-    assert result.output.startswith(f"Error: {venv} holds no dataset (a folder without data files in data/ or at")
+    assert result.output.startswith(f"Error: {venv} holds no dataset (no data files in data/, at its top or one ")
     from toolkit.errors import UserError
     from toolkit.training.data import load_training_data
 

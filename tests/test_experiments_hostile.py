@@ -211,3 +211,32 @@ def test_train_steps_are_checked_before_the_builds_they_follow_run(tmp_path):
     with pytest.raises(UserError, match="max_stepz"):
         _run(_write(tmp_path, spec), work)
     assert not work.exists()
+
+
+def test_a_top_level_decontaminate_string_reaches_the_builds(tmp_path):
+    spec = {"name": "d", "decontaminate": "gym_chain_sum", "eval": {"tasks": ["gym_basic_arithmetic"]},
+            "steps": {"cot": {"build": "cot", "with": {"source": "gym:chain_sum", "limit": 2, "teacher": "fake:right"}}}}  # fmt: skip
+    plan, _ = _run(_write(tmp_path, spec), tmp_path / "work")
+    manifest = json.loads((Path(plan.outputs["cot"]) / "manifest.json").read_text())
+    assert manifest["config"]["decontaminate"] == "gym_chain_sum"  # the string given, not the eval's tasks
+    spec["eval"]["tasks"] = ["gym_chain_sun"]
+    with pytest.raises(UserError, match=r"eval: 'gym_chain_sun' is no eval suite or task \(did you mean 'gym_chain_sum'"):
+        load_experiment(_write(tmp_path, spec))
+
+
+def test_a_student_or_eval_folder_whose_files_changed_is_not_up_to_date(tmp_path):
+    from toolkit.experiments.runner import _files, _files_unchanged
+    from toolkit.experiments.spec import Step
+
+    student = tmp_path / "models" / "sft"
+    (student / "adapter").mkdir(parents=True)
+    (student / "hubtool_train.json").write_text("{}")
+    (student / "adapter" / "adapter_model.safetensors").write_bytes(b"\1" * 64)
+    step = Step("sft", "train", {"train": "r", "dataset": "d"})
+    recorded = {"files": _files(step, str(student))}
+    assert _files_unchanged(step, str(student), recorded)
+    (student / "adapter" / "adapter_model.safetensors").write_bytes(b"\1" * 10)  # truncated weights
+    assert not _files_unchanged(step, str(student), recorded)
+    (student / "adapter" / "adapter_model.safetensors").unlink()
+    assert not _files_unchanged(step, str(student), recorded)
+    assert _files_unchanged(step, str(student), {"files": None})  # a state from before files were recorded

@@ -35,6 +35,13 @@ def check_experiment(experiment: Experiment, problems: list[str]) -> None:
         problems.append(_decontaminate_problem("decontaminate", experiment.decontaminate))
     elif isinstance(experiment.decontaminate, str):
         _check_task_names(experiment.decontaminate.split(","), "decontaminate", problems)
+    defaults = experiment.eval  # also what builds are decontaminated against, with or without eval steps
+    for key in ("tasks", "suites", "in_domain"):
+        if key in defaults and not _is(defaults[key], _NAMES):
+            problems.append(f"eval: {key}: {defaults[key]!r} is not {_NAMES}")
+    if not any(s.kind == "eval" for s in experiment.steps) and all(_is(defaults.get(k, []), _NAMES)
+                                                                 for k in ("tasks", "suites")):  # fmt: skip
+        _check_task_names([*defaults.get("tasks", []), *defaults.get("suites", [])], "eval", problems)
     kinds = {s.id: s.kind for s in experiment.steps}
     for step in experiment.steps:
         where = f"step {step.id!r}"

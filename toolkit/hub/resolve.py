@@ -43,7 +43,7 @@ def resolve_dataset(name: str, revision: str | None = None) -> ResolvedDataset:
         real = path.resolve()  # a registry link -> its version folder, which outlives the next push
         if not looks_like_dataset(real):  # before hashing: a virtualenv would take minutes
             raise UserError(
-                f"{name} holds no dataset (a folder without data files in data/ or at its top, as "
+                f"{name} holds no dataset (no data files in data/, at its top or one folder down, as "
                 f"{', '.join(DATA_SUFFIXES[:4])}); give a run directory, a dataset folder, or an ORG/NAME (see `hubtool ls`)"
             )
         return ResolvedDataset(name, str(real), True, None, fingerprint(real))
