@@ -90,4 +90,4 @@ def safe_load(text: str, what: str) -> Any:
     except RecursionError:
         raise UserError(f"{what} is nested too deeply to read; flatten it") from None
     except yaml.YAMLError as e:
-        raise UserError(f"{what} is not readable YAML ({' '.join(str(e).split())[:200]})") from None
+        raise UserError(f"{what} is not valid YAML ({' '.join(str(e).split())[:200]}); fix the syntax") from None
