@@ -105,11 +105,13 @@ def test_duplicate_step_ids_are_refused_not_silently_the_last(tmp_path):
         load_experiment(path)
 
 
-# a 1 KB billion laughs (9 ** 9 strings once expanded) and a document that contains itself
-LAUGHS = 'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n' + "".join(
-    f"{chr(98 + i)}: &{chr(98 + i)} [" + ",".join([f"*{chr(97 + i)}"] * 9) + "]\n" for i in range(8)
-) + "steps: {s: {build: cot, with: {source: *i}}}\n"
-RECURSIVE = "steps: &s {a: {build: cot, with: {source: *s}}}\n"
+# a 1 KB billion laughs (9 ** 9 strings once expanded) and a document that contains itself, each
+# where the unfixed code reads it: an option's value, which it walked or printed in an error
+LAUGHS = "[" + ", ".join(
+    ['&a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    + [f"&{chr(98 + i)} [" + ",".join([f"*{chr(97 + i)}"] * 9) + "]" for i in range(8)]
+) + "]"
+RECURSIVE = "&r [a, *r]"
 BOUNDED = """
 import resource, sys
 resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
@@ -122,8 +124,9 @@ main(sys.argv[1:], prog_name="hubtool")
 @pytest.mark.parametrize("command", ["run", "build-dataset"])
 def test_yaml_bombs_are_refused_fast_for_experiments_and_configs(tmp_path, text, command):
     bomb = tmp_path / "bomb.yaml"
-    bomb.write_text(text)
-    assert len(text) < 1100
+    bomb.write_text(f"steps: {{s: {{build: cot, with: {{source: {text}}}}}}}\n" if command == "run"
+                    else f"source: {text}\nlimit: 2\n")  # fmt: skip
+    assert len(bomb.read_text()) < 1100
     args = ["run", str(bomb)] if command == "run" else ["build-dataset", "cot", "--config", str(bomb), "--out",
                                                          str(tmp_path / "out")]  # fmt: skip
     # in a child with 1 GB of address space and 60 s: the unfixed code blew past both
