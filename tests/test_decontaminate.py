@@ -137,3 +137,19 @@ def test_a_corrupt_data_file_is_one_line_naming_it(tmp_path):
     assert result.exit_code == 1 and result.output.count("\n") == 1
     assert result.output.startswith(f"Error: {data} is not a readable parquet file (")
     assert result.output.endswith("re-run the build's command to write it again\n")
+
+
+def test_without_the_eval_data_a_re_run_removes_the_same_rows_by_id(monkeypatch):
+    from toolkit import decontaminate
+    from toolkit.errors import UserError
+
+    def offline(*args, **kwargs):
+        raise UserError("the Hub is off")
+
+    monkeypatch.setattr(decontaminate, "index_for", offline)
+    earlier = {"stage": "run", "against": [TASK], "n": 8, "documents": {TASK: 200}, "checked": 3, "removed": 1,
+               "removed_by_task": {TASK: 1}, "removed_examples": [], "data_dir": None, "removed_ids": ["b"]}  # fmt: skip
+    rows_in = [{"id": "a", "question": "q1"}, {"id": "b", "question": "q2"}, {"id": "c", "question": "q3"}]
+    kept, passes = decontaminate.reapply([earlier], rows_in)
+    assert [r["id"] for r in kept] == ["a", "c"]
+    assert (passes[0]["checked"], passes[0]["removed"], passes[0]["removed_ids"]) == (3, 1, ["b"])

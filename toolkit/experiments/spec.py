@@ -99,7 +99,8 @@ def _parse(path: Path, data: Any, problems: list[str]) -> Experiment | None:
         problems.append(f"unknown key {key!r}{did_you_mean(key, TOP_KEYS)}")
     name = data.get("name", path.stem)
     if not isinstance(name, str) or not NAME.fullmatch(name):
-        problems.append(f"name: {name!r} is not a name (letters, digits, '-', '_'); it names the run's folder")
+        given = "name:" if "name" in data else "give `name:`; the file's name"
+        problems.append(f"{given} {name!r} is not a name (letters, digits, '-', '_'); it names the run's folder")
     about = data.get("about") or ""
     if not isinstance(about, str):
         problems.append("about: is text")
