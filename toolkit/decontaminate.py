@@ -10,7 +10,9 @@ is shorter than n tokens matches only as a whole.
 
 Builds filter problems before any teacher call (`--decontaminate SUITE|TASKS`); a finished run
 directory is filtered in place by `hubtool decontaminate RUN --against ...`. Either way the
-manifest and the card record what was removed and against which tasks.
+manifest and the card record what was removed and against which tasks. Each pass is kept
+(`stats.decontaminations`; the card shows their sum), and a re-run of the build, resumed or
+extended, applies the `hubtool decontaminate` passes again (`reapply`, called by the run directory).
 """
 
 from __future__ import annotations

@@ -133,7 +133,8 @@ def _build_fingerprint(step: Step, path: Path, rebuild: Path | None) -> str | No
     if manifest.status != "complete" or not manifest.data_file:
         return None
     data = path / manifest.data_file
-    if not data.is_file() or _sha256(data)[:16] != data.stem.removeprefix("train-"):
+    named = data.stem.removeprefix("train-")  # `data_file_name`: the content's hash (older builds: none)
+    if not data.is_file() or (len(named) == 16 and _sha256(data)[:16] != named):
         return None
     return f"{manifest.data_file}:{manifest.rows}"
 
