@@ -149,12 +149,14 @@ def _sha256(path: Path) -> str:
 
 def _files(step: Step, output: str) -> str | None:
     """Every file of a train or eval output by name, size and mtime: a deleted or replaced weight
-    file or sample file is noticed without hashing gigabytes (a build's data is hashed instead)."""
+    file or sample file is noticed without hashing gigabytes (a build's data is hashed instead).
+    A student's `merged/` is left out: using a LoRA student writes it there, and rewrites it when
+    it is missing or stale (toolkit.training.model)."""
     path = Path(output)
     if step.kind not in ("train", "eval") or not path.is_dir():
         return None
     listing = sorted((str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns)
-                     for p in path.rglob("*") if p.is_file())  # fmt: skip
+                     for p in path.rglob("*") if p.is_file() and p.relative_to(path).parts[0] != "merged")  # fmt: skip
     return hashlib.sha256(json.dumps(listing).encode()).hexdigest()
 
 
