@@ -238,6 +238,9 @@ def test_a_student_or_eval_folder_whose_files_changed_is_not_up_to_date(tmp_path
     step = Step("sft", "train", {"train": "r", "dataset": "d"})
     recorded = {"files": _files(step, str(student))}
     assert _files_unchanged(step, str(student), recorded)
+    (student / "merged").mkdir()  # what using a LoRA student (a DPO from it, an eval) writes into it
+    (student / "merged" / "model.safetensors").write_bytes(b"\2" * 64)
+    assert _files_unchanged(step, str(student), recorded)
     (student / "adapter" / "adapter_model.safetensors").write_bytes(b"\1" * 10)  # truncated weights
     assert not _files_unchanged(step, str(student), recorded)
     (student / "adapter" / "adapter_model.safetensors").unlink()
