@@ -38,7 +38,7 @@ def check_experiment(experiment: Experiment, problems: list[str]) -> None:
     defaults = experiment.eval  # also what builds are decontaminated against, with or without eval steps
     for key in ("tasks", "suites", "in_domain"):
         if key in defaults and not _is(defaults[key], _NAMES):
-            problems.append(f"eval: {key}: {defaults[key]!r} is not {_NAMES}")
+            problems.append(f"eval: {key}: {_shown(defaults[key])} is not {_NAMES}")
     if not any(s.kind == "eval" for s in experiment.steps) and all(_is(defaults.get(k, []), _NAMES)
                                                                  for k in ("tasks", "suites")):  # fmt: skip
         _check_task_names([*defaults.get("tasks", []), *defaults.get("suites", [])], "eval", problems)
@@ -49,7 +49,7 @@ def check_experiment(experiment: Experiment, problems: list[str]) -> None:
             expected = TYPES[step.kind].get(key)
             if expected and not _is(value, expected):
                 problems.append(_decontaminate_problem(f"{where}: decontaminate", value) if expected == "decontaminate"
-                                else f"{where}: {key}: {value!r} is not {expected}")  # fmt: skip
+                                else f"{where}: {key}: {_shown(value)} is not {expected}")  # fmt: skip
         if all(_is(step.spec.get(k), t) for k, t in TYPES[step.kind].items() if k in step.spec):
             CHECKS[step.kind](step, kinds, problems, f"{where}: ")
 
@@ -72,12 +72,18 @@ def _is(value: Any, expected: str) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) or value == "auto"
 
 
+def _shown(value: Any) -> str:
+    """A value as the problem line quotes it: one line, not longer than a line."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def _is_decontaminate(value: Any) -> bool:
     return isinstance(value, bool) or isinstance(value, str) and bool(value.strip(", "))
 
 
 def _decontaminate_problem(where: str, value: Any) -> str:
-    return (f"{where}: {value!r} is neither true/false nor eval suites or tasks as one string "
+    return (f"{where}: {_shown(value)} is neither true/false nor eval suites or tasks as one string "
             "(e.g. decontaminate: gym, or decontaminate: gsm8k,svamp)")  # fmt: skip
 
 
