@@ -9,6 +9,7 @@ import contextlib
 import dataclasses
 import functools
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ TYPES: dict[str, dict[str, str]] = {
              "in_domain": _NAMES, "batch_size": "an integer or auto", "num_fewshot": _INT, "data_dir": _STR,
              "backend": _STR, "base_url": _STR, "baseline": _STR, "filter": _STR},
 }  # fmt: skip
+LABEL = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")  # a report label, and its results folder
 # the experiment owns where its steps write: a step may not point them elsewhere
 OWNED = {"build": ("out", "overwrite"), "train": ("output_dir",)}
 
@@ -163,6 +165,8 @@ def _eval(step: Step, kinds: dict[str, str], problems: list[str], where: str) ->
 
     s = step.spec
     for label, model in s["eval"].items():
+        if not LABEL.fullmatch(str(label)):  # each label is a folder of the eval's results
+            problems.append(f"{where}eval: label {_shown(label)} is not a name (letters, digits, '-', '_', '.')")
         if not isinstance(model, str):
             problems.append(f"{where}eval: {label}: {model!r} is not a model name or '{{step}}'")
     if s.get("baseline") is not None and s["baseline"] not in s["eval"]:
