@@ -113,6 +113,7 @@ def test_a_deleted_output_runs_its_step_again(tmp_path):
         ({"a": {"build": "cot", "wiht": {}}}, "did you mean 'with'"),
         ({"a": {"train": "cot/x"}}, "needs `dataset:`"),
         ({"a": {"eval": {}}}, "maps report labels"),
+        ({"a": {"eval": {"../x": "smollm2-135m"}, "tasks": ["gym_chain_sum"]}}, r"label '\.\./x' is not a name"),
     ],
 )
 def test_bad_experiment_files_are_one_line_errors(tmp_path, steps, message):
