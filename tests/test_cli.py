@@ -238,3 +238,45 @@ def test_shared_fields_come_from_build_config_only():
         for f in dataclasses.fields(m.config):
             if f.name in shared:
                 assert f.default == shared[f.name].default, (m.name, f.name)
+
+
+def test_a_config_naming_another_method_is_refused(tmp_path):
+    config = tmp_path / "cf.yaml"
+    config.write_text("method: counterfactual\nsource: gym:chain_sum\nlimit: 2\nteacher: fake:right\n")
+    result = CliRunner().invoke(main, ["build-dataset", "cot", "--config", str(config), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 1 and result.output.count("\n") == 1
+    assert result.output == (f"Error: --config {config} is for method 'counterfactual', not 'cot'; run `hubtool "
+                             f"build-dataset counterfactual --config {config}`, or remove its `method:` line\n")  # fmt: skip
+    assert not (tmp_path / "o").exists()
+
+
+def test_where_given_twice_for_one_column_is_refused_not_the_last():
+    from toolkit.errors import UserError
+    from toolkit.training.data import parse_where
+
+    with pytest.raises(UserError, match=r"^--where c is given twice \(false, true\); a row must match every --where"):
+        parse_where(["c=false", "c=true"])
+    assert parse_where(["c=false", "d=x", "c=false"]) == {"c": "false", "d": "x"}
+
+
+def test_show_on_a_folder_that_is_no_dataset_answers_from_its_layout_without_hashing(tmp_path, monkeypatch):
+    from toolkit.hub import resolve
+
+    venv = tmp_path / "venv"
+    for i in range(50):
+        (venv / "lib" / f"pkg{i}").mkdir(parents=True)
+        (venv / "lib" / f"pkg{i}" / "__init__.py").write_text("x = 1\n")
+    (venv / "pyvenv.cfg").write_text("home = /usr/bin\n")
+
+    def hashed(path):
+        raise AssertionError(f"hashed {path}")
+
+    monkeypatch.setattr(resolve, "_file_sha256", hashed)
+    result = CliRunner().invoke(main, ["show", str(venv)])
+    assert result.exit_code == 1 and result.output.count("\n") == 1
+    assert result.output.startswith(f"Error: {venv} holds no dataset (no data files in data/, at its top or one ")
+    from toolkit.errors import UserError
+    from toolkit.training.data import load_training_data
+
+    with pytest.raises(UserError, match="holds no dataset"):
+        load_training_data(str(venv), "sft")

@@ -85,3 +85,71 @@ def test_hubtool_decontaminate_filters_a_finished_run(tmp_path):
     assert manifest.rows == 6 and manifest.counts["decontaminated"] == 4
     assert "gym_syllogism" in " ".join(manifest.stats["decontamination"]["against"])  # the whole suite
     assert "4 of 10 checked items were left out" in (out / "README.md").read_text()
+
+
+def _decontaminate(out, against: str = "gym") -> str:
+    result = CliRunner().invoke(main, ["decontaminate", str(out), "--against", against])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_a_removal_survives_the_same_build_again_and_a_higher_limit(tmp_path):
+    planted, clean = _eval_questions(3), _train_questions(4)
+    source = _source(tmp_path, [clean[0], planted[0], clean[1], planted[1], clean[2], planted[2], clean[3]])
+    out, answer = tmp_path / "run", FakeTeacher(lambda r, j: "The answer is 0.")
+    args = {"teachers": {"teacher": answer}, "keep": "all", "samples": 1, "source": source}
+    build("cot", out, limit=4, **args)
+    assert "2 of 4 rows removed" in _decontaminate(out)
+    build("cot", out, limit=4, **args)  # the same command again
+    assert [r["question"] for r in rows(out)] == clean[:2]
+    manifest = read_manifest(out)
+    assert (manifest.rows, manifest.counts["decontaminated"], manifest.stats["decontamination"]["removed"]) == (2, 2, 2)
+    build("cot", out, limit=7, **args)  # extended: the new rows are checked the same way
+    assert [r["question"] for r in rows(out)] == clean
+    manifest = read_manifest(out)
+    d = manifest.stats["decontamination"]
+    assert (manifest.rows, d["checked"], d["removed"], d["removed_by_task"]) == (4, 7, 3, {TASK: 3})
+    assert "3 of 7 checked items were left out" in (out / "README.md").read_text()
+
+
+def test_a_second_decontamination_adds_to_the_first_record(tmp_path):
+    planted, clean = _eval_questions(2), _train_questions(2)
+    out = tmp_path / "run"
+    build("cot", out, teachers={"teacher": FakeTeacher(lambda r, j: "The answer is 0.")}, keep="all", samples=1,
+          source=_source(tmp_path, [*clean, *planted]))  # fmt: skip
+    assert "2 of 4 rows removed" in _decontaminate(out, "gym_chain_sum")
+    assert "0 of 2 rows removed" in _decontaminate(out, "gym")
+    manifest = read_manifest(out)
+    passes = manifest.stats["decontaminations"]
+    assert [(p["checked"], p["removed"]) for p in passes] == [(4, 2), (2, 0)]
+    d = manifest.stats["decontamination"]
+    assert (d["checked"], d["removed"], manifest.counts["decontaminated"], manifest.rows) == (4, 2, 2, 2)
+    assert "2 of 4 checked items were left out" in (out / "README.md").read_text()
+
+
+def test_a_corrupt_data_file_is_one_line_naming_it(tmp_path):
+    out = tmp_path / "run"
+    build("cot", out, teachers={"teacher": FakeTeacher(lambda r, j: "The answer is 0.")}, keep="all", samples=1,
+          source=_source(tmp_path, _train_questions(2)))  # fmt: skip
+    [data] = (out / "data").glob("train-*.parquet")
+    data.write_bytes(b"PAR1" + b"\0" * 64)
+    result = CliRunner().invoke(main, ["decontaminate", str(out), "--against", "gym"])
+    assert result.exit_code == 1 and result.output.count("\n") == 1
+    assert result.output.startswith(f"Error: {data} is not a readable parquet file (")
+    assert result.output.endswith("re-run the build's command to write it again\n")
+
+
+def test_without_the_eval_data_a_re_run_removes_the_same_rows_by_id(monkeypatch):
+    from toolkit import decontaminate
+    from toolkit.errors import UserError
+
+    def offline(*args, **kwargs):
+        raise UserError("the Hub is off")
+
+    monkeypatch.setattr(decontaminate, "index_for", offline)
+    earlier = {"stage": "run", "against": [TASK], "n": 8, "documents": {TASK: 200}, "checked": 3, "removed": 1,
+               "removed_by_task": {TASK: 1}, "removed_examples": [], "data_dir": None, "removed_ids": ["b"]}  # fmt: skip
+    rows_in = [{"id": "a", "question": "q1"}, {"id": "b", "question": "q2"}, {"id": "c", "question": "q3"}]
+    kept, passes = decontaminate.reapply([earlier], rows_in)
+    assert [r["id"] for r in kept] == ["a", "c"]
+    assert (passes[0]["checked"], passes[0]["removed"], passes[0]["removed_ids"]) == (3, 1, ["b"])

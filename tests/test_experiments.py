@@ -66,9 +66,9 @@ def test_a_chain_runs_then_skips_then_reruns_exactly_what_changed(tmp_path):
 
 def test_a_failed_step_is_where_the_next_run_starts(tmp_path):
     broken = json.loads(json.dumps(CHAIN))
-    broken["steps"]["pref"]["with"]["samples"] = 0  # refused: --samples must be at least 1
+    broken["steps"]["pref"]["with"]["from_dataset"] = "exp/never-pushed"  # found missing only when it runs
     work = tmp_path / "work"
-    with pytest.raises(UserError, match="--samples"):
+    with pytest.raises(UserError, match="exp/never-pushed"):
         _run(_write(tmp_path, broken), work)
     state = json.loads((work / "state.json").read_text())
     assert set(state) == {"cot", "cot-data"}  # what finished is recorded
@@ -113,6 +113,7 @@ def test_a_deleted_output_runs_its_step_again(tmp_path):
         ({"a": {"build": "cot", "wiht": {}}}, "did you mean 'with'"),
         ({"a": {"train": "cot/x"}}, "needs `dataset:`"),
         ({"a": {"eval": {}}}, "maps report labels"),
+        ({"a": {"eval": {"../x": "smollm2-135m"}, "tasks": ["gym_chain_sum"]}}, r"label '\.\./x' is not a name"),
     ],
 )
 def test_bad_experiment_files_are_one_line_errors(tmp_path, steps, message):

@@ -10,7 +10,9 @@ is shorter than n tokens matches only as a whole.
 
 Builds filter problems before any teacher call (`--decontaminate SUITE|TASKS`); a finished run
 directory is filtered in place by `hubtool decontaminate RUN --against ...`. Either way the
-manifest and the card record what was removed and against which tasks.
+manifest and the card record what was removed and against which tasks. Each pass is kept
+(`stats.decontaminations`; the card shows their sum), and a re-run of the build, resumed or
+extended, applies the `hubtool decontaminate` passes again (`reapply`, called by the run directory).
 """
 
 from __future__ import annotations
@@ -166,10 +168,9 @@ def report(index: Index, removed: Sequence[Removed], total: int) -> dict[str, An
 
 def decontaminate_run(run_dir: str | Path, against: str, *, n: int = DEFAULT_N, data_dir: str | Path | None = None) -> dict:
     """Drop the rows of a finished build whose question overlaps the evaluation questions; rewrite
-    the data, the manifest and the card. Returns the decontamination report."""
-    import pyarrow.parquet as pq
-
-    from toolkit.rundir import RunDir, data_file, read_manifest
+    the data, the manifest and the card. Returns the report of this pass. The removal becomes part
+    of the run: a re-run of the build (resumed or extended) applies it again (`reapply`)."""
+    from toolkit.rundir import RunDir, read_manifest, read_rows
 
     index = index_for(against, n, data_dir)  # before the lock: loading eval tasks takes seconds
     run = RunDir(run_dir)
@@ -178,15 +179,70 @@ def decontaminate_run(run_dir: str | Path, against: str, *, n: int = DEFAULT_N, 
         manifest = read_manifest(run_dir)
         if manifest.status != "complete":
             raise UserError(f"{run_dir} holds an unfinished build; finish it by re-running: {manifest.command}")
-        table = pq.read_table(data_file(run_dir))
+        table = read_rows(run_dir)
         if "question" not in table.column_names:
             raise UserError(f"{run_dir} rows have no `question` column to check")
         rows = table.to_pylist()
         kept, removed = split_clean(rows, lambda r: r["question"] or "", index)
-        result = report(index, removed, len(rows))
-        manifest.stats["decontamination"] = result
-        manifest.counts["decontaminated"] = manifest.counts.get("decontaminated", 0) + len(removed)
+        result = report(index, removed, len(rows)) | _run_record(removed, data_dir)
+        add_record(manifest, result)
         run.rewrite(table.schema, kept, manifest)
     finally:
         run.release()
     return result
+
+
+# -- the record: every pass kept, the card's numbers computed from them ---------------------------------
+def _run_record(removed: Sequence[Removed], data_dir: str | Path | None) -> dict[str, Any]:
+    """What a re-run needs to remove the same rows again (and check new ones the same way)."""
+    return {"stage": "run", "data_dir": str(data_dir) if data_dir else None, "removed_ids": [r.id for r in removed]}
+
+
+def records(stats: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every decontamination of a build, in order (a build's own, then each `hubtool decontaminate`)."""
+    if isinstance(stats.get("decontaminations"), list):
+        return list(stats["decontaminations"])
+    return [stats["decontamination"]] if isinstance(stats.get("decontamination"), dict) else []
+
+
+def add_record(manifest: Any, record: dict[str, Any]) -> None:
+    """Append a pass to the manifest; the summary the card shows and the count follow from all passes."""
+    every = [*records(manifest.stats), record]
+    manifest.stats["decontaminations"] = every
+    manifest.stats["decontamination"] = summary(every)
+    manifest.counts["decontaminated"] = sum(r["removed"] for r in every)
+
+
+def summary(passes: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One view of several passes: items checked by the first, removed by all, tasks of all."""
+    by_task: Counter[str] = Counter()
+    for r in passes:
+        by_task.update(r["removed_by_task"])
+    return {"against": list(dict.fromkeys(t for r in passes for t in r["against"])), "n": passes[-1]["n"],
+            "documents": {k: v for r in passes for k, v in r["documents"].items()}, "checked": passes[0]["checked"],
+            "removed": sum(r["removed"] for r in passes), "removed_by_task": dict(sorted(by_task.items())),
+            "removed_examples": [e for r in passes for e in r["removed_examples"]][:5]}  # fmt: skip
+
+
+def reapply(passes: Sequence[dict[str, Any]], rows: list[dict]) -> tuple[list[dict], list[dict[str, Any]]]:
+    """The rows without what earlier `hubtool decontaminate` passes removed, and those passes as
+    they apply to these rows: each pass checks every row again (the same questions give the same
+    answer; rows a higher --limit added are checked too). Without the eval data now, the rows
+    removed before are removed by id."""
+    redone = []
+    for old in passes:
+        try:
+            index = index_for(old["against"], old["n"], old.get("data_dir"))
+        except UserError as e:
+            log.warning("decontamination against %s not re-checked (%s); removing its %d rows by id",
+                        ", ".join(old["against"]), e, len(old["removed_ids"]))  # fmt: skip
+            ids = set(old["removed_ids"])
+            removed = [Removed(str(r.get("id")), r.get("question") or "", ()) for r in rows if str(r.get("id")) in ids]
+            rows = [r for r in rows if str(r.get("id")) not in ids]
+            redone.append({**old, "checked": len(rows) + len(removed), "removed": len(removed),
+                           "removed_ids": [r.id for r in removed]})  # fmt: skip
+            continue
+        checked = len(rows)
+        rows, removed = split_clean(rows, lambda r: r.get("question") or "", index)
+        redone.append(report(index, removed, checked) | _run_record(removed, old.get("data_dir")))
+    return rows, redone

@@ -103,6 +103,19 @@ def data_file(run_dir: str | Path) -> Path:
     return path
 
 
+def read_rows(run_dir: str | Path):
+    """A finished build's rows as an Arrow table; a damaged data file is one line that names it."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = data_file(run_dir)
+    try:
+        return pq.read_table(path)
+    except (pa.ArrowException, OSError) as e:
+        raise UserError(f"{path} is not a readable parquet file ({' '.join(str(e).split())[:120]}); "
+                        "re-run the build's command to write it again") from None  # fmt: skip
+
+
 def read_manifest(run_dir: str | Path) -> Manifest:
     path = Path(run_dir) / MANIFEST
     if not path.exists():
@@ -119,6 +132,7 @@ class RunDir:
         self.path = Path(path)
         self._lock_fd: int | None = None
         self._created = False
+        self._carried: list[dict] = []  # `hubtool decontaminate` passes a re-run applies again
 
     def claim(self) -> None:
         """Make the directory if needed and take its writer lock; a one-line UserError when it is
@@ -169,9 +183,25 @@ class RunDir:
             raise UserError(f"{self.path} is not empty and holds no hubtool build; use another --out")
 
     def start(self, manifest: Manifest) -> None:
-        """Mark the build as running: a killed build leaves this manifest, and a re-run resumes it."""
+        """Mark the build as running: a killed build leaves this manifest, and a re-run resumes it.
+        What `hubtool decontaminate` removed from this same build stays removed (`finish` applies
+        it again), so the running manifest keeps the record too."""
+        self._carried = self._decontaminations(manifest)
         manifest.status, manifest.started_at = "running", now()
+        if self._carried:
+            manifest.stats["decontaminations"] = list(self._carried)
         self.write_manifest(manifest)
+
+    def _decontaminations(self, manifest: Manifest) -> list[dict]:
+        from toolkit.decontaminate import records
+
+        try:
+            old = read_manifest(self.path) if (self.path / MANIFEST).is_file() else None
+        except UserError:
+            return []  # a damaged manifest (overwritten with --overwrite) carries nothing
+        if old is None or any(old.identity.get(k) != v for k, v in manifest.identity.items()):
+            return []  # another build: its removals do not apply
+        return [r for r in records(old.stats) if r.get("stage") == "run"]
 
     def write_manifest(self, manifest: Manifest) -> None:
         atomic_write(self.path / MANIFEST, redact(manifest.to_json()).encode())
@@ -185,6 +215,8 @@ class RunDir:
         if not isinstance(rows, DataWriter):
             writer.add(0, list(rows))
         staged, n_rows = writer.close()
+        if self._carried:
+            n_rows = self._reapply(staged, manifest)
         name = data_file_name(staged.read_bytes())
         os.replace(staged, self.path / name)
         lines = "".join(json.dumps(f, ensure_ascii=False) + "\n" for f in failed)
@@ -198,6 +230,25 @@ class RunDir:
             if old.name != Path(name).name:
                 old.unlink()
         return manifest
+
+    def _reapply(self, staged: Path, manifest: Manifest) -> int:
+        """Remove again what earlier `hubtool decontaminate` passes removed; record them after the
+        build's own pass. Returns the rows left."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        from toolkit.decontaminate import add_record, reapply, records
+
+        table = pq.read_table(staged)
+        rows, passes = reapply(self._carried, table.to_pylist())
+        pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), staged)
+        own = [r for r in records(manifest.stats) if r.get("stage") != "run"]
+        manifest.stats.pop("decontaminations", None)
+        manifest.stats.pop("decontamination", None)
+        manifest.counts.pop("decontaminated", None)
+        for record in [*own, *passes]:
+            add_record(manifest, record)
+        return len(rows)
 
     def data_writer(self, row_type: type) -> DataWriter:
         """A writer that streams a build's rows to a staged parquet file in this directory."""

@@ -177,11 +177,12 @@ def _describe(hint: Any) -> str:
 # -- layering: defaults < preset < YAML < flags ---------------------------------------------------
 def resolve_config(cls: type[BuildConfig], *, flags: Mapping[str, Any] | None = None,
                    config_file: str | Path | None = None, preset: str | None = None,
-                   presets: Mapping[str, Preset] | None = None) -> tuple[BuildConfig, str | None, dict[str, Any]]:  # fmt: skip
+                   presets: Mapping[str, Preset] | None = None,
+                   method: str | None = None) -> tuple[BuildConfig, str | None, dict[str, Any]]:  # fmt: skip
     """The config these sources give, the preset used (a flag, or `preset:` in the file) and the
-    values it set (for the manifest)."""
+    values it set (for the manifest). `method` is the command's method: a file naming another is refused."""
     names = {f.name for f in dataclasses.fields(cls)}
-    from_file = read_config_file(config_file, names) if config_file else {}
+    from_file = read_config_file(config_file, names, method) if config_file else {}
     preset = preset or from_file.pop("preset", None)
     preset_values: dict[str, Any] = {}
     if preset is not None:
@@ -204,18 +205,20 @@ def _required(f: dataclasses.Field) -> bool:
 
 def read_yaml(path: str | Path, what: str) -> Any:
     """A YAML file's content; a missing or unreadable file is a one-line UserError naming `what`."""
-    import yaml
+    from toolkit.yamlsafe import safe_load
 
     try:
-        return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise UserError(f"{what} {path} does not exist") from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+    except (OSError, UnicodeDecodeError) as e:
         raise UserError(f"{what} {path} is not readable YAML ({' '.join(str(e).split())[:200]})") from None
+    return safe_load(text, f"{what} {path}")
 
 
-def read_config_file(path: str | Path, names: set[str]) -> dict[str, Any]:
-    """A YAML mapping of field names (dashes or underscores) to values; unknown keys are errors."""
+def read_config_file(path: str | Path, names: set[str], method: str | None = None) -> dict[str, Any]:
+    """A YAML mapping of field names (dashes or underscores) to values; unknown keys are errors, and
+    so is `method:` naming another method than the command's."""
     path = Path(path)
     data = read_yaml(path, "--config")
     if data is None:
@@ -228,8 +231,20 @@ def read_config_file(path: str | Path, names: set[str]) -> dict[str, Any]:
         if name not in names | {"preset", "method"}:
             raise UserError(f"--config {path}: unknown option {key!r}{did_you_mean(name, sorted(names))}")
         out[name] = value
-    out.pop("method", None)  # allowed for the reader's sake; the command names the method
+    named = out.pop("method", None)  # allowed for the reader's sake; the command names the method
+    if named is not None and method is not None and _method_name(named) != method:
+        raise UserError(f"--config {path} is for method {named!r}, not {method!r}; run `hubtool build-dataset "
+                        f"{named} --config {path}`, or remove its `method:` line")  # fmt: skip
     return out
+
+
+def _method_name(name: Any) -> str | None:
+    from toolkit.builders import get_method
+
+    try:
+        return get_method(str(name)).name
+    except UserError:
+        return str(name)
 
 
 def coerce(cls: type[BuildConfig], name: str, value: Any) -> Any:

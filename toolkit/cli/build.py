@@ -114,7 +114,7 @@ def run_build(method, flags: dict[str, Any], config_file: str | None, preset: st
     from toolkit.builders.config import resolve_config
 
     config, preset, preset_values = resolve_config(method.config, flags=flags, config_file=config_file,
-                                                   preset=preset, presets=method.presets)  # fmt: skip
+                                                   preset=preset, presets=method.presets, method=method.name)  # fmt: skip
     manifest = build(config, method=method, preset=preset, preset_values=preset_values)
     click.echo(summary_line(manifest, config.out))
     if not manifest.rows:

@@ -31,7 +31,8 @@ from toolkit.cli.app import main
     "where",
     multiple=True,
     metavar="COLUMN=VALUE",
-    help="Train only on the rows whose COLUMN holds VALUE (repeatable), e.g. --where is_counterfactual=false.",
+    help="Train only on the rows whose COLUMN holds VALUE, e.g. --where is_counterfactual=false; repeat it for "
+         "other columns (a row must match all; a column given twice is an error).",
 )
 @click.option(
     "--trainer",

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.evaluate.report import FILTERS
+from toolkit.redact import redact
 
 RESAMPLES = 2000
 SEED = 0
@@ -118,8 +119,9 @@ def write_experiment_report(experiment, outputs: dict[str, str], state: dict, fo
         headline = step.spec.get("filter") or "strict-match"
         sections += _markdown(step.id, summary, headline)
         _chart(summary, headline, folder / f"{step.id}.png")
-    (folder / "results.json").write_text(json.dumps(results, indent=2))
-    (folder / "report.md").write_text("\n".join(sections) + "\n")
+    # the experiment's own text (about:, model names, eval settings) may hold a URL with a password
+    (folder / "results.json").write_text(redact(json.dumps(results, indent=2)))
+    (folder / "report.md").write_text(redact("\n".join(sections) + "\n"))
     return folder / "report.md"
 
 

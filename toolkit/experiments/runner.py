@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.errors import UserError, did_you_mean
+from toolkit.experiments.check import check_recipes, flag_text
 from toolkit.experiments.spec import Experiment, Step, load_experiment, substitute
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ def run_experiment(path: str | Path, *, workdir: str | Path | None = None, dry_r
     """Run the steps whose inputs changed; `rerun` names steps to run again regardless (after a hubtool
     upgrade, say); the steps that read their outputs follow when those outputs changed."""
     experiment = load_experiment(path)
+    check_recipes(experiment)
     names = [step.id for step in experiment.steps]
     for name in rerun:
         if name not in names:
@@ -48,6 +50,7 @@ def run_experiment(path: str | Path, *, workdir: str | Path | None = None, dry_r
                             f"steps: {', '.join(names)}")  # fmt: skip
     work = Path(workdir or Path("runs") / "experiments" / experiment.name)
     state = _read_state(work)
+    echo = _masked(echo)
     plan = Plan()
     changed: set[str] = set()  # steps that ran (or would run) in this pass
     for step in experiment.steps:
@@ -55,8 +58,10 @@ def run_experiment(path: str | Path, *, workdir: str | Path | None = None, dry_r
         previous = state.get(step.id, {})
         output = previous.get("output")
         upstream_runs = dry_run and any(r in changed for r in step.refs)  # its inputs are not known yet
-        current = _fingerprint_output(step, output) if output else None
-        fresh = previous.get("inputs") == inputs and current is not None and current == previous.get("output_fp")
+        rebuild = work / "builds" / step.id if step.id in rerun and not dry_run else None
+        same = previous.get("inputs") == inputs and output is not None  # else it runs: no need to look
+        current = _fingerprint_output(step, output, rebuild=rebuild) if same else None
+        fresh = current is not None and current == previous.get("output_fp") and _files_unchanged(step, output, previous)
         if fresh and not upstream_runs and step.id not in rerun:
             plan.actions[step.id] = "skip"
             plan.outputs[step.id] = output
@@ -73,7 +78,7 @@ def run_experiment(path: str | Path, *, workdir: str | Path | None = None, dry_r
         plan.actions[step.id] = "run"
         plan.outputs[step.id] = output
         state[step.id] = {"inputs": _inputs(step, plan.outputs, state), "output": output,
-                          "output_fp": _fingerprint_output(step, output)}  # fmt: skip
+                          "output_fp": _fingerprint_output(step, output), "files": _files(step, output)}  # fmt: skip
         _write_state(work, state)
     if not dry_run:
         from toolkit.experiments.report import write_experiment_report
@@ -91,8 +96,8 @@ def _inputs(step: Step, outputs: dict[str, str], state: dict[str, Any]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def _fingerprint_output(step: Step, output: str) -> str | None:
-    """What a step produced, as a hash that changes when it does; None when it is gone."""
+def _fingerprint_output(step: Step, output: str, *, rebuild: Path | None = None) -> str | None:
+    """What a step produced, as a hash that changes when it does; None when it is gone or damaged."""
     if step.kind == "push":
         from toolkit.hub import resolve_dataset
 
@@ -105,28 +110,100 @@ def _fingerprint_output(step: Step, output: str) -> str | None:
     if not (path / name).is_file():
         return None
     if step.kind == "build":
-        from toolkit.rundir import read_manifest
-
-        manifest = read_manifest(path)
-        return None if manifest.status != "complete" else f"{manifest.data_file}:{manifest.rows}"
+        return _build_fingerprint(step, path, rebuild)
     return hashlib.sha256((path / name).read_bytes()).hexdigest()
 
 
+def _build_fingerprint(step: Step, path: Path, rebuild: Path | None) -> str | None:
+    """The data file's name and rows, once its bytes are checked against the hash in its name (a
+    deleted or damaged data file makes the build run again, not "up to date"). A build with a
+    damaged manifest is removed when `rebuild` is its folder (--rerun STEP), else a one-line error."""
+    import shutil
+
+    from toolkit.rundir import read_manifest
+
+    try:
+        manifest = read_manifest(path)
+    except UserError:
+        if rebuild is None or path.resolve() != rebuild.resolve():
+            raise UserError(f"{path / 'manifest.json'} is corrupt; run again with --rerun {step.id} to rebuild "
+                            "that step (finished teacher calls are cached)") from None  # fmt: skip
+        shutil.rmtree(path)  # the experiment's own build folder, rebuilt from the call cache
+        return None
+    if manifest.status != "complete" or not manifest.data_file:
+        return None
+    data = path / manifest.data_file
+    named = data.stem.removeprefix("train-")  # `data_file_name`: the content's hash (older builds: none)
+    if not data.is_file() or (len(named) == 16 and _sha256(data)[:16] != named):
+        return None
+    return f"{manifest.data_file}:{manifest.rows}"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _files(step: Step, output: str) -> str | None:
+    """Every file of a train or eval output by name, size and mtime: a deleted or replaced weight
+    file or sample file is noticed without hashing gigabytes (a build's data is hashed instead).
+    A student's `merged/` is left out: using a LoRA student writes it there, and rewrites it when
+    it is missing or stale (toolkit.training.model)."""
+    path = Path(output)
+    if step.kind not in ("train", "eval") or not path.is_dir():
+        return None
+    listing = sorted((str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns)
+                     for p in path.rglob("*") if p.is_file() and p.relative_to(path).parts[0] != "merged")  # fmt: skip
+    return hashlib.sha256(json.dumps(listing).encode()).hexdigest()
+
+
+def _files_unchanged(step: Step, output: str | None, previous: dict[str, Any]) -> bool:
+    # a state written before files were recorded has none: trusted as before
+    return previous.get("files") is None or _files(step, output or "") == previous["files"]
+
+
 def _read_state(work: Path) -> dict[str, Any]:
+    """The state of an earlier run; a damaged file is one line that says how to start over."""
     path = work / STATE
     if not path.is_file():
         return {}
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError:
-        log.warning("%s is unreadable: every step runs again", path)
-        return {}
+        state = json.loads(path.read_text(encoding="utf-8"))
+        problem = _state_problem(state)
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as e:
+        problem = f"not readable JSON ({' '.join(str(e).split())[:80]})"
+    if problem:
+        raise UserError(f"{path} is damaged ({problem}); delete it to run every step again, or pass another "
+                        "--workdir")  # fmt: skip
+    return state
+
+
+def _state_problem(state: Any) -> str | None:
+    if not isinstance(state, dict):
+        return f"a {type(state).__name__}, not a mapping of steps"
+    for step_id, entry in state.items():
+        if not isinstance(entry, dict):
+            return f"step {step_id!r} holds a {type(entry).__name__}"
+        for key in ("inputs", "output", "output_fp", "files"):
+            if entry.get(key) is not None and not isinstance(entry[key], str):
+                return f"step {step_id!r}: {key} is a {type(entry[key]).__name__}"
+    return None
 
 
 def _write_state(work: Path, state: dict[str, Any]) -> None:
+    from toolkit.redact import redact
     from toolkit.rundir import atomic_write
 
-    atomic_write(work / STATE, json.dumps(state, indent=2).encode())
+    atomic_write(work / STATE, redact(json.dumps(state, indent=2)).encode())
+
+
+def _masked(echo):
+    from toolkit.redact import redact
+
+    return lambda line: echo(redact(line))
 
 
 def _planned_output(step: Step, work: Path) -> str:
@@ -178,7 +255,7 @@ def _train(experiment: Experiment, step: Step, outputs: dict[str, str], work: Pa
     from toolkit.training import load_recipe, train
 
     s = step.spec
-    sets = {k: _flag(v) for k, v in substitute(s.get("set") or {}, outputs).items()}
+    sets = {k: flag_text(v) for k, v in substitute(s.get("set") or {}, outputs).items()}  # as check_recipes does
     sets["dataset_name"] = outputs.get(s["dataset"], substitute(s["dataset"], outputs))
     if s.get("model"):
         sets["model_name_or_path"] = outputs.get(s["model"], substitute(s["model"], outputs))
@@ -203,14 +280,6 @@ def _eval(experiment: Experiment, step: Step, outputs: dict[str, str], work: Pat
 
 
 EXECUTE = {"build": _build, "push": _push, "train": _train, "eval": _eval}
-
-
-def _flag(value: Any) -> str:
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, list | tuple):
-        return ",".join(map(str, value))
-    return str(value)
 
 
 def recipe_path(name: str) -> Path:

@@ -36,7 +36,9 @@ KEYS: dict[str, set[str]] = {
              "data_dir", "backend", "base_url", "baseline", "filter"},
 }  # fmt: skip
 EVAL_DEFAULTS = KEYS["eval"] - {"eval"}
-_REF = re.compile(r"\{([A-Za-z0-9_.-]+)\}")
+_REF = re.compile(r"\{([A-Za-z0-9_-]+)\}")
+NAME = re.compile(r"[A-Za-z0-9_-]{1,100}")  # step ids and experiment names: they become folder names
+TOP_KEYS = ("name", "about", "eval", "steps", "decontaminate")
 
 
 @dataclass(frozen=True)
@@ -54,61 +56,96 @@ class Experiment:
     path: Path
     steps: list[Step]
     eval: dict[str, Any] = field(default_factory=dict)
-    decontaminate: bool = True  # builds leave out the questions of the experiment's eval tasks
+    # builds leave out the questions of the experiment's eval tasks (True), of the suites or tasks
+    # named (a string, as --decontaminate takes it), or nothing (False)
+    decontaminate: bool | str = True
 
     def step(self, step_id: str) -> Step:
         return next(s for s in self.steps if s.id == step_id)
 
 
 def load_experiment(path: str | Path) -> Experiment:
-    """Read and check an experiment file: every step of a known kind, every reference to an earlier step."""
+    """Read and check the whole experiment file before anything runs: every key known and of its
+    type, every step of a known kind, every reference to an earlier step, every method, preset,
+    recipe, task and dataset name. All problems are listed at once, one line each."""
     from toolkit.builders.config import read_yaml
+    from toolkit.experiments.check import check_experiment
 
     path = Path(path)
     data = read_yaml(path, "experiment")
+    problems: list[str] = []
+    experiment = _parse(path, data, problems)
+    if experiment is not None:
+        check_experiment(experiment, problems)
+    raise_problems(path, problems)
+    assert experiment is not None
+    return experiment
+
+
+def raise_problems(path: Path, problems: list[str]) -> None:
+    """One UserError listing every problem, one line each (none: nothing)."""
+    if len(problems) == 1:
+        raise UserError(f"experiment {path}: {problems[0]}; nothing was run")
+    if problems:
+        raise UserError(f"experiment {path} has {len(problems)} problems; nothing was run:\n"
+                        + "\n".join(f"  {p}" for p in problems))  # fmt: skip
+
+
+def _parse(path: Path, data: Any, problems: list[str]) -> Experiment | None:
     if not isinstance(data, dict) or not isinstance(data.get("steps"), dict) or not data["steps"]:
-        raise UserError(f"experiment {path} needs a `steps:` mapping (step id -> step)")
-    unknown = set(data) - {"name", "about", "eval", "steps", "decontaminate"}
-    if unknown:
-        raise UserError(f"experiment {path}: unknown key(s) {', '.join(sorted(unknown))}")
+        problems.append("needs a `steps:` mapping (step id -> step)")
+        return None
+    for key in sorted(set(map(str, data)) - set(TOP_KEYS)):
+        problems.append(f"unknown key {key!r}{did_you_mean(key, TOP_KEYS)}")
+    name = data.get("name", path.stem)
+    if not isinstance(name, str) or not NAME.fullmatch(name):
+        given = "name:" if "name" in data else "give `name:`; the file's name"
+        problems.append(f"{given} {name!r} is not a name (letters, digits, '-', '_'); it names the run's folder")
+    about = data.get("about") or ""
+    if not isinstance(about, str):
+        problems.append("about: is text")
     defaults = data.get("eval") or {}
     if not isinstance(defaults, dict) or set(defaults) - EVAL_DEFAULTS:
-        raise UserError(f"experiment {path}: `eval:` takes {', '.join(sorted(EVAL_DEFAULTS))}")
+        problems.append(f"`eval:` takes {', '.join(sorted(EVAL_DEFAULTS))}")
+        defaults = {}
+    against = data.get("decontaminate", True)
     steps: list[Step] = []
     for step_id, raw in data["steps"].items():
-        steps.append(_step(path, str(step_id), raw, defaults, [s.id for s in steps]))
-    return Experiment(str(data.get("name") or path.stem), str(data.get("about") or ""), path, steps, defaults,
-                      bool(data.get("decontaminate", True)))  # fmt: skip
+        step = _step(str(step_id), raw, defaults, [s.id for s in steps], problems)
+        if step is not None:
+            steps.append(step)
+    return Experiment(str(name), str(about), path, steps, defaults, against)
 
 
-def _step(path: Path, step_id: str, raw: Any, defaults: dict, earlier: list[str]) -> Step:
-    where = f"experiment {path}, step {step_id!r}"
+def _step(step_id: str, raw: Any, defaults: dict, earlier: list[str], problems: list[str]) -> Step | None:
+    where = f"step {step_id!r}"
+    if not NAME.fullmatch(step_id):
+        problems.append(f"{where}: a step id is a name (letters, digits, '-', '_'); it names the step's folder")
+        return None
     if not isinstance(raw, dict):
-        raise UserError(f"{where}: a step is a mapping with one of {', '.join(KINDS)}")
+        problems.append(f"{where}: a step is a mapping with one of {', '.join(KINDS)}")
+        return None
     kinds = [k for k in KINDS if k in raw]
     if len(kinds) != 1:
-        raise UserError(f"{where}: give exactly one of {', '.join(KINDS)}")
+        problems.append(f"{where}: give exactly one of {', '.join(KINDS)}")
+        return None
     kind = kinds[0]
-    unknown = set(raw) - KEYS[kind]
-    if unknown:
-        key = sorted(unknown)[0]
-        raise UserError(f"{where}: unknown key {key!r}{did_you_mean(key, sorted(KEYS[kind]))}")
+    for key in sorted(set(map(str, raw)) - KEYS[kind]):
+        problems.append(f"{where}: unknown key {key!r}{did_you_mean(key, sorted(KEYS[kind]))}")
     spec = {**defaults, **raw} if kind == "eval" else dict(raw)
     if kind == "eval" and (not isinstance(spec["eval"], dict) or not spec["eval"]):
-        raise UserError(f"{where}: `eval:` maps report labels to models, e.g. {{base: smollm2-135m, sft: '{{sft}}'}}")
+        problems.append(f"{where}: `eval:` maps report labels to models, e.g. {{base: smollm2-135m, sft: '{{sft}}'}}")
     if kind == "push" and not spec.get("name"):
-        raise UserError(f"{where}: a push needs `name: ORG/NAME`")
+        problems.append(f"{where}: a push needs `name: ORG/NAME`")
     if kind == "train" and not spec.get("dataset"):
-        raise UserError(f"{where}: a train step needs `dataset:` (a push step, or a dataset name)")
+        problems.append(f"{where}: a train step needs `dataset:` (a push step, or a dataset name)")
     refs = [m for value in _strings(spec) for m in _REF.findall(value)]
-    for ref in refs:
+    for ref in dict.fromkeys(refs):
         if ref not in earlier:
-            raise UserError(f"{where}: {{{ref}}} is not an earlier step{did_you_mean(ref, earlier)}")
-    if kind == "push" and spec["push"] not in earlier:
-        raise UserError(f"{where}: push: {spec['push']!r} is not an earlier build step{did_you_mean(str(spec['push']), earlier)}")
+            problems.append(f"{where}: {{{ref}}} is not an earlier step{did_you_mean(ref, earlier)}")
     # `dataset:` and `model:` name an earlier step, or else a dataset / model as hubtool resolves it
     refs += [spec[k] for k in ("push", "dataset", "model") if isinstance(spec.get(k), str) and spec[k] in earlier]
-    return Step(step_id, kind, spec, tuple(dict.fromkeys(refs)))  # type: ignore[arg-type]
+    return Step(step_id, kind, spec, tuple(r for r in dict.fromkeys(refs) if r in earlier))  # type: ignore[arg-type]
 
 
 def _strings(value: Any):

@@ -20,6 +20,9 @@ from toolkit.paths import registry_dir
 
 # Not data: the card, the build's provenance, its failure log.
 NOT_DATA = frozenset({"README.md", "manifest.json", "failed.jsonl"})
+# Files `datasets.load_dataset(FOLDER)` reads as data (its packaged builders), compressed or not.
+DATA_SUFFIXES = (".parquet", ".arrow", ".jsonl", ".json", ".csv", ".tsv", ".txt", ".jsonl.gz", ".json.gz",
+                 ".csv.gz")  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +41,11 @@ def resolve_dataset(name: str, revision: str | None = None) -> ResolvedDataset:
         if revision:
             raise UserError(f"{name} is a local directory, which has no revisions; drop the revision")
         real = path.resolve()  # a registry link -> its version folder, which outlives the next push
+        if not looks_like_dataset(real):  # before hashing: a virtualenv would take minutes
+            raise UserError(
+                f"{name} holds no dataset (no data files in data/, at its top or one folder down, as "
+                f"{', '.join(DATA_SUFFIXES[:4])}); give a run directory, a dataset folder, or an ORG/NAME (see `hubtool ls`)"
+            )
         return ResolvedDataset(name, str(real), True, None, fingerprint(real))
     if not is_repo_id(name):
         raise UserError(
@@ -95,6 +103,26 @@ def parquet_rows(folder: Path, name: str | None = None) -> int | None:
             raise UserError(f"{where}{path.relative_to(folder)} is not a readable parquet file "
                             f"({' '.join(str(e).split())[:120]}); rebuild or re-push the dataset") from None  # fmt: skip
     return total if files else None
+
+
+def looks_like_dataset(folder: Path) -> bool:
+    """A hubtool build or a folder `datasets.load_dataset` reads: a card that configures its data
+    files, or data files at its top, one folder down (`train/`, `test/`) or anywhere in `data/`.
+    Decided from the layout (and the card's head), never by reading every file."""
+    if (folder / "manifest.json").is_file() or _card_has_configs(folder / "README.md"):
+        return True
+    near = [p for p in folder.iterdir() if p.is_file()]
+    near += [p for d in folder.iterdir() if d.is_dir() and not d.name.startswith(".") for p in d.iterdir()]
+    data = [p for p in (folder / "data").rglob("*")] if (folder / "data").is_dir() else []
+    return any(p.name.endswith(DATA_SUFFIXES) and p.is_file() for p in [*near, *data])
+
+
+def _card_has_configs(card: Path) -> bool:
+    try:
+        with card.open(encoding="utf-8", errors="replace") as f:
+            return "\nconfigs:" in f.read(65536)
+    except OSError:
+        return False
 
 
 def fingerprint(folder: Path) -> str:

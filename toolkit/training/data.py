@@ -84,13 +84,18 @@ def load_training_data(
 
 
 def parse_where(items: list[str] | tuple[str, ...]) -> dict[str, str]:
-    """`COLUMN=VALUE` strings -> {column: value}."""
+    """`COLUMN=VALUE` strings -> {column: value}. Several columns combine with AND; a column given
+    twice is refused rather than one value silently winning (one value per column)."""
     out: dict[str, str] = {}
     for item in items:
         column, sep, value = item.partition("=")
         if not sep or not column.strip():
             raise UserError(f"--where {item!r} is not COLUMN=VALUE; write e.g. --where is_counterfactual=false")
-        out[column.strip()] = value.strip()
+        column = column.strip()
+        if column in out and out[column] != value.strip():
+            raise UserError(f"--where {column} is given twice ({out[column]}, {value.strip()}); a row must match "
+                            "every --where, so give each column once")  # fmt: skip
+        out[column] = value.strip()
     return out
 
 

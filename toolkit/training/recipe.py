@@ -100,16 +100,13 @@ def trainer_for(path: str | Path, trainer: str | None = None) -> Trainer:
 
 def read_recipe(path: str | Path) -> tuple[str, dict[str, Any]]:
     """The recipe's text and its YAML mapping."""
-    import yaml
+    from toolkit.yamlsafe import safe_load
 
     path = Path(path)
     if not path.is_file():
         raise UserError(f"recipe {path} does not exist; shipped recipes: {', '.join(shipped_recipes())}")
     text = path.read_text()
-    try:
-        config = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise UserError(f"recipe {path} is not valid YAML ({_one_line(e)}); fix the syntax") from None
+    config = safe_load(text, f"recipe {path}")
     if not isinstance(config, dict):
         raise UserError(
             f"recipe {path} must be a YAML mapping of TRL config keys, got {type(config).__name__}"

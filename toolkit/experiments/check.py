@@ -1,0 +1,245 @@
+"""The deep checks of an experiment file, run before any step (and by --dry-run): each key's type,
+the method, preset and `with:` options of a build, the push's dataset name, the train recipe, the
+eval tasks and suites and what `decontaminate:` names. A run fails at the first step that a check
+here would have caught only if the check is missing: keep them in step with the runner."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+from toolkit.errors import UserError, did_you_mean
+from toolkit.experiments.spec import Experiment, Step, raise_problems
+
+_STR, _INT, _BOOL = "text", "an integer", "true or false"
+_NAMES = "a list of names"
+TYPES: dict[str, dict[str, str]] = {
+    "build": {"build": _STR, "with": "a mapping", "preset": _STR, "decontaminate": "decontaminate"},
+    "push": {"push": _STR, "name": _STR, "hub": _BOOL, "private": _BOOL, "license": _STR},
+    "train": {"train": _STR, "dataset": _STR, "model": _STR, "set": "a mapping", "merge": _BOOL},
+    "eval": {"eval": "a mapping", "tasks": _NAMES, "suites": _NAMES, "limit": "a number", "max_gen_toks": _INT,
+             "in_domain": _NAMES, "batch_size": "an integer or auto", "num_fewshot": _INT, "data_dir": _STR,
+             "backend": _STR, "base_url": _STR, "baseline": _STR, "filter": _STR},
+}  # fmt: skip
+LABEL = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")  # a report label, and its results folder
+# the experiment owns where its steps write: a step may not point them elsewhere
+OWNED = {"build": ("out", "overwrite"), "train": ("output_dir",)}
+
+
+def check_experiment(experiment: Experiment, problems: list[str]) -> None:
+    """Append one line per problem to `problems`."""
+    if not _is_decontaminate(experiment.decontaminate):
+        problems.append(_decontaminate_problem("decontaminate", experiment.decontaminate))
+    elif isinstance(experiment.decontaminate, str):
+        _check_task_names(experiment.decontaminate.split(","), "decontaminate", problems)
+    defaults = experiment.eval  # also what builds are decontaminated against, with or without eval steps
+    for key in ("tasks", "suites", "in_domain"):
+        if key in defaults and not _is(defaults[key], _NAMES):
+            problems.append(f"eval: {key}: {_shown(defaults[key])} is not {_NAMES}")
+    if not any(s.kind == "eval" for s in experiment.steps) and all(_is(defaults.get(k, []), _NAMES)
+                                                                 for k in ("tasks", "suites")):  # fmt: skip
+        _check_task_names([*defaults.get("tasks", []), *defaults.get("suites", [])], "eval", problems)
+    kinds = {s.id: s.kind for s in experiment.steps}
+    for step in experiment.steps:
+        where = f"step {step.id!r}"
+        for key, value in step.spec.items():
+            expected = TYPES[step.kind].get(key)
+            if expected and not _is(value, expected):
+                problems.append(_decontaminate_problem(f"{where}: decontaminate", value) if expected == "decontaminate"
+                                else f"{where}: {key}: {_shown(value)} is not {expected}")  # fmt: skip
+        if all(_is(step.spec.get(k), t) for k, t in TYPES[step.kind].items() if k in step.spec):
+            CHECKS[step.kind](step, kinds, problems, f"{where}: ")
+
+
+def _is(value: Any, expected: str) -> bool:
+    if expected == _STR:
+        return isinstance(value, str)
+    if expected == _INT:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if expected == _BOOL:
+        return isinstance(value, bool)
+    if expected == _NAMES:
+        return isinstance(value, list) and all(isinstance(v, str) for v in value)
+    if expected == "a mapping":
+        return isinstance(value, dict)
+    if expected == "decontaminate":
+        return _is_decontaminate(value)
+    if expected == "a number":
+        return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+    return isinstance(value, int) and not isinstance(value, bool) or value == "auto"
+
+
+def _shown(value: Any) -> str:
+    """A value as the problem line quotes it: one line, not longer than a line."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _is_decontaminate(value: Any) -> bool:
+    return isinstance(value, bool) or isinstance(value, str) and bool(value.strip(", "))
+
+
+def _decontaminate_problem(where: str, value: Any) -> str:
+    return (f"{where}: {_shown(value)} is neither true/false nor eval suites or tasks as one string "
+            "(e.g. decontaminate: gym, or decontaminate: gsm8k,svamp)")  # fmt: skip
+
+
+def _build(step: Step, kinds: dict[str, str], problems: list[str], where: str) -> None:
+    from toolkit.builders import get_method
+
+    try:
+        method = get_method(step.spec["build"])
+    except UserError as e:
+        problems.append(f"{where}{e}")
+        return
+    fields = {f.name for f in dataclasses.fields(method.config)}
+    for key in (step.spec.get("with") or {}):
+        name = str(key).replace("-", "_")
+        if name in OWNED["build"]:
+            problems.append(f"{where}with: {key!r} is set by the experiment (its builds go to WORKDIR/builds/STEP)")
+        elif name not in fields:
+            problems.append(f"{where}with: unknown option {key!r} of {method.name}{did_you_mean(name, sorted(fields))}")
+    preset = step.spec.get("preset")
+    if preset is not None and preset not in method.presets:
+        known = ", ".join(sorted(method.presets)) or "none for this method"
+        problems.append(f"{where}unknown preset {preset!r}{did_you_mean(preset, list(method.presets))}; known: {known}")
+    elif set(map(str, step.spec.get("with") or {})) <= fields:
+        _check_values(method, step, problems, where)
+    if isinstance(step.spec.get("decontaminate"), str):
+        _check_task_names(step.spec["decontaminate"].split(","), f"{where}decontaminate", problems)
+
+
+def _check_values(method, step: Step, problems: list[str], where: str) -> None:
+    """The build's config as the run will make it (each value of its type and range); `{step}`
+    references stand as written, as they are strings either way."""
+    from toolkit.builders.config import resolve_config
+
+    flags = {**(step.spec.get("with") or {}), "out": "unused", "overwrite": True}
+    try:
+        resolve_config(method.config, flags=flags, preset=step.spec.get("preset"), presets=method.presets)
+    except UserError as e:
+        problems.append(f"{where}with: {e}")
+
+
+def _push(step: Step, kinds: dict[str, str], problems: list[str], where: str) -> None:
+    from toolkit.hub.names import is_repo_id
+
+    source = step.spec["push"]
+    if kinds.get(source) != "build":
+        problems.append(f"{where}push: {source!r} is not an earlier build step"
+                        f"{did_you_mean(source, [k for k, v in kinds.items() if v == 'build'])}")  # fmt: skip
+    name = step.spec.get("name")
+    if isinstance(name, str) and not is_repo_id(name):
+        problems.append(f"{where}name: {name!r} is not a dataset name; use ORG/NAME with letters, digits, "
+                        "'-', '_' or '.'")  # fmt: skip
+
+
+def _train(step: Step, kinds: dict[str, str], problems: list[str], where: str) -> None:
+    from toolkit.hub.names import is_repo_id
+    from toolkit.training.recipe import resolve_recipe
+
+    try:
+        resolve_recipe(step.spec["train"])
+    except UserError as e:
+        problems.append(f"{where}{e}")
+    dataset = step.spec.get("dataset")
+    if dataset is None:
+        pass  # reported by the parser
+    elif dataset in kinds and kinds[dataset] not in ("build", "push"):
+        problems.append(f"{where}dataset: {dataset!r} is a {kinds[dataset]} step, not a build or push")
+    elif dataset not in kinds and "{" not in dataset and not (Path(dataset).is_dir() or is_repo_id(dataset)):
+        problems.append(f"{where}dataset: {dataset!r} is not an earlier step, a folder or an ORG/NAME"
+                        f"{did_you_mean(dataset, list(kinds))}")  # fmt: skip
+    for key in step.spec.get("set") or {}:
+        if str(key).replace("-", "_") in OWNED["train"]:
+            problems.append(f"{where}set: {key!r} is set by the experiment (its students go to WORKDIR/models/STEP)")
+
+
+def _eval(step: Step, kinds: dict[str, str], problems: list[str], where: str) -> None:
+    from toolkit.evaluate.report import FILTERS
+
+    s = step.spec
+    for label, model in s["eval"].items():
+        if not LABEL.fullmatch(str(label)):  # each label is a folder of the eval's results
+            problems.append(f"{where}eval: label {_shown(label)} is not a name (letters, digits, '-', '_', '.')")
+        if not isinstance(model, str):
+            problems.append(f"{where}eval: {label}: {model!r} is not a model name or '{{step}}'")
+    if s.get("baseline") is not None and s["baseline"] not in s["eval"]:
+        problems.append(f"{where}baseline: {s['baseline']!r} is not one of the labels {', '.join(map(str, s['eval']))}")
+    if s.get("filter") is not None and s["filter"] not in FILTERS:
+        problems.append(f"{where}filter: {s['filter']!r} is not one of {', '.join(FILTERS)}")
+    if s.get("backend", "hf") not in BACKENDS:
+        problems.append(f"{where}backend: {s['backend']!r} is not one of {', '.join(BACKENDS)}")
+    names = [*s.get("tasks", []), *s.get("suites", [])]
+    if not names:
+        problems.append(f"{where}give `tasks:` or `suites:` (here or in the experiment's `eval:`)")
+    _check_task_names(names, f"{where}eval", problems)
+    _check_task_names(s.get("in_domain") or [], f"{where}in_domain", problems)
+
+
+BACKENDS = ("hf", "vllm", "openai")
+CHECKS = {"build": _build, "push": _push, "train": _train, "eval": _eval}
+
+
+def _check_task_names(names: list[str], where: str, problems: list[str]) -> None:
+    """Every name a suite or a task that `hubtool eval` knows."""
+    from toolkit.evaluate.tasks import PREFIX
+
+    suites, tasks = _catalog()
+    for name in (n.strip() for n in names if n.strip()):
+        if name.removeprefix(PREFIX) not in suites and name not in tasks and PREFIX + name not in tasks:
+            short = [*suites, *(t.removeprefix(PREFIX) for t in tasks)]
+            problems.append(f"{where}: {name!r} is no eval suite or task{did_you_mean(name, short)}")
+
+
+@functools.cache
+def _catalog() -> tuple[frozenset[str], frozenset[str]]:
+    from toolkit.evaluate import tasks as tasks_mod
+
+    catalog = tasks_mod.catalog(tasks_mod.task_manager())
+    return frozenset(catalog.suites), frozenset(catalog.tasks)
+
+
+def check_recipes(experiment: Experiment) -> None:
+    """Each train step's recipe with its `set:` values, parsed by TRL as `train` will (unknown keys,
+    bad values) before any step runs. Apart from `load_experiment` because TRL takes seconds to import."""
+    from toolkit.experiments.spec import substitute
+    from toolkit.training.recipe import load_recipe
+
+    problems = []
+    for step in (s for s in experiment.steps if s.kind == "train"):
+        placeholders = {ref: f"{ref}-output" for ref in step.refs}
+        sets = {k: flag_text(v) for k, v in substitute(step.spec.get("set") or {}, placeholders).items()}
+        # the keys and values, not this machine: the builds may run here and the training on a GPU box
+        sets |= {"dataset_name": "experiment/placeholder", "load_in_4bit": "false", "load_in_8bit": "false"}
+        try:
+            with _quiet("toolkit.training.recipe"):  # its "no CUDA GPU" notice belongs to the train step
+                load_recipe(step.spec["train"], sets, output_dir="unused")
+        except UserError as e:
+            problems.append(f"step {step.id!r}: {e}")
+    raise_problems(experiment.path, problems)
+
+
+def flag_text(value: Any) -> str:
+    """A `set:` value as `--set KEY=VALUE` writes it."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list | tuple):
+        return ",".join(map(str, value))
+    return str(value)
+
+
+@contextlib.contextmanager
+def _quiet(logger: str):
+    log = logging.getLogger(logger)
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
