@@ -1,0 +1,101 @@
+"""Experiment steps say what the CLI can: an eval step names the judge of the judged suites
+(`hubtool eval --judge`), a train step trains on a subset of the rows (`hubtool train --where`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from toolkit.errors import UserError
+from toolkit.experiments import load_experiment
+from toolkit.experiments import runner as runner_mod
+
+from .test_experiments import _write
+
+JUDGE = "openai:gpt-4o-mini@https://api.openai.com/v1"
+
+
+def _step(tmp_path: Path, spec: dict, step_id: str):
+    experiment = load_experiment(_write(tmp_path, spec))
+    return experiment, next(s for s in experiment.steps if s.id == step_id)
+
+
+def test_an_eval_step_passes_its_judge_and_the_judges_token_budget_to_the_eval(tmp_path, monkeypatch):
+    seen = {}
+    monkeypatch.setattr("toolkit.evaluate.run.run_eval", lambda models, out, **kw: seen.update(kw))
+    spec = {"name": "x", "steps": {"eval": {"eval": {"base": "smollm2-135m"}, "suites": ["idea_mcts"],
+                                            "judge": JUDGE, "judge_max_new_tokens": 1024}}}  # fmt: skip
+    experiment, step = _step(tmp_path, spec, "eval")
+    runner_mod._eval(experiment, step, {}, tmp_path / "work")
+    assert (seen["options"].judge, seen["options"].judge_max_new_tokens) == (JUDGE, 1024)
+
+
+def test_an_eval_step_without_a_judge_keeps_the_evals_defaults(tmp_path, monkeypatch):
+    seen = {}
+    monkeypatch.setattr("toolkit.evaluate.run.run_eval", lambda models, out, **kw: seen.update(kw))
+    spec = {"name": "x", "steps": {"eval": {"eval": {"base": "smollm2-135m"}, "tasks": ["gym_chain_sum"]}}}
+    experiment, step = _step(tmp_path, spec, "eval")
+    runner_mod._eval(experiment, step, {}, tmp_path / "work")
+    assert (seen["options"].judge, seen["options"].judge_max_new_tokens) == (None, 256)
+
+
+def test_a_train_step_trains_on_the_rows_its_where_selects_as_train_where_does(tmp_path, monkeypatch):
+    seen = {}
+    monkeypatch.setattr("toolkit.training.train", lambda recipe, **kw: seen.update(kw))
+    data = tmp_path / "data"
+    data.mkdir()
+    spec = {"name": "x", "steps": {"ablation": {"train": "counterfactual/smollm2-135m-lora-smoke", "dataset": str(data),
+                                                "where": {"is_counterfactual": False, "label": "positive"}}}}  # fmt: skip
+    experiment, step = _step(tmp_path, spec, "ablation")
+    runner_mod._train(experiment, step, {}, tmp_path / "work")
+    assert seen["where"] == {"is_counterfactual": "false", "label": "positive"}
+
+
+@pytest.mark.parametrize(
+    ("step", "message"),
+    [
+        ({"where": "is_counterfactual=false"}, r"step 'a': where: 'is_counterfactual=false' is not a mapping"),
+        ({"where": {"is_counterfactual": [False, True]}}, r"where: 'is_counterfactual': \[False, True\] is not COLUMN"),
+        ({"where": {"is_counterfactual": None}}, r"where: 'is_counterfactual': None is not COLUMN"),
+    ],
+)
+def test_a_train_steps_where_is_checked_before_anything_runs(tmp_path, step, message):
+    data = tmp_path / "data"
+    data.mkdir()
+    spec = {"name": "x", "steps": {"a": {"train": "counterfactual/smollm2-135m-lora-smoke", "dataset": str(data), **step}}}
+    with pytest.raises(UserError, match=message):
+        load_experiment(_write(tmp_path, spec))
+
+
+@pytest.mark.parametrize(
+    ("step", "message"),
+    [
+        ({"judge": "nosuch:gpt-4"}, r"step 'e': judge: .*nosuch"),
+        ({"judge": 4}, r"step 'e': judge: 4 is not text"),
+        ({"judge_max_new_tokens": 0}, r"step 'e': judge_max_new_tokens: 0 is not at least 1"),
+        ({"judge_max_new_tokens": "many"}, r"judge_max_new_tokens: 'many' is not an integer"),
+    ],
+)
+def test_an_eval_steps_judge_is_checked_before_anything_runs(tmp_path, step, message):
+    spec = {"name": "x", "steps": {"e": {"eval": {"base": "smollm2-135m"}, "suites": ["idea_mcts"], **step}}}
+    with pytest.raises(UserError, match=message):
+        load_experiment(_write(tmp_path, spec))
+
+
+def test_the_papers_files_name_the_judge_and_the_ablation_arm():
+    root = Path(__file__).resolve().parents[1] / "experiments"
+    mcts = load_experiment(root / "idea-mcts.yaml").step("eval").spec
+    assert (mcts["judge"], mcts["judge_max_new_tokens"]) == ("openai:gpt-4@https://api.openai.com/v1", 1024)
+    feng = load_experiment(root / "feng-counterfactual.yaml")
+    assert feng.step("no-cf-student").spec == {"train": "counterfactual/gpu-360m-full", "dataset": "cf-data",
+                                               "where": {"is_counterfactual": False}}  # fmt: skip
+    assert feng.step("eval").spec["eval"] == {"base": "HuggingFaceTB/SmolLM2-360M-Instruct",
+                                              "without-counterfactuals": "{no-cf-student}", "counterfactual": "{student}"}  # fmt: skip
+
+
+def test_a_dry_run_says_which_rows_a_train_step_keeps(tmp_path):
+    lines: list[str] = []
+    runner_mod.run_experiment(Path(__file__).resolve().parents[1] / "experiments" / "feng-counterfactual.yaml",
+                              workdir=tmp_path / "work", dry_run=True, echo=lines.append)  # fmt: skip
+    assert "[no-cf-student] train: run  counterfactual/gpu-360m-full on cf-data where is_counterfactual=false" in lines
