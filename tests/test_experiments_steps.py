@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -99,3 +100,39 @@ def test_a_dry_run_says_which_rows_a_train_step_keeps(tmp_path):
     runner_mod.run_experiment(Path(__file__).resolve().parents[1] / "experiments" / "feng-counterfactual.yaml",
                               workdir=tmp_path / "work", dry_run=True, echo=lines.append)  # fmt: skip
     assert "[no-cf-student] train: run  counterfactual/gpu-360m-full on cf-data where is_counterfactual=false" in lines
+
+
+# --- the report of judged suites -----------------------------------------------------------------------
+def _judged_eval(folder: Path) -> None:
+    """What `hubtool eval` leaves for two models on gym_chain_sum (exact match) and the judged suites."""
+    for label, right in (("base", [1, 0]), ("sft", [1, 1])):
+        (folder / label).mkdir(parents=True)
+        rows = [{"doc_id": d, "filter": f, "exact_match": float(r)} for d, r in enumerate(right)
+                for f in ("strict-match", "flexible-extract")]  # fmt: skip
+        (folder / label / "samples_hubtool_gym_chain_sum.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        (folder / label / "samples_hubtool_alpaca_eval.jsonl").write_text(json.dumps({"doc_id": 0, "resps": []}) + "\n")
+    suite = [
+        {"task": "hubtool_alpaca_eval", "model": "sft", "judge": "openai:gpt-4", "kind": "reference_win_rate", "docs": 3,
+         "judgments": 6, "unparsed": 1, "score": 0.5, "detail": {"wins": 2, "ties": 1, "losses": 2}},
+        {"task": "hubtool_mt_bench", "model": "sft", "judge": "openai:gpt-4", "kind": "rating", "docs": 2,
+         "judgments": 4, "unparsed": 0, "score": 6.25, "detail": {"turn 1": 7.0, "turn 2": 5.5}},
+    ]  # fmt: skip
+    meta = {"tasks": ["hubtool_gym_chain_sum", "hubtool_alpaca_eval", "hubtool_mt_bench"],
+            "in_domain": ["hubtool_gym_chain_sum", "hubtool_alpaca_eval"],
+            "judged_tasks": ["hubtool_alpaca_eval", "hubtool_mt_bench"], "suite_scores": suite, "notes": []}  # fmt: skip
+    (folder / "scores.json").write_text(json.dumps(meta))
+
+
+def test_the_report_shows_the_judged_suites_scores_and_keeps_them_out_of_exact_match(tmp_path):
+    from toolkit.experiments.report import write_experiment_report
+
+    spec = {"name": "judged", "about": "judged suites", "steps": {"eval": {
+        "eval": {"base": "smollm2-135m", "sft": "smollm2-135m"}, "tasks": ["gym_chain_sum"], "suites": ["idea_mcts"]}}}
+    experiment = load_experiment(_write(tmp_path, spec))
+    _judged_eval(tmp_path / "evals")
+    report = write_experiment_report(experiment, {"eval": str(tmp_path / "evals")}, {}, tmp_path / "report").read_text()
+    assert "| alpaca_eval | sft | openai:gpt-4 | 3 | 6 | 1 | 50.0 | wins 2, ties 1, losses 2 |" in report
+    assert "| mt_bench | sft | openai:gpt-4 | 2 | 4 | 0 | 6.25 | turn 1 7.00, turn 2 5.50 |" in report
+    assert "| model | gym_chain_sum (ID) | ID avg |" in report  # no empty alpaca_eval / mt_bench columns
+    results = json.loads((tmp_path / "report" / "results.json").read_text())["eval"]
+    assert results["tasks"] == ["hubtool_gym_chain_sum"] and results["judged"][1]["score"] == 6.25
