@@ -136,3 +136,35 @@ def test_the_report_shows_the_judged_suites_scores_and_keeps_them_out_of_exact_m
     assert "| model | gym_chain_sum (ID) | ID avg |" in report  # no empty alpaca_eval / mt_bench columns
     results = json.loads((tmp_path / "report" / "results.json").read_text())["eval"]
     assert results["tasks"] == ["hubtool_gym_chain_sum"] and results["judged"][1]["score"] == 6.25
+
+
+# --- no path of the machine in what a run writes -------------------------------------------------------
+def test_a_run_in_a_home_folder_writes_no_part_of_its_path_into_the_report(tmp_path):
+    from toolkit.evaluate.report import Report, write
+    from toolkit.experiments.report import write_experiment_report
+
+    home = tmp_path / "home" / "alice"
+    work, student, data = home / "proj" / "work", home / "students" / "sft-7b", home / "eval-data"
+    spec = {"name": "home", "about": "paths", "steps": {"eval": {
+        "eval": {"base": "smollm2-135m", "sft": str(student)}, "tasks": ["gym_chain_sum"], "data_dir": str(data)}}}
+    experiment = load_experiment(_write(tmp_path, spec))
+    _judged_eval(work / "evals" / "eval")
+    write_experiment_report(experiment, {"eval": str(work / "evals" / "eval")}, {}, work / "report")
+    report = (work / "report" / "report.md").read_text()
+    results = (work / "report" / "results.json").read_text()
+    assert str(home) not in report + results and "alice" not in report + results
+    assert "- `sft`: `sft-7b` as it is" in report and "data_dir=eval-data" in report
+    assert json.loads(results)["eval"]["provenance"]["sft"]["model"] == "sft-7b"
+
+    eval_dir = work / "evals" / "direct"
+    eval_dir.mkdir(parents=True)
+    notes = [f"data: local copies from {data}", f"model sft is {student}"]
+    write(Report(tasks=["hubtool_gym_chain_sum"], in_domain=set(), notes=notes), eval_dir)
+    written = (eval_dir / "report.md").read_text() + (eval_dir / "scores.json").read_text()
+    assert str(home) not in written and "data: local copies from eval-data" in written
+    assert "model sft is sft-7b" in written
+
+    from toolkit.evaluate.run import _write_results
+
+    _write_results(eval_dir / "sft", "sft", {"config": {"model_args": f"pretrained={student},dtype=auto"}, "results": {}})
+    assert json.loads((eval_dir / "sft" / "results.json").read_text())["config"]["model_args"] == "pretrained=sft-7b,dtype=auto"

@@ -124,10 +124,18 @@ def write_experiment_report(experiment, outputs: dict[str, str], state: dict, fo
         sections += _markdown(step.id, summary, headline)
         if tasks:
             _chart(summary, headline, folder / f"{step.id}.png")
-    # the experiment's own text (about:, model names, eval settings) may hold a URL with a password
-    (folder / "results.json").write_text(redact(json.dumps(results, indent=2)))
-    (folder / "report.md").write_text(redact("\n".join(sections) + "\n"))
+    # the experiment's own text (about:, model names, eval settings) may hold a URL with a password, and
+    # its outputs are folders of this machine: written relative to the workdir (toolkit.public_paths)
+    (folder / "results.json").write_text(_public(json.dumps(results, indent=2), folder.parent))
+    (folder / "report.md").write_text(_public("\n".join(sections) + "\n", folder.parent))
     return folder / "report.md"
+
+
+def _public(text: str, workdir: Path) -> str:
+    """What a report may say: no password, no path of this machine (the workdir's own as `work/...`)."""
+    from toolkit.public_paths import scrub
+
+    return scrub(redact(text), workdir)
 
 
 def provenance(experiment, step, outputs: dict[str, str]) -> dict[str, Any]:
