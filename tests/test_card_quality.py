@@ -115,3 +115,28 @@ def test_a_counterfactual_card_says_what_the_build_warned_and_how_the_checks_ran
     card = cards.render_card(out, repo_id="me/cf")
     assert "self-confirming" not in card and "**Warning" not in card
     assert "3. the judge `fake:judge-model@r1`, seeing only the edited question" in card
+
+
+def test_a_mixed_card_says_how_balance_trims_and_when_it_missed_its_target(tmp_path):
+    from toolkit.rundir import read_manifest
+
+    from .test_mixed import FAST, GOOD, _source, _teacher
+
+    out = tmp_path / "run"
+    build("mixed", out, teachers={"teacher": _teacher(GOOD)}, source=_source(tmp_path), cot_samples=3, pot_samples=5,
+          **FAST)  # fmt: skip
+    card = cards.render_card(out, repo_id="me/mixed")
+    assert ("never a problem's last row: a solved problem keeps a row, and\none solved in one mode only keeps that mode. "
+            "First go the extra rows of easy problems") in card  # fmt: skip
+    assert "from the problems where that mode leads the most" not in card
+    assert "Problems solved (verified in either mode): 4; problems with kept rows: 4." in card
+    assert "PoT share not reached" not in card
+    assert "completion tokens (`num_tokens`; how they were counted: estimated: the reply's completion tokens" in card
+
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["stats"]["balance"] |= {"target_missed": True, "pot_ratio": 0.6, "target_pot_ratio": 0.25}
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    assert read_manifest(out).stats["balance"]["target_missed"] is True
+    card = cards.render_card(out, repo_id="me/mixed")
+    assert ("**PoT share not reached** (`target_missed`): the kept mix is 60.0% PoT, not 25.0%; the rest\n"
+            "of the over-represented mode were problems' last rows, and balance deletes no problem.") in card
