@@ -81,9 +81,62 @@ def test_a_counterfactual_card_without_counterfactuals_says_so(tmp_path):
     build("counterfactual", tmp_path / "run", teachers={"teacher": teacher, "judge": teacher}, source=f"file:{path}")
     card = cards.render_card(tmp_path / "run", repo_id="me/cf")
     assert "original and counterfactual (label-flipped) examples" not in card
-    assert "rows of original examples only, with multi-view reasoning for supervised fine-tuning (no counterfactual " \
-           "passed the checks)" in card
+    assert "rows of original examples only (no counterfactual passed every check) with multi-view reasoning for " \
+           "supervised fine-tuning, written by" in card  # the build's own headline (stats.what)
     assert ("> **Warning:** no counterfactual (label-flipped) example was kept: these rows are originals only, "
             "which is not counterfactual distillation data.") in card
+    assert "0 of 2 counterfactuals were kept" not in card  # the build's warning of the same: said once, above
     assert "- Rows by `is_counterfactual`: `original` " in card
     assert "Edits rejected, by kind: identical 1, too_far 1." in card
+
+
+def test_a_counterfactual_card_says_what_the_build_warned_and_how_the_checks_ran(tmp_path):
+    from .test_counterfactual import CASES, run_cases
+
+    path = tmp_path / "cases.jsonl"
+    path.write_text("".join(json.dumps({"question": cf_question(c), "answer": a}) + "\n" for c, a in CASES.items()))
+    _, _, out = run_cases(tmp_path, path)  # the teacher judges its own edits
+    card = cards.render_card(out, repo_id="me/cf")
+    top = card.split("## Rows")[0]
+    assert ("18 rows of 8 original and 1 counterfactual (label-flipped) examples with multi-view reasoning for "
+            "supervised fine-tuning, written by the teacher") in top
+    assert "\n**Warning: the judge is the teacher (" in top and "use --judge with another model for an independent check.**" in top
+    assert "2. it differs from the original, did not write the target label into the input or change its answer\n" \
+           "   format, and its token edit ratio is at most **0.3**;" in card
+    assert "3. the judge `fake:fake-model@r1` (the teacher itself: self-confirming), seeing only the edited question" in card
+    assert "a strict majority of the readable answers was the target label" in card
+    assert ("| rationales | verified (rows) | argued for another label | stated two labels (contradicting) | "
+            "no answer stated | cut off | failed problems |\n|---|---|---|---|---|---|---|\n"
+            "| 20 | 18 | 2 | 0 | 0 | 0 | 0 |") in card
+    from .test_counterfactual import FakeTeacher
+    from .test_counterfactual import fake as cf_reply
+
+    _, _, out = run_cases(tmp_path / "other", path, judge=FakeTeacher(cf_reply, model="judge-model"))
+    card = cards.render_card(out, repo_id="me/cf")
+    assert "self-confirming" not in card and "**Warning" not in card
+    assert "3. the judge `fake:judge-model@r1`, seeing only the edited question" in card
+
+
+def test_a_mixed_card_says_how_balance_trims_and_when_it_missed_its_target(tmp_path):
+    from toolkit.rundir import read_manifest
+
+    from .test_mixed import FAST, GOOD, _source, _teacher
+
+    out = tmp_path / "run"
+    build("mixed", out, teachers={"teacher": _teacher(GOOD)}, source=_source(tmp_path), cot_samples=3, pot_samples=5,
+          **FAST)  # fmt: skip
+    card = cards.render_card(out, repo_id="me/mixed")
+    assert ("never a problem's last row: a solved problem keeps a row, and\none solved in one mode only keeps that mode. "
+            "First go the extra rows of easy problems") in card  # fmt: skip
+    assert "from the problems where that mode leads the most" not in card
+    assert "Problems solved (verified in either mode): 4; problems with kept rows: 4." in card
+    assert "PoT share not reached" not in card
+    assert "completion tokens (`num_tokens`; how they were counted: estimated: the reply's completion tokens" in card
+
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["stats"]["balance"] |= {"target_missed": True, "pot_ratio": 0.6, "target_pot_ratio": 0.25}
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    assert read_manifest(out).stats["balance"]["target_missed"] is True
+    card = cards.render_card(out, repo_id="me/mixed")
+    assert ("**PoT share not reached** (`target_missed`): the kept mix is 60.0% PoT, not 25.0%; the rest\n"
+            "of the over-represented mode were problems' last rows, and balance deletes no problem.") in card

@@ -8,12 +8,13 @@ import json
 from click.testing import CliRunner
 
 from toolkit.cli import main
-from toolkit.decontaminate import Index, common_affixes, tokens
+from toolkit.decontaminate import Index, common_affixes, index_for, tokens
 from toolkit.rundir import read_manifest
 
 from .fakes import FakeTeacher, build, rows
 
 TASK = "hubtool_gym_chain_sum"
+REPLY = "Adding the numbers in order gives 0.\nThe answer is 0."  # reasoning, or a build drops it as bare
 
 
 def _eval_questions(n: int = 4) -> list[str]:
@@ -57,7 +58,7 @@ def test_a_build_leaves_out_planted_eval_questions_before_any_call(tmp_path):
     planted = _eval_questions(4)
     reworded = [planted[0].upper(), planted[1].replace(" ", "  ").rstrip("=") + " ="]
     clean = _train_questions(5)
-    teacher = FakeTeacher(lambda r, j: "The answer is 0.")
+    teacher = FakeTeacher(lambda r, j: REPLY)
     manifest = build("cot", tmp_path / "run", teachers={"teacher": teacher}, keep="all", samples=1,
                      source=_source(tmp_path, [*planted, *reworded, *clean]), decontaminate="gym_chain_sum")  # fmt: skip
     asked = [c.messages[-1]["content"] for c in teacher.calls]
@@ -74,7 +75,7 @@ def test_hubtool_decontaminate_filters_a_finished_run(tmp_path):
     planted = _eval_questions(2)
     clean = _train_questions(3)
     out = tmp_path / "run"
-    build("cot", out, teachers={"teacher": FakeTeacher(lambda r, j: "The answer is 0.")}, keep="all", samples=2,
+    build("cot", out, teachers={"teacher": FakeTeacher(lambda r, j: REPLY)}, keep="all", samples=2,
           source=_source(tmp_path, [*clean, *planted]))  # fmt: skip
     assert len(rows(out)) == 10
     result = CliRunner().invoke(main, ["decontaminate", str(out), "--against", "gym"])
@@ -96,7 +97,7 @@ def _decontaminate(out, against: str = "gym") -> str:
 def test_a_removal_survives_the_same_build_again_and_a_higher_limit(tmp_path):
     planted, clean = _eval_questions(3), _train_questions(4)
     source = _source(tmp_path, [clean[0], planted[0], clean[1], planted[1], clean[2], planted[2], clean[3]])
-    out, answer = tmp_path / "run", FakeTeacher(lambda r, j: "The answer is 0.")
+    out, answer = tmp_path / "run", FakeTeacher(lambda r, j: REPLY)
     args = {"teachers": {"teacher": answer}, "keep": "all", "samples": 1, "source": source}
     build("cot", out, limit=4, **args)
     assert "2 of 4 rows removed" in _decontaminate(out)
@@ -115,7 +116,7 @@ def test_a_removal_survives_the_same_build_again_and_a_higher_limit(tmp_path):
 def test_a_second_decontamination_adds_to_the_first_record(tmp_path):
     planted, clean = _eval_questions(2), _train_questions(2)
     out = tmp_path / "run"
-    build("cot", out, teachers={"teacher": FakeTeacher(lambda r, j: "The answer is 0.")}, keep="all", samples=1,
+    build("cot", out, teachers={"teacher": FakeTeacher(lambda r, j: REPLY)}, keep="all", samples=1,
           source=_source(tmp_path, [*clean, *planted]))  # fmt: skip
     assert "2 of 4 rows removed" in _decontaminate(out, "gym_chain_sum")
     assert "0 of 2 rows removed" in _decontaminate(out, "gym")
@@ -129,7 +130,7 @@ def test_a_second_decontamination_adds_to_the_first_record(tmp_path):
 
 def test_a_corrupt_data_file_is_one_line_naming_it(tmp_path):
     out = tmp_path / "run"
-    build("cot", out, teachers={"teacher": FakeTeacher(lambda r, j: "The answer is 0.")}, keep="all", samples=1,
+    build("cot", out, teachers={"teacher": FakeTeacher(lambda r, j: REPLY)}, keep="all", samples=1,
           source=_source(tmp_path, _train_questions(2)))  # fmt: skip
     [data] = (out / "data").glob("train-*.parquet")
     data.write_bytes(b"PAR1" + b"\0" * 64)
@@ -153,3 +154,15 @@ def test_without_the_eval_data_a_re_run_removes_the_same_rows_by_id(monkeypatch)
     kept, passes = decontaminate.reapply([earlier], rows_in)
     assert [r["id"] for r in kept] == ["a", "c"]
     assert (passes[0]["checked"], passes[0]["removed"], passes[0]["removed_ids"]) == (3, 1, ["b"])
+
+
+def test_prompt_and_vote_variants_are_indexed_as_their_base_task_once(monkeypatch):
+    from toolkit.evaluate import tasks as tasks_mod
+
+    loaded = []
+    monkeypatch.setattr(tasks_mod, "load_tasks", lambda manager, names, data_dir: loaded.append(names) or [])
+    assert index_for("ranaldi_from_gsm8k").tasks == [
+        "hubtool_commonsense_qa", "hubtool_openbookqa", "hubtool_piqa", "hubtool_social_i_qa", "hubtool_gsm8k",
+        "hubtool_multiarith"]  # fmt: skip
+    assert index_for("gsm8k_ranaldi,gsm8k_maj8,gsm8k").tasks == ["hubtool_gsm8k"]
+    assert loaded[1] == ["hubtool_gsm8k"]  # the documents loaded once, not once per variant

@@ -473,7 +473,8 @@ def test_num_tokens_counts_what_the_row_holds_and_the_card_total_matches(tmp_pat
     assert by_mode["cot"]["num_tokens"] == 9  # "0 plus 5 is 5.\nThe answer is 5."
     assert manifest.stats["num_tokens"] == "the teacher's tokenizer"
     card = DatasetCard.load(tmp_path / "run" / "README.md").text
-    assert "The 2 published rows hold 22 completion tokens (`num_tokens`)." in card
+    assert ("The 2 published rows hold 22 completion tokens (`num_tokens`; how they were counted: the teacher's "
+            "tokenizer).") in card
 
 
 def test_num_tokens_without_a_tokenizer_is_the_rows_share_of_the_reply(tmp_path):

@@ -110,6 +110,36 @@ def test_mode_filter_on_raw_generations(hooks, text, mode, strict, flexible, mon
         box.close()
 
 
+NEGATIVE = {"answer_type": "number", "choices": [], "gold": "-4", "question": "What is 3 - 7?", "mode": "pot"}
+ESCAPE = "import socket\ntry:\n    socket.socket().connect(('10.0.0.1', 80))\nexcept Exception:\n    pass\nans = -4"
+
+
+@pytest.mark.parametrize(
+    ("program", "expected"),
+    [
+        ("ans = 3 - 7", "-4"),
+        ("ans = -4.0", "-4"),
+        ("ans = -4.001", "-4"),  # one number, at the gold's precision (whole numbers), as the builder checks it
+        ("ans = [-4, 17, 99]", MISS),  # candidates, not an answer
+        ("ans = '-4\\n17'", MISS),  # one per line: candidates too
+        (ESCAPE, MISS),  # it tried to reach the network: no answer, whatever it left in `ans`
+        ("import os\ntry:\n    os.system('id')\nexcept Exception:\n    pass\nans = -4", MISS),
+        ("ans = -5", "-5"),
+    ],
+)
+def test_a_students_program_is_read_by_the_builders_rule_in_the_sandbox(hooks, program, expected, monkeypatch):
+    from toolkit.sandbox import Sandbox
+
+    box = Sandbox(hooks.sandbox_limits(wall_s=2.0))
+    monkeypatch.setattr(hooks, "_sandbox", lambda: box)
+    try:
+        text = f"```python\n{program}\n```"
+        assert hooks.ModeFilter(extract="strict").apply([[text]], [NEGATIVE]) == [[expected]]
+        assert hooks.process_results(NEGATIVE, [expected]) == {"exact_match": float(expected == "-4")}
+    finally:
+        box.close()
+
+
 @pytest.mark.parametrize(
     ("results", "score"),
     [(["7"], 1.0), ([MISS], 0.0), (["8"], 0.0),

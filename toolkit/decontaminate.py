@@ -120,13 +120,23 @@ def index_for(against: str | Iterable[str], n: int = DEFAULT_N, data_dir: str | 
     catalog = tasks_mod.catalog(manager)
     suites = [x for x in names if x.removeprefix(tasks_mod.PREFIX) in catalog.suites]
     chosen = tasks_mod.select_tasks(catalog, suites, [x for x in names if x not in suites])
-    chosen = [t for t in chosen if not re.search(r"_maj\d+$", t)]  # the same documents as their base task
+    chosen = list(dict.fromkeys(base_task(t) for t in chosen))
     index = Index(n, chosen)
     loaded = tasks_mod.load_tasks(manager, chosen, Path(data_dir) if data_dir else None)
     for name, task in zip(chosen, loaded):
         index.add_task(name, [question_of(task, doc) for doc in _documents(task)])
     log.info("decontamination index: %d %d-grams from %s", len(index.grams), n, index.documents)
     return index
+
+
+# Variants that score their base task's documents another way: `_majN` (a vote over N samples) and
+# `_ranaldi` (asked with the papers' prompt). Their questions are their base task's: indexed once, as it.
+_VARIANT = re.compile(r"_(maj\d+|ranaldi)$")
+
+
+def base_task(task: str) -> str:
+    """The task whose documents `task` scores (itself unless it is a variant)."""
+    return _VARIANT.sub("", task)
 
 
 def _documents(task: Any) -> list[dict]:

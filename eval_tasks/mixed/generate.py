@@ -28,7 +28,9 @@ from toolkit.sources import (
 )
 
 ROOT = Path(__file__).resolve().parent
-VERSION = 1.1  # bump when documents, prompts, extraction, execution or scoring change (1.1: blank answer line, `ans` in words)
+# bump when documents, prompts, extraction, execution or scoring change (1.1: blank answer line, `ans` in
+# words; 1.2: a program's `ans` read by the builder's rule: one answer, escape attempts none)
+VERSION = 1.2
 K = 4  # samples of each mode in a *_mixed task
 MODES = ("cot", "pot", "mixed")
 TAGS = {"cot": "hubtool_mixed_cot", "pot": "hubtool_mixed_pot", "mixed": "hubtool_mixed_multipath"}

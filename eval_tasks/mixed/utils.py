@@ -23,7 +23,7 @@ from lm_eval.api.task import ConfigurableTask
 
 from toolkit import answers
 from toolkit.builders.mixed import prompt_messages, sandbox_limits
-from toolkit.builders.mixed_programs import extract_program
+from toolkit.builders.mixed_programs import extract_program, matches_gold, program_answer
 from toolkit.evaluate.docs import gym_dataset, process_docs_for
 from toolkit.evaluate.hooks import MISS, doc_problem, extract, score, vote  # the shared reading and scoring
 
@@ -116,17 +116,24 @@ def _sandbox():
 
 
 def run_programs(texts: list[str], docs: list[dict]) -> list[str]:
-    """The canonical `ans` of the program in each generation (MISS when there is none or it fails)."""
+    """The canonical `ans` of the program in each generation, read by the builder's rule for a
+    teacher's program (MISS when there is none, it fails, it tried to get out of the sandbox, or
+    `ans` is not one answer: `[-4, 17, 99]` names no answer), so a student is scored as it was taught."""
     programs = [extract_program(t) for t in texts]
     runnable = [p for p in programs if p is not None]
     ran = iter(_sandbox().run_many(runnable) if runnable else [])
-    out = []
-    for program, doc in zip(programs, docs):
-        result = next(ran) if program is not None else None
-        value = answers.normalize_answer(result.value, doc["answer_type"], tuple(doc.get("choices") or ())) if (
-            result is not None and result.ok) else None  # fmt: skip
-        out.append(MISS if value is None else value)
-    return out
+    return [program_value(next(ran) if program is not None else None, doc) for program, doc in zip(programs, docs)]
+
+
+def program_value(result, doc: dict) -> str:
+    """One sandbox result as an answer: a number that matches gold at gold's precision is gold
+    (`matches_gold`, the builder's check), any other answer as it is, MISS when there is none."""
+    value = program_answer(result, doc["answer_type"], tuple(doc.get("choices") or ()))
+    if value is None:
+        return MISS
+    if doc["answer_type"] == "number" and matches_gold(value, doc_problem({"question": "", **doc})):
+        return answers.normalize_answer(doc["gold"], "number") or value
+    return value
 
 
 class ModeFilter(Filter):

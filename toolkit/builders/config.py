@@ -79,8 +79,9 @@ class BuildConfig:
     concurrency: int | None = param(None, help="openai: requests in flight.")
     api_key_env: str | None = param(None, help="openai: environment variable holding the API key (default OPENAI_API_KEY).")
     tensor_parallel_size: int | None = param(None, help="vllm: GPUs per model.")
-    timeout: float | None = param(None, help="openai: seconds a call may go unanswered before it is retried "
-                                             "(default 180; raise it for very long completions).")  # fmt: skip
+    timeout: float | None = param(None, help="openai: seconds a call may take in all (connecting, waiting, "
+                                             "reading the answer) before it is retried (default 180; raise it "
+                                             "for very long completions).")  # fmt: skip
     max_retries: int | None = param(None, help="openai: retries of a call after a 429, 5xx, timeout or broken "
                                                "answer, before it is recorded in failed.jsonl (default 3).")  # fmt: skip
     out: str | None = param(None, help="Run directory (required).", metavar="DIR")

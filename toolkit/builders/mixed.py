@@ -54,7 +54,8 @@ class MixedConfig(BuildConfig):
     cot_template: str = param(TEMPLATES["cot"], help="CoT prompt: a name in toolkit/prompts, or a FILE.jinja (the eval tasks use the default).")
     pot_template: str = param(TEMPLATES["pot"], help="PoT prompt: a name in toolkit/prompts, or a FILE.jinja (the eval tasks use the default).")
     exec_timeout: float = param(EXEC_TIMEOUT, help="Wall-clock seconds a program may run in the sandbox.")
-    exec_memory_mb: int = param(EXEC_MEMORY_MB, help="Memory (MB of address space) a program may use in the sandbox.")
+    exec_memory_mb: int = param(EXEC_MEMORY_MB, help="Memory (MB) a program may hold in the sandbox: its address "
+                                                     "space plus its private /tmp (16 MB).")  # fmt: skip
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -231,7 +231,10 @@ def write(report: Report, output_dir: Path) -> dict[str, Path]:
     """report.md, report.png and scores.json under output_dir."""
     paths = {"markdown": output_dir / "report.md", "chart": output_dir / "report.png",
              "scores": output_dir / "scores.json"}
-    paths["markdown"].write_text(markdown(report))
+    from toolkit.public_paths import scrub
+
+    # models and --data-dir are folders of this machine: the files name them as cards do (toolkit.public_paths)
+    paths["markdown"].write_text(scrub(markdown(report), output_dir))
     bar_chart(report, paths["chart"])
-    paths["scores"].write_text(json.dumps(report.to_dict(), indent=2))
+    paths["scores"].write_text(scrub(json.dumps(report.to_dict(), indent=2), output_dir))
     return paths

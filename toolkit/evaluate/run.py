@@ -212,11 +212,15 @@ def _write_results(folder: Path, label: str, results: dict) -> dict[str, Path]:
     """lm-eval's aggregated results (results.json) and per-document samples (samples_<task>.jsonl)."""
     from lm_eval.utils import handle_non_serializable
 
+    from toolkit.public_paths import scrub
+
     folder.mkdir(parents=True, exist_ok=True)
     samples = results.pop("samples", {})
     results["config"]["model"] = label
     paths = {f"{label}/results": folder / "results.json"}
-    paths[f"{label}/results"].write_text(json.dumps(results, indent=2, default=handle_non_serializable))
+    # lm-eval's config names the model's folder (pretrained=/home/...): written as cards name it
+    text = json.dumps(results, indent=2, default=handle_non_serializable)
+    paths[f"{label}/results"].write_text(scrub(text, folder.parent))
     for task, rows in samples.items():
         path = folder / f"samples_{task}.jsonl"
         with path.open("w") as fh:

@@ -21,10 +21,12 @@ _NAMES = "a list of names"
 TYPES: dict[str, dict[str, str]] = {
     "build": {"build": _STR, "with": "a mapping", "preset": _STR, "decontaminate": "decontaminate"},
     "push": {"push": _STR, "name": _STR, "hub": _BOOL, "private": _BOOL, "license": _STR},
-    "train": {"train": _STR, "dataset": _STR, "model": _STR, "set": "a mapping", "merge": _BOOL},
+    "train": {"train": _STR, "dataset": _STR, "model": _STR, "set": "a mapping", "merge": _BOOL,
+              "where": "a mapping"},
     "eval": {"eval": "a mapping", "tasks": _NAMES, "suites": _NAMES, "limit": "a number", "max_gen_toks": _INT,
              "in_domain": _NAMES, "batch_size": "an integer or auto", "num_fewshot": _INT, "data_dir": _STR,
-             "backend": _STR, "base_url": _STR, "baseline": _STR, "filter": _STR},
+             "backend": _STR, "base_url": _STR, "baseline": _STR, "filter": _STR, "judge": _STR,
+             "judge_max_new_tokens": _INT},
 }  # fmt: skip
 LABEL = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")  # a report label, and its results folder
 # the experiment owns where its steps write: a step may not point them elsewhere
@@ -158,6 +160,10 @@ def _train(step: Step, kinds: dict[str, str], problems: list[str], where: str) -
     for key in step.spec.get("set") or {}:
         if str(key).replace("-", "_") in OWNED["train"]:
             problems.append(f"{where}set: {key!r} is set by the experiment (its students go to WORKDIR/models/STEP)")
+    for column, value in (step.spec.get("where") or {}).items():  # as `hubtool train --where COLUMN=VALUE`
+        if not isinstance(column, str) or not column.strip() or isinstance(value, dict | list) or value is None:
+            problems.append(f"{where}where: {_shown(column)}: {_shown(value)} is not COLUMN: VALUE with one value "
+                            "(e.g. where: {is_counterfactual: false})")  # fmt: skip
 
 
 def _eval(step: Step, kinds: dict[str, str], problems: list[str], where: str) -> None:
@@ -175,11 +181,25 @@ def _eval(step: Step, kinds: dict[str, str], problems: list[str], where: str) ->
         problems.append(f"{where}filter: {s['filter']!r} is not one of {', '.join(FILTERS)}")
     if s.get("backend", "hf") not in BACKENDS:
         problems.append(f"{where}backend: {s['backend']!r} is not one of {', '.join(BACKENDS)}")
+    _check_judge(s, problems, where)
     names = [*s.get("tasks", []), *s.get("suites", [])]
     if not names:
         problems.append(f"{where}give `tasks:` or `suites:` (here or in the experiment's `eval:`)")
     _check_task_names(names, f"{where}eval", problems)
     _check_task_names(s.get("in_domain") or [], f"{where}in_domain", problems)
+
+
+def _check_judge(s: dict, problems: list[str], where: str) -> None:
+    """The judge as `hubtool eval --judge` takes it (BACKEND:MODEL), checked as `run_eval` will."""
+    from toolkit.teachers import parse_teacher_spec
+
+    if s.get("judge") is not None:
+        try:
+            parse_teacher_spec(s["judge"])
+        except UserError as e:
+            problems.append(f"{where}judge: {e}")
+    if s.get("judge_max_new_tokens", 1) < 1:
+        problems.append(f"{where}judge_max_new_tokens: {s['judge_max_new_tokens']} is not at least 1")
 
 
 BACKENDS = ("hf", "vllm", "openai")

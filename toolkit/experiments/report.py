@@ -112,17 +112,30 @@ def write_experiment_report(experiment, outputs: dict[str, str], state: dict, fo
         scores = read_scores(Path(outputs[step.id]), labels)
         meta = json.loads((Path(outputs[step.id]) / "scores.json").read_text())
         baseline = step.spec.get("baseline") or labels[0]
-        summary = summarize(scores, meta["tasks"], set(meta["in_domain"]), baseline)
+        # judged suites (AlpacaEval, MT-Bench) score no exact match: the judge's scores, in a table of their own
+        judged = set(meta.get("judged_tasks", []))
+        tasks = [t for t in meta["tasks"] if t not in judged]
+        summary = summarize(scores, tasks, set(meta["in_domain"]) - judged, baseline)
+        summary["judged"] = meta.get("suite_scores", [])
         summary["provenance"] = provenance(experiment, step, outputs)
         summary["eval_config"] = {k: v for k, v in step.spec.items() if k != "eval"} | {"notes": meta.get("notes", [])}
         results[step.id] = summary
         headline = step.spec.get("filter") or "strict-match"
         sections += _markdown(step.id, summary, headline)
-        _chart(summary, headline, folder / f"{step.id}.png")
-    # the experiment's own text (about:, model names, eval settings) may hold a URL with a password
-    (folder / "results.json").write_text(redact(json.dumps(results, indent=2)))
-    (folder / "report.md").write_text(redact("\n".join(sections) + "\n"))
+        if tasks:
+            _chart(summary, headline, folder / f"{step.id}.png")
+    # the experiment's own text (about:, model names, eval settings) may hold a URL with a password, and
+    # its outputs are folders of this machine: written relative to the workdir (toolkit.public_paths)
+    (folder / "results.json").write_text(_public(json.dumps(results, indent=2), folder.parent))
+    (folder / "report.md").write_text(_public("\n".join(sections) + "\n", folder.parent))
     return folder / "report.md"
+
+
+def _public(text: str, workdir: Path) -> str:
+    """What a report may say: no password, no path of this machine (the workdir's own as `work/...`)."""
+    from toolkit.public_paths import scrub
+
+    return scrub(redact(text), workdir)
 
 
 def provenance(experiment, step, outputs: dict[str, str]) -> dict[str, Any]:
@@ -170,8 +183,10 @@ def _markdown(step_id: str, summary: dict[str, Any], headline: str) -> list[str]
     columns = [*tasks, *[g for g in ("ID avg", "OOD avg") if g in next(iter(summary["models"].values()))[headline]["score"]]]
     short = [c.removeprefix("hubtool_") + (" (ID)" if c in summary["in_domain"] else "") for c in columns]
     docs = ", ".join(f"{t.removeprefix('hubtool_')} {n}" for t, n in summary["documents"].items())
-    lines = [f"## {step_id}", "", f"Documents per task: {docs}. Exact match in %, with 95% bootstrap intervals.", ""]
-    for f in (headline, *[x for x in FILTERS if x != headline]):
+    lines = [f"## {step_id}", ""]
+    if tasks:
+        lines += [f"Documents per task: {docs}. Exact match in %, with 95% bootstrap intervals.", ""]
+    for f in (headline, *[x for x in FILTERS if x != headline]) if tasks else ():
         lines += [f"### {f}", "", "| model | " + " | ".join(short) + " |", "|---|" + "---:|" * len(columns)]
         for label, entry in summary["models"].items():
             lines.append(f"| {label} | " + " | ".join(_pct(entry[f]["score"][c]) for c in columns) + " |")
@@ -181,6 +196,8 @@ def _markdown(step_id: str, summary: dict[str, Any], headline: str) -> list[str]
             if entry[f]["vs_baseline"]:
                 lines.append(f"| {label} | " + " | ".join(_diff(entry[f]["vs_baseline"][c]) for c in columns) + " |")
         lines.append("")
+    if summary.get("judged"):
+        lines += _judged_table(summary["judged"])
     lines += ["### Where the numbers come from", ""]
     for label, p in summary["provenance"].items():
         if p.get("recipe"):
@@ -192,6 +209,15 @@ def _markdown(step_id: str, summary: dict[str, Any], headline: str) -> list[str]
     config = ", ".join(f"{k}={v}" for k, v in summary["eval_config"].items() if k != "notes")
     lines += [f"- evaluation: {config}; " + "; ".join(summary["eval_config"]["notes"]), ""]
     return lines
+
+
+def _judged_table(suite_scores: list[dict[str, Any]]) -> list[str]:
+    """The judged suites as `hubtool eval` reports them (toolkit.evaluate.report): AlpacaEval's win rate,
+    MT-Bench's mean rating, each with the judge and how many of its judgments could not be read."""
+    from toolkit.evaluate.report import Report, markdown
+
+    table = markdown(Report(tasks=[], in_domain=set(), suite_scores=suite_scores)).split("## Judged suites\n")[1]
+    return ["### Judged suites", *table.rstrip("\n").split("\n"), ""]
 
 
 def _chart(summary: dict[str, Any], headline: str, path: Path) -> None:

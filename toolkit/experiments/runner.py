@@ -216,7 +216,8 @@ def _describe(step: Step) -> str:
     s = step.spec
     return {"build": lambda: f"{s['build']}" + (f" --preset {s['preset']}" if s.get("preset") else ""),
             "push": lambda: f"{s['push']} -> {s['name']}",
-            "train": lambda: f"{s['train']} on {s['dataset']}" + (f" from {s['model']}" if s.get("model") else ""),
+            "train": lambda: f"{s['train']} on {s['dataset']}" + (f" from {s['model']}" if s.get("model") else "")
+                             + "".join(f" where {k}={flag_text(v)}" for k, v in (s.get("where") or {}).items()),
             "eval": lambda: ", ".join(f"{k}={v}" for k, v in s["eval"].items())}[step.kind]()  # fmt: skip
 
 
@@ -260,7 +261,8 @@ def _train(experiment: Experiment, step: Step, outputs: dict[str, str], work: Pa
     if s.get("model"):
         sets["model_name_or_path"] = outputs.get(s["model"], substitute(s["model"], outputs))
     out = work / "models" / step.id
-    train(load_recipe(recipe_path(s["train"]), sets, output_dir=out), merge=bool(s.get("merge")))
+    where = {str(k): flag_text(v) for k, v in (s.get("where") or {}).items()}  # as --where COLUMN=VALUE gives it
+    train(load_recipe(recipe_path(s["train"]), sets, output_dir=out), merge=bool(s.get("merge")), where=where or None)
     return str(out)
 
 
@@ -272,7 +274,8 @@ def _eval(experiment: Experiment, step: Step, outputs: dict[str, str], work: Pat
     options = EvalOptions(backend=s.get("backend", "hf"), base_url=s.get("base_url"), limit=s.get("limit"),
                           num_fewshot=s.get("num_fewshot"), batch_size=s.get("batch_size", 8),
                           max_gen_toks=s.get("max_gen_toks"), in_domain=s.get("in_domain"),
-                          data_dir=Path(s["data_dir"]) if s.get("data_dir") else None)  # fmt: skip
+                          data_dir=Path(s["data_dir"]) if s.get("data_dir") else None, judge=s.get("judge"),
+                          **{k: s[k] for k in ("judge_max_new_tokens",) if k in s})  # fmt: skip
     labels = list(s["eval"])
     run_eval([str(m) for m in s["eval"].values()], out, suites=s.get("suites", []), tasks=s.get("tasks", []),
              options=options, labels=labels)  # fmt: skip

@@ -31,9 +31,9 @@ KINDS: tuple[str, ...] = ("build", "push", "train", "eval")
 KEYS: dict[str, set[str]] = {
     "build": {"build", "with", "preset", "decontaminate"},
     "push": {"push", "name", "hub", "private", "license"},
-    "train": {"train", "dataset", "model", "set", "merge"},
+    "train": {"train", "dataset", "model", "set", "merge", "where"},
     "eval": {"eval", "tasks", "suites", "limit", "max_gen_toks", "in_domain", "batch_size", "num_fewshot",
-             "data_dir", "backend", "base_url", "baseline", "filter"},
+             "data_dir", "backend", "base_url", "baseline", "filter", "judge", "judge_max_new_tokens"},
 }  # fmt: skip
 EVAL_DEFAULTS = KEYS["eval"] - {"eval"}
 _REF = re.compile(r"\{([A-Za-z0-9_-]+)\}")
