@@ -28,7 +28,7 @@ BENCHMARKS = (
 GYM_TASKS = sorted(
     p.stem.removeprefix("hubtool_")
     for p in (ROOT / "eval_tasks" / "reasoning_gym").glob("hubtool_gym_*.yaml")
-    if not p.stem.endswith("_maj8")
+    if not p.stem.endswith(("_maj8", "_ranaldi"))  # variants: the same documents, another prompt or a vote
 )
 
 
@@ -107,6 +107,13 @@ def test_a_gym_task_is_scored_on_what_a_builder_builds(task_name, manager, tasks
     assert GYM_EVAL_SPLIT != "train"  # a build on the default split never trains on the eval problems
     problems = load_source(f"gym:{gym}", split=GYM_EVAL_SPLIT, seed=GYM_EVAL_SEED, limit=GYM_EVAL_SIZE).problems
     _assert_scored_as_built(tasks[f"hubtool_{task_name}"], problems)
+
+
+@pytest.mark.parametrize("task_name", GYM_TASKS)
+def test_a_prompt_variant_scores_the_same_documents(task_name, manager):
+    base, variant = _config(manager, f"hubtool_{task_name}"), _config(manager, f"hubtool_{task_name}_ranaldi")
+    assert variant["dataset_kwargs"] == base["dataset_kwargs"] and variant["test_split"] == base["test_split"]
+    assert (base["metadata"]["prompt"], variant["metadata"]["prompt"]) == ("cot", "ranaldi-cot")
 
 
 @pytest.mark.parametrize("task_name", GYM_TASKS)

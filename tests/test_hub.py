@@ -87,7 +87,7 @@ def test_a_real_cot_build_pushes_and_loads_by_name(tmp_path):
         "".join(json.dumps({"question": f"What is {i} + 1?", "answer": str(i + 1)}) + "\n" for i in range(4))
     )
     teacher = FakeTeacher(
-        lambda req, j: f"Add one.\nThe answer is {int(req.messages[-1]['content'].split()[3]) + 1 + j}."
+        lambda req, j: f"Adding one gives the next whole number.\nThe answer is {int(req.messages[-1]['content'].split()[3]) + 1 + j}."
     )
     build("cot", tmp_path / "run", teachers={"teacher": teacher}, source=f"file:{data}", samples=2)
     card = DatasetCard((tmp_path / "run" / "README.md").read_text())

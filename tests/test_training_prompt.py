@@ -154,7 +154,7 @@ def test_a_model_without_a_record_is_asked_with_the_tasks_prompt(tmp_path, asked
 @pytest.mark.parametrize(
     ("prompt", "message"),
     [("nope", "no prompt template 'nope'"),
-     ("counterfactual_cot", "--prompt counterfactual_cot: the eval tasks cannot fill labels")],
+     ("counterfactual_cot", "--prompt counterfactual_cot: the eval tasks cannot fill input_name, labels, shown")],
 )  # fmt: skip
 def test_a_prompt_the_tasks_cannot_ask_with_is_one_line(tmp_path, prompt, message):
     result = CliRunner().invoke(main, ["eval", "-m", "smollm2-135m", "-t", "gym_chain_sum", "--prompt", prompt])
