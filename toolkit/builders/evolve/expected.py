@@ -35,8 +35,8 @@ def expected_value(logits: Sequence[float], values: Sequence[int]) -> float:
 def score_tokens(tokenizer: Any, values: Sequence[int]) -> tuple[str, list[int]]:
     """The answer prefix after which each value is one token, and those tokens' ids.
 
-    "Score: " + "3" is one extra token for sentencepiece vocabularies; byte-level BPE merges the
-    space into the digit, so there the prefix is "Score:" and the token is " 3"."""
+    Tokenizers differ: SmolLM2's writes "Score: 3" as Score, :, Ġ, 3 (the prefix is "Score: ", the
+    token "3"); one that merges the space into the digit needs the prefix "Score:" and the token " 3"."""
     for prefix in ANSWER_PREFIXES:
         head = tokenizer(prefix, add_special_tokens=False).input_ids
         ids = []
