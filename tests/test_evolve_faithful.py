@@ -230,3 +230,16 @@ def test_the_preset_is_the_papers_selection():
 
     assert PRESETS["idea-mcts"].values["rows"] == "sample" and PRESETS["idea-mcts"].values["sample_rows"] == 1000
 
+
+
+def test_the_outcome_line_speaks_of_seeds_rows_and_evolutions():
+    """What the summary line should say for this method (`stats.outcome`), on a build where one seed
+    kept no row: counts a user can act on, none of CoT's "samples, correct"."""
+    from collections import Counter
+
+    from toolkit.builders.evolve.stats import outcome
+
+    counts = Counter(problems=2, seeds_done=2, seeds_without_rows=1, kept=3, answered=5, refusals=2,
+                     evolver_calls=12, invalid_evolutions=4, scored=10, unparsed_scores=1)  # fmt: skip
+    assert outcome(counts) == ("2 seeds, 1 with rows, 1 without; 3 rows from 5 answered instructions (2 refusals); "
+                               "12 evolutions (4 failed), 10 scored (1 unreadable judgments)")  # fmt: skip

@@ -107,3 +107,16 @@ def finish(config: Any, stats: Stats, counts: Counter[str]) -> dict[str, Any]:
         "trees": "trees/<seed_id>.json",
     }
 
+
+def outcome(counts: Counter[str]) -> str:
+    """The build's result in the method's own words, for the summary line (a CoT build's "samples,
+    correct" mean nothing here: there is no gold)."""
+    c = counts
+    done, empty = c["seeds_done"], c["seeds_without_rows"]
+    dropped = [f"{c[k]} {label}" for k, label in (("refusals", "refusals"), ("empty_answers", "empty answers"),
+                                                 ("truncated", "cut off"), ("not_sampled", "not sampled")) if c[k]]  # fmt: skip
+    return (f"{c['problems']} seeds, {done - empty} with rows, {empty} without; {c['kept']} rows from "
+            f"{c['answered']} answered instructions" + (f" ({', '.join(dropped)})" if dropped else "") +
+            f"; {c['evolver_calls']} evolutions ({c['invalid_evolutions']} failed), {c['scored']} scored "
+            f"({c['unparsed_scores']} unreadable judgments)")  # fmt: skip
+
