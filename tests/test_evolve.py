@@ -246,6 +246,28 @@ def test_a_reward_past_the_threshold_ends_paths_and_the_search():
     assert [n.id for n in S.row_nodes(root, "sample", False)] == [1, 2, 3, 4, 5]
 
 
+def test_chains_end_by_the_searchs_rule_and_stop_at_either_budget():
+    import asyncio
+
+    def chains(rewards, budget, scorer_budget=None, **knobs):
+        search = S.Search(ScriptedOracle(rewards), DEFAULT_ACTIONS, S.Knobs(**knobs), S.rng_for("seed", 0))
+
+        async def go():
+            return await search.chains(await search.root("seed"), budget, scorer_budget)
+
+        return asyncio.run(go()), search
+
+    # every evolution scores 15 > 10: each chain ends at depth 1, as a search path would
+    root, search = chains(lambda depth: 6.0 if depth == 0 else 15.0, 6)
+    assert [k.depth for k in root.children] == [1] * 6 and all(k.terminal and k.on_path for k in root.children)
+    # rewards never pass the threshold: a chain runs past max_depth (2) to depth 3, then a new one starts
+    root, search = chains(lambda depth: 6.0, 7, max_depth=2)
+    assert [n.depth for n in T.walk(root)] == [0, 1, 2, 3, 1, 2, 3, 1] and search.calls == 7
+    # the scorer budget (the seed's score included) stops it first: 4 scores = the seed + 3 evolutions
+    root, search = chains(lambda depth: 6.0, 10, 4, max_depth=2)
+    assert (search.calls, search.scored) == (3, 4)
+
+
 def test_children_beyond_the_actions_reuse_them_with_distinct_seeds(tmp_path):
     actions = tmp_path / "actions.yaml"
     actions.write_text("shorter: Make it shorter.\nformal: Make it formal.\n")
