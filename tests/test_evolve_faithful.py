@@ -216,6 +216,7 @@ def test_rows_sample_draws_n_rows_over_all_seeds_paths(tmp_path):
     kept = rows(tmp_path / "run")
     assert len(kept) == 5 and {(r["seed_id"], r["node"]) for r in kept} <= pool
     assert manifest.counts["answered"] == len(pool) and manifest.counts["not_sampled"] == len(pool) - 5
+    assert manifest.counts["kept"] == 5
     assert manifest.stats["scores"]["rows"]["n"] == 5 and sum(manifest.stats["depth_histogram"].values()) == 5
     # terminal siblings that no simulation passed through are in the pool (they were dropped before)
     on_paths = {(k, n["id"]) for k, t in trees.items() for n in _nodes(t["root"]) if n["on_path"] and n["depth"]}

@@ -317,6 +317,7 @@ def select(config: EvolveConfig, stats: Stats, rows: list[EvolveRow], counts: Co
     picked = [r for i, r in enumerate(rows) if i in chosen]
     stats.selected = {r.id for r in picked}
     counts["not_sampled"] += len(rows) - len(picked)
+    counts["kept"] = len(picked)
     return picked
 
 
