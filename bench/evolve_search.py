@@ -7,7 +7,10 @@ Three builds of `hubtool build-dataset evolve` on the same seeds, models and cal
                                                 so no seed starts past it
     (a) --search mcts                           UCT-guided expansion, rollouts, backpropagation
     (b) --search none --budget-from (a)         random chains; each seed gets the evolver calls and
-                                                the scorer calls the search spent on it
+                                                the scorer calls the search spent on it (they stop
+                                                at whichever runs out first, so they never get more)
+    (c) the same, evolver calls matched only    (--evolver-only-arm) scorer calls follow from how
+                                                many evolutions are valid
 
 Both arms end a path by the same rule (past --max-depth or at a reward past the threshold), and
 both draw their rows the same way (`--rows sample`: --sample-rows at random over every root-to-
@@ -91,6 +94,12 @@ def bootstrap(diffs: list[float], seed: int = 0) -> tuple[float, float, float]:
 
 def build(args: argparse.Namespace, name: str, **fields) -> dict:
     out = Path(args.out) / name
+    if args.reuse and (out / "manifest.json").is_file():  # a finished arm of an earlier run
+        from toolkit.rundir import read_manifest
+
+        manifest = read_manifest(out)
+        if manifest.status == "complete":
+            return {"manifest": manifest, "seeds": per_seed(out)}
     common = dict(source=args.source, limit=args.seeds, evolver=args.evolver, scorer=args.scorer or args.evolver,
                   answerer=args.evolver if args.answer else "fake:unparsable", children=args.children,
                   iterations=args.iterations, max_depth=args.max_depth, uct_c=args.uct_c,
@@ -128,6 +137,8 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--answer", action="store_true", help="answer the rows with the evolver too")
     p.add_argument("--out", default="runs/bench-evolve")
+    p.add_argument("--reuse", action="store_true", help="read arms an earlier run finished instead of rebuilding")
+    p.add_argument("--evolver-only-arm", action="store_true", help="add arm (c): chains on the evolver calls only")
     args = p.parse_args()
 
     calibration = build(args, "calibrate", search="none", budget=1)
@@ -136,6 +147,13 @@ def main() -> None:
     rows = {"rows": "sample", "sample_rows": args.sample_rows or 2 * args.seeds, "reward_threshold": threshold}
     arms = {"mcts": build(args, "mcts", search="mcts", **rows)}
     arms["none"] = build(args, "none", search="none", budget_from=str(Path(args.out) / "mcts"), **rows)
+    if args.evolver_only_arm:  # the search's trees without their scorer calls: only evolver calls are matched
+        budgets = Path(args.out) / "mcts-evolver-calls"
+        (budgets / "trees").mkdir(parents=True, exist_ok=True)
+        for path in (Path(args.out) / "mcts" / "trees").glob("*.json"):
+            tree = json.loads(path.read_text())
+            (budgets / "trees" / path.name).write_text(json.dumps({k: v for k, v in tree.items() if k != "scorer_calls"}))
+        arms["none-e"] = build(args, "none-e", search="none", budget_from=str(budgets), **rows)
     report = summarize(args, arms, seed_rewards, threshold)
     print(report)
     (Path(args.out) / "report.md").write_text(report + "\n")
@@ -159,12 +177,18 @@ def summarize(args: argparse.Namespace, arms: dict, seed_rewards: list[float], t
         lines.append(f"| {name} | {c['seeds_done']} | {c['evolver_calls']} | {c['scored']} | {c['invalid_evolutions']} | "
                      f"{sum(x['pool'] for x in arm['seeds'].values())} | {r['n']} | {r['reward']} | {r['quality']} | "
                      f"{r['complexity']} | {r['diversity']} | {s['distinct_tags']['rows']} |")  # fmt: skip
-    a, b = arms["mcts"]["seeds"], arms["none"]["seeds"]
+    for other in [k for k in arms if k != "mcts"]:
+        lines += ["", *paired(args, arms["mcts"]["seeds"], arms[other]["seeds"], other)]
+    return "\n".join(lines)
+
+
+def paired(args: argparse.Namespace, a: dict, b: dict, other: str) -> list[str]:
+    """Per-seed paired differences, search minus the `other` arm, with bootstrap intervals."""
     matched = sum(a[k]["evolver_calls"] == b[k]["evolver_calls"] and a[k]["scorer_calls"] == b[k]["scorer_calls"]
                   for k in a if k in b)  # fmt: skip
-    lines += ["", f"calls matched exactly (evolver and scorer) on {matched} of {len(a)} seeds", "",
-              "| per seed, search minus chains | seeds | mean | 95 % bootstrap interval | search higher / equal / lower |",
-              "|---|---:|---:|---|---|"]  # fmt: skip
+    lines = [f"search vs {other}: calls matched exactly (evolver and scorer) on {matched} of {len(a)} seeds", "",
+             f"| per seed, search minus {other} | seeds | mean | 95 % bootstrap interval | search higher / equal / lower |",
+             "|---|---:|---:|---|---|"]  # fmt: skip
     for key, label in (("mean", "path pool: mean reward"), ("best", "path pool: best reward"),
                        ("tags", "path pool: distinct tags")):  # fmt: skip
         pairs = [(a[k][key], b[k][key]) for k in a if k in b and a[k][key] is not None and b[k][key] is not None]
@@ -176,7 +200,7 @@ def summarize(args: argparse.Namespace, arms: dict, seed_rewards: list[float], t
         hi, eq = sum(d > 0 for d in diffs), sum(d == 0 for d in diffs)
         lines.append(f"| {label} | {len(diffs)} | {mean:+.3f} | [{low:+.3f}, {high:+.3f}] | "
                      f"{hi} / {eq} / {len(diffs) - hi - eq} |")  # fmt: skip
-    return "\n".join(lines)
+    return lines
 
 
 if __name__ == "__main__":
