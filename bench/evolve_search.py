@@ -1,45 +1,29 @@
-"""IDEA-MCTS against random evolution chains on the same evolver budget, seed by seed.
+"""IDEA-MCTS against random evolution chains, on matched calls, seed by seed, with bootstrap intervals.
 
-Two builds of `hubtool build-dataset evolve` on the same seeds, models and call cache:
+Three builds of `hubtool build-dataset evolve` on the same seeds, models and call cache:
 
-    (a) --search mcts                          UCT-guided expansion, rollouts, backpropagation
-    (b) --search none --budget-from (a)        Evol-Instruct-style random chains; each seed gets
-                                               exactly the evolver calls the search spent on it
+    (0) calibration: --search none --budget 1   scores every seed once; the reward threshold is set
+                                                at or above the best seed's reward (plus --margin),
+                                                so no seed starts past it
+    (a) --search mcts                           UCT-guided expansion, rollouts, backpropagation
+    (b) --search none --budget-from (a)         random chains; each seed gets the evolver calls and
+                                                the scorer calls the search spent on it (they stop
+                                                at whichever runs out first, so they never get more)
+    (c) the same, evolver calls matched only    (--evolver-only-arm) scorer calls follow from how
+                                                many evolutions are valid
 
-and a table of what they produced: the rows' mean reward, quality, complexity, diversity (the
-scorer's 1-5 rubric scores), distinct intent tags, failed evolutions and unreadable judgments,
-plus a per-seed paired count (on how many seeds the search's rows scored higher on average).
-Answering is not what is compared, so the answerer is `fake:unparsable` (a fixed reply) unless
-`--answer` is given.
+Both arms end a path by the same rule (past --max-depth or at a reward past the threshold), and
+both draw their rows the same way (`--rows sample`: --sample-rows at random over every root-to-
+terminal path, seeded). Per seed, the measure is taken over that seed's whole path pool (every node
+on a root-to-terminal path), so it does not depend on the draw: the pool's mean reward, its best
+reward, and its distinct intent tags. The paired differences (search minus chains) get 95 %
+bootstrap intervals over seeds (10,000 resamples, seeded). Answering is not what is compared, so
+the answerer is `fake:unparsable` (a fixed reply) unless `--answer` is given.
 
-    python bench/evolve_search.py --evolver transformers:smollm2-135m --seeds 8 --out runs/bench-evolve
-    python bench/evolve_search.py --evolver openai:qwen@http://127.0.0.1:8089/v1 --concurrency 8 --seeds 24
+    nice python bench/evolve_search.py --scorer-mode expected --seeds 24 --out runs/bench-evolve
+    python bench/evolve_search.py --evolver openai:qwen@http://127.0.0.1:8089/v1 --concurrency 8 --seeds 32
 
-Measured (2026-11-25, a shared 2-core CPU VM; the 6-8 seeds of tests/fixtures/evolve/seeds.jsonl; rewards
-are the scorer's 1-5 rubric scores summed, 3-15):
-
-Qwen2.5-Coder-0.5B-Instruct (GGUF from /work/shared/models/fetch-qwen-coder.sh 0.5b) served by
-llama-cpp-python 0.3.36 (built with -DGGML_AVX512=OFF: the default build segfaulted in batched decode
-here) as evolver and scorer, the paper's search values, 6 seeds, ~12 minutes:
-
-    python bench/evolve_search.py --evolver openai:qwen@http://127.0.0.1:8089/v1 --concurrency 2 --seeds 6 \
-        --children 5 --iterations 3 --max-depth 4 --max-new-tokens 128 --judge-max-new-tokens 32
-
-| search | seeds | evolver calls | failed evolutions | unreadable judgments | rows | reward | quality | complexity | diversity | distinct tags | all evolved: reward |
-|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
-| mcts | 6 | 62 | 31 | 0/111 | 16 | 11.625 | 4.812 | 4.25 | 2.562 | 13 | 11.71 |
-| none | 6 | 62 | 36 | 0/96 | 26 | 12.0 | 4.923 | 4.423 | 2.654 | 17 | 12.0 |
-
-Per seed, the search's path rows scored higher on 3 of the 5 seeds both sides kept rows for. No gain:
-the 0.5B scorer already rates the seeds 11.2 of 15 (most rewards pass the threshold of 10 at depth
-1, so the search stops after ~10 of its 24 possible evolver calls a seed), and half the evolutions
-echo the action's directive or the parent ("unchanged"). The paper's 2.19 -> 3.81 comes from
-trained 7B scorers and gpt-3.5 as the evolver; this bench measures the mechanism, at this scale.
-
-The embedded default (transformers:smollm2-135m) as evolver and scorer, 4 seeds, 2 children,
-2 iterations, depth 2 (~20 minutes under load): every one of its rubric replies is unreadable
-(scored 1), so all rewards are 3 and the search has no signal (mcts: 14 calls, 10 failed
-evolutions, 3 rows, reward 3.0; none: 14 calls, 9 failed, 5 rows, reward 3.0).
+Measured: bench/README.md ("evolve_search.py") and the README's IDEA-MCTS section.
 """
 
 from __future__ import annotations
@@ -47,6 +31,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
+import statistics
 import sys
 from pathlib import Path
 
@@ -56,30 +42,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from toolkit.builders import build_dataset  # noqa: E402
 from toolkit.builders.evolve import EvolveConfig  # noqa: E402
 
-SEEDS = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "evolve" / "seeds.jsonl"
-COLUMNS = ("seeds", "evolver calls", "failed evolutions", "unreadable judgments", "rows", "reward", "quality",
-           "complexity", "diversity", "distinct tags", "all evolved: reward")  # fmt: skip
-
-
-def run(args: argparse.Namespace, search: str) -> dict:
-    out = Path(args.out) / search
-    common = dict(source=args.source, limit=args.seeds, evolver=args.evolver, scorer=args.scorer or args.evolver,
-                  answerer=args.evolver if args.answer else "fake:unparsable", children=args.children,
-                  iterations=args.iterations, max_depth=args.max_depth, max_new_tokens=args.max_new_tokens,
-                  judge_max_new_tokens=args.judge_max_new_tokens, keep="all", seed=args.seed,
-                  input_field=args.input_field, cache=str(Path(args.out) / "calls.sqlite"), out=str(out),
-                  overwrite=True)  # fmt: skip
-    if args.concurrency:
-        common["concurrency"] = args.concurrency
-    if search == "none":
-        common["budget_from"] = str(Path(args.out) / "mcts")
-    manifest = build_dataset(EvolveConfig(search=search, **common))
-    trees = {p.stem: json.loads(p.read_text()) for p in (out / "trees").glob("*.json")}
-    per_seed = {}
-    for seed_id, tree in trees.items():
-        rewards = [n["scores"]["reward"] for n in _nodes(tree["root"]) if n["on_path"] and n["depth"] > 0 and not n["invalid"]]
-        per_seed[seed_id] = sum(rewards) / len(rewards) if rewards else None
-    return {"manifest": manifest, "per_seed": per_seed}
+SEEDS = Path(__file__).resolve().parent / "evolve_seeds.jsonl"
+RESAMPLES = 10_000
 
 
 def _nodes(node: dict):
@@ -88,50 +52,155 @@ def _nodes(node: dict):
         yield from _nodes(child)
 
 
-def row(result: dict) -> list:
-    m = result["manifest"]
-    c, s = m.counts, m.stats
-    rows, evolved = s["scores"]["rows"], s["scores"]["evolved"]
-    return [c["seeds_done"], c["evolver_calls"], c["invalid_evolutions"], f"{c['unparsed_scores']}/{3 * c['scored']}",
-            rows["n"], rows["reward"], rows["quality"], rows["complexity"], rows["diversity"],
-            s["distinct_tags"]["rows"], evolved["reward"]]  # fmt: skip
+def path_pool(root: dict) -> list[dict]:
+    """Valid evolved nodes on a root-to-terminal path (terminal nodes, and the ends of followed paths)."""
+    pool: dict[int, dict] = {}
+
+    def down(node: dict, above: list[dict]) -> None:
+        here = [*above, node]
+        ends_path = node["on_path"] and not any(k["on_path"] for k in node["children"])
+        if not node["invalid"] and (node["terminal"] or ends_path):
+            pool.update({n["id"]: n for n in here if n["depth"] > 0})
+        for kid in node["children"]:
+            if not kid["invalid"]:
+                down(kid, here)
+
+    down(root, [])
+    return list(pool.values())
+
+
+def per_seed(out: Path) -> dict[str, dict]:
+    """Each seed's measures, read from its tree file."""
+    result = {}
+    for path in sorted((out / "trees").glob("*.json")):
+        tree = json.loads(path.read_text())
+        pool = path_pool(tree["root"])
+        rewards = [n["scores"]["reward"] for n in pool]
+        result[tree["seed_id"]] = {
+            "seed_reward": tree["root"]["scores"]["reward"], "pool": len(pool),
+            "mean": statistics.fmean(rewards) if rewards else None, "best": max(rewards, default=None),
+            "tags": len({t for n in pool for t in n["tags"]}),
+            "evolver_calls": tree["evolver_calls"], "scorer_calls": tree["scorer_calls"],
+        }  # fmt: skip
+    return result
+
+
+def bootstrap(diffs: list[float], seed: int = 0) -> tuple[float, float, float]:
+    """The mean of paired differences and its 95 % percentile bootstrap interval."""
+    rng = random.Random(seed)
+    means = sorted(statistics.fmean(rng.choices(diffs, k=len(diffs))) for _ in range(RESAMPLES))
+    return statistics.fmean(diffs), means[int(0.025 * RESAMPLES)], means[int(0.975 * RESAMPLES) - 1]
+
+
+def build(args: argparse.Namespace, name: str, **fields) -> dict:
+    out = Path(args.out) / name
+    if args.reuse and (out / "manifest.json").is_file():  # a finished arm of an earlier run
+        from toolkit.rundir import read_manifest
+
+        manifest = read_manifest(out)
+        if manifest.status == "complete":
+            return {"manifest": manifest, "seeds": per_seed(out)}
+    common = dict(source=args.source, limit=args.seeds, evolver=args.evolver, scorer=args.scorer or args.evolver,
+                  answerer=args.evolver if args.answer else "fake:unparsable", children=args.children,
+                  iterations=args.iterations, max_depth=args.max_depth, uct_c=args.uct_c,
+                  max_new_tokens=args.max_new_tokens, judge_max_new_tokens=args.judge_max_new_tokens,
+                  scorer_mode=args.scorer_mode, score_range=args.score_range, keep="all", seed=args.seed,
+                  input_field=args.input_field, cache=str(Path(args.out) / "calls.sqlite"), out=str(out),
+                  overwrite=True)  # fmt: skip
+    if args.concurrency:
+        common["concurrency"] = args.concurrency
+    if args.batch_size:
+        common["batch_size"] = args.batch_size
+    manifest = build_dataset(EvolveConfig(**{**common, **fields}))
+    return {"manifest": manifest, "seeds": per_seed(out)}
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--evolver", default="transformers:smollm2-135m")
     p.add_argument("--scorer", help="default: the evolver")
+    p.add_argument("--scorer-mode", default="expected", choices=("rubric", "expected"))
+    p.add_argument("--score-range", default="1-5")
     p.add_argument("--source", default=f"file:{SEEDS}")
     p.add_argument("--input-field", default=None)
-    p.add_argument("--seeds", type=int, default=8)
+    p.add_argument("--seeds", type=int, default=24)
     p.add_argument("--children", type=int, default=3)
     p.add_argument("--iterations", type=int, default=2)
-    p.add_argument("--max-depth", type=int, default=3)
-    p.add_argument("--max-new-tokens", type=int, default=128)
+    p.add_argument("--max-depth", type=int, default=2)
+    p.add_argument("--uct-c", type=float, default=1.0)
+    p.add_argument("--margin", type=float, default=0.0, help="threshold = the best seed's reward + margin")
+    p.add_argument("--sample-rows", type=int, default=None, help="rows each arm draws (default: 2 per seed)")
+    p.add_argument("--max-new-tokens", type=int, default=96)
     p.add_argument("--judge-max-new-tokens", type=int, default=32)
     p.add_argument("--concurrency", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--answer", action="store_true", help="answer the rows with the evolver too")
     p.add_argument("--out", default="runs/bench-evolve")
+    p.add_argument("--reuse", action="store_true", help="read arms an earlier run finished instead of rebuilding")
+    p.add_argument("--evolver-only-arm", action="store_true", help="add arm (c): chains on the evolver calls only")
     args = p.parse_args()
 
-    results = {search: run(args, search) for search in ("mcts", "none")}
-    seeds = results["mcts"]["manifest"].stats["scores"]["seeds"]
-    print(f"\nevolver {args.evolver}, scorer {args.scorer or args.evolver}; {args.children} children, "
-          f"{args.iterations} iterations, max depth {args.max_depth}; seeds' own mean reward {seeds['reward']}\n")  # fmt: skip
-    print("| search | " + " | ".join(COLUMNS) + " |")
-    print("|---|" + "---:|" * len(COLUMNS))
-    for search, result in results.items():
-        print(f"| {search} | " + " | ".join(str(v) for v in row(result)) + " |")
-    a, b = results["mcts"]["per_seed"], results["none"]["per_seed"]
-    paired = [(a[k], b[k]) for k in a if a.get(k) is not None and b.get(k) is not None]
-    wins = sum(x > y for x, y in paired)
-    ties = sum(x == y for x, y in paired)
-    print(f"\nper seed (mean reward of the path rows): search higher on {wins}, equal on {ties}, lower on "
-          f"{len(paired) - wins - ties} of {len(paired)} seeds")  # fmt: skip
-    summary = {k: {"counts": r["manifest"].counts, "stats": r["manifest"].stats, "per_seed": r["per_seed"]}
-               for k, r in results.items()}  # fmt: skip
+    calibration = build(args, "calibrate", search="none", budget=1)
+    seed_rewards = [s["seed_reward"] for s in calibration["seeds"].values()]
+    threshold = round(max(seed_rewards) + args.margin, 4)
+    rows = {"rows": "sample", "sample_rows": args.sample_rows or 2 * args.seeds, "reward_threshold": threshold}
+    arms = {"mcts": build(args, "mcts", search="mcts", **rows)}
+    arms["none"] = build(args, "none", search="none", budget_from=str(Path(args.out) / "mcts"), **rows)
+    if args.evolver_only_arm:  # the search's trees without their scorer calls: only evolver calls are matched
+        budgets = Path(args.out) / "mcts-evolver-calls"
+        (budgets / "trees").mkdir(parents=True, exist_ok=True)
+        for path in (Path(args.out) / "mcts" / "trees").glob("*.json"):
+            tree = json.loads(path.read_text())
+            (budgets / "trees" / path.name).write_text(json.dumps({k: v for k, v in tree.items() if k != "scorer_calls"}))
+        arms["none-e"] = build(args, "none-e", search="none", budget_from=str(budgets), **rows)
+    report = summarize(args, arms, seed_rewards, threshold)
+    print(report)
+    (Path(args.out) / "report.md").write_text(report + "\n")
+    summary = {k: {"counts": a["manifest"].counts, "stats": a["manifest"].stats, "seeds": a["seeds"]}
+               for k, a in arms.items()}  # fmt: skip
+    summary["threshold"], summary["seed_rewards"] = threshold, seed_rewards
     (Path(args.out) / "summary.json").write_text(json.dumps(summary, indent=1))
+
+
+def summarize(args: argparse.Namespace, arms: dict, seed_rewards: list[float], threshold: float) -> str:
+    lines = [f"evolver {args.evolver}, scorer {args.scorer or args.evolver} ({args.scorer_mode}, {args.score_range}); "
+             f"{args.children} children, {args.iterations} iterations, max depth {args.max_depth} (paths end past it), "
+             f"C {args.uct_c}; {args.seeds} seeds, their rewards {min(seed_rewards):.3f}-{max(seed_rewards):.3f} "
+             f"(mean {statistics.fmean(seed_rewards):.3f}); reward threshold {threshold}", "",
+             "| arm | seeds | evolver calls | scorer calls | failed evolutions | path-pool nodes | sampled rows | "
+             "rows: reward | rows: quality | rows: complexity | rows: diversity | distinct tags (rows) |",
+             "|---|" + "---:|" * 11]  # fmt: skip
+    for name, arm in arms.items():
+        c, s = arm["manifest"].counts, arm["manifest"].stats
+        r = s["scores"]["rows"]
+        lines.append(f"| {name} | {c['seeds_done']} | {c['evolver_calls']} | {c['scored']} | {c['invalid_evolutions']} | "
+                     f"{sum(x['pool'] for x in arm['seeds'].values())} | {r['n']} | {r['reward']} | {r['quality']} | "
+                     f"{r['complexity']} | {r['diversity']} | {s['distinct_tags']['rows']} |")  # fmt: skip
+    for other in [k for k in arms if k != "mcts"]:
+        lines += ["", *paired(args, arms["mcts"]["seeds"], arms[other]["seeds"], other)]
+    return "\n".join(lines)
+
+
+def paired(args: argparse.Namespace, a: dict, b: dict, other: str) -> list[str]:
+    """Per-seed paired differences, search minus the `other` arm, with bootstrap intervals."""
+    matched = sum(a[k]["evolver_calls"] == b[k]["evolver_calls"] and a[k]["scorer_calls"] == b[k]["scorer_calls"]
+                  for k in a if k in b)  # fmt: skip
+    lines = [f"search vs {other}: calls matched exactly (evolver and scorer) on {matched} of {len(a)} seeds", "",
+             f"| per seed, search minus {other} | seeds | mean | 95 % bootstrap interval | search higher / equal / lower |",
+             "|---|---:|---:|---|---|"]  # fmt: skip
+    for key, label in (("mean", "path pool: mean reward"), ("best", "path pool: best reward"),
+                       ("tags", "path pool: distinct tags")):  # fmt: skip
+        pairs = [(a[k][key], b[k][key]) for k in a if k in b and a[k][key] is not None and b[k][key] is not None]
+        if not pairs:
+            lines.append(f"| {label} | 0 | - | - | - |")
+            continue
+        diffs = [x - y for x, y in pairs]
+        mean, low, high = bootstrap(diffs, args.seed)
+        hi, eq = sum(d > 0 for d in diffs), sum(d == 0 for d in diffs)
+        lines.append(f"| {label} | {len(diffs)} | {mean:+.3f} | [{low:+.3f}, {high:+.3f}] | "
+                     f"{hi} / {eq} / {len(diffs) - hi - eq} |")  # fmt: skip
+    return lines
 
 
 if __name__ == "__main__":

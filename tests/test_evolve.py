@@ -115,10 +115,12 @@ def test_selection_order_on_a_hand_made_tree():
 
 @pytest.mark.parametrize(
     ("depth", "reward", "terminal"),
-    [(1, 9.0, False), (3, 10.0, False), (3, 10.5, True), (4, 3.0, True), (5, 3.0, True), (2, None, False)],
+    [(1, 9.0, False), (3, 10.0, False), (3, 10.5, True), (4, 3.0, False), (5, 3.0, True), (6, None, True),
+     (2, None, False)],
 )
 def test_terminal_rule(depth, reward, terminal):
-    """A path ends at max_depth (4) evolutions or once the reward passes the threshold (10)."""
+    """The paper: a path ends past depth 4 (depth > 4, so depth 4 is still open) or once the reward
+    passes the threshold (10)."""
     assert T.is_terminal(depth, reward, 4, 10.0) is terminal
 
 
@@ -177,40 +179,101 @@ def _search(rewards, **knobs):
 
 
 def test_each_iteration_expands_one_leaf_into_children_and_rolls_one_out():
-    root, search, oracle = _search(lambda depth: 6.0 + depth, children=5, iterations=3, max_depth=4)
-    tree_nodes = [n for n in T.walk(root) if n.kind == "tree"]
-    expanded = [n for n in T.walk(root) if n.tree_children]
-    assert len(expanded) == 3 and all(len(n.tree_children) == 5 for n in expanded)
-    assert len(tree_nodes) == 15
-    for n in expanded:  # one expansion never repeats an action
-        assert len({k.action for k in n.tree_children}) == 5
-    rollouts = [n for n in T.walk(root) if n.kind == "rollout"]
-    # Iteration 1 rolls out from depth 1 (3 more evolutions to depth 4), then two depth-2 leaves... or
-    # depth-1 siblings: every rollout ends exactly at max_depth here (rewards never pass 10).
+    """Rewards 5 + depth (never past 10 before depth 5). Worked by hand, C = 1:
+    it 1: the seed -> #1-#5 (reward 6); rollout from #1 (the oldest best) to depth 5 (reward 10);
+          returns: #1 gets 10, #2-#5 their own 6 each -> root N 5, value 34.
+          (rollout nodes #6-#9)
+    it 2: UCT at the root: #1 10 + sqrt(ln 5) beats 6 + sqrt(ln 5): #1 -> #10-#14 (reward 7); rollout
+          from #10 to depth 5 (10); returns 10, 7, 7, 7, 7 -> #1 N 6, value 48; root N 10, value 72.
+    it 3: #1 8 + sqrt(ln 10 / 6) = 8.62 beats #2 6 + sqrt(ln 10) = 7.52; below #1, #10 (10 + ...) wins:
+          #10 -> five depth-3 nodes (reward 8), rollout to depth 5."""
+    root, search, oracle = _search(lambda depth: 5.0 + depth, children=5, iterations=3, max_depth=4)
+    expanded = [n.id for n in T.walk(root) if n.tree_children]
+    assert expanded == [0, 1, 10]
+    for n in T.walk(root):  # one expansion never repeats an action
+        assert len({k.action for k in n.tree_children}) == len(n.tree_children)
     ends = [n for n in T.walk(root) if n.on_path and not any(k.on_path for k in n.children)]
-    assert len(ends) == 3 and all(n.depth == 4 and n.terminal for n in ends)
-    assert search.calls == 15 + len(rollouts) == len(oracle.calls)
-    # Visits: every iteration backs one return (the end's reward, 10) up through the root
-    assert root.visits == 3 and root.value == pytest.approx(30.0)
-    for n in tree_nodes:
-        through = sum(1 for e in ends if n in e.path())
-        assert n.visits == through and n.value == pytest.approx(10.0 * through)
+    assert [(e.depth, e.terminal, e.reward) for e in ends] == [(5, True, 10.0)] * 3
+    rollouts = [n for n in T.walk(root) if n.kind == "rollout"]
+    assert len(rollouts) == 4 + 3 + 2 and search.calls == 15 + 9 == len(oracle.calls)
+    by_id = {n.id: n for n in T.walk(root)}
+    assert (root.visits, root.value) == (15, pytest.approx(10 + 24 + 10 + 28 + 10 + 32))
+    assert [(by_id[i].visits, by_id[i].value) for i in (1, 2, 5, 10, 11)] == [
+        (11, pytest.approx(48 + 10 + 32)), (1, 6.0), (1, 6.0), (6, pytest.approx(10 + 10 + 32)), (1, 7.0)]
     assert all(n.visits == 0 for n in rollouts)
+
+
+def test_uct_c_changes_the_tree():
+    """The same scripted scorer, C = 100: in iteration 3 the rarely visited #2 (6 + 100 * sqrt(ln 10)
+    = 157.7) beats #1 (8 + 100 * sqrt(ln 10 / 6) = 69.9), so the seed's second child is expanded
+    instead of #10; with C = 0 the means decide as with C = 1 (#1, then #10)."""
+    trees = {c: _search(lambda depth: 5.0 + depth, children=5, iterations=3, max_depth=4, uct_c=c)
+             for c in (0.0, 1.0, 100.0)}  # fmt: skip
+    expanded = {c: [n.id for n in T.walk(r) if n.tree_children] for c, (r, _, _) in trees.items()}
+    assert expanded == {0.0: [0, 1, 10], 1.0: [0, 1, 10], 100.0: [0, 1, 2]}
+    assert trees[100.0][1].calls == 15 + 4 + 3 + 3  # the third rollout starts at depth 2 again (not 3)
+    assert trees[1.0][1].calls == 15 + 4 + 3 + 2
+
+
+def test_selection_after_an_expansion_pins_the_choice():
+    """A hand-made tree as the search leaves it after one expansion and one rollout: #1 was simulated
+    (return 12), #2 and #3 returned their own rewards 9 and 11, #4 failed (no visit, closed)."""
+    root = _node(0, visits=3, value=32.0)
+    a = _node(1, root, visits=1, value=12.0, reward=8)
+    b = _node(2, root, visits=1, value=9.0, reward=9)
+    c = _node(3, root, visits=1, value=11.0, reward=11)
+    _node(4, root, invalid="empty", terminal=True)
+    for c_value, chosen in ((0.0, a), (1.0, a), (100.0, a)):  # equal visits: the best mean, whatever C
+        assert T.select(root, c_value) is chosen
+    a.visits, a.value, root.visits, root.value = 6, 48.0, 8, 68.0  # #1 explored below: Q 8 over 6 visits
+    # C=0: c (11) > b (9) > a (8); C=1: c 11 + 1.44 beats a 8 + 0.59; C=100 is the same choice here
+    assert [T.select(root, x) for x in (0.0, 1.0, 100.0)] == [c, c, c]
+    c.value = 5.0  # Q 5: now C decides between a (8 + C * 0.589) and b (9 + C * 1.442)
+    assert [T.select(root, x) for x in (0.0, 1.0)] == [b, b]
+    b.visits, b.value, root.visits = 4, 20.0, 11  # b: Q 5 over 4 visits; a: Q 8 over 6; c: Q 5 over 1
+    # a 8 + C * 0.632, b 5 + C * 0.774, c 5 + C * 1.549: the mean wins at C <= 1, the visits at C = 10
+    assert [T.select(root, x) for x in (0.0, 1.0, 10.0)] == [a, a, c]
 
 
 def test_a_reward_past_the_threshold_ends_paths_and_the_search():
     """Every evolution scores 15 > 10: each new node is terminal, the root closes after one expansion."""
     root, search, _ = _search(lambda depth: 6.0 if depth == 0 else 15.0, children=5, iterations=3)
     assert search.iterations_run == 1 and search.calls == 5
-    assert all(k.terminal and k.depth == 1 for k in root.children) and root.visits == 1 and root.value == 15.0
+    assert all(k.terminal and k.depth == 1 for k in root.children)
+    assert (root.visits, root.value) == (5, 75.0)  # every scored child returned its reward
     assert [n.id for n in S.row_nodes(root, "paths", False)] == [1]  # the simulated (best, oldest) child
+    # the paper's pool: every root-to-terminal path, the terminal siblings included
+    assert [n.id for n in S.row_nodes(root, "sample", False)] == [1, 2, 3, 4, 5]
+
+
+def test_chains_end_by_the_searchs_rule_and_stop_at_either_budget():
+    import asyncio
+
+    def chains(rewards, budget, scorer_budget=None, **knobs):
+        search = S.Search(ScriptedOracle(rewards), DEFAULT_ACTIONS, S.Knobs(**knobs), S.rng_for("seed", 0))
+
+        async def go():
+            return await search.chains(await search.root("seed"), budget, scorer_budget)
+
+        return asyncio.run(go()), search
+
+    # every evolution scores 15 > 10: each chain ends at depth 1, as a search path would
+    root, search = chains(lambda depth: 6.0 if depth == 0 else 15.0, 6)
+    assert [k.depth for k in root.children] == [1] * 6 and all(k.terminal and k.on_path for k in root.children)
+    # rewards never pass the threshold: a chain runs past max_depth (2) to depth 3, then a new one starts
+    root, search = chains(lambda depth: 6.0, 7, max_depth=2)
+    assert [n.depth for n in T.walk(root)] == [0, 1, 2, 3, 1, 2, 3, 1] and search.calls == 7
+    # the scorer budget (the seed's score included) stops it first: 4 scores = the seed + 3 evolutions
+    root, search = chains(lambda depth: 6.0, 10, 4, max_depth=2)
+    assert (search.calls, search.scored) == (3, 4)
 
 
 def test_children_beyond_the_actions_reuse_them_with_distinct_seeds(tmp_path):
     actions = tmp_path / "actions.yaml"
     actions.write_text("shorter: Make it shorter.\nformal: Make it formal.\n")
     teacher = FakeTeacher(evolving)
-    _build(tmp_path / "run", teacher, limit=1, actions=str(actions), children=3, iterations=1, max_depth=1)
+    _build(tmp_path / "run", teacher, limit=1, actions=str(actions), children=3, iterations=1, max_depth=1,
+           reward_threshold=5.0)  # every new node is terminal: no rollout
     evolutions = [r for r in teacher.calls if "instruction rewriter" in user_text(r)]
     assert len(evolutions) == 3
     used = [re.search(r"\((\w+)\):", user_text(r)).group(1) for r in evolutions]
@@ -307,14 +370,16 @@ def test_the_baseline_spends_the_searchs_budget_seed_by_seed(tmp_path):
     spent = {k: t["evolver_calls"] for k, t in _trees(tmp_path / "mcts").items()}
     chains = _build(tmp_path / "none", search="none", budget_from=str(tmp_path / "mcts"), limit=4)
     assert {k: t["evolver_calls"] for k, t in _trees(tmp_path / "none").items()} == spent
+    scored = {k: t["scorer_calls"] for k, t in _trees(tmp_path / "mcts").items()}
+    assert {k: t["scorer_calls"] for k, t in _trees(tmp_path / "none").items()} == scored
     assert chains.counts["evolver_calls"] == search.counts["evolver_calls"] and chains.counts["budget_fallback"] == 0
     for tree in _trees(tmp_path / "none").values():
         nodes = list(_nodes(tree["root"]))[1:]
-        assert all(n["kind"] == "chain" and n["visits"] == 0 and n["depth"] <= 4 for n in nodes)
+        assert all(n["kind"] == "chain" and n["visits"] == 0 and n["depth"] <= 5 for n in nodes)
         assert all(n["on_path"] for n in nodes)  # every chain node lies on a root-to-end path
     default = _build(tmp_path / "default", search="none", limit=1)
-    assert default.counts["evolver_calls"] == S.max_budget(S.Knobs()) == 24
-    assert default.stats["evolver_calls"]["budget"] == 24
+    assert default.counts["evolver_calls"] == S.max_budget(S.Knobs()) == 27
+    assert default.stats["evolver_calls"]["budget"] == 27
 
 
 def test_unreadable_judgments_are_counted_not_fatal(tmp_path):
@@ -429,7 +494,8 @@ def test_every_prompt_template_renders():
         text = prompts.render("evolve", instruction="Write a poem.", action=action.name, directive=action.directive)
         assert "Write a poem." in text and action.directive in text
     for name in ("evolve_quality", "evolve_complexity"):
-        assert "Score: N" in prompts.render(name, instruction="Write a poem.")
+        assert "a whole number from 1 to 5." in prompts.render(name, instruction="Write a poem.", low=1, high=5)
+        assert "from 1 (lowest) to 6 (highest)" in prompts.render(name, instruction="Write a poem.", low=1, high=6)
     assert "JSON list" in prompts.render("evolve_diversity", instruction="Write a poem.")
     assert len(DEFAULT_ACTIONS) == 12 and len({a.name for a in DEFAULT_ACTIONS}) == 12
 
@@ -437,7 +503,7 @@ def test_every_prompt_template_renders():
 # --- config and setup errors ---------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("fields", "message"),
-    [({"children": 0}, "--children must be at least 1"), ({"uct_c": -1.0}, "--uct-c must be at least 0"),
+    [({"children": 0}, "--children must be at least 1"), ({"uct_c": -1.0}, "--uct-c must be a finite number of at least 0"),
      ({"budget": 5}, "use them with --search none"), ({"search": "none", "budget": 5, "budget_from": "x"}, "not both"),
      ({"search": "tree"}, "--search: 'tree' is not one of mcts, none")],
 )  # fmt: skip

@@ -37,7 +37,8 @@ def test_evolve_push_train_eval(tmp_path, small_torch):
 
     run, student, evals = tmp_path / "evolve", tmp_path / "student", tmp_path / "evals"
     build = ["build-dataset", "evolve", "--source", f"file:{FIXTURES / 'seeds.jsonl'}", "--limit", "2",
-             "--children", "2", "--iterations", "1", "--max-depth", "1", "--max-new-tokens", "64",
+             "--children", "2", "--iterations", "1", "--max-depth", "1", "--reward-threshold", "2",
+             "--max-new-tokens", "64",
              "--judge-max-new-tokens", "16", "--rows", "all", "--include-seed", "--keep", "all",
              "--batch-size", "16", "--out", run]  # fmt: skip
     out = hubtool(*build)
@@ -49,6 +50,7 @@ def test_evolve_push_train_eval(tmp_path, small_torch):
     rows = pq.read_table(data_file(run)).to_pylist()
     trees = {p.stem: json.loads(p.read_text()) for p in (run / "trees").glob("*.json")}
     assert len(trees) == 2 and len(rows) == c["kept"] >= 2  # the two seeds at least (--include-seed)
+    # every scored node's reward is at least 3 (> 2): it ends its path, so no rollout follows the expansion
     for tree in trees.values():  # real trees: one expansion of the seed into two evolutions
         root = tree["root"]
         assert root["scores"] and len(root["children"]) == 2 and tree["evolver_calls"] == 2

@@ -69,7 +69,7 @@ def describe_tree(run_dir: str | Path, which: str) -> str:
     path = files[0] if which == "first" else folder / f"{Path(which).name}.json"
     if not path.is_file() or which not in ("first", path.stem):
         raise UserError(f"no tree {which!r} in {folder}; e.g. {', '.join(p.stem for p in files[:3])} or 'first'")
-    data = json.loads(path.read_text(encoding="utf-8"))
+    data = _read_tree(path)
     head = {k: v for k, v in data.items() if k != "root" and not isinstance(v, dict | list)}
     lines = [f"{path}: " + ", ".join(f"{k} {str(v)[:80]!s}" for k, v in head.items())]
 
@@ -81,3 +81,23 @@ def describe_tree(run_dir: str | Path, which: str) -> str:
 
     walk(data["root"], "", True, True)
     return "\n".join(lines)
+
+
+def _read_tree(path: Path) -> dict:
+    """A tree file's JSON: an object whose "root" is a node object; anything else is a one-line error."""
+    why = "not an object with a \"root\" node and \"children\" lists"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        data, why = None, str(e).splitlines()[0] if str(e) else type(e).__name__
+    if isinstance(data, dict) and isinstance(data.get("root"), dict) and _nodes_ok(data["root"]):
+        return data
+    raise UserError(f"{path} is not a readable search tree ({why}); rebuild the run, or delete the file")
+
+
+def _nodes_ok(node: object, depth: int = 0) -> bool:
+    """Every node an object whose "children" (if any) is a list of nodes, nested at most 200 deep."""
+    if not isinstance(node, dict) or depth > 200:
+        return False
+    kids = node.get("children") or []
+    return isinstance(kids, list) and all(_nodes_ok(k, depth + 1) for k in kids)

@@ -11,8 +11,12 @@ RUN/trees/<seed id>.json (`hubtool inspect RUN --tree ID` prints it).
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
+import math
+import random
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -22,7 +26,17 @@ from toolkit.builders.config import BuildConfig, Preset, at_least, param
 from toolkit.builders.evolve import search as S
 from toolkit.builders.evolve import tree as T
 from toolkit.builders.evolve.actions import DEFAULT_ACTIONS, Action, load_actions
-from toolkit.builders.evolve.scoring import LOW, clean_evolution, diversity_score, parse_score, parse_tags
+from toolkit.builders.evolve.expected import ExpectedScorer
+from toolkit.builders.evolve.scoring import (
+    clean_evolution,
+    diversity_score,
+    is_empty,
+    is_refusal,
+    parse_range,
+    parse_score,
+    prompt_examples,
+    read_tags,
+)
 from toolkit.builders.evolve.seeds import ANSWER_TYPE, load_seeds
 from toolkit.builders.evolve.stats import Stats, finish
 from toolkit.builders.method import Method, Paper, Work
@@ -36,7 +50,7 @@ __all__ = ["METHOD", "EvolveConfig", "EvolveRow"]
 
 TREES = "trees"
 MODEL_HELP = "BACKEND:MODEL (transformers, openai MODEL@URL, vllm, fake; see the README)"
-TEMPLATE_VARIABLES = {"evolve": {"instruction", "action", "directive"}, "score": {"instruction"}}
+TEMPLATE_VARIABLES = {"evolve": {"instruction", "action", "directive"}, "score": {"instruction", "low", "high"}}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -53,18 +67,29 @@ class EvolveConfig(BuildConfig):
     children: int = param(5, help="Nodes one expansion adds, each by a different action.")
     iterations: int = param(3, help="MCTS iterations per seed (selection, expansion, evaluation, simulation, "
                                     "backpropagation).")  # fmt: skip
-    max_depth: int = param(4, help="Evolutions from the seed after which a path ends.")
+    max_depth: int = param(4, help="A path ends at a node deeper than this many evolutions from the seed (the "
+                                   "paper: depth > 4).")  # fmt: skip
     uct_c: float = param(1.0, help="UCT exploration constant C.")
-    reward_threshold: float = param(10.0, help="A path also ends at a node whose reward (3-15) passes this.")
+    reward_threshold: float = param(10.0, help="A path also ends at a node whose reward (the sum of the three "
+                                               "scores, 3-15 on the 1-5 range) passes this.")  # fmt: skip
+    scorer_mode: Literal["rubric", "expected"] = param(
+        "rubric", help="rubric: the scorer writes 'Score: N' (ours); expected: quality and complexity are the "
+                       "probability-weighted mean over the score tokens, as Deita's and the paper's trained "
+                       "scorers (a transformers:MODEL scorer).")  # fmt: skip
+    score_range: str = param("1-5", help="The scores' range LOW-HIGH (e.g. 1-6 for Deita-style scorers); "
+                                         "diversity is the tag count clamped to it.", metavar="LOW-HIGH")  # fmt: skip
     actions: str | None = param(None, help="Evolution actions (YAML/JSON {name: directive}, or jsonl) instead of "
                                            "the paper's twelve.", metavar="FILE")  # fmt: skip
     budget: int | None = param(None, help="--search none: evolver calls per seed (default: the most the search "
                                           "can spend, iterations x (children + max_depth - 1)).")  # fmt: skip
     budget_from: str | None = param(None, help="--search none: a finished --search mcts run directory; each seed "
                                                "gets the evolver calls the search spent on it.", metavar="DIR")  # fmt: skip
-    rows: Literal["paths", "all"] = param(
-        "paths", help="paths: the nodes on root-to-terminal paths (the paper's pool); all: every valid evolved "
-                      "node.")  # fmt: skip
+    rows: Literal["paths", "sample", "all"] = param(
+        "paths", help="paths: the nodes on the paths the search followed (ours); sample: --sample-rows drawn at "
+                      "random over every root-to-terminal path of every seed (the paper); all: every valid "
+                      "evolved node.")  # fmt: skip
+    sample_rows: int = param(1000, help="--rows sample: rows drawn over all seeds' paths, seeded by --seed (the "
+                                        "paper: 1,000); every path node is answered first.")  # fmt: skip
     include_seed: bool = param(False, help="Also answer the seed instruction itself and keep it as a row.")
     rows_per_seed: int | None = param(None, help="Keep at most N rows per seed, drawn with the seed's generator.")
     keep: Literal["complete", "all"] = param(
@@ -80,10 +105,15 @@ class EvolveConfig(BuildConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name in ("children", "iterations", "max_depth", "budget", "rows_per_seed", "judge_max_new_tokens"):
+        for name in ("children", "iterations", "max_depth", "budget", "rows_per_seed", "judge_max_new_tokens",
+                     "sample_rows"):  # fmt: skip
             at_least(self, name, 1)
-        if self.uct_c < 0:
-            raise UserError(f"--uct-c must be at least 0, not {self.uct_c}")
+        if not (math.isfinite(self.uct_c) and self.uct_c >= 0):
+            raise UserError(f"--uct-c must be a finite number of at least 0, not {self.uct_c}")
+        if not math.isfinite(self.reward_threshold):
+            raise UserError(f"--reward-threshold must be a finite number, not {self.reward_threshold}")
+        if parse_range(self.score_range) is None:
+            raise UserError(f"--score-range must be LOW-HIGH with LOW < HIGH (e.g. 1-5 or 1-6), not {self.score_range!r}")
         if self.search == "mcts" and (self.budget is not None or self.budget_from is not None):
             raise UserError("--budget and --budget-from set the baseline's budget; use them with --search none")
         if self.budget is not None and self.budget_from is not None:
@@ -91,6 +121,17 @@ class EvolveConfig(BuildConfig):
         for role in ("scorer", "answerer"):  # unset: the evolver (one backend serves all roles)
             if getattr(self, role) is None:
                 object.__setattr__(self, role, self.evolver)
+        if self.scorer_mode == "expected" and not str(self.scorer).startswith("transformers:"):
+            raise UserError(f"--scorer-mode expected reads the scorer's logits: give a local causal LM as "
+                            f"--scorer transformers:MODEL, not {self.scorer!r}")  # fmt: skip
+        if self.scorer_mode == "expected" and self.score_bounds[1] > 9:
+            raise UserError(f"--scorer-mode expected reads one digit token per score: --score-range up to 9, "
+                            f"not {self.score_range}")  # fmt: skip
+
+    @property
+    def score_bounds(self) -> tuple[int, int]:
+        """The score range (LOW, HIGH)."""
+        return parse_range(self.score_range) or (1, 5)
 
     @property
     def knobs(self) -> S.Knobs:
@@ -140,20 +181,37 @@ class ModelOracle:
 
     async def score(self, instruction: str) -> tuple[T.Scores, tuple[str, ...]]:
         c, counts = self.c, self.work.counts
-        params = SamplingParams(0.0, 1.0, c.judge_max_new_tokens, c.seed)
-        requests = [Request(tuple(user(prompts.render(t, instruction=instruction))), 1, params) for t in c.score_templates]
-        results = await self.work.models["scorer"].gather(*requests)
-        failed = next((r for r in results if isinstance(r, CallFailure)), None)
-        if failed is not None:
-            raise S.CallFailed("scorer", failed.error)
-        quality, complexity = (parse_score(r[0].text) for r in results[:2])
-        tags = parse_tags(results[2][0].text)
+        low, high = c.score_bounds
+        texts = [prompts.render(t, instruction=instruction, low=low, high=high) for t in c.score_templates]
+        if c.scorer_mode == "expected":  # quality and complexity from the logits, the tags as written
+            q_raw, cx_raw, tags_reply = await asyncio.gather(*(self._expected(t) for t in texts[:2]),
+                                                             self._ask(texts[2]))  # fmt: skip
+            quality, complexity = round(q_raw, 4), round(cx_raw, 4)
+        else:
+            replies = await asyncio.gather(*(self._ask(t) for t in texts))
+            quality, complexity = (parse_score(r, low, high) for r in replies[:2])
+            tags_reply = replies[2]
+        tags, copied = read_tags(tags_reply, prompt_examples(texts[2], instruction))
         unparsed = (quality is None) + (complexity is None) + (tags is None)
         counts["scored"] += 1
         counts["unparsed_scores"] += unparsed
-        q, cx = float(quality or LOW), float(complexity or LOW)
-        d = float(diversity_score(tags) if tags else LOW)
-        return T.Scores(q, cx, d, q + cx + d, unparsed), tags or ()
+        counts["copied_tags"] += copied
+        q, cx = float(low if quality is None else quality), float(low if complexity is None else complexity)
+        d = float(diversity_score(tags, low, high) if tags else low)
+        return T.Scores(q, cx, d, round(q + cx + d, 4), unparsed), tags or ()
+
+    async def _ask(self, text: str) -> str:
+        params = SamplingParams(0.0, 1.0, self.c.judge_max_new_tokens, self.c.seed)
+        result = await self.work.models["scorer"].generate(Request(tuple(user(text)), 1, params))
+        if isinstance(result, CallFailure):
+            raise S.CallFailed("scorer", result.error)
+        return result[0].text
+
+    async def _expected(self, text: str) -> float:
+        stats = self.work.state  # one scorer for the build, made on first use
+        if stats.expected is None:
+            stats.expected = ExpectedScorer(self.work.models["scorer"].backend, *self.c.score_bounds)
+        return await stats.expected.score(text)
 
 
 # -- one seed ---------------------------------------------------------------------------------------
@@ -166,7 +224,7 @@ async def run(problem: Problem, work: Work[EvolveConfig]) -> None:
         if c.search == "mcts":
             await search.mcts(root)
         else:
-            await search.chains(root, stats.budget_for(problem.id, counts))
+            await search.chains(root, *stats.budget_for(problem.id, counts))
     except S.CallFailed as e:
         work.fail(e.error, role=e.role)
         return
@@ -182,9 +240,12 @@ async def run(problem: Problem, work: Work[EvolveConfig]) -> None:
     kept = []
     for node, result in zip(nodes, results):
         answer = result[0]
-        complete = answer.finish_reason != "length" and bool(answer.text.strip())
         counts["answered"] += 1
-        counts["truncated"] += answer.finish_reason == "length"
+        if is_empty(answer.text) or is_refusal(answer.text):  # a non-answer is no row, whatever --keep says
+            counts["empty_answers" if is_empty(answer.text) else "refusals"] += 1
+            continue
+        complete = answer.finish_reason != "length"
+        counts["truncated"] += not complete
         if c.keep == "complete" and not complete:
             continue
         kept.append(node)
@@ -199,7 +260,8 @@ async def run(problem: Problem, work: Work[EvolveConfig]) -> None:
     counts["kept"] += len(kept)
     counts["nodes"] += sum(1 for _ in T.walk(root)) - 1
     counts["seeds_done"] += 1
-    stats.record(root, kept, search)
+    counts["seeds_without_rows"] += not kept
+    stats.record(problem.id, root, kept, search)
     write_tree(c, problem, root, search)
     stats.written.add(problem.id)
 
@@ -210,7 +272,7 @@ def write_tree(c: EvolveConfig, problem: Problem, root: T.Node, search: S.Search
     data = {
         "seed_id": problem.id, "seed": problem.question, "source": problem.source, "search": c.search,
         "knobs": dataclasses.asdict(c.knobs),
-        "evolver_calls": search.calls, "iterations_run": search.iterations_run,
+        "evolver_calls": search.calls, "scorer_calls": search.scored, "iterations_run": search.iterations_run,
         "nodes": sum(1 for _ in T.walk(root)),
         "root": T.to_json(root),
     }  # fmt: skip
@@ -228,8 +290,9 @@ def setup(config: EvolveConfig) -> Stats:
     return Stats(search=config.search, actions=actions, budgets=budgets, default_budget=default)
 
 
-def read_budgets(run_dir: str) -> dict[str, int]:
-    """Evolver calls per seed, from the trees of a finished search build."""
+def read_budgets(run_dir: str) -> dict[str, tuple[int, int | None]]:
+    """Evolver and scorer calls per seed, from the trees of a finished search build (trees written
+    before scorer calls were recorded give None: only the evolver calls are matched)."""
     folder = Path(run_dir) / TREES
     files = sorted(folder.glob("*.json")) if folder.is_dir() else []
     if not files:
@@ -238,10 +301,24 @@ def read_budgets(run_dir: str) -> dict[str, int]:
     for path in files:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-            budgets[str(data["seed_id"])] = int(data["evolver_calls"])
+            scorer = data.get("scorer_calls")
+            budgets[str(data["seed_id"])] = (int(data["evolver_calls"]), None if scorer is None else int(scorer))
         except (json.JSONDecodeError, KeyError, TypeError, ValueError, UnicodeDecodeError) as e:
             raise UserError(f"--budget-from: {path} is not a hubtool tree ({e})") from None
     return budgets
+
+
+def select(config: EvolveConfig, stats: Stats, rows: list[EvolveRow], counts: Counter[str]) -> list[EvolveRow]:
+    """--rows sample: --sample-rows rows drawn at random over every seed's path rows (the paper's
+    selection), seeded by --seed; the other modes keep every row."""
+    if config.rows != "sample" or len(rows) <= config.sample_rows:
+        return rows
+    chosen = set(random.Random(f"hubtool-evolve-rows:{config.seed}").sample(range(len(rows)), config.sample_rows))
+    picked = [r for i, r in enumerate(rows) if i in chosen]
+    stats.selected = {r.id for r in picked}
+    counts["not_sampled"] += len(rows) - len(picked)
+    counts["kept"] = len(picked)
+    return picked
 
 
 def templates(config: EvolveConfig) -> tuple[str, ...]:
@@ -272,9 +349,10 @@ PAPER = Paper(
 PRESETS = {
     "idea-mcts": Preset(
         about="Li et al. 2024: UCT C=1, 5 children per expansion, 3 iterations, paths end past depth 4 or at "
-              "reward > 10, evolver temperature 0.7 (the evolver itself was gpt-3.5-turbo-0125)",
+              "reward > 10, evolver temperature 0.7 (the evolver itself was gpt-3.5-turbo-0125), 1,000 rows "
+              "drawn at random over all paths",
         values={"search": "mcts", "children": 5, "iterations": 3, "max_depth": 4, "uct_c": 1.0,
-                "reward_threshold": 10.0, "temperature": 0.7, "rows": "paths"},
+                "reward_threshold": 10.0, "temperature": 0.7, "rows": "sample", "sample_rows": 1000},
     ),  # fmt: skip
 }
 
@@ -300,8 +378,9 @@ METHOD = Method(
     kind="sft",
     trainer="sft",
     run=run,
-    counts=("problems", "failed", "seeds_done", "evolver_calls", "invalid_evolutions", "nodes", "scored",
-            "unparsed_scores", "answered", "truncated", "kept", "budget_fallback"),  # fmt: skip
+    counts=("problems", "failed", "seeds_done", "seeds_without_rows", "evolver_calls", "invalid_evolutions",
+            "nodes", "scored", "unparsed_scores", "copied_tags", "answered", "refusals", "empty_answers",
+            "truncated", "not_sampled", "kept", "budget_fallback"),  # fmt: skip
     paper=PAPER,
     card="evolve.md.jinja",
     recipe="evolve/smollm2-135m-lora",
@@ -309,5 +388,6 @@ METHOD = Method(
     setup=setup,
     templates=templates,
     load_problems=load_seeds,
+    select=select,
     finish=finish,
 )

@@ -9,29 +9,70 @@ from __future__ import annotations
 import json
 import re
 
-LOW, HIGH = 1, 5  # every rubric score is an integer in [LOW, HIGH]
+LOW, HIGH = 1, 5  # the default score range (`--score-range`): every rubric score is an integer in it
 SCORES = ("quality", "complexity", "diversity")
 
 _SCORE = re.compile(r"(?i)\bscore\b[^0-9\n]{0,12}([0-9]+(?:\.[0-9]+)?)")
-_OUT_OF = re.compile(r"\b([0-9])\s*(?:/|out of)\s*5\b")
-_LONE = re.compile(r"^\W*([0-9])\W*$")
+_LONE = re.compile(r"^\W*([0-9]+)\W*$")
+# A reply that declines: an apology or "as an AI" opening that says it cannot, or a bare "I can't help".
+_REFUSAL = re.compile(
+    r"(?i)^\W*(?:(?:i['’]m|i am)\s+(?:so\s+|very\s+)?sorry|sorry|i\s+apologi[sz]e|unfortunately|"
+    r"as an ai(?:\s+language model)?)\b[^.!?\n]{0,80}?\b(?:can(?:no|['’])t|can not|unable|not able|"
+    r"won['’]t|will not|not (?:allowed|permitted))\b"
+    r"|^\W*i\s+(?:can(?:no|['’])t|can not|am unable to|won['’]t)\s+(?:assist|help|comply|fulfil|provide|do that)")
+REFUSAL_MAX_CHARS = 300  # longer replies that open with a caveat and then answer are answers
+_QUOTED = re.compile(r'"([^"\n]{1,80})"|“([^”\n]{1,80})”')
 _LABEL = re.compile(r"^\s*#*\s*(?:the\s+)?(?:new|rewritten|evolved|created|revised)?\s*(?:instruction|prompt)\s*#*\s*:\s*",
                     re.IGNORECASE)  # fmt: skip
 _TEMPLATE_WORDS = ("given instruction", "#rewritten prompt#", "instruction rewriter")
 _QUOTES = {'"': '"', "'": "'", "“": "”", "«": "»", "`": "`"}
 
 
-def parse_score(text: str) -> int | None:
-    """The score a rubric reply gives, in [LOW, HIGH]: the last "Score: N", else "N/5", else a lone digit."""
-    for pattern in (_SCORE, _OUT_OF):
+def parse_score(text: str, low: int = LOW, high: int = HIGH) -> int | None:
+    """The score a rubric reply gives, in [low, high]: the last "Score: N", else "N/high" (or "N out
+    of high"), else a lone number; None when there is none or it is out of range."""
+    out_of = re.compile(rf"\b([0-9]+)\s*(?:/|out of)\s*{high}\b")
+    for pattern in (_SCORE, out_of):
         found = [float(m.group(1)) for m in pattern.finditer(text or "")]
         if found:
             value = found[-1]
-            return int(value) if value == int(value) and LOW <= value <= HIGH else None
+            return int(value) if value == int(value) and low <= value <= high else None
     lone = _LONE.match(text or "")
-    if lone and LOW <= int(lone.group(1)) <= HIGH:
+    if lone and low <= int(lone.group(1)) <= high:
         return int(lone.group(1))
     return None
+
+
+def parse_range(text: str) -> tuple[int, int] | None:
+    """"LOW-HIGH" (e.g. "1-5", "1-6") as two integers, LOW < HIGH; None when malformed."""
+    m = re.fullmatch(r"\s*([0-9]+)\s*-\s*([0-9]+)\s*", text or "")
+    return (int(m.group(1)), int(m.group(2))) if m and int(m.group(1)) < int(m.group(2)) else None
+
+
+def prompt_examples(prompt: str, instruction: str) -> set[str]:
+    """The quoted phrases a scoring prompt shows (outside the instruction it rates), normalised:
+    a reply that repeats one copied the prompt, it did not judge the instruction."""
+    text = prompt.replace(instruction, " ")
+    return {_normal(a or b) for a, b in _QUOTED.findall(text) if _normal(a or b)}
+
+
+def read_tags(reply: str, examples: set[str]) -> tuple[tuple[str, ...] | None, int]:
+    """The intent tags of a reply (`parse_tags`) less those copied from the prompt's examples, and
+    how many were copied; None when nothing of its own is left."""
+    tags = parse_tags(reply) or ()
+    own = tuple(t for t in tags if _normal(t) not in examples)
+    return (own or None), len(tags) - len(own)
+
+
+def is_refusal(text: str) -> bool:
+    """A short reply that declines ("I'm sorry, but I can't assist with that.")."""
+    out = (text or "").strip()
+    return len(out) <= REFUSAL_MAX_CHARS and _REFUSAL.search(out) is not None
+
+
+def is_empty(text: str) -> bool:
+    """No word at all: empty, whitespace, punctuation or markup only."""
+    return not re.search(r"\w", text or "")
 
 
 def parse_tags(text: str) -> tuple[str, ...] | None:
@@ -58,9 +99,10 @@ def parse_tags(text: str) -> tuple[str, ...] | None:
     return tuple(tags) if tags else None
 
 
-def diversity_score(tags: tuple[str, ...], cap: int = HIGH) -> int:
-    """The number of distinct intents, capped so that the three scores share one 1-5 scale."""
-    return max(LOW, min(len(tags), cap))
+def diversity_score(tags: tuple[str, ...], low: int = LOW, high: int = HIGH) -> int:
+    """The number of distinct intents, clamped to the score range so that the three scores share
+    one scale."""
+    return max(low, min(len(tags), high))
 
 
 def clean_evolution(text: str, parent: str, finish_reason: str) -> tuple[str, str | None]:
@@ -68,7 +110,7 @@ def clean_evolution(text: str, parent: str, finish_reason: str) -> tuple[str, st
 
     Evol-Instruct's elimination rules, as far as they apply to the instruction itself: a reply
     cut off by the token limit, empty, identical to its parent, or echoing the template is a
-    failed evolution."""
+    failed evolution, and so is a refusal."""
     out = (text or "").strip()
     out = re.sub(r"^```\w*\s*|\s*```$", "", out).strip()
     out = _LABEL.sub("", out, count=1).strip()
@@ -76,8 +118,10 @@ def clean_evolution(text: str, parent: str, finish_reason: str) -> tuple[str, st
         out = out[1:-1].strip()
     if finish_reason == "length":
         return out, "cut off"
-    if not out:
+    if is_empty(out):
         return out, "empty"
+    if is_refusal(out):
+        return out, "refusal"
     if _normal(out) == _normal(parent):
         return out, "unchanged"
     if any(w in out.lower() for w in _TEMPLATE_WORDS):

@@ -53,8 +53,8 @@ def rng_for(seed_id: str, seed: int) -> random.Random:
 
 def max_budget(knobs: Knobs) -> int:
     """Evolver calls a search can spend at most: each iteration expands `children` nodes and rolls
-    one of them out through at most max_depth - 1 more evolutions."""
-    return knobs.iterations * (knobs.children + knobs.max_depth - 1)
+    one of them out through at most max_depth more evolutions (paths end past max_depth)."""
+    return knobs.iterations * (knobs.children + knobs.max_depth)
 
 
 class Search:
@@ -62,11 +62,13 @@ class Search:
         self.oracle, self.actions, self.knobs, self.rng = oracle, tuple(actions), knobs, rng
         self.next_id = 0
         self.calls = 0  # evolver calls
+        self.scored = 0  # scorer calls (one per scored instruction, the seed included)
         self.iterations_run = 0
 
     async def root(self, instruction: str) -> T.Node:
         root = T.Node(id=self._new_id(), instruction=instruction, depth=0, kind="root")
         root.scores, root.tags = await self.oracle.score(instruction)
+        self.scored += 1
         return root  # the seed is always evolved: the reward threshold ends paths below it
 
     # -- IDEA-MCTS ------------------------------------------------------------------------------
@@ -84,7 +86,13 @@ class Search:
                 continue
             end = await self._rollout(start)
             T.mark_path(end)
-            T.backpropagate(start, end.reward)
+            # One return per scored child: the simulated one returns the rollout's end, the others
+            # their own reward, so the next selection weighs means against visits (UCT's C matters).
+            for kid in kids:
+                if kid is start:
+                    T.backpropagate(kid, end.reward)
+                elif kid.scores is not None:
+                    T.backpropagate(kid, kid.reward)
         return root
 
     async def _expand(self, leaf: T.Node) -> list[T.Node]:
@@ -107,11 +115,17 @@ class Search:
         return node
 
     # -- the baseline: Evol-Instruct-style random chains -----------------------------------------
-    async def chains(self, root: T.Node, budget: int) -> T.Node:
-        """Chains of random actions from the seed, max_depth long, until `budget` evolver calls are spent."""
-        while self.calls < budget:
+    async def chains(self, root: T.Node, budget: int, scorer_budget: int | None = None) -> T.Node:
+        """Chains of random actions from the seed, each ending where a search path ends (past
+        max_depth, or at a reward past the threshold: the same rule), until `budget` evolver calls
+        (or `scorer_budget` scorer calls, the seed's included) are spent."""
+
+        def spent() -> bool:
+            return self.calls >= budget or (scorer_budget is not None and self.scored >= scorer_budget)
+
+        while not spent():
             node = root
-            while node.depth < self.knobs.max_depth and self.calls < budget:
+            while not node.terminal and not spent():
                 child = await self._grow(node, self.rng.choice(self.actions), self._new_id(), "chain")
                 node.children.append(child)
                 if child.invalid is not None:
@@ -131,9 +145,9 @@ class Search:
             node.terminal = True
             return node
         node.scores, node.tags = await self.oracle.score(text)
+        self.scored += 1
         k = self.knobs
-        threshold = k.reward_threshold if kind != "chain" else float("inf")  # chains know no reward
-        node.terminal = T.is_terminal(node.depth, node.reward, k.max_depth, threshold)
+        node.terminal = T.is_terminal(node.depth, node.reward, k.max_depth, k.reward_threshold)
         return node
 
     def _distinct_actions(self, n: int) -> list[Action]:
@@ -149,7 +163,12 @@ class Search:
 
 
 def row_nodes(root: T.Node, which: str, include_seed: bool) -> list[T.Node]:
-    """The nodes that become rows: on a root-to-terminal path ("paths", the paper's sampling pool)
-    or every valid evolved node ("all"); the seed itself only with `include_seed`."""
-    nodes = [n for n in T.walk(root) if n.invalid is None and (n.on_path or which == "all")]
-    return sorted((n for n in nodes if n.depth > 0 or include_seed), key=lambda n: n.id)
+    """The nodes answered as rows: on a path the search followed ("paths", ours), on any
+    root-to-terminal path ("sample": the pool the paper draws its rows from, `tree.path_pool`), or
+    every valid evolved node ("all"); the seed itself only with `include_seed`."""
+    if which == "sample":
+        nodes = T.path_pool(root)
+    else:
+        nodes = [n for n in T.walk(root) if n.invalid is None and n.depth > 0 and (n.on_path or which == "all")]
+        nodes.sort(key=lambda n: n.id)
+    return [root, *nodes] if include_seed else nodes

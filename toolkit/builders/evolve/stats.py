@@ -23,31 +23,31 @@ PAPER_ANCHOR = {"before": 2.19, "after": 3.81}
 class Stats:
     search: str
     actions: tuple[Action, ...]
-    budgets: dict[str, int] | None  # --budget-from: evolver calls per seed
+    budgets: dict[str, tuple[int, int | None]] | None  # --budget-from: evolver and scorer calls per seed
     default_budget: int
     seeds: list[T.Scores] = field(default_factory=list)  # each seed's own scores ("before")
-    rows: list[T.Scores] = field(default_factory=list)  # the kept rows' instructions ("after")
+    kept: dict[str, T.Node] = field(default_factory=dict)  # row id -> its node ("after")
+    selected: set[str] | None = None  # --rows sample: the row ids drawn (None: every kept row)
     evolved: list[T.Scores] = field(default_factory=list)  # every valid evolved instruction
     applied: Counter[str] = field(default_factory=Counter)  # evolutions per action (failed ones included)
     failed: Counter[str] = field(default_factory=Counter)  # failed evolutions per action
-    kept_actions: Counter[str] = field(default_factory=Counter)  # the last action of each kept row
-    depths: Counter[int] = field(default_factory=Counter)  # kept rows by depth
     tags_before: set[str] = field(default_factory=set)
-    tags_after: set[str] = field(default_factory=set)
     calls: list[int] = field(default_factory=list)  # evolver calls per seed
     iterations: list[int] = field(default_factory=list)
     written: set[str] = field(default_factory=set)  # seeds whose tree this build wrote
+    expected: Any = None  # --scorer-mode expected: the build's one ExpectedScorer
 
-    def budget_for(self, seed_id: str, counts: Counter[str]) -> int:
-        """The baseline's evolver budget for one seed (counted when --budget-from lacks the seed)."""
+    def budget_for(self, seed_id: str, counts: Counter[str]) -> tuple[int, int | None]:
+        """The baseline's evolver and scorer budgets for one seed (counted when --budget-from lacks
+        the seed; then, as with --budget, only evolver calls are limited)."""
         if self.budgets is None:
-            return self.default_budget
+            return self.default_budget, None
         if seed_id not in self.budgets:
             counts["budget_fallback"] += 1
-            return self.default_budget
+            return self.default_budget, None
         return self.budgets[seed_id]
 
-    def record(self, root: T.Node, kept: list[T.Node], search: Any) -> None:
+    def record(self, seed_id: str, root: T.Node, kept: list[T.Node], search: Any) -> None:
         if root.scores:
             self.seeds.append(root.scores)
         self.tags_before.update(root.tags)
@@ -60,11 +60,7 @@ class Stats:
             elif node.scores:
                 self.evolved.append(node.scores)
         for node in kept:
-            if node.scores:
-                self.rows.append(node.scores)
-            self.kept_actions[node.action or "seed"] += 1
-            self.depths[node.depth] += 1
-            self.tags_after.update(node.tags)
+            self.kept[f"{seed_id}-{node.id}"] = node
         self.calls.append(search.calls)
         self.iterations.append(search.iterations_run)
 
@@ -89,17 +85,20 @@ def finish(config: Any, stats: Stats, counts: Counter[str]) -> dict[str, Any]:
         for stale in trees.glob("*.json"):
             if stale.stem not in stats.written:
                 stale.unlink()
+    rows = [n for i, n in stats.kept.items() if stats.selected is None or i in stats.selected]
+    kept_actions = Counter(n.action or "seed" for n in rows)
+    depths = Counter(n.depth for n in rows)
     names = [a.name for a in stats.actions]
     extra = sorted(set(stats.applied) - set(names))
     n = len(stats.calls)
     return {
         "search": stats.search,
-        "scores": {"seeds": means(stats.seeds), "rows": means(stats.rows), "evolved": means(stats.evolved)},
+        "scores": {"seeds": means(stats.seeds), "rows": means([n.scores for n in rows if n.scores]), "evolved": means(stats.evolved)},
         "paper_anchor": PAPER_ANCHOR,
-        "actions": [{"action": a, "applied": stats.applied[a], "failed": stats.failed[a], "kept": stats.kept_actions[a]}
+        "actions": [{"action": a, "applied": stats.applied[a], "failed": stats.failed[a], "kept": kept_actions[a]}
                     for a in [*names, *extra]],  # fmt: skip
-        "depth_histogram": {str(d): stats.depths[d] for d in sorted(stats.depths)},
-        "distinct_tags": {"seeds": len(stats.tags_before), "rows": len(stats.tags_after)},
+        "depth_histogram": {str(d): depths[d] for d in sorted(depths)},
+        "distinct_tags": {"seeds": len(stats.tags_before), "rows": len({t for n in rows for t in n.tags})},
         "evolver_calls": {"total": sum(stats.calls), "per_seed_mean": round(sum(stats.calls) / n, 2) if n else None,
                           "per_seed_min": min(stats.calls, default=None), "per_seed_max": max(stats.calls, default=None),
                           "budget": stats.default_budget if stats.search == "none" and stats.budgets is None else None,
@@ -107,4 +106,17 @@ def finish(config: Any, stats: Stats, counts: Counter[str]) -> dict[str, Any]:
         "iterations_run_mean": round(sum(stats.iterations) / n, 2) if n else None,
         "trees": "trees/<seed_id>.json",
     }
+
+
+def outcome(counts: Counter[str]) -> str:
+    """The build's result in the method's own words, for the summary line (a CoT build's "samples,
+    correct" mean nothing here: there is no gold)."""
+    c = counts
+    done, empty = c["seeds_done"], c["seeds_without_rows"]
+    dropped = [f"{c[k]} {label}" for k, label in (("refusals", "refusals"), ("empty_answers", "empty answers"),
+                                                 ("truncated", "cut off"), ("not_sampled", "not sampled")) if c[k]]  # fmt: skip
+    return (f"{c['problems']} seeds, {done - empty} with rows, {empty} without; {c['kept']} rows from "
+            f"{c['answered']} answered instructions" + (f" ({', '.join(dropped)})" if dropped else "") +
+            f"; {c['evolver_calls']} evolutions ({c['invalid_evolutions']} failed), {c['scored']} scored "
+            f"({c['unparsed_scores']} unreadable judgments)")  # fmt: skip
 

@@ -8,12 +8,15 @@ runs, per iteration:
     expansion        evolve the leaf into `children` new nodes, one action each
     evaluation       score every new node: reward = quality + complexity + diversity
     simulation       from the best new node, evolve at random until a terminal state (a rollout)
-    backpropagation  add the terminal state's reward to every node on the path, root included
+    backpropagation  the simulated node returns the terminal state's reward, every other scored new
+                     node its own reward: one return each, added to the node and all its ancestors
 
-A node is terminal when it is `max_depth` evolutions from the seed or its reward passes the
-threshold; an evolution that failed (empty, unchanged, cut off) is a dead end. Visits count the
-returns backed up through a node, so a new node is unvisited (UCT = +inf) until a simulation
-passes through it; ties among unvisited siblings go to the higher reward, then the older node.
+A node is terminal once it is deeper than `max_depth` evolutions from the seed (the paper: depth > 4)
+or its reward passes the threshold; an evolution that failed (empty, unchanged, cut off, a refusal)
+is a dead end. Visits count the returns backed up through a node, so after an expansion every scored
+child has one visit and UCT's C weighs the means against the visits from the next selection on. A
+child without a visit (UCT = +inf; only in hand-made trees) comes first; ties go to the higher
+reward, then the older node.
 """
 
 from __future__ import annotations
@@ -92,8 +95,9 @@ class Node:
 
 
 def is_terminal(depth: int, reward: float | None, max_depth: int, threshold: float) -> bool:
-    """The paper's rule: a path ends at the depth limit or once the reward passes the threshold."""
-    return depth >= max_depth or (reward is not None and reward > threshold)
+    """The paper's rule: a path ends past the depth limit (depth > max_depth) or once the reward
+    passes the threshold."""
+    return depth > max_depth or (reward is not None and reward > threshold)
 
 
 def uct(child: Node, parent_visits: int, c: float) -> float:
@@ -135,6 +139,14 @@ def backpropagate(node: Node, value: float) -> None:
         current.visits += 1
         current.value += value
         current = current.parent
+
+
+def path_pool(root: Node) -> list[Node]:
+    """Every valid evolved node on a root-to-terminal path: the paths the search followed and the
+    paths to every other terminal node it scored (the pool the paper samples its rows from)."""
+    ends = [n for n in walk(root) if n.invalid is None and (n.terminal or n.on_path)]
+    pool = {id(n): n for e in ends for n in e.path() if n.depth > 0 and n.invalid is None}
+    return sorted(pool.values(), key=lambda n: n.id)
 
 
 def mark_path(node: Node) -> None:
