@@ -134,10 +134,11 @@ def test_a_corrupt_data_file_is_one_line_naming_it(tmp_path):
           source=_source(tmp_path, _train_questions(2)))  # fmt: skip
     [data] = (out / "data").glob("train-*.parquet")
     data.write_bytes(b"PAR1" + b"\0" * 64)
-    result = CliRunner().invoke(main, ["decontaminate", str(out), "--against", "gym"])
-    assert result.exit_code == 1 and result.output.count("\n") == 1
-    assert result.output.startswith(f"Error: {data} is not a readable parquet file (")
-    assert result.output.endswith("re-run the build's command to write it again\n")
+    for command in (["decontaminate", str(out), "--against", "gym"], ["inspect", str(out)]):  # issue 21 item 19
+        result = CliRunner().invoke(main, command)
+        assert result.exit_code == 1 and result.output.count("\n") == 1, result.output
+        assert result.output.startswith(f"Error: {data} is not a readable parquet file (")
+        assert result.output.endswith("re-run the build's command to write it again\n")
 
 
 def test_without_the_eval_data_a_re_run_removes_the_same_rows_by_id(monkeypatch):

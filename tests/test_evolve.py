@@ -555,7 +555,9 @@ def test_cli_builds_with_a_fake_script_and_inspect_prints_a_tree(tmp_path):
                                   "--evolver", f"fake:{FIXTURES / 'script.jsonl'}", "--iterations", "2",
                                   "--cache", str(tmp_path / "calls.sqlite"), "--out", str(out)])  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert result.output.startswith("evolve: 2 problems")
+    # the summary line speaks of seeds and evolutions (issue 25 item 14), not of CoT's samples and correct
+    assert result.output.startswith("evolve: 2 seeds, ") and "evolutions (" in result.output.splitlines()[-1]
+    assert " correct" not in result.output.splitlines()[-1]
     # The script rewrites every instruction into the same haiku task: a second evolution is "unchanged".
     shown = runner.invoke(main, ["inspect", str(out), "--tree", "first"])
     assert shown.exit_code == 0, shown.output

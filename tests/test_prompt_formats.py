@@ -73,7 +73,7 @@ def variables(case: str) -> dict:
         "answer": gold, "answer_value": gold, "refute": other, "label": gold, "target": other,
         "instruction": "Write a short poem about the sea.", "answer_a": "Waves.", "answer_b": "Salt.",
         "action": "deepen", "directive": "Ask for one more constraint.",
-        "input_name": "question", "shown": f"Question: {QUESTION}",
+        "low": 1, "high": 5, "input_name": "question", "shown": f"Question: {QUESTION}",
         "questions": ["Write a short poem about the sea.", "Now make it rhyme."], "answers": ["Waves.", "Salt."],
         "references": [], "output": "Waves.", "output_a": "Waves.", "output_b": "Salt.",
     }  # fmt: skip
@@ -244,7 +244,6 @@ def test_the_scorer_prompts_show_no_score(template):
     assert parse_score(prompts.render(template, **variables("number"))) is None
 
 
-@pytest.mark.xfail(strict=True, reason="evolve_diversity.jinja (helper evolve) shows a copyable tag list; reported")
 def test_the_diversity_prompt_shows_no_tag_list():
     from toolkit.builders.evolve.scoring import parse_tags
 

@@ -7,18 +7,15 @@ import textwrap
 from pathlib import Path
 
 from toolkit.errors import UserError
-from toolkit.rundir import FAILED, data_file, read_manifest
+from toolkit.rundir import FAILED, read_manifest, read_rows
 
 TREES = "trees"  # RUN/trees/<id>.json: search trees a method writes (nodes: "label", "children")
 
 
 def _rows(run_dir: Path, n: int) -> tuple[int, list[dict]]:
-    import pyarrow.parquet as pq
-
     if not read_manifest(run_dir).data_file:
         return 0, []  # an unfinished build
-    path = data_file(run_dir)
-    table = pq.read_table(path)
+    table = read_rows(run_dir)  # a damaged data file is one line naming it
     return table.num_rows, table.slice(0, n).to_pylist()
 
 

@@ -251,14 +251,17 @@ def _asdict(info: Any) -> dict[str, Any]:
     return dataclasses.asdict(info)
 
 
-def summary_line(manifest: Manifest, out: str | Path) -> str:
+def summary_line(manifest: Manifest, out: str | Path, method: Method | None = None) -> str:
     c, u = manifest.counts, manifest.total_usage()
-    samples = c.get("samples", 0)
-    acc = f" ({c.get('correct', 0) / samples:.1%})" if samples else ""
-    made = ", ".join(f"{c[k]} {k}" for k in ("kept", "pairs", "truncated") if k in c)
+    if method is not None and method.outcome is not None:
+        result = method.outcome(Counter(c))
+    else:
+        samples = c.get("samples", 0)
+        acc = f" ({c.get('correct', 0) / samples:.1%})" if samples else ""
+        made = ", ".join(f"{c[k]} {k}" for k in ("kept", "pairs", "truncated") if k in c)
+        result = f"{c.get('problems', 0)} problems, {samples} samples, {c.get('correct', 0)} correct{acc}, {made}"
     return (
-        f"{manifest.method}: {c.get('problems', 0)} problems, {samples} samples, {c.get('correct', 0)} correct{acc}, "
-        f"{made}, {c.get('failed', 0)} failed; {u.get('calls', 0)} new calls, "
+        f"{manifest.method}: {result}, {c.get('failed', 0)} failed; {u.get('calls', 0)} new calls, "
         f"{u.get('samples_cached', 0)} cached samples, {u.get('completion_tokens', 0)} tokens in "
         f"{manifest.elapsed_s or 0:.1f}s -> {out}"
     )

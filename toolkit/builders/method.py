@@ -84,6 +84,9 @@ class Method(Generic[C]):
     # mix across problems); it returns the rows to write and may update the counts
     select: Callable[[C, Any, list[Any], Counter[str]], list[Any]] | None = None
     finish: Callable[[C, Any, Counter[str]], dict[str, Any]] | None = None  # stats for the manifest
+    # the build's result in the method's own words for the summary line, where "N samples, N correct"
+    # means nothing (evolve has no gold); default: problems, samples, correct, kept
+    outcome: Callable[[Counter[str]], str] | None = None
 
     @property
     def card_template(self) -> str:

@@ -116,7 +116,7 @@ def run_build(method, flags: dict[str, Any], config_file: str | None, preset: st
     config, preset, preset_values = resolve_config(method.config, flags=flags, config_file=config_file,
                                                    preset=preset, presets=method.presets, method=method.name)  # fmt: skip
     manifest = build(config, method=method, preset=preset, preset_values=preset_values)
-    click.echo(summary_line(manifest, config.out))
+    click.echo(summary_line(manifest, config.out, method))
     if not manifest.rows:
         click.echo(
             f"warning: no rows kept, so there is nothing to train on; `hubtool inspect {config.out}` shows why "

@@ -38,7 +38,7 @@ from toolkit.builders.evolve.scoring import (
     read_tags,
 )
 from toolkit.builders.evolve.seeds import ANSWER_TYPE, load_seeds
-from toolkit.builders.evolve.stats import Stats, finish
+from toolkit.builders.evolve.stats import Stats, finish, outcome
 from toolkit.builders.method import Method, Paper, Work
 from toolkit.builders.rows import SFTRow, assistant, user
 from toolkit.errors import UserError
@@ -390,4 +390,5 @@ METHOD = Method(
     load_problems=load_seeds,
     select=select,
     finish=finish,
+    outcome=outcome,
 )
