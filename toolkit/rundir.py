@@ -22,7 +22,6 @@ import datetime as dt
 import errno
 import json
 import os
-import platform
 import shlex
 import sys
 import tempfile
@@ -32,6 +31,7 @@ from typing import Any
 
 from toolkit.errors import UserError
 from toolkit.manifest import Manifest
+from toolkit.manifest import library_versions as manifest_versions
 from toolkit.redact import redact
 
 MANIFEST = "manifest.json"
@@ -44,16 +44,9 @@ def now() -> str:
 
 
 def library_versions() -> dict[str, str]:
-    import importlib.metadata as md
-
-    names = ["hubtool", "torch", "transformers", "datasets", "huggingface_hub", "trl", "peft", "vllm", "openai"]
-    versions = {"python": platform.python_version()}
-    for name in names:
-        try:
-            versions[name] = md.version(name)
-        except md.PackageNotFoundError:
-            pass
-    return versions
+    """What a training run records: the build's libraries' way of asking, for the training stack."""
+    return manifest_versions(("hubtool", "torch", "transformers", "datasets", "huggingface_hub", "trl", "peft",
+                              "vllm", "openai"))  # fmt: skip
 
 
 def command_line() -> str:
