@@ -242,3 +242,19 @@ def test_a_row_reads_back_as_itself(text, answer_type, choices):
     first = read_completion(text, answer_type, choices)
     again = read_completion(first.text, answer_type, choices)
     assert (again.value, again.text) == (first.value, first.text)
+
+
+# Qwen2.5-Coder-0.5B-Instruct on gym:basic_arithmetic under the mixed CoT prompt, verbatim endings: a closing
+# "Therefore, the answer is X." on its own line raised IndexError and stopped the whole build.
+@pytest.mark.parametrize(("text", "value", "row_end"), [
+    ("5. The third number is now 6.\n6. So, we do: 2 - 6 = -4\nTherefore, the answer is -4.", "-4",
+     "6. So, we do: 2 - 6 = -4\nThe answer is -4."),
+    ("Step 3: Substitute the result back into the original calculation.\n   5 - 3 - 6 = 3\n\nTherefore, the answer is 3.",
+     "3", "   5 - 3 - 6 = 3\nThe answer is 3."),
+    ("5. Now add 7634:\n   -17928 + 7634 = -11152\n\nThe answer is -11152.\n\nTherefore, The final answer is -11152.",
+     "-11152", "   -17928 + 7634 = -11152\nThe answer is -11152."),
+])  # fmt: skip
+def test_a_closing_answer_line_after_a_connective_is_put_in_house_form(text, value, row_end):
+    reading = read_completion(text, "number")
+    assert reading.value == value and reading.text.endswith(row_end)
+    assert reading.text.count("answer is") == 1  # one answer line, the reasoning before it kept whole

@@ -156,7 +156,7 @@ def _row_text(text: str, start: int, end: int, value: str, answer_type: AnswerTy
     head = text[line_start:start]
     if answer_line == "verbatim":
         closing = text[line_start:].rstrip()
-    elif not head.strip(_MARKUP):  # the statement is its own line
+    elif not _CONNECTIVE.sub("", head).strip(_MARKUP):  # its own line, maybe after "Therefore,"
         closing = format_answer_line(value)
     else:
         clause = _CONNECTIVE.sub("", head).rstrip()  # "She has 7 left, so the answer is 7"
