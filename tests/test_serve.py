@@ -314,3 +314,15 @@ def test_an_error_in_the_block_stops_the_server_and_keeps_its_log(gguf):
             raise RuntimeError("build failed")
     assert live_processes(str(gguf)) == []
     assert teacher.log.exists()
+
+
+def test_on_demand_starts_the_server_only_when_a_step_asks_for_it(gguf):
+    from toolkit.teachers.serve import TeacherOnDemand
+
+    with TeacherOnDemand({"gguf": str(gguf), "alias": "coder"}) as teacher:
+        assert teacher.fingerprint == f"llamacpp:coder sha256={SHA}"  # the file is named, nothing started
+        assert live_processes(str(gguf)) == []
+        spec = teacher.spec
+        assert spec == teacher.spec and spec.startswith("openai:coder@http://127.0.0.1:")  # started once
+        assert live_processes(str(gguf)) == [teacher.served.pid]
+    assert live_processes(str(gguf)) == []

@@ -111,6 +111,40 @@ def served_teacher(spec: TeacherServer | Mapping[str, Any] | str) -> Iterator[Se
             _SERVED.pop(proc.url, None)
 
 
+class TeacherOnDemand:
+    """For a runner of many steps: the server starts when a step first asks for `.spec` (a run whose
+    steps are all up to date starts none) and stops when the `with` ends. `.fingerprint` names the
+    weights without starting anything: fingerprint a step by it, not by the URL (its port may change).
+
+        with TeacherOnDemand(experiment.teacher_server) as teacher:
+            inputs = substitute(spec, {**outputs, "teacher": teacher.fingerprint})   # to decide
+            flags = substitute(spec, {**outputs, "teacher": teacher.spec})           # to run
+    """
+
+    def __init__(self, spec: TeacherServer | Mapping[str, Any] | str) -> None:
+        self.server = TeacherServer.from_config(spec)
+        self.served: ServedTeacher | None = None
+        self._stack = contextlib.ExitStack()
+
+    def __enter__(self) -> TeacherOnDemand:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+        self.served = None
+
+    @property
+    def fingerprint(self) -> str:
+        gguf = resolve_gguf(self.server)
+        return f"{self.server.backend}:{self.server.alias or gguf.stem} sha256={gguf_sha256(gguf)}"
+
+    @property
+    def spec(self) -> str:
+        if self.served is None:
+            self.served = self._stack.enter_context(served_teacher(self.server))
+        return self.served.spec
+
+
 def served_weights(base_url: str) -> dict[str, str]:
     """The identity of the weights behind a base URL that hubtool is serving now; {} otherwise.
     For the openai backend: a build against a served teacher records which file it was."""
