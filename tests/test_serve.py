@@ -326,3 +326,40 @@ def test_on_demand_starts_the_server_only_when_a_step_asks_for_it(gguf):
         assert spec == teacher.spec and spec.startswith("openai:coder@http://127.0.0.1:")  # started once
         assert live_processes(str(gguf)) == [teacher.served.pid]
     assert live_processes(str(gguf)) == []
+
+
+def test_atexit_stops_a_server_left_running_outside_a_with_block(gguf):
+    """Hooks run last-registered first: `check` (registered before the module is imported) sees
+    whether the module's own hook stopped the server, before the parent-death signal could."""
+    script = """
+import atexit, os, sys
+def check():
+    state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] if os.path.exists(f"/proc/{pid}") else "gone"
+    print("server at exit:", "gone" if state in ("gone", "Z") else "running", flush=True)
+atexit.register(check)
+from toolkit.teachers.serve import served_teacher
+cm = served_teacher({"gguf": sys.argv[1], "alias": "coder"})  # kept: a dropped one stops at once
+pid = cm.__enter__().pid
+sys.exit(0)
+"""
+    done = subprocess.run([sys.executable, "-c", script, str(gguf)], capture_output=True, text=True, timeout=60)
+    assert done.stdout == "server at exit: gone\n", done.stderr
+    assert live_processes(str(gguf)) == []
+
+
+def test_a_forked_worker_that_exits_through_python_leaves_the_server_to_its_owner(gguf):
+    """A worker forked mid-build (a pool, a dataloader) that unwinds the `with` and runs the atexit
+    hooks it inherited must not stop the server its parent is still using."""
+    script = """
+import os, sys, urllib.request
+from toolkit.teachers.serve import served_teacher
+with served_teacher({"gguf": sys.argv[1], "alias": "coder"}) as teacher:
+    child = os.fork()
+    if child == 0:
+        sys.exit(0)
+    os.waitpid(child, 0)
+    print(urllib.request.urlopen(teacher.spec.split("@", 1)[1] + "/models").status, flush=True)
+"""
+    done = subprocess.run([sys.executable, "-c", script, str(gguf)], capture_output=True, text=True, timeout=60)
+    assert done.stdout == "200\n", done.stderr
+    assert live_processes(str(gguf)) == []

@@ -66,6 +66,7 @@ class ServerProcess:
     alias: str  # the model name it must list on /v1/models before it counts as up
     log_path: Path
     proc: subprocess.Popen | None = field(default=None, repr=False)
+    owner: int = field(default_factory=os.getpid)  # a forked child inherits this object, not the server
 
     @property
     def url(self) -> str:
@@ -130,9 +131,10 @@ def wait_ready(server: ServerProcess, timeout: float, poll_s: float = 0.25) -> N
 
 
 def stop(server: ServerProcess, grace: float = GRACE_S) -> None:
-    """SIGTERM to the server's process group, SIGKILL after `grace` seconds; idempotent."""
+    """SIGTERM to the server's process group, SIGKILL after `grace` seconds; idempotent. Only the
+    process that started it stops it: a forked worker that unwinds or exits leaves it running."""
     proc = server.proc
-    if proc is None:
+    if proc is None or server.owner != os.getpid():
         return
     _LIVE.pop(proc.pid, None)
     if proc.poll() is None:
