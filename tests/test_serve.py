@@ -363,3 +363,19 @@ with served_teacher({"gguf": sys.argv[1], "alias": "coder"}) as teacher:
     done = subprocess.run([sys.executable, "-c", script, str(gguf)], capture_output=True, text=True, timeout=60)
     assert done.stdout == "200\n", done.stderr
     assert live_processes(str(gguf)) == []
+
+
+def test_a_python_without_llama_cpp_says_how_to_install_it(gguf, monkeypatch):
+    import importlib.util
+
+    if importlib.util.find_spec("llama_cpp") is not None:
+        pytest.skip("llama-cpp-python is installed here")
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))  # no stand-in: the real `python -m llama_cpp.server`
+    with pytest.raises(UserError) as e:
+        with served_teacher({"gguf": str(gguf), "python": sys.executable}):
+            pytest.fail("the block must not run")
+    assert "\n" not in str(e.value)
+    assert (f"(last line: {sys.executable}: Error while finding module specification for 'llama_cpp.server' "
+            "(ModuleNotFoundError: No module named 'llama_cpp')); install it with pip install "
+            "'hubtool[llamacpp]', or set `python:` or $HUBTOOL_LLAMA_PYTHON to a Python that has "
+            "llama-cpp-python[server]; full log: ") in str(e.value)  # fmt: skip

@@ -18,6 +18,7 @@ computed once per path, size and mtime.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -101,7 +102,7 @@ def served_teacher(spec: TeacherServer | Mapping[str, Any] | str) -> Iterator[Se
     alias = server.alias or gguf.stem
     with running(lambda port: llamacpp_command(server, gguf, alias, port), alias=alias,
                  timeout=server.startup_timeout, port=server.port or stable_port(digest), env=_server_env(),
-                 name=f"llamacpp-{alias}") as proc:  # fmt: skip
+                 name=f"llamacpp-{alias}", hints=HINTS) as proc:  # fmt: skip
         served = ServedTeacher(f"openai:{alias}@{proc.url}", server.gguf, gguf, digest, proc.pid, proc.log_path)
         _SERVED[proc.url] = served
         log.warning("teacher %s served by llama.cpp at %s (pid %d)", alias, proc.url, proc.pid)
@@ -133,7 +134,7 @@ class TeacherOnDemand:
         self._stack.close()
         self.served = None
 
-    @property
+    @functools.cached_property
     def fingerprint(self) -> str:
         gguf = resolve_gguf(self.server)
         return f"{self.server.backend}:{self.server.alias or gguf.stem} sha256={gguf_sha256(gguf)}"
@@ -153,6 +154,8 @@ def served_weights(base_url: str) -> dict[str, str]:
 
 
 _SERVED: dict[str, ServedTeacher] = {}
+HINTS = {"No module named 'llama_cpp'": f"install it with pip install 'hubtool[llamacpp]', or set `python:` or "
+                                      f"${PYTHON_ENV} to a Python that has llama-cpp-python[server]"}  # fmt: skip
 
 
 def llamacpp_command(server: TeacherServer, gguf: Path, alias: str, port: int) -> list[str]:

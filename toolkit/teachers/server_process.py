@@ -66,6 +66,7 @@ class ServerProcess:
     alias: str  # the model name it must list on /v1/models before it counts as up
     log_path: Path
     proc: subprocess.Popen | None = field(default=None, repr=False)
+    hints: Mapping[str, str] = field(default_factory=dict)  # text in its log -> what to do about it
     owner: int = field(default_factory=os.getpid)  # a forked child inherits this object, not the server
 
     @property
@@ -118,8 +119,10 @@ def wait_ready(server: ServerProcess, timeout: float, poll_s: float = 0.25) -> N
         code = server.proc.poll()
         if code is not None:
             stop(server)
+            tail = _tail(server.log_path)
+            advice = next((f"; {fix}" for text, fix in server.hints.items() if text in tail), "")
             raise UserError(f"the teacher server exited with code {code} before it answered "
-                            f"({_last_line(server.log_path)}); full log: {server.log_path}")  # fmt: skip
+                            f"({_last_line(server.log_path)}){advice}; full log: {server.log_path}")  # fmt: skip
         if _lists_alias(server.url, server.alias):
             return
         if time.monotonic() >= deadline:
@@ -151,7 +154,7 @@ def stop(server: ServerProcess, grace: float = GRACE_S) -> None:
 @contextlib.contextmanager
 def running(command_for: Callable[[int], list[str]], *, alias: str, timeout: float = 600.0,
             port: int | None = None, env: Mapping[str, str] | None = None, log_dir: Path | None = None,
-            name: str = "teacher") -> Iterator[ServerProcess]:  # fmt: skip
+            name: str = "teacher", hints: Mapping[str, str] | None = None) -> Iterator[ServerProcess]:  # fmt: skip
     """Start `command_for(port)`, wait until it serves `alias`, yield it, stop it for sure.
 
     `port`: the one to use when free (a stable port keeps URL-keyed call caches valid across runs);
@@ -160,7 +163,7 @@ def running(command_for: Callable[[int], list[str]], *, alias: str, timeout: flo
     """
     chosen = choose_port(port)
     for attempt in range(2):
-        server = ServerProcess(command_for(chosen), chosen, alias, _log_file(log_dir, name))
+        server = ServerProcess(command_for(chosen), chosen, alias, _log_file(log_dir, name), hints=hints or {})
         with _sigterm_exits():
             try:
                 start(server, env)
