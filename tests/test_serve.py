@@ -255,11 +255,13 @@ def test_a_hub_file_in_the_hf_cache_resolves_offline(gguf, tmp_path, monkeypatch
     (repo / "refs").mkdir(parents=True)
     (repo / "refs" / "main").write_text(commit)
     (repo / "snapshots" / commit).mkdir(parents=True)
-    (repo / "snapshots" / commit / "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf").write_bytes(CONTENT)
+    (repo / "blobs").mkdir()
+    (repo / "blobs" / SHA).write_bytes(CONTENT)  # the HF cache's layout: the file is a link to its blob
+    (repo / "snapshots" / commit / "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf").symlink_to(repo / "blobs" / SHA)
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     spec = "hf:Qwen/Qwen2.5-Coder-0.5B-Instruct-GGUF/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
-    with served_teacher({"gguf": spec, "backend": "transformers"}) as teacher:
+    with served_teacher({"gguf": spec, "backend": "transformers"}) as teacher:  # named by the file, not the blob
         file = repo / "snapshots" / commit / "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
         assert teacher == ServedTeacher(f"transformers:{file}", spec, file, SHA)
         assert teacher.identity() == {"gguf": spec, "file": "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf", "sha256": SHA}

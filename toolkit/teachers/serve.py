@@ -220,7 +220,7 @@ def _checked(path: Path, named_by: str) -> Path:
     with open(path, "rb") as f:
         if f.read(4) != b"GGUF":
             raise UserError(f"{path} (from {named_by}) is not a GGUF file (no GGUF header)")
-    return path.resolve()
+    return Path(os.path.abspath(path))  # not resolve(): the HF cache links FILE.gguf to blobs/<hash>
 
 
 def gguf_sha256(path: str | Path) -> str:
