@@ -323,6 +323,18 @@ def test_majority_of_blind_votes(votes, decided):
     assert edits.verdict(YESNO, votes, "no") == decided
 
 
+@pytest.mark.parametrize(("original", "edited", "identical"), [
+    # Qwen2.5-Coder-0.5B's "counterfactual" of a positive review, which its own blind judge then called negative
+    ("I laughed the whole way through; easily the best comedy of the year.",
+     "I laughed the whole way through, easily the best comedy of the year.", True),
+    ("Is the box red?", "is the  box RED?", True),
+    ("What is 3 + 4?", "What is 3 - 4?", False),  # an operator is content
+    ("A dull film.", "A fine film.", False),
+])  # fmt: skip
+def test_an_edit_of_punctuation_alone_is_no_edit(original, edited, identical):
+    assert edits.is_identical(original, edited) is identical
+
+
 def test_histogram_bins():
     assert edits.histogram_bin(0.0) == "0.0-0.1" and edits.histogram_bin(0.1) == "0.1-0.2"
     assert edits.histogram_bin(1.0) == "0.9-1.0" and edits.histogram_bin(1.5) == ">1.0"

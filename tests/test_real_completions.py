@@ -139,3 +139,50 @@ def test_cot_rows_from_real_completions_all_reason_and_are_right(tmp_path, sourc
         assert row["correct"] and row["pred"] == row["gold"]
     card = (tmp_path / "run" / "README.md").read_text()
     assert "bare answers" in card
+
+
+def _exact_replay() -> FakeTeacher:
+    """Answers a prompt exactly as the real teacher did when the same prompt was recorded."""
+    from toolkit.teachers.base import CallFailure
+
+    by_prompt: dict[str, list[str]] = {}
+    for rec in RECORDS:
+        by_prompt.setdefault(rec["messages"][-1]["content"], []).extend(c["text"] for c in rec["choices"])
+
+    def answer(request, j):
+        texts = by_prompt.get(request.messages[-1]["content"])
+        return texts[j % len(texts)] if texts else CallFailure("not in the recorded set")
+
+    return FakeTeacher(answer)
+
+
+def test_mixed_on_real_completions_keeps_every_solved_problem(tmp_path):
+    """Issue 25 item 6: the balance kept 3 of 4 solved problems; no problem loses its only rows."""
+    manifest = build("mixed", tmp_path / "run", teachers={"teacher": _exact_replay()}, answer_type="number",
+                     source=_source(tmp_path, "gym:basic_arithmetic"), max_new_tokens=256)  # fmt: skip
+    c, kept = manifest.counts, rows(tmp_path / "run")
+    assert c["failed"] == 0 and c["solved_problems"] == 4 and c["kept_problems"] == 4
+    assert len({r["id"] for r in kept}) == 4 and {r["mode"] for r in kept} == {"cot", "pot"}
+    for row in (r for r in kept if r["mode"] == "cot"):
+        verdict = judge(_problem(row), row["completion"][0]["content"], "stop")
+        assert verdict.correct and not verdict.bare
+
+
+def test_counterfactual_on_real_completions_keeps_no_leaked_or_unedited_pair(tmp_path):
+    """Issue 25 items 8-11 on what the real teacher wrote for six one-line reviews."""
+    source = tmp_path / "reviews.jsonl"
+    reviews = {rec["problem"]["question"]: rec["problem"]["gold"] for rec in RECORDS
+               if "problem" in rec and rec["problem"]["source"] == "reviews"}  # fmt: skip
+    source.write_text("".join(json.dumps({"text": q, "label": g}) + "\n" for q, g in reviews.items()))
+    replay = _exact_replay()
+    manifest = build("counterfactual", tmp_path / "run", teachers={"teacher": replay, "judge": replay},
+                     source=f"file:{source}", question_field="text", label_field="label",
+                     labels=("negative", "positive"), max_new_tokens=256)  # fmt: skip
+    c = manifest.counts
+    # Hand-read from the fixture: "...the ending predictable. The correct answer is positive, but let's change it"
+    # writes the label into the review; "through; easily" -> "through, easily" changes nothing but a comma.
+    assert c["cf_label_leak"] == 1 and c["cf_identical"] >= 2
+    # No edit of this teacher survives: the build says so instead of promising counterfactuals (item 11).
+    assert manifest.stats["kept"]["counterfactuals"] == 0 and c["kept_original"] == c["kept"] > 0
+    assert manifest.stats["what"].startswith("original examples only")
+    assert manifest.stats["warnings"][0].startswith("0 of 6 counterfactuals were kept")

@@ -170,9 +170,17 @@ def edit_ratio(original: str, edited: str) -> float:
     return round(previous[-1] / len(a), 4)
 
 
+# Marks that separate words without changing what a text says. A real small teacher "flipped" a review by
+# turning "through; easily" into "through, easily", and its own judge agreed. Operators (+, -, =) are content.
+_SEPARATORS = frozenset(".,;:!\"'`")
+
+
 def is_identical(original: str, edited: str) -> bool:
-    """The same input up to case and spacing: no edit at all."""
-    return tokens(original) == tokens(edited)
+    """The same input up to case, spacing and separating punctuation: no edit of its content."""
+    def content(text: str) -> list[str]:
+        return [t for t in tokens(text) if t not in _SEPARATORS]
+
+    return content(original) == content(edited)
 
 
 # -- the judge ----------------------------------------------------------------------------------
