@@ -56,7 +56,8 @@ def test_build_push_train_with_and_without_counterfactuals_then_eval(tmp_path, s
     for r in kept:  # real rows: re-reading each one agrees with what it says
         text = r["completion"][0]["content"]
         assert stated_answer(text, "yesno").value == r["target_label"] == r["pred"]
-        assert text.endswith(f"The answer is {r['target_label']}.")
+        # what follows an answer stated mid-way stays (issue 20 item 1); a closing statement is in house form
+        assert f"The answer is {r['target_label']}" in text
         assert r["teacher"].startswith("transformers:smollm2-135m") and r["num_tokens"] > 0
 
     hubtool("push", run, "test/cf-yesno")

@@ -231,7 +231,8 @@ def test_cli_eval_two_models_on_the_gym_suite(tmp_path, random_adapter, small_to
                                        "--limit", "1", "--max-gen-toks", "8", "-o", str(tmp_path)])
     assert result.exit_code == 0, result.output
     gym = [t.removeprefix("hubtool_") for t in T.catalog(T.task_manager()).suites["gym"]]
-    header = "| model | gym_gsm_symbolic (ID) | " + " | ".join(gym[1:]) + " | ID avg | OOD avg |"
+    # each column names the prompt its models were asked with (issue 20 item 3)
+    header = "| model | gym_gsm_symbolic (ID) [cot] | " + " | ".join(f"{t} [cot]" for t in gym[1:]) + " | ID avg | OOD avg |"
     assert result.output.count(header) == 2  # one table per filter
     assert "| smollm2-135m | " in result.output and "| student | " in result.output
     assert f"- `student`: LoRA adapter {random_adapter} on " in result.output

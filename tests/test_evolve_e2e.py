@@ -42,7 +42,7 @@ def test_evolve_push_train_eval(tmp_path, small_torch):
              "--judge-max-new-tokens", "16", "--rows", "all", "--include-seed", "--keep", "all",
              "--batch-size", "16", "--out", run]  # fmt: skip
     out = hubtool(*build)
-    assert "evolve: 2 problems" in out
+    assert "evolve: 2 seeds, " in out
 
     manifest = read_manifest(run)
     c, stats = manifest.counts, manifest.stats

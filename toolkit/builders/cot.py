@@ -5,8 +5,8 @@ The teacher writes `samples` step-by-step demonstrations per problem from a zero
 only the correct ones are kept. What a row's completion may say is decided by `judge`: everything
 the teacher wrote stays; a closing answer statement is put in the house form `The answer is X.`; a
 rationale that states none (or two different ones), or was cut off by `max_new_tokens`, is never
-given an answer line (dropped, or kept as it came). A bare answer with no reasoning is dropped unless
-`bare="keep"`.
+given an answer line (dropped, or kept as it came). A bare answer with no reasoning is left out of
+`--keep correct` builds (`bare="auto"`, ours) and kept by `--keep all`, which promises every sample.
 """
 
 from __future__ import annotations
@@ -40,9 +40,10 @@ class CoTConfig(BuildConfig):
     keep: Literal["correct", "all"] = param(
         "correct", help="correct: only complete rationales whose stated answer matches gold; all: every sample, "
                         "flagged by `correct` (cut-off and answerless ones kept as they came).")  # fmt: skip
-    bare: Literal["drop", "keep"] = param(
-        "drop", help="A completion that states its answer with no reasoning ('The answer is 6.'): drop it (ours: it "
-                     "demonstrates no chain of thought), or keep it; counted as no_reasoning either way.")  # fmt: skip
+    bare: Literal["auto", "drop", "keep"] = param(
+        "auto", help="A completion that states its answer with no reasoning ('The answer is 6.'): drop it (ours: it "
+                     "demonstrates no chain of thought), or keep it; auto: drop with --keep correct, keep with "
+                     "--keep all. Counted as no_reasoning either way.")  # fmt: skip
     answer_line: AnswerLine = param(
         "house", help="A closing answer statement: house rewrites it as 'The answer is X.'; verbatim keeps it as "
                       "the teacher wrote it ('Answer: B'). Nothing before it is ever changed.")  # fmt: skip
@@ -149,6 +150,7 @@ async def run(problem: Problem, work: Work[CoTConfig]) -> None:
         work.fail(result.error)
         return
     solved = False
+    drop_bare = c.bare == "drop" or c.bare == "auto" and c.keep == "correct"
     for idx, completion in enumerate(result):
         verdict = judge(problem, completion.text, completion.finish_reason, c.answer_line)
         counts["samples"] += 1
@@ -157,7 +159,7 @@ async def run(problem: Problem, work: Work[CoTConfig]) -> None:
         counts["no_answer"] += verdict.pred is None and not verdict.truncated and not verdict.contradiction
         count_verdict(counts, verdict)
         solved |= verdict.correct
-        if c.keep == "correct" and not verdict.correct or c.bare == "drop" and verdict.bare:
+        if c.keep == "correct" and not verdict.correct or drop_bare and verdict.bare:
             continue
         work.keep(SFTRow(
             prompt=list(messages), completion=assistant(verdict.text), id=problem.id, source=problem.source,
