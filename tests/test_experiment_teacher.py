@@ -118,9 +118,11 @@ def test_the_teacher_starts_for_its_step_stops_after_it_and_an_up_to_date_rerun_
 def test_a_failing_later_step_leaves_no_server(gguf, tmp_path):
     steps = {"cot": _cot(_sums(tmp_path / "right.jsonl")), "wrong": _cot(_sums(tmp_path / "wrong.jsonl", answer=7))}
     path = _experiment(tmp_path, gguf, steps)
-    with pytest.raises(UserError, match="step 'wrong' built no rows"):
+    with pytest.raises(UserError, match="step 'wrong' built no rows") as failed:
         _run(path, tmp_path / "work")  # the stand-in's "The answer is 5." is wrong for 7: no row kept
-    assert live_processes(str(gguf)) == []
+    # stopped by the runner, not by the garbage collector: the traceback `failed` holds keeps the
+    # runner's frames, and with them anything it left open
+    assert failed.traceback and live_processes(str(gguf)) == []
 
 
 def test_ctrl_c_in_a_step_between_two_that_read_the_teacher_leaves_no_server(gguf, tmp_path, monkeypatch):
@@ -135,10 +137,10 @@ def test_ctrl_c_in_a_step_between_two_that_read_the_teacher_leaves_no_server(ggu
     monkeypatch.setitem(runner.EXECUTE, "push", interrupted)
     source = _sums(tmp_path / "sums.jsonl")
     steps = {"cot": _cot(source), "data": {"push": "cot", "name": "exp/served-cot"}, "more": _cot(source)}
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt) as interrupt:
         _run(_experiment(tmp_path, gguf, steps), tmp_path / "work")
     assert len(alive) == 1 and len(alive[0]) == 1  # the server was up when Ctrl-C came (`more` reads it)
-    assert live_processes(str(gguf)) == []
+    assert interrupt.traceback and live_processes(str(gguf)) == []  # the runner's frames still held, as above
 
 
 # -- the dry run -----------------------------------------------------------------------------------------
