@@ -137,7 +137,7 @@ def _with_teacher(step: Step, outputs: dict[str, str], run: _Run) -> dict[str, s
 
 
 def _on_this_machine(server: TeacherServer) -> bool:
-    """The GGUF file is here (a path, $HUBTOOL_GGUF_DIR, the HF cache): no download needed."""
+    """The GGUF file is here (a path, $HUBTOOL_GGUF_DIR, the HF cache): resolving it downloads nothing."""
     from toolkit.teachers.serve import GGUF_DIR_ENV, parse_hub_file
 
     if server.path or not server.gguf.startswith("hf:"):
@@ -153,13 +153,13 @@ def _on_this_machine(server: TeacherServer) -> bool:
 
 def describe_teacher(teacher: TeacherOnDemand) -> str:
     """The dry run's line for `teacher_server:`: what `{teacher}` becomes, and which file serves it."""
-    from toolkit.teachers.serve import parse_hub_file, resolve_gguf, stable_port
+    from toolkit.teachers.serve import gguf_sha256, parse_hub_file, resolve_gguf, stable_port
 
     server = teacher.server
     here = _on_this_machine(server)
     file = resolve_gguf(server) if here else Path(parse_hub_file(server.gguf)[1])
     alias = server.alias or file.stem
-    sha = teacher.fingerprint.rsplit("sha256=", 1)[1] if here else None
+    sha = gguf_sha256(file) if here else None  # hashed once per file (remembered by path, size, mtime)
     port = server.port or (stable_port(sha) if sha else "PORT")
     spec = f"transformers:{file}" if server.backend == "transformers" else f"openai:{alias}@http://127.0.0.1:{port}/v1"
     where = (f"{file.name}, sha256 {sha[:12]}" if sha else f"{file.name}, not on this machine: the run downloads it "
