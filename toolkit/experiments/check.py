@@ -28,6 +28,10 @@ TYPES: dict[str, dict[str, str]] = {
              "backend": _STR, "base_url": _STR, "baseline": _STR, "filter": _STR, "judge": _STR,
              "judge_max_new_tokens": _INT},
 }  # fmt: skip
+# `teacher_server:` (toolkit.teachers.serve.TeacherServer) as YAML may give it; its keys and backend
+# are checked by TeacherServer.from_config when the file is read
+SERVER_TYPES = {"gguf": _STR, "path": _STR, "revision": _STR, "alias": _STR, "backend": _STR, "threads": _INT,
+                "n_ctx": _INT, "python": _STR, "port": _INT, "startup_timeout": "a number"}  # fmt: skip
 LABEL = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")  # a report label, and its results folder
 # the experiment owns where its steps write: a step may not point them elsewhere
 OWNED = {"build": ("out", "overwrite"), "train": ("output_dir",)}
@@ -35,6 +39,7 @@ OWNED = {"build": ("out", "overwrite"), "train": ("output_dir",)}
 
 def check_experiment(experiment: Experiment, problems: list[str]) -> None:
     """Append one line per problem to `problems`."""
+    _check_teacher_server(experiment, problems)
     if not _is_decontaminate(experiment.decontaminate):
         problems.append(_decontaminate_problem("decontaminate", experiment.decontaminate))
     elif isinstance(experiment.decontaminate, str):
@@ -56,6 +61,26 @@ def check_experiment(experiment: Experiment, problems: list[str]) -> None:
                                 else f"{where}: {key}: {_shown(value)} is not {expected}")  # fmt: skip
         if all(_is(step.spec.get(k), t) for k, t in TYPES[step.kind].items() if k in step.spec):
             CHECKS[step.kind](step, kinds, problems, f"{where}: ")
+
+
+def _check_teacher_server(experiment: Experiment, problems: list[str]) -> None:
+    """The values of `teacher_server:` (its keys were checked when the file was read)."""
+    from toolkit.teachers.serve import parse_hub_file
+
+    server = experiment.teacher_server
+    if server is None:
+        return
+    for key, expected in SERVER_TYPES.items():
+        value = getattr(server, key)
+        if value is not None and not _is(value, expected):
+            problems.append(f"teacher_server: {key}: {_shown(value)} is not {expected}")
+    if isinstance(server.alias, str) and not LABEL.fullmatch(server.alias):  # it goes into openai:ALIAS@URL
+        problems.append(f"teacher_server: alias: {server.alias!r} is not a model name (letters, digits, '-', '_', '.')")
+    if isinstance(server.gguf, str) and server.gguf.startswith("hf:"):
+        try:
+            parse_hub_file(server.gguf)
+        except UserError as e:
+            problems.append(f"teacher_server: gguf: {e}")
 
 
 def _is(value: Any, expected: str) -> bool:

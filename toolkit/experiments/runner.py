@@ -12,9 +12,11 @@ changing one setting re-runs that step and, when its output changes, the steps d
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +24,8 @@ from typing import Any
 
 from toolkit.errors import UserError, did_you_mean
 from toolkit.experiments.check import check_recipes, flag_text
-from toolkit.experiments.spec import Experiment, Step, load_experiment, substitute
+from toolkit.experiments.spec import TEACHER, Experiment, Step, load_experiment, substitute
+from toolkit.teachers.serve import TeacherOnDemand, TeacherServer
 
 log = logging.getLogger(__name__)
 STATE = "state.json"
@@ -40,7 +43,9 @@ class Plan:
 def run_experiment(path: str | Path, *, workdir: str | Path | None = None, dry_run: bool = False,
                    rerun: Sequence[str] = (), echo=print) -> Plan:  # fmt: skip
     """Run the steps whose inputs changed; `rerun` names steps to run again regardless (after a hubtool
-    upgrade, say); the steps that read their outputs follow when those outputs changed."""
+    upgrade, say); the steps that read their outputs follow when those outputs changed. The
+    experiment's `teacher_server:` is started when the first step that reads `{teacher}` runs and
+    stopped after the last one, or when the run ends, fails or is interrupted."""
     experiment = load_experiment(path)
     check_recipes(experiment)
     names = [step.id for step in experiment.steps]
@@ -49,37 +54,14 @@ def run_experiment(path: str | Path, *, workdir: str | Path | None = None, dry_r
             raise UserError(f"--rerun {name}: no such step in {path}{did_you_mean(name, names)}; "
                             f"steps: {', '.join(names)}")  # fmt: skip
     work = Path(workdir or Path("runs") / "experiments" / experiment.name)
-    state = _read_state(work)
     echo = _masked(echo)
     plan = Plan()
-    changed: set[str] = set()  # steps that ran (or would run) in this pass
-    for step in experiment.steps:
-        inputs = _inputs(step, plan.outputs, state)
-        previous = state.get(step.id, {})
-        output = previous.get("output")
-        upstream_runs = dry_run and any(r in changed for r in step.refs)  # its inputs are not known yet
-        rebuild = work / "builds" / step.id if step.id in rerun and not dry_run else None
-        same = previous.get("inputs") == inputs and output is not None  # else it runs: no need to look
-        current = _fingerprint_output(step, output, rebuild=rebuild) if same else None
-        fresh = current is not None and current == previous.get("output_fp") and _files_unchanged(step, output, previous)
-        if fresh and not upstream_runs and step.id not in rerun:
-            plan.actions[step.id] = "skip"
-            plan.outputs[step.id] = output
-            echo(f"[{step.id}] {step.kind}: up to date, skipped")
-            continue
-        changed.add(step.id)
-        if dry_run:
-            plan.actions[step.id] = "run if its inputs change" if fresh and step.id not in rerun else "run"
-            plan.outputs[step.id] = output or _planned_output(step, work)
-            echo(f"[{step.id}] {step.kind}: {plan.actions[step.id]}  {_describe(step)}")
-            continue
-        echo(f"[{step.id}] {step.kind}: running  {_describe(step)}")
-        output = EXECUTE[step.kind](experiment, step, plan.outputs, work)
-        plan.actions[step.id] = "run"
-        plan.outputs[step.id] = output
-        state[step.id] = {"inputs": _inputs(step, plan.outputs, state), "output": output,
-                          "output_fp": _fingerprint_output(step, output), "files": _files(step, output)}  # fmt: skip
-        _write_state(work, state)
+    state = _read_state(work)
+    with contextlib.ExitStack() as stack:
+        teacher = stack.enter_context(TeacherOnDemand(experiment.teacher_server)) if experiment.teacher_server else None
+        if dry_run and teacher is not None:
+            echo(describe_teacher(teacher))
+        _run_steps(experiment, plan, state, work, _Run(dry_run, set(rerun), echo, teacher))
     if not dry_run:
         from toolkit.experiments.report import write_experiment_report
 
@@ -88,9 +70,107 @@ def run_experiment(path: str | Path, *, workdir: str | Path | None = None, dry_r
     return plan
 
 
+@dataclass
+class _Run:
+    dry_run: bool
+    rerun: set[str]
+    echo: Any
+    teacher: TeacherOnDemand | None  # the experiment's teacher_server, `{teacher}`
+
+
+def _run_steps(experiment: Experiment, plan: Plan, state: dict[str, Any], work: Path, run: _Run) -> None:
+    changed: set[str] = set()  # steps that ran (or would run) in this pass
+    for i, step in enumerate(experiment.steps):
+        teacher_fp = _teacher_fingerprint(run, step)
+        inputs = _inputs(step, plan.outputs, state, teacher_fp)
+        previous = state.get(step.id, {})
+        output = previous.get("output")
+        upstream_runs = run.dry_run and any(r in changed for r in step.refs)  # its inputs are not known yet
+        rebuild = work / "builds" / step.id if step.id in run.rerun and not run.dry_run else None
+        same = previous.get("inputs") == inputs and output is not None  # else it runs: no need to look
+        current = _fingerprint_output(step, output, rebuild=rebuild) if same else None
+        fresh = current is not None and current == previous.get("output_fp") and _files_unchanged(step, output, previous)
+        if fresh and not upstream_runs and step.id not in run.rerun:
+            plan.actions[step.id] = "skip"
+            plan.outputs[step.id] = output
+            run.echo(f"[{step.id}] {step.kind}: up to date, skipped")
+            continue
+        changed.add(step.id)
+        if run.dry_run:
+            plan.actions[step.id] = "run if its inputs change" if fresh and step.id not in run.rerun else "run"
+            plan.outputs[step.id] = output or _planned_output(step, work)
+            run.echo(f"[{step.id}] {step.kind}: {plan.actions[step.id]}  {_describe(step)}")
+            continue
+        run.echo(f"[{step.id}] {step.kind}: running  {_describe(step)}")
+        output = EXECUTE[step.kind](experiment, step, _with_teacher(step, plan.outputs, run), work)
+        plan.actions[step.id] = "run"
+        plan.outputs[step.id] = output
+        state[step.id] = {"inputs": _inputs(step, plan.outputs, state, teacher_fp), "output": output,
+                          "output_fp": _fingerprint_output(step, output), "files": _files(step, output)}  # fmt: skip
+        _write_state(work, state)
+        if run.teacher is not None and run.teacher.served and not any(s.uses_teacher for s in experiment.steps[i + 1:]):
+            run.teacher.__exit__(None, None, None)  # the steps left (training, evals) get its CPU and memory
+            run.echo(f"teacher_server: stopped (no later step reads {{{TEACHER}}})")
+
+
+# -- the served teacher ---------------------------------------------------------------------------------
+def _teacher_fingerprint(run: _Run, step: Step) -> str | None:
+    """What `{teacher}` means to a step's fingerprint: the weights file by its sha256, not the URL,
+    whose port may differ run to run. No server is started for it. A dry run downloads nothing: a
+    Hub file not on this machine yet leaves the step's inputs unknown (None: it runs)."""
+    if not step.uses_teacher or run.teacher is None:
+        return None
+    if run.dry_run and not _on_this_machine(run.teacher.server):
+        return None
+    return run.teacher.fingerprint
+
+
+def _with_teacher(step: Step, outputs: dict[str, str], run: _Run) -> dict[str, str]:
+    """The outputs a step substitutes, with `{teacher}` as the served teacher's spec (started now
+    if this is the first step that reads it)."""
+    if not step.uses_teacher or run.teacher is None:
+        return outputs
+    if run.teacher.served is None:
+        run.echo(f"teacher_server: starting {run.teacher.server.gguf} for step {step.id!r}")
+    spec = run.teacher.spec
+    return {**outputs, TEACHER: spec}
+
+
+def _on_this_machine(server: TeacherServer) -> bool:
+    """The GGUF file is here (a path, $HUBTOOL_GGUF_DIR, the HF cache): resolving it downloads nothing."""
+    from toolkit.teachers.serve import GGUF_DIR_ENV, parse_hub_file
+
+    if server.path or not server.gguf.startswith("hf:"):
+        return True  # a local file: resolving it says what is wrong with it
+    repo, filename = parse_hub_file(server.gguf)
+    folder = os.environ.get(GGUF_DIR_ENV)
+    if folder and (Path(folder).expanduser() / Path(filename).name).is_file():
+        return True
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(repo, filename, revision=server.revision), str)
+
+
+def describe_teacher(teacher: TeacherOnDemand) -> str:
+    """The dry run's line for `teacher_server:`: what `{teacher}` becomes, and which file serves it."""
+    from toolkit.teachers.serve import gguf_sha256, parse_hub_file, resolve_gguf, stable_port
+
+    server = teacher.server
+    here = _on_this_machine(server)
+    file = resolve_gguf(server) if here else Path(parse_hub_file(server.gguf)[1])
+    alias = server.alias or file.stem
+    sha = gguf_sha256(file) if here else None  # hashed once per file (remembered by path, size, mtime)
+    port = server.port or (stable_port(sha) if sha else "PORT")
+    spec = f"transformers:{file}" if server.backend == "transformers" else f"openai:{alias}@http://127.0.0.1:{port}/v1"
+    where = (f"{file.name}, sha256 {sha[:12]}" if sha else f"{file.name}, not on this machine: the run downloads it "
+             f"from {parse_hub_file(server.gguf)[0]} (offline: give path: or $HUBTOOL_GGUF_DIR)")  # fmt: skip
+    return (f"teacher_server: {{{TEACHER}}} = {spec} ({server.backend} serving {where}); started when a step "
+            "that reads it runs")  # fmt: skip
+
+
 # -- fingerprints -------------------------------------------------------------------------------------
-def _inputs(step: Step, outputs: dict[str, str], state: dict[str, Any]) -> str:
-    resolved = substitute(step.spec, outputs)
+def _inputs(step: Step, outputs: dict[str, str], state: dict[str, Any], teacher: str | None = None) -> str:
+    resolved = substitute(step.spec, {**outputs, TEACHER: teacher} if teacher else outputs)
     upstream = {ref: state.get(ref, {}).get("output_fp") for ref in step.refs}
     blob = json.dumps({"kind": step.kind, "spec": resolved, "upstream": upstream}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()

@@ -15,6 +15,14 @@
 Outputs: a build is its run directory, a push the dataset name, a train the student folder, an eval
 its results folder. `with`, `set` and eval models may hold `{step}` anywhere in a string; `push`,
 `dataset` and `model` may name a step directly.
+
+A teacher hubtool serves itself (toolkit/teachers/serve.py) is named once, at the top, and is
+`{teacher}` in any string of a step; the runner starts it when a step that reads it runs:
+
+    teacher_server: {gguf: "hf:Qwen/Qwen2.5-Coder-1.5B-Instruct-GGUF/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+                     alias: qwen-coder-1.5b, threads: 2}
+    steps:
+      cot: {build: cot, with: {source: "gym:chain_sum", teacher: "{teacher}"}}
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from toolkit.errors import UserError, did_you_mean
+from toolkit.teachers.serve import TeacherServer
 
 Kind = Literal["build", "push", "train", "eval"]
 KINDS: tuple[str, ...] = ("build", "push", "train", "eval")
@@ -38,7 +47,8 @@ KEYS: dict[str, set[str]] = {
 EVAL_DEFAULTS = KEYS["eval"] - {"eval"}
 _REF = re.compile(r"\{([A-Za-z0-9_-]+)\}")
 NAME = re.compile(r"[A-Za-z0-9_-]{1,100}")  # step ids and experiment names: they become folder names
-TOP_KEYS = ("name", "about", "eval", "steps", "decontaminate")
+TOP_KEYS = ("name", "about", "eval", "steps", "decontaminate", "teacher_server")
+TEACHER = "teacher"  # `{teacher}`: the experiment's teacher_server; no step may take the name
 
 
 @dataclass(frozen=True)
@@ -47,6 +57,7 @@ class Step:
     kind: Kind
     spec: dict[str, Any]  # the step's mapping as written, eval defaults merged in
     refs: tuple[str, ...] = ()  # the earlier steps it reads, in the order they appear
+    uses_teacher: bool = False  # it says `{teacher}` somewhere
 
 
 @dataclass(frozen=True)
@@ -59,6 +70,7 @@ class Experiment:
     # builds leave out the questions of the experiment's eval tasks (True), of the suites or tasks
     # named (a string, as --decontaminate takes it), or nothing (False)
     decontaminate: bool | str = True
+    teacher_server: TeacherServer | None = None  # `{teacher}`, served by hubtool while steps need it
 
     def step(self, step_id: str) -> Step:
         return next(s for s in self.steps if s.id == step_id)
@@ -109,18 +121,36 @@ def _parse(path: Path, data: Any, problems: list[str]) -> Experiment | None:
         problems.append(f"`eval:` takes {', '.join(sorted(EVAL_DEFAULTS))}")
         defaults = {}
     against = data.get("decontaminate", True)
+    server = _teacher_server(data, problems)
     steps: list[Step] = []
     for step_id, raw in data["steps"].items():
         step = _step(str(step_id), raw, defaults, [s.id for s in steps], problems)
         if step is not None:
             steps.append(step)
-    return Experiment(str(name), str(about), path, steps, defaults, against)
+            if step.uses_teacher and data.get("teacher_server") is None:
+                problems.append(f"step {step.id!r}: {{{TEACHER}}} names the experiment's teacher, but the file has "
+                                "no `teacher_server: {gguf: hf:ORG/NAME/FILE.gguf}`")  # fmt: skip
+    return Experiment(str(name), str(about), path, steps, defaults, against, server)
+
+
+def _teacher_server(data: dict, problems: list[str]) -> TeacherServer | None:
+    """The `teacher_server:` mapping as serve.py reads it (nothing is downloaded or started here)."""
+    if data.get("teacher_server") is None:
+        return None
+    try:
+        return TeacherServer.from_config(data["teacher_server"])
+    except UserError as e:
+        problems.append(str(e))
+        return None
 
 
 def _step(step_id: str, raw: Any, defaults: dict, earlier: list[str], problems: list[str]) -> Step | None:
     where = f"step {step_id!r}"
     if not NAME.fullmatch(step_id):
         problems.append(f"{where}: a step id is a name (letters, digits, '-', '_'); it names the step's folder")
+        return None
+    if step_id == TEACHER:
+        problems.append(f"{where}: the id is taken by {{{TEACHER}}}, the experiment's teacher_server; rename the step")
         return None
     if not isinstance(raw, dict):
         problems.append(f"{where}: a step is a mapping with one of {', '.join(KINDS)}")
@@ -141,11 +171,12 @@ def _step(step_id: str, raw: Any, defaults: dict, earlier: list[str], problems: 
         problems.append(f"{where}: a train step needs `dataset:` (a push step, or a dataset name)")
     refs = [m for value in _strings(spec) for m in _REF.findall(value)]
     for ref in dict.fromkeys(refs):
-        if ref not in earlier:
+        if ref not in earlier and ref != TEACHER:
             problems.append(f"{where}: {{{ref}}} is not an earlier step{did_you_mean(ref, earlier)}")
     # `dataset:` and `model:` name an earlier step, or else a dataset / model as hubtool resolves it
     refs += [spec[k] for k in ("push", "dataset", "model") if isinstance(spec.get(k), str) and spec[k] in earlier]
-    return Step(step_id, kind, spec, tuple(r for r in dict.fromkeys(refs) if r in earlier))  # type: ignore[arg-type]
+    return Step(step_id, kind, spec, tuple(r for r in dict.fromkeys(refs) if r in earlier),  # type: ignore[arg-type]
+                TEACHER in refs)
 
 
 def _strings(value: Any):

@@ -54,6 +54,7 @@ from toolkit.teachers.openai_wire import (
     split_model_url,
     to_completions,
 )
+from toolkit.teachers.serve import served_weights
 from toolkit.teachers.session import gather_or_cancel
 
 __all__ = ["OpenAITeacher", "apportion", "backoff_delay", "parse_retry_after", "redact_url", "split_model_url",
@@ -135,7 +136,7 @@ class OpenAITeacher(Teacher):
         self.served: Counter[str] = Counter()  # what the server said answered (model, fingerprint)
         # What the server says of the weights behind the name (an alias like `coder` says nothing):
         # its /v1/models entry (vLLM's `root`, llama.cpp's `owned_by` and sizes), llama.cpp's model
-        # file; `sha256` of the file when hubtool started the server itself (see `record_weights_file`).
+        # file; the file and its `sha256` when hubtool started the server itself (serve.served_weights).
         self.weights: dict[str, str] = {}
         self._probed = False
         self._session: tuple[Any, asyncio.Semaphore] | None = None  # the build's client, see aopen
@@ -293,6 +294,8 @@ class OpenAITeacher(Teacher):
                 self.endpoint = f"{self.endpoint} root={redact_url(root)}"
             if entry.get("owned_by") == "llamacpp":  # llama.cpp's server names its model file in /props
                 self.weights.update(await llamacpp_props(client))
+        # a server hubtool started itself (teacher_server:) is named by its file and sha256, not its alias
+        self.weights.update(served_weights(self.base_url))
         self._probed = True
 
     async def _samples(self, client: WireClient, sem: asyncio.Semaphore, request: Request,
