@@ -347,8 +347,8 @@ def test_the_student_prompt_is_the_eval_prompt_and_carries_no_answer():
     (message,) = student_messages(labelled)
     assert message["content"] == (
         "Review: A dull film.\nPossible answers: negative, positive\nWhich of the possible answers fits the review?\n\n"
-        "Let's think step by step. Then write a last line of the form below, with negative or positive in place of "
-        "the blank:\nThe answer is ___.")  # issue 20: no "The answer is negative or positive." for a student to copy
+        "Let's think step by step, writing out each step of your reasoning. Then write a last line of the form "
+        "below, with negative or positive in place of the blank:\nThe answer is ___.")  # issue 20: no "The answer is negative or positive." for a student to copy
     assert "correct" not in message["content"]
 
 

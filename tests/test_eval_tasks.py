@@ -110,7 +110,8 @@ def test_the_ranaldi_variant_asks_with_the_papers_prompt_as_a_build_does(all_tas
     cot = by_name["hubtool_commonsense_qa"].doc_to_text(doc)
     assert cot.startswith("Question: Where do you keep milk cold?\n"
                           "Options:\n(A) oven\n(B) refrigerator\n(C) garden\n(D) car\n(E) shelf\n\n"
-                          "Let's think step by step. Then write a last line of the form below, with ")
+                          "Let's think step by step, writing out each step of your reasoning. Then write a last line "
+                          "of the form below, with ")
     assert cot.endswith(" in place of the blank:\nThe answer is ___.")  # the blank's words: toolkit.prompts.ANSWER_HINTS
     meta = by_name["hubtool_gsm8k_ranaldi"].config.metadata
     assert (meta["version"], meta["benchmark"], meta["prompt"]) == (2.2, "gsm8k", "ranaldi-cot")

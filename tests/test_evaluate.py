@@ -236,7 +236,10 @@ def test_cli_eval_two_models_on_the_gym_suite(tmp_path, random_adapter, small_to
     assert result.output.count(header) == 2  # one table per filter
     assert "| smollm2-135m | " in result.output and "| student | " in result.output
     assert f"- `student`: LoRA adapter {random_adapter} on " in result.output
-    assert (tmp_path / "report.md").read_text().strip() in result.output
+    # the terminal shows the report; the file names no folder of this machine (toolkit.public_paths)
+    tables = [line for line in (tmp_path / "report.md").read_text().splitlines() if line.startswith("|")]
+    assert len(tables) >= 6 and all(line in result.output for line in tables)
+    assert str(tmp_path) not in (tmp_path / "report.md").read_text()
 
     from PIL import Image
 

@@ -26,6 +26,7 @@ FIXTURE = Path(__file__).parent / "fixtures" / "real" / "qwen2.5-coder-0.5b-inst
 RECORDS = [json.loads(line) for line in FIXTURE.open(encoding="utf-8")]
 # The kinds of call whose completions are chains of thought read by the shared judge.
 REASONED = ("cot", "ranaldi_cot", "mixed_cot", "cf_student", "cf_view")
+STEP_BY_STEP = "Let's think step by step, writing out each step of your reasoning."
 _STATEMENT_LINE = re.compile(r"answer\b.{0,30}\bis\b|^\W*answer\W*:|final answer", re.I)
 
 
@@ -150,7 +151,9 @@ def _exact_replay() -> FakeTeacher:
         by_prompt.setdefault(rec["messages"][-1]["content"], []).extend(c["text"] for c in rec["choices"])
 
     def answer(request, j):
-        texts = by_prompt.get(request.messages[-1]["content"])
+        # recorded under the previous wording of the step-by-step line (measured against it: see the README)
+        asked = request.messages[-1]["content"].replace(STEP_BY_STEP, "Let's think step by step.")
+        texts = by_prompt.get(asked)
         return texts[j % len(texts)] if texts else CallFailure("not in the recorded set")
 
     return FakeTeacher(answer)

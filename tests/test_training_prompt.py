@@ -129,7 +129,7 @@ def test_the_prompt_option_overrides_the_training_prompt(tmp_path, asked):
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     question, text = _first_prompt(asked)
-    assert text.startswith(f"Question: {question}\n\nLet's think step by step. Then write a last line of the form")
+    assert text.startswith(f"Question: {question}\n\nLet's think step by step, writing out each step of your reasoning. Then write a last line of the form")
     assert text.endswith("in place of the blank:\nThe answer is ___.")
     assert "gym_chain_sum [cot]" in result.output
 
