@@ -156,8 +156,11 @@ def start_parent():
 
 
 def launch_parent(gguf: Path) -> subprocess.Popen:
+    # SIGINT at its default, as a terminal gives it: a test run started in the background (CI, `cmd &`)
+    # ignores SIGINT, and a child inherits that, so Ctrl-C would never reach it
     parent = subprocess.Popen([sys.executable, "-c", PARENT, str(gguf)], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)  # fmt: skip
+                              stderr=subprocess.PIPE, text=True,
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     parent.first_line = line = parent.stdout.readline()
     assert line.strip().isdigit(), parent.stderr.read() if parent.poll() is not None else line
     assert sorted(live_processes(str(gguf))) == sorted([parent.pid, int(line)])  # its argv names the file too
