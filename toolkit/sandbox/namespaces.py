@@ -5,7 +5,7 @@ milliseconds and tearing one down is asynchronous work for the kernel; every chi
 forks inherits them for free.
 
 - As root, the server keeps uid 0 only when Landlock and seccomp are both there to contain it
-  (Python itself may live where only root can read, as under /root/.pyenv); otherwise it becomes
+  (Python itself may live where only root can read, e.g. a pyenv in root's home); otherwise it becomes
   `nobody` (65534), since root would read /etc/shadow and signal every root process.
 - An unprivileged user namespace (mapped to the same uid, so files keep their owners) makes a
   network namespace possible: only a loopback interface that is down, so no address is reachable,
