@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from tests.fakes import FakeTeacher, build, rows
-from toolkit.answers import stated_answer
+from toolkit.answer_reading import stated_answer
 from toolkit.builders.counterfactual import CounterfactualConfig, edits, student_messages
 from toolkit.cli import main
 from toolkit.errors import UserError
