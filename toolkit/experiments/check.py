@@ -1,6 +1,7 @@
-"""The deep checks of an experiment file, run before any step (and by --dry-run): each key's type,
-the method, preset and `with:` options of a build, the push's dataset name, the train recipe, the
-eval tasks and suites and what `decontaminate:` names. A run fails at the first step that a check
+"""Reading an experiment file (`load_experiment`: the shape `spec` parses, then these checks) and the
+deep checks, run before any step (and by --dry-run): each key's type, the method, preset and `with:`
+options of a build, the push's dataset name, the train recipe, the eval tasks and suites and what
+`decontaminate:` names. A run fails at the first step that a check
 here would have caught only if the check is missing: keep them in step with the runner."""
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ import re
 from pathlib import Path
 from typing import Any
 
+from toolkit.builders.config import read_yaml
 from toolkit.errors import UserError, did_you_mean
-from toolkit.experiments.spec import Experiment, Step, raise_problems
+from toolkit.experiments.spec import Experiment, Step, parse_experiment, raise_problems, substitute
 
 _STR, _INT, _BOOL = "text", "an integer", "true or false"
 _NAMES = "a list of names"
@@ -35,6 +37,21 @@ SERVER_TYPES = {"gguf": _STR, "path": _STR, "revision": _STR, "alias": _STR, "ba
 LABEL = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")  # a report label, and its results folder
 # the experiment owns where its steps write: a step may not point them elsewhere
 OWNED = {"build": ("out", "overwrite"), "train": ("output_dir",)}
+
+
+def load_experiment(path: str | Path) -> Experiment:
+    """Read and check the whole experiment file before anything runs: every key known and of its
+    type, every step of a known kind, every reference to an earlier step, every method, preset,
+    recipe, task and dataset name. All problems are listed at once, one line each."""
+    path = Path(path)
+    data = read_yaml(path, "experiment")
+    problems: list[str] = []
+    experiment = parse_experiment(path, data, problems)
+    if experiment is not None:
+        check_experiment(experiment, problems)
+    raise_problems(path, problems)
+    assert experiment is not None
+    return experiment
 
 
 def check_experiment(experiment: Experiment, problems: list[str]) -> None:
@@ -253,7 +270,6 @@ def _catalog() -> tuple[frozenset[str], frozenset[str]]:
 def check_recipes(experiment: Experiment) -> None:
     """Each train step's recipe with its `set:` values, parsed by TRL as `train` will (unknown keys,
     bad values) before any step runs. Apart from `load_experiment` because TRL takes seconds to import."""
-    from toolkit.experiments.spec import substitute
     from toolkit.training.recipe import load_recipe
 
     problems = []

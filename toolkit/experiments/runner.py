@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.errors import UserError, did_you_mean
-from toolkit.experiments.check import check_recipes, flag_text
-from toolkit.experiments.spec import TEACHER, Experiment, Step, load_experiment, substitute
+from toolkit.experiments.check import check_recipes, flag_text, load_experiment
+from toolkit.experiments.spec import TEACHER, Experiment, Step, substitute
 from toolkit.teachers.serve import TeacherOnDemand, TeacherServer
 
 log = logging.getLogger(__name__)
