@@ -7,11 +7,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from toolkit.cards import public_manifest, render_card
 from toolkit.errors import UserError
+from toolkit.hub import registry
 from toolkit.hub.names import validate_repo_id
+from toolkit.hub.remote import endpoint, published_manifest, push_to_hub
 from toolkit.manifest import Manifest
 from toolkit.redact import redact
-from toolkit.rundir import MANIFEST, data_file, read_manifest, reading
+from toolkit.rundir import data_file, read_manifest, reading
 
 _LICENSE = re.compile(r"[a-z0-9][a-z0-9.+-]*")
 
@@ -74,9 +77,6 @@ def check_build(run_dir: Path) -> Manifest:
 
 
 def _push_local(run_dir: Path, name: str, rows: int, license: str | None) -> PushResult:
-    from toolkit.cards import render_card
-    from toolkit.hub import registry
-
     old = registry.current(name)
     existing = (
         (old.path / "README.md").read_text(encoding="utf-8")
@@ -92,9 +92,6 @@ def _push_local(run_dir: Path, name: str, rows: int, license: str | None) -> Pus
 
 def _push_hub(run_dir: Path, name: str, manifest: Manifest, rows: int, *, private: bool,
               revision: str | None, license: str | None) -> PushResult:  # fmt: skip
-    from toolkit.cards import public_manifest
-    from toolkit.hub.remote import endpoint, push_to_hub
-
     public = public_manifest(manifest, run_dir)  # no path of this machine in the commit either
     message = redact(f"hubtool: {public.method} build, teacher {public.teacher_identity}, {rows} rows")
     description = redact(f"Rebuild with:\n\n    {public.command}\n")
@@ -121,14 +118,6 @@ def _row_count(run_dir: Path, manifest: Manifest) -> int:
             "(counts, failed calls), and a re-run with changed options reuses the cached calls"
         )
     return rows
-
-
-def published_manifest(run_dir: Path) -> bytes:
-    """manifest.json as it leaves the machine: credentials masked, also in one written by an
-    older hubtool that kept them, and no path of this machine (toolkit.public_paths)."""
-    from toolkit.cards import public_manifest_json
-
-    return redact(public_manifest_json((run_dir / MANIFEST).read_text(encoding="utf-8"), run_dir)).encode()
 
 
 def manifest_data_name(run_dir: Path) -> str:

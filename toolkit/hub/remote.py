@@ -12,8 +12,10 @@ import logging
 from collections.abc import Iterator
 from pathlib import Path
 
+from toolkit.cards import public_manifest_json, render_card
 from toolkit.errors import UserError
-from toolkit.redact import remember
+from toolkit.redact import redact, remember
+from toolkit.rundir import MANIFEST, data_file
 
 log = logging.getLogger(__name__)
 
@@ -101,10 +103,6 @@ def push_to_hub(run_dir: Path, repo_id: str, *, private: bool, revision: str | N
     Returns (commit sha, whether anything changed)."""
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
 
-    from toolkit.cards import render_card
-    from toolkit.hub.push import published_manifest
-    from toolkit.rundir import data_file
-
     token = require_token()
     manifest = published_manifest(run_dir)  # the token is masked too: require_token remembers it
     api = HfApi(token=token)
@@ -133,6 +131,12 @@ def push_to_hub(run_dir: Path, repo_id: str, *, private: bool, revision: str | N
         info = api.create_commit(repo_id, operations, commit_message=message, commit_description=description,
                                  repo_type="dataset", revision=branch, parent_commit=parent)  # fmt: skip
     return info.oid, info.oid != parent
+
+
+def published_manifest(run_dir: Path) -> bytes:
+    """manifest.json as it leaves the machine: credentials masked, also in one written by an
+    older hubtool that kept them, and no path of this machine (toolkit.public_paths)."""
+    return redact(public_manifest_json((run_dir / MANIFEST).read_text(encoding="utf-8"), run_dir)).encode()
 
 
 def _hub_card(api, repo_id: str, commit: str) -> str | None:
