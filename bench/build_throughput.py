@@ -32,7 +32,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.servers import free_port  # noqa: E402
+from servers import free_port  # noqa: E402  (bench/servers.py, beside this script)
 
 
 def start_standin(latency: float, ignore_n: bool = False) -> tuple[subprocess.Popen, str]:
