@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import load_module
 from toolkit.evaluate import report as R
-from toolkit.evaluate import tasks as T
+from toolkit.sources import eval_tasks as T
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "fixtures" / "counterfactual" / "eval"

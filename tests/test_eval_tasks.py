@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import load_module
-from toolkit.evaluate import tasks as T
+from toolkit.sources import eval_tasks as T
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures" / "eval"

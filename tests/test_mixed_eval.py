@@ -11,8 +11,8 @@ import pytest
 
 from tests.conftest import load_module
 from toolkit.builders.mixed import prompt_messages
-from toolkit.evaluate import tasks as T
 from toolkit.records import Problem
+from toolkit.sources import eval_tasks as T
 
 ROOT = Path(__file__).resolve().parents[1]
 FOLDER = ROOT / "eval_tasks" / "mixed"

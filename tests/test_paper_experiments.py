@@ -39,7 +39,7 @@ def _resolve_train(step, outputs: dict[str, str], tmp_path: Path) -> None:
 
 def _resolve_eval(step, manager) -> None:
     from toolkit.evaluate import BACKENDS
-    from toolkit.evaluate import tasks as T
+    from toolkit.sources import eval_tasks as T
 
     catalog = T.catalog(manager)
     names = T.select_tasks(catalog, list(step.spec.get("suites", [])), list(step.spec.get("tasks", [])))

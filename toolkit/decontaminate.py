@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.errors import UserError
+from toolkit.sources import eval_tasks as tasks_mod
 
 log = logging.getLogger(__name__)
 DEFAULT_N = 8
@@ -109,8 +110,6 @@ class Removed:
 
 def index_for(against: str | Iterable[str], n: int = DEFAULT_N, data_dir: str | Path | None = None) -> Index:
     """The index of the questions of every task `against` names (suites or tasks, comma-separated)."""
-    from toolkit.evaluate import tasks as tasks_mod
-
     names = [a.strip() for a in (against.split(",") if isinstance(against, str) else against) if a.strip()]
     if not names:
         raise UserError("--decontaminate names no suite or task; e.g. --decontaminate gym or gsm8k,svamp")

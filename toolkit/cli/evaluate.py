@@ -26,7 +26,7 @@ def _limit(value: str | None) -> int | float | None:
 def _print_tasks_path(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
     if not value or ctx.resilient_parsing:
         return
-    from toolkit.evaluate.tasks import tasks_dir
+    from toolkit.sources.eval_tasks import tasks_dir
 
     click.echo(tasks_dir())
     ctx.exit()

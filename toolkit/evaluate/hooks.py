@@ -88,7 +88,7 @@ def with_prompt(cfg: dict[str, Any], template: str, name: str) -> dict[str, Any]
 
 
 def model_prompt(spec, explicit: str | None, output_dir: Path) -> tuple[tuple[str, str] | None, str]:
-    """Which prompt a model is asked with, as (template, name shown) for `tasks.load_tasks` (None: each
+    """Which prompt a model is asked with, as (template, name shown) for `with_prompt` (None: each
     task's own), and a note for the report: --prompt, else the training prompt a hubtool-trained student's
     record names (its text, as trained, even when it was a file this machine lacks), else the tasks'."""
     from toolkit import prompts

@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from toolkit.evaluate.tasks import PREFIX, benchmark_of
+from toolkit.sources.eval_tasks import PREFIX, benchmark_of
 
 FILTERS: tuple[str, ...] = ("strict-match", "flexible-extract")
 _FILTER_TITLES = {

@@ -8,14 +8,15 @@ import json
 import logging
 import re
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from toolkit.errors import UserError
 from toolkit.evaluate import report as report_mod
-from toolkit.evaluate import tasks as tasks_mod
-from toolkit.evaluate.hooks import check_prompt, model_prompt
+from toolkit.evaluate.hooks import check_prompt, model_prompt, with_prompt
 from toolkit.evaluate.models import Backend, ModelSpec, describe, load_lm, model_spec
 from toolkit.evaluate.multiturn import add_later_turns
+from toolkit.sources import eval_tasks as tasks_mod
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +188,8 @@ def _evaluate_one(spec: ModelSpec, manager, names: list[str], options: EvalOptio
     from lm_eval import simple_evaluate
 
     log.warning("evaluating %s on %d tasks", spec.label, len(names))
-    task_objects = tasks_mod.load_tasks(manager, names, options.data_dir, prompt)  # fails before a model loads
+    reprompt = partial(with_prompt, template=prompt[0], name=prompt[1]) if prompt else None
+    task_objects = tasks_mod.load_tasks(manager, names, options.data_dir, reprompt)  # fails before a model loads
     lm = load_lm(spec, options.batch_size)
     try:
         results = simple_evaluate(

@@ -250,7 +250,7 @@ CHECKS = {"build": _build, "push": _push, "train": _train, "eval": _eval}
 
 def _check_task_names(names: list[str], where: str, problems: list[str]) -> None:
     """Every name a suite or a task that `hubtool eval` knows."""
-    from toolkit.evaluate.tasks import PREFIX
+    from toolkit.sources.eval_tasks import PREFIX
 
     suites, tasks = _catalog()
     for name in (n.strip() for n in names if n.strip()):
@@ -261,7 +261,7 @@ def _check_task_names(names: list[str], where: str, problems: list[str]) -> None
 
 @functools.cache
 def _catalog() -> tuple[frozenset[str], frozenset[str]]:
-    from toolkit.evaluate import tasks as tasks_mod
+    from toolkit.sources import eval_tasks as tasks_mod
 
     catalog = tasks_mod.catalog(tasks_mod.task_manager())
     return frozenset(catalog.suites), frozenset(catalog.tasks)

@@ -1,29 +1,31 @@
 """Which lm-eval tasks exist (eval_tasks/), what the suites hold, and how a selection is loaded.
 
 The task YAML is the single source of truth: suites are the `hubtool_*` groups, and a group's
-`metadata.in_domain` names the tasks a student of that suite was trained on.
+`metadata.in_domain` names the tasks a student of that suite was trained on. Here among the sources,
+below evaluation, because builds read it too: decontamination indexes the questions of these tasks.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from toolkit.errors import UserError, did_you_mean
+from toolkit.resources import resource_dir
 
 log = logging.getLogger(__name__)
 
 PREFIX = "hubtool_"
 _VARIANT = re.compile(r"_(?:maj\d+|ranaldi)$")  # self-consistency and prompt variants of one benchmark
+Reprompt = Callable[[dict[str, Any]], dict[str, Any]]  # a task config -> the same task asked with another prompt
 
 
 def tasks_dir() -> Path:
     """eval_tasks/: `$HUBTOOL_EVAL_TASKS`, else the copy shipped with hubtool (see toolkit.resources)."""
-    from toolkit.resources import resource_dir
-
     path = resource_dir("eval_tasks")
     if not (path / "_common" / "utils.py").is_file():
         raise UserError(
@@ -144,12 +146,13 @@ def local_data_file(data_dir: Path, task: str, benchmark: str | None = None) -> 
     return data_dir / f"{benchmark or benchmark_of(task)}.jsonl"
 
 
-def load_tasks(manager, names: list[str], data_dir: Path | None = None, prompt: tuple[str, str] | None = None) -> list:
+def load_tasks(manager, names: list[str], data_dir: Path | None = None, prompt: Reprompt | None = None) -> list:
     """Task objects for lm-eval; with `data_dir`, benchmarks read <data_dir>/<benchmark>.jsonl.
 
     A local file stands in for the benchmark's evaluation split (rows shaped like the Hub dataset's),
     and few-shot examples are drawn from the same file (never the question being asked).
-    `prompt` (template, name shown) asks every task that names its prompt (`metadata.prompt`) with it.
+    `prompt` rewrites the config of every task that names its prompt (`metadata.prompt`), to ask it
+    with another (evaluation's `hooks.with_prompt`, which renders the builders' prompts, bound to one).
     """
     specs = [_spec(manager, n, data_dir, prompt) for n in names]
     try:
@@ -162,17 +165,15 @@ def load_tasks(manager, names: list[str], data_dir: Path | None = None, prompt: 
     return [loaded["tasks"][n] for n in names]
 
 
-def _spec(manager, name: str, data_dir: Path | None, prompt: tuple[str, str] | None) -> str | dict:
+def _spec(manager, name: str, data_dir: Path | None, prompt: Reprompt | None) -> str | dict:
     if data_dir is None and prompt is None:
         return name
     from lm_eval.tasks._yaml_loader import load_yaml
 
-    from toolkit.evaluate.hooks import with_prompt
-
     cfg = load_yaml(manager.task_index[name].yaml_path, resolve_func=True)
     spec = _local_spec(cfg, name, data_dir) if data_dir else name
     if prompt is not None and "prompt" in (cfg.get("metadata") or {}):
-        return with_prompt(spec if isinstance(spec, dict) else cfg, *prompt)
+        return prompt(spec if isinstance(spec, dict) else cfg)
     return spec
 
 
