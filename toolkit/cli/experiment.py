@@ -27,7 +27,7 @@ def decontaminate(run_dir: str, against: str, ngram: int, data_dir: str | None) 
     hubtool decontaminate runs/cot --against gym
     hubtool decontaminate runs/gsm8k-cot --against math --data-dir benchmarks/
     """
-    from toolkit.decontaminate import decontaminate_run
+    from toolkit.decontaminate.run import decontaminate_run
 
     result = decontaminate_run(run_dir, against, n=ngram, data_dir=data_dir)
     by_task = json.dumps(result["removed_by_task"]) if result["removed_by_task"] else "none"
