@@ -77,7 +77,7 @@ def quality(path: Path, method: str, counts: dict[str, Any], stats: dict[str, An
 
 
 def _from_rows(path: Path, method: str) -> Quality:
-    import pyarrow.parquet as pq
+    import pyarrow.parquet as pq  # pyarrow is slow to import (~150 ms): only when rows are checked
 
     pf = pq.ParquetFile(path)
     names = pf.schema_arrow.names

@@ -11,9 +11,11 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from toolkit import answers
+from toolkit import answers, prompts
+from toolkit.builders.cot import prompt_messages
 from toolkit.errors import UserError
 from toolkit.records import Problem
+from toolkit.training.provenance import training_prompt
 
 MISS = "[invalid]"  # what a filter yields when nothing could be extracted (lm-eval's convention)
 # What the CoT builder gives a prompt template (toolkit.builders.cot.prompt_messages): a prompt that
@@ -60,8 +62,6 @@ def score(doc: dict, pred: str) -> dict[str, float]:
 def doc_prompt(doc: dict, template: str = "cot") -> str:
     """The user turn for a document: the CoT builder's prompt with `template`, exactly as a build renders
     it for the same problem, so a student is scored on the prompt it was trained on."""
-    from toolkit.builders.cot import prompt_messages
-
     return prompt_messages(doc_problem(doc), template)[-1]["content"]
 
 
@@ -72,8 +72,6 @@ def doc_to_text_for(template: str):
 
 def check_prompt(template: str, what: str = "--prompt") -> None:
     """A prompt the shared tasks can render: it exists, compiles, and needs no variable they lack."""
-    from toolkit import prompts
-
     missing = prompts.template_variables(template) - PROMPT_VARIABLES
     if missing:
         raise UserError(f"{what} {template}: the eval tasks cannot fill {', '.join(sorted(missing))} (they give "
@@ -91,9 +89,6 @@ def model_prompt(spec, explicit: str | None, output_dir: Path) -> tuple[tuple[st
     """Which prompt a model is asked with, as (template, name shown) for `with_prompt` (None: each
     task's own), and a note for the report: --prompt, else the training prompt a hubtool-trained student's
     record names (its text, as trained, even when it was a file this machine lacks), else the tasks'."""
-    from toolkit import prompts
-    from toolkit.training.provenance import training_prompt
-
     if explicit is not None:
         ref = prompts.PromptRef.of(explicit)
         return (explicit, ref.name), f"asked with {ref.describe()} (--prompt)"
@@ -112,8 +107,6 @@ def model_prompt(spec, explicit: str | None, output_dir: Path) -> tuple[tuple[st
 def _template_for(ref, output_dir: Path) -> str:
     """A template name or file that renders `ref`'s text: the shipped one while unchanged, else a copy
     written beside the report (a student trained on an older cot.jinja is asked with that one)."""
-    from toolkit import prompts
-
     if ref.shipped and ref.name in prompts.known_templates() and prompts.template_source(ref.name) == ref.text:
         return ref.name
     path = Path(output_dir) / "prompts" / f"{ref.sha256[:12]}-{Path(ref.name).stem}.jinja"

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from toolkit.errors import UserError
+from toolkit.teachers.models import ALIASES, resolve_model_path
 
 log = logging.getLogger(__name__)
 
@@ -64,16 +65,12 @@ def _chat_url(base_url: str) -> str:
 
 def _label(name: str) -> str:
     """An alias or Hub id as given; a local folder by its own name."""
-    from toolkit.teachers.models import ALIASES
-
     path = Path(name).expanduser()
     return path.resolve().name if name not in ALIASES and path.exists() else name
 
 
 def _weights(name: str) -> tuple[str, str | None]:
     """(base checkpoint, adapter folder or None). An adapter's base is read from adapter_config.json."""
-    from toolkit.teachers.models import resolve_model_path
-
     path = resolve_model_path(name)
     folder = Path(path)
     if not folder.is_dir():
@@ -87,8 +84,6 @@ def _weights(name: str) -> tuple[str, str | None]:
 
 
 def _adapter_base(adapter: Path) -> str:
-    from toolkit.teachers.models import resolve_model_path
-
     try:
         base = json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"]
     except (json.JSONDecodeError, KeyError, TypeError):
@@ -109,7 +104,7 @@ def _check_hub_id(hub_id: str, what: str) -> None:
     """Offline, a Hub id only loads if it is already in the local HF cache."""
     if os.environ.get("HF_HUB_OFFLINE", "0").lower() not in ("1", "true", "yes"):
         return
-    from huggingface_hub import try_to_load_from_cache
+    from huggingface_hub import try_to_load_from_cache  # its file utilities pull the HTTP client (~75 ms)
 
     if not isinstance(try_to_load_from_cache(hub_id, "config.json"), str):
         raise UserError(
@@ -120,11 +115,11 @@ def _check_hub_id(hub_id: str, what: str) -> None:
 
 def load_lm(spec: ModelSpec, batch_size: int | str = 8):
     """The lm-eval model object; a model that does not load becomes one UserError line."""
-    from lm_eval.api.registry import get_model
+    from lm_eval.api.registry import get_model  # lm-eval and the model backends: only inside a run
 
     extra: dict[str, Any] = {"batch_size": batch_size}
     if spec.lm_eval_model == "hf":
-        import torch
+        import torch  # torch: only when a model loads
 
         extra["device"] = "cuda" if torch.cuda.is_available() else "cpu"  # lm-eval's default is cuda
     try:

@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from toolkit.public_paths import scrub
 from toolkit.sources.eval_tasks import PREFIX, benchmark_of
 
 FILTERS: tuple[str, ...] = ("strict-match", "flexible-extract")
@@ -194,7 +195,7 @@ def _table(report: Report, filter_name: str) -> list[str]:
 
 def bar_chart(report: Report, path: Path) -> None:
     """Grouped bars: one panel per filter, tasks and the two averages on x, one bar per model."""
-    import matplotlib
+    import matplotlib  # matplotlib is slow to import; only the chart needs it
 
     matplotlib.use("Agg")  # files only: no display on servers and in tests
     import matplotlib.pyplot as plt
@@ -231,7 +232,6 @@ def write(report: Report, output_dir: Path) -> dict[str, Path]:
     """report.md, report.png and scores.json under output_dir."""
     paths = {"markdown": output_dir / "report.md", "chart": output_dir / "report.png",
              "scores": output_dir / "scores.json"}
-    from toolkit.public_paths import scrub
 
     # models and --data-dir are folders of this machine: the files name them as cards do (toolkit.public_paths)
     paths["markdown"].write_text(scrub(markdown(report), output_dir))

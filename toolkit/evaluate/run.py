@@ -4,6 +4,7 @@ and samples per model, then the report comparing them."""
 from __future__ import annotations
 
 import gc
+import importlib.metadata
 import json
 import logging
 import re
@@ -14,9 +15,13 @@ from pathlib import Path
 from toolkit.errors import UserError
 from toolkit.evaluate import report as report_mod
 from toolkit.evaluate.hooks import check_prompt, model_prompt, with_prompt
+from toolkit.evaluate.judge import judge_models
+from toolkit.evaluate.judged import score_suites
 from toolkit.evaluate.models import Backend, ModelSpec, describe, load_lm, model_spec
 from toolkit.evaluate.multiturn import add_later_turns
+from toolkit.public_paths import scrub
 from toolkit.sources import eval_tasks as tasks_mod
+from toolkit.teachers import DEFAULT_TEACHER, parse_teacher_spec
 
 log = logging.getLogger(__name__)
 
@@ -110,8 +115,6 @@ def run_eval(
 
 def _judge(report, samples: dict, names: list[str], options: EvalOptions, output_dir: Path) -> dict[str, Path]:
     """Pairwise win rates of every model against the first, by the judge (written to judge.jsonl)."""
-    from toolkit.evaluate.judge import judge_models
-
     judged, records = judge_models(options.judge, samples, names, options.judge_max_new_tokens)
     report.judged = [j.to_dict() for j in judged]
     path = output_dir / "judge.jsonl"
@@ -121,9 +124,6 @@ def _judge(report, samples: dict, names: list[str], options: EvalOptions, output
 
 def _judge_suites(report, samples: dict, judged: dict, options: EvalOptions, output_dir: Path) -> dict[str, Path]:
     """AlpacaEval / MT-Bench scores by the judge (written to judge_suites.jsonl)."""
-    from toolkit.evaluate.judged import score_suites
-    from toolkit.teachers import DEFAULT_TEACHER
-
     scores, records = score_suites(options.judge or DEFAULT_TEACHER, samples, judged, options.judge_max_new_tokens)
     report.suite_scores = [s.to_dict() for s in scores]
     path = output_dir / "judge_suites.jsonl"
@@ -146,8 +146,6 @@ def _check_options(options: EvalOptions) -> None:
     if options.data_dir is not None and not options.data_dir.is_dir():
         raise UserError(f"--data-dir {options.data_dir} is not a folder")
     if options.judge is not None:
-        from toolkit.teachers import parse_teacher_spec
-
         parse_teacher_spec(options.judge)  # an unknown backend fails now, not after the models ran
         if options.judge_max_new_tokens < 1:
             raise UserError("--judge-max-tokens must be at least 1")
@@ -171,8 +169,6 @@ def _folder_name(label: str) -> str:
 
 
 def _notes(options: EvalOptions) -> list[str]:
-    import importlib.metadata
-
     notes = [f"zero-shot chain of thought, chat template applied; lm-eval {importlib.metadata.version('lm_eval')}"]
     if options.num_fewshot:
         notes[0] = notes[0].replace("zero-shot", f"{options.num_fewshot}-shot")
@@ -185,7 +181,7 @@ def _notes(options: EvalOptions) -> list[str]:
 
 def _evaluate_one(spec: ModelSpec, manager, names: list[str], options: EvalOptions,
                   prompt: tuple[str, str] | None = None) -> dict:  # fmt: skip
-    from lm_eval import simple_evaluate
+    from lm_eval import simple_evaluate  # lm-eval (and torch) load when a run starts, not on import
 
     log.warning("evaluating %s on %d tasks", spec.label, len(names))
     reprompt = partial(with_prompt, template=prompt[0], name=prompt[1]) if prompt else None
@@ -212,9 +208,7 @@ def _evaluate_one(spec: ModelSpec, manager, names: list[str], options: EvalOptio
 
 def _write_results(folder: Path, label: str, results: dict) -> dict[str, Path]:
     """lm-eval's aggregated results (results.json) and per-document samples (samples_<task>.jsonl)."""
-    from lm_eval.utils import handle_non_serializable
-
-    from toolkit.public_paths import scrub
+    from lm_eval.utils import handle_non_serializable  # lm-eval: loaded by the run already
 
     folder.mkdir(parents=True, exist_ok=True)
     samples = results.pop("samples", {})

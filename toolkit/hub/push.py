@@ -103,7 +103,7 @@ def _push_hub(run_dir: Path, name: str, manifest: Manifest, rows: int, *, privat
 
 def _row_count(run_dir: Path, manifest: Manifest) -> int:
     """The rows of the build's data file; a UserError when it is unreadable or empty."""
-    import pyarrow as pa
+    import pyarrow as pa  # pyarrow is slow to import (~150 ms): only when a push counts rows
     import pyarrow.parquet as pq
 
     path = data_file(run_dir)

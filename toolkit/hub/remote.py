@@ -21,19 +21,19 @@ log = logging.getLogger(__name__)
 
 
 def hub_offline() -> bool:
-    from huggingface_hub import constants
+    from huggingface_hub import constants  # huggingface_hub loads its HTTP client on use (~75 ms)
 
     return bool(constants.HF_HUB_OFFLINE)
 
 
 def endpoint() -> str:
-    from huggingface_hub import constants
+    from huggingface_hub import constants  # huggingface_hub loads its HTTP client on use (~75 ms)
 
     return constants.ENDPOINT
 
 
 def require_token() -> str:
-    from huggingface_hub import get_token
+    from huggingface_hub import get_token  # the same: only a push needs it
 
     if hub_offline():
         raise UserError("the Hub is off (HF_HUB_OFFLINE=1); unset HF_HUB_OFFLINE to push with --hub")
@@ -51,6 +51,7 @@ def hub_errors(
     action: str, repo_id: str | None = None, passthrough: tuple[type[Exception], ...] = ()
 ) -> Iterator[None]:
     """Turn what the Hub client raises into one-line UserErrors (except `passthrough`)."""
+    # only when a Hub call is made (huggingface_hub loads its HTTP client on use)
     from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled, RepositoryNotFoundError
 
     try:
@@ -101,7 +102,7 @@ def push_to_hub(run_dir: Path, repo_id: str, *, private: bool, revision: str | N
     The card already on the Hub is merged (its foreign metadata kept), and the commit names the
     parent it was merged against, so a concurrent change fails instead of being overwritten.
     Returns (commit sha, whether anything changed)."""
-    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi  # only a Hub push
 
     token = require_token()
     manifest = published_manifest(run_dir)  # the token is masked too: require_token remembers it
@@ -140,7 +141,7 @@ def published_manifest(run_dir: Path) -> bytes:
 
 
 def _hub_card(api, repo_id: str, commit: str) -> str | None:
-    from huggingface_hub.errors import EntryNotFoundError
+    from huggingface_hub.errors import EntryNotFoundError  # only a Hub push
 
     try:
         path = api.hf_hub_download(repo_id, "README.md", repo_type="dataset", revision=commit)

@@ -34,7 +34,7 @@ def answer_hint(answer_type: str, labels: tuple[str, ...] | list[str] = ()) -> s
 
 @cache
 def _env():
-    import jinja2
+    import jinja2  # jinja2 (~40 ms) only when a template renders: `hubtool --help` stays fast
 
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(PROMPTS_DIR)),
@@ -77,7 +77,7 @@ def _file_source(name: str) -> str:
 
 @cache
 def _compiled(name: str, source: str):
-    import jinja2
+    import jinja2  # jinja2 (~40 ms) only when a template renders: `hubtool --help` stays fast
 
     try:
         return _env().from_string(source)
@@ -86,7 +86,7 @@ def _compiled(name: str, source: str):
 
 
 def template_variables(name: str) -> set[str]:
-    import jinja2.meta
+    import jinja2.meta  # as above
 
     source = template_source(name)
     _compiled(name, source)  # a syntax error is reported as such

@@ -46,7 +46,7 @@ class _NoMetadataHint(logging.Filter):
 
 def task_manager(metadata: dict[str, Any] | None = None):
     """lm-eval's TaskManager over eval_tasks/ only (lm-eval's own ~10k tasks are not indexed: fast)."""
-    from lm_eval.tasks import TaskManager
+    from lm_eval.tasks import TaskManager  # lm-eval is slow to import: only when tasks are listed
 
     task_log = logging.getLogger("lm_eval.api.task")
     if not any(isinstance(f, _NoMetadataHint) for f in task_log.filters):
@@ -76,7 +76,7 @@ class Catalog:
 
 
 def catalog(manager) -> Catalog:
-    from lm_eval.tasks._index import Kind
+    from lm_eval.tasks._index import Kind  # lm-eval: loaded by task_manager already
 
     index = manager.task_index
     leaf = (Kind.TASK, Kind.PY_TASK)  # a YAML task, or one with a Python `class:` (e.g. two requests per document)
@@ -95,7 +95,7 @@ def catalog(manager) -> Catalog:
 
 def _leaves(index, name: str) -> list[str]:
     """A group's leaf tasks, in order, through nested groups and tags."""
-    from lm_eval.tasks._index import Kind
+    from lm_eval.tasks._index import Kind  # lm-eval: loaded by task_manager already
 
     entry = index[name]
     if entry.kind == Kind.GROUP:
@@ -168,7 +168,7 @@ def load_tasks(manager, names: list[str], data_dir: Path | None = None, prompt: 
 def _spec(manager, name: str, data_dir: Path | None, prompt: Reprompt | None) -> str | dict:
     if data_dir is None and prompt is None:
         return name
-    from lm_eval.tasks._yaml_loader import load_yaml
+    from lm_eval.tasks._yaml_loader import load_yaml  # lm-eval: loaded by task_manager already
 
     cfg = load_yaml(manager.task_index[name].yaml_path, resolve_func=True)
     spec = _local_spec(cfg, name, data_dir) if data_dir else name
@@ -196,7 +196,7 @@ def _local_spec(cfg: dict, name: str, data_dir: Path) -> str | dict:
 def judged_tasks(manager, names: list[str]) -> dict[str, dict[str, Any]]:
     """The tasks among `names` that a judge scores (`metadata.judged`, see toolkit.evaluate.judged), with
     their metadata."""
-    from lm_eval.tasks._yaml_loader import load_yaml
+    from lm_eval.tasks._yaml_loader import load_yaml  # lm-eval: loaded by task_manager already
 
     out = {}
     for name in names:
