@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # Bottom to top, the README's order. A module takes the layer of the longest name here that is it
 # or a package above it (`toolkit.evaluate.run` is in `toolkit.evaluate`); `toolkit` is only itself.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    # 0 base: no domain words; `toolkit` is the package's own (empty) __init__
+    # 0 base: no domain words; `toolkit` is the package's own __init__ (its __version__ only)
     ("toolkit", "toolkit.errors", "toolkit.paths", "toolkit.records", "toolkit.registry", "toolkit.redact",
      "toolkit.yamlsafe", "toolkit.resources", "toolkit.public_paths", "toolkit.manifest"),
     # 1 domain: answers, prompts, the sandbox, sources, teachers
