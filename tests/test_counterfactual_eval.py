@@ -30,8 +30,11 @@ def hooks():
 
 
 def test_tasks_and_suites_resolve(manager):
+    from toolkit.sources.catalogue import labelled_benchmarks
+
     catalog = T.catalog(manager)
     assert set(TASKS) <= set(catalog.tasks)
+    assert {f"hubtool_cf_{name}" for name in labelled_benchmarks()} <= set(TASKS)  # each one loads below
     assert catalog.suites["robust_sentiment"] == ("hubtool_cf_imdb", "hubtool_cf_sst2", "hubtool_cf_imdb_cad")
     assert catalog.suites["robust_nli"] == ("hubtool_cf_snli", "hubtool_cf_mnli", "hubtool_cf_snli_cad")
     assert catalog.in_domain["robust_sentiment"] == ("hubtool_cf_imdb",)

@@ -17,7 +17,12 @@ from toolkit.errors import UserError, did_you_mean
 log = logging.getLogger(__name__)
 
 PREFIX = "hubtool_"
-_VARIANT = re.compile(r"_(?:maj\d+|ranaldi)$")  # self-consistency and prompt variants of one benchmark
+# The variants eval_tasks/generate_tasks.py writes beside each benchmark task (it reads them here):
+# hubtool_<name>_maj<k>, k sampled paths and one majority answer, and hubtool_<name>_<suffix>, asked
+# with that shipped student prompt. A variant scores its benchmark's documents (see benchmark_of).
+MAJ_K = (8,)
+PROMPT_VARIANTS = {"ranaldi": "ranaldi-cot"}  # suffix -> prompt template
+_VARIANT = re.compile(r"_(?:maj\d+|" + "|".join(PROMPT_VARIANTS) + r")$")
 
 
 def tasks_dir() -> Path:
