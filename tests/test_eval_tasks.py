@@ -319,3 +319,16 @@ def test_plain_lm_eval_cli_runs_a_gym_task(lm_eval_cli):
     assert sorted((r["doc_id"], r["filter"]) for r in rows) == [
         (0, "flexible-extract"), (0, "strict-match"), (1, "flexible-extract"), (1, "strict-match")
     ]
+
+
+def test_toolkit_never_imports_eval_tasks():
+    """eval_tasks/ (the generator, the hooks) reads toolkit; toolkit never reads eval_tasks/ as code."""
+    import ast
+
+    offenders = []
+    for path in (ROOT / "toolkit").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            names += [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            offenders += [f"{path.relative_to(ROOT)}: {n}" for n in names if n.split(".")[0] == "eval_tasks"]
+    assert not offenders
