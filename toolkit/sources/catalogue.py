@@ -4,7 +4,9 @@ Each benchmark names its Hub repo, config, labelled splits, answer type, license
 small converter from a raw row to (question, gold, choices, meta) (see `converters`), and what the
 eval task scores (`eval_split`, `fewshot_split`). `eval_tasks/generate_tasks.py` writes the lm-eval
 tasks from these entries and the tasks read their rows through the same converter
-(`toolkit.evaluate.docs`), so a student is scored on exactly the text it was trained on. Where a
+(`toolkit.evaluate.docs`), so a student is scored on exactly the text it was trained on. The
+labelled benchmarks (`LABELLED`, at the end) and the gym eval settings (`GYM_EVAL_*`) are entries
+here too: this module is the one table the builders and eval_tasks/ read. Where a
 schema or a mirror needs explaining, the entry's `note` says so. The field mapping used for any
 other table (`hf:org/name`, `file:PATH`) is in `mapping`; canonical golds in `normalize`.
 """
