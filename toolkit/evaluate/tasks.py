@@ -1,7 +1,10 @@
 """Which lm-eval tasks exist (eval_tasks/), what the suites hold, and how a selection is loaded.
 
-The task YAML is the single source of truth: suites are the `hubtool_*` groups, and a group's
-`metadata.in_domain` names the tasks a student of that suite was trained on.
+The benchmarks are defined once, in the sources catalogue (`toolkit.sources.catalogue`), and
+eval_tasks/generate_tasks.py writes the task YAML from it. `catalog` is no second table: it reads what
+the YAML on disk defines (through lm-eval's index, so tasks added by hand or under $HUBTOOL_EVAL_TASKS
+count too): suites are the `hubtool_*` groups, and a group's `metadata.in_domain` names the tasks a
+student of that suite was trained on.
 """
 
 from __future__ import annotations
