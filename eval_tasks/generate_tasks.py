@@ -278,7 +278,7 @@ MIXED_VERSION = 1.2
 MIXED_K = 4  # samples of each mode in a *_mixed task
 MIXED_MODES = ("cot", "pot", "mixed")
 MIXED_TAGS = {"cot": "hubtool_mixed_cot", "pot": "hubtool_mixed_pot", "mixed": "hubtool_mixed_multipath"}
-MIXED_HUB = ("gsm8k", "svamp", "asdiv")  # the paper's benchmarks (mixed/utils.py HUB_BENCHMARKS: the same)
+MIXED_HUB = ("gsm8k", "svamp", "asdiv")  # the paper's benchmarks
 MIXED_GYM = tuple(t for t in GYM_EVAL_TASKS if GYM_ANSWER_TYPES[t] == "number")  # the numeric ("math") gym tasks
 MIXED_GROUPS = {
     "mixed_math": (MIXED_HUB, "gsm8k", "GSM8K, SVAMP, ASDiv (the paper's benchmarks) in the three modes; trained on GSM8K."),
