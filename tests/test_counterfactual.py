@@ -542,7 +542,7 @@ def test_prompts_name_what_the_input_is():
     """Issue 25 item 10: the edit prompt called a movie review "the question"; the model rewrote reviews into
     questions (0 of 6 edits kept)."""
     from toolkit.builders.counterfactual import edit_messages, view_messages
-    from toolkit.builders.counterfactual.labelled import nli_question
+    from toolkit.sources.labelled import nli_question
 
     (edit,) = edit_messages(REVIEW_P, POSITIVE, "counterfactual_edit")
     assert edit["content"].startswith("Here is a review and its correct answer.\n\nReview: A dull film with a weak plot.")

@@ -1,8 +1,11 @@
 """Which lm-eval tasks exist (eval_tasks/), what the suites hold, and how a selection is loaded.
 
-The task YAML is the single source of truth: suites are the `hubtool_*` groups, and a group's
-`metadata.in_domain` names the tasks a student of that suite was trained on. Here among the sources,
-below evaluation, because builds read it too: decontamination indexes the questions of these tasks.
+The benchmarks are defined once, in the sources catalogue (`toolkit.sources.catalogue`), and
+eval_tasks/generate_tasks.py writes the task YAML from it. `catalog` is no second table: it reads what
+the YAML on disk defines (through lm-eval's index, so tasks added by hand or under $HUBTOOL_EVAL_TASKS
+count too): suites are the `hubtool_*` groups, and a group's `metadata.in_domain` names the tasks a
+student of that suite was trained on. Here among the sources, below evaluation, because builds read it
+too: decontamination indexes the questions of these tasks.
 """
 
 from __future__ import annotations
@@ -20,7 +23,12 @@ from toolkit.resources import resource_dir
 log = logging.getLogger(__name__)
 
 PREFIX = "hubtool_"
-_VARIANT = re.compile(r"_(?:maj\d+|ranaldi)$")  # self-consistency and prompt variants of one benchmark
+# The variants eval_tasks/generate_tasks.py writes beside each benchmark task (it reads them here):
+# hubtool_<name>_maj<k>, k sampled paths and one majority answer, and hubtool_<name>_<suffix>, asked
+# with that shipped student prompt. A variant scores its benchmark's documents (see benchmark_of).
+MAJ_K = (8,)
+PROMPT_VARIANTS = {"ranaldi": "ranaldi-cot"}  # suffix -> prompt template
+_VARIANT = re.compile(r"_(?:maj\d+|" + "|".join(PROMPT_VARIANTS) + r")$")
 Reprompt = Callable[[dict[str, Any]], dict[str, Any]]  # a task config -> the same task asked with another prompt
 
 

@@ -14,8 +14,8 @@ from typing import Any
 from toolkit import answers, prompts
 from toolkit.builders.counterfactual import edits
 from toolkit.builders.counterfactual.edits import Label
-from toolkit.builders.counterfactual.labelled import SENTIMENT_LABELS
 from toolkit.records import Problem
+from toolkit.sources.catalogue import SENTIMENT_LABELS
 
 SHOWN = {"question", "choices", "labels", "input_name", "shown"}  # how every prompt shows the input (`_shown`)
 STUDENT_VARIABLES = SHOWN | {"answer_hint"}
@@ -35,7 +35,7 @@ def input_name(problem: Problem) -> str:
     if problem.answer_type != "label":
         return "question"
     if problem.question.lstrip().startswith("Premise:") and "\nHypothesis:" in problem.question:
-        return "premise-hypothesis pair"  # labelled.nli_question's shape
+        return "premise-hypothesis pair"  # toolkit.sources.labelled.nli_question's shape
     if {c.casefold() for c in problem.choices} == set(SENTIMENT_LABELS):
         return "review"
     return "text"
