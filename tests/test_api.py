@@ -107,6 +107,17 @@ def test_a_preset_and_a_config_file_layer_as_on_the_command_line(tmp_path):
     assert not (tmp_path / "r").exists()
 
 
+def test_a_ready_backend_answers_instead_of_the_configs_spec(tmp_path):
+    """A notebook's own model: any Teacher, here a Python function, by role."""
+    from toolkit.teachers.fake import FakeTeacher
+
+    mine = FakeTeacher(lambda request, j: "I add them up.\nThe answer is 0.", model="my-model")
+    run = build("cot", source="gym:chain_sum", limit=3, samples=1, keep="all", teachers={"teacher": mine},
+                out=str(tmp_path / "run"), cache=str(tmp_path / "c.sqlite"))  # fmt: skip
+    assert len(mine.calls) == 3 and run.manifest.models[0].spec == "fake:my-model"
+    assert [r["completion"][0]["content"] for r in rows(run)] == ["I add them up.\nThe answer is 0."] * 3
+
+
 @pytest.mark.parametrize(
     ("call", "message"),
     [
