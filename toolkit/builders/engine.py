@@ -33,9 +33,10 @@ log = logging.getLogger(__name__)
 
 def build_dataset(config: BuildConfig, *, method: str | Method | None = None,
                   teachers: Mapping[str, Teacher] | None = None, preset: str | None = None,
-                  preset_values: Mapping[str, Any] | None = None) -> Manifest:  # fmt: skip
+                  preset_values: Mapping[str, Any] | None = None, command: str | None = None) -> Manifest:  # fmt: skip
     """Build into `config.out` and return the final manifest. `teachers` gives ready backends by
-    role (custom backends, tests) instead of loading the config's BACKEND:MODEL specs."""
+    role (custom backends, tests) instead of loading the config's BACKEND:MODEL specs. `command` is
+    the command the manifest records (default: this process's command line)."""
     from toolkit.builders import get_method, method_for_config
     from toolkit.cards import check_card_template
     from toolkit.rundir import RunDir, command_line
@@ -55,7 +56,7 @@ def build_dataset(config: BuildConfig, *, method: str | Method | None = None,
     roles = config.model_roles()
     manifest = Manifest(
         method=method.name, source=_asdict(loaded.info), teacher=_spec(config, roles[0], teachers),
-        config=recorded(config), command=command_line(), hubtool_version=__version__, preset=preset,
+        config=recorded(config), command=command or command_line(), hubtool_version=__version__, preset=preset,
         preset_values=dict(preset_values or {}),
         row_format=RowFormat(kind=method.kind, trl=method.trl_format, trainer=method.trainer, recipe=method.recipe),
         prompt_templates=_template_texts(template_names), versions=library_versions(),

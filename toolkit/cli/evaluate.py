@@ -6,11 +6,8 @@ from pathlib import Path
 
 import click
 
+from toolkit import api
 from toolkit.cli.app import main
-
-
-def _split(value: str | None) -> list[str]:
-    return [part.strip() for part in (value or "").split(",") if part.strip()]
 
 
 def _limit(value: str | None) -> int | float | None:
@@ -72,14 +69,12 @@ def eval_command(models, suites, tasks, backend, base_url, limit, num_fewshot, b
     lm_eval run --include_path "$(hubtool eval --tasks-path)" --tasks hubtool_gym_chain_sum \\
         --model hf --model_args pretrained=PATH --apply_chat_template --limit 10
     """
-    from toolkit.evaluate import EvalOptions, run_eval
-
-    options = EvalOptions(
-        backend=backend, base_url=base_url, limit=_limit(limit), num_fewshot=num_fewshot,
+    result = api.score(
+        list(models), suites=suites, tasks=tasks or (), output_dir=output_dir, backend=backend,
+        base_url=base_url, limit=_limit(limit), num_fewshot=num_fewshot,
         batch_size=int(batch_size) if batch_size.isdigit() else batch_size, max_gen_toks=max_gen_toks,
-        data_dir=data_dir, in_domain=_split(in_domain) or None, judge=judge, judge_max_new_tokens=judge_max_tokens,
+        data_dir=data_dir, in_domain=in_domain, judge=judge, judge_max_new_tokens=judge_max_tokens,
         prompt=prompt,
     )
-    result = run_eval(list(models), output_dir, suites=list(suites), tasks=_split(tasks), options=options)
     click.echo(result.markdown)
     click.echo(f"\nwrote {output_dir}/report.md, report.png, scores.json and lm-eval results per model")

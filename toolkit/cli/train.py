@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import click
 
+from toolkit import api
 from toolkit.cli.app import main
+from toolkit.training import parse_overrides
+from toolkit.training.data import parse_where
 
 
 @main.command("train")
@@ -57,12 +60,8 @@ def train(
         --set dataset_name=me/self-refine --output-dir out/dpo-student --merge
     hubtool train my-recipes/cot/custom.yaml --set dataset_name=me/cot
     """
-    from toolkit.training import load_recipe
-    from toolkit.training import train as run
-    from toolkit.training.data import parse_where
-
-    rows = parse_where(where)
-    result = run(load_recipe(recipe, sets, output_dir=output_dir, trainer=trainer), merge=merge, where=rows)
+    result = api.train(recipe, overrides=parse_overrides(sets), output_dir=output_dir, merge=merge,
+                       where=parse_where(where), trainer=trainer)
     if result.record:  # empty on the non-main processes of a multi-GPU run
         click.echo(summary_line(result.record))
 
