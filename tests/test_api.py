@@ -42,7 +42,7 @@ def test_import_toolkit_stays_light_and_every_api_name_survives_the_cli_loading(
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.splitlines() == ["['toolkit']", "[]", "[]"], out.stdout
+    assert out.stdout.splitlines() == ["['toolkit', 'toolkit.version']", "[]", "[]"], out.stdout
 
 
 # --- build ----------------------------------------------------------------------------------------
@@ -282,6 +282,6 @@ def test_the_readme_example_runs(tmp_path, monkeypatch, trainer_calls, eval_call
     assert trained["recipe"].training.output_dir == "out/nb-student"
     [scored] = eval_calls
     assert scored["models"] == ["smollm2-135m", "out/nb-student"]
-    from toolkit.evaluate.tasks import catalog, select_tasks, task_manager
+    from toolkit.sources.eval_tasks import catalog, select_tasks, task_manager
 
     assert select_tasks(catalog(task_manager()), scored["suites"], scored["tasks"]) == scored["tasks"]

@@ -17,8 +17,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # Bottom to top, the README's order. A module takes the layer of the longest name here that is it
 # or a package above it (`toolkit.evaluate.run` is in `toolkit.evaluate`); `toolkit` is only itself.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    # 0 base: no domain words; `toolkit` is the package's own __init__ (its __version__ only)
-    ("toolkit", "toolkit.errors", "toolkit.paths", "toolkit.records", "toolkit.registry", "toolkit.redact",
+    # 0 base: no domain words
+    ("toolkit.version", "toolkit.errors", "toolkit.paths", "toolkit.records", "toolkit.registry", "toolkit.redact",
      "toolkit.yamlsafe", "toolkit.resources", "toolkit.public_paths", "toolkit.manifest"),
     # 1 domain: answers, prompts, the sandbox, sources, teachers
     ("toolkit.answer_statements", "toolkit.answer_reading", "toolkit.answers", "toolkit.card_quality",
@@ -33,8 +33,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("toolkit.training", "toolkit.evaluate", "toolkit.hub", "toolkit.inspect"),
     # 6 experiment files: steps of the above
     ("toolkit.experiments",),
-    # 7 the Python API
-    ("toolkit.api",),
+    # 7 the Python API, and `toolkit` itself: the package's face re-exports it (`from toolkit import build`)
+    ("toolkit.api", "toolkit"),
     # 8 entry points
     ("toolkit.cli", "toolkit.__main__", "toolkit.train"),
 )  # fmt: skip

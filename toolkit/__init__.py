@@ -6,7 +6,7 @@ The Python API (`toolkit.api`) is what the `hubtool` commands call. It loads on 
 of its names, so `import toolkit` (which every submodule does) stays as light as this file.
 """
 
-__version__ = "0.1.0"
+from toolkit.version import __version__
 
 _API = ("BuildResult", "build", "load_dataset", "push", "score", "train")
 __all__ = ["__version__", *_API]

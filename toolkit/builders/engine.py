@@ -18,7 +18,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from toolkit import __version__
 from toolkit.builders.config import BuildConfig, recorded
 from toolkit.builders.method import Method, Work
 from toolkit.builders.progress import Progress
@@ -27,6 +26,7 @@ from toolkit.manifest import Manifest, ModelInfo, RowFormat, library_versions
 from toolkit.records import Problem
 from toolkit.teachers.base import Teacher
 from toolkit.teachers.session import Session, gather_or_cancel
+from toolkit.version import __version__
 
 log = logging.getLogger(__name__)
 

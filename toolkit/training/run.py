@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from toolkit import __version__
 from toolkit.errors import UserError
 from toolkit.training.data import TrainingData, training_splits
 from toolkit.training.mixed import MIXED_ALPHA, MODE_COLUMN
 from toolkit.training.model import MERGED, Student, merge_adapter, record_hub_base, resolve_student
 from toolkit.training.provenance import dataset_record, peft_record, write_outputs
 from toolkit.training.recipe import Recipe
+from toolkit.version import __version__
 
 log = logging.getLogger(__name__)
 
