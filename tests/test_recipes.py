@@ -131,6 +131,8 @@ def test_accelerate_config_loads_with_accelerate(path: Path):
     assert config.num_processes > 1 and config.mixed_precision == "bf16"
     if path.name == "zero3.yaml":
         assert config.distributed_type == "DEEPSPEED" and raw["deepspeed_config"]["zero_stage"] == 3
+    if path.name == "fsdp2.yaml":
+        assert config.distributed_type == "FSDP" and raw["fsdp_config"]["fsdp_version"] == 2
     assert path.name in (RECIPES / "README.md").read_text()
 
 

@@ -6,7 +6,7 @@ import click
 
 from toolkit import api
 from toolkit.cli.app import main
-from toolkit.training import parse_overrides
+from toolkit.training import launch, parse_overrides
 from toolkit.training.data import parse_where
 
 
@@ -42,9 +42,17 @@ from toolkit.training.data import parse_where
     type=click.Choice(["sft", "dpo"]),
     help="For a recipe outside recipes/<method>/; default: the method folder's trainer (cot: sft, self-refine: dpo).",
 )
+@click.option(
+    "--print-launch",
+    nargs=2,
+    type=click.IntRange(min=1),
+    metavar="NODES GPUS",
+    help="Print the command that trains this recipe on NODES machines of GPUS GPUs each, with these "
+         "arguments, and exit: hubtool train (1 1), accelerate launch (1 G), a Slurm batch script (N G).",
+)
 def train(
     recipe: str, sets: tuple[str, ...], output_dir: str | None, merge: bool, where: tuple[str, ...],
-    trainer: str | None,
+    trainer: str | None, print_launch: tuple[int, int] | None,
 ) -> None:
     """Train a student with a TRL recipe on a dataset named by dataset_name.
 
@@ -59,7 +67,12 @@ def train(
     hubtool train self-refine/dpo-lora --set model_name_or_path=out/cot-student \\
         --set dataset_name=me/self-refine --output-dir out/dpo-student --merge
     hubtool train my-recipes/cot/custom.yaml --set dataset_name=me/cot
+    hubtool train cot/llama-8b-full --set dataset_name=me/cot --print-launch 4 8 > train.sbatch
     """
+    if print_launch:
+        click.echo(launch.print_launch(*print_launch, recipe, sets=sets, output_dir=output_dir, merge=merge,
+                                       where=where, trainer=trainer))  # fmt: skip
+        return
     result = api.train(recipe, overrides=parse_overrides(sets), output_dir=output_dir, merge=merge,
                        where=parse_where(where), trainer=trainer)
     if result.record:  # empty on the non-main processes of a multi-GPU run

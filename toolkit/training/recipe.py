@@ -167,6 +167,27 @@ def load_recipe(
     )  # fmt: skip
 
 
+def check_recipe(
+    path: str | Path, overrides: list[str] | tuple[str, ...] = (), *, trainer: str | None = None,
+) -> tuple[Path, dict[str, Any]]:
+    """The checks of `load_recipe` that do not depend on this machine (names, keys, value types, hubtool
+    settings), for a command that runs elsewhere (`--print-launch`): TRL's dataclasses would also test
+    this machine for bf16 and CUDA. Returns the recipe file and its keys with the overrides applied."""
+    path = resolve_recipe(path)
+    _text, config = read_recipe(path)
+    kind = trainer_for(path, trainer)
+    sets = parse_overrides(overrides)
+    read_settings(config.get("env"), sets, f"recipe {path}")
+    sets = {k: v for k, v in sets.items() if not _is_setting(k)}
+    parser = _parser(kind)
+    known = {a.dest for a in parser._actions} | {"env"}
+    _check_keys(config, known, f"recipe {path}", kind)
+    _check_keys(sets, known, "--set", kind)
+    _check_values(parser, config, f"recipe {path}")
+    _check_values(parser, sets, "--set")
+    return path, {**config, **sets}
+
+
 def _is_setting(key: str) -> bool:
     return key.upper().startswith(SETTING_PREFIX)
 
