@@ -185,3 +185,25 @@ def test_nodes_and_gpus_must_be_positive():
         launch_command(2, 0, "cot/llama-8b-full", use_peft=False)
     result = CliRunner().invoke(main, ["train", *FULL, "--print-launch", "0", "8"])
     assert result.exit_code == 2 and "0 is not in the range x>=1" in result.output
+
+
+# Evaluation at scale: `hubtool eval --backend vllm --data-parallel N` is lm-eval's data_parallel_size.
+
+
+def test_data_parallel_reaches_lm_evals_vllm_model_args(tmp_path):
+    from toolkit.evaluate.models import model_spec
+
+    (tmp_path / "config.json").write_text("{}")
+    assert model_spec(str(tmp_path), "vllm", data_parallel=4).args == {"pretrained": str(tmp_path),
+                                                                        "data_parallel_size": 4}  # fmt: skip
+    assert model_spec(str(tmp_path), "vllm").args == {"pretrained": str(tmp_path)}  # lm-eval's default, 1
+    with pytest.raises(UserError, match="--data-parallel is for --backend vllm"):
+        model_spec(str(tmp_path), "hf", data_parallel=2)
+
+
+def test_data_parallel_on_another_backend_is_one_line(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    result = CliRunner().invoke(main, ["eval", "-m", str(tmp_path), "-t", "gsm8k", "--data-parallel", "2",
+                                       "-o", str(tmp_path / "out")])  # fmt: skip
+    assert result.exit_code == 1 and result.output.count("\n") == 1
+    assert result.output.startswith("Error: --data-parallel is for --backend vllm")

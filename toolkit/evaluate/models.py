@@ -28,8 +28,14 @@ class ModelSpec:
     args: dict[str, Any] = field(default_factory=dict)
 
 
-def model_spec(name: str, backend: Backend = "hf", base_url: str | None = None) -> ModelSpec:
-    """Resolve `--model` for a backend; raises UserError for what cannot be loaded."""
+def model_spec(name: str, backend: Backend = "hf", base_url: str | None = None, data_parallel: int = 1) -> ModelSpec:
+    """Resolve `--model` for a backend; raises UserError for what cannot be loaded. `data_parallel` > 1
+    (vllm only) is lm-eval's `data_parallel_size`: that many engines, one per GPU, started as Ray actors."""
+    if data_parallel < 1:
+        raise UserError(f"--data-parallel {data_parallel}: give 1 or more engines")
+    if data_parallel > 1 and backend != "vllm":
+        raise UserError(f"--data-parallel is for --backend vllm (engines on this machine's GPUs), not {backend}; "
+                        "for servers elsewhere use --backend openai against them")  # fmt: skip
     if backend == "openai":
         if not base_url:
             raise UserError("--backend openai needs --base-url, e.g. http://localhost:8000/v1")
@@ -44,7 +50,7 @@ def model_spec(name: str, backend: Backend = "hf", base_url: str | None = None) 
     label = _label(name)
     if backend == "vllm":
         args = {"pretrained": path} | ({"lora_local_path": adapter} if adapter else {})
-        return ModelSpec(label, "vllm", args)
+        return ModelSpec(label, "vllm", args | ({"data_parallel_size": data_parallel} if data_parallel > 1 else {}))
     return ModelSpec(label, "hf", {"pretrained": path} | ({"peft": adapter} if adapter else {}))
 
 

@@ -50,6 +50,8 @@ class EvalOptions:
     # --prompt NAME|FILE: every model asked with it; default: a hubtool-trained student's training prompt,
     # else each task's own (see toolkit.evaluate.hooks.model_prompt)
     prompt: str | None = None
+    # --data-parallel N: with the vllm backend, N engines (lm-eval's data_parallel_size; needs ray)
+    data_parallel: int = 1
 
 
 @dataclass
@@ -83,7 +85,7 @@ def run_eval(
         raise UserError("--judge compares models with the first one (or scores alpaca_eval / mt_bench): give at "
                         "least two --model, or evaluate a judged task")  # fmt: skip
     in_domain = tasks_mod.resolve_in_domain(catalog, options.in_domain, list(suites))
-    specs = [model_spec(m, options.backend, options.base_url) for m in models]
+    specs = [model_spec(m, options.backend, options.base_url, options.data_parallel) for m in models]
     if labels is not None:
         if len(labels) != len(models):
             raise ValueError("one label per model")
