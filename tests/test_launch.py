@@ -124,6 +124,8 @@ def test_accelerate_reads_the_single_node_command():
         assert (args.num_processes, args.nproc_per_node, args.num_machines) == (8, "8", 1)
         assert args.module and args.training_script == "toolkit.train"
         assert args.training_script_args == [recipe, "--set", "max_steps=5"]
+    fsdp = _accelerate_plan(shlex.split(launch_command(1, 8, "cot/llama-8b-full", use_peft=False, config="fsdp2")))
+    assert fsdp.use_fsdp and fsdp.fsdp_version == 2 and fsdp.nproc_per_node == "8"
 
 
 def test_slurm_script_runs_one_launcher_per_node_with_its_rank(tmp_path):

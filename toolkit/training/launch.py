@@ -12,6 +12,10 @@ The config comes from the recipe: a LoRA / QLoRA recipe (`use_peft: true`) keeps
 every GPU (`ddp.yaml`); a full fine-tune shards it (`zero3.yaml`, DeepSpeed ZeRO-3, as the `*-full`
 recipes say; `fsdp2.yaml` is the same job with nothing but torch). Nothing here runs anything: the
 functions read the recipe and return text.
+
+It is an option of `hubtool train`, not a command of its own, because the printed command is that
+command under a launcher: it carries train's own arguments (RECIPE, --set, --output-dir, --merge,
+--where, --trainer), checked by the same code.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from pathlib import Path
 
 from toolkit.errors import UserError
 from toolkit.resources import resource_dir
+from toolkit.training.data import parse_where
+from toolkit.training.recipe import check_recipe
 
 CONFIGS: dict[str, str] = {"ddp": "ddp.yaml", "zero3": "zero3.yaml", "fsdp2": "fsdp2.yaml"}
 PORT = 29500  # torch.distributed's usual rendezvous port on the first node
@@ -112,9 +118,6 @@ def print_launch(
 ) -> str:
     """`hubtool train RECIPE ... --print-launch NODES GPUS`: check the recipe as `hubtool train` would,
     then the command for nodes x gpus, carrying the same arguments."""
-    from toolkit.training.data import parse_where
-    from toolkit.training.recipe import check_recipe
-
     parse_where(where)
     _path, keys = check_recipe(recipe, sets, trainer=trainer)
     args = train_args(recipe, sets=sets, output_dir=output_dir, merge=merge, where=where, trainer=trainer)[1:]
