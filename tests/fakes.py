@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from toolkit.builders import build_dataset, get_method
+from toolkit.builders.engine import build_dataset
 from toolkit.manifest import Manifest
+from toolkit.methods import get_method
 from toolkit.teachers.base import Teacher
 from toolkit.teachers.fake import FakeTeacher
 
@@ -17,8 +18,8 @@ def build(method: str, out: str | Path, *, teachers: dict[str, Teacher] | None =
     """`hubtool build-dataset METHOD --out OUT ...` in-process: fields are the method config's
     (the call cache defaults to one beside `out`, so tests never share it)."""
     fields.setdefault("cache", str(Path(out).parent / "calls.sqlite"))
-    config = get_method(method).config(out=str(out), **fields)
-    return build_dataset(config, teachers=teachers)
+    found = get_method(method)
+    return build_dataset(found.config(out=str(out), **fields), method=found, teachers=teachers)
 
 
 def rows(run_dir: str | Path) -> list[dict]:

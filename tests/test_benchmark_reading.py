@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from toolkit.builders.cot import CoTConfig, prompt_messages
+from toolkit.builders.reasoning import prompt_messages
 from toolkit.evaluate import tasks as T
+from toolkit.methods.cot import CoTConfig
 from toolkit.sources import benchmark_info, known_benchmarks, load_source
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -15,8 +15,8 @@ from huggingface_hub import DatasetCard
 from tests.fakes import build
 from tests.fixtures.runs.builds import built_rows, make_run, pin
 from toolkit import cards
-from toolkit.builders import methods
 from toolkit.errors import UserError
+from toolkit.methods import methods
 from toolkit.rundir import RunDir, read_manifest
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -177,12 +177,12 @@ def test_a_method_this_hubtool_does_not_know_still_gets_a_card(tmp_path):
 
 
 def test_a_broken_card_template_stops_the_build_before_any_call(tmp_path):
-    from toolkit.builders import get_method
+    from toolkit.methods import get_method
     from toolkit.teachers.fake import FakeTeacher
 
     broken = dataclasses.replace(get_method("cot"), card="missing.md.jinja")
     teacher = FakeTeacher(lambda r, j: "The answer is 1.")
-    from toolkit.builders import build_dataset
+    from toolkit.builders.engine import build_dataset
 
     config = broken.config(source="gym:chain_sum", limit=2, out=str(tmp_path / "run"), cache=str(tmp_path / "c.sqlite"))
     with pytest.raises(UserError, match="card template missing.md.jinja"):

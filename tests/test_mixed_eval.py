@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import load_module
-from toolkit.builders.mixed import prompt_messages
 from toolkit.evaluate import tasks as T
+from toolkit.methods.mixed import prompt_messages
 from toolkit.records import Problem
 
 ROOT = Path(__file__).resolve().parents[1]

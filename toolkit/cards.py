@@ -280,7 +280,7 @@ class _Counts(dict):
 
 def _method(name: str):
     """The method a manifest names, or None for one this hubtool does not know (a newer build)."""
-    from toolkit.builders import get_method
+    from toolkit.methods import get_method
 
     try:
         return get_method(name)

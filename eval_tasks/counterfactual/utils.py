@@ -17,8 +17,8 @@ import math
 from collections import defaultdict
 
 from toolkit import answers
-from toolkit.builders.counterfactual import student_messages
-from toolkit.builders.counterfactual.labelled import NLI_LABELS, SENTIMENT_LABELS, nli_question
+from toolkit.methods.counterfactual import student_messages
+from toolkit.methods.counterfactual.labelled import NLI_LABELS, SENTIMENT_LABELS, nli_question
 from toolkit.records import Problem
 
 MISS = "[invalid]"

@@ -117,7 +117,7 @@ def _decontaminate_problem(where: str, value: Any) -> str:
 
 
 def _build(step: Step, kinds: dict[str, str], problems: list[str], where: str) -> None:
-    from toolkit.builders import get_method
+    from toolkit.methods import get_method
 
     try:
         method = get_method(step.spec["build"])

@@ -303,8 +303,9 @@ def _describe(step: Step) -> str:
 
 # -- the four kinds of step -----------------------------------------------------------------------------
 def _build(experiment: Experiment, step: Step, outputs: dict[str, str], work: Path) -> str:
-    from toolkit.builders import build_dataset, get_method
     from toolkit.builders.config import resolve_config
+    from toolkit.builders.engine import build_dataset
+    from toolkit.methods import get_method
 
     method = get_method(step.spec["build"])
     flags = dict(substitute(step.spec.get("with") or {}, outputs))

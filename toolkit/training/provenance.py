@@ -16,13 +16,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from toolkit.methods import find_method
 from toolkit.public_paths import LOCAL_MODEL, public_model, public_path, scrub
 from toolkit.rundir import atomic_write
 
 PROVENANCE = "hubtool_train.json"
-# The config entry naming the prompt a method's rows hold (what the student sees); evolve's rows are
-# instructions, not a template's rendering, and preference rows that came with their own prompt say so.
-STUDENT_PROMPT = {"cot": "template", "preference": "template", "counterfactual": "template", "mixed": "cot_template"}
 RECIPE_COPY = "recipe.yaml"
 TRAINER_NAMES = {
     "sft": "TRL SFTTrainer (supervised fine-tuning)",
@@ -42,12 +40,15 @@ def dataset_record(data) -> dict[str, Any]:
 
 
 def prompt_record(resolved) -> dict[str, Any] | None:
-    """The prompt a dataset's rows were built with (see `toolkit.prompts.PromptRef`), from its manifest;
-    None when the manifest cannot be read or names none."""
+    """The prompt a dataset's rows were built with (see `toolkit.prompts.PromptRef`), from its manifest:
+    the config entry its method names (`Method.student_prompt`; none where the rows are no template's
+    rendering, as evolve's instructions). None when the manifest cannot be read or names none, and
+    for preference rows that came with their own prompt."""
     from toolkit.prompts import PromptRef
 
     manifest = _manifest(resolved)
-    key = STUDENT_PROMPT.get(manifest.method) if manifest else None
+    method = find_method(manifest.method) if manifest else None
+    key = method.student_prompt if method else None
     if manifest is None or key is None or manifest.stats.get("prompts_from") == "dataset":
         return None
     name = manifest.config.get(key)
