@@ -10,10 +10,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tests.fixtures.runs.builds import make_run
-from toolkit import cards
 from toolkit.rundir import RunDir, data_file, read_manifest
 
-from .fakes import FakeTeacher, build
+from .fakes import FakeTeacher, build, render_card
 from .test_counterfactual import fake as cf_fake
 from .test_counterfactual import question as cf_question
 
@@ -63,7 +62,7 @@ def test_the_card_shows_the_quality_section(tmp_path):
     manifest = read_manifest(run)
     manifest.counts.update(no_reasoning=1, contradictions=1, refusals=0)
     RunDir(run).write_manifest(manifest)
-    card = cards.render_card(run, repo_id="me/quality")
+    card = render_card(run, repo_id="me/quality")
     section = card.split("### Data quality\n")[1].split("\n### ")[0]
     assert "| rows | with reasoning | bare answers | median reasoning length |\n|---|---|---|---|\n| 4 | 3 | 1 | 14 words |" in section
     for line in ("| bare answers (no reasoning besides the answer) | 1 |",
@@ -79,7 +78,7 @@ def test_a_counterfactual_card_without_counterfactuals_says_so(tmp_path):
                             for c, a in (("far", "no"), ("same", "yes"))))  # fmt: skip
     teacher = FakeTeacher(cf_fake)
     build("counterfactual", tmp_path / "run", teachers={"teacher": teacher, "judge": teacher}, source=f"file:{path}")
-    card = cards.render_card(tmp_path / "run", repo_id="me/cf")
+    card = render_card(tmp_path / "run", repo_id="me/cf")
     assert "original and counterfactual (label-flipped) examples" not in card
     assert "rows of original examples only (no counterfactual passed every check) with multi-view reasoning for " \
            "supervised fine-tuning, written by" in card  # the build's own headline (stats.what)
@@ -96,7 +95,7 @@ def test_a_counterfactual_card_says_what_the_build_warned_and_how_the_checks_ran
     path = tmp_path / "cases.jsonl"
     path.write_text("".join(json.dumps({"question": cf_question(c), "answer": a}) + "\n" for c, a in CASES.items()))
     _, _, out = run_cases(tmp_path, path)  # the teacher judges its own edits
-    card = cards.render_card(out, repo_id="me/cf")
+    card = render_card(out, repo_id="me/cf")
     top = card.split("## Rows")[0]
     assert ("18 rows of 8 original and 1 counterfactual (label-flipped) examples with multi-view reasoning for "
             "supervised fine-tuning, written by the teacher") in top
@@ -112,7 +111,7 @@ def test_a_counterfactual_card_says_what_the_build_warned_and_how_the_checks_ran
     from .test_counterfactual import fake as cf_reply
 
     _, _, out = run_cases(tmp_path / "other", path, judge=FakeTeacher(cf_reply, model="judge-model"))
-    card = cards.render_card(out, repo_id="me/cf")
+    card = render_card(out, repo_id="me/cf")
     assert "self-confirming" not in card and "**Warning" not in card
     assert "3. the judge `fake:judge-model@r1`, seeing only the edited question" in card
 
@@ -125,7 +124,7 @@ def test_a_mixed_card_says_how_balance_trims_and_when_it_missed_its_target(tmp_p
     out = tmp_path / "run"
     build("mixed", out, teachers={"teacher": _teacher(GOOD)}, source=_source(tmp_path), cot_samples=3, pot_samples=5,
           **FAST)  # fmt: skip
-    card = cards.render_card(out, repo_id="me/mixed")
+    card = render_card(out, repo_id="me/mixed")
     assert ("never a problem's last row: a solved problem keeps a row, and\none solved in one mode only keeps that mode. "
             "First go the extra rows of easy problems") in card  # fmt: skip
     assert "from the problems where that mode leads the most" not in card
@@ -137,6 +136,6 @@ def test_a_mixed_card_says_how_balance_trims_and_when_it_missed_its_target(tmp_p
     manifest["stats"]["balance"] |= {"target_missed": True, "pot_ratio": 0.6, "target_pot_ratio": 0.25}
     (out / "manifest.json").write_text(json.dumps(manifest))
     assert read_manifest(out).stats["balance"]["target_missed"] is True
-    card = cards.render_card(out, repo_id="me/mixed")
+    card = render_card(out, repo_id="me/mixed")
     assert ("**PoT share not reached** (`target_missed`): the kept mix is 60.0% PoT, not 25.0%; the rest\n"
             "of the over-represented mode were problems' last rows, and balance deletes no problem.") in card

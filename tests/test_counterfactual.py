@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from tests.fakes import FakeTeacher, build, rows
+from tests.fakes import FakeTeacher, build, render_card, rows
 from toolkit.answers import stated_answer
 from toolkit.cli import main
 from toolkit.errors import UserError
@@ -356,10 +356,9 @@ def test_the_student_prompt_is_the_eval_prompt_and_carries_no_answer():
 def test_card_shows_funnel_histogram_and_pairs_and_parses_back(tmp_path, yesno_file):
     from huggingface_hub import DatasetCard
 
-    from toolkit import cards
 
     _, _, out = run_cases(tmp_path, yesno_file)
-    card = DatasetCard(cards.render_card(out, repo_id="me/cf-cases"))
+    card = DatasetCard(render_card(out, repo_id="me/cf-cases"))
     meta, body = card.data.to_dict(), card.text
     assert meta["pretty_name"].startswith("Cf Cases: Counterfactual Distillation data from local file")
     assert "counterfactual" in meta["tags"] and meta["task_categories"] == ["text-generation", "question-answering"]

@@ -12,12 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from toolkit import cards
 from toolkit.rundir import RunDir
 from toolkit.teachers.base import CallFailure, Completion
 from toolkit.teachers.fake import user_text
 
-from .fakes import FakeTeacher, build, rows
+from .fakes import FakeTeacher, build, render_card, rows
 
 GOLDEN = Path(__file__).parent / "golden" / "rows"
 SEEDS = f"file:{Path(__file__).parent / 'fixtures' / 'evolve' / 'seeds.jsonl'}"
@@ -133,7 +132,7 @@ def test_card_matches_the_golden_file(tmp_path, method):
     manifest = BUILDS[method](tmp_path)
     manifest.command = f"hubtool build-dataset {method} --teacher fake ..."  # not this test run's argv
     RunDir(tmp_path / "run").write_manifest(manifest)
-    text = cards.render_card(tmp_path / "run", repo_id=f"me/{method}-rows")
+    text = render_card(tmp_path / "run", repo_id=f"me/{method}-rows")
     text = re.sub(r"\d{4}-\d\d-\d\dT[\d:.]+(\+00:00|Z)?", "TIME", text)  # when it ran, how long it took
     text = re.sub(r"(took|time|longest) [\d.]+ s", r"\1 N s", text)
     text = re.sub(r"train-[0-9a-f]{16}\.parquet", "train-HASH.parquet", text)  # mixed rows hold exec times

@@ -176,10 +176,13 @@ def report(index: Index, removed: Sequence[Removed], total: int) -> dict[str, An
             "removed_examples": [{"id": r.id, "question": r.question[:200], "tasks": list(r.tasks)} for r in removed[:5]]}  # fmt: skip
 
 
-def decontaminate_run(run_dir: str | Path, against: str, *, n: int = DEFAULT_N, data_dir: str | Path | None = None) -> dict:
+def decontaminate_run(run_dir: str | Path, against: str, *, method: Any, n: int = DEFAULT_N,
+                      data_dir: str | Path | None = None) -> dict:  # fmt: skip
     """Drop the rows of a finished build whose question overlaps the evaluation questions; rewrite
     the data, the manifest and the card. Returns the report of this pass. The removal becomes part
-    of the run: a re-run of the build (resumed or extended) applies it again (`reapply`)."""
+    of the run: a re-run of the build (resumed or extended) applies it again (`reapply`). `method` is
+    the build's (a `toolkit.builders.method.Method`, or None for one this hubtool does not know): its card."""
+    from toolkit.cards import write_card
     from toolkit.rundir import RunDir, read_manifest, read_rows
 
     index = index_for(against, n, data_dir)  # before the lock: loading eval tasks takes seconds
@@ -197,6 +200,7 @@ def decontaminate_run(run_dir: str | Path, against: str, *, n: int = DEFAULT_N, 
         result = report(index, removed, len(rows)) | _run_record(removed, data_dir)
         add_record(manifest, result)
         run.rewrite(table.schema, kept, manifest)
+        write_card(run_dir, method)
     finally:
         run.release()
     return result

@@ -21,7 +21,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from toolkit.errors import UserError, did_you_mean
+from toolkit.teachers import redact_spec
 from toolkit.teachers.base import SamplingParams
+from toolkit.yamlsafe import safe_load
 
 SOURCE_HELP = "hf:NAME (a known benchmark), hf:ORG/NAME, gym:TASK (reasoning-gym) or file:PATH"
 # Fields that say where and how to run, not what to build: left out of the manifest's config, so
@@ -207,8 +209,6 @@ def _required(f: dataclasses.Field) -> bool:
 
 def read_yaml(path: str | Path, what: str) -> Any:
     """A YAML file's content; a missing or unreadable file is a one-line UserError naming `what`."""
-    from toolkit.yamlsafe import safe_load
-
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -265,8 +265,6 @@ def _is_optional(hint: Any) -> bool:
 
 def recorded(config: BuildConfig) -> dict[str, Any]:
     """The config as the manifest records it: run-only fields left out, credentials redacted."""
-    from toolkit.teachers import redact_spec
-
     roles = set(config.model_roles())
     out = {}
     for f in dataclasses.fields(config):

@@ -25,7 +25,8 @@ from toolkit.builders.balance import balance_classes
 from toolkit.builders.config import BuildConfig, recorded
 from toolkit.builders.method import Method, Work
 from toolkit.builders.progress import Progress
-from toolkit.cards import check_card_template
+from toolkit.builders.rows import schema_of, to_record
+from toolkit.cards import check_card_template, write_card
 from toolkit.errors import UserError
 from toolkit.manifest import Manifest, ModelInfo, RowFormat, library_versions
 from toolkit.paths import call_cache_path
@@ -72,7 +73,7 @@ def build_dataset(config: BuildConfig, *, method: Method, teachers: Mapping[str,
         sessions, opened = _open_models(config, roles, teachers)
         run.start(manifest)
         progress = Progress(len(loaded.problems), method.name, in_flight=lambda: _in_flight(sessions))
-        writer = run.data_writer(method.row)
+        writer = run.data_writer(schema_of(method.row), to_record)
         try:
             counts, failed = asyncio.run(_run_all(method, config, state, loaded.problems, sessions, progress, writer))
         except BaseException:
@@ -93,7 +94,9 @@ def build_dataset(config: BuildConfig, *, method: Method, teachers: Mapping[str,
         if config.balance and all(p.answer_type != "number" for p in loaded.problems):
             manifest.stats["class_counts"] = dict(sorted(Counter(p.gold for p in loaded.problems).items()))
         manifest.elapsed_s = round(progress.elapsed, 2)
-        return run.finish(writer, None, manifest, failed)
+        run.finish(writer, manifest, failed)
+        write_card(config.out, method)
+        return manifest
     finally:
         run.release()
 

@@ -76,6 +76,7 @@ def check_build(run_dir: Path) -> Manifest:
 def _push_local(run_dir: Path, name: str, rows: int, license: str | None) -> PushResult:
     from toolkit.cards import render_card
     from toolkit.hub import registry
+    from toolkit.methods import find_method
 
     old = registry.current(name)
     existing = (
@@ -83,7 +84,8 @@ def _push_local(run_dir: Path, name: str, rows: int, license: str | None) -> Pus
         if old and (old.path / "README.md").exists()
         else None
     )
-    card = render_card(run_dir, repo_id=name, license=license, existing=existing)
+    card = render_card(run_dir, find_method(read_manifest(run_dir).method), repo_id=name, license=license,
+                       existing=existing)  # fmt: skip
     files = {"README.md": card.encode(), "manifest.json": published_manifest(run_dir)}
     files[manifest_data_name(run_dir)] = data_file(run_dir)
     entry, changed = registry.publish(name, files)

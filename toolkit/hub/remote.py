@@ -103,7 +103,8 @@ def push_to_hub(run_dir: Path, repo_id: str, *, private: bool, revision: str | N
 
     from toolkit.cards import render_card
     from toolkit.hub.push import published_manifest
-    from toolkit.rundir import data_file
+    from toolkit.methods import find_method
+    from toolkit.rundir import data_file, read_manifest
 
     token = require_token()
     manifest = published_manifest(run_dir)  # the token is masked too: require_token remembers it
@@ -115,7 +116,8 @@ def push_to_hub(run_dir: Path, repo_id: str, *, private: bool, revision: str | N
             api.create_branch(repo_id, repo_type="dataset", branch=branch, exist_ok=True)
         parent = api.dataset_info(repo_id, revision=branch).sha
         card = render_card(
-            run_dir, repo_id=repo_id, license=license, existing=_hub_card(api, repo_id, parent)
+            run_dir, find_method(read_manifest(run_dir).method), repo_id=repo_id, license=license,
+            existing=_hub_card(api, repo_id, parent),
         )
         data = data_file(run_dir)
         rel = data.relative_to(run_dir).as_posix()

@@ -43,6 +43,7 @@ from toolkit.methods.evolve.scoring import (
 from toolkit.methods.evolve.seeds import ANSWER_TYPE, load_seeds
 from toolkit.methods.evolve.stats import Stats, finish, outcome
 from toolkit.records import Problem
+from toolkit.rundir import atomic_write
 from toolkit.teachers import DEFAULT_TEACHER
 from toolkit.teachers.base import CallFailure, Request, SamplingParams
 
@@ -270,8 +271,6 @@ async def run(problem: Problem, work: Work[EvolveConfig]) -> None:
 
 
 def write_tree(c: EvolveConfig, problem: Problem, root: T.Node, search: S.Search) -> None:
-    from toolkit.rundir import atomic_write
-
     data = {
         "seed_id": problem.id, "seed": problem.question, "source": problem.source, "search": c.search,
         "knobs": dataclasses.asdict(c.knobs),

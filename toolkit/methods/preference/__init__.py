@@ -22,6 +22,7 @@ from typing import Literal
 
 from toolkit import answers, prompts
 from toolkit.builders.config import BuildConfig, Preset, at_least, option_name, param
+from toolkit.builders.engine import source_problems
 from toolkit.builders.method import DPO, Method, Paper, Work
 from toolkit.builders.reasoning import (
     TEMPLATE,
@@ -34,6 +35,7 @@ from toolkit.builders.reasoning import (
 from toolkit.builders.rows import PreferenceRow, assistant
 from toolkit.errors import UserError
 from toolkit.methods.preference import pairs
+from toolkit.methods.preference.from_dataset import load_cot_dataset
 from toolkit.methods.preference.pairs import Candidate, Origin, PairRules
 from toolkit.records import Problem
 from toolkit.teachers.base import CallFailure, Completion, Request, SamplingParams
@@ -169,11 +171,7 @@ def setup(config: PreferenceConfig) -> Stats:
 
 def load_problems(config: PreferenceConfig):
     if config.from_dataset is None:
-        from toolkit.builders.engine import source_problems
-
         return source_problems(config)
-    from toolkit.methods.preference.from_dataset import load_cot_dataset
-
     loaded = load_cot_dataset(config.from_dataset, split=config.split, revision=config.revision, limit=config.limit)
     if config.fallback == "teacher" and not any(p.meta.get("teacher_rationales") for p in loaded.problems):
         raise UserError(f"--fallback teacher: dataset {config.from_dataset!r} holds no teacher rationales")
