@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.errors import UserError, did_you_mean
+from toolkit.methods import methods
 
 log = logging.getLogger(__name__)
 
@@ -42,14 +43,22 @@ class _NoMetadataHint(logging.Filter):
         return "can be passed to `--metadata`" not in record.getMessage()
 
 
+def task_dirs() -> list[Path]:
+    """What `hubtool eval` indexes: eval_tasks/, and each method's own task folders outside it
+    (`Method.eval_task_dirs`: a method that brings its tasks in its own folder)."""
+    root = tasks_dir()
+    extra = [d for m in methods() for d in m.eval_task_dirs if not d.resolve().is_relative_to(root.resolve())]
+    return [root, *dict.fromkeys(extra)]
+
+
 def task_manager(metadata: dict[str, Any] | None = None):
-    """lm-eval's TaskManager over eval_tasks/ only (lm-eval's own ~10k tasks are not indexed: fast)."""
+    """lm-eval's TaskManager over `task_dirs()` only (lm-eval's own ~10k tasks are not indexed: fast)."""
     from lm_eval.tasks import TaskManager
 
     task_log = logging.getLogger("lm_eval.api.task")
     if not any(isinstance(f, _NoMetadataHint) for f in task_log.filters):
         task_log.addFilter(_NoMetadataHint())
-    return TaskManager(include_path=str(tasks_dir()), include_defaults=False, metadata=metadata)
+    return TaskManager(include_path=[str(d) for d in task_dirs()], include_defaults=False, metadata=metadata)
 
 
 def benchmark_of(task: str) -> str:

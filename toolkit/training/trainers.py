@@ -1,6 +1,6 @@
 """TRL's two trainers as `Trainer` factories (`toolkit.builders.method.SFT` and `DPO` name them): a
 method that trains its rows as TRL does names one of these; one that brings its own loss names its
-own factory (the mixed method's `toolkit.methods.mixed.trainer:mixed_trainer`)."""
+own factory (as the mixed method does, for its CoT/PoT loss)."""
 
 from __future__ import annotations
 
