@@ -206,6 +206,7 @@ def echo_method(tmp_path, monkeypatch):
     registry.reset()
     yield
     registry.reset()
+    sys.modules.pop("echo_method", None)  # a later test's throwaway module is another
 
 
 def test_a_new_method_is_one_module_and_one_registry_line(tmp_path, echo_method):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import sys
 import textwrap
 from pathlib import Path
 from types import SimpleNamespace
@@ -154,8 +155,8 @@ PACKAGE = {
                              num_tokens=result[0].completion_tokens))
 
 
-        TRAINER = Trainer(name="echo", config="sft", factory="echo_method.trainer:make",
-                          settings={"HUBTOOL_ECHO_GAIN": "echo_method.trainer:parse_gain"})
+        TRAINER = Trainer(name="echo", config="sft", factory="sixth_method.trainer:make",
+                          settings={"HUBTOOL_ECHO_GAIN": "sixth_method.trainer:parse_gain"})
 
         METHOD = Method(
             name="echo", folder=FOLDER, summary="Echo what the teacher says.", help="Echo what the teacher says.",
@@ -218,14 +219,16 @@ def echo_method(tmp_path, monkeypatch):
     import toolkit.methods as registry
 
     for name, text in PACKAGE.items():
-        path = tmp_path / "echo_method" / name
+        path = tmp_path / "sixth_method" / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(textwrap.dedent(text).lstrip())
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(registry, "MODULES", [*registry.MODULES, "echo_method"])  # the one registry line
+    monkeypatch.setattr(registry, "MODULES", [*registry.MODULES, "sixth_method"])  # the one registry line
     registry.reset()
-    yield tmp_path / "echo_method"
+    yield tmp_path / "sixth_method"
     registry.reset()
+    for module in [m for m in sys.modules if m.split(".")[0] == "sixth_method"]:  # the next test's is another
+        del sys.modules[module]
 
 
 def test_a_sixth_method_is_its_folder_and_one_registry_line(tmp_path, echo_method, monkeypatch):
@@ -255,7 +258,7 @@ def test_a_sixth_method_is_its_folder_and_one_registry_line(tmp_path, echo_metho
     assert recipe.path == echo_method / "recipes" / "echo" / "tiny.yaml"
     assert recipe.trainer is method.trainer is trainer_for(recipe.path)
     assert recipe.settings == {"HUBTOOL_ECHO_GAIN": 2.5}
-    assert load_factory(recipe.trainer) is importlib.import_module("echo_method.trainer").make
+    assert load_factory(recipe.trainer) is importlib.import_module("sixth_method.trainer").make
     made = build_trainer(recipe, SimpleNamespace(dataset=["row"]), SimpleNamespace(path="student"))
     assert made["made_by"] == "echo" and made["settings"] == {"HUBTOOL_ECHO_GAIN": 2.5}
     assert {"model", "args", "train_dataset", "peft_config"} <= set(made["trl_args"])
