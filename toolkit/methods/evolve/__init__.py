@@ -102,7 +102,7 @@ class EvolveConfig(BuildConfig):
     input_field: str | None = param(None, help="A column appended to the instruction when non-empty (Alpaca's "
                                                "`input`).")  # fmt: skip
     judge_max_new_tokens: int = param(96, help="Longest scorer reply, in tokens (the scorer samples greedily).")
-    template: str = param("evolve", help="Evolution prompt: a name in toolkit/prompts, or a FILE.jinja.")
+    template: str = param("evolve", help="Evolution prompt: a name (toolkit/prompts, or this method's prompts/), or a FILE.jinja.")
     quality_template: str = param("evolve_quality", help="Quality rubric prompt (reply: 'Score: N', 1-5).")
     complexity_template: str = param("evolve_complexity", help="Complexity rubric prompt (reply: 'Score: N', 1-5).")
     diversity_template: str = param("evolve_diversity", help="Intent-tag prompt (reply: a JSON list of tags).")

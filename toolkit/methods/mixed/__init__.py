@@ -56,8 +56,8 @@ class MixedConfig(BuildConfig):
     require_both: bool = param(
         False, help="Keep only problems with a verified rationale in both modes (default: a problem solved in one "
                     "mode only keeps that mode's rows).")  # fmt: skip
-    cot_template: str = param(TEMPLATES["cot"], help="CoT prompt: a name in toolkit/prompts, or a FILE.jinja (the eval tasks use the default).")
-    pot_template: str = param(TEMPLATES["pot"], help="PoT prompt: a name in toolkit/prompts, or a FILE.jinja (the eval tasks use the default).")
+    cot_template: str = param(TEMPLATES["cot"], help="CoT prompt: a name (toolkit/prompts, or this method's prompts/), or a FILE.jinja (the eval tasks use the default).")
+    pot_template: str = param(TEMPLATES["pot"], help="PoT prompt: a name (toolkit/prompts, or this method's prompts/), or a FILE.jinja (the eval tasks use the default).")
     exec_timeout: float = param(EXEC_TIMEOUT, help="Wall-clock seconds a program may run in the sandbox.")
     exec_memory_mb: int = param(EXEC_MEMORY_MB, help="Memory (MB) a program may hold in the sandbox: its address "
                                                      "space plus its private /tmp (16 MB).")  # fmt: skip
