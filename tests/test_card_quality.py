@@ -10,6 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tests.fixtures.runs.builds import make_run
+from toolkit.methods import get_method
 from toolkit.rundir import RunDir, data_file, read_manifest
 
 from .fakes import FakeTeacher, build, render_card
@@ -37,7 +38,7 @@ def test_reasoning_and_bare_answers_are_counted_from_the_rows(tmp_path):
     from toolkit.card_quality import quality
 
     pq.write_table(_sft_rows(COMPLETIONS), tmp_path / "rows.parquet")
-    q = quality(tmp_path / "rows.parquet", "cot", {"no_reasoning": 1, "contradictions": 1, "samples": 4}, {})
+    q = quality(tmp_path / "rows.parquet", {"no_reasoning": 1, "contradictions": 1, "samples": 4}, {})
     # tokens outside `The answer is` lines: 0; 5; 19 (Mars ... Planet, Answer, B); 14 (the first line only)
     assert (q.rows, q.with_reasoning, q.bare, q.median_words) == (4, 3, 1, 14)
     assert q.flags == [("bare answers (no reasoning besides the answer)", 1),
@@ -49,7 +50,8 @@ def test_a_mixed_build_without_programs_is_warned_about(tmp_path):
     from toolkit.card_quality import quality
 
     pq.write_table(_sft_rows(COMPLETIONS[1:3], mode=["cot", "cot"]), tmp_path / "rows.parquet")
-    q = quality(tmp_path / "rows.parquet", "mixed", {"escape_attempts": 2, "escape_network": 1, "escape_signal": 1}, {})
+    q = quality(tmp_path / "rows.parquet", {"escape_attempts": 2, "escape_network": 1, "escape_signal": 1}, {},
+                warnings=get_method("mixed").card_warnings)
     assert q.groups == {"mode": {"cot": 2}}
     assert q.warnings == ["no POT row was kept: this is not a mixed CoT/PoT dataset"]
     assert q.rejected == {"Programs that tried to leave the sandbox, by kind": {"network": 1, "signal": 1}}

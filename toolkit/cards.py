@@ -62,7 +62,9 @@ def render_card(run_dir: str | Path, method: Method | None, repo_id: str | None 
     lic = license_info(manifest, license)
     data = merge_metadata(card_data(manifest, method, n_rows, repo_id or run_dir.name, lic["value"]), existing)
     context = card_context(manifest, method, name, n_rows, samples, kept_tokens, lic)
-    context["quality"] = quality(data_file(run_dir), manifest.method, manifest.counts, manifest.stats)
+    context["quality"] = quality(data_file(run_dir), manifest.counts, manifest.stats,
+                                 reasoning=method.reasoning if method else True,
+                                 warnings=method.card_warnings if method else None)  # fmt: skip
     body = _template(card_template(manifest, method)).render(**context)
     # The card quotes the command, the config and sample rows: never a credential among them.
     return redact(str(DatasetCard(f"---\n{data.to_yaml()}\n---\n\n{body.strip()}\n")))

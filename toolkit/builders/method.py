@@ -113,6 +113,9 @@ class Method(Generic[C]):
     # Paths (e.g. inside its own folder: `hubtool eval` indexes them beside eval_tasks/)
     eval_tasks: tuple[str | Path, ...] | None = None
     student_prompt: str | None = "template"  # the config field naming the prompt its rows show a student
+    reasoning: bool = True  # its completions are reasoning demonstrations (the card measures their reasoning)
+    # what its card warns of, from the rows' quality (toolkit.card_quality.Quality): e.g. a mix missing a mode
+    card_warnings: Callable[[Any], list[str]] | None = None
     presets: Mapping[str, Preset] = field(default_factory=dict)
     aliases: tuple[str, ...] = ()
     setup: Callable[[C], Any] | None = None  # before any model loads: check templates, files; build state

@@ -376,6 +376,14 @@ def _warnings(config: CounterfactualConfig, stats: Stats, c: Counter[str]) -> li
     return found
 
 
+def card_warnings(quality) -> list[str]:
+    """A build that kept no counterfactual is not counterfactual distillation data."""
+    if quality.rows and not quality.groups.get("is_counterfactual", {}).get("counterfactual"):
+        return ["no counterfactual (label-flipped) example was kept: these rows are originals only, "
+                "which is not counterfactual distillation data"]  # fmt: skip
+    return []
+
+
 METHOD = Method(
     name="counterfactual",
     folder=FOLDER,
@@ -405,6 +413,7 @@ METHOD = Method(
             "truncated", "originals_kept", "kept", "kept_original", "kept_counterfactual"),  # fmt: skip
     paper=PAPER,
     card="counterfactual.md.jinja",
+    card_warnings=card_warnings,
     recipe="counterfactual/smollm2-135m-lora",
     presets=PRESETS,
     setup=setup,

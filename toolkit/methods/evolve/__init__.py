@@ -389,6 +389,7 @@ METHOD = Method(
     recipe="evolve/smollm2-135m-lora",
     eval_tasks=("ifeval", "alpaca_eval", "mt_bench"),  # the idea_mcts suite (eval_tasks/groups)
     student_prompt=None,  # its rows are instructions, not a template's rendering
+    reasoning=False,  # instruction following: its replies are not reasoning demonstrations
     presets=PRESETS,
     setup=setup,
     templates=templates,

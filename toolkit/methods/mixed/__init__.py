@@ -314,6 +314,13 @@ PRESETS = {
     ),
 }
 
+def card_warnings(quality) -> list[str]:
+    """A build without one of its modes is not a mix."""
+    modes = quality.groups.get("mode", {})
+    return [f"no {m.upper()} row was kept: this is not a mixed CoT/PoT dataset" for m in MODES
+            if quality.rows and not modes.get(m)]  # fmt: skip
+
+
 # TRL's SFT with the mixed CoT/PoT loss when the recipe sets α (HUBTOOL_MIXED_ALPHA in its `env:`); see
 # training.py (the pure parts) and trainer.py (MixedSFTTrainer)
 TRAINER = Trainer(name="mixed", config="sft", factory="toolkit.methods.mixed.trainer:mixed_trainer",
@@ -346,6 +353,7 @@ METHOD = Method(
             "solved_problems", "kept_problems"),  # fmt: skip
     paper=PAPER,
     card="mixed.md.jinja",
+    card_warnings=card_warnings,
     recipe="mixed/smollm2-135m-lora",
     student_prompt="cot_template",  # the CoT half; the PoT prompt is the other config field
     presets=PRESETS,
