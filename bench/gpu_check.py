@@ -106,7 +106,8 @@ def write_report(out: Path, checks: list[Check], machine: dict[str, str]) -> Non
 def build_figures(args: argparse.Namespace) -> dict[str, Any]:
     import vllm
 
-    from toolkit.builders import build_dataset, get_method
+    from toolkit.builders.engine import build_dataset
+    from toolkit.methods import get_method
     from toolkit.teachers.vllm_backend import VLLMTeacher
 
     teacher = VLLMTeacher.from_spec(args.model, gpu_memory_utilization=args.gpu_memory_utilization,
@@ -132,7 +133,7 @@ def build_figures(args: argparse.Namespace) -> dict[str, Any]:
     Path(config.cache).unlink(missing_ok=True)  # every call made anew
     llm.reset_prefix_cache()
     t0 = time.perf_counter()
-    manifest = build_dataset(config, method="cot", teachers={"teacher": teacher})
+    manifest = build_dataset(config, method=get_method("cot"), teachers={"teacher": teacher})
     hubtool_s = time.perf_counter() - t0
 
     tokenizer = llm.get_tokenizer()

@@ -15,10 +15,10 @@ import pytest
 from click.testing import CliRunner
 
 from toolkit import BuildResult, build, load_dataset, push, score, train
-from toolkit.builders import get_method
 from toolkit.cli import main
 from toolkit.errors import UserError
 from toolkit.evaluate import EvalOptions, EvalResult
+from toolkit.methods import get_method
 from toolkit.rundir import data_file, read_manifest
 from toolkit.training import TrainResult
 

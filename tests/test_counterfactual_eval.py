@@ -93,8 +93,8 @@ def test_a_row_gets_the_same_label_in_a_build_and_in_the_eval_task(name, loaded)
     --data-files) and the eval task (`hubtool eval --data-dir`) give each row the same label."""
     import json
 
-    from toolkit.builders.counterfactual import CounterfactualConfig
-    from toolkit.builders.counterfactual.labelled import load_problems
+    from toolkit.methods.counterfactual import CounterfactualConfig
+    from toolkit.methods.counterfactual.labelled import load_problems
     from toolkit.sources.catalogue import labelled_info
 
     path = DATA / f"cf_{name}.jsonl"

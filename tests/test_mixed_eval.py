@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import load_module
-from toolkit.builders.mixed import prompt_messages
+from toolkit.methods.mixed import prompt_messages
 from toolkit.records import Problem
 from toolkit.sources import eval_tasks as T
 

@@ -17,8 +17,8 @@ PAPERS = ["ranaldi-eacl24", "ranaldi-selfrefine24", "li-mixed", "feng-counterfac
 
 
 def _resolve_build(step, outputs: dict[str, str], tmp_path: Path) -> None:
-    from toolkit.builders import get_method
     from toolkit.builders.config import resolve_config
+    from toolkit.methods import get_method
 
     method = get_method(step.spec["build"])
     flags = dict(substitute(step.spec.get("with") or {}, outputs)) | {"out": str(tmp_path / step.id)}

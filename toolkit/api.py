@@ -25,15 +25,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from toolkit.builders import build_dataset, get_method, method_for_config, summary_line
 from toolkit.builders.config import BuildConfig, coerce, option_name, resolve_config
+from toolkit.builders.engine import build_dataset, summary_line
 from toolkit.builders.method import Method
 from toolkit.errors import UserError, did_you_mean
 from toolkit.evaluate import EvalOptions, EvalResult, run_eval
 from toolkit.hub import PushResult, load_dataset
 from toolkit.hub import push as push_build
 from toolkit.manifest import Manifest
+from toolkit.methods import find_method, get_method, method_for_config
 from toolkit.redact import redact
+from toolkit.rundir import MANIFEST, read_manifest
 from toolkit.teachers.base import Teacher
 from toolkit.training import TrainResult, load_recipe
 from toolkit.training import train as run_training
@@ -97,8 +99,9 @@ def build(config_or_method: BuildConfig | str | Method, /, *, config_file: str |
     else:
         method = get_method(config_or_method) if isinstance(config_or_method, str) else config_or_method
         given = _fields(method, options)
-        config, preset, preset_values = resolve_config(method.config, flags=given, config_file=config_file,
-                                                       preset=preset, presets=method.presets, method=method.name)  # fmt: skip
+        config, preset, preset_values = resolve_config(
+            method.config, flags=given, config_file=config_file, preset=preset, presets=method.presets,
+            method=(method.name, *method.aliases))  # fmt: skip
     if command is None:
         command = build_command(method, given, config_file, preset)
     manifest = build_dataset(config, method=method, teachers=teachers, preset=preset, preset_values=preset_values,
@@ -156,7 +159,9 @@ def push(run_dir: str | os.PathLike, name: str, *, hub: bool = False, private: b
          revision: str | None = None, license: str | None = None) -> PushResult:  # fmt: skip
     """`hubtool push RUN_DIR NAME`: publish a finished build (a run directory or a `BuildResult`)
     as NAME, in the local registry, or on the Hub with `hub=True` (token: HF_TOKEN or `hf auth login`)."""
-    return push_build(Path(os.fspath(run_dir)), name, hub=hub, private=private, revision=revision, license=license)
+    run_dir = Path(os.fspath(run_dir))
+    method = find_method(read_manifest(run_dir).method) if (run_dir / MANIFEST).is_file() else None
+    return push_build(run_dir, name, method=method, hub=hub, private=private, revision=revision, license=license)
 
 
 def train(recipe: str | os.PathLike, /, *, dataset: str | os.PathLike | None = None,

@@ -17,7 +17,7 @@ import math
 from collections import defaultdict
 
 from toolkit import answers
-from toolkit.builders.counterfactual import student_messages
+from toolkit.methods.counterfactual import student_messages
 from toolkit.records import Problem
 from toolkit.sources.catalogue import labelled_info
 from toolkit.sources.labelled import labelled_problems, nli_question

@@ -26,13 +26,13 @@ class MethodGroup(click.Group):
     """The build-dataset group: one subcommand per method, made when asked for (methods import lazily)."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        from toolkit.builders import methods
+        from toolkit.methods import methods
 
         return [m.name for m in methods()]
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        from toolkit.builders import get_method
         from toolkit.errors import UserError
+        from toolkit.methods import get_method
 
         try:
             return method_command(get_method(name))

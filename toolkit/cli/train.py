@@ -39,8 +39,9 @@ from toolkit.training.data import parse_where
 )
 @click.option(
     "--trainer",
-    type=click.Choice(["sft", "dpo"]),
-    help="For a recipe outside recipes/<method>/; default: the method folder's trainer (cot: sft, self-refine: dpo).",
+    metavar="NAME",
+    help="For a recipe outside a method's recipes folder: sft, dpo, or a method's own trainer; default: the "
+         "trainer of the method whose recipes folder holds the recipe.",
 )
 @click.option(
     "--print-launch",

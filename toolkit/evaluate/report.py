@@ -34,7 +34,7 @@ class Report:
     samples: dict[str, int] = field(default_factory=dict)  # task -> documents scored
     notes: list[str] = field(default_factory=list)
     # task -> (benchmark, mode), for tasks whose metadata names both: one benchmark scored in several
-    # reasoning modes (eval_tasks/mixed: cot, pot, mixed), reported side by side
+    # reasoning modes (e.g. a method's tasks asking for CoT, PoT or both), reported side by side
     modes: dict[str, tuple[str, str]] = field(default_factory=dict)
     judged: list[dict] = field(default_factory=list)  # pairwise win rates (`--judge`), see toolkit.evaluate.judge
     # Tasks a judge scores (AlpacaEval, MT-Bench: toolkit.evaluate.judged): their scores are not exact
@@ -130,9 +130,8 @@ def markdown(report: Report) -> str:
         lines += _suite_table(report)
     if report.modes:
         lines += ["# Reasoning modes side by side", "",
-                  "Each row is one benchmark scored in several reasoning modes (the tasks' `metadata.mode`; for "
-                  "eval_tasks/mixed: `cot` greedy chain of thought, `pot` a greedy program run in the sandbox, "
-                  "`mixed` k CoT + k PoT samples with one vote).", ""]  # fmt: skip
+                  "Each row is one benchmark scored in several reasoning modes (the tasks' `metadata.mode`; the "
+                  "README of the tasks' folder says how each mode asks and scores).", ""]  # fmt: skip
         for filter_name in FILTERS:
             lines += [f"## {filter_name}", "", *_modes_table(report, filter_name), ""]
     if report.judged:

@@ -19,6 +19,7 @@ from toolkit.evaluate.judge import judge_models
 from toolkit.evaluate.judged import score_suites
 from toolkit.evaluate.models import Backend, ModelSpec, describe, load_lm, model_spec
 from toolkit.evaluate.multiturn import add_later_turns
+from toolkit.methods import eval_task_dirs
 from toolkit.public_paths import scrub
 from toolkit.sources import eval_tasks as tasks_mod
 from toolkit.teachers import DEFAULT_TEACHER, parse_teacher_spec
@@ -77,7 +78,7 @@ def run_eval(
     _check_options(options)
     if output_dir.exists() and not output_dir.is_dir():
         raise UserError(f"--output-dir {output_dir} is a file; give a folder for the reports")
-    manager = tasks_mod.task_manager()
+    manager = tasks_mod.task_manager(extra=eval_task_dirs())  # eval_tasks/ and the methods' own task folders
     catalog = tasks_mod.catalog(manager)
     names = tasks_mod.select_tasks(catalog, list(suites), list(tasks))
     judged = tasks_mod.judged_tasks(manager, names)

@@ -14,12 +14,12 @@ import re
 from pathlib import Path
 from typing import Any
 
-from toolkit.builders import get_method
 from toolkit.builders.config import read_yaml, resolve_config
 from toolkit.errors import UserError, did_you_mean
 from toolkit.evaluate.report import FILTERS
 from toolkit.experiments.spec import Experiment, Step, parse_experiment, raise_problems, substitute
 from toolkit.hub.names import is_repo_id
+from toolkit.methods import eval_task_dirs, get_method
 from toolkit.sources import eval_tasks as tasks_mod
 from toolkit.sources.eval_tasks import PREFIX
 from toolkit.teachers import parse_teacher_spec
@@ -252,7 +252,7 @@ def _check_task_names(names: list[str], where: str, problems: list[str]) -> None
 
 @functools.cache
 def _catalog() -> tuple[frozenset[str], frozenset[str]]:
-    catalog = tasks_mod.catalog(tasks_mod.task_manager())
+    catalog = tasks_mod.catalog(tasks_mod.task_manager(extra=eval_task_dirs()))
     return frozenset(catalog.suites), frozenset(catalog.tasks)
 
 

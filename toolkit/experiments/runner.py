@@ -23,14 +23,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from toolkit.builders import build_dataset, get_method
 from toolkit.builders.config import resolve_config
+from toolkit.builders.engine import build_dataset
 from toolkit.errors import UserError, did_you_mean
 from toolkit.evaluate.run import EvalOptions, run_eval
 from toolkit.experiments.check import check_recipes, flag_text, load_experiment
 from toolkit.experiments.report import write_experiment_report
 from toolkit.experiments.spec import TEACHER, Experiment, Step, substitute
 from toolkit.hub import push, resolve_dataset
+from toolkit.methods import find_method, get_method
 from toolkit.redact import redact
 from toolkit.rundir import atomic_write, read_manifest
 from toolkit.teachers.serve import (
@@ -325,7 +326,9 @@ def _build(experiment: Experiment, step: Step, outputs: dict[str, str], work: Pa
 
 def _push(experiment: Experiment, step: Step, outputs: dict[str, str], work: Path) -> str:
     s = step.spec
-    push(outputs[s["push"]], s["name"], hub=bool(s.get("hub")), private=bool(s.get("private")), license=s.get("license"))
+    run_dir = outputs[s["push"]]
+    push(run_dir, s["name"], method=find_method(read_manifest(run_dir).method), hub=bool(s.get("hub")),
+         private=bool(s.get("private")), license=s.get("license"))  # fmt: skip
     return str(s["name"])
 
 

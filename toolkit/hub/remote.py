@@ -11,11 +11,15 @@ import importlib
 import logging
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from toolkit.cards import public_manifest_json, render_card
 from toolkit.errors import UserError
 from toolkit.redact import redact, remember
 from toolkit.rundir import MANIFEST, data_file
+
+if TYPE_CHECKING:  # the type only: the method is the caller's (publishing sits below the methods)
+    from toolkit.builders.method import Method
 
 log = logging.getLogger(__name__)
 
@@ -95,8 +99,8 @@ def _network_errors() -> tuple[type[Exception], ...]:
     return tuple(errors)
 
 
-def push_to_hub(run_dir: Path, repo_id: str, *, private: bool, revision: str | None, license: str | None,
-                message: str, description: str) -> tuple[str, bool]:  # fmt: skip
+def push_to_hub(run_dir: Path, repo_id: str, method: Method | None, *, private: bool, revision: str | None,
+                license: str | None, message: str, description: str) -> tuple[str, bool]:  # fmt: skip
     """Create the repo (and branch) if missing and upload data, card and manifest in one commit.
 
     The card already on the Hub is merged (its foreign metadata kept), and the commit names the
@@ -114,7 +118,8 @@ def push_to_hub(run_dir: Path, repo_id: str, *, private: bool, revision: str | N
             api.create_branch(repo_id, repo_type="dataset", branch=branch, exist_ok=True)
         parent = api.dataset_info(repo_id, revision=branch).sha
         card = render_card(
-            run_dir, repo_id=repo_id, license=license, existing=_hub_card(api, repo_id, parent)
+            run_dir, method, repo_id=repo_id, license=license,
+            existing=_hub_card(api, repo_id, parent),
         )
         data = data_file(run_dir)
         rel = data.relative_to(run_dir).as_posix()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,14 +52,22 @@ class _NoMetadataHint(logging.Filter):
         return "can be passed to `--metadata`" not in record.getMessage()
 
 
-def task_manager(metadata: dict[str, Any] | None = None):
-    """lm-eval's TaskManager over eval_tasks/ only (lm-eval's own ~10k tasks are not indexed: fast)."""
+def task_dirs(extra: Sequence[Path] = ()) -> list[Path]:
+    """What is indexed: eval_tasks/, and the `extra` folders outside it (a method's own task folders)."""
+    root = tasks_dir()
+    return [root, *dict.fromkeys(d for d in extra if not d.resolve().is_relative_to(root.resolve()))]
+
+
+def task_manager(metadata: dict[str, Any] | None = None, extra: Sequence[Path] = ()):
+    """lm-eval's TaskManager over `task_dirs(extra)` only (lm-eval's own ~10k tasks are not indexed:
+    fast). `extra`: the task folders methods bring in their own packages (`toolkit.methods.eval_task_dirs`,
+    which evaluation passes; the catalogue sits below the methods and does not look them up)."""
     from lm_eval.tasks import TaskManager  # lm-eval is slow to import: only when tasks are listed
 
     task_log = logging.getLogger("lm_eval.api.task")
     if not any(isinstance(f, _NoMetadataHint) for f in task_log.filters):
         task_log.addFilter(_NoMetadataHint())
-    return TaskManager(include_path=str(tasks_dir()), include_defaults=False, metadata=metadata)
+    return TaskManager(include_path=[str(d) for d in task_dirs(extra)], include_defaults=False, metadata=metadata)
 
 
 def benchmark_of(task: str) -> str:

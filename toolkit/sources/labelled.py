@@ -2,7 +2,7 @@
 
 A row's label is a Hub ClassLabel id; `labelled_problems` turns it into the label's name with the
 catalogue's label order (`toolkit.sources.catalogue.LABELLED`). Counterfactual distillation's source
-(`load_labelled`, through `toolkit.builders.counterfactual.labelled`) and its eval tasks
+(`load_labelled`, through `toolkit.methods.counterfactual.labelled`) and its eval tasks
 (eval_tasks/counterfactual/utils.py) both call it, so label id i means the same label in a build and
 in a score. Rows without a gold (-1: snli's annotators did not agree, sst2's hidden test labels) are
 skipped on both sides.
