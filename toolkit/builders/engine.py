@@ -25,8 +25,8 @@ from toolkit.builders.progress import Progress
 from toolkit.errors import UserError
 from toolkit.manifest import Manifest, ModelInfo, RowFormat, library_versions
 from toolkit.records import Problem
-from toolkit.teachers.base import Teacher
-from toolkit.teachers.session import Session, gather_or_cancel
+from toolkit.teachers.base import Teacher, gather_or_cancel
+from toolkit.teachers.session import Session
 
 log = logging.getLogger(__name__)
 
