@@ -288,7 +288,7 @@ def test_retry_lines_are_visible_but_not_a_flood(caplog):
 
 def test_sampling_values_a_server_refuses_stop_before_any_call():
     t = OpenAITeacher("m", "http://127.0.0.1:9/v1")
-    with pytest.raises(UserError, match=r"^--temperature 2.5 is more than the openai backend takes \(0 to 2\)$"):
+    with pytest.raises(UserError, match=r"^--temperature 2.5 is outside what the openai backend takes \(0 to 2\)$"):
         t.check_params(SamplingParams(temperature=2.5))
     t.check_params(SamplingParams(temperature=2.0))
     load_teacher("fake:right").check_params(SamplingParams(temperature=2.5))  # a local model takes any

@@ -203,7 +203,7 @@ class Teacher(abc.ABC):
         """Sampling values this backend would refuse, before any call (the shared bounds are
         checked when SamplingParams is made)."""
         if self.max_temperature is not None and params.temperature > self.max_temperature:
-            raise UserError(f"--temperature {params.temperature} is more than the {self.backend} backend takes "
+            raise UserError(f"--temperature {params.temperature} is outside what the {self.backend} backend takes "
                             f"(0 to {self.max_temperature:g})")  # fmt: skip
 
     async def aopen(self) -> None:  # noqa: B027 - optional hook

@@ -17,6 +17,7 @@ from toolkit.errors import UserError
 from toolkit.teachers.base import (
     BackendOptions,
     BatchingTeacher,
+    CallFailure,
     Completion,
     OnResult,
     Request,
@@ -96,7 +97,17 @@ class TransformersTeacher(BatchingTeacher):
         results: list[Result] = [[] for _ in requests]
         texts = [self.render(r) for r in requests]
         lengths = [len(self.tokenizer(t, add_special_tokens=False).input_ids) for t in texts]
-        for batch in self._batches(requests, lengths):
+        limit = getattr(self.lm.config, "max_position_embeddings", None)
+        fit = []
+        for i, length in enumerate(lengths):
+            if limit and length >= limit:  # no room for one new token: this call fails, the others run
+                results[i] = CallFailure(f"the prompt has {length} tokens; {self.model} reads at most {limit}")
+                if on_result:
+                    on_result(i, results[i])
+            else:
+                fit.append(i)
+        for batch in self._batches([requests[i] for i in fit], [lengths[i] for i in fit]):
+            batch = [fit[k] for k in batch]
             completions = self._generate_batch([texts[i] for i in batch], [requests[i] for i in batch])
             if self._cancelled.is_set():
                 break  # cut short: not one of these completions is what the model would have written

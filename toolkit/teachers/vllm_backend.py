@@ -21,6 +21,7 @@ from toolkit.errors import UserError
 from toolkit.teachers.base import (
     BackendOptions,
     BatchingTeacher,
+    CallFailure,
     Completion,
     OnResult,
     Request,
@@ -130,13 +131,29 @@ class VLLMTeacher(BatchingTeacher):
     def generate_batch(self, requests: Sequence[Request], on_result: OnResult | None = None) -> list[Result]:
         """All samples of a chunk in one `LLM.chat` call; results reported chunk by chunk."""
         results: list[Result] = [[] for _ in requests]
-        for start in range(0, len(requests), self.chunk_size):
-            chunk = requests[start : start + self.chunk_size]
-            for offset, completions in enumerate(self._generate_chunk(chunk)):
-                results[start + offset] = completions
+        fit = []
+        for i, request in enumerate(requests):
+            if too_long := self._too_long(request):  # vLLM refuses the whole chunk for it: this call fails alone
+                results[i] = CallFailure(too_long)
                 if on_result:
-                    on_result(start + offset, completions)
+                    on_result(i, results[i])
+            else:
+                fit.append(i)
+        for start in range(0, len(fit), self.chunk_size):
+            chunk = fit[start : start + self.chunk_size]
+            for i, completions in zip(chunk, self._generate_chunk([requests[i] for i in chunk])):
+                results[i] = completions
+                if on_result:
+                    on_result(i, completions)
         return results
+
+    def _too_long(self, request: Request) -> str:
+        """Why the prompt cannot be generated from (longer than the model's context), or ''."""
+        limit = getattr(getattr(self.llm.llm_engine, "model_config", None), "max_model_len", None)
+        if not limit:
+            return ""
+        ids = self.llm.get_tokenizer().apply_chat_template(list(request.messages), add_generation_prompt=True)
+        return f"the prompt has {len(ids)} tokens; {self.model} reads at most {limit}" if len(ids) >= limit else ""
 
     def _generate_chunk(self, requests: Sequence[Request]) -> list[list[Completion]]:
         conversations = [list(r.messages) for r in requests]
