@@ -188,3 +188,21 @@ def test_no_credential_in_what_a_backend_shows(loaded, env, name, monkeypatch):
         assert URL_SECRET in spec
     for text in shown:
         assert SECRET not in text and URL_SECRET not in text, text
+
+
+def test_evaluation_names_its_backends_as_the_teachers_do(caplog, smol_path):
+    from click.testing import CliRunner
+
+    from toolkit.cli import main
+    from toolkit.errors import UserError
+    from toolkit.evaluate.models import BACKENDS as EVAL_BACKENDS
+    from toolkit.evaluate.models import model_spec
+
+    assert set(EVAL_BACKENDS) <= set(BACKENDS) and "hf" not in EVAL_BACKENDS
+    caplog.set_level("DEBUG")
+    assert model_spec("smollm2-135m", "hf") == model_spec("smollm2-135m", "transformers")  # lm-eval's name
+    assert model_spec("smollm2-135m").args == {"pretrained": smol_path} and not caplog.records  # no warning for hf
+    with pytest.raises(UserError, match=r"^unknown backend 'llamacpp'; backends: transformers, vllm, openai \(hf is transformers\)$"):
+        model_spec("smollm2-135m", "llamacpp")  # type: ignore[arg-type]
+    shown = " ".join(CliRunner().invoke(main, ["eval", "--help"], terminal_width=400).output.split())
+    assert "[transformers|vllm|openai|hf]" in shown and "(hf, lm-eval's name for it, is taken too)" in shown
