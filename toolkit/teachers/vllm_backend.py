@@ -1,8 +1,8 @@
 """Offline vLLM as a teacher: `LLM.chat` with `SamplingParams(n=k)`, prefix caching, tensor parallel.
 
-GPU only and optional (`pip install 'hubtool[vllm]'`); vLLM is imported inside `from_spec`, so the
+GPU only and optional (`pip install 'hubtool[vllm]'`); vLLM is imported inside `load`, so the
 rest of the toolkit never needs it. A build keeps `window` problems in flight for it (thousands: vLLM
-schedules best when it sees the whole work), and their waiting requests arrive as one `generate` call.
+schedules best when it sees the whole work), and their waiting requests arrive as one `generate_batch` call.
 They go to vLLM in chunks of `chunk_size` (default 2048): vLLM schedules a whole chunk at once
 (continuous batching inside it), and `on_result` fires for every request of a chunk as soon as the
 chunk ends, so a killed build loses at most one chunk of calls.
