@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from toolkit.builders.engine import _model_info
-from toolkit.teachers import BACKENDS, ORDER, load_teacher, redact_spec
+from toolkit.teachers import BACKENDS, ORDER, backend_class, load_teacher, redact_spec
 from toolkit.teachers.base import CallFailure, Request, SamplingParams, Teacher
 from toolkit.teachers.cache import call_key
 
@@ -44,7 +44,7 @@ CASES = {
     "transformers": Case("transformers:smollm2-135m", "word " * 9000, same={"batch_size": 2},
                          changed={"dtype": "bfloat16"}),
     "vllm": Case("vllm:smollm2-135m", "word " * 9000, same={"chunk_size": 8}, changed={"dtype": "float16"},
-                 options={"gpu_memory_utilization": 0.3, "max_model_len": 2048}),
+                 options={"gpu_memory_utilization": 0.2, "max_model_len": 2048}),  # up to 4 engines at once
 }  # fmt: skip
 
 
@@ -171,6 +171,8 @@ def test_cache_keys_are_pinned(env):
     fake.revision = "r1"  # the rule's revision names the hubtool version
     assert call_key(fake, req(), 0) == "6d25dc3241a7ef4acffb10942d4dfd61082e9c1169280b53f4bbe1d18db97d9e"
     served = load_teacher("openai:m@http://127.0.0.1:9/v1")  # not opened: no server asked
+    for spec in ("openai:m@http://127.0.0.1:9/v1", "m@http://127.0.0.1:9/v1"):  # from_spec reads either
+        assert backend_class("openai").from_spec(spec).cache_identity == served.cache_identity
     assert served.cache_identity == {"backend": "openai", "model": "m", "revision": "", "endpoint": "http://127.0.0.1:9/v1"}
     assert call_key(served, req(), 0) == "4f8715e47ba8d8be89f2dcf64859a4b31227864188ef81134e47456c6d7b7098"
 

@@ -160,7 +160,9 @@ class Teacher(abc.ABC):
 
     @classmethod
     def from_spec(cls, model: str, options: BackendOptions | None = None, **values: Any) -> Teacher:
-        """The backend for MODEL (a spec without its `BACKEND:`), with an `Options` or its fields as keywords."""
+        """The backend a spec names (`openai:MODEL@URL`, or MODEL@URL without the `BACKEND:` part), with
+        an `Options` or its fields as keywords."""
+        model = model.removeprefix(f"{cls.backend}:")
         if options is None:
             options = cls.Options.of(cls.backend, values)
         elif values:
