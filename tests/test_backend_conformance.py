@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from toolkit.builders.engine import _model_info
-from toolkit.teachers import BACKENDS, ORDER, backend_class, load_teacher, redact_spec
+from toolkit.teachers import BACKENDS, CLASSES, backend_class, load_teacher, redact_spec
 from toolkit.teachers.base import CallFailure, Request, SamplingParams, Teacher
 from toolkit.teachers.cache import call_key
 
@@ -49,7 +49,7 @@ CASES = {
 
 
 def test_every_registered_backend_has_a_case():
-    assert sorted(CASES) == sorted(BACKENDS) == sorted(ORDER)
+    assert sorted(CASES) == sorted(BACKENDS) == sorted(CLASSES)
 
 
 @pytest.fixture(scope="module")

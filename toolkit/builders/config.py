@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from toolkit.errors import UserError, did_you_mean
-from toolkit.teachers import backend_fields, backend_options, redact_spec
+from toolkit.teachers import backend_fields, options_per_backend, redact_spec
 from toolkit.teachers.base import SamplingParams, at_least, option_name
 
 SOURCE_HELP = "hf:NAME (a known benchmark), hf:ORG/NAME, gym:TASK (reasoning-gym) or file:PATH"
@@ -94,7 +94,7 @@ class BuildConfig(BackendFields, ProblemConfig):
         for name in ("limit", "decontaminate_n"):
             at_least(self, name, 1)
         self.sampling  # noqa: B018 - SamplingParams checks temperature, top_p, max_new_tokens and seed
-        backend_options(self)  # each backend checks its own flags
+        options_per_backend(self)  # each backend checks its own flags
         if not self.has_problems():
             raise UserError(f"give the problems with --source ({SOURCE_HELP})")
 

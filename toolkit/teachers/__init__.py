@@ -22,18 +22,22 @@ from toolkit.registry import Registry
 from toolkit.teachers.base import BackendOptions, CallFailure, Completion, Request, SamplingParams, Teacher
 from toolkit.teachers.openai_wire import split_model_url
 
-__all__ = ["BACKENDS", "CallFailure", "Completion", "Request", "SamplingParams", "Teacher", "backend_class",
-           "backend_fields", "load_teacher", "parse_teacher_spec", "redact_spec"]  # fmt: skip
+__all__ = ["BACKENDS", "CLASSES", "CallFailure", "Completion", "Request", "SamplingParams", "Teacher", "backend_class",
+           "backend_fields", "load_teacher", "options_per_backend", "parse_teacher_spec", "redact_spec"]  # fmt: skip
 
 DEFAULT_TEACHER = "transformers:smollm2-135m"
 
-# name -> "module:Class" of a `Teacher` subclass. The order is the order of their flags in --help.
+# name -> "module:Class" of a `Teacher` subclass, one line per backend; their flags come in this
+# order in --help and in the manifest's config.
+CLASSES = {
+    "transformers": "toolkit.teachers.transformers_backend:TransformersTeacher",
+    "openai": "toolkit.teachers.openai_backend:OpenAITeacher",
+    "vllm": "toolkit.teachers.vllm_backend:VLLMTeacher",
+    "fake": "toolkit.teachers.fake:FakeTeacher",
+}
 BACKENDS: Registry[str] = Registry("teacher backend")
-BACKENDS.add("transformers", "toolkit.teachers.transformers_backend:TransformersTeacher")
-BACKENDS.add("openai", "toolkit.teachers.openai_backend:OpenAITeacher")
-BACKENDS.add("vllm", "toolkit.teachers.vllm_backend:VLLMTeacher")
-BACKENDS.add("fake", "toolkit.teachers.fake:FakeTeacher")
-ORDER = ("transformers", "openai", "vllm", "fake")
+for _name, _where in CLASSES.items():
+    BACKENDS.add(_name, _where)
 
 
 def backend_class(name: str) -> type[Teacher]:
@@ -69,7 +73,7 @@ def load_teacher(spec: str = DEFAULT_TEACHER, **options: Any) -> Teacher:
     flags of all of them); each backend takes its own, and a name no backend declares is an error."""
     backend, model = parse_teacher_spec(spec)
     cls = backend_class(backend)
-    known = {name for b in ORDER for name in backend_class(b).Options.names()}
+    known = {name for b in CLASSES for name in backend_class(b).Options.names()}
     unknown = sorted(set(options) - known)
     if unknown:
         raise UserError(f"no teacher backend has an option {unknown[0]!r}")
@@ -81,7 +85,7 @@ def backend_fields() -> type:
     """A frozen dataclass of every backend's `cli=True` options, flat (a name two backends declare is
     one field): the build config inherits it, so each becomes a flag and a config key."""
     fields: dict[str, tuple[Any, dataclasses.Field]] = {}
-    for name in ORDER:
+    for name in CLASSES:
         options = backend_class(name).Options
         hints = typing.get_type_hints(options)
         for f in dataclasses.fields(options):
@@ -94,8 +98,8 @@ def backend_fields() -> type:
     return made
 
 
-def backend_options(values: Any) -> dict[str, BackendOptions]:
+def options_per_backend(values: Any) -> dict[str, BackendOptions]:
     """Each backend's options, read from an object holding the flat fields (a build config): builds
     them, so each backend checks its own values."""
     return {name: (opts := backend_class(name).Options).of(name, {n: getattr(values, n) for n in opts.names(cli_only=True)})
-            for name in ORDER}  # fmt: skip
+            for name in CLASSES}  # fmt: skip
