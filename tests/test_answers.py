@@ -6,6 +6,7 @@ import threading
 
 import pytest
 
+from toolkit.answer_reading import stated_answer
 from toolkit.answers import (
     Extraction,
     ensure_answer_line,
@@ -16,7 +17,6 @@ from toolkit.answers import (
     is_correct,
     normalize_answer,
     option_letters,
-    stated_answer,
 )
 from toolkit.errors import UserError
 from toolkit.records import ANSWER_TYPES

@@ -70,7 +70,7 @@ class FakeTeacher(BatchingTeacher):
     @classmethod
     def load(cls, model: str, options: BackendOptions) -> FakeTeacher:
         if model in RULES:
-            from toolkit import __version__
+            from toolkit.version import __version__
 
             return cls(lambda request, j: rule_reply(model, request, j), model, f"hubtool-{__version__}")
         path = Path(model)

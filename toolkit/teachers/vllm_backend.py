@@ -149,7 +149,7 @@ class VLLMTeacher(BatchingTeacher):
 
     def _too_long(self, request: Request) -> str:
         """Why the prompt cannot be generated from (longer than the model's context), or ''."""
-        limit = getattr(getattr(self.llm.llm_engine, "model_config", None), "max_model_len", None)
+        limit = getattr(getattr(getattr(self.llm, "llm_engine", None), "model_config", None), "max_model_len", None)
         if not limit:
             return ""
         ids = self.llm.get_tokenizer().apply_chat_template(list(request.messages), add_generation_prompt=True)
