@@ -90,7 +90,7 @@ def test_served_teacher_starts_answers_through_the_openai_backend_and_stops(gguf
         assert entry["argv"] == ["--model", str(gguf), "--model_alias", "coder", "--host", "127.0.0.1",
                                  "--port", url.split(":")[-1].removesuffix("/v1"), "--n_threads", "2",
                                  "--n_threads_batch", "2", "--n_ctx", "2048"]  # fmt: skip
-        reply = load_teacher(teacher.spec).generate(
+        reply = load_teacher(teacher.spec).generate_many(
             [Request(({"role": "user", "content": "What is 2 + 3?"},), 1, SamplingParams(max_new_tokens=32))]
         )
         assert [c.text for c in reply[0]] == [ANSWER]

@@ -41,7 +41,7 @@ def teacher():
 @pytest.mark.gpu
 def test_samples_usage_and_finish_reason(teacher):
     seen: list[int] = []
-    results = teacher.generate(
+    results = teacher.generate_many(
         [req(n=4), req(SUM, max_new_tokens=64, temperature=0.0)], lambda i, r: seen.append(i)
     )
     assert sorted(seen) == [0, 1]
@@ -57,8 +57,8 @@ def test_samples_usage_and_finish_reason(teacher):
 @pytest.mark.gpu
 def test_seeded_and_greedy_samples_repeat(teacher):
     sampled = [req(n=3, seed=5)]
-    assert [c.text for c in teacher.generate(sampled)[0]] == [c.text for c in teacher.generate(sampled)[0]]
-    greedy = teacher.generate([req(n=3, temperature=0.0)])[0]
+    assert [c.text for c in teacher.generate_many(sampled)[0]] == [c.text for c in teacher.generate_many(sampled)[0]]
+    greedy = teacher.generate_many([req(n=3, temperature=0.0)])[0]
     assert len(greedy) == 3 and len({c.text for c in greedy}) == 1
 
 
