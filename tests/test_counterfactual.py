@@ -416,7 +416,8 @@ def test_recipes_parse_with_trls_parser_and_train_with_sft(path):
 
     from toolkit.training import trainer_for
 
-    cpu = [] if torch.cuda.is_available() else ["--use_cpu", "true"]
+    # a GPU recipe's bf16 needs use_cpu on a CPU; a CPU recipe gets nothing added: its use_cpu is checked below
+    cpu = [] if torch.cuda.is_available() or not path.name.startswith("gpu-") else ["--use_cpu", "true"]
     parser = TrlParser((ScriptArguments, SFTConfig, ModelConfig))
     script, training, model = parser.parse_args_and_config(["--config", str(path), *cpu], fail_with_unknown_args=True)
     assert trainer_for(path) == "sft" and script.dataset_name.startswith("hubtool/counterfactual-")

@@ -32,11 +32,16 @@ def _trl_parse(path: Path, trainer: str, *extra: str):
     return parser.parse_args_and_config(["--config", str(path), *extra], fail_with_unknown_args=True)
 
 
+def _cpu_recipe(path: Path) -> bool:
+    return "smollm2" in path.name or path.parent.name == "self-refine" and path.name.startswith("dpo-")
+
+
 def _cpu_args(path: Path) -> list[str]:
-    """GPU recipes ask for bf16, which transformers refuses without a GPU unless use_cpu is set."""
+    """GPU recipes ask for bf16, which transformers refuses without a GPU unless use_cpu is set. A CPU
+    recipe gets nothing: its own `use_cpu` and `bf16` are what the tests check."""
     import torch
 
-    return [] if torch.cuda.is_available() else ["--use_cpu", "true"]
+    return [] if torch.cuda.is_available() or _cpu_recipe(path) else ["--use_cpu", "true"]
 
 
 def test_the_shipped_set_is_there():
@@ -80,8 +85,8 @@ def test_recipe_parses_with_trls_own_parser(path: Path):
     script, training, model = _trl_parse(path, trainer, *_cpu_args(path))
     assert script.dataset_name and model.model_name_or_path and training.output_dir
     assert training.report_to in ([], "none", ["none"])  # no tracker is ever started by surprise
-    if "smollm2" in path.name or path.parent.name == "self-refine" and path.name.startswith("dpo-"):
-        # CPU recipes: fp32, no CUDA, no worker processes, small batches
+    if _cpu_recipe(path):
+        # CPU recipes: fp32, no CUDA, no worker processes, small batches (parsed with no --use_cpu added)
         assert training.use_cpu and not training.bf16 and training.dataloader_num_workers == 0
         assert training.per_device_train_batch_size <= 8
         assert training.max_steps <= 3 if "smoke" in path.name else 100 <= training.max_steps <= 500
@@ -158,8 +163,9 @@ def test_load_recipe_adapts_to_this_machine(path: Path):
         "max_steps": "7",
         "output_dir": "elsewhere",
     }
-    if not torch.cuda.is_available():
+    if not torch.cuda.is_available():  # a CPU recipe says use_cpu itself; a GPU one is adjusted, and says so
         assert recipe.training.use_cpu
+        assert recipe.adjustments.get("use_cpu") == (None if _cpu_recipe(path) else "true")
 
 
 def test_gradient_checkpointing_is_read_without_a_deprecation_warning():
