@@ -59,9 +59,18 @@ def test_extract_program(text, program):
     assert extract_program(text) == program
 
 
-def test_extract_program_never_raises_on_garbage():
-    for text in ("```", "``````", "```python", "\x00\x01", "def (:\n", "```python\n\n```", "ans =" * 500, "(" * 10_000):
-        extract_program(text)  # None or a string, never an exception
+@pytest.mark.parametrize(
+    ("text", "program"),
+    [  # garbage gives None, never an exception; a program in the same shapes is still found
+        ("```", None), ("``````", None), ("```python", None), ("\x00\x01", None), ("def (:\n", None),
+        ("```python\n\n```", None), ("ans =" * 500, None), ("(" * 10_000, None), (None, None), ("   \n", None),
+        ("```js\nconsole.log(1)\n```", None),  # a fence in another language: no Python program
+        ("```python\nans = (\n```", "ans = ("),  # a fenced block is the program as written, compiling or not
+        ("ans = 2\n" + "(" * 10_000, "ans = 2"),  # the compiling lines of a bare reply
+    ],
+)  # fmt: skip
+def test_extract_program_never_raises_on_garbage(text, program):
+    assert extract_program(text) == program
 
 
 def test_a_kept_program_is_fenced():
