@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from huggingface_hub import DatasetCard
 
+from tests.assertions import raises_one_line
 from tests.fakes import build
 from tests.fixtures.runs.builds import built_rows, make_run, pin
 from toolkit import cards
 from toolkit.builders import methods
-from toolkit.errors import UserError
 from toolkit.rundir import RunDir, read_manifest
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -122,7 +122,7 @@ def test_merge_keeps_foreign_metadata_and_overwrites_ours(tmp_path):
     assert merged["tags"] == [*ours.tags, "mine"] and merged["paperswithcode_id"] == "gsm8k"
     assert "dataset_info" not in merged
     assert cards.merge_metadata(ours, None).to_dict() == ours.to_dict()
-    with pytest.raises(UserError, match="YAML"):
+    with raises_one_line(match="YAML"):
         cards.merge_metadata(ours, "---\nkey: [unclosed\n---\n")
 
 
@@ -182,7 +182,7 @@ def test_a_broken_card_template_stops_the_build_before_any_call(tmp_path):
     from toolkit.builders import build_dataset
 
     config = broken.config(source="gym:chain_sum", limit=2, out=str(tmp_path / "run"), cache=str(tmp_path / "c.sqlite"))
-    with pytest.raises(UserError, match="card template missing.md.jinja"):
+    with raises_one_line(match="card template missing.md.jinja"):
         build_dataset(config, method=broken, teachers={"teacher": teacher})
     assert teacher.calls == [] and not (tmp_path / "run").exists()
 

@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from tests.assertions import raises_one_line
 from toolkit import prompts
 from toolkit.builders.evolve import search as S
 from toolkit.builders.evolve import tree as T
 from toolkit.builders.evolve.actions import DEFAULT_ACTIONS, load_actions
 from toolkit.builders.evolve.scoring import clean_evolution, parse_score, parse_tags
-from toolkit.errors import UserError
 from toolkit.teachers.base import CallFailure, Completion
 from toolkit.teachers.fake import user_text
 
@@ -451,9 +451,9 @@ def test_alpaca_input_field_and_seed_ids(tmp_path):
     assert [p.id for p in plain] == [p.id for p in loaded.problems]  # ids: source, split, index
     assert load_seeds(EvolveConfig(source=SEEDS, limit=2, out="o")).problems == plain[:2]
     assert plain[3].question == "Summarize the text below in one sentence."
-    with pytest.raises(UserError, match="no field 'prompt_text'"):
+    with raises_one_line(match="no field 'prompt_text'"):
         load_seeds(EvolveConfig(source=SEEDS, question_field="prompt_text", out="o"))
-    with pytest.raises(UserError, match="no gold answer"):
+    with raises_one_line(match="no gold answer"):
         load_seeds(EvolveConfig(source=SEEDS, answer_field="output", out="o"))
 
 
@@ -514,7 +514,7 @@ def test_every_prompt_template_renders():
 def test_bad_options_are_user_errors(fields, message):
     from toolkit.builders.evolve import EvolveConfig
 
-    with pytest.raises(UserError, match=re.escape(message)):
+    with raises_one_line(match=re.escape(message)):
         EvolveConfig(source=SEEDS, out="o", **fields)
 
 
@@ -534,7 +534,7 @@ def test_scorer_and_answerer_default_to_the_evolver():
 def test_bad_actions_files(tmp_path, content, message):
     path = tmp_path / "actions.yaml"
     path.write_text(content)
-    with pytest.raises(UserError, match=message):
+    with raises_one_line(match=message):
         load_actions(path)
 
 
@@ -542,9 +542,9 @@ def test_setup_fails_before_any_model_call(tmp_path):
     bad = tmp_path / "bad.jinja"
     bad.write_text("Rewrite {{ instruction }} with {{ strategy }}")
     teacher = FakeTeacher(evolving)
-    with pytest.raises(UserError, match="undefined variables: strategy"):
+    with raises_one_line(match="undefined variables: strategy"):
         _build(tmp_path / "run", teacher, template=str(bad))
-    with pytest.raises(UserError, match="no trees"):
+    with raises_one_line(match="no trees"):
         _build(tmp_path / "run2", teacher, search="none", budget_from=str(tmp_path))
     assert teacher.calls == []
 

@@ -10,6 +10,7 @@ import re
 import pytest
 from click.testing import CliRunner
 
+from tests.assertions import assert_one_line, raises_one_line
 from toolkit import prompts
 from toolkit.builders.evolve.expected import expected_value
 from toolkit.builders.evolve.scoring import clean_evolution, is_empty, is_refusal, parse_score
@@ -62,9 +63,8 @@ def test_expected_value_is_the_probability_weighted_mean():
 )  # fmt: skip
 def test_scorer_mode_and_range_errors(fields, message):
     from toolkit.builders.evolve import EvolveConfig
-    from toolkit.errors import UserError
 
-    with pytest.raises(UserError, match=re.escape(message)):
+    with raises_one_line(match=re.escape(message)):
         EvolveConfig(source=SEEDS, out="o", **fields)
 
 
@@ -81,8 +81,7 @@ def test_non_finite_knobs_are_refused_before_anything_runs(tmp_path, option, val
     out = tmp_path / "run"
     result = CliRunner().invoke(main, ["build-dataset", "evolve", "--source", SEEDS, "--limit", "1", "--evolver",
                                        "fake:right", option, value, "--out", str(out)])  # fmt: skip
-    assert result.exit_code != 0 and message in result.output
-    assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
+    assert_one_line(result, message, code=None)
     assert not out.exists()
 
 
@@ -98,8 +97,8 @@ def test_inspect_a_corrupt_tree_is_one_line(tmp_path, content):
     first = sorted((tmp_path / "run" / "trees").glob("*.json"))[0]
     first.write_bytes(content)
     result = CliRunner().invoke(main, ["inspect", str(tmp_path / "run"), "--tree", "first"])
-    assert result.exit_code != 0 and "is not a readable search tree" in result.output and first.name in result.output
-    assert len(result.output.strip().splitlines()) == 1
+    assert_one_line(result, "is not a readable search tree", code=None)
+    assert first.name in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)  # no traceback
 
 

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from tests.assertions import raises_one_line
 from toolkit.builders.mixed import MixedConfig, prompt_messages
 from toolkit.builders.mixed_balance import balance
 from toolkit.builders.mixed_programs import as_completion, extract_program, judge_program, program_answer
 from toolkit.cli import main
-from toolkit.errors import UserError
 from toolkit.records import Problem
 from toolkit.rundir import read_manifest
 from toolkit.sandbox import ExecResult
@@ -258,7 +258,7 @@ def test_config_checks():
     for values, message in [({"cot_samples": 0, "pot_samples": 0}, "both 0"), ({"pot_ratio": 1.5}, "--pot-ratio"),
                             ({"exec_timeout": 0.0}, "--exec-timeout"), ({"max_per_mode": 0}, "--max-per-mode"),
                             ({"exec_memory_mb": 1}, "memory_mb")]:  # fmt: skip
-        with pytest.raises(UserError, match=message):
+        with raises_one_line(match=message):
             MixedConfig(**base, **values)
 
 
