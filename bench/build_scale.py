@@ -30,12 +30,12 @@ from build_throughput import problems_file, start_standin  # noqa: E402
 
 
 def build(url: str, source: Path, out: Path, cache: Path, samples: int, concurrency: int):
-    from toolkit.builders import build_dataset
-    from toolkit.builders.cot import CoTConfig
+    from toolkit.builders.engine import build_dataset
+    from toolkit.methods.cot import METHOD, CoTConfig
 
     config = CoTConfig(source=f"file:{source}", teacher=f"openai:standin@{url}", samples=samples, keep="all",
                        concurrency=concurrency, max_new_tokens=64, out=str(out), cache=str(cache))  # fmt: skip
-    return build_dataset(config)
+    return build_dataset(config, method=METHOD)
 
 
 def replay(args) -> None:

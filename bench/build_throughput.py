@@ -32,7 +32,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.servers import free_port  # noqa: E402
+from servers import free_port  # noqa: E402  (bench/servers.py, beside this script)
 
 
 def start_standin(latency: float, ignore_n: bool = False) -> tuple[subprocess.Popen, str]:
@@ -64,7 +64,7 @@ def problems_file(folder: Path, n: int) -> Path:
 
 def prompts(path: Path) -> list[tuple[dict, ...]]:
     """The exact user turns the CoT builder sends, so both sides ask the same."""
-    from toolkit.builders.cot import prompt_messages
+    from toolkit.builders.reasoning import prompt_messages
     from toolkit.sources import load_source
 
     return [prompt_messages(p) for p in load_source(f"file:{path}").problems]
@@ -116,15 +116,15 @@ def run_aiohttp(base_url: str, messages: list, samples: int, concurrency: int, m
 
 
 def run_hubtool(base_url: str, source: Path, samples: int, concurrency: int, max_tokens: int, scratch: Path) -> float:
-    from toolkit.builders import build_dataset
-    from toolkit.builders.cot import CoTConfig
+    from toolkit.builders.engine import build_dataset
+    from toolkit.methods.cot import METHOD, CoTConfig
 
     run = Path(tempfile.mkdtemp(dir=scratch))
     config = CoTConfig(source=f"file:{source}", teacher=f"openai:standin@{base_url}", samples=samples,
                        concurrency=concurrency, keep="all", max_new_tokens=max_tokens, out=str(run / "out"),
                        cache=str(run / "calls.sqlite"))  # fmt: skip
     t0 = time.perf_counter()
-    manifest = build_dataset(config)
+    manifest = build_dataset(config, method=METHOD)
     seconds = time.perf_counter() - t0
     assert manifest.counts["samples"] == samples * manifest.counts["problems"], manifest.counts
     return seconds

@@ -39,8 +39,8 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from toolkit.builders import build_dataset  # noqa: E402
-from toolkit.builders.evolve import EvolveConfig  # noqa: E402
+from toolkit.builders.engine import build_dataset  # noqa: E402
+from toolkit.methods.evolve import METHOD, EvolveConfig  # noqa: E402
 
 SEEDS = Path(__file__).resolve().parent / "evolve_seeds.jsonl"
 RESAMPLES = 10_000
@@ -111,7 +111,7 @@ def build(args: argparse.Namespace, name: str, **fields) -> dict:
         common["concurrency"] = args.concurrency
     if args.batch_size:
         common["batch_size"] = args.batch_size
-    manifest = build_dataset(EvolveConfig(**{**common, **fields}))
+    manifest = build_dataset(EvolveConfig(**{**common, **fields}), method=METHOD)
     return {"manifest": manifest, "seeds": per_seed(out)}
 
 

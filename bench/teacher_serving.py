@@ -53,7 +53,7 @@ class Run:
 
 def gym_requests(n: int, max_new_tokens: int) -> list[Request]:
     """The CoT prompts a build would send for the first n basic_arithmetic problems, greedy."""
-    from toolkit.builders.cot import prompt_messages
+    from toolkit.builders.reasoning import prompt_messages
     from toolkit.sources import load_source
 
     problems = load_source("gym:basic_arithmetic", limit=n).problems

@@ -24,9 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root, for tests.servers
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root, for toolkit
 
-from tests.servers import transformers_server  # noqa: E402
+from servers import transformers_server  # noqa: E402  (bench/servers.py, beside this script)
+
 from toolkit.teachers.base import Request, SamplingParams  # noqa: E402
 
 TOPICS = ["apples", "trains", "marbles", "books", "coins", "birds", "chairs", "pencils"]

@@ -60,6 +60,6 @@ def load_module(path: Path, name: str):
 @pytest.fixture(scope="session")
 def manager():
     """lm-eval's TaskManager over the shipped eval tasks."""
-    from toolkit.evaluate import tasks as T
+    from toolkit.sources import eval_tasks as T
 
     return T.task_manager()

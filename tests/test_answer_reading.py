@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from toolkit.answer_reading import Reading, option_by_text, read_completion
-from toolkit.answers import extract_strict, stated_answer
+from toolkit.answer_reading import Reading, option_by_text, read_completion, stated_answer
+from toolkit.answers import extract_strict
 
 CITIES = ("Michigan", "New York", "Paris", "Venice")
 PLANETS = ("Venus", "Mars", "Jupiter", "Saturn")

@@ -7,6 +7,7 @@ import threading
 import pytest
 
 from tests.assertions import raises_one_line
+from toolkit.answer_reading import stated_answer
 from toolkit.answers import (
     Extraction,
     ensure_answer_line,
@@ -17,7 +18,6 @@ from toolkit.answers import (
     is_correct,
     normalize_answer,
     option_letters,
-    stated_answer,
 )
 from toolkit.records import ANSWER_TYPES
 

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from toolkit.builders.cot import CoTConfig, prompt_messages
-from toolkit.evaluate import tasks as T
+from toolkit.builders.reasoning import prompt_messages
+from toolkit.methods.cot import CoTConfig
 from toolkit.sources import benchmark_info, known_benchmarks, load_source
+from toolkit.sources import eval_tasks as T
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures" / "sources"

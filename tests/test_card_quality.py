@@ -10,10 +10,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tests.fixtures.runs.builds import make_run
-from toolkit import cards
+from toolkit.methods import get_method
 from toolkit.rundir import RunDir, data_file, read_manifest
 
-from .fakes import FakeTeacher, build
+from .fakes import FakeTeacher, build, render_card
 from .test_counterfactual import fake as cf_fake
 from .test_counterfactual import question as cf_question
 
@@ -38,7 +38,7 @@ def test_reasoning_and_bare_answers_are_counted_from_the_rows(tmp_path):
     from toolkit.card_quality import quality
 
     pq.write_table(_sft_rows(COMPLETIONS), tmp_path / "rows.parquet")
-    q = quality(tmp_path / "rows.parquet", "cot", {"no_reasoning": 1, "contradictions": 1, "samples": 4}, {})
+    q = quality(tmp_path / "rows.parquet", {"no_reasoning": 1, "contradictions": 1, "samples": 4}, {})
     # tokens outside `The answer is` lines: 0; 5; 19 (Mars ... Planet, Answer, B); 14 (the first line only)
     assert (q.rows, q.with_reasoning, q.bare, q.median_words) == (4, 3, 1, 14)
     assert q.flags == [("bare answers (no reasoning besides the answer)", 1),
@@ -50,7 +50,8 @@ def test_a_mixed_build_without_programs_is_warned_about(tmp_path):
     from toolkit.card_quality import quality
 
     pq.write_table(_sft_rows(COMPLETIONS[1:3], mode=["cot", "cot"]), tmp_path / "rows.parquet")
-    q = quality(tmp_path / "rows.parquet", "mixed", {"escape_attempts": 2, "escape_network": 1, "escape_signal": 1}, {})
+    q = quality(tmp_path / "rows.parquet", {"escape_attempts": 2, "escape_network": 1, "escape_signal": 1}, {},
+                warnings=get_method("mixed").card_warnings)
     assert q.groups == {"mode": {"cot": 2}}
     assert q.warnings == ["no POT row was kept: this is not a mixed CoT/PoT dataset"]
     assert q.rejected == {"Programs that tried to leave the sandbox, by kind": {"network": 1, "signal": 1}}
@@ -63,7 +64,7 @@ def test_the_card_shows_the_quality_section(tmp_path):
     manifest = read_manifest(run)
     manifest.counts.update(no_reasoning=1, contradictions=1, refusals=0)
     RunDir(run).write_manifest(manifest)
-    card = cards.render_card(run, repo_id="me/quality")
+    card = render_card(run, repo_id="me/quality")
     section = card.split("### Data quality\n")[1].split("\n### ")[0]
     assert "| rows | with reasoning | bare answers | median reasoning length |\n|---|---|---|---|\n| 4 | 3 | 1 | 14 words |" in section
     for line in ("| bare answers (no reasoning besides the answer) | 1 |",
@@ -79,7 +80,7 @@ def test_a_counterfactual_card_without_counterfactuals_says_so(tmp_path):
                             for c, a in (("far", "no"), ("same", "yes"))))  # fmt: skip
     teacher = FakeTeacher(cf_fake)
     build("counterfactual", tmp_path / "run", teachers={"teacher": teacher, "judge": teacher}, source=f"file:{path}")
-    card = cards.render_card(tmp_path / "run", repo_id="me/cf")
+    card = render_card(tmp_path / "run", repo_id="me/cf")
     assert "original and counterfactual (label-flipped) examples" not in card
     assert "rows of original examples only (no counterfactual passed every check) with multi-view reasoning for " \
            "supervised fine-tuning, written by" in card  # the build's own headline (stats.what)
@@ -96,7 +97,7 @@ def test_a_counterfactual_card_says_what_the_build_warned_and_how_the_checks_ran
     path = tmp_path / "cases.jsonl"
     path.write_text("".join(json.dumps({"question": cf_question(c), "answer": a}) + "\n" for c, a in CASES.items()))
     _, _, out = run_cases(tmp_path, path)  # the teacher judges its own edits
-    card = cards.render_card(out, repo_id="me/cf")
+    card = render_card(out, repo_id="me/cf")
     top = card.split("## Rows")[0]
     assert ("18 rows of 8 original and 1 counterfactual (label-flipped) examples with multi-view reasoning for "
             "supervised fine-tuning, written by the teacher") in top
@@ -112,7 +113,7 @@ def test_a_counterfactual_card_says_what_the_build_warned_and_how_the_checks_ran
     from .test_counterfactual import fake as cf_reply
 
     _, _, out = run_cases(tmp_path / "other", path, judge=FakeTeacher(cf_reply, model="judge-model"))
-    card = cards.render_card(out, repo_id="me/cf")
+    card = render_card(out, repo_id="me/cf")
     assert "self-confirming" not in card and "**Warning" not in card
     assert "3. the judge `fake:judge-model@r1`, seeing only the edited question" in card
 
@@ -125,7 +126,7 @@ def test_a_mixed_card_says_how_balance_trims_and_when_it_missed_its_target(tmp_p
     out = tmp_path / "run"
     build("mixed", out, teachers={"teacher": _teacher(GOOD)}, source=_source(tmp_path), cot_samples=3, pot_samples=5,
           **FAST)  # fmt: skip
-    card = cards.render_card(out, repo_id="me/mixed")
+    card = render_card(out, repo_id="me/mixed")
     assert ("never a problem's last row: a solved problem keeps a row, and\none solved in one mode only keeps that mode. "
             "First go the extra rows of easy problems") in card  # fmt: skip
     assert "from the problems where that mode leads the most" not in card
@@ -137,6 +138,6 @@ def test_a_mixed_card_says_how_balance_trims_and_when_it_missed_its_target(tmp_p
     manifest["stats"]["balance"] |= {"target_missed": True, "pot_ratio": 0.6, "target_pot_ratio": 0.25}
     (out / "manifest.json").write_text(json.dumps(manifest))
     assert read_manifest(out).stats["balance"]["target_missed"] is True
-    card = cards.render_card(out, repo_id="me/mixed")
+    card = render_card(out, repo_id="me/mixed")
     assert ("**PoT share not reached** (`target_missed`): the kept mix is 60.0% PoT, not 25.0%; the rest\n"
             "of the over-represented mode were problems' last rows, and balance deletes no problem.") in card

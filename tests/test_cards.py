@@ -13,10 +13,10 @@ import pytest
 from huggingface_hub import DatasetCard
 
 from tests.assertions import raises_one_line
-from tests.fakes import build
+from tests.fakes import build, render_card
 from tests.fixtures.runs.builds import built_rows, make_run, pin
 from toolkit import cards
-from toolkit.builders import methods
+from toolkit.methods import get_method, methods
 from toolkit.rundir import RunDir, read_manifest
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -33,7 +33,7 @@ def _edit(run: Path, **changes) -> None:
 @pytest.mark.parametrize("kind", ["sft", "preference"])
 def test_card_renders_and_round_trips_through_dataset_card(tmp_path, kind):
     run = make_run(tmp_path / "run", kind=kind)
-    text = cards.render_card(run, repo_id=REPO)
+    text = render_card(run, repo_id=REPO)
     card = DatasetCard(text)
     manifest = read_manifest(run)
     meta = card.data.to_dict()
@@ -56,7 +56,7 @@ def test_card_renders_and_round_trips_through_dataset_card(tmp_path, kind):
 @pytest.mark.parametrize("kind", ["sft", "preference"])
 def test_card_matches_golden_file(tmp_path, kind):
     run = make_run(tmp_path / "run", kind=kind)
-    text = cards.render_card(run, repo_id=REPO)
+    text = render_card(run, repo_id=REPO)
     golden = GOLDEN / f"card_{kind}.md"
     if os.environ.get("UPDATE_GOLDEN"):
         golden.parent.mkdir(exist_ok=True)
@@ -66,18 +66,18 @@ def test_card_matches_golden_file(tmp_path, kind):
 
 def test_sft_card_reports_the_filter_and_its_effect(tmp_path):
     build("cot", tmp_path / "run", teacher="fake:cycle", source="gym:chain_sum", limit=5, samples=4)
-    body = cards.render_card(tmp_path / "run", repo_id=REPO)
+    body = render_card(tmp_path / "run", repo_id=REPO)
     # problems, samples, correct, accuracy, kept, dropped, cut off, no answer, failed, solved
     assert "| 5 | 20 | 5 | 25.0% | 5 | 15 | 5 | 5 | 0 | 5 |" in body
     assert "kept only when it is complete" in body
     assert "hold 114 completion tokens" in body  # the fake's five right answers: 30 + 22 + 18 + 22 + 22 tokens
     build("cot", tmp_path / "all", teacher="fake:cycle", source="gym:chain_sum", limit=5, samples=4, keep="all")
-    assert "every sampled rationale is kept" in cards.render_card(tmp_path / "all", repo_id=REPO)
+    assert "every sampled rationale is kept" in render_card(tmp_path / "all", repo_id=REPO)
 
 
 def test_preference_card_reports_pairing_lengths_and_pass_rates(tmp_path):
     run = make_run(tmp_path / "run", kind="preference")
-    body = cards.render_card(run, repo_id=REPO)
+    body = render_card(run, repo_id=REPO)
     assert "chosen 85.6, rejected 60.8" in body  # the mean length in characters of the fixture run's 10 pairs
     assert "| pass rate | 0 | 0.25 | 0.333 | 0.5 | 0.75 | 1 |" in body
     assert "| problems | 0 | 0 | 5 | 0 | 0 | 0 |" in body  # every problem: 1 of its 3 complete samples right
@@ -87,7 +87,7 @@ def test_preference_card_reports_pairing_lengths_and_pass_rates(tmp_path):
 def test_build_writes_a_card_that_datasets_can_load(tmp_path):
     import datasets
 
-    run = make_run(tmp_path / "run")  # RunDir.finish calls cards.write_card
+    run = make_run(tmp_path / "run")  # the build calls cards.write_card
     meta = cards.parse_metadata((run / "README.md").read_text())
     assert meta["pretty_name"].startswith("Run: ") and "distillation" in meta["tags"]
     assert "--set dataset_name=run\n" in (run / "README.md").read_text()  # the folder's name, not its path
@@ -100,21 +100,21 @@ def test_license_comes_from_source_then_teacher_and_differences_are_said(tmp_pat
     manifest = read_manifest(run)
     embedded = dataclasses.replace(manifest.models[0], backend="transformers", model="smollm2-135m")
     _edit(run, source={**manifest.source, "license": "cc-by-sa-4.0"}, models=[embedded])
-    text = cards.render_card(run, repo_id=REPO)
+    text = render_card(run, repo_id=REPO)
     assert DatasetCard(text).data.license == "cc-by-sa-4.0"
     assert "different licenses" in text and "apache-2.0" in text
     assert "embedded copy of [HuggingFaceTB/SmolLM2-135M-Instruct]" in text
-    text = cards.render_card(run, repo_id=REPO, license="mit")
+    text = render_card(run, repo_id=REPO, license="mit")
     assert DatasetCard(text).data.license == "mit" and "--license mit" in text
     _edit(run, source={**manifest.source, "license": None}, models=[dataclasses.replace(embedded, backend="openai", model="gpt-x")])
-    text = cards.render_card(run, repo_id=REPO)
+    text = render_card(run, repo_id=REPO)
     assert DatasetCard(text).data.license == "unknown"
     assert "check the model's license" in text
 
 
 def test_merge_keeps_foreign_metadata_and_overwrites_ours(tmp_path):
     run = make_run(tmp_path / "run")
-    ours = cards.card_data(read_manifest(run), 5, REPO, "apache-2.0")
+    ours = cards.card_data(read_manifest(run), get_method("cot"), 5, REPO, "apache-2.0")
     existing = ("---\nlicense: mit\ntags: [mine, cot]\npaperswithcode_id: gsm8k\nannotations_creators: [found]\n"
                 "dataset_info:\n  splits: []\n---\nold body\n")  # fmt: skip
     merged = cards.merge_metadata(ours, existing).to_dict()
@@ -128,7 +128,7 @@ def test_merge_keeps_foreign_metadata_and_overwrites_ours(tmp_path):
 
 def test_metadata_uses_only_values_the_hub_allows(tmp_path):
     run = make_run(tmp_path / "run")
-    data = cards.card_data(read_manifest(run), 5, REPO, "apache-2.0")
+    data = cards.card_data(read_manifest(run), get_method("cot"), 5, REPO, "apache-2.0")
     allowed = cards.hub_vocabulary()
     assert set(data.task_categories) <= allowed["tasks"] and set(data.size_categories) <= allowed["size"]
     assert "machine-generated" in allowed["creators"] and "en" in allowed["languages"]
@@ -160,7 +160,7 @@ def test_samples_are_truncated_and_fenced_safely(tmp_path):
     rows = table.to_pylist()
     rows[0]["completion"] = [{"role": "assistant", "content": long}]
     pq.write_table(type(table).from_pylist(rows, schema=table.schema), data_file(run))
-    text = cards.render_card(run, repo_id=REPO)
+    text = render_card(run, repo_id=REPO)
     assert "[…]" in text and long not in text
     assert "````\n```python\nprint(1)" in text  # a longer fence around content that holds ``` itself
     DatasetCard(text)  # still parses
@@ -169,17 +169,17 @@ def test_samples_are_truncated_and_fenced_safely(tmp_path):
 def test_a_method_this_hubtool_does_not_know_still_gets_a_card(tmp_path):
     run = make_run(tmp_path / "run")
     _edit(run, method="brand-new")
-    text = cards.render_card(run, repo_id=REPO)
+    text = render_card(run, repo_id=REPO)
     assert "hubtool method `brand-new`" in text and "@inproceedings{ranaldi" not in text
 
 
 def test_a_broken_card_template_stops_the_build_before_any_call(tmp_path):
-    from toolkit.builders import get_method
+    from toolkit.methods import get_method
     from toolkit.teachers.fake import FakeTeacher
 
     broken = dataclasses.replace(get_method("cot"), card="missing.md.jinja")
     teacher = FakeTeacher(lambda r, j: "The answer is 1.")
-    from toolkit.builders import build_dataset
+    from toolkit.builders.engine import build_dataset
 
     config = broken.config(source="gym:chain_sum", limit=2, out=str(tmp_path / "run"), cache=str(tmp_path / "c.sqlite"))
     with raises_one_line(match="card template missing.md.jinja"):

@@ -13,9 +13,9 @@ import typing
 import pytest
 from click.testing import CliRunner
 
-from toolkit.builders import methods
 from toolkit.builders.config import BuildConfig
 from toolkit.cli import main
+from toolkit.methods import methods
 from toolkit.rundir import read_manifest
 
 from .fakes import rows
@@ -42,8 +42,8 @@ def test_help_imports_no_heavy_library():
 @pytest.mark.parametrize("method", [m.name for m in methods()])
 def test_options_are_the_config_fields_one_to_one(method):
     """Every config field is an option with its help and default, and no option is anything else."""
-    from toolkit.builders import get_method
     from toolkit.cli.build import method_command
+    from toolkit.methods import get_method
 
     m = get_method(method)
     command = method_command(m)
@@ -158,9 +158,10 @@ def test_a_config_file_with_an_unknown_key_is_one_line(tmp_path):
 ECHO = '''
 """A throwaway method: the teacher's reply to each question, kept as it is."""
 from dataclasses import dataclass
+from pathlib import Path
 
 from toolkit.builders.config import BuildConfig, Preset, param
-from toolkit.builders.method import Method, Paper, Work
+from toolkit.builders.method import SFT, Method, Paper, Work
 from toolkit.builders.rows import SFTRow, assistant, user
 from toolkit.teachers.base import CallFailure, Request
 
@@ -186,28 +187,31 @@ async def run(problem, work: Work[EchoConfig]) -> None:
 
 
 METHOD = Method(
-    name="echo", summary="Echo what the teacher says.", help="Echo what the teacher says.", config=EchoConfig,
-    row=SFTRow, kind="sft", trainer="sft", run=run, counts=("problems", "failed", "kept"),
+    name="echo", folder=Path(__file__).parent, summary="Echo what the teacher says.", help="Echo what the teacher says.",
+    config=EchoConfig, row=SFTRow, kind="sft", trainer=SFT, run=run, counts=("problems", "failed", "kept"),
     paper=Paper(name="Echo", citation="Nobody, 2026", url="https://example.org", summary="Echoes.",
                 bibtex="@misc{echo, title={Echo}}"),
-    recipe="echo/tiny", presets={"loud": Preset(about="everything upper-case", values={"shout": True})},
+    presets={"loud": Preset(about="everything upper-case", values={"shout": True})},
 )
 '''
 
 
 @pytest.fixture
 def echo_method(tmp_path, monkeypatch):
-    import toolkit.builders as builders
+    import toolkit.methods as registry
 
     (tmp_path / "echo_method.py").write_text(ECHO)
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(builders, "MODULES", [*builders.MODULES, "echo_method"])  # the one registry line
-    builders.reset()
+    monkeypatch.setattr(registry, "MODULES", [*registry.MODULES, "echo_method"])  # the one registry line
+    registry.reset()
     yield
-    builders.reset()
+    registry.reset()
+    sys.modules.pop("echo_method", None)  # a later test's throwaway module is another
 
 
 def test_a_new_method_is_one_module_and_one_registry_line(tmp_path, echo_method):
+    """The CLI side: its command, options, presets, build, card, inspect and push (a method with its own
+    prompt, card, recipes, eval tasks and trainer: tests/test_methods_contract.py)."""
     runner = CliRunner()
     listing = runner.invoke(main, ["build-dataset", "--help"])
     assert "echo" in listing.output and "Echo what the teacher says." in listing.output
@@ -219,16 +223,13 @@ def test_a_new_method_is_one_module_and_one_registry_line(tmp_path, echo_method)
     assert result.exit_code == 0, result.output
     manifest = read_manifest(out)
     assert manifest.method == "echo" and manifest.preset == "loud" and manifest.preset_values == {"shout": True}
-    assert manifest.config["shout"] is True and manifest.row_format.recipe == "echo/tiny"
+    assert manifest.config["shout"] is True and manifest.row_format.recipe is None
     assert all(r["completion"][0]["content"].startswith("LET'S WORK OUT") for r in rows(out))
     card = (out / "README.md").read_text()
-    assert "**Echo** — Nobody, 2026" in card and "preset `loud`" in card and "hubtool train echo/tiny" in card
+    assert "**Echo** — Nobody, 2026" in card and "preset `loud`" in card
     assert runner.invoke(main, ["inspect", str(out)]).exit_code == 0
     pushed = runner.invoke(main, ["push", str(out), "me/echo"])
     assert pushed.exit_code == 0, pushed.output
-    from toolkit.training import trainer_for
-
-    assert trainer_for(tmp_path / "echo" / "tiny.yaml") == "sft"  # recipes/echo/ is the method's folder
 
 
 def test_shared_fields_come_from_build_config_only():

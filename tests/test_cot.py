@@ -9,7 +9,7 @@ import pytest
 
 from tests.assertions import raises_one_line
 from toolkit import prompts
-from toolkit.builders.cot import judge, prompt_messages
+from toolkit.builders.reasoning import judge, prompt_messages
 from toolkit.records import Problem
 from toolkit.rundir import FAILED
 from toolkit.teachers.base import CallFailure, Completion
@@ -278,8 +278,8 @@ def test_ranaldi_preset_reads_answer_labels_and_keeps_the_teachers_text(tmp_path
     # issue 25: "Answer: B" under the paper's prompt was read as no answer (16.7 % correct where 50 % were)
     from click.testing import CliRunner
 
-    from toolkit.builders import get_method
     from toolkit.cli import main
+    from toolkit.methods import get_method
     from toolkit.rundir import read_manifest
 
     path = tmp_path / "planets.jsonl"

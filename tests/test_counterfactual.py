@@ -11,10 +11,10 @@ import pytest
 from click.testing import CliRunner
 
 from tests.assertions import raises_one_line
-from tests.fakes import FakeTeacher, build, rows
-from toolkit.answers import stated_answer
-from toolkit.builders.counterfactual import CounterfactualConfig, edits, student_messages
+from tests.fakes import FakeTeacher, build, render_card, rows
+from toolkit.answer_reading import stated_answer
 from toolkit.cli import main
+from toolkit.methods.counterfactual import CounterfactualConfig, edits, student_messages
 from toolkit.records import Problem
 from toolkit.rundir import read_manifest
 from toolkit.teachers.base import Completion
@@ -247,7 +247,7 @@ def test_label_field_and_labels_map_class_ids_and_show_the_label_set(tmp_path):
 
 
 def test_label_answers_without_a_set_are_yesno_or_need_labels():
-    from toolkit.builders.counterfactual.labelled import labelled
+    from toolkit.methods.counterfactual.labelled import labelled
 
     gym = Problem(id="g", source="gym:syllogism", question="Does it follow?", gold="Yes", answer_type="label")
     assert (labelled(gym, (), 0).answer_type, labelled(gym, (), 0).gold) == ("yesno", "yes")
@@ -356,10 +356,9 @@ def test_the_student_prompt_is_the_eval_prompt_and_carries_no_answer():
 def test_card_shows_funnel_histogram_and_pairs_and_parses_back(tmp_path, yesno_file):
     from huggingface_hub import DatasetCard
 
-    from toolkit import cards
 
     _, _, out = run_cases(tmp_path, yesno_file)
-    card = DatasetCard(cards.render_card(out, repo_id="me/cf-cases"))
+    card = DatasetCard(render_card(out, repo_id="me/cf-cases"))
     meta, body = card.data.to_dict(), card.text
     assert meta["pretty_name"].startswith("Cf Cases: Counterfactual Distillation data from local file")
     assert "counterfactual" in meta["tags"] and meta["task_categories"] == ["text-generation", "question-answering"]
@@ -420,7 +419,7 @@ def test_recipes_parse_with_trls_parser_and_train_with_sft(path):
     cpu = [] if torch.cuda.is_available() or not path.name.startswith("gpu-") else ["--use_cpu", "true"]
     parser = TrlParser((ScriptArguments, SFTConfig, ModelConfig))
     script, training, model = parser.parse_args_and_config(["--config", str(path), *cpu], fail_with_unknown_args=True)
-    assert trainer_for(path) == "sft" and script.dataset_name.startswith("hubtool/counterfactual-")
+    assert trainer_for(path).config == "sft" and script.dataset_name.startswith("hubtool/counterfactual-")
     assert training.report_to in ([], "none", ["none"]) and path.name in (path.parent / "README.md").read_text()
     if path.name.startswith("gpu-"):
         assert training.bf16 and not model.use_peft and training.num_train_epochs == 3
@@ -532,7 +531,7 @@ def test_a_rationale_stating_two_answers_argues_the_other_label(text, label, oth
 
 
 def test_an_unreadable_judge_reply_is_no_vote():
-    from toolkit.builders.counterfactual import vote
+    from toolkit.methods.counterfactual import vote
 
     two = Completion("Therefore, the answer is No. … The answer is Yes.", "stop", 5, 9)  # issue 25 item 3, verbatim
     assert vote(SYLLOGISM_P, two) == "" and vote(SYLLOGISM_P, Completion("", "stop", 5, 0)) == ""
@@ -542,8 +541,8 @@ def test_an_unreadable_judge_reply_is_no_vote():
 def test_prompts_name_what_the_input_is():
     """Issue 25 item 10: the edit prompt called a movie review "the question"; the model rewrote reviews into
     questions (0 of 6 edits kept)."""
-    from toolkit.builders.counterfactual import edit_messages, view_messages
-    from toolkit.builders.counterfactual.labelled import nli_question
+    from toolkit.methods.counterfactual import edit_messages, view_messages
+    from toolkit.sources.labelled import nli_question
 
     (edit,) = edit_messages(REVIEW_P, POSITIVE, "counterfactual_edit")
     assert edit["content"].startswith("Here is a review and its correct answer.\n\nReview: A dull film with a weak plot.")

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from toolkit.answers import stated_answer
+from toolkit.answer_reading import stated_answer
 from toolkit.cli import main
 from toolkit.rundir import data_file, read_manifest
 

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.assertions import raises_one_line
 from tests.conftest import load_module
 from toolkit.evaluate import report as R
-from toolkit.evaluate import tasks as T
+from toolkit.sources import eval_tasks as T
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "fixtures" / "counterfactual" / "eval"
@@ -30,8 +31,11 @@ def hooks():
 
 
 def test_tasks_and_suites_resolve(manager):
+    from toolkit.sources.catalogue import labelled_benchmarks
+
     catalog = T.catalog(manager)
     assert set(TASKS) <= set(catalog.tasks)
+    assert {f"hubtool_cf_{name}" for name in labelled_benchmarks()} <= set(TASKS)  # each one loads below
     assert catalog.suites["robust_sentiment"] == ("hubtool_cf_imdb", "hubtool_cf_sst2", "hubtool_cf_imdb_cad")
     assert catalog.suites["robust_nli"] == ("hubtool_cf_snli", "hubtool_cf_mnli", "hubtool_cf_snli_cad")
     assert catalog.in_domain["robust_sentiment"] == ("hubtool_cf_imdb",)
@@ -61,6 +65,68 @@ def test_loaders_read_hub_shaped_rows_into_the_shared_doc_shape(loaded):
     assert [d["group"] for d in snli] == ["cad-snli-0"] * 5 + ["cad-snli-1"] * 5
     assert [d["gold"] for d in snli[:5]] == ["entailment", "neutral", "contradiction", "neutral", "contradiction"]
     assert snli[3]["question"].startswith("Premise: A man is holding a guitar on stage.")
+
+
+# -- one reading of the labelled benchmarks: the build's source and the eval task's hook -----------
+def test_label_order_is_the_hubs_class_label_order():
+    """Written out by hand from the Hub's features (ClassLabel names, in id order), not read from the code."""
+    from toolkit.sources.catalogue import labelled_benchmarks, labelled_info
+
+    assert sorted(labelled_benchmarks()) == ["imdb", "mnli", "snli", "sst2"]
+    assert labelled_info("imdb").labels == ("negative", "positive")
+    assert labelled_info("sst2").labels == ("negative", "positive")
+    assert labelled_info("snli").labels == ("entailment", "neutral", "contradiction")
+    assert labelled_info("mnli").labels == ("entailment", "neutral", "contradiction")
+
+
+# benchmark -> the fixture's rows as (label id in the file, the label a reader must give it); -1: skipped
+LABELLED_ROWS = {
+    "imdb": [(0, "negative"), (0, "negative"), (1, "positive"), (1, "positive")],
+    "sst2": [(1, "positive"), (0, "negative"), (-1, None)],
+    "snli": [(0, "entailment"), (1, "neutral"), (2, "contradiction"), (-1, None)],
+    "mnli": [(0, "entailment"), (2, "contradiction")],
+}
+
+
+@pytest.mark.parametrize("name", sorted(LABELLED_ROWS))
+def test_a_row_gets_the_same_label_in_a_build_and_in_the_eval_task(name, loaded):
+    """A local file shaped like the Hub dataset: the counterfactual builder's source (`hf:NAME` with
+    --data-files) and the eval task (`hubtool eval --data-dir`) give each row the same label."""
+    import json
+
+    from toolkit.methods.counterfactual import CounterfactualConfig
+    from toolkit.methods.counterfactual.labelled import load_problems
+    from toolkit.sources.catalogue import labelled_info
+
+    path = DATA / f"cf_{name}.jsonl"
+    raw = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [r["label"] for r in raw] == [label_id for label_id, _ in LABELLED_ROWS[name]]
+    expected = [label for _, label in LABELLED_ROWS[name] if label is not None]
+    split = labelled_info(name).eval_split
+    config = CounterfactualConfig(source=f"hf:{name}", split=split, data_files=str(path), out="x")
+    built = load_problems(config).problems
+    assert [p.gold for p in built] == expected and all(p.answer_type == "label" for p in built)
+    docs = list(loaded[f"hubtool_cf_{name}"].eval_docs)  # imdb's are shuffled: compare by question
+    assert sorted((d["question"], d["gold"], tuple(d["choices"])) for d in docs) == sorted(
+        (p.question, p.gold, p.choices) for p in built)  # fmt: skip
+
+
+def test_a_labelled_source_takes_its_own_mapping_and_label_order_only():
+    from toolkit.sources.labelled import load_labelled
+
+    path = str(DATA / "cf_imdb.jsonl")
+    # the mapping written out before the catalogue knew imdb (README, experiments/): the same problems
+    old = load_labelled("hf:stanfordnlp/imdb", labels=("negative", "positive"), split="test", data_files=path,
+                        question_field="text", answer_field="label", answer_type="label")  # fmt: skip
+    new = load_labelled("hf:imdb", split="test", data_files=path)
+    assert old.problems == new.problems and new.info.hub_id == "stanfordnlp/imdb"
+    with raises_one_line(match="pass --labels negative,positive") as err:
+        load_labelled("hf:imdb", labels=("positive", "negative"), split="test", data_files=path)
+    assert "\n" not in str(err.value)
+    with raises_one_line(match="drop --question-field"):
+        load_labelled("hf:imdb", split="test", data_files=path, question_field="title")
+    with raises_one_line(match="no labelled split 'unsupervised'"):
+        load_labelled("hf:imdb", split="unsupervised", data_files=path)
 
 
 def test_cad_snli_refuses_rows_out_of_order(hooks):

@@ -20,7 +20,7 @@ REPLY = "Adding the numbers in order gives 0.\nThe answer is 0."  # reasoning, o
 
 def _eval_questions(n: int = 4) -> list[str]:
     """Questions the eval task scores, read through lm-eval like `hubtool eval` reads them."""
-    from toolkit.evaluate.tasks import load_tasks, task_manager
+    from toolkit.sources.eval_tasks import load_tasks, task_manager
 
     [task] = load_tasks(task_manager(), [TASK])
     return [doc["question"] for doc in list(task.eval_docs)[:n]]
@@ -159,7 +159,7 @@ def test_without_the_eval_data_a_re_run_removes_the_same_rows_by_id(monkeypatch)
 
 
 def test_prompt_and_vote_variants_are_indexed_as_their_base_task_once(monkeypatch):
-    from toolkit.evaluate import tasks as tasks_mod
+    from toolkit.sources import eval_tasks as tasks_mod
 
     loaded = []
     monkeypatch.setattr(tasks_mod, "load_tasks", lambda manager, names, data_dir: loaded.append(names) or [])

@@ -31,7 +31,7 @@ def test_cot_build_with_the_embedded_default_then_resume(tmp_path):
     assert all(r["finish_reason"] in {"stop", "length"} and 0 < r["num_tokens"] <= 33 for r in rows)
     # the rows are really scored: pred is the answer each completion states, and only a complete
     # completion that states one ends with the house answer line
-    from toolkit.answers import stated_answer
+    from toolkit.answer_reading import stated_answer
 
     for r in rows:
         text = r["completion"][0]["content"]

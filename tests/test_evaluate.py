@@ -15,8 +15,8 @@ from click.testing import CliRunner
 from tests.assertions import assert_one_line, raises_one_line
 from toolkit.cli import main
 from toolkit.evaluate import report as R
-from toolkit.evaluate import tasks as T
 from toolkit.evaluate.models import describe, load_lm, model_spec
+from toolkit.sources import eval_tasks as T
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures" / "eval"

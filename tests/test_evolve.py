@@ -15,10 +15,11 @@ from click.testing import CliRunner
 
 from tests.assertions import raises_one_line
 from toolkit import prompts
-from toolkit.builders.evolve import search as S
-from toolkit.builders.evolve import tree as T
-from toolkit.builders.evolve.actions import DEFAULT_ACTIONS, load_actions
-from toolkit.builders.evolve.scoring import clean_evolution, parse_score, parse_tags
+from toolkit.methods.evolve import PROMPT_DIRS
+from toolkit.methods.evolve import search as S
+from toolkit.methods.evolve import tree as T
+from toolkit.methods.evolve.actions import DEFAULT_ACTIONS, load_actions
+from toolkit.methods.evolve.scoring import clean_evolution, parse_score, parse_tags
 from toolkit.teachers.base import CallFailure, Completion
 from toolkit.teachers.fake import user_text
 
@@ -440,8 +441,8 @@ def test_rows_per_seed_and_include_seed(tmp_path):
 
 
 def test_alpaca_input_field_and_seed_ids(tmp_path):
-    from toolkit.builders.evolve import EvolveConfig
-    from toolkit.builders.evolve.seeds import load_seeds
+    from toolkit.methods.evolve import EvolveConfig
+    from toolkit.methods.evolve.seeds import load_seeds
 
     config = EvolveConfig(source=SEEDS, input_field="input", out=str(tmp_path / "o"))
     loaded = load_seeds(config)
@@ -495,12 +496,12 @@ def test_clean_evolution(text, finish, expected):
 
 def test_every_prompt_template_renders():
     for action in DEFAULT_ACTIONS:
-        text = prompts.render("evolve", instruction="Write a poem.", action=action.name, directive=action.directive)
+        text = prompts.render("evolve", dirs=PROMPT_DIRS, instruction="Write a poem.", action=action.name, directive=action.directive)
         assert "Write a poem." in text and action.directive in text
     for name in ("evolve_quality", "evolve_complexity"):
-        assert "a whole number from 1 to 5." in prompts.render(name, instruction="Write a poem.", low=1, high=5)
-        assert "from 1 (lowest) to 6 (highest)" in prompts.render(name, instruction="Write a poem.", low=1, high=6)
-    assert "JSON list" in prompts.render("evolve_diversity", instruction="Write a poem.")
+        assert "a whole number from 1 to 5." in prompts.render(name, dirs=PROMPT_DIRS, instruction="Write a poem.", low=1, high=5)
+        assert "from 1 (lowest) to 6 (highest)" in prompts.render(name, dirs=PROMPT_DIRS, instruction="Write a poem.", low=1, high=6)
+    assert "JSON list" in prompts.render("evolve_diversity", dirs=PROMPT_DIRS, instruction="Write a poem.")
     assert len(DEFAULT_ACTIONS) == 12 and len({a.name for a in DEFAULT_ACTIONS}) == 12
 
 
@@ -512,14 +513,14 @@ def test_every_prompt_template_renders():
      ({"search": "tree"}, "--search: 'tree' is not one of mcts, none")],
 )  # fmt: skip
 def test_bad_options_are_user_errors(fields, message):
-    from toolkit.builders.evolve import EvolveConfig
+    from toolkit.methods.evolve import EvolveConfig
 
     with raises_one_line(match=re.escape(message)):
         EvolveConfig(source=SEEDS, out="o", **fields)
 
 
 def test_scorer_and_answerer_default_to_the_evolver():
-    from toolkit.builders.evolve import EvolveConfig
+    from toolkit.methods.evolve import EvolveConfig
 
     c = EvolveConfig(source=SEEDS, out="o", evolver="fake:right")
     assert (c.scorer, c.answerer) == ("fake:right", "fake:right")

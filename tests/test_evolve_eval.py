@@ -11,8 +11,8 @@ import pytest
 from tests.assertions import raises_one_line
 from tests.conftest import load_module
 from toolkit.evaluate import report as R
-from toolkit.evaluate import tasks as T
 from toolkit.evaluate.judge import answers_by_doc, judge_models, parse_verdict
+from toolkit.sources import eval_tasks as T
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures" / "evolve"

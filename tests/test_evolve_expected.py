@@ -48,7 +48,7 @@ def _by_hand(backend, prompt: str, low: int, high: int) -> float:
 
 @pytest.mark.parametrize(("template", "low", "high"), [("evolve_quality", 1, 5), ("evolve_complexity", 1, 6)])
 def test_expected_score_is_the_probability_weighted_mean(smollm, template, low, high):
-    from toolkit.builders.evolve.expected import ExpectedScorer
+    from toolkit.methods.evolve.expected import ExpectedScorer
 
     scorer = ExpectedScorer(smollm, low, high)
     tok = smollm.tokenizer

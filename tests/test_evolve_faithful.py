@@ -12,8 +12,9 @@ from click.testing import CliRunner
 
 from tests.assertions import assert_one_line, raises_one_line
 from toolkit import prompts
-from toolkit.builders.evolve.expected import expected_value
-from toolkit.builders.evolve.scoring import clean_evolution, is_empty, is_refusal, parse_score
+from toolkit.methods.evolve import PROMPT_DIRS
+from toolkit.methods.evolve.expected import expected_value
+from toolkit.methods.evolve.scoring import clean_evolution, is_empty, is_refusal, parse_score
 from toolkit.teachers.fake import user_text
 
 from .fakes import FakeTeacher, rows
@@ -62,7 +63,7 @@ def test_expected_value_is_the_probability_weighted_mean():
      ({"score_range": "5-1"}, "--score-range must be LOW-HIGH"), ({"score_range": "high"}, "--score-range must be")],
 )  # fmt: skip
 def test_scorer_mode_and_range_errors(fields, message):
-    from toolkit.builders.evolve import EvolveConfig
+    from toolkit.methods.evolve import EvolveConfig
 
     with raises_one_line(match=re.escape(message)):
         EvolveConfig(source=SEEDS, out="o", **fields)
@@ -161,7 +162,7 @@ def test_refusals_and_empty_answers_are_dropped_counted_and_their_seeds_counted(
 # --- scoring prompts hold no example a model can copy as its answer --------------------------------------
 @pytest.mark.parametrize("name", ["evolve_quality", "evolve_complexity", "evolve_diversity", "evolve"])
 def test_no_scoring_prompt_shows_a_copyable_example(name):
-    text = prompts.render(name, instruction="Describe how to brew green tea.", low=1, high=5, action="deepen",
+    text = prompts.render(name, dirs=PROMPT_DIRS, instruction="Describe how to brew green tea.", low=1, high=5, action="deepen",
                           directive="Ask for the reasons behind each step.")  # fmt: skip
     assert re.findall(r'"[^"\n]+"|“[^”\n]+”|\[[^\]\n]*"[^\]\n]*\]', text) == []  # no quoted example, no JSON one
     assert not re.search(r"(?i)score\s*:\s*[0-9N]\b", text)  # no "Score: N" a reply could repeat
@@ -226,7 +227,7 @@ def test_rows_sample_draws_n_rows_over_all_seeds_paths(tmp_path):
 
 
 def test_the_preset_is_the_papers_selection():
-    from toolkit.builders.evolve import PRESETS
+    from toolkit.methods.evolve import PRESETS
 
     assert PRESETS["idea-mcts"].values["rows"] == "sample" and PRESETS["idea-mcts"].values["sample_rows"] == 1000
 
@@ -237,7 +238,7 @@ def test_the_outcome_line_speaks_of_seeds_rows_and_evolutions():
     kept no row: counts a user can act on, none of CoT's "samples, correct"."""
     from collections import Counter
 
-    from toolkit.builders.evolve.stats import outcome
+    from toolkit.methods.evolve.stats import outcome
 
     counts = Counter(problems=2, seeds_done=2, seeds_without_rows=1, kept=3, answered=5, refusals=2,
                      evolver_calls=12, invalid_evolutions=4, scored=10, unparsed_scores=1)  # fmt: skip

@@ -125,8 +125,8 @@ def test_bad_experiment_files_are_one_line_errors(tmp_path, steps, message):
 
 
 def test_the_shipped_experiments_load_and_every_recipe_and_method_they_name_exists():
-    from toolkit.builders import get_method
     from toolkit.experiments.runner import recipe_path
+    from toolkit.methods import get_method
 
     files = sorted((ROOT / "experiments").glob("*.yaml"))
     assert {"cpu-smoke.yaml", "cpu-effect.yaml"} <= {f.name for f in files}

@@ -24,7 +24,7 @@ def _step(tmp_path: Path, spec: dict, step_id: str):
 
 def test_an_eval_step_passes_its_judge_and_the_judges_token_budget_to_the_eval(tmp_path, monkeypatch):
     seen = {}
-    monkeypatch.setattr("toolkit.evaluate.run.run_eval", lambda models, out, **kw: seen.update(kw))
+    monkeypatch.setattr(runner_mod, "run_eval", lambda models, out, **kw: seen.update(kw))
     spec = {"name": "x", "steps": {"eval": {"eval": {"base": "smollm2-135m"}, "suites": ["idea_mcts"],
                                             "judge": JUDGE, "judge_max_new_tokens": 1024}}}  # fmt: skip
     experiment, step = _step(tmp_path, spec, "eval")
@@ -34,7 +34,7 @@ def test_an_eval_step_passes_its_judge_and_the_judges_token_budget_to_the_eval(t
 
 def test_an_eval_step_without_a_judge_keeps_the_evals_defaults(tmp_path, monkeypatch):
     seen = {}
-    monkeypatch.setattr("toolkit.evaluate.run.run_eval", lambda models, out, **kw: seen.update(kw))
+    monkeypatch.setattr(runner_mod, "run_eval", lambda models, out, **kw: seen.update(kw))
     spec = {"name": "x", "steps": {"eval": {"eval": {"base": "smollm2-135m"}, "tasks": ["gym_chain_sum"]}}}
     experiment, step = _step(tmp_path, spec, "eval")
     runner_mod._eval(experiment, step, {}, tmp_path / "work")
@@ -43,7 +43,7 @@ def test_an_eval_step_without_a_judge_keeps_the_evals_defaults(tmp_path, monkeyp
 
 def test_a_train_step_trains_on_the_rows_its_where_selects_as_train_where_does(tmp_path, monkeypatch):
     seen = {}
-    monkeypatch.setattr("toolkit.training.train", lambda recipe, **kw: seen.update(kw))
+    monkeypatch.setattr(runner_mod, "train", lambda recipe, **kw: seen.update(kw))
     data = tmp_path / "data"
     data.mkdir()
     spec = {"name": "x", "steps": {"ablation": {"train": "counterfactual/smollm2-135m-lora-smoke", "dataset": str(data),

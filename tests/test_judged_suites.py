@@ -11,9 +11,9 @@ import pytest
 
 from tests.assertions import raises_one_line
 from toolkit.evaluate import report as R
-from toolkit.evaluate import tasks as T
 from toolkit.evaluate.judged import parse_rating, score_suites
 from toolkit.evaluate.multiturn import add_later_turns
+from toolkit.sources import eval_tasks as T
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures" / "judged"

@@ -14,10 +14,10 @@ import pytest
 from click.testing import CliRunner
 
 from tests.assertions import raises_one_line
-from toolkit.builders.mixed import MixedConfig, prompt_messages
-from toolkit.builders.mixed_balance import balance
-from toolkit.builders.mixed_programs import as_completion, extract_program, judge_program, program_answer
 from toolkit.cli import main
+from toolkit.methods.mixed import MixedConfig, prompt_messages
+from toolkit.methods.mixed.balance import balance
+from toolkit.methods.mixed.programs import as_completion, extract_program, judge_program, program_answer
 from toolkit.records import Problem
 from toolkit.rundir import read_manifest
 from toolkit.sandbox import ExecResult
@@ -449,8 +449,8 @@ def test_cli_build_inspect_push_with_a_scripted_teacher(tmp_path):
 
 
 def test_preset_li_emnlp24(tmp_path):
-    from toolkit.builders import get_method
     from toolkit.builders.config import resolve_config
+    from toolkit.methods import get_method
 
     method = get_method("mixed")
     config, preset, values = resolve_config(method.config, flags={"source": "gym:chain_sum", "pot_samples": 2},

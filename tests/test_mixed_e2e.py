@@ -18,9 +18,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from toolkit.answers import is_correct, stated_answer
-from toolkit.builders.mixed_programs import extract_program
+from toolkit.answer_reading import stated_answer
+from toolkit.answers import is_correct
 from toolkit.cli import main
+from toolkit.methods.mixed.programs import extract_program
 from toolkit.rundir import read_manifest
 from toolkit.sandbox import run_program
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import load_module
-from toolkit.builders.mixed import prompt_messages
-from toolkit.evaluate import tasks as T
+from toolkit.methods.mixed import prompt_messages
 from toolkit.records import Problem
+from toolkit.sources import eval_tasks as T
 
 ROOT = Path(__file__).resolve().parents[1]
 FOLDER = ROOT / "eval_tasks" / "mixed"
@@ -41,11 +41,11 @@ def tasks(manager, mixed_names) -> dict:
 
 
 def test_generated_files_are_current():
-    generator = load_module(FOLDER / "generate.py", "hubtool_mixed_generate")
-    stale = [str(p.relative_to(ROOT)) for p, text in generator.outputs().items() if not p.exists() or p.read_text() != text]
-    assert not stale, f"re-run python eval_tasks/mixed/generate.py; stale: {stale}"
-    on_disk = {p for p in FOLDER.rglob("hubtool_*.yaml")}
-    assert on_disk == set(generator.outputs())
+    generator = load_module(ROOT / "eval_tasks" / "generate_tasks.py", "hubtool_generate_tasks")
+    mixed = generator.mixed_outputs()
+    stale = [str(p.relative_to(ROOT)) for p, text in mixed.items() if not p.exists() or p.read_text() != text]
+    assert not stale, f"re-run python eval_tasks/generate_tasks.py; stale: {stale}"
+    assert {p for p in FOLDER.rglob("hubtool_*.yaml")} == set(mixed)
 
 
 def test_three_modes_per_benchmark_and_the_suites(catalog, mixed_names):

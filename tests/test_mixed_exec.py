@@ -1,4 +1,4 @@
-"""The execution cache of a mixed build (toolkit/builders/mixed_exec.py): a damaged row is said in
+"""The execution cache of a mixed build (toolkit/methods/mixed/execution.py): a damaged row is said in
 one line naming the file and the program is run again (issue 21: a JSONDecodeError traceback)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from toolkit.builders.mixed_exec import Executor, exec_key
+from toolkit.methods.mixed.execution import Executor, exec_key
 from toolkit.sandbox import Limits
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the sandbox isolates on Linux")
@@ -31,7 +31,7 @@ def test_a_damaged_row_is_one_line_naming_the_file_and_is_run_again(tmp_path, ca
         db.execute("UPDATE executions SET result=? WHERE key=?", (damage, exec_key(PROGRAM, LIMITS)))
     again = Executor(LIMITS, cache)
     try:
-        caplog.set_level("WARNING", logger="toolkit.builders.mixed_exec")
+        caplog.set_level("WARNING", logger="toolkit.methods.mixed.execution")
         result = asyncio.run(again.run([PROGRAM]))[0]
         assert (result.outcome, result.value, again.ran, again.cached) == ("ok", "42", 1, 0)
     finally:

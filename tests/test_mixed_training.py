@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from tests.assertions import raises_one_line
+from toolkit.methods import get_method
+from toolkit.methods.mixed.training import MIXED_ALPHA, ModeBalancedSampler, mode_balanced_order, parse_alpha
 from toolkit.training import load_recipe
-from toolkit.training.mixed import MIXED_ALPHA, ModeBalancedSampler, mode_balanced_order, parse_alpha
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 SMOKE = RECIPES / "mixed" / "smollm2-135m-lora-smoke.yaml"
@@ -66,7 +67,7 @@ def test_mixed_recipes_are_plain_trl_sft_configs_with_alpha_in_env(path):
 def test_load_recipe_reads_alpha_from_the_recipe_and_set(monkeypatch):
     monkeypatch.setenv(MIXED_ALPHA, "0.9")  # the environment is not a source of settings
     recipe = load_recipe(SMOKE, ["max_steps=1"])
-    assert recipe.trainer == "sft" and recipe.settings == {MIXED_ALPHA: 0.5}
+    assert recipe.trainer.name == "mixed" and recipe.trainer.config == "sft" and recipe.settings == {MIXED_ALPHA: 0.5}
     assert load_recipe(SMOKE, [f"{MIXED_ALPHA}=0.25"]).settings == {MIXED_ALPHA: 0.25}
     plain = load_recipe(SMOKE, [f"{MIXED_ALPHA}=none"])
     assert plain.settings == {} and plain.overrides == {MIXED_ALPHA: "none"}
@@ -109,7 +110,7 @@ def tiny_model(tmp_path_factory, smol_path):
 
 
 def _mixed_rows(n: int = 8) -> list[dict]:
-    from toolkit.builders.mixed import prompt_messages
+    from toolkit.methods.mixed import prompt_messages
     from toolkit.records import Problem
 
     rows = []
@@ -134,7 +135,8 @@ def test_the_loss_is_alpha_weighted_per_mode_means(tmp_path, tiny_model, small_t
     data_dir = write_dataset(tmp_path / "mixed", _mixed_rows())
     recipe = load_recipe(SMOKE, [f"dataset_name={data_dir}", f"model_name_or_path={tiny_model}", "use_peft=false",
                                  f"{MIXED_ALPHA}=0.3"], output_dir=tmp_path / "out")  # fmt: skip
-    data, _ = training_splits(str(data_dir), "sft", train_split="train", eval_split=None, seed=0, extra=("mode",))
+    data, _ = training_splits(str(data_dir), "sft", train_split="train", eval_split=None, seed=0,
+                              extra=get_method("mixed").trainer.columns)
     trainer = build_trainer(recipe, data, resolve_student(str(tiny_model)))
     assert type(trainer).__name__ == "MixedSFTTrainer" and trainer.mode_counts == Counter(cot=4, pot=4)
     batch = next(iter(trainer.get_train_dataloader()))

@@ -14,6 +14,7 @@ import time
 
 import pytest
 
+from bench.servers import free_port, transformers_server
 from toolkit.errors import UnreachableServerError, UserError
 from toolkit.teachers import load_teacher
 from toolkit.teachers.base import CallFailure, Request, SamplingParams
@@ -25,8 +26,6 @@ from toolkit.teachers.openai_backend import (
     parse_retry_after,
     split_model_url,
 )
-
-from .servers import free_port, transformers_server
 
 STORY = ({"role": "user", "content": "Write a story about a cat."},)
 SUM = ({"role": "user", "content": "What is 2+3?"},)

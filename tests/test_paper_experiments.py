@@ -17,8 +17,8 @@ PAPERS = ["ranaldi-eacl24", "ranaldi-selfrefine24", "li-mixed", "feng-counterfac
 
 
 def _resolve_build(step, outputs: dict[str, str], tmp_path: Path) -> None:
-    from toolkit.builders import get_method
     from toolkit.builders.config import resolve_config
+    from toolkit.methods import get_method
 
     method = get_method(step.spec["build"])
     flags = dict(substitute(step.spec.get("with") or {}, outputs)) | {"out": str(tmp_path / step.id)}
@@ -39,7 +39,7 @@ def _resolve_train(step, outputs: dict[str, str], tmp_path: Path) -> None:
 
 def _resolve_eval(step, manager) -> None:
     from toolkit.evaluate import BACKENDS
-    from toolkit.evaluate import tasks as T
+    from toolkit.sources import eval_tasks as T
 
     catalog = T.catalog(manager)
     names = T.select_tasks(catalog, list(step.spec.get("suites", [])), list(step.spec.get("tasks", [])))

@@ -9,9 +9,9 @@ from click.testing import CliRunner
 
 from tests.assertions import assert_one_line, raises_one_line
 from toolkit import prompts
-from toolkit.builders.cot import prompt_messages
-from toolkit.builders.pairs import Candidate, PairRules, make_pairs, normalize_text
+from toolkit.builders.reasoning import prompt_messages
 from toolkit.cli import main
+from toolkit.methods.preference.pairs import Candidate, PairRules, make_pairs, normalize_text
 from toolkit.teachers.base import CallFailure, Request
 
 from .fakes import FakeTeacher, build

@@ -8,8 +8,8 @@ from collections import Counter
 
 from click.testing import CliRunner
 
-from toolkit.builders import get_method
 from toolkit.cli import main
+from toolkit.methods import get_method
 from toolkit.rundir import read_manifest
 
 from .fakes import FakeTeacher, build, rows

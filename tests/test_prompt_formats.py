@@ -19,9 +19,13 @@ import pytest
 from tests.conftest import load_module
 from toolkit import answers, prompts
 from toolkit.answer_reading import read_completion
+from toolkit.methods import get_method, methods
 from toolkit.records import Problem
 
 ROOT = Path(__file__).resolve().parents[1]
+# where every template is: toolkit/prompts/ and each method's own prompts/ folder
+DIRS = tuple(d for m in methods() for d in m.prompt_dirs)
+MIXED, EVOLVE = get_method("mixed").prompt_dirs, get_method("evolve").prompt_dirs
 
 QUESTION = "Which animal has the most legs?"  # no digits, quotes or code: nothing in it evaluates
 OPTIONS = ("a spider", "a dog", "a bird", "a snail", "a fish")
@@ -95,12 +99,12 @@ def _pending(template: str, case: str):
     return pytest.param(template, case, marks=pytest.mark.xfail(strict=True, reason=reason) if reason else ())
 
 
-@pytest.mark.parametrize(("template", "case"), [_pending(t, c) for t in prompts.known_templates() for c in CASES])
+@pytest.mark.parametrize(("template", "case"), [_pending(t, c) for t in prompts.known_templates(DIRS) for c in CASES])
 def test_no_template_shows_a_sentence_read_as_an_answer(template, case):
     given = variables(case)
-    missing = prompts.template_variables(template) - given.keys()
+    missing = prompts.template_variables(template, DIRS) - given.keys()
     assert not missing, f"{template} takes variables this test does not know: {missing}; add them to variables()"
-    text = prompts.render(template, **given)
+    text = prompts.render(template, dirs=DIRS, **given)
     answer_type, shown = _reader_args(case)
     read = read_as_answers(text, answer_type, shown)
     assert read <= _allowed(template, case), f"{template} ({case}) reads as the answer(s) {read}:\n{text}"
@@ -135,11 +139,12 @@ def _problem(case: str) -> Problem:
 
 
 def _builder_prompts(problem: Problem) -> dict[str, str]:
-    from toolkit.builders import cot, counterfactual, mixed
-    from toolkit.builders.counterfactual import edits
+    from toolkit.builders import reasoning
+    from toolkit.methods import counterfactual, mixed
+    from toolkit.methods.counterfactual import edits
 
-    texts = {"cot": cot.prompt_messages(problem)[-1]["content"],
-             "ranaldi-cot": cot.prompt_messages(problem, "ranaldi-cot")[-1]["content"]}
+    texts = {"cot": reasoning.prompt_messages(problem)[-1]["content"],
+             "ranaldi-cot": reasoning.prompt_messages(problem, "ranaldi-cot")[-1]["content"]}
     if problem.answer_type != "math":  # mixed distillation takes no math (LaTeX) problems
         texts |= {"mixed_cot": mixed.prompt_messages(problem, "cot")[-1]["content"],
                   "pot": mixed.prompt_messages(problem, "pot")[-1]["content"]}  # fmt: skip
@@ -153,7 +158,7 @@ def _builder_prompts(problem: Problem) -> dict[str, str]:
 
 @pytest.mark.parametrize("case", CASES)
 def test_no_builder_prompt_reads_as_an_answer(case):
-    from toolkit.builders.preference import PreferenceConfig, direct_messages
+    from toolkit.methods.preference import PreferenceConfig, direct_messages
 
     problem = _problem(case)
     texts = _builder_prompts(problem)
@@ -212,10 +217,10 @@ def copyable_values(text: str) -> list[object]:
 
 @pytest.mark.parametrize("case", CASES)
 def test_the_pot_prompt_shows_no_expression_that_is_an_answer(case):
-    from toolkit.builders import mixed
+    from toolkit.methods import mixed
 
     problem = _problem(case)
-    texts = [prompts.render("pot", **variables(case))]
+    texts = [prompts.render("pot", dirs=MIXED, **variables(case))]
     texts += [mixed.prompt_messages(problem, "pot")[-1]["content"]] if case != "math" else []  # mixed takes no math
     for text in texts:
         valid = [v for v in copyable_values(text) if answers.normalize_answer(str(v), problem.answer_type, problem.choices)]
@@ -239,12 +244,12 @@ def test_the_judge_prompt_shows_no_verdict():
 
 @pytest.mark.parametrize("template", ["evolve_quality", "evolve_complexity"])
 def test_the_scorer_prompts_show_no_score(template):
-    from toolkit.builders.evolve.scoring import parse_score
+    from toolkit.methods.evolve.scoring import parse_score
 
-    assert parse_score(prompts.render(template, **variables("number"))) is None
+    assert parse_score(prompts.render(template, dirs=EVOLVE, **variables("number"))) is None
 
 
 def test_the_diversity_prompt_shows_no_tag_list():
-    from toolkit.builders.evolve.scoring import parse_tags
+    from toolkit.methods.evolve.scoring import parse_tags
 
-    assert parse_tags(prompts.render("evolve_diversity", **variables("number"))) is None
+    assert parse_tags(prompts.render("evolve_diversity", dirs=EVOLVE, **variables("number"))) is None

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.fakes import build, rows
-from toolkit.builders.cot import judge
+from toolkit.builders.reasoning import judge
 from toolkit.records import Problem
 from toolkit.teachers.fake import FakeTeacher
 

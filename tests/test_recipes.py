@@ -82,7 +82,7 @@ def _value(key: str, script, training, model):
 
 @pytest.mark.parametrize("path", TRAINING_RECIPES, ids=_ids(TRAINING_RECIPES))
 def test_recipe_parses_with_trls_own_parser(path: Path):
-    trainer = trainer_for(path)
+    trainer = trainer_for(path).config
     script, training, model = _trl_parse(path, trainer, *_cpu_args(path))
     assert script.dataset_name and model.model_name_or_path and training.output_dir
     assert training.report_to in ([], "none", ["none"])  # no tracker is ever started by surprise
@@ -100,7 +100,7 @@ def test_recipe_parses_with_trls_own_parser(path: Path):
 @pytest.mark.parametrize("recipe", sorted(PAPER))
 def test_paper_recipes_have_the_papers_values(recipe):
     path = RECIPES / recipe
-    parsed = _trl_parse(path, trainer_for(path), *_cpu_args(path))
+    parsed = _trl_parse(path, trainer_for(path).config, *_cpu_args(path))
     assert {key: _value(key, *parsed) for key in PAPER[recipe]} == PAPER[recipe]
 
 
@@ -137,6 +137,8 @@ def test_accelerate_config_loads_with_accelerate(path: Path):
     assert config.num_processes > 1 and config.mixed_precision == "bf16"
     if path.name == "zero3.yaml":
         assert config.distributed_type == "DEEPSPEED" and raw["deepspeed_config"]["zero_stage"] == 3
+    if path.name == "fsdp2.yaml":
+        assert config.distributed_type == "FSDP" and raw["fsdp_config"]["fsdp_version"] == 2
     assert path.name in (RECIPES / "README.md").read_text()
 
 
@@ -240,7 +242,7 @@ def test_missing_recipe_and_unknown_folder(tmp_path):
     loose.write_text(SMOKE.read_text())
     with raises_one_line(match=r"cannot tell the trainer .* pass --trainer sft\|dpo"):
         load_recipe(loose)
-    assert load_recipe(loose, trainer="sft").trainer == "sft"
+    assert load_recipe(loose, trainer="sft").trainer.config == "sft"
     with raises_one_line(match="unknown trainer 'ppo'"):
         load_recipe(loose, trainer="ppo")
 

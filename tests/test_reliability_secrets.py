@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import base64
 
+from bench.servers import free_port
 from tests.fake_hub import FakeHub
 from tests.test_hub import Worker, _hub_env
 
 from .fault_server import FaultServer, write_sums
-from .servers import free_port
 
 URL_PASSWORD = "UrlPassw0rd-abcdef"
 ENV_KEY = "sk-EnvKey-0123456789abcdef"

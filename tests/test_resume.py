@@ -20,9 +20,8 @@ import time
 import pyarrow.parquet as pq
 import pytest
 
+from bench.servers import transformers_server
 from toolkit.rundir import MANIFEST, data_file
-
-from .servers import transformers_server
 
 pytestmark = pytest.mark.slow
 PROBLEMS = 8

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from tests.assertions import raises_one_line
-from toolkit.builders.rows import SFTRow, assistant, schema_of, user
+from toolkit.builders.rows import SFTRow, assistant, schema_of, to_record, user
 from toolkit.manifest import Manifest, RowFormat
 from toolkit.rundir import MANIFEST, RunDir, data_file, read_manifest
 
@@ -67,14 +67,16 @@ def test_finished_run_loads_with_plain_datasets(tmp_path):
     row = SFTRow(prompt=user("What is 2+2?"), completion=assistant("2+2=4.\nThe answer is 4."), id="x1",
                  source="gym:chain_sum", question="What is 2+2?", gold="4", pred="4", correct=True,
                  answer_type="number", choices=[], teacher="fake:m", sample_idx=0, finish_reason="stop", num_tokens=7)  # fmt: skip
-    run.finish([row], SFTRow, _manifest(), [])
+    writer = run.data_writer(schema_of(SFTRow), to_record)
+    writer.add(0, [row])
+    run.finish(writer, _manifest(), [])
     assert (data_file(tmp_path / "run")).exists()
     ds = datasets.load_dataset(str(tmp_path / "run"), split="train")
     assert ds[0]["completion"] == [{"role": "assistant", "content": "2+2=4.\nThe answer is 4."}]
     assert ds[0]["pred"] == "4" and ds[0]["num_tokens"] == 7
     empty = RunDir(tmp_path / "empty")
     empty.start(_manifest())
-    empty.finish([], SFTRow, _manifest(), [])
+    empty.finish(empty.data_writer(schema_of(SFTRow)), _manifest(), [])
     import pyarrow.parquet as pq
 
     # a zero-row build still carries the full, typed schema
@@ -96,7 +98,7 @@ def test_rows_stream_in_problem_order_into_the_same_file_whatever_finishes_first
     for seed in (0, 1):
         order = list(range(1200))
         random.Random(seed).shuffle(order)
-        writer = DataWriter(tmp_path / f"{seed}.parquet", SFTRow)
+        writer = DataWriter(tmp_path / f"{seed}.parquet", schema_of(SFTRow), to_record)
         for i in order:
             writer.add(i, [row(i)] * (i % 3))  # 0, 1 or 2 rows per problem
         path, n = writer.close()

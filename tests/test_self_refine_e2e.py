@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from toolkit.answers import is_correct, stated_answer
+from toolkit.answer_reading import stated_answer
+from toolkit.answers import is_correct
 from toolkit.cli import main
 from toolkit.rundir import data_file, read_manifest
 

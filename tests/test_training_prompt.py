@@ -15,8 +15,8 @@ from click.testing import CliRunner
 from tests.fakes import FakeTeacher, build
 from toolkit.cli import main
 from toolkit.evaluate import report as R
-from toolkit.evaluate import tasks as T
 from toolkit.hub import resolve_dataset
+from toolkit.sources import eval_tasks as T
 from toolkit.training import provenance as P
 
 ROOT = Path(__file__).resolve().parents[1]

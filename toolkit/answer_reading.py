@@ -81,6 +81,23 @@ def read_completion(text: str | None, answer_type: AnswerType, choices: Sequence
     return Reading(value, rule, (value,), reasoning, row)  # type: ignore[arg-type]
 
 
+@dataclass(frozen=True, slots=True)
+class Stated:
+    """The answer a completion states and the completion as a row may hold it (the model's text, a
+    closing answer statement in house form)."""
+
+    value: str
+    text: str
+
+
+def stated_answer(text: str | None, answer_type: AnswerType, choices: Sequence[str] = ()) -> Stated | None:
+    """The one answer the completion states (`The answer is X`, `Answer: X`, `\\boxed{X}`, an
+    option's text), or None when it states none or two different ones: then nothing may be appended
+    to it, because an answer line the model did not write would teach a conclusion it did not reach."""
+    reading = read_completion(text, answer_type, choices)
+    return Stated(reading.value, reading.text) if reading.value is not None else None
+
+
 def _this_answer(text: str) -> str:
     """The completion up to where it starts the next exemplar (`\nQuestion: ...`), as a base model
     prompted few-shot does: what follows answers another question, not this one."""

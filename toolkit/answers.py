@@ -146,25 +146,6 @@ def _strict_candidates(text: str) -> list[str]:
     return [value for _, _, value in statement_spans(text)]
 
 
-@dataclass(frozen=True, slots=True)
-class Stated:
-    """The answer a completion states and the completion as a row may hold it (see
-    `toolkit.answer_reading`: the model's text, a closing answer statement in house form)."""
-
-    value: str
-    text: str
-
-
-def stated_answer(text: str | None, answer_type: AnswerType, choices: Sequence[str] = ()) -> Stated | None:
-    """The one answer the completion states (`The answer is X`, `Answer: X`, `\\boxed{X}`, an
-    option's text), or None when it states none or two different ones: then nothing may be appended
-    to it, because an answer line the model did not write would teach a conclusion it did not reach."""
-    from toolkit.answer_reading import read_completion  # it builds on this module's checker
-
-    reading = read_completion(text, answer_type, choices)
-    return Stated(reading.value, reading.text) if reading.value is not None else None
-
-
 def extract_flexible(text: str | None, answer_type: AnswerType, choices: Sequence[str] = ()) -> str | None:
     """The fallback: the last number, option mention, yes/no word or label in the text."""
     if not text or not text.strip():

@@ -6,7 +6,8 @@ kind. And the counts the method reported in the manifest (`no_reasoning`, `contr
 `refusals`, escape attempts, rejected edits by kind, ...): each is shown when the method reports
 it, so a count a newer method adds shows up without a template change if it is named below.
 A method whose defining rows are missing (a counterfactual build that kept no counterfactual, a
-mixed build without one of its modes) gets a warning.
+mixed build without one of its modes) gets a warning: the method says what it warns of
+(`Method.card_warnings`, called with the `Quality`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import re
 import statistics
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,6 @@ _TOKEN = re.compile(r"[^\W_]+|[-+*/=×÷^<>]")  # words, numbers, operators
 _ANSWER_LINE = re.compile(r"^\s*\**the answer is\b.*$", re.IGNORECASE | re.MULTILINE)
 TEXT_COLUMNS = ("completion", "chosen")  # the trained-toward text of SFT and preference rows
 GROUP_COLUMNS = ("mode", "is_counterfactual", "view", "search")
-NO_REASONING_METHODS = ("evolve",)  # instruction following: replies are not reasoning demonstrations
 
 # Counts a method may report -> what the card calls them (shown only when reported).
 FLAGS = {
@@ -61,8 +62,11 @@ def reasoning_words(text: str) -> int:
     return len(_TOKEN.findall(_ANSWER_LINE.sub(" ", text or "")))
 
 
-def quality(path: Path, method: str, counts: dict[str, Any], stats: dict[str, Any]) -> Quality:
-    q = _from_rows(path, method)
+def quality(path: Path, counts: dict[str, Any], stats: dict[str, Any], *, reasoning: bool = True,
+            warnings: Callable[[Quality], list[str]] | None = None) -> Quality:  # fmt: skip
+    """The rows' quality. `reasoning`: the completions are reasoning demonstrations, whose reasoning is
+    measured (not an instruction-following method's replies); `warnings`: the method's own (see above)."""
+    q = _from_rows(path, reasoning)
     q.flags = [(label, int(counts[key])) for key, label in FLAGS.items() if isinstance(counts.get(key), int)]
     for prefix, title in KIND_GROUPS.items():
         kinds = {k.removeprefix(prefix): v for k, v in counts.items()
@@ -72,16 +76,16 @@ def quality(path: Path, method: str, counts: dict[str, Any], stats: dict[str, An
     drops = {k: v for k, v in _funnel_drops(stats).items() if v > 0 and k not in NOT_REJECTIONS}
     if drops:
         q.rejected["Edits rejected, by kind"] = dict(sorted(drops.items()))
-    q.warnings = _warnings(q, method)
+    q.warnings = [*(warnings(q) if warnings else []), *_warnings(q)]
     return q
 
 
-def _from_rows(path: Path, method: str) -> Quality:
-    import pyarrow.parquet as pq
+def _from_rows(path: Path, reasoning: bool) -> Quality:
+    import pyarrow.parquet as pq  # pyarrow is slow to import (~150 ms): only when rows are checked
 
     pf = pq.ParquetFile(path)
     names = pf.schema_arrow.names
-    text = next((c for c in TEXT_COLUMNS if c in names), None) if method not in NO_REASONING_METHODS else None
+    text = next((c for c in TEXT_COLUMNS if c in names), None) if reasoning else None
     groups = [c for c in GROUP_COLUMNS if c in names]
     q = Quality(rows=pf.metadata.num_rows)
     words: list[int] = []
@@ -127,16 +131,8 @@ def _funnel_drops(stats: dict[str, Any]) -> dict[str, int]:
     return dict(drops)
 
 
-def _warnings(q: Quality, method: str) -> list[str]:
+def _warnings(q: Quality) -> list[str]:
     warn: list[str] = []
-    kinds = q.groups.get("is_counterfactual", {})
-    if method == "counterfactual" and q.rows and not kinds.get("counterfactual"):
-        warn.append("no counterfactual (label-flipped) example was kept: these rows are originals only, "
-                    "which is not counterfactual distillation data")  # fmt: skip
-    modes = q.groups.get("mode", {})
-    if method == "mixed" and q.rows:
-        warn += [f"no {m.upper()} row was kept: this is not a mixed CoT/PoT dataset" for m in ("cot", "pot")
-                 if not modes.get(m)]  # fmt: skip
     if q.rows and q.with_reasoning == 0:
         warn.append("no row shows any reasoning: every completion is a bare answer")
     return warn

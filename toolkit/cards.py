@@ -14,14 +14,19 @@ import json
 import re
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from toolkit.card_quality import quality
 from toolkit.errors import UserError
 from toolkit.manifest import Manifest, ModelInfo
 from toolkit.public_paths import public_model, public_spec, scrub, scrub_command, scrub_value
+from toolkit.redact import redact
 from toolkit.resources import resource_dir
 from toolkit.rundir import atomic_write, data_file, read_manifest
+from toolkit.teachers.models import ALIASES
+
+if TYPE_CHECKING:  # only a type here: cards sit below the engine, whose callers pass the Method in
+    from toolkit.builders.method import Method
 
 CARDS_DIR = resource_dir("dataset_cards")
 # Metadata keys hubtool writes; a merge overwrites these and keeps every other key. `dataset_info`
@@ -36,17 +41,18 @@ SAMPLE_ROWS = 3
 SAMPLE_CHARS = 600
 
 
-def write_card(run_dir: str | Path) -> None:
-    """Write RUN/README.md; the build calls this when it finishes."""
+def write_card(run_dir: str | Path, method: Method | None) -> None:
+    """Write RUN/README.md (see `render_card`); the build calls this when it finishes."""
     run_dir = Path(run_dir)
-    atomic_write(run_dir / "README.md", render_card(run_dir).encode())
+    atomic_write(run_dir / "README.md", render_card(run_dir, method).encode())
 
 
-def render_card(run_dir: str | Path, repo_id: str | None = None, license: str | None = None,
+def render_card(run_dir: str | Path, method: Method | None, repo_id: str | None = None, license: str | None = None,
                 existing: str | None = None) -> str:  # fmt: skip
-    """The card text for a build. `repo_id` names the published dataset (else the run directory);
-    `license` overrides the derived one; `existing` is a card already published there, whose
-    metadata keys hubtool does not own are kept."""
+    """The card text for a build of `method` (the caller's lookup of the manifest's method; None for one
+    this hubtool does not know, a newer build: the generic card of its kind). `repo_id` names the
+    published dataset (else the run directory); `license` overrides the derived one; `existing` is a
+    card already published there, whose metadata keys hubtool does not own are kept."""
     from huggingface_hub import DatasetCard
 
     run_dir = Path(run_dir)
@@ -54,32 +60,42 @@ def render_card(run_dir: str | Path, repo_id: str | None = None, license: str | 
     n_rows, samples, kept_tokens = _read_rows(data_file(run_dir))
     name = repo_id or scrub(str(run_dir))
     lic = license_info(manifest, license)
-    data = merge_metadata(card_data(manifest, n_rows, repo_id or run_dir.name, lic["value"]), existing)
-    context = card_context(manifest, name, n_rows, samples, kept_tokens, lic)
-    context["quality"] = quality(data_file(run_dir), manifest.method, manifest.counts, manifest.stats)
-    body = _env().get_template(card_template(manifest)).render(**context)
-    from toolkit.redact import redact
-
+    data = merge_metadata(card_data(manifest, method, n_rows, repo_id or run_dir.name, lic["value"]), existing)
+    context = card_context(manifest, method, name, n_rows, samples, kept_tokens, lic)
+    context["quality"] = quality(data_file(run_dir), manifest.counts, manifest.stats,
+                                 reasoning=method.reasoning if method else True,
+                                 warnings=method.card_warnings if method else None)  # fmt: skip
+    body = _template(card_template(manifest, method)).render(**context)
     # The card quotes the command, the config and sample rows: never a credential among them.
     return redact(str(DatasetCard(f"---\n{data.to_yaml()}\n---\n\n{body.strip()}\n")))
 
 
-def check_card_template(method: Any) -> None:
+def check_card_template(method: Method) -> None:
     """Load and compile a method's card template now, so a missing or broken one stops a build
     before any model work rather than after it."""
     import jinja2
 
+    template = method.card_template
     try:
-        _env().get_template(method.card_template)
+        _template(template)
     except jinja2.TemplateNotFound as e:
-        raise UserError(f"card template {e.name} for method {method.name!r} not found in {CARDS_DIR}") from None
+        where = Path(template).parent if isinstance(template, Path) else CARDS_DIR
+        raise UserError(f"card template {e.name} for method {method.name!r} not found in {where}") from None
     except jinja2.TemplateSyntaxError as e:
         raise UserError(f"card template {e.name} line {e.lineno}: {e.message}") from None
 
 
-def card_template(manifest: Manifest) -> str:
-    method = _method(manifest.method)
+def card_template(manifest: Manifest, method: Method | None) -> str | Path:
+    """The method's card template: a name in dataset_cards/, or a Path to its own file."""
     return method.card_template if method else f"{manifest.row_format.kind or 'sft'}.md.jinja"
+
+
+def _template(template: str | Path):
+    """A card template by name in dataset_cards/, or a method's own file, which may extend or include
+    dataset_cards/'s templates (its folder is searched first, then dataset_cards/)."""
+    if isinstance(template, Path):
+        return _env(str(template.parent)).get_template(template.name)
+    return _env().get_template(template)
 
 
 def size_category(n: int) -> str:
@@ -87,14 +103,13 @@ def size_category(n: int) -> str:
 
 
 # -- metadata ---------------------------------------------------------------------------------
-def card_data(manifest: Manifest, n_rows: int, name: str, license: str):
+def card_data(manifest: Manifest, method: Method | None, n_rows: int, name: str, license: str):
     """The card's metadata as the Hub's own type, checked against the Hub's allowed values."""
     from huggingface_hub import DatasetCardData
 
-    method = _method(manifest.method)
     tags = ["synthetic", "distillation", "hubtool", manifest.method, *(method.paper.tags if method and method.paper else ())]
     data = DatasetCardData(
-        pretty_name=pretty_name(manifest, name), license=license, language=["en"],
+        pretty_name=pretty_name(manifest, method, name), license=license, language=["en"],
         annotations_creators=["machine-generated"], language_creators=["machine-generated"],
         multilinguality=["monolingual"], task_categories=TASK_CATEGORIES.get(manifest.row_format.kind, ["text-generation"]),
         size_categories=[size_category(n_rows)], source_datasets=source_datasets(manifest.source),
@@ -130,9 +145,8 @@ def hub_vocabulary() -> dict[str, set[str]]:
             "languages": set(json.loads((folder / "languages.json").read_text()))}  # fmt: skip
 
 
-def pretty_name(manifest: Manifest, name: str) -> str:
+def pretty_name(manifest: Manifest, method: Method | None, name: str) -> str:
     """"Smol Arith Cot: Instruction-tuning-CoT data from reasoning-gym basic_arithmetic"."""
-    method = _method(manifest.method)
     what = method.paper.name if method and method.paper else manifest.method
     title = re.sub(r"[-_]+", " ", name.split("/")[-1]).strip().title() or "Dataset"
     return f"{title}: {what} data from {source_description(manifest.source)}"
@@ -183,8 +197,6 @@ def source_description(source: dict[str, Any]) -> str:
 
 def license_info(manifest: Manifest, override: str | None) -> dict[str, str | None]:
     """The declared license, and where the data's and the teacher's terms come from."""
-    from toolkit.teachers.models import ALIASES
-
     source = manifest.source.get("license")
     main = manifest.main_model
     alias = ALIASES.get(main.model) if main else None
@@ -234,11 +246,8 @@ def public_manifest(manifest: Manifest, run_dir: Path) -> Manifest:
     )  # fmt: skip
 
 
-def card_context(manifest: Manifest, name: str, n_rows: int, samples: list[dict], kept_tokens: int | None,
-                 lic: dict) -> dict[str, Any]:  # fmt: skip
-    from toolkit.teachers.models import ALIASES
-
-    method = _method(manifest.method)
+def card_context(manifest: Manifest, method: Method | None, name: str, n_rows: int, samples: list[dict],
+                 kept_tokens: int | None, lic: dict) -> dict[str, Any]:  # fmt: skip
     config, counts = _Loose(manifest.config), _Counts(manifest.counts)
     n_samples = counts["samples"]
     main = manifest.main_model
@@ -278,16 +287,6 @@ class _Counts(dict):
         return 0
 
 
-def _method(name: str):
-    """The method a manifest names, or None for one this hubtool does not know (a newer build)."""
-    from toolkit.builders import get_method
-
-    try:
-        return get_method(name)
-    except UserError:
-        return None
-
-
 def _read_rows(path: Path) -> tuple[int, list[dict], int | None]:
     """Row count, the first rows (long texts truncated) and the completion tokens of all rows
     (None when the rows carry no `num_tokens`)."""
@@ -322,13 +321,14 @@ def _fence(text: str, lang: str = "") -> str:
 
 
 @cache
-def _env():
+def _env(own: str | None = None):
+    """The card templates' environment: dataset_cards/, after `own` (a method's folder) when given."""
     import jinja2
 
     if not CARDS_DIR.is_dir():
         raise UserError(f"card templates not found at {CARDS_DIR}; reinstall hubtool")
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(CARDS_DIR)), undefined=jinja2.StrictUndefined,
+        loader=jinja2.FileSystemLoader([*([own] if own else []), str(CARDS_DIR)]), undefined=jinja2.StrictUndefined,
         trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, autoescape=False,
     )  # fmt: skip
     env.filters["fence"] = _fence

@@ -6,6 +6,8 @@ stderr and a non-zero exit, with no traceback. Anything else is a bug and keeps 
 
 from __future__ import annotations
 
+import difflib
+
 
 class UserError(Exception):
     """Bad input or environment: one line that names the problem and the fix."""
@@ -21,7 +23,5 @@ class UnreachableServerError(UserError):
 
 def did_you_mean(name: str, known: list[str] | tuple[str, ...]) -> str:
     """A ' (did you mean X?)' hint for a typo, or ''."""
-    import difflib
-
     close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""

@@ -8,7 +8,9 @@ resumes it) and again when it finishes. Cards, `hubtool inspect`, `show`, `ls`, 
 from __future__ import annotations
 
 import dataclasses
+import importlib.metadata as md
 import json
+import platform
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -122,9 +124,6 @@ class Manifest:
 
 def library_versions(names: tuple[str, ...] = BUILD_LIBRARIES) -> dict[str, str]:
     """Python's version and those of the installed `names`."""
-    import importlib.metadata as md
-    import platform
-
     versions = {"python": platform.python_version()}
     for name in names:
         try:

@@ -20,6 +20,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from toolkit.paths import models_dir, registry_dir
+from toolkit.resources import resource_dir
+
 LOCAL_MODEL = "a local model"
 MODEL_BACKENDS = ("transformers:", "vllm:", "fake:", "openai:")  # `BACKEND:PATH` names a model
 # An absolute path inside a text: `/...` or `~/...` not inside a word or a URL (`http://h/v1`
@@ -29,9 +32,6 @@ _ABSOLUTE = re.compile(r"(?<![\w/.~-])(?<!:/)(?:~|/(?!/))[^\s'\"`,;()\[\]{}<>|]*
 
 def _roots() -> list[tuple[Path, Callable[[Path], str]]]:
     """Known homes of named things: path under it -> its public name."""
-    from toolkit.paths import models_dir, registry_dir
-    from toolkit.resources import resource_dir
-
     roots: list[tuple[Path, Callable[[Path], str]]] = []
     try:
         recipes = resource_dir("recipes")
@@ -115,7 +115,6 @@ def public_model(model: str) -> str:
     as "a local model" (one in hubtool's model cache by its alias)."""
     if not is_local_path(model):
         return model
-    from toolkit.paths import models_dir
 
     if _under(Path(model).expanduser(), models_dir()) is not None:
         return public_path(model)

@@ -25,10 +25,11 @@ import os
 import shlex
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from toolkit.decontaminate import add_record, reapply, records
 from toolkit.errors import UserError
 from toolkit.manifest import Manifest
 from toolkit.manifest import library_versions as manifest_versions
@@ -186,8 +187,6 @@ class RunDir:
         self.write_manifest(manifest)
 
     def _decontaminations(self, manifest: Manifest) -> list[dict]:
-        from toolkit.decontaminate import records
-
         try:
             old = read_manifest(self.path) if (self.path / MANIFEST).is_file() else None
         except UserError:
@@ -199,14 +198,9 @@ class RunDir:
     def write_manifest(self, manifest: Manifest) -> None:
         atomic_write(self.path / MANIFEST, redact(manifest.to_json()).encode())
 
-    def finish(self, rows: Sequence[Any] | DataWriter, row_type: type | None, manifest: Manifest,
-               failed: Sequence[dict]) -> Manifest:  # fmt: skip
-        """Write data, failures, the final manifest and the card, each atomically; return the manifest.
-        `rows` is a finished `DataWriter` (a build streams its rows), or row dataclass instances of
-        `row_type`, whose annotations give the Arrow schema."""
-        writer = rows if isinstance(rows, DataWriter) else self.data_writer(row_type)
-        if not isinstance(rows, DataWriter):
-            writer.add(0, list(rows))
+    def finish(self, writer: DataWriter, manifest: Manifest, failed: Sequence[dict]) -> Manifest:
+        """Write the data `writer` streamed, the failures and the final manifest, each atomically; return
+        the manifest. The card is its caller's to write (`toolkit.cards.write_card`, with the method)."""
         staged, n_rows = writer.close()
         if self._carried:
             n_rows = self._reapply(staged, manifest)
@@ -216,9 +210,6 @@ class RunDir:
         atomic_write(self.path / FAILED, redact(lines).encode())  # servers echo keys in error bodies
         manifest.rows, manifest.data_file, manifest.status, manifest.finished_at = n_rows, name, "complete", now()
         self.write_manifest(manifest)
-        from toolkit.cards import write_card
-
-        write_card(self.path)
         for old in self.path.glob(DATA_GLOB):  # the data of an earlier finish, now unreferenced
             if old.name != Path(name).name:
                 old.unlink()
@@ -229,8 +220,6 @@ class RunDir:
         build's own pass. Returns the rows left."""
         import pyarrow as pa
         import pyarrow.parquet as pq
-
-        from toolkit.decontaminate import add_record, reapply, records
 
         table = pq.read_table(staged)
         rows, passes = reapply(self._carried, table.to_pylist())
@@ -243,15 +232,18 @@ class RunDir:
             add_record(manifest, record)
         return len(rows)
 
-    def data_writer(self, row_type: type) -> DataWriter:
-        """A writer that streams a build's rows to a staged parquet file in this directory."""
+    def data_writer(self, schema, encode: Callable[[Any], dict[str, Any]] = dict) -> DataWriter:
+        """A writer that streams a build's rows to a staged parquet file in this directory: rows of the
+        Arrow `schema`, each made a plain dict by `encode` (a build passes its row type's, see
+        toolkit.builders.rows)."""
         (self.path / "data").mkdir(parents=True, exist_ok=True)
         for stale in (self.path / "data").glob(".staged-*.parquet"):  # left by a killed build (we hold the lock)
             stale.unlink(missing_ok=True)
-        return DataWriter(self.path / "data" / f".staged-{os.getpid()}.parquet", row_type)
+        return DataWriter(self.path / "data" / f".staged-{os.getpid()}.parquet", schema, encode)
 
     def rewrite(self, schema, rows: Sequence[dict], manifest: Manifest) -> Manifest:
-        """Replace a finished build's rows (plain dicts of `schema`), keeping its manifest's story."""
+        """Replace a finished build's rows (plain dicts of `schema`), keeping its manifest's story (the
+        card is its caller's to write again)."""
         import io
 
         import pyarrow as pa
@@ -263,9 +255,6 @@ class RunDir:
         atomic_write(self.path / name, buf.getvalue())
         manifest.rows, manifest.data_file = len(rows), name
         self.write_manifest(manifest)
-        from toolkit.cards import write_card
-
-        write_card(self.path)
         for old in self.path.glob(DATA_GLOB):
             if old.name != Path(name).name:
                 old.unlink()
@@ -311,13 +300,12 @@ class DataWriter:
 
     GROUP_PROBLEMS = 512
 
-    def __init__(self, path: Path, row_type: type) -> None:
+    def __init__(self, path: Path, schema, encode: Callable[[Any], dict[str, Any]] = dict) -> None:
         import pyarrow.parquet as pq
 
-        from toolkit.builders.rows import schema_of
-
         self.path = path
-        self.schema = schema_of(row_type)
+        self.schema = schema
+        self.encode = encode
         self._writer = pq.ParquetWriter(path, self.schema)
         self._waiting: dict[int, list] = {}  # problem index -> rows, finished ahead of an earlier one
         self._next = 0  # the next problem index to go out
@@ -325,9 +313,7 @@ class DataWriter:
         self.rows = 0
 
     def add(self, index: int, rows: Sequence[Any]) -> None:
-        from toolkit.builders.rows import to_record
-
-        self._waiting[index] = [to_record(r) for r in rows]
+        self._waiting[index] = [self.encode(r) for r in rows]
         while self._next in self._waiting:
             self._group += self._waiting.pop(self._next)
             self._next += 1

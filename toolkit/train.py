@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import sys
 
+from toolkit.cli import main as cli
+
 
 def main(argv: list[str] | None = None) -> None:
-    from toolkit.cli import main as cli
-
     cli.main(["train", *(sys.argv[1:] if argv is None else argv)], prog_name="python -m toolkit.train")
 
 

@@ -17,9 +17,10 @@ import math
 from collections import defaultdict
 
 from toolkit import answers
-from toolkit.builders.counterfactual import student_messages
-from toolkit.builders.counterfactual.labelled import NLI_LABELS, SENTIMENT_LABELS, nli_question
+from toolkit.methods.counterfactual import student_messages
 from toolkit.records import Problem
+from toolkit.sources.catalogue import labelled_info
+from toolkit.sources.labelled import labelled_problems, nli_question
 
 MISS = "[invalid]"
 SHUFFLE_SEED = 1234  # imdb's test split is sorted by label: shuffled once, so --limit sees both
@@ -44,58 +45,47 @@ def doc_to_target(doc: dict) -> str:
     return answers.format_answer_line(doc["gold"])
 
 
-def _labelled(dataset, convert):
-    """Rows -> docs, dropping rows without a gold label (ClassLabel -1)."""
-    docs = dataset.map(convert, with_indices=True, remove_columns=dataset.column_names)
-    return docs.filter(lambda d: d["gold"] != "")
+def _labelled(dataset, name: str):
+    """The eval split's rows -> docs, read as a build reads them (`toolkit.sources.labelled`: the
+    catalogue's label order; rows without a gold label, -1, dropped)."""
+    bench = labelled_info(name)
+    problems = labelled_problems(name, dataset, bench.eval_split)
+    return type(dataset).from_list([_doc(f"{name}-{p.index}", p.question, p.choices, p.gold) for p in problems])
 
 
-def _label(labels: tuple[str, ...], value) -> str:
-    value = int(value)
-    return labels[value] if 0 <= value < len(labels) else ""
-
-
-# -- in-domain and out-of-domain benchmarks -------------------------------------------------------
+# -- in-domain and out-of-domain benchmarks: the catalogue's labelled entries -----------------------
 def process_imdb(dataset):
-    """stanfordnlp/imdb: text, label (0 negative, 1 positive)."""
-    docs = _labelled(dataset, lambda d, i: _doc(f"imdb-{i}", d["text"], SENTIMENT_LABELS, _label(SENTIMENT_LABELS, d["label"])))
-    return docs.shuffle(seed=SHUFFLE_SEED).flatten_indices()
+    """stanfordnlp/imdb: text, label."""
+    return _labelled(dataset, "imdb").shuffle(seed=SHUFFLE_SEED).flatten_indices()
 
 
 def process_sst2(dataset):
-    """stanfordnlp/sst2: idx, sentence, label (0 negative, 1 positive; -1 in the unlabelled test split)."""
-    return _labelled(dataset, lambda d, i: _doc(f"sst2-{d.get('idx', i)}", d["sentence"], SENTIMENT_LABELS,
-                                                _label(SENTIMENT_LABELS, d["label"])))  # fmt: skip
-
-
-def _nli(name: str):
-    def convert(d: dict, i: int) -> dict:
-        return _doc(f"{name}-{i}", nli_question(d["premise"], d["hypothesis"]), NLI_LABELS, _label(NLI_LABELS, d["label"]))
-
-    return convert
+    """stanfordnlp/sst2: idx, sentence, label (-1 in the unlabelled test split)."""
+    return _labelled(dataset, "sst2")
 
 
 def process_snli(dataset):
-    """stanfordnlp/snli: premise, hypothesis, label (0 entailment, 1 neutral, 2 contradiction, -1 none)."""
-    return _labelled(dataset, _nli("snli"))
+    """stanfordnlp/snli: premise, hypothesis, label (-1 where annotators did not agree)."""
+    return _labelled(dataset, "snli")
 
 
 def process_mnli(dataset):
-    """nyu-mll/multi_nli: premise, hypothesis, label (as snli), genre, ..."""
-    return _labelled(dataset, _nli("mnli"))
+    """nyu-mll/multi_nli: premise, hypothesis, label, genre, ..."""
+    return _labelled(dataset, "mnli")
 
 
 # -- contrast sets: counterfactually augmented data (Kaushik et al., ICLR 2020) --------------------
 def process_imdb_cad(dataset):
     """CAD-IMDb, combined/paired/test_paired.tsv: Sentiment (Negative/Positive), Text, batch_id.
-    The two rows of a batch_id are a review and its human edit with the other label."""
+    The two rows of a batch_id are a review and its human edit with the other label (imdb's label set)."""
     sizes = defaultdict(int)
     for batch in dataset["batch_id"]:
         sizes[str(batch)] += 1
 
     def convert(d: dict, i: int) -> dict:
         group = f"cad-imdb-{d['batch_id']}"
-        return _doc(f"{group}-{i}", d["Text"], SENTIMENT_LABELS, d["Sentiment"].strip().lower(), group, sizes[str(d["batch_id"])])
+        labels = labelled_info("imdb").labels
+        return _doc(f"{group}-{i}", d["Text"], labels, d["Sentiment"].strip().lower(), group, sizes[str(d["batch_id"])])
 
     return _grouped(dataset.map(convert, with_indices=True, remove_columns=dataset.column_names))
 
@@ -107,7 +97,7 @@ def process_snli_cad(dataset):
     n, rows = len(dataset) // 5, dataset.to_list()
     if not rows or len(rows) != 5 * n:
         raise ValueError(f"CAD-SNLI: {len(rows)} rows is not originals + 2x revised hypotheses + 2x revised premises")
-    docs = []
+    docs, labels = [], labelled_info("snli").labels
     for i, original in enumerate(rows[:n]):
         group = f"cad-snli-{i}"
         members = [original, rows[n + 2 * i], rows[n + 2 * i + 1], rows[3 * n + 2 * i], rows[3 * n + 2 * i + 1]]
@@ -116,7 +106,7 @@ def process_snli_cad(dataset):
                 raise ValueError(f"CAD-SNLI row order: {group} edits {edit} do not keep {kept} of {original}")
         for j, row in enumerate(members):
             question = nli_question(row["sentence1"], row["sentence2"])
-            docs.append(_doc(f"{group}-{j}", question, NLI_LABELS, row["gold_label"].strip(), group, len(members)))
+            docs.append(_doc(f"{group}-{j}", question, labels, row["gold_label"].strip(), group, len(members)))
     return type(dataset).from_list(docs)
 
 

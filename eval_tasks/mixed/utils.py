@@ -3,7 +3,7 @@
 
 Documents are read through the shared hooks (`toolkit.evaluate.docs`: the builders' own reading of
 each benchmark) and carry one more field, `mode` ("cot", "pot" or "mixed"). The prompt of a mode is
-the one `hubtool build-dataset mixed` trains on (`toolkit.builders.mixed.prompt_messages`: one
+the one `hubtool build-dataset mixed` trains on (`toolkit.methods.mixed.prompt_messages`: one
 definition), and programs are taken out of a generation by the builder's own parser and run in the
 same sandbox, with the builder's default limits.
 
@@ -22,13 +22,13 @@ from lm_eval.api.filter import Filter
 from lm_eval.api.task import ConfigurableTask
 
 from toolkit import answers
-from toolkit.builders.mixed import prompt_messages, sandbox_limits
-from toolkit.builders.mixed_programs import extract_program, matches_gold, program_answer
 from toolkit.evaluate.docs import gym_dataset, process_docs_for
 from toolkit.evaluate.hooks import MISS, doc_problem, extract, score, vote  # the shared reading and scoring
+from toolkit.methods.mixed import prompt_messages, sandbox_limits
+from toolkit.methods.mixed.programs import extract_program, matches_gold, program_answer
+from toolkit.sources import known_benchmarks
 
 MODES = ("cot", "pot", "mixed")
-HUB_BENCHMARKS = ("gsm8k", "svamp", "asdiv")
 
 
 # --- documents -------------------------------------------------------------------------------------
@@ -39,8 +39,9 @@ def _with_mode(process_docs, mode: str):
     return process
 
 
-# process_docs_<benchmark>_<mode>: the shared reading of the benchmark, plus the mode
-for _benchmark in HUB_BENCHMARKS:
+# process_docs_<benchmark>_<mode>: the shared reading of the benchmark, plus the mode; one per catalogue
+# benchmark, so whichever the generator's MIXED_HUB names has its hooks
+for _benchmark in known_benchmarks():
     for _mode in MODES:
         globals()[f"process_docs_{_benchmark}_{_mode}"] = _with_mode(process_docs_for(_benchmark), _mode)
 

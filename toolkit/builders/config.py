@@ -15,13 +15,15 @@ import dataclasses
 import math
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from toolkit.errors import UserError, did_you_mean
+from toolkit.teachers import redact_spec
 from toolkit.teachers.base import SamplingParams
+from toolkit.yamlsafe import safe_load
 
 SOURCE_HELP = "hf:NAME (a known benchmark), hf:ORG/NAME, gym:TASK (reasoning-gym) or file:PATH"
 # Fields that say where and how to run, not what to build: left out of the manifest's config, so
@@ -179,9 +181,10 @@ def _describe(hint: Any) -> str:
 def resolve_config(cls: type[BuildConfig], *, flags: Mapping[str, Any] | None = None,
                    config_file: str | Path | None = None, preset: str | None = None,
                    presets: Mapping[str, Preset] | None = None,
-                   method: str | None = None) -> tuple[BuildConfig, str | None, dict[str, Any]]:  # fmt: skip
+                   method: Sequence[str] = ()) -> tuple[BuildConfig, str | None, dict[str, Any]]:  # fmt: skip
     """The config these sources give, the preset used (a flag, or `preset:` in the file) and the
-    values it set (for the manifest). `method` is the command's method: a file naming another is refused."""
+    values it set (for the manifest). `method` is the command's method, its name then its aliases: a
+    file naming another is refused."""
     names = {f.name for f in dataclasses.fields(cls)}
     from_file = read_config_file(config_file, names, method) if config_file else {}
     preset = preset or from_file.pop("preset", None)
@@ -206,8 +209,6 @@ def _required(f: dataclasses.Field) -> bool:
 
 def read_yaml(path: str | Path, what: str) -> Any:
     """A YAML file's content; a missing or unreadable file is a one-line UserError naming `what`."""
-    from toolkit.yamlsafe import safe_load
-
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -217,7 +218,7 @@ def read_yaml(path: str | Path, what: str) -> Any:
     return safe_load(text, f"{what} {path}")
 
 
-def read_config_file(path: str | Path, names: set[str], method: str | None = None) -> dict[str, Any]:
+def read_config_file(path: str | Path, names: set[str], method: Sequence[str] = ()) -> dict[str, Any]:
     """A YAML mapping of field names (dashes or underscores) to values; unknown keys are errors, and
     so is `method:` naming another method than the command's."""
     path = Path(path)
@@ -233,19 +234,10 @@ def read_config_file(path: str | Path, names: set[str], method: str | None = Non
             raise UserError(f"--config {path}: unknown option {key!r}{did_you_mean(name, sorted(names))}")
         out[name] = value
     named = out.pop("method", None)  # allowed for the reader's sake; the command names the method
-    if named is not None and method is not None and _method_name(named) != method:
-        raise UserError(f"--config {path} is for method {named!r}, not {method!r}; run `hubtool build-dataset "
+    if named is not None and method and str(named) not in method:
+        raise UserError(f"--config {path} is for method {named!r}, not {method[0]!r}; run `hubtool build-dataset "
                         f"{named} --config {path}`, or remove its `method:` line")  # fmt: skip
     return out
-
-
-def _method_name(name: Any) -> str | None:
-    from toolkit.builders import get_method
-
-    try:
-        return get_method(str(name)).name
-    except UserError:
-        return str(name)
 
 
 def coerce(cls: type[BuildConfig], name: str, value: Any) -> Any:
@@ -273,8 +265,6 @@ def _is_optional(hint: Any) -> bool:
 
 def recorded(config: BuildConfig) -> dict[str, Any]:
     """The config as the manifest records it: run-only fields left out, credentials redacted."""
-    from toolkit.teachers import redact_spec
-
     roles = set(config.model_roles())
     out = {}
     for f in dataclasses.fields(config):

@@ -12,35 +12,42 @@ the rows an uninterrupted build would have written.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import hashlib
 import logging
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from toolkit import __version__
+from toolkit.builders.balance import balance_classes
 from toolkit.builders.config import BuildConfig, recorded
 from toolkit.builders.method import Method, Work
 from toolkit.builders.progress import Progress
+from toolkit.builders.rows import schema_of, to_record
+from toolkit.cards import check_card_template, write_card
 from toolkit.errors import UserError
 from toolkit.manifest import Manifest, ModelInfo, RowFormat, library_versions
+from toolkit.paths import call_cache_path
+from toolkit.prompts import template_source
 from toolkit.records import Problem
+from toolkit.rundir import RunDir, command_line
+from toolkit.sources import load_source
+from toolkit.teachers import load_teacher, redact_spec
 from toolkit.teachers.base import Teacher
+from toolkit.teachers.cache import CallCache
 from toolkit.teachers.session import Session, gather_or_cancel
+from toolkit.version import __version__
 
 log = logging.getLogger(__name__)
 
 
-def build_dataset(config: BuildConfig, *, method: str | Method | None = None,
-                  teachers: Mapping[str, Teacher] | None = None, preset: str | None = None,
-                  preset_values: Mapping[str, Any] | None = None) -> Manifest:  # fmt: skip
-    """Build into `config.out` and return the final manifest. `teachers` gives ready backends by
-    role (custom backends, tests) instead of loading the config's BACKEND:MODEL specs."""
-    from toolkit.builders import get_method, method_for_config
-    from toolkit.cards import check_card_template
-    from toolkit.rundir import RunDir, command_line
-
-    method = get_method(method) if isinstance(method, str) else method or method_for_config(config)
+def build_dataset(config: BuildConfig, *, method: Method, teachers: Mapping[str, Teacher] | None = None,
+                  preset: str | None = None, preset_values: Mapping[str, Any] | None = None,
+                  command: str | None = None) -> Manifest:  # fmt: skip
+    """Build `method`'s dataset into `config.out` and return the final manifest. `teachers` gives ready
+    backends by role (custom backends, tests) instead of loading the config's BACKEND:MODEL specs.
+    `command` is the command the manifest records (default: this process's command line)."""
     if not isinstance(config, method.config):
         raise TypeError(f"method {method.name!r} takes a {method.config.__name__}, not {type(config).__name__}")
     if not config.out:
@@ -55,10 +62,10 @@ def build_dataset(config: BuildConfig, *, method: str | Method | None = None,
     roles = config.model_roles()
     manifest = Manifest(
         method=method.name, source=_asdict(loaded.info), teacher=_spec(config, roles[0], teachers),
-        config=recorded(config), command=command_line(), hubtool_version=__version__, preset=preset,
+        config=recorded(config), command=command or command_line(), hubtool_version=__version__, preset=preset,
         preset_values=dict(preset_values or {}),
-        row_format=RowFormat(kind=method.kind, trl=method.trl_format, trainer=method.trainer, recipe=method.recipe),
-        prompt_templates=_template_texts(template_names), versions=library_versions(),
+        row_format=RowFormat(kind=method.kind, trl=method.trl_format, trainer=method.trainer.config, recipe=method.recipe),
+        prompt_templates=_template_texts(template_names, method.prompt_dirs), versions=library_versions(),
         source_sha256=_file_sha256(loaded.info),
     )  # fmt: skip
     run = RunDir(config.out)
@@ -68,7 +75,7 @@ def build_dataset(config: BuildConfig, *, method: str | Method | None = None,
         sessions, opened = _open_models(config, roles, teachers)
         run.start(manifest)
         progress = Progress(len(loaded.problems), method.name, in_flight=lambda: _in_flight(sessions))
-        writer = run.data_writer(method.row)
+        writer = run.data_writer(schema_of(method.row), to_record)
         try:
             counts, failed = asyncio.run(_run_all(method, config, state, loaded.problems, sessions, progress, writer))
         except BaseException:
@@ -89,7 +96,9 @@ def build_dataset(config: BuildConfig, *, method: str | Method | None = None,
         if config.balance and all(p.answer_type != "number" for p in loaded.problems):
             manifest.stats["class_counts"] = dict(sorted(Counter(p.gold for p in loaded.problems).items()))
         manifest.elapsed_s = round(progress.elapsed, 2)
-        return run.finish(writer, None, manifest, failed)
+        run.finish(writer, manifest, failed)
+        write_card(config.out, method)
+        return manifest
     finally:
         run.release()
 
@@ -130,11 +139,6 @@ async def _run_all(method: Method, config: BuildConfig, state: Any, problems: Se
 
 def source_problems(config: BuildConfig):
     """The problems `--source` names: the first `--limit`, or with `--balance` a balanced subset."""
-    import dataclasses
-
-    from toolkit.builders.balance import balance_classes
-    from toolkit.sources import load_source
-
     if not config.balance:
         return load_source(config.source, **config.source_options())
     pool = None  # the whole source; a gym source has no end, so its pool is a multiple of the limit
@@ -147,8 +151,6 @@ def source_problems(config: BuildConfig):
 def _decontaminate(loaded, config: BuildConfig):
     """The source without the problems whose question overlaps an evaluation question (see
     toolkit.decontaminate), and the report for the manifest; unchanged when not asked."""
-    import dataclasses
-
     if not config.decontaminate:
         return loaded, None
     from toolkit import decontaminate as decon
@@ -165,10 +167,6 @@ def _decontaminate(loaded, config: BuildConfig):
 
 def _open_models(config: BuildConfig, roles: Sequence[str], given: Mapping[str, Teacher] | None):
     """A session per distinct backend (roles naming the same spec share one), and what was opened."""
-    from toolkit.paths import call_cache_path
-    from toolkit.teachers import load_teacher
-    from toolkit.teachers.cache import CallCache
-
     cache = CallCache(config.cache or call_cache_path())  # a broken cache shows before the slow model loads
     by_spec: dict[str, Teacher] = {}
     opened: list[Teacher] = []
@@ -211,8 +209,6 @@ def _usage_key(session: Session, sessions: Mapping[str, Session]) -> str:
 
 
 def _spec(config: BuildConfig, role: str, given: Mapping[str, Teacher] | None) -> str:
-    from toolkit.teachers import redact_spec
-
     if given and role in given:
         return f"{given[role].backend}:{given[role].model}"
     return redact_spec(getattr(config, role))
@@ -227,8 +223,6 @@ def _model_info(role: str, spec: str, backend: Teacher) -> ModelInfo:
 
 def _file_sha256(info: Any) -> str | None:
     """The content hash of a local source file: the card names the file and its hash, not its path."""
-    import hashlib
-
     path = Path(info.spec.removeprefix("file:")).expanduser() if info.kind == "file" else None
     if path is None or not path.is_file():
         return None
@@ -239,15 +233,11 @@ def _file_sha256(info: Any) -> str | None:
     return h.hexdigest()
 
 
-def _template_texts(names: Sequence[str]) -> dict[str, str]:
-    from toolkit.prompts import template_source
-
-    return {name: template_source(name) for name in names}
+def _template_texts(names: Sequence[str], dirs: Sequence[Path]) -> dict[str, str]:
+    return {name: template_source(name, dirs) for name in names}
 
 
 def _asdict(info: Any) -> dict[str, Any]:
-    import dataclasses
-
     return dataclasses.asdict(info)
 
 

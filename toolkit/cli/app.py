@@ -12,9 +12,9 @@ import traceback
 
 import click
 
-from toolkit import __version__
 from toolkit.errors import UserError
 from toolkit.redact import redact
+from toolkit.version import __version__
 
 INTERRUPTED = 130  # 128 + SIGINT, what shells and CI runners expect of a Ctrl-C
 

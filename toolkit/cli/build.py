@@ -16,21 +16,23 @@ from typing import Any, Literal
 import click
 from click.core import ParameterSource
 
+from toolkit import api
 from toolkit.builders.config import BuildConfig
 from toolkit.cli.app import main
+from toolkit.rundir import command_line
 
 
 class MethodGroup(click.Group):
     """The build-dataset group: one subcommand per method, made when asked for (methods import lazily)."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        from toolkit.builders import methods
+        from toolkit.methods import methods
 
         return [m.name for m in methods()]
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        from toolkit.builders import get_method
         from toolkit.errors import UserError
+        from toolkit.methods import get_method
 
         try:
             return method_command(get_method(name))
@@ -109,17 +111,11 @@ def _show(value: Any) -> str:
 
 
 def run_build(method, flags: dict[str, Any], config_file: str | None, preset: str | None) -> None:
-    from toolkit.builders import build_dataset as build
-    from toolkit.builders import summary_line
-    from toolkit.builders.config import resolve_config
-
-    config, preset, preset_values = resolve_config(method.config, flags=flags, config_file=config_file,
-                                                   preset=preset, presets=method.presets, method=method.name)  # fmt: skip
-    manifest = build(config, method=method, preset=preset, preset_values=preset_values)
-    click.echo(summary_line(manifest, config.out, method))
-    if not manifest.rows:
+    result = api.build(method, config_file=config_file, preset=preset, command=command_line(), **flags)
+    click.echo(result.summary())
+    if not result.rows:
         click.echo(
-            f"warning: no rows kept, so there is nothing to train on; `hubtool inspect {config.out}` shows why "
+            f"warning: no rows kept, so there is nothing to train on; `hubtool inspect {result.run_dir}` shows why "
             "(counts, failures); the cache keeps what was generated, so a re-run with changed options is cheap",
             err=True,
         )

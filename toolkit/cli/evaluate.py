@@ -6,11 +6,8 @@ from pathlib import Path
 
 import click
 
+from toolkit import api
 from toolkit.cli.app import main
-
-
-def _split(value: str | None) -> list[str]:
-    return [part.strip() for part in (value or "").split(",") if part.strip()]
 
 
 def _limit(value: str | None) -> int | float | None:
@@ -26,7 +23,7 @@ def _limit(value: str | None) -> int | float | None:
 def _print_tasks_path(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
     if not value or ctx.resilient_parsing:
         return
-    from toolkit.evaluate.tasks import tasks_dir
+    from toolkit.sources.eval_tasks import tasks_dir
 
     click.echo(tasks_dir())
     ctx.exit()
@@ -42,6 +39,9 @@ def _print_tasks_path(ctx: click.Context, _param: click.Parameter, value: bool) 
 @click.option("--backend", type=click.Choice(["hf", "vllm", "openai"]), default="hf", show_default=True,
               help="hf: transformers in-process; vllm: GPU; openai: an OpenAI-compatible server (--base-url).")
 @click.option("--base-url", help="With --backend openai: the server, e.g. http://localhost:8000/v1.")
+@click.option("--data-parallel", type=click.IntRange(min=1), default=1, show_default=True, metavar="N",
+              help="With --backend vllm: N engines on N GPUs of this machine, each taking a share of the "
+                   "documents (lm-eval's data_parallel_size; needs ray).")
 @click.option("--limit", help="Documents per task: a count, or a fraction below 1.")
 @click.option("--num-fewshot", type=int, help="Few-shot examples (worked solutions where the benchmark has them).")
 @click.option("--batch-size", default="8", show_default=True, help="Generation batch size, or 'auto'.")
@@ -58,7 +58,7 @@ def _print_tasks_path(ctx: click.Context, _param: click.Parameter, value: bool) 
 @click.option("-o", "--output-dir", type=click.Path(path_type=Path), default=Path("eval-results"), show_default=True)
 @click.option("--tasks-path", is_flag=True, is_eager=True, expose_value=False, callback=_print_tasks_path,
               help="Print the folder of the hubtool lm-eval tasks and exit (for lm_eval --include_path).")
-def eval_command(models, suites, tasks, backend, base_url, limit, num_fewshot, batch_size, max_gen_toks,
+def eval_command(models, suites, tasks, backend, base_url, data_parallel, limit, num_fewshot, batch_size, max_gen_toks,
                  in_domain, data_dir, prompt, judge, judge_max_tokens, output_dir):
     """Score models with lm-eval on in-domain and out-of-domain reasoning tasks.
 
@@ -72,14 +72,12 @@ def eval_command(models, suites, tasks, backend, base_url, limit, num_fewshot, b
     lm_eval run --include_path "$(hubtool eval --tasks-path)" --tasks hubtool_gym_chain_sum \\
         --model hf --model_args pretrained=PATH --apply_chat_template --limit 10
     """
-    from toolkit.evaluate import EvalOptions, run_eval
-
-    options = EvalOptions(
-        backend=backend, base_url=base_url, limit=_limit(limit), num_fewshot=num_fewshot,
+    result = api.score(
+        list(models), suites=suites, tasks=tasks or (), output_dir=output_dir, backend=backend,
+        base_url=base_url, limit=_limit(limit), num_fewshot=num_fewshot,
         batch_size=int(batch_size) if batch_size.isdigit() else batch_size, max_gen_toks=max_gen_toks,
-        data_dir=data_dir, in_domain=_split(in_domain) or None, judge=judge, judge_max_new_tokens=judge_max_tokens,
-        prompt=prompt,
+        data_dir=data_dir, in_domain=in_domain, judge=judge, judge_max_new_tokens=judge_max_tokens,
+        prompt=prompt, data_parallel=data_parallel,
     )
-    result = run_eval(list(models), output_dir, suites=list(suites), tasks=_split(tasks), options=options)
     click.echo(result.markdown)
     click.echo(f"\nwrote {output_dir}/report.md, report.png, scores.json and lm-eval results per model")

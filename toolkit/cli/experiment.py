@@ -27,9 +27,12 @@ def decontaminate(run_dir: str, against: str, ngram: int, data_dir: str | None) 
     hubtool decontaminate runs/cot --against gym
     hubtool decontaminate runs/gsm8k-cot --against math --data-dir benchmarks/
     """
-    from toolkit.decontaminate import decontaminate_run
+    from toolkit.decontaminate.run import decontaminate_run
+    from toolkit.methods import find_method
+    from toolkit.rundir import read_manifest
 
-    result = decontaminate_run(run_dir, against, n=ngram, data_dir=data_dir)
+    method = find_method(read_manifest(run_dir).method)
+    result = decontaminate_run(run_dir, against, method=method, n=ngram, data_dir=data_dir)
     by_task = json.dumps(result["removed_by_task"]) if result["removed_by_task"] else "none"
     click.echo(f"{run_dir}: {result['removed']} of {result['checked']} rows removed ({by_task}); "
                f"checked against {len(result['against'])} tasks with {result['n']}-grams")  # fmt: skip

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from toolkit import api
 from toolkit.cli.app import main
 
 
@@ -31,9 +32,7 @@ def push(
     hubtool push runs/cot me/smol-arith-cot
     hubtool push runs/cot me/smol-arith-cot --hub --private
     """
-    from toolkit.hub import push as push_build
-
-    result = push_build(run_dir, name, hub=hub, private=private, revision=revision, license=license_id)
+    result = api.push(run_dir, name, hub=hub, private=private, revision=revision, license=license_id)
     click.echo(result.summary())
 
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import click
 
+from toolkit import api
 from toolkit.cli.app import main
+from toolkit.training import launch, parse_overrides
+from toolkit.training.data import parse_where
 
 
 @main.command("train")
@@ -36,12 +39,21 @@ from toolkit.cli.app import main
 )
 @click.option(
     "--trainer",
-    type=click.Choice(["sft", "dpo"]),
-    help="For a recipe outside recipes/<method>/; default: the method folder's trainer (cot: sft, self-refine: dpo).",
+    metavar="NAME",
+    help="For a recipe outside a method's recipes folder: sft, dpo, or a method's own trainer; default: the "
+         "trainer of the method whose recipes folder holds the recipe.",
+)
+@click.option(
+    "--print-launch",
+    nargs=2,
+    type=click.IntRange(min=1),
+    metavar="NODES GPUS",
+    help="Print the command that trains this recipe on NODES machines of GPUS GPUs each, with these "
+         "arguments, and exit: hubtool train (1 1), accelerate launch (1 G), a Slurm batch script (N G).",
 )
 def train(
     recipe: str, sets: tuple[str, ...], output_dir: str | None, merge: bool, where: tuple[str, ...],
-    trainer: str | None,
+    trainer: str | None, print_launch: tuple[int, int] | None,
 ) -> None:
     """Train a student with a TRL recipe on a dataset named by dataset_name.
 
@@ -56,13 +68,14 @@ def train(
     hubtool train self-refine/dpo-lora --set model_name_or_path=out/cot-student \\
         --set dataset_name=me/self-refine --output-dir out/dpo-student --merge
     hubtool train my-recipes/cot/custom.yaml --set dataset_name=me/cot
+    hubtool train cot/llama-8b-full --set dataset_name=me/cot --print-launch 4 8 > train.sbatch
     """
-    from toolkit.training import load_recipe
-    from toolkit.training import train as run
-    from toolkit.training.data import parse_where
-
-    rows = parse_where(where)
-    result = run(load_recipe(recipe, sets, output_dir=output_dir, trainer=trainer), merge=merge, where=rows)
+    if print_launch:
+        click.echo(launch.print_launch(*print_launch, recipe, sets=sets, output_dir=output_dir, merge=merge,
+                                       where=where, trainer=trainer))  # fmt: skip
+        return
+    result = api.train(recipe, overrides=parse_overrides(sets), output_dir=output_dir, merge=merge,
+                       where=parse_where(where), trainer=trainer)
     if result.record:  # empty on the non-main processes of a multi-GPU run
         click.echo(summary_line(result.record))
 

@@ -4,27 +4,22 @@
              options=EvalOptions(limit=20, max_gen_toks=128))
 
 writes lm-eval's results and samples per model, then report.md (model x task, with in-domain and
-out-of-domain averages), report.png and scores.json. Importing this package imports no lm-eval,
+out-of-domain averages), report.png and scores.json. Which tasks and suites exist is
+`toolkit.sources.eval_tasks` (builds read it too). Importing this package imports no lm-eval,
 torch or matplotlib; they load when a run starts.
 """
 
 from toolkit.evaluate.models import BACKENDS, ModelSpec, model_spec
 from toolkit.evaluate.report import FILTERS, Report
 from toolkit.evaluate.run import EvalOptions, EvalResult, run_eval
-from toolkit.evaluate.tasks import Catalog, catalog, select_tasks, task_manager, tasks_dir
 
 __all__ = [
     "BACKENDS",
     "FILTERS",
-    "Catalog",
     "EvalOptions",
     "EvalResult",
     "ModelSpec",
     "Report",
-    "catalog",
     "model_spec",
     "run_eval",
-    "select_tasks",
-    "task_manager",
-    "tasks_dir",
 ]

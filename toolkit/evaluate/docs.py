@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from toolkit.records import Problem
+from toolkit.sources import benchmark_info, benchmark_problems, load_source
 
 
 def problem_doc(problem: Problem, doc_id: str) -> dict[str, Any]:
@@ -30,7 +31,7 @@ def problem_doc(problem: Problem, doc_id: str) -> dict[str, Any]:
 
 
 def _dataset(docs: list[dict[str, Any]]):
-    import datasets
+    import datasets  # datasets takes about a second to import; lm-eval has loaded it by now
 
     features = datasets.Features(
         {
@@ -50,8 +51,6 @@ def process_docs_for(benchmark: str) -> Callable[[Any], Any]:
 
     Rows the benchmark itself leaves unusable (an ASDiv ratio answer) are skipped, as a build skips them.
     """
-    from toolkit.sources import benchmark_info, benchmark_problems
-
     split = benchmark_info(benchmark).eval_split  # lm-eval does not say which split it hands over; ids only
 
     def process_docs(dataset):
@@ -68,9 +67,7 @@ def gym_dataset(gym_task: str, gym_split: str, gym_seed: int, gym_size: int, **_
     no clash with a model argument), so it takes what it needs and ignores the rest. The one split
     it returns is named `gym_split`, as the task's `test_split` is.
     """
-    import datasets
-
-    from toolkit.sources import load_source
+    import datasets  # datasets takes about a second to import; lm-eval has loaded it by now
 
     problems = load_source(f"gym:{gym_task}", split=gym_split, seed=gym_seed, limit=gym_size).problems
     return datasets.DatasetDict({gym_split: _dataset([problem_doc(p, p.id) for p in problems])})

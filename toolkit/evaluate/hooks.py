@@ -11,12 +11,15 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from toolkit import answers
+from toolkit import answers, prompts
+from toolkit.builders.reasoning import prompt_messages
 from toolkit.errors import UserError
+from toolkit.methods import methods
 from toolkit.records import Problem
+from toolkit.training.provenance import training_prompt
 
 MISS = "[invalid]"  # what a filter yields when nothing could be extracted (lm-eval's convention)
-# What the CoT builder gives a prompt template (toolkit.builders.cot.prompt_messages): a prompt that
+# What the CoT builder gives a prompt template (toolkit.builders.reasoning.prompt_messages): a prompt that
 # needs more (counterfactual_cot's `labels`) cannot be asked of the shared tasks.
 PROMPT_VARIABLES = frozenset({"question", "choices", "exemplars", "answer_hint"})
 
@@ -60,9 +63,12 @@ def score(doc: dict, pred: str) -> dict[str, float]:
 def doc_prompt(doc: dict, template: str = "cot") -> str:
     """The user turn for a document: the CoT builder's prompt with `template`, exactly as a build renders
     it for the same problem, so a student is scored on the prompt it was trained on."""
-    from toolkit.builders.cot import prompt_messages
+    return prompt_messages(doc_problem(doc), template, dirs=prompt_dirs())[-1]["content"]
 
-    return prompt_messages(doc_problem(doc), template)[-1]["content"]
+
+def prompt_dirs() -> tuple[Path, ...]:
+    """Every method's own template folder: `--prompt NAME` may name any template a method ships."""
+    return tuple(d for m in methods() for d in m.prompt_dirs)
 
 
 def doc_to_text_for(template: str):
@@ -72,9 +78,7 @@ def doc_to_text_for(template: str):
 
 def check_prompt(template: str, what: str = "--prompt") -> None:
     """A prompt the shared tasks can render: it exists, compiles, and needs no variable they lack."""
-    from toolkit import prompts
-
-    missing = prompts.template_variables(template) - PROMPT_VARIABLES
+    missing = prompts.template_variables(template, prompt_dirs()) - PROMPT_VARIABLES
     if missing:
         raise UserError(f"{what} {template}: the eval tasks cannot fill {', '.join(sorted(missing))} (they give "
                         f"{', '.join(sorted(PROMPT_VARIABLES))}); use a CoT-style prompt")
@@ -88,14 +92,11 @@ def with_prompt(cfg: dict[str, Any], template: str, name: str) -> dict[str, Any]
 
 
 def model_prompt(spec, explicit: str | None, output_dir: Path) -> tuple[tuple[str, str] | None, str]:
-    """Which prompt a model is asked with, as (template, name shown) for `tasks.load_tasks` (None: each
+    """Which prompt a model is asked with, as (template, name shown) for `with_prompt` (None: each
     task's own), and a note for the report: --prompt, else the training prompt a hubtool-trained student's
     record names (its text, as trained, even when it was a file this machine lacks), else the tasks'."""
-    from toolkit import prompts
-    from toolkit.training.provenance import training_prompt
-
     if explicit is not None:
-        ref = prompts.PromptRef.of(explicit)
+        ref = prompts.PromptRef.of(explicit, dirs=prompt_dirs())
         return (explicit, ref.name), f"asked with {ref.describe()} (--prompt)"
     folder = spec.args.get("peft") or spec.args.get("lora_local_path") or spec.args.get("pretrained")
     ref = training_prompt(folder) if folder else None
@@ -112,9 +113,8 @@ def model_prompt(spec, explicit: str | None, output_dir: Path) -> tuple[tuple[st
 def _template_for(ref, output_dir: Path) -> str:
     """A template name or file that renders `ref`'s text: the shipped one while unchanged, else a copy
     written beside the report (a student trained on an older cot.jinja is asked with that one)."""
-    from toolkit import prompts
-
-    if ref.shipped and ref.name in prompts.known_templates() and prompts.template_source(ref.name) == ref.text:
+    dirs = prompt_dirs()
+    if ref.shipped and ref.name in prompts.known_templates(dirs) and prompts.template_source(ref.name, dirs) == ref.text:
         return ref.name
     path = Path(output_dir) / "prompts" / f"{ref.sha256[:12]}-{Path(ref.name).stem}.jinja"
     path.parent.mkdir(parents=True, exist_ok=True)

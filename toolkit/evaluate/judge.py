@@ -12,10 +12,18 @@ call cache, so a re-run asks nothing twice.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
+
+from toolkit import prompts
+from toolkit.paths import call_cache_path
+from toolkit.teachers import load_teacher
+from toolkit.teachers.base import Request, SamplingParams
+from toolkit.teachers.cache import CallCache
+from toolkit.teachers.session import Session
 
 TEMPLATE = "judge_pairwise"
 _VERDICT = re.compile(r"\[\[\s*(A|B|C)\s*\]\]")
@@ -82,13 +90,6 @@ def ask(judge: str, messages: Sequence[tuple[dict[str, str], ...]], max_new_toke
         cache_path: str | None = None) -> tuple[str, list[Reply]]:  # fmt: skip
     """Each conversation put to the judge once, greedily, through hubtool's backends and call cache:
     (the judge's identity, one reply per conversation, in order)."""
-    import asyncio
-
-    from toolkit.paths import call_cache_path
-    from toolkit.teachers import load_teacher
-    from toolkit.teachers.base import Request, SamplingParams
-    from toolkit.teachers.cache import CallCache
-    from toolkit.teachers.session import Session
 
     params = SamplingParams(temperature=0.0, top_p=1.0, max_new_tokens=max_new_tokens, seed=0)
     requests = [Request(tuple(m), 1, params) for m in messages]
@@ -116,8 +117,6 @@ def judge_models(judge: str, samples: Mapping[str, Mapping[str, Sequence[Mapping
                  tasks: Sequence[str], max_new_tokens: int = 256,
                  cache_path: str | None = None) -> tuple[list[Judged], list[dict[str, Any]]]:  # fmt: skip
     """Every model after the first against the first, on every task: the tallies and each judgment."""
-    from toolkit import prompts
-
     models = list(samples)
     reference, others = models[0], models[1:]
     plan: list[tuple[str, str, int, bool, str]] = []  # task, model, doc, swapped, prompt

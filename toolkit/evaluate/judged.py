@@ -19,7 +19,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from toolkit.evaluate.judge import parse_verdict
+from toolkit import prompts
+from toolkit.evaluate.judge import ask, parse_verdict
 
 KINDS = ("reference_win_rate", "rating")
 NEED_REFERENCE = frozenset({"math", "reasoning", "coding"})  # MT-Bench's categories graded against a reference
@@ -81,8 +82,6 @@ def _answer(row: Mapping[str, Any]) -> str:
 
 def plan_win_rate(task: str, model: str, rows: Sequence[Mapping[str, Any]], meta: Mapping[str, Any]) -> list[Item]:
     """Both orders of (reference, model answer) for every document."""
-    from toolkit import prompts
-
     instruction_field = meta.get("instruction_field", "instruction")
     reference_field = meta.get("reference_field", "output")
     items = []
@@ -98,8 +97,6 @@ def plan_win_rate(task: str, model: str, rows: Sequence[Mapping[str, Any]], meta
 def plan_rating(task: str, model: str, rows: Sequence[Mapping[str, Any]], meta: Mapping[str, Any]) -> list[Item]:
     """One grading per answered turn: the conversation up to that turn, references where the category
     needs them."""
-    from toolkit import prompts
-
     field_name = meta.get("turns", "prompt")
     items = []
     for doc_id, row in sorted(first_rows(rows).items()):
@@ -121,8 +118,6 @@ def score_suites(judge: str, samples: Mapping[str, Mapping[str, Sequence[Mapping
                  judged: Mapping[str, Mapping[str, Any]], max_new_tokens: int = 256,
                  cache_path: str | None = None) -> tuple[list[SuiteScore], list[dict[str, Any]]]:  # fmt: skip
     """Every model on every judged task (task -> its metadata): the scores and each judgment."""
-    from toolkit.evaluate.judge import ask
-
     items = [item for model, by_task in samples.items() for task, meta in judged.items()
              for item in PLANS[meta["judged"]](task, model, by_task.get(task, []), meta)]  # fmt: skip
     identity, replies = ask(judge, [({"role": "user", "content": i.prompt},) for i in items], max_new_tokens, cache_path)

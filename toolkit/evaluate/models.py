@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from toolkit.errors import UserError
+from toolkit.teachers.models import ALIASES, resolve_model_path
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +28,14 @@ class ModelSpec:
     args: dict[str, Any] = field(default_factory=dict)
 
 
-def model_spec(name: str, backend: Backend = "hf", base_url: str | None = None) -> ModelSpec:
-    """Resolve `--model` for a backend; raises UserError for what cannot be loaded."""
+def model_spec(name: str, backend: Backend = "hf", base_url: str | None = None, data_parallel: int = 1) -> ModelSpec:
+    """Resolve `--model` for a backend; raises UserError for what cannot be loaded. `data_parallel` > 1
+    (vllm only) is lm-eval's `data_parallel_size`: that many engines, one per GPU, started as Ray actors."""
+    if data_parallel < 1:
+        raise UserError(f"--data-parallel {data_parallel}: give 1 or more engines")
+    if data_parallel > 1 and backend != "vllm":
+        raise UserError(f"--data-parallel is for --backend vllm (engines on this machine's GPUs), not {backend}; "
+                        "for servers elsewhere use --backend openai against them")  # fmt: skip
     if backend == "openai":
         if not base_url:
             raise UserError("--backend openai needs --base-url, e.g. http://localhost:8000/v1")
@@ -43,7 +50,7 @@ def model_spec(name: str, backend: Backend = "hf", base_url: str | None = None) 
     label = _label(name)
     if backend == "vllm":
         args = {"pretrained": path} | ({"lora_local_path": adapter} if adapter else {})
-        return ModelSpec(label, "vllm", args)
+        return ModelSpec(label, "vllm", args | ({"data_parallel_size": data_parallel} if data_parallel > 1 else {}))
     return ModelSpec(label, "hf", {"pretrained": path} | ({"peft": adapter} if adapter else {}))
 
 
@@ -64,16 +71,12 @@ def _chat_url(base_url: str) -> str:
 
 def _label(name: str) -> str:
     """An alias or Hub id as given; a local folder by its own name."""
-    from toolkit.teachers.models import ALIASES
-
     path = Path(name).expanduser()
     return path.resolve().name if name not in ALIASES and path.exists() else name
 
 
 def _weights(name: str) -> tuple[str, str | None]:
     """(base checkpoint, adapter folder or None). An adapter's base is read from adapter_config.json."""
-    from toolkit.teachers.models import resolve_model_path
-
     path = resolve_model_path(name)
     folder = Path(path)
     if not folder.is_dir():
@@ -87,8 +90,6 @@ def _weights(name: str) -> tuple[str, str | None]:
 
 
 def _adapter_base(adapter: Path) -> str:
-    from toolkit.teachers.models import resolve_model_path
-
     try:
         base = json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"]
     except (json.JSONDecodeError, KeyError, TypeError):
@@ -109,7 +110,7 @@ def _check_hub_id(hub_id: str, what: str) -> None:
     """Offline, a Hub id only loads if it is already in the local HF cache."""
     if os.environ.get("HF_HUB_OFFLINE", "0").lower() not in ("1", "true", "yes"):
         return
-    from huggingface_hub import try_to_load_from_cache
+    from huggingface_hub import try_to_load_from_cache  # its file utilities pull the HTTP client (~75 ms)
 
     if not isinstance(try_to_load_from_cache(hub_id, "config.json"), str):
         raise UserError(
@@ -120,11 +121,11 @@ def _check_hub_id(hub_id: str, what: str) -> None:
 
 def load_lm(spec: ModelSpec, batch_size: int | str = 8):
     """The lm-eval model object; a model that does not load becomes one UserError line."""
-    from lm_eval.api.registry import get_model
+    from lm_eval.api.registry import get_model  # lm-eval and the model backends: only inside a run
 
     extra: dict[str, Any] = {"batch_size": batch_size}
     if spec.lm_eval_model == "hf":
-        import torch
+        import torch  # torch: only when a model loads
 
         extra["device"] = "cuda" if torch.cuda.is_available() else "cpu"  # lm-eval's default is cuda
     try:

@@ -47,7 +47,7 @@ def first_answers(rows: Sequence[Mapping[str, Any]]) -> dict[int, tuple[dict, st
 def converse(lm, firsts: Mapping[int, tuple[dict, str]], field: str, gen_kwargs: dict[str, Any],
              task: str) -> dict[int, list[str]]:  # fmt: skip
     """Turn by turn, all documents at once: doc_id -> the answers to every user turn."""
-    from lm_eval.api.instance import Instance
+    from lm_eval.api.instance import Instance  # lm-eval: only inside a run
 
     answers = {doc_id: [first] for doc_id, (_, first) in firsts.items()}
     most = max((len(doc[field]) for doc, _ in firsts.values()), default=0)

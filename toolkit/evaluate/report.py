@@ -7,7 +7,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from toolkit.evaluate.tasks import PREFIX, benchmark_of
+from toolkit.public_paths import scrub
+from toolkit.sources.eval_tasks import PREFIX, benchmark_of
 
 FILTERS: tuple[str, ...] = ("strict-match", "flexible-extract")
 _FILTER_TITLES = {
@@ -33,7 +34,7 @@ class Report:
     samples: dict[str, int] = field(default_factory=dict)  # task -> documents scored
     notes: list[str] = field(default_factory=list)
     # task -> (benchmark, mode), for tasks whose metadata names both: one benchmark scored in several
-    # reasoning modes (eval_tasks/mixed: cot, pot, mixed), reported side by side
+    # reasoning modes (e.g. a method's tasks asking for CoT, PoT or both), reported side by side
     modes: dict[str, tuple[str, str]] = field(default_factory=dict)
     judged: list[dict] = field(default_factory=list)  # pairwise win rates (`--judge`), see toolkit.evaluate.judge
     # Tasks a judge scores (AlpacaEval, MT-Bench: toolkit.evaluate.judged): their scores are not exact
@@ -129,9 +130,8 @@ def markdown(report: Report) -> str:
         lines += _suite_table(report)
     if report.modes:
         lines += ["# Reasoning modes side by side", "",
-                  "Each row is one benchmark scored in several reasoning modes (the tasks' `metadata.mode`; for "
-                  "eval_tasks/mixed: `cot` greedy chain of thought, `pot` a greedy program run in the sandbox, "
-                  "`mixed` k CoT + k PoT samples with one vote).", ""]  # fmt: skip
+                  "Each row is one benchmark scored in several reasoning modes (the tasks' `metadata.mode`; the "
+                  "README of the tasks' folder says how each mode asks and scores).", ""]  # fmt: skip
         for filter_name in FILTERS:
             lines += [f"## {filter_name}", "", *_modes_table(report, filter_name), ""]
     if report.judged:
@@ -194,7 +194,7 @@ def _table(report: Report, filter_name: str) -> list[str]:
 
 def bar_chart(report: Report, path: Path) -> None:
     """Grouped bars: one panel per filter, tasks and the two averages on x, one bar per model."""
-    import matplotlib
+    import matplotlib  # matplotlib is slow to import; only the chart needs it
 
     matplotlib.use("Agg")  # files only: no display on servers and in tests
     import matplotlib.pyplot as plt
@@ -231,7 +231,6 @@ def write(report: Report, output_dir: Path) -> dict[str, Path]:
     """report.md, report.png and scores.json under output_dir."""
     paths = {"markdown": output_dir / "report.md", "chart": output_dir / "report.png",
              "scores": output_dir / "scores.json"}
-    from toolkit.public_paths import scrub
 
     # models and --data-dir are folders of this machine: the files name them as cards do (toolkit.public_paths)
     paths["markdown"].write_text(scrub(markdown(report), output_dir))

@@ -4,18 +4,25 @@ and samples per model, then the report comparing them."""
 from __future__ import annotations
 
 import gc
+import importlib.metadata
 import json
 import logging
 import re
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from toolkit.errors import UserError
 from toolkit.evaluate import report as report_mod
-from toolkit.evaluate import tasks as tasks_mod
-from toolkit.evaluate.hooks import check_prompt, model_prompt
+from toolkit.evaluate.hooks import check_prompt, model_prompt, with_prompt
+from toolkit.evaluate.judge import judge_models
+from toolkit.evaluate.judged import score_suites
 from toolkit.evaluate.models import Backend, ModelSpec, describe, load_lm, model_spec
 from toolkit.evaluate.multiturn import add_later_turns
+from toolkit.methods import eval_task_dirs
+from toolkit.public_paths import scrub
+from toolkit.sources import eval_tasks as tasks_mod
+from toolkit.teachers import DEFAULT_TEACHER, parse_teacher_spec
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +51,8 @@ class EvalOptions:
     # --prompt NAME|FILE: every model asked with it; default: a hubtool-trained student's training prompt,
     # else each task's own (see toolkit.evaluate.hooks.model_prompt)
     prompt: str | None = None
+    # --data-parallel N: with the vllm backend, N engines (lm-eval's data_parallel_size; needs ray)
+    data_parallel: int = 1
 
 
 @dataclass
@@ -69,7 +78,7 @@ def run_eval(
     _check_options(options)
     if output_dir.exists() and not output_dir.is_dir():
         raise UserError(f"--output-dir {output_dir} is a file; give a folder for the reports")
-    manager = tasks_mod.task_manager()
+    manager = tasks_mod.task_manager(extra=eval_task_dirs())  # eval_tasks/ and the methods' own task folders
     catalog = tasks_mod.catalog(manager)
     names = tasks_mod.select_tasks(catalog, list(suites), list(tasks))
     judged = tasks_mod.judged_tasks(manager, names)
@@ -77,7 +86,7 @@ def run_eval(
         raise UserError("--judge compares models with the first one (or scores alpaca_eval / mt_bench): give at "
                         "least two --model, or evaluate a judged task")  # fmt: skip
     in_domain = tasks_mod.resolve_in_domain(catalog, options.in_domain, list(suites))
-    specs = [model_spec(m, options.backend, options.base_url) for m in models]
+    specs = [model_spec(m, options.backend, options.base_url, options.data_parallel) for m in models]
     if labels is not None:
         if len(labels) != len(models):
             raise ValueError("one label per model")
@@ -109,8 +118,6 @@ def run_eval(
 
 def _judge(report, samples: dict, names: list[str], options: EvalOptions, output_dir: Path) -> dict[str, Path]:
     """Pairwise win rates of every model against the first, by the judge (written to judge.jsonl)."""
-    from toolkit.evaluate.judge import judge_models
-
     judged, records = judge_models(options.judge, samples, names, options.judge_max_new_tokens)
     report.judged = [j.to_dict() for j in judged]
     path = output_dir / "judge.jsonl"
@@ -120,9 +127,6 @@ def _judge(report, samples: dict, names: list[str], options: EvalOptions, output
 
 def _judge_suites(report, samples: dict, judged: dict, options: EvalOptions, output_dir: Path) -> dict[str, Path]:
     """AlpacaEval / MT-Bench scores by the judge (written to judge_suites.jsonl)."""
-    from toolkit.evaluate.judged import score_suites
-    from toolkit.teachers import DEFAULT_TEACHER
-
     scores, records = score_suites(options.judge or DEFAULT_TEACHER, samples, judged, options.judge_max_new_tokens)
     report.suite_scores = [s.to_dict() for s in scores]
     path = output_dir / "judge_suites.jsonl"
@@ -145,8 +149,6 @@ def _check_options(options: EvalOptions) -> None:
     if options.data_dir is not None and not options.data_dir.is_dir():
         raise UserError(f"--data-dir {options.data_dir} is not a folder")
     if options.judge is not None:
-        from toolkit.teachers import parse_teacher_spec
-
         parse_teacher_spec(options.judge)  # an unknown backend fails now, not after the models ran
         if options.judge_max_new_tokens < 1:
             raise UserError("--judge-max-tokens must be at least 1")
@@ -170,8 +172,6 @@ def _folder_name(label: str) -> str:
 
 
 def _notes(options: EvalOptions) -> list[str]:
-    import importlib.metadata
-
     notes = [f"zero-shot chain of thought, chat template applied; lm-eval {importlib.metadata.version('lm_eval')}"]
     if options.num_fewshot:
         notes[0] = notes[0].replace("zero-shot", f"{options.num_fewshot}-shot")
@@ -184,10 +184,11 @@ def _notes(options: EvalOptions) -> list[str]:
 
 def _evaluate_one(spec: ModelSpec, manager, names: list[str], options: EvalOptions,
                   prompt: tuple[str, str] | None = None) -> dict:  # fmt: skip
-    from lm_eval import simple_evaluate
+    from lm_eval import simple_evaluate  # lm-eval (and torch) load when a run starts, not on import
 
     log.warning("evaluating %s on %d tasks", spec.label, len(names))
-    task_objects = tasks_mod.load_tasks(manager, names, options.data_dir, prompt)  # fails before a model loads
+    reprompt = partial(with_prompt, template=prompt[0], name=prompt[1]) if prompt else None
+    task_objects = tasks_mod.load_tasks(manager, names, options.data_dir, reprompt)  # fails before a model loads
     lm = load_lm(spec, options.batch_size)
     try:
         results = simple_evaluate(
@@ -210,9 +211,7 @@ def _evaluate_one(spec: ModelSpec, manager, names: list[str], options: EvalOptio
 
 def _write_results(folder: Path, label: str, results: dict) -> dict[str, Path]:
     """lm-eval's aggregated results (results.json) and per-document samples (samples_<task>.jsonl)."""
-    from lm_eval.utils import handle_non_serializable
-
-    from toolkit.public_paths import scrub
+    from lm_eval.utils import handle_non_serializable  # lm-eval: loaded by the run already
 
     folder.mkdir(parents=True, exist_ok=True)
     samples = results.pop("samples", {})

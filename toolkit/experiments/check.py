@@ -1,6 +1,7 @@
-"""The deep checks of an experiment file, run before any step (and by --dry-run): each key's type,
-the method, preset and `with:` options of a build, the push's dataset name, the train recipe, the
-eval tasks and suites and what `decontaminate:` names. A run fails at the first step that a check
+"""Reading an experiment file (`load_experiment`: the shape `spec` parses, then these checks) and the
+deep checks, run before any step (and by --dry-run): each key's type, the method, preset and `with:`
+options of a build, the push's dataset name, the train recipe, the eval tasks and suites and what
+`decontaminate:` names. A run fails at the first step that a check
 here would have caught only if the check is missing: keep them in step with the runner."""
 
 from __future__ import annotations
@@ -13,8 +14,17 @@ import re
 from pathlib import Path
 from typing import Any
 
+from toolkit.builders.config import read_yaml, resolve_config
 from toolkit.errors import UserError, did_you_mean
-from toolkit.experiments.spec import Experiment, Step, raise_problems
+from toolkit.evaluate.report import FILTERS
+from toolkit.experiments.spec import Experiment, Step, parse_experiment, raise_problems, substitute
+from toolkit.hub.names import is_repo_id
+from toolkit.methods import eval_task_dirs, get_method
+from toolkit.sources import eval_tasks as tasks_mod
+from toolkit.sources.eval_tasks import PREFIX
+from toolkit.teachers import parse_teacher_spec
+from toolkit.teachers.serve import parse_hub_file
+from toolkit.training.recipe import load_recipe, resolve_recipe
 
 _STR, _INT, _BOOL = "text", "an integer", "true or false"
 _NAMES = "a list of names"
@@ -35,6 +45,21 @@ SERVER_TYPES = {"gguf": _STR, "path": _STR, "revision": _STR, "alias": _STR, "ba
 LABEL = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")  # a report label, and its results folder
 # the experiment owns where its steps write: a step may not point them elsewhere
 OWNED = {"build": ("out", "overwrite"), "train": ("output_dir",)}
+
+
+def load_experiment(path: str | Path) -> Experiment:
+    """Read and check the whole experiment file before anything runs: every key known and of its
+    type, every step of a known kind, every reference to an earlier step, every method, preset,
+    recipe, task and dataset name. All problems are listed at once, one line each."""
+    path = Path(path)
+    data = read_yaml(path, "experiment")
+    problems: list[str] = []
+    experiment = parse_experiment(path, data, problems)
+    if experiment is not None:
+        check_experiment(experiment, problems)
+    raise_problems(path, problems)
+    assert experiment is not None
+    return experiment
 
 
 def check_experiment(experiment: Experiment, problems: list[str]) -> None:
@@ -65,8 +90,6 @@ def check_experiment(experiment: Experiment, problems: list[str]) -> None:
 
 def _check_teacher_server(experiment: Experiment, problems: list[str]) -> None:
     """The values of `teacher_server:` (its keys were checked when the file was read)."""
-    from toolkit.teachers.serve import parse_hub_file
-
     server = experiment.teacher_server
     if server is None:
         return
@@ -117,8 +140,6 @@ def _decontaminate_problem(where: str, value: Any) -> str:
 
 
 def _build(step: Step, kinds: dict[str, str], problems: list[str], where: str) -> None:
-    from toolkit.builders import get_method
-
     try:
         method = get_method(step.spec["build"])
     except UserError as e:
@@ -144,8 +165,6 @@ def _build(step: Step, kinds: dict[str, str], problems: list[str], where: str) -
 def _check_values(method, step: Step, problems: list[str], where: str) -> None:
     """The build's config as the run will make it (each value of its type and range); `{step}`
     references stand as written, as they are strings either way."""
-    from toolkit.builders.config import resolve_config
-
     flags = {**(step.spec.get("with") or {}), "out": "unused", "overwrite": True}
     try:
         resolve_config(method.config, flags=flags, preset=step.spec.get("preset"), presets=method.presets)
@@ -154,8 +173,6 @@ def _check_values(method, step: Step, problems: list[str], where: str) -> None:
 
 
 def _push(step: Step, kinds: dict[str, str], problems: list[str], where: str) -> None:
-    from toolkit.hub.names import is_repo_id
-
     source = step.spec["push"]
     if kinds.get(source) != "build":
         problems.append(f"{where}push: {source!r} is not an earlier build step"
@@ -167,9 +184,6 @@ def _push(step: Step, kinds: dict[str, str], problems: list[str], where: str) ->
 
 
 def _train(step: Step, kinds: dict[str, str], problems: list[str], where: str) -> None:
-    from toolkit.hub.names import is_repo_id
-    from toolkit.training.recipe import resolve_recipe
-
     try:
         resolve_recipe(step.spec["train"])
     except UserError as e:
@@ -192,8 +206,6 @@ def _train(step: Step, kinds: dict[str, str], problems: list[str], where: str) -
 
 
 def _eval(step: Step, kinds: dict[str, str], problems: list[str], where: str) -> None:
-    from toolkit.evaluate.report import FILTERS
-
     s = step.spec
     for label, model in s["eval"].items():
         if not LABEL.fullmatch(str(label)):  # each label is a folder of the eval's results
@@ -216,8 +228,6 @@ def _eval(step: Step, kinds: dict[str, str], problems: list[str], where: str) ->
 
 def _check_judge(s: dict, problems: list[str], where: str) -> None:
     """The judge as `hubtool eval --judge` takes it (BACKEND:MODEL), checked as `run_eval` will."""
-    from toolkit.teachers import parse_teacher_spec
-
     if s.get("judge") is not None:
         try:
             parse_teacher_spec(s["judge"])
@@ -233,8 +243,6 @@ CHECKS = {"build": _build, "push": _push, "train": _train, "eval": _eval}
 
 def _check_task_names(names: list[str], where: str, problems: list[str]) -> None:
     """Every name a suite or a task that `hubtool eval` knows."""
-    from toolkit.evaluate.tasks import PREFIX
-
     suites, tasks = _catalog()
     for name in (n.strip() for n in names if n.strip()):
         if name.removeprefix(PREFIX) not in suites and name not in tasks and PREFIX + name not in tasks:
@@ -244,18 +252,13 @@ def _check_task_names(names: list[str], where: str, problems: list[str]) -> None
 
 @functools.cache
 def _catalog() -> tuple[frozenset[str], frozenset[str]]:
-    from toolkit.evaluate import tasks as tasks_mod
-
-    catalog = tasks_mod.catalog(tasks_mod.task_manager())
+    catalog = tasks_mod.catalog(tasks_mod.task_manager(extra=eval_task_dirs()))
     return frozenset(catalog.suites), frozenset(catalog.tasks)
 
 
 def check_recipes(experiment: Experiment) -> None:
     """Each train step's recipe with its `set:` values, parsed by TRL as `train` will (unknown keys,
     bad values) before any step runs. Apart from `load_experiment` because TRL takes seconds to import."""
-    from toolkit.experiments.spec import substitute
-    from toolkit.training.recipe import load_recipe
-
     problems = []
     for step in (s for s in experiment.steps if s.kind == "train"):
         placeholders = {ref: f"{ref}-output" for ref in step.refs}

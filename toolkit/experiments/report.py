@@ -14,8 +14,13 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from toolkit.evaluate.report import FILTERS
+from toolkit.evaluate.report import FILTERS, Report, markdown
+from toolkit.evaluate.run import _folder_name
+from toolkit.experiments.spec import substitute
+from toolkit.hub import resolve_dataset
+from toolkit.public_paths import scrub
 from toolkit.redact import redact
+from toolkit.training.provenance import PROVENANCE
 
 RESAMPLES = 2000
 SEED = 0
@@ -24,8 +29,6 @@ Scores = dict[str, dict[str, dict[str, dict[int, float]]]]  # label -> task -> f
 
 
 def read_scores(eval_dir: Path, labels: list[str]) -> Scores:
-    from toolkit.evaluate.run import _folder_name
-
     scores: Scores = {}
     for label in labels:
         per_task: dict[str, dict[str, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
@@ -42,7 +45,7 @@ def read_scores(eval_dir: Path, labels: list[str]) -> Scores:
 def bootstrap(per_task: list[list[float]], resamples: int = RESAMPLES, seed: int = SEED) -> tuple[float, float, float]:
     """Mean over tasks of the per-task mean, and its 95% percentile interval, resampling documents
     within each task (a stratified bootstrap: each task keeps its size)."""
-    import numpy as np
+    import numpy as np  # numpy (~100 ms): only when intervals are computed
 
     rng = np.random.default_rng(seed)
     arrays = [np.asarray(v, dtype=float) for v in per_task if len(v)]
@@ -133,17 +136,11 @@ def write_experiment_report(experiment, outputs: dict[str, str], state: dict, fo
 
 def _public(text: str, workdir: Path) -> str:
     """What a report may say: no password, no path of this machine (the workdir's own as `work/...`)."""
-    from toolkit.public_paths import scrub
-
     return scrub(redact(text), workdir)
 
 
 def provenance(experiment, step, outputs: dict[str, str]) -> dict[str, Any]:
     """For each label: what it is, and for a trained student its recipe, dataset and the card."""
-    from toolkit.experiments.spec import substitute
-    from toolkit.hub import resolve_dataset
-    from toolkit.training.provenance import PROVENANCE
-
     by_output = {v: k for k, v in outputs.items()}
     out: dict[str, Any] = {}
     for label, ref in step.spec["eval"].items():
@@ -214,14 +211,12 @@ def _markdown(step_id: str, summary: dict[str, Any], headline: str) -> list[str]
 def _judged_table(suite_scores: list[dict[str, Any]]) -> list[str]:
     """The judged suites as `hubtool eval` reports them (toolkit.evaluate.report): AlpacaEval's win rate,
     MT-Bench's mean rating, each with the judge and how many of its judgments could not be read."""
-    from toolkit.evaluate.report import Report, markdown
-
     table = markdown(Report(tasks=[], in_domain=set(), suite_scores=suite_scores)).split("## Judged suites\n")[1]
     return ["### Judged suites", *table.rstrip("\n").split("\n"), ""]
 
 
 def _chart(summary: dict[str, Any], headline: str, path: Path) -> None:
-    import matplotlib
+    import matplotlib  # matplotlib is slow to import; only the chart needs it
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -17,15 +17,34 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from toolkit.builders.config import resolve_config
+from toolkit.builders.engine import build_dataset
 from toolkit.errors import UserError, did_you_mean
-from toolkit.experiments.check import check_recipes, flag_text
-from toolkit.experiments.spec import TEACHER, Experiment, Step, load_experiment, substitute
-from toolkit.teachers.serve import TeacherOnDemand, TeacherServer
+from toolkit.evaluate.run import EvalOptions, run_eval
+from toolkit.experiments.check import check_recipes, flag_text, load_experiment
+from toolkit.experiments.report import write_experiment_report
+from toolkit.experiments.spec import TEACHER, Experiment, Step, substitute
+from toolkit.hub import push, resolve_dataset
+from toolkit.methods import find_method, get_method
+from toolkit.redact import redact
+from toolkit.rundir import atomic_write, read_manifest
+from toolkit.teachers.serve import (
+    GGUF_DIR_ENV,
+    TeacherOnDemand,
+    TeacherServer,
+    gguf_sha256,
+    parse_hub_file,
+    resolve_gguf,
+    stable_port,
+)
+from toolkit.training import load_recipe, train
+from toolkit.training.recipe import resolve_recipe
 
 log = logging.getLogger(__name__)
 STATE = "state.json"
@@ -63,8 +82,6 @@ def run_experiment(path: str | Path, *, workdir: str | Path | None = None, dry_r
             echo(describe_teacher(teacher))
         _run_steps(experiment, plan, state, work, _Run(dry_run, set(rerun), echo, teacher))
     if not dry_run:
-        from toolkit.experiments.report import write_experiment_report
-
         plan.report = write_experiment_report(experiment, plan.outputs, state, work / "report")
         echo(f"report: {plan.report}")
     return plan
@@ -138,23 +155,19 @@ def _with_teacher(step: Step, outputs: dict[str, str], run: _Run) -> dict[str, s
 
 def _on_this_machine(server: TeacherServer) -> bool:
     """The GGUF file is here (a path, $HUBTOOL_GGUF_DIR, the HF cache): resolving it downloads nothing."""
-    from toolkit.teachers.serve import GGUF_DIR_ENV, parse_hub_file
-
     if server.path or not server.gguf.startswith("hf:"):
         return True  # a local file: resolving it says what is wrong with it
     repo, filename = parse_hub_file(server.gguf)
     folder = os.environ.get(GGUF_DIR_ENV)
     if folder and (Path(folder).expanduser() / Path(filename).name).is_file():
         return True
-    from huggingface_hub import try_to_load_from_cache
+    from huggingface_hub import try_to_load_from_cache  # only for a Hub GGUF (its HTTP client ~75 ms)
 
     return isinstance(try_to_load_from_cache(repo, filename, revision=server.revision), str)
 
 
 def describe_teacher(teacher: TeacherOnDemand) -> str:
     """The dry run's line for `teacher_server:`: what `{teacher}` becomes, and which file serves it."""
-    from toolkit.teachers.serve import gguf_sha256, parse_hub_file, resolve_gguf, stable_port
-
     server = teacher.server
     here = _on_this_machine(server)
     file = resolve_gguf(server) if here else Path(parse_hub_file(server.gguf)[1])
@@ -179,8 +192,6 @@ def _inputs(step: Step, outputs: dict[str, str], state: dict[str, Any], teacher:
 def _fingerprint_output(step: Step, output: str, *, rebuild: Path | None = None) -> str | None:
     """What a step produced, as a hash that changes when it does; None when it is gone or damaged."""
     if step.kind == "push":
-        from toolkit.hub import resolve_dataset
-
         try:
             return resolve_dataset(output).fingerprint
         except UserError:
@@ -198,9 +209,6 @@ def _build_fingerprint(step: Step, path: Path, rebuild: Path | None) -> str | No
     """The data file's name and rows, once its bytes are checked against the hash in its name (a
     deleted or damaged data file makes the build run again, not "up to date"). A build with a
     damaged manifest is removed when `rebuild` is its folder (--rerun STEP), else a one-line error."""
-    import shutil
-
-    from toolkit.rundir import read_manifest
 
     try:
         manifest = read_manifest(path)
@@ -274,15 +282,10 @@ def _state_problem(state: Any) -> str | None:
 
 
 def _write_state(work: Path, state: dict[str, Any]) -> None:
-    from toolkit.redact import redact
-    from toolkit.rundir import atomic_write
-
     atomic_write(work / STATE, redact(json.dumps(state, indent=2)).encode())
 
 
 def _masked(echo):
-    from toolkit.redact import redact
-
     return lambda line: echo(redact(line))
 
 
@@ -303,9 +306,6 @@ def _describe(step: Step) -> str:
 
 # -- the four kinds of step -----------------------------------------------------------------------------
 def _build(experiment: Experiment, step: Step, outputs: dict[str, str], work: Path) -> str:
-    from toolkit.builders import build_dataset, get_method
-    from toolkit.builders.config import resolve_config
-
     method = get_method(step.spec["build"])
     flags = dict(substitute(step.spec.get("with") or {}, outputs))
     out = work / "builds" / step.id
@@ -325,16 +325,14 @@ def _build(experiment: Experiment, step: Step, outputs: dict[str, str], work: Pa
 
 
 def _push(experiment: Experiment, step: Step, outputs: dict[str, str], work: Path) -> str:
-    from toolkit.hub import push
-
     s = step.spec
-    push(outputs[s["push"]], s["name"], hub=bool(s.get("hub")), private=bool(s.get("private")), license=s.get("license"))
+    run_dir = outputs[s["push"]]
+    push(run_dir, s["name"], method=find_method(read_manifest(run_dir).method), hub=bool(s.get("hub")),
+         private=bool(s.get("private")), license=s.get("license"))  # fmt: skip
     return str(s["name"])
 
 
 def _train(experiment: Experiment, step: Step, outputs: dict[str, str], work: Path) -> str:
-    from toolkit.training import load_recipe, train
-
     s = step.spec
     sets = {k: flag_text(v) for k, v in substitute(s.get("set") or {}, outputs).items()}  # as check_recipes does
     sets["dataset_name"] = outputs.get(s["dataset"], substitute(s["dataset"], outputs))
@@ -347,8 +345,6 @@ def _train(experiment: Experiment, step: Step, outputs: dict[str, str], work: Pa
 
 
 def _eval(experiment: Experiment, step: Step, outputs: dict[str, str], work: Path) -> str:
-    from toolkit.evaluate.run import EvalOptions, run_eval
-
     s = substitute(step.spec, outputs)
     out = work / "evals" / step.id
     options = EvalOptions(backend=s.get("backend", "hf"), base_url=s.get("base_url"), limit=s.get("limit"),
@@ -367,6 +363,4 @@ EXECUTE = {"build": _build, "push": _push, "train": _train, "eval": _eval}
 
 def recipe_path(name: str) -> Path:
     """A recipe file, or a short name (`cot/smollm2-135m-lora`) of a shipped recipe."""
-    from toolkit.training.recipe import resolve_recipe
-
     return resolve_recipe(name)

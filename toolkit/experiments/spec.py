@@ -76,24 +76,6 @@ class Experiment:
         return next(s for s in self.steps if s.id == step_id)
 
 
-def load_experiment(path: str | Path) -> Experiment:
-    """Read and check the whole experiment file before anything runs: every key known and of its
-    type, every step of a known kind, every reference to an earlier step, every method, preset,
-    recipe, task and dataset name. All problems are listed at once, one line each."""
-    from toolkit.builders.config import read_yaml
-    from toolkit.experiments.check import check_experiment
-
-    path = Path(path)
-    data = read_yaml(path, "experiment")
-    problems: list[str] = []
-    experiment = _parse(path, data, problems)
-    if experiment is not None:
-        check_experiment(experiment, problems)
-    raise_problems(path, problems)
-    assert experiment is not None
-    return experiment
-
-
 def raise_problems(path: Path, problems: list[str]) -> None:
     """One UserError listing every problem, one line each (none: nothing)."""
     if len(problems) == 1:
@@ -103,7 +85,8 @@ def raise_problems(path: Path, problems: list[str]) -> None:
                         + "\n".join(f"  {p}" for p in problems))  # fmt: skip
 
 
-def _parse(path: Path, data: Any, problems: list[str]) -> Experiment | None:
+def parse_experiment(path: Path, data: Any, problems: list[str]) -> Experiment | None:
+    """The experiment `data` declares (None when it has no steps), each problem found added to `problems`."""
     if not isinstance(data, dict) or not isinstance(data.get("steps"), dict) or not data["steps"]:
         problems.append("needs a `steps:` mapping (step id -> step)")
         return None

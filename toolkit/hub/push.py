@@ -5,13 +5,19 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
+from toolkit.cards import public_manifest, render_card
 from toolkit.errors import UserError
+from toolkit.hub import registry
 from toolkit.hub.names import validate_repo_id
+from toolkit.hub.remote import endpoint, published_manifest, push_to_hub
 from toolkit.manifest import Manifest
 from toolkit.redact import redact
-from toolkit.rundir import MANIFEST, data_file, read_manifest, reading
+from toolkit.rundir import data_file, read_manifest, reading
+
+if TYPE_CHECKING:  # the type only: the method is the caller's (publishing sits below the methods)
+    from toolkit.builders.method import Method
 
 _LICENSE = re.compile(r"[a-z0-9][a-z0-9.+-]*")
 
@@ -34,11 +40,13 @@ class PushResult:
         return f"pushed {self.name} to {where}{branch}: {state}, version {version} -> {self.location}"
 
 
-def push(run_dir: str | Path, name: str, *, hub: bool = False, private: bool = False, revision: str | None = None,
-         license: str | None = None) -> PushResult:  # fmt: skip
+def push(run_dir: str | Path, name: str, *, method: Method | None, hub: bool = False, private: bool = False,
+         revision: str | None = None, license: str | None = None) -> PushResult:  # fmt: skip
     """Publish the build in `run_dir` as `name`: the local registry, or the Hub with `hub=True`.
 
-    The card is re-rendered for `name`; the run directory itself is never modified."""
+    The card is re-rendered for `name` with `method`'s template (the build's method, which the caller
+    looks up by the manifest's name; None for one this hubtool does not know: the generic card); the
+    run directory itself is never modified."""
     validate_repo_id(name)
     run_dir = Path(run_dir)
     if license is not None and not _LICENSE.fullmatch(license):
@@ -53,8 +61,9 @@ def push(run_dir: str | Path, name: str, *, hub: bool = False, private: bool = F
         manifest = check_build(run_dir)
         rows = _row_count(run_dir, manifest)
         if hub:
-            return _push_hub(run_dir, name, manifest, rows, private=private, revision=revision, license=license)
-        return _push_local(run_dir, name, rows, license)
+            return _push_hub(run_dir, name, manifest, method, rows, private=private, revision=revision,
+                             license=license)  # fmt: skip
+        return _push_local(run_dir, name, method, rows, license)
 
 
 def check_build(run_dir: Path) -> Manifest:
@@ -73,32 +82,26 @@ def check_build(run_dir: Path) -> Manifest:
     return manifest
 
 
-def _push_local(run_dir: Path, name: str, rows: int, license: str | None) -> PushResult:
-    from toolkit.cards import render_card
-    from toolkit.hub import registry
-
+def _push_local(run_dir: Path, name: str, method: Method | None, rows: int, license: str | None) -> PushResult:
     old = registry.current(name)
     existing = (
         (old.path / "README.md").read_text(encoding="utf-8")
         if old and (old.path / "README.md").exists()
         else None
     )
-    card = render_card(run_dir, repo_id=name, license=license, existing=existing)
+    card = render_card(run_dir, method, repo_id=name, license=license, existing=existing)
     files = {"README.md": card.encode(), "manifest.json": published_manifest(run_dir)}
     files[manifest_data_name(run_dir)] = data_file(run_dir)
     entry, changed = registry.publish(name, files)
     return PushResult(name, "local", str(registry.entry_link(name)), entry.version, None, rows, changed)
 
 
-def _push_hub(run_dir: Path, name: str, manifest: Manifest, rows: int, *, private: bool,
+def _push_hub(run_dir: Path, name: str, manifest: Manifest, method: Method | None, rows: int, *, private: bool,
               revision: str | None, license: str | None) -> PushResult:  # fmt: skip
-    from toolkit.cards import public_manifest
-    from toolkit.hub.remote import endpoint, push_to_hub
-
     public = public_manifest(manifest, run_dir)  # no path of this machine in the commit either
     message = redact(f"hubtool: {public.method} build, teacher {public.teacher_identity}, {rows} rows")
     description = redact(f"Rebuild with:\n\n    {public.command}\n")
-    sha, changed = push_to_hub(run_dir, name, private=private, revision=revision, license=license,
+    sha, changed = push_to_hub(run_dir, name, method, private=private, revision=revision, license=license,
                                message=message, description=description)  # fmt: skip
     url = f"{endpoint()}/datasets/{name}" + (f"/tree/{revision}" if revision else "")
     return PushResult(name, "hub", url, sha, revision, rows, changed)
@@ -106,7 +109,7 @@ def _push_hub(run_dir: Path, name: str, manifest: Manifest, rows: int, *, privat
 
 def _row_count(run_dir: Path, manifest: Manifest) -> int:
     """The rows of the build's data file; a UserError when it is unreadable or empty."""
-    import pyarrow as pa
+    import pyarrow as pa  # pyarrow is slow to import (~150 ms): only when a push counts rows
     import pyarrow.parquet as pq
 
     path = data_file(run_dir)
@@ -121,14 +124,6 @@ def _row_count(run_dir: Path, manifest: Manifest) -> int:
             "(counts, failed calls), and a re-run with changed options reuses the cached calls"
         )
     return rows
-
-
-def published_manifest(run_dir: Path) -> bytes:
-    """manifest.json as it leaves the machine: credentials masked, also in one written by an
-    older hubtool that kept them, and no path of this machine (toolkit.public_paths)."""
-    from toolkit.cards import public_manifest_json
-
-    return redact(public_manifest_json((run_dir / MANIFEST).read_text(encoding="utf-8"), run_dir)).encode()
 
 
 def manifest_data_name(run_dir: Path) -> str:

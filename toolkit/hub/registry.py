@@ -178,7 +178,7 @@ def _fsync_dir(path: Path) -> None:
 @contextlib.contextmanager
 def _locked(vdir: Path) -> Iterator[None]:
     """One push per dataset at a time; the lock dies with a killed process."""
-    import fcntl
+    import fcntl  # POSIX only: listing and reading the registry work without it
 
     with open(vdir / ".lock", "w") as f:
         fcntl.flock(f, fcntl.LOCK_EX)

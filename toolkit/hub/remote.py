@@ -11,27 +11,33 @@ import importlib
 import logging
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from toolkit.cards import public_manifest_json, render_card
 from toolkit.errors import UserError
-from toolkit.redact import remember
+from toolkit.redact import redact, remember
+from toolkit.rundir import MANIFEST, data_file
+
+if TYPE_CHECKING:  # the type only: the method is the caller's (publishing sits below the methods)
+    from toolkit.builders.method import Method
 
 log = logging.getLogger(__name__)
 
 
 def hub_offline() -> bool:
-    from huggingface_hub import constants
+    from huggingface_hub import constants  # huggingface_hub loads its HTTP client on use (~75 ms)
 
     return bool(constants.HF_HUB_OFFLINE)
 
 
 def endpoint() -> str:
-    from huggingface_hub import constants
+    from huggingface_hub import constants  # huggingface_hub loads its HTTP client on use (~75 ms)
 
     return constants.ENDPOINT
 
 
 def require_token() -> str:
-    from huggingface_hub import get_token
+    from huggingface_hub import get_token  # the same: only a push needs it
 
     if hub_offline():
         raise UserError("the Hub is off (HF_HUB_OFFLINE=1); unset HF_HUB_OFFLINE to push with --hub")
@@ -49,6 +55,7 @@ def hub_errors(
     action: str, repo_id: str | None = None, passthrough: tuple[type[Exception], ...] = ()
 ) -> Iterator[None]:
     """Turn what the Hub client raises into one-line UserErrors (except `passthrough`)."""
+    # only when a Hub call is made (huggingface_hub loads its HTTP client on use)
     from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled, RepositoryNotFoundError
 
     try:
@@ -92,18 +99,14 @@ def _network_errors() -> tuple[type[Exception], ...]:
     return tuple(errors)
 
 
-def push_to_hub(run_dir: Path, repo_id: str, *, private: bool, revision: str | None, license: str | None,
-                message: str, description: str) -> tuple[str, bool]:  # fmt: skip
+def push_to_hub(run_dir: Path, repo_id: str, method: Method | None, *, private: bool, revision: str | None,
+                license: str | None, message: str, description: str) -> tuple[str, bool]:  # fmt: skip
     """Create the repo (and branch) if missing and upload data, card and manifest in one commit.
 
     The card already on the Hub is merged (its foreign metadata kept), and the commit names the
     parent it was merged against, so a concurrent change fails instead of being overwritten.
     Returns (commit sha, whether anything changed)."""
-    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
-
-    from toolkit.cards import render_card
-    from toolkit.hub.push import published_manifest
-    from toolkit.rundir import data_file
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi  # only a Hub push
 
     token = require_token()
     manifest = published_manifest(run_dir)  # the token is masked too: require_token remembers it
@@ -115,7 +118,8 @@ def push_to_hub(run_dir: Path, repo_id: str, *, private: bool, revision: str | N
             api.create_branch(repo_id, repo_type="dataset", branch=branch, exist_ok=True)
         parent = api.dataset_info(repo_id, revision=branch).sha
         card = render_card(
-            run_dir, repo_id=repo_id, license=license, existing=_hub_card(api, repo_id, parent)
+            run_dir, method, repo_id=repo_id, license=license,
+            existing=_hub_card(api, repo_id, parent),
         )
         data = data_file(run_dir)
         rel = data.relative_to(run_dir).as_posix()
@@ -135,8 +139,14 @@ def push_to_hub(run_dir: Path, repo_id: str, *, private: bool, revision: str | N
     return info.oid, info.oid != parent
 
 
+def published_manifest(run_dir: Path) -> bytes:
+    """manifest.json as it leaves the machine: credentials masked, also in one written by an
+    older hubtool that kept them, and no path of this machine (toolkit.public_paths)."""
+    return redact(public_manifest_json((run_dir / MANIFEST).read_text(encoding="utf-8"), run_dir)).encode()
+
+
 def _hub_card(api, repo_id: str, commit: str) -> str | None:
-    from huggingface_hub.errors import EntryNotFoundError
+    from huggingface_hub.errors import EntryNotFoundError  # only a Hub push
 
     try:
         path = api.hf_hub_download(repo_id, "README.md", repo_type="dataset", revision=commit)

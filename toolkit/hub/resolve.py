@@ -59,7 +59,7 @@ def resolve_dataset(name: str, revision: str | None = None) -> ResolvedDataset:
 def load_dataset(name: str, split: str = "train", revision: str | None = None):
     """`datasets.Dataset` for a name resolved by `resolve_dataset` (a Hub dataset pinned to the
     commit it resolved to)."""
-    import datasets
+    import datasets  # datasets takes about a second to import: only when rows are loaded
 
     found = resolve_dataset(name, revision)
     try:
@@ -90,7 +90,7 @@ def load_dataset(name: str, split: str = "train", revision: str | None = None):
 def parquet_rows(folder: Path, name: str | None = None) -> int | None:
     """Rows in a folder's data/*.parquet files (None when it has none); a UserError naming the
     file that cannot be read."""
-    import pyarrow as pa
+    import pyarrow as pa  # pyarrow is slow to import (~150 ms): only when a file is read
     import pyarrow.parquet as pq
 
     files = sorted((folder / "data").glob("*.parquet"))
@@ -146,7 +146,7 @@ def _file_sha256(path: Path) -> bytes:
 
 
 def _resolve_on_hub(name: str, revision: str | None) -> ResolvedDataset:
-    from huggingface_hub import HfApi
+    from huggingface_hub import HfApi  # only for a Hub name (its HTTP client ~75 ms)
     from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
 
     local = "" if revision else f"not in the local registry ({registry_dir()}) and "

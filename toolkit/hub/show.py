@@ -11,10 +11,14 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+from toolkit.cards import parse_metadata
 from toolkit.errors import UserError
 from toolkit.hub.registry import LocalEntry, list_local
+from toolkit.hub.remote import hub_errors
 from toolkit.hub.resolve import ResolvedDataset, load_dataset, parquet_rows, resolve_dataset
+from toolkit.manifest import Manifest
 from toolkit.paths import registry_dir
+from toolkit.rundir import MANIFEST, read_manifest
 
 
 def registry_table() -> str:
@@ -34,9 +38,6 @@ def registry_table() -> str:
 
 def describe(name: str, n_rows: int = 3, revision: str | None = None) -> str:
     """Card summary, provenance and the first rows of a dataset found by `resolve_dataset`."""
-    from toolkit.cards import parse_metadata
-    from toolkit.manifest import Manifest
-
     found = resolve_dataset(name, revision)
     card = _read(found, "README.md") or ""
     meta = parse_metadata(card)
@@ -82,10 +83,8 @@ def _read(found: ResolvedDataset, filename: str) -> str | None:
             return path.read_text(encoding="utf-8") if path.exists() else None
         except (OSError, UnicodeDecodeError) as e:
             raise UserError(f"{found.name}: {filename} cannot be read ({e}); re-push the dataset") from None
-    from huggingface_hub import hf_hub_download
+    from huggingface_hub import hf_hub_download  # only for a Hub dataset (its HTTP client ~75 ms)
     from huggingface_hub.errors import EntryNotFoundError
-
-    from toolkit.hub.remote import hub_errors
 
     with hub_errors(f"reading {filename} of {found.name}", found.name):
         try:
@@ -98,8 +97,6 @@ def _read(found: ResolvedDataset, filename: str) -> str | None:
 
 def _entry_manifest(entry: LocalEntry):
     """A registry entry's manifest (None when it has none); a UserError saying what is wrong."""
-    from toolkit.rundir import MANIFEST, read_manifest
-
     if entry.version == "missing":
         raise UserError(f"its version folder is gone; push it again (or remove {entry.path})")
     return read_manifest(entry.path) if (entry.path / MANIFEST).exists() else None

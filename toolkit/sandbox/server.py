@@ -14,7 +14,9 @@ import importlib
 import json
 import os
 import shutil
+import site
 import sys
+import sysconfig
 import tempfile
 import traceback
 
@@ -42,9 +44,6 @@ def _preload(names: list[str]) -> tuple[list[str], list[str]]:
 
 def _python_dirs() -> list[str]:
     """The installation's directories: prefixes (a venv and its base) and site-packages."""
-    import site
-    import sysconfig
-
     dirs = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
     dirs.update(p for key, p in sysconfig.get_paths().items() if key in ("stdlib", "platstdlib", "purelib", "platlib"))
     dirs.update(site.getsitepackages())

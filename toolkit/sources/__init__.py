@@ -5,6 +5,10 @@
 - `gym:TASK`     a reasoning-gym task, generated from a fixed seed
 - `file:PATH`    a local .jsonl/.json/.csv/.parquet file, mapped like `hf:org/name`
 
+The labelled benchmarks (`hf:imdb`, `hf:sst2`, `hf:snli`, `hf:mnli`: a label set stored as Hub
+ClassLabel ids) are read by `toolkit.sources.labelled`, the counterfactual method's source and its eval
+tasks alike.
+
 Every problem's id is `stable_id(source, revision-or-config, split, index)`, where source is the Hub
 repo, the file's basename, or "gym:TASK" (with "seed=N" in place of a revision), so re-runs, resumes
 and raised limits keep ids. `datasets` and `reasoning_gym` are imported only when a source needs them.

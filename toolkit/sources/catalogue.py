@@ -4,7 +4,9 @@ Each benchmark names its Hub repo, config, labelled splits, answer type, license
 small converter from a raw row to (question, gold, choices, meta) (see `converters`), and what the
 eval task scores (`eval_split`, `fewshot_split`). `eval_tasks/generate_tasks.py` writes the lm-eval
 tasks from these entries and the tasks read their rows through the same converter
-(`toolkit.evaluate.docs`), so a student is scored on exactly the text it was trained on. Where a
+(`toolkit.evaluate.docs`), so a student is scored on exactly the text it was trained on. The
+labelled benchmarks (`LABELLED`, at the end) and the gym eval settings (`GYM_EVAL_*`) are entries
+here too: this module is the one table the builders and eval_tasks/ read. Where a
 schema or a mirror needs explaining, the entry's `note` says so. The field mapping used for any
 other table (`hf:org/name`, `file:PATH`) is in `mapping`; canonical golds in `normalize`.
 """
@@ -336,5 +338,126 @@ _add(
         fewshot_split="dev",
         note="all 57 subjects in one config; scored generatively (chain of thought, then the letter), not by "
         "log-likelihood as lm-eval's mmlu task does",
+    )
+)
+
+
+# ---- labelled benchmarks: a fixed label set, stored on the Hub as ClassLabel ids ------------------
+# Counterfactual distillation builds from these (`hf:imdb`, or `hf:stanfordnlp/imdb`) and its eval tasks
+# (eval_tasks/counterfactual/) score them; both read a row with `toolkit.sources.labelled`, so label id i
+# is `labels[i]` on both sides. `labels` is the Hub's ClassLabel order (the datasets' `features`).
+SENTIMENT_LABELS = ("negative", "positive")
+NLI_LABELS = ("entailment", "neutral", "contradiction")
+
+
+@dataclass(frozen=True, slots=True)
+class LabelledBenchmark:
+    """One labelled catalogue entry."""
+
+    name: str
+    title: str
+    hub_id: str
+    config: str | None
+    labels: tuple[str, ...]  # the ClassLabel names in id order; id -1 (no gold) is skipped
+    text_fields: tuple[str, ...]  # the question: one column, or premise and hypothesis (see labelled.nli_question)
+    splits: tuple[str, ...]  # splits with gold labels
+    task_category: str
+    license: str | None
+    citation: str
+    eval_split: str  # the split the eval task scores
+    fewshot_split: str  # where its few-shot examples come from
+    note: str = ""
+
+
+LABELLED: Registry[LabelledBenchmark] = Registry("labelled benchmark")
+
+
+def labelled_benchmarks() -> list[str]:
+    """Names that `hf:NAME` accepts for a labelled source (counterfactual distillation)."""
+    return LABELLED.names()
+
+
+def labelled_info(name: str) -> LabelledBenchmark:
+    """The labelled entry for `name`; UserError with the known names on a miss."""
+    return LABELLED.get(name)
+
+
+def _add_labelled(bench: LabelledBenchmark) -> None:
+    if bench.eval_split not in bench.splits or bench.fewshot_split not in bench.splits:
+        raise ValueError(f"{bench.name}: eval and few-shot splits must be labelled splits")
+    if bench.fewshot_split == bench.eval_split:
+        raise ValueError(f"{bench.name}: few-shot examples must not come from the evaluation split")
+    LABELLED.add(bench.name, bench)
+
+
+_SNLI = "Bowman et al. (2015). A large annotated corpus for learning natural language inference. https://arxiv.org/abs/1508.05326"
+_add_labelled(
+    LabelledBenchmark(
+        name="imdb",
+        title="IMDb",
+        hub_id="stanfordnlp/imdb",
+        config=None,
+        labels=SENTIMENT_LABELS,
+        text_fields=("text",),
+        splits=("train", "test"),
+        task_category="sentiment classification",
+        license="other",
+        citation="Maas et al. (2011). Learning Word Vectors for Sentiment Analysis. https://aclanthology.org/P11-1015/",
+        eval_split="test",
+        fewshot_split="train",
+        note="the test split is sorted by label (the eval task shuffles it once); `unsupervised` has no labels",
+    )
+)
+_add_labelled(
+    LabelledBenchmark(
+        name="sst2",
+        title="SST-2",
+        hub_id="stanfordnlp/sst2",
+        config=None,
+        labels=SENTIMENT_LABELS,
+        text_fields=("sentence",),
+        splits=("train", "validation"),
+        task_category="sentiment classification",
+        license=None,
+        citation="Socher et al. (2013). Recursive Deep Models for Semantic Compositionality Over a Sentiment "
+        "Treebank. https://aclanthology.org/D13-1170/",
+        eval_split="validation",
+        fewshot_split="train",
+        note="the test split hides its labels (-1), so validation is the evaluation set",
+    )
+)
+_add_labelled(
+    LabelledBenchmark(
+        name="snli",
+        title="SNLI",
+        hub_id="stanfordnlp/snli",
+        config=None,
+        labels=NLI_LABELS,
+        text_fields=("premise", "hypothesis"),
+        splits=("train", "validation", "test"),
+        task_category="natural language inference",
+        license="cc-by-sa-4.0",
+        citation=_SNLI,
+        eval_split="test",
+        fewshot_split="train",
+        note="pairs whose annotators did not agree have label -1 and are skipped",
+    )
+)
+_add_labelled(
+    LabelledBenchmark(
+        name="mnli",
+        title="MultiNLI",
+        hub_id="nyu-mll/multi_nli",
+        config=None,
+        labels=NLI_LABELS,
+        text_fields=("premise", "hypothesis"),
+        splits=("train", "validation_matched", "validation_mismatched"),
+        task_category="natural language inference",
+        license=None,
+        citation="Williams et al. (2018). A Broad-Coverage Challenge Corpus for Sentence Understanding through "
+        "Inference. https://arxiv.org/abs/1704.05426",
+        eval_split="validation_mismatched",
+        fewshot_split="train",
+        note="scored on validation_mismatched: genres SNLI never saw",
     )
 )

@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from toolkit.answers import _boxed_spans, normalize_answer
 from toolkit.sources.normalize import (
     LETTERS,
     BadRow,
@@ -179,7 +180,6 @@ def _social_i_qa(row: Mapping[str, Any]) -> Row:
 def _math(row: Mapping[str, Any]) -> Row | None:
     # MATH: problem, solution (worked, the answer in its last \\boxed{}), level, type. A solution
     # without a box has no checkable gold and is skipped.
-    from toolkit.answers import _boxed_spans, normalize_answer
 
     solution = text(pick(row, "solution"), "solution")
     boxes = _boxed_spans(solution)

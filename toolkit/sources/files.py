@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import glob
 import json
 import os
 from pathlib import Path
@@ -41,8 +43,6 @@ def _load_file(spec: str, path_text: str, split: str, limit: int | None, fields:
 
 def _read_files(data_files: str | os.PathLike[str] | list[str]) -> list[dict[str, Any]]:
     """All rows of the given files in order; a path may be a glob ("data/train-*.parquet")."""
-    import glob
-
     items = [data_files] if isinstance(data_files, str | os.PathLike) else list(data_files)
     rows: list[dict[str, Any]] = []
     for item in items:
@@ -107,14 +107,12 @@ def _read_json(path: Path) -> list[Any]:
 
 
 def _read_csv(path: Path) -> list[Any]:
-    import csv
-
     with path.open(encoding="utf-8-sig", newline="") as f:
         return list(csv.DictReader(f))
 
 
 def _read_parquet(path: Path) -> list[Any]:
-    import pyarrow
+    import pyarrow  # pyarrow is slow to import (~150 ms): only for a parquet file
     import pyarrow.parquet as pq
 
     try:

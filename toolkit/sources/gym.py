@@ -7,9 +7,12 @@ import atexit
 import json
 import math
 import os
+import random
+import select
 import subprocess
 import sys
 import threading
+import traceback
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -146,9 +149,6 @@ _GYM_WORKER = _GymWorker()
 
 def _gym_serve(idle_s: float) -> None:
     """The worker's main loop: one JSON request per stdin line, one JSON reply per stdout line."""
-    import select
-    import traceback
-
     replies, sys.stdout = sys.stdout, sys.stderr  # a task that prints must not corrupt the replies
     while select.select([sys.stdin], [], [], idle_s)[0]:
         line = sys.stdin.readline()
@@ -166,7 +166,7 @@ def _gym_serve(idle_s: float) -> None:
 
 def _gym_generate(task: str, base_seed: int, count: int) -> dict[str, Any]:
     """Entries 0..count-1 of a task as JSON-ready dicts, plus the task's category."""
-    import reasoning_gym
+    import reasoning_gym  # reasoning-gym imports slowly (sympy and more): only in the gym worker
     from reasoning_gym.factory import DATASETS
 
     if task not in DATASETS:
@@ -216,8 +216,6 @@ def _create_gym(reasoning_gym: Any, task: str, seed: int) -> Any:
 
 @contextmanager
 def _seeded_global_random(key: str) -> Iterator[None]:
-    import random
-
     state = random.getstate()
     random.seed(key)  # str seeds hash with sha512: the same in every process
     try:

@@ -78,7 +78,7 @@ def _catalogue_entry(name: str, mapped: bool) -> Benchmark:
 
 def _hub_rows(hub_id: str, config: str | None, split: str, revision: str | None) -> Any:
     """The split as a `datasets.Dataset`, with the Hub's failures turned into one-line UserErrors."""
-    import datasets
+    import datasets  # datasets takes about a second to import: only when a Hub source is read
     from datasets.exceptions import DatasetNotFoundError
 
     try:

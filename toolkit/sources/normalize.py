@@ -3,6 +3,7 @@ and the errors a row that can't be normalised raises."""
 
 from __future__ import annotations
 
+import json
 import re
 import string
 from collections.abc import Mapping
@@ -79,8 +80,6 @@ def parse_choices(value: Any) -> tuple[list[str], list[str]]:
     list of {"label", "text"} dicts, or any of those as JSON text (a CSV cell).
     """
     if isinstance(value, str) and value.strip()[:1] in "[{":
-        import json
-
         try:
             value = json.loads(value)
         except json.JSONDecodeError as e:

@@ -61,7 +61,7 @@ class FakeTeacher(Teacher):
     @classmethod
     def from_spec(cls, model: str, **_options: Any) -> FakeTeacher:
         if model in RULES:
-            from toolkit import __version__
+            from toolkit.version import __version__
 
             return cls(lambda request, j: rule_reply(model, request, j), model, f"hubtool-{__version__}")
         path = Path(model)

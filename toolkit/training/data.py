@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from toolkit.errors import MissingSplitError, UserError
+from toolkit.methods import methods
 
 log = logging.getLogger(__name__)
 
@@ -26,9 +28,6 @@ WHAT = {
     "sft": "prompt + completion (conversational prompt-completion) or messages",
     "dpo": "prompt + chosen + rejected (preference pairs)",
 }
-HINT = {"sft": "a DPO recipe (recipes/self-refine/)", "dpo": "an SFT recipe (e.g. recipes/cot/)"}
-EXTRA_HINT = {"mode": "the mixed CoT/PoT loss (HUBTOOL_MIXED_ALPHA) needs rows of `hubtool build-dataset mixed`; "
-                      "--set HUBTOOL_MIXED_ALPHA=none trains plain SFT"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -45,11 +44,12 @@ class TrainingData:
 
 def load_training_data(
     name: str, trainer: str, *, split: str = "train", config: str | None = None,
-    where: dict[str, str] | None = None, extra: tuple[str, ...] = (),
+    where: dict[str, str] | None = None, extra: Mapping[str, str] | None = None,
 ) -> TrainingData:
     """Resolve `name` (local dir -> local registry -> Hub), load `split`, keep the rows `where` selects
     (column -> value, e.g. {"is_counterfactual": "false"}), check and trim its columns. `extra`
-    names metadata columns the trainer reads too (the mixed loss reads `mode`)."""
+    names metadata columns the trainer reads too (`Trainer.columns`: column -> what to do without it)."""
+    extra = dict(extra or {})
     from toolkit.hub import load_dataset, resolve_dataset
 
     if config:
@@ -68,7 +68,7 @@ def load_training_data(
     missing = [c for c in extra if c not in dataset.column_names]
     if missing:
         raise UserError(f"dataset {name!r} has no {', '.join(map(repr, missing))} column, which this training "
-                        f"reads; {EXTRA_HINT.get(missing[0], 'rebuild it with a hubtool builder that writes it')}")  # fmt: skip
+                        f"reads; {extra[missing[0]]}")  # fmt: skip
     columns = (*columns, *extra)
     if len(dataset) == 0:
         raise UserError(empty)
@@ -122,7 +122,7 @@ HOLDOUT = 0.05  # the share of train held out as the eval split when a dataset h
 
 
 def training_splits(name: str, trainer: str, *, train_split: str, eval_split: str | None, seed: int,
-                    config: str | None = None, where: dict[str, str] | None = None, extra: tuple[str, ...] = (),
+                    config: str | None = None, where: dict[str, str] | None = None, extra: Mapping[str, str] | None = None,
                     ) -> tuple[TrainingData, TrainingData | None]:  # fmt: skip
     """The train data and, when `eval_split` is asked for, the eval data: that split if the dataset
     has it, else HOLDOUT of the train rows (seeded; at least one), taken out of train. `where`
@@ -151,11 +151,18 @@ def select_columns(available: list[str], trainer: str, name: str) -> tuple[str, 
             return wanted
     other = "dpo" if trainer == "sft" else "sft"
     fits_other = any(all(c in available for c in wanted) for wanted in FORMATS[other])
-    hint = f"; it looks like {other.upper()} data, use {HINT[trainer]}" if fits_other else ""
+    hint = f"; it looks like {other.upper()} data, use {_recipes_of(other)}" if fits_other else ""
     raise UserError(
         f"dataset {name!r} has columns {', '.join(available) or '(none)'}, but a {trainer.upper()} recipe "
         f"expects {WHAT[trainer]}{hint}"
     )
+
+
+def _recipes_of(config: str) -> str:
+    """Where recipes of a TRL config family are: "a DPO recipe (recipes/self-refine/)"."""
+    folders = [f"recipes/{m.recipe_folder}/" for m in methods() if m.trainer.config == config]
+    article = "an" if config == "sft" else "a"
+    return f"{article} {config.upper()} recipe ({'e.g. ' if len(folders) > 1 else ''}{', '.join(folders[:1])})"
 
 
 def _check_conversational(dataset, columns: tuple[str, ...], name: str) -> None:

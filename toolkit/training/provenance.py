@@ -16,13 +16,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+from toolkit.errors import UserError
+from toolkit.manifest import Manifest
+from toolkit.methods import find_method
+from toolkit.prompts import PromptRef
 from toolkit.public_paths import LOCAL_MODEL, public_model, public_path, scrub
-from toolkit.rundir import atomic_write
+from toolkit.rundir import atomic_write, read_manifest
 
 PROVENANCE = "hubtool_train.json"
-# The config entry naming the prompt a method's rows hold (what the student sees); evolve's rows are
-# instructions, not a template's rendering, and preference rows that came with their own prompt say so.
-STUDENT_PROMPT = {"cot": "template", "preference": "template", "counterfactual": "template", "mixed": "cot_template"}
 RECIPE_COPY = "recipe.yaml"
 TRAINER_NAMES = {
     "sft": "TRL SFTTrainer (supervised fine-tuning)",
@@ -42,12 +43,13 @@ def dataset_record(data) -> dict[str, Any]:
 
 
 def prompt_record(resolved) -> dict[str, Any] | None:
-    """The prompt a dataset's rows were built with (see `toolkit.prompts.PromptRef`), from its manifest;
-    None when the manifest cannot be read or names none."""
-    from toolkit.prompts import PromptRef
-
+    """The prompt a dataset's rows were built with (see `toolkit.prompts.PromptRef`), from its manifest:
+    the config entry its method names (`Method.student_prompt`; none where the rows are no template's
+    rendering, as evolve's instructions). None when the manifest cannot be read or names none, and
+    for preference rows that came with their own prompt."""
     manifest = _manifest(resolved)
-    key = STUDENT_PROMPT.get(manifest.method) if manifest else None
+    method = find_method(manifest.method) if manifest else None
+    key = method.student_prompt if method else None
     if manifest is None or key is None or manifest.stats.get("prompts_from") == "dataset":
         return None
     name = manifest.config.get(key)
@@ -57,15 +59,10 @@ def prompt_record(resolved) -> dict[str, Any] | None:
 
 def _manifest(resolved):
     """The dataset's manifest.json: beside the data, or in the Hub repo (a missing one is no error)."""
-    from toolkit.errors import UserError
-    from toolkit.rundir import read_manifest
-
     try:
         if resolved.local:
             return read_manifest(resolved.path)
         from huggingface_hub import hf_hub_download
-
-        from toolkit.manifest import Manifest
 
         path = hf_hub_download(resolved.path, "manifest.json", repo_type="dataset", revision=resolved.revision)
         return Manifest.from_dict(json.loads(Path(path).read_text(encoding="utf-8")), "manifest.json")
@@ -76,8 +73,6 @@ def _manifest(resolved):
 def training_prompt(model: str | Path):
     """The prompt a hubtool-trained model was trained on (`toolkit.prompts.PromptRef`), read from its
     record (OUT/hubtool_train.json; a merged copy in OUT/merged reads its parent's); None otherwise."""
-    from toolkit.prompts import PromptRef
-
     folder = Path(model).expanduser()
     if not folder.is_dir():
         return None
@@ -182,8 +177,6 @@ def model_card(record: dict[str, Any]) -> str:
 
 
 def _prompt(dataset: dict[str, Any]) -> str:
-    from toolkit.prompts import PromptRef
-
     found = dataset.get("prompt")
     if not found:
         return "not recorded by the dataset (`hubtool eval` asks with each task's own prompt)"

@@ -1,14 +1,15 @@
 """Recipes: TRL config YAML files, parsed by TRL's own parser, plus validated `--set key=value` overrides.
 
 A recipe is plain `ScriptArguments` + `SFTConfig` / `DPOConfig` + `ModelConfig` keys, so
-`trl sft --config RECIPE` runs it too. Which trainer a recipe wants comes from its folder
-(`recipes/<method>/`): `trl sft --config` hands every key it does not know to `accelerate launch`,
-which rejects it ("unrecognized arguments"), so a `trainer:` key would break TRL's own CLI.
+`trl sft --config RECIPE` runs it too. Which trainer a recipe wants comes from its folder: the method
+whose recipes folder it is (`Method.recipes`, e.g. recipes/cot/, recipes/self-refine/ for preference)
+declares it (`Method.trainer`); `trl sft --config` hands every key it does not know to `accelerate
+launch`, which rejects it ("unrecognized arguments"), so a `trainer:` key would break TRL's own CLI.
 
-hubtool's own settings (`SETTINGS`, named `HUBTOOL_*`) are not TRL keys either: a recipe holds them in
-TRL's `env:` mapping, which `trl sft --config` exports as environment variables and otherwise
-ignores, and `--set HUBTOOL_NAME=VALUE` overrides them. hubtool reads them from the recipe file and
-the overrides, never from the process environment.
+hubtool's own settings (named `HUBTOOL_*`, declared by the trainer: `Trainer.settings`) are not TRL
+keys either: a recipe holds them in TRL's `env:` mapping, which `trl sft --config` exports as
+environment variables and otherwise ignores, and `--set HUBTOOL_NAME=VALUE` overrides them. hubtool
+reads them from the recipe file and the overrides, never from the process environment.
 """
 
 from __future__ import annotations
@@ -20,15 +21,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from toolkit.builders.method import TRAINERS, Trainer
 from toolkit.errors import UserError, did_you_mean
+from toolkit.methods import method_for_recipe_folder, methods
+from toolkit.resources import resource_dir
+from toolkit.yamlsafe import safe_load
 
 log = logging.getLogger(__name__)
 
-Trainer = Literal["sft", "dpo"]
-TRAINERS: tuple[Trainer, ...] = ("sft", "dpo")
 SETTING_PREFIX = "HUBTOOL_"
-# hubtool settings a recipe may hold in its `env:` mapping: name -> "module:parser" (value -> setting).
-SETTINGS: dict[str, str] = {"HUBTOOL_MIXED_ALPHA": "toolkit.training.mixed:parse_alpha"}
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ class Recipe:
     """A parsed recipe: TRL's three argument dataclasses, and what is needed to reproduce them."""
 
     path: Path
-    trainer: Trainer
+    trainer: Trainer  # its `config` ("sft" | "dpo") is the TRL config family it was parsed with
     script: Any  # trl.ScriptArguments
     training: Any  # trl.SFTConfig | trl.DPOConfig
     model: Any  # trl.ModelConfig
@@ -44,20 +45,21 @@ class Recipe:
     sha256: str
     overrides: dict[str, str] = field(default_factory=dict)
     adjustments: dict[str, Any] = field(default_factory=dict)  # what hubtool changed, e.g. for a CPU
-    settings: dict[str, Any] = field(default_factory=dict)  # hubtool's own (SETTINGS), parsed; unset ones absent
+    settings: dict[str, Any] = field(default_factory=dict)  # the trainer's HUBTOOL_* settings, parsed; unset ones absent
 
 
 def resolve_recipe(name: str | Path) -> Path:
     """A recipe file: a path, or the name of a shipped recipe, `cot/smollm2-135m-lora` (`.yaml`
-    optional; a leading `recipes/` is accepted, so the README's paths work from any directory)."""
-    from toolkit.resources import resource_dir
-
+    optional; a leading `recipes/` is accepted, so the README's paths work from any directory). A
+    method's recipes folder outside recipes/ (`Method.recipes`) is found by its name the same way."""
     path = Path(name).expanduser()
     if path.is_file() or path.is_absolute():
         return path
     shipped = resource_dir("recipes")
     relative = Path(*path.parts[1:]) if path.parts[:1] == ("recipes",) and len(path.parts) > 1 else path
-    for candidate in (shipped / relative, shipped / f"{relative}.yaml"):
+    method = method_for_recipe_folder(relative.parts[0]) if len(relative.parts) > 1 else None
+    folder = method.recipes_dir.parent if method else shipped
+    for candidate in (folder / relative, folder / f"{relative}.yaml"):
         if candidate.is_file():
             return candidate
     raise UserError(
@@ -66,42 +68,37 @@ def resolve_recipe(name: str | Path) -> Path:
 
 
 def shipped_recipes() -> list[str]:
-    """The names of the recipes hubtool ships (method/variant), for `hubtool train NAME`."""
-    from toolkit.builders import method_for_recipe_folder
-    from toolkit.resources import resource_dir
+    """The names of the recipes of every method's recipes folder (folder/variant), for `hubtool train
+    NAME` (not recipes/accelerate/: those configure the launcher)."""
+    return sorted({f"{m.recipe_folder}/{p.stem}" for m in methods() for p in m.recipes_dir.glob("*.yaml")})
 
-    root = resource_dir("recipes")
-    return sorted(
-        p.relative_to(root).with_suffix("").as_posix()
-        for p in root.glob("*/*.yaml")
-        if method_for_recipe_folder(p.parent.name)  # not accelerate/: those configure the launcher
-    )
+
+def trainers() -> dict[str, Trainer]:
+    """Every trainer `--trainer` may name: TRL's SFT and DPO, and each method's own."""
+    return {**TRAINERS, **{m.trainer.name: m.trainer for m in methods()}}
 
 
 def trainer_for(path: str | Path, trainer: str | None = None) -> Trainer:
-    """The trainer named explicitly, else the trainer of the method whose recipes live in the recipe's
-    folder (`recipes/<folder>/`: each method names its folder through its default recipe)."""
-    from toolkit.builders import method_for_recipe_folder, methods
-
+    """The trainer named explicitly, else the trainer of the method whose recipes folder holds the
+    recipe (judged by the folder's name, so a copy in a folder of the same name trains the same way)."""
     if trainer is not None:
-        if trainer not in TRAINERS:
-            raise UserError(f"unknown trainer {trainer!r}; choose one of {', '.join(TRAINERS)}")
-        return trainer  # type: ignore[return-value]
+        known = trainers()
+        if trainer not in known:
+            raise UserError(f"unknown trainer {trainer!r}; choose one of {', '.join(known)}")
+        return known[trainer]
     folder = Path(path).resolve().parent.name
     method = method_for_recipe_folder(folder)
     if method is not None:
         return method.trainer
-    known = ", ".join(f"{m.recipe_folder}/ ({m.trainer})" for m in methods() if m.recipe_folder)
+    known_folders = ", ".join(f"{m.recipe_folder}/ ({m.trainer.name})" for m in methods())
     raise UserError(
         f"cannot tell the trainer of {path} from its folder {folder!r}; put it in a method folder "
-        f"({known}) or pass --trainer sft|dpo"
+        f"({known_folders}) or pass --trainer {'|'.join(trainers())}"
     )
 
 
 def read_recipe(path: str | Path) -> tuple[str, dict[str, Any]]:
     """The recipe's text and its YAML mapping."""
-    from toolkit.yamlsafe import safe_load
-
     path = Path(path)
     if not path.is_file():
         raise UserError(f"recipe {path} does not exist; shipped recipes: {', '.join(shipped_recipes())}")
@@ -137,12 +134,13 @@ def load_recipe(
     error is a UserError, before any model loads."""
     path = resolve_recipe(path)
     text, config = read_recipe(path)
-    kind = trainer_for(path, trainer)
+    chosen = trainer_for(path, trainer)
+    kind = chosen.config
     sets = dict(overrides) if isinstance(overrides, dict) else parse_overrides(overrides)
     if output_dir is not None:
         sets["output_dir"] = str(output_dir)
     given = dict(sets)  # as recorded: hubtool settings included
-    settings = read_settings(config.get("env"), sets, f"recipe {path}")
+    settings = read_settings(config.get("env"), sets, f"recipe {path}", chosen)
     sets = {k: v for k, v in sets.items() if not _is_setting(k)}
     parser = _parser(kind)
     known = {a.dest for a in parser._actions} | {"env"}  # TrlParser consumes `env` itself
@@ -161,19 +159,42 @@ def load_recipe(
         raise UserError(f"recipe {path}: {_one_line(e)}") from None
     _check_parsed(path, script, model)
     return Recipe(
-        path=Path(path), trainer=kind, script=script, training=training, model=model, text=text,
+        path=Path(path), trainer=chosen, script=script, training=training, model=model, text=text,
         sha256=hashlib.sha256(text.encode()).hexdigest(), overrides=given,
         adjustments=adjustments, settings=settings,
     )  # fmt: skip
+
+
+def check_recipe(
+    path: str | Path, overrides: list[str] | tuple[str, ...] = (), *, trainer: str | None = None,
+) -> tuple[Path, dict[str, Any]]:
+    """The checks of `load_recipe` that do not depend on this machine (names, keys, value types, hubtool
+    settings), for a command that runs elsewhere (`--print-launch`): TRL's dataclasses would also test
+    this machine for bf16 and CUDA. Returns the recipe file and its keys with the overrides applied."""
+    path = resolve_recipe(path)
+    _text, config = read_recipe(path)
+    kind = trainer_for(path, trainer)
+    sets = parse_overrides(overrides)
+    read_settings(config.get("env"), sets, f"recipe {path}")
+    sets = {k: v for k, v in sets.items() if not _is_setting(k)}
+    parser = _parser(kind)
+    known = {a.dest for a in parser._actions} | {"env"}
+    _check_keys(config, known, f"recipe {path}", kind)
+    _check_keys(sets, known, "--set", kind)
+    _check_values(parser, config, f"recipe {path}")
+    _check_values(parser, sets, "--set")
+    return path, {**config, **sets}
 
 
 def _is_setting(key: str) -> bool:
     return key.upper().startswith(SETTING_PREFIX)
 
 
-def read_settings(env: Any, sets: dict[str, str], where: str) -> dict[str, Any]:
-    """hubtool's settings: the recipe's `env:` entries named HUBTOOL_*, then `--set HUBTOOL_*=...`,
-    each checked by its parser; an unknown HUBTOOL_ name is an error, other env entries are TRL's."""
+def read_settings(env: Any, sets: dict[str, str], where: str, trainer: Trainer) -> dict[str, Any]:
+    """The trainer's settings: the recipe's `env:` entries named HUBTOOL_*, then `--set HUBTOOL_*=...`,
+    each checked by its parser (`Trainer.settings`); a HUBTOOL_ name the trainer does not declare is an
+    error, other env entries are TRL's."""
+    known = dict(trainer.settings)
     import importlib
 
     if env is not None and not isinstance(env, dict):
@@ -182,17 +203,17 @@ def read_settings(env: Any, sets: dict[str, str], where: str) -> dict[str, Any]:
     raw |= {k.upper(): (v, "--set") for k, v in sets.items() if _is_setting(k)}
     settings: dict[str, Any] = {}
     for name, (value, origin) in raw.items():
-        if name not in SETTINGS:
-            raise UserError(f"{origin}: unknown hubtool setting {name!r}{did_you_mean(name, list(SETTINGS))}; "
-                            f"known: {', '.join(SETTINGS)}")  # fmt: skip
-        module, _, function = SETTINGS[name].partition(":")
+        if name not in known:
+            raise UserError(f"{origin}: unknown hubtool setting {name!r}{did_you_mean(name, list(known))}; known "
+                            f"to the {trainer.name} trainer: {', '.join(known) or 'none'}")  # fmt: skip
+        module, _, function = known[name].partition(":")
         parsed = getattr(importlib.import_module(module), function)(value)
         if parsed is not None:
             settings[name] = parsed
     return settings
 
 
-def _parser(kind: Trainer):
+def _parser(kind: Literal["sft", "dpo"]):
     """TRL's parser for the trainer, with argparse's exit-on-error turned into a UserError."""
     from trl import DPOConfig, ModelConfig, ScriptArguments, SFTConfig, TrlParser
 
@@ -207,11 +228,11 @@ def _parser(kind: Trainer):
     return parser
 
 
-def _check_keys(keys, known: set[str], where: str, kind: Trainer) -> None:
+def _check_keys(keys, known: set[str], where: str, kind: Literal["sft", "dpo"]) -> None:
     for key in keys:
         if key in known:
             continue
-        other: Trainer = "dpo" if kind == "sft" else "sft"
+        other = "dpo" if kind == "sft" else "sft"
         if key in {a.dest for a in _parser(other)._actions}:
             why = f"it is a {other.upper()} key, and this recipe trains with {kind.upper()}"
         else:

@@ -14,13 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from toolkit import __version__
-from toolkit.errors import UserError
 from toolkit.training.data import TrainingData, training_splits
-from toolkit.training.mixed import MIXED_ALPHA, MODE_COLUMN
 from toolkit.training.model import MERGED, Student, merge_adapter, record_hub_base, resolve_student
 from toolkit.training.provenance import dataset_record, peft_record, write_outputs
 from toolkit.training.recipe import Recipe
+from toolkit.training.trainers import load_factory
+from toolkit.version import __version__
 
 log = logging.getLogger(__name__)
 
@@ -42,15 +41,15 @@ def train(recipe: Recipe, *, merge: bool = False, where: dict[str, str] | None =
 
     script = recipe.script
     wants_eval = recipe.training.eval_strategy != "no"
-    alpha = mixed_alpha(recipe)
-    data, eval_data = training_splits(script.dataset_name, recipe.trainer, train_split=script.dataset_train_split,
+    kind = recipe.trainer.config
+    data, eval_data = training_splits(script.dataset_name, kind, train_split=script.dataset_train_split,
                                       eval_split=script.dataset_test_split if wants_eval else None,
                                       seed=recipe.training.seed, config=script.dataset_config, where=where,
-                                      extra=(MODE_COLUMN,) if alpha is not None else ())  # fmt: skip
+                                      extra=recipe.trainer.columns if recipe.settings else None)  # fmt: skip
     student = resolve_student(recipe.model.model_name_or_path)
     started = now()
     trainer = build_trainer(recipe, data, student, eval_data)
-    loss_tokens = loss_token_stats(trainer.train_dataset) if recipe.trainer == "sft" else None
+    loss_tokens = loss_token_stats(trainer.train_dataset) if kind == "sft" else None
     t0 = time.perf_counter()
     output = trainer.train(resume_from_checkpoint=recipe.training.resume_from_checkpoint)
     seconds = time.perf_counter() - t0
@@ -62,11 +61,11 @@ def train(recipe: Recipe, *, merge: bool = False, where: dict[str, str] | None =
         record_hub_base(out, student)
     merged = _merge(out, student, recipe) if merge else _drop_stale_merge(out, student)
     record = {
-        "hubtool_version": __version__, "trainer": recipe.trainer, "command": command_line(),
+        "hubtool_version": __version__, "trainer": kind, "command": command_line(),
         "output_dir": str(out), "started_at": started, "finished_at": now(),
         "recipe": {"path": str(recipe.path), "sha256": recipe.sha256, "overrides": recipe.overrides,
                    "adjustments": recipe.adjustments, "settings": recipe.settings},
-        "loss": loss_record(trainer, alpha),
+        "loss": trainer.loss_record() if hasattr(trainer, "loss_record") else None,  # a method's own loss
         "dataset": dataset_record(data),
         "eval_dataset": {"split": eval_data.split, "rows": eval_data.rows} if eval_data else None,
         "model": {"requested": student.requested, "path": student.path, "base_model": student.base_model,
@@ -85,39 +84,19 @@ def train(recipe: Recipe, *, merge: bool = False, where: dict[str, str] | None =
 def build_trainer(
     recipe: Recipe, data: TrainingData, student: Student, eval_data: TrainingData | None = None
 ):
-    """SFTTrainer or DPOTrainer, with the model, quantization and LoRA settings of TRL's own scripts."""
-    from trl import DPOTrainer, SFTTrainer, get_peft_config, get_quantization_config
+    """The recipe's trainer (`Recipe.trainer.factory`: TRL's SFTTrainer or DPOTrainer, or a method's own),
+    with the model, quantization and LoRA settings of TRL's own scripts."""
+    from trl import get_peft_config, get_quantization_config  # heavy: torch and transformers
 
     m, args = recipe.model, recipe.training
     init = {"revision": m.model_revision, "trust_remote_code": args.trust_remote_code,
             "attn_implementation": m.attn_implementation, "dtype": m.dtype}  # fmt: skip
     args.model_init_kwargs = {**init, **(args.model_init_kwargs or {})}
-    cls, extra = (SFTTrainer if recipe.trainer == "sft" else DPOTrainer), {}
-    if mixed_alpha(recipe) is not None:  # the mixed CoT/PoT loss (toolkit.training.mixed)
-        from toolkit.training.mixed_trainer import MixedSFTTrainer
-
-        cls, extra = MixedSFTTrainer, {"alpha": mixed_alpha(recipe)}
-    return cls(
+    return load_factory(recipe.trainer)(
         model=student.path, args=args, train_dataset=data.dataset,
         eval_dataset=eval_data.dataset if eval_data else None,
-        quantization_config=get_quantization_config(m), peft_config=get_peft_config(m), **extra,
+        quantization_config=get_quantization_config(m), peft_config=get_peft_config(m), settings=recipe.settings,
     )  # fmt: skip
-
-
-def mixed_alpha(recipe: Recipe) -> float | None:
-    """α of the mixed CoT/PoT loss, when the recipe sets it (an SFT recipe only)."""
-    alpha = recipe.settings.get(MIXED_ALPHA)
-    if alpha is not None and recipe.trainer != "sft":
-        raise UserError(f"{MIXED_ALPHA} weighs an SFT loss; recipe {recipe.path} trains with {recipe.trainer.upper()}")
-    return alpha
-
-
-def loss_record(trainer, alpha: float | None) -> dict[str, Any] | None:
-    """What the mixed loss was, for the provenance record (None for a trainer's own loss)."""
-    if alpha is None:
-        return None
-    return {"kind": "mixed", "formula": "alpha * L_cot + (1 - alpha) * L_pot", "alpha": alpha,
-            "rows_per_mode": dict(trainer.mode_counts), "batches": "mode-balanced"}  # fmt: skip
 
 
 def loss_token_stats(dataset, sample: int = 1000) -> dict[str, Any]:

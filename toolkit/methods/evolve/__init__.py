@@ -23,11 +23,14 @@ from typing import Literal
 
 from toolkit import prompts
 from toolkit.builders.config import BuildConfig, Preset, at_least, param
-from toolkit.builders.evolve import search as S
-from toolkit.builders.evolve import tree as T
-from toolkit.builders.evolve.actions import DEFAULT_ACTIONS, Action, load_actions
-from toolkit.builders.evolve.expected import ExpectedScorer
-from toolkit.builders.evolve.scoring import (
+from toolkit.builders.method import SFT, Method, Paper, Work
+from toolkit.builders.rows import SFTRow, assistant, user
+from toolkit.errors import UserError
+from toolkit.methods.evolve import search as S
+from toolkit.methods.evolve import tree as T
+from toolkit.methods.evolve.actions import DEFAULT_ACTIONS, Action, load_actions
+from toolkit.methods.evolve.expected import ExpectedScorer
+from toolkit.methods.evolve.scoring import (
     clean_evolution,
     diversity_score,
     is_empty,
@@ -37,14 +40,15 @@ from toolkit.builders.evolve.scoring import (
     prompt_examples,
     read_tags,
 )
-from toolkit.builders.evolve.seeds import ANSWER_TYPE, load_seeds
-from toolkit.builders.evolve.stats import Stats, finish, outcome
-from toolkit.builders.method import Method, Paper, Work
-from toolkit.builders.rows import SFTRow, assistant, user
-from toolkit.errors import UserError
+from toolkit.methods.evolve.seeds import ANSWER_TYPE, load_seeds
+from toolkit.methods.evolve.stats import Stats, finish, outcome
 from toolkit.records import Problem
+from toolkit.rundir import atomic_write
 from toolkit.teachers import DEFAULT_TEACHER
 from toolkit.teachers.base import CallFailure, Request, SamplingParams
+
+FOLDER = Path(__file__).parent
+PROMPT_DIRS = (FOLDER / "prompts",)  # its own prompt templates, looked up after toolkit/prompts/ (shared ones)
 
 __all__ = ["METHOD", "EvolveConfig", "EvolveRow"]
 
@@ -98,7 +102,7 @@ class EvolveConfig(BuildConfig):
     input_field: str | None = param(None, help="A column appended to the instruction when non-empty (Alpaca's "
                                                "`input`).")  # fmt: skip
     judge_max_new_tokens: int = param(96, help="Longest scorer reply, in tokens (the scorer samples greedily).")
-    template: str = param("evolve", help="Evolution prompt: a name in toolkit/prompts, or a FILE.jinja.")
+    template: str = param("evolve", help="Evolution prompt: a name (toolkit/prompts, or this method's prompts/), or a FILE.jinja.")
     quality_template: str = param("evolve_quality", help="Quality rubric prompt (reply: 'Score: N', 1-5).")
     complexity_template: str = param("evolve_complexity", help="Complexity rubric prompt (reply: 'Score: N', 1-5).")
     diversity_template: str = param("evolve_diversity", help="Intent-tag prompt (reply: a JSON list of tags).")
@@ -168,7 +172,7 @@ class ModelOracle:
 
     async def evolve(self, instruction: str, action: Action, node_id: int) -> tuple[str, str | None]:
         c = self.c
-        text = prompts.render(c.template, instruction=instruction, action=action.name, directive=action.directive)
+        text = prompts.render(c.template, dirs=PROMPT_DIRS, instruction=instruction, action=action.name, directive=action.directive)
         # Each node draws with its own seed: siblings, and rollouts that repeat an action, differ.
         params = SamplingParams(c.temperature, c.top_p, c.max_new_tokens, c.seed + node_id)
         result = await self.work.models["evolver"].generate(Request(tuple(user(text)), 1, params))
@@ -182,7 +186,7 @@ class ModelOracle:
     async def score(self, instruction: str) -> tuple[T.Scores, tuple[str, ...]]:
         c, counts = self.c, self.work.counts
         low, high = c.score_bounds
-        texts = [prompts.render(t, instruction=instruction, low=low, high=high) for t in c.score_templates]
+        texts = [prompts.render(t, dirs=PROMPT_DIRS, instruction=instruction, low=low, high=high) for t in c.score_templates]
         if c.scorer_mode == "expected":  # quality and complexity from the logits, the tags as written
             q_raw, cx_raw, tags_reply = await asyncio.gather(*(self._expected(t) for t in texts[:2]),
                                                              self._ask(texts[2]))  # fmt: skip
@@ -267,8 +271,6 @@ async def run(problem: Problem, work: Work[EvolveConfig]) -> None:
 
 
 def write_tree(c: EvolveConfig, problem: Problem, root: T.Node, search: S.Search) -> None:
-    from toolkit.rundir import atomic_write
-
     data = {
         "seed_id": problem.id, "seed": problem.question, "source": problem.source, "search": c.search,
         "knobs": dataclasses.asdict(c.knobs),
@@ -281,9 +283,9 @@ def write_tree(c: EvolveConfig, problem: Problem, root: T.Node, search: S.Search
 
 # -- before any model loads -------------------------------------------------------------------------
 def setup(config: EvolveConfig) -> Stats:
-    prompts.check_template(config.template, TEMPLATE_VARIABLES["evolve"])
+    prompts.check_template(config.template, TEMPLATE_VARIABLES["evolve"], PROMPT_DIRS)
     for name in config.score_templates:
-        prompts.check_template(name, TEMPLATE_VARIABLES["score"])
+        prompts.check_template(name, TEMPLATE_VARIABLES["score"], PROMPT_DIRS)
     actions = load_actions(config.actions) if config.actions else DEFAULT_ACTIONS
     budgets = read_budgets(config.budget_from) if config.budget_from else None
     default = config.budget or S.max_budget(config.knobs)
@@ -358,6 +360,7 @@ PRESETS = {
 
 METHOD = Method(
     name="evolve",
+    folder=FOLDER,
     aliases=("idea-mcts",),
     summary="Instructions evolved by Monte Carlo tree search, scored, and answered by the teacher (IDEA-MCTS).",
     help="""Instructions evolved by Monte Carlo tree search (IDEA-MCTS, Li et al., 2024), for SFT.
@@ -376,7 +379,7 @@ METHOD = Method(
     config=EvolveConfig,
     row=EvolveRow,
     kind="sft",
-    trainer="sft",
+    trainer=SFT,
     run=run,
     counts=("problems", "failed", "seeds_done", "seeds_without_rows", "evolver_calls", "invalid_evolutions",
             "nodes", "scored", "unparsed_scores", "copied_tags", "answered", "refusals", "empty_answers",
@@ -384,6 +387,9 @@ METHOD = Method(
     paper=PAPER,
     card="evolve.md.jinja",
     recipe="evolve/smollm2-135m-lora",
+    eval_tasks=("ifeval", "alpaca_eval", "mt_bench"),  # the idea_mcts suite (eval_tasks/groups)
+    student_prompt=None,  # its rows are instructions, not a template's rendering
+    reasoning=False,  # instruction following: its replies are not reasoning demonstrations
     presets=PRESETS,
     setup=setup,
     templates=templates,

@@ -9,9 +9,9 @@ suffix that most of its questions share, is cut off before n-grams are taken; a 
 is shorter than n tokens matches only as a whole.
 
 Builds filter problems before any teacher call (`--decontaminate SUITE|TASKS`); a finished run
-directory is filtered in place by `hubtool decontaminate RUN --against ...`. Either way the
-manifest and the card record what was removed and against which tasks. Each pass is kept
-(`stats.decontaminations`; the card shows their sum), and a re-run of the build, resumed or
+directory is filtered in place by `hubtool decontaminate RUN --against ...` (`toolkit.decontaminate.run`).
+Either way the manifest and the card record what was removed and against which tasks. Each pass is
+kept (`stats.decontaminations`; the card shows their sum), and a re-run of the build, resumed or
 extended, applies the `hubtool decontaminate` passes again (`reapply`, called by the run directory).
 """
 
@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.errors import UserError
+from toolkit.sources import eval_tasks as tasks_mod
 
 log = logging.getLogger(__name__)
 DEFAULT_N = 8
@@ -109,8 +110,6 @@ class Removed:
 
 def index_for(against: str | Iterable[str], n: int = DEFAULT_N, data_dir: str | Path | None = None) -> Index:
     """The index of the questions of every task `against` names (suites or tasks, comma-separated)."""
-    from toolkit.evaluate import tasks as tasks_mod
-
     names = [a.strip() for a in (against.split(",") if isinstance(against, str) else against) if a.strip()]
     if not names:
         raise UserError("--decontaminate names no suite or task; e.g. --decontaminate gym or gsm8k,svamp")
@@ -176,34 +175,8 @@ def report(index: Index, removed: Sequence[Removed], total: int) -> dict[str, An
             "removed_examples": [{"id": r.id, "question": r.question[:200], "tasks": list(r.tasks)} for r in removed[:5]]}  # fmt: skip
 
 
-def decontaminate_run(run_dir: str | Path, against: str, *, n: int = DEFAULT_N, data_dir: str | Path | None = None) -> dict:
-    """Drop the rows of a finished build whose question overlaps the evaluation questions; rewrite
-    the data, the manifest and the card. Returns the report of this pass. The removal becomes part
-    of the run: a re-run of the build (resumed or extended) applies it again (`reapply`)."""
-    from toolkit.rundir import RunDir, read_manifest, read_rows
-
-    index = index_for(against, n, data_dir)  # before the lock: loading eval tasks takes seconds
-    run = RunDir(run_dir)
-    run.claim()  # no build may write the directory while its rows are rewritten
-    try:
-        manifest = read_manifest(run_dir)
-        if manifest.status != "complete":
-            raise UserError(f"{run_dir} holds an unfinished build; finish it by re-running: {manifest.command}")
-        table = read_rows(run_dir)
-        if "question" not in table.column_names:
-            raise UserError(f"{run_dir} rows have no `question` column to check")
-        rows = table.to_pylist()
-        kept, removed = split_clean(rows, lambda r: r["question"] or "", index)
-        result = report(index, removed, len(rows)) | _run_record(removed, data_dir)
-        add_record(manifest, result)
-        run.rewrite(table.schema, kept, manifest)
-    finally:
-        run.release()
-    return result
-
-
 # -- the record: every pass kept, the card's numbers computed from them ---------------------------------
-def _run_record(removed: Sequence[Removed], data_dir: str | Path | None) -> dict[str, Any]:
+def run_record(removed: Sequence[Removed], data_dir: str | Path | None) -> dict[str, Any]:
     """What a re-run needs to remove the same rows again (and check new ones the same way)."""
     return {"stage": "run", "data_dir": str(data_dir) if data_dir else None, "removed_ids": [r.id for r in removed]}
 
@@ -254,5 +227,5 @@ def reapply(passes: Sequence[dict[str, Any]], rows: list[dict]) -> tuple[list[di
             continue
         checked = len(rows)
         rows, removed = split_clean(rows, lambda r: r.get("question") or "", index)
-        redone.append(report(index, removed, checked) | _run_record(removed, old.get("data_dir")))
+        redone.append(report(index, removed, checked) | run_record(removed, old.get("data_dir")))
     return rows, redone

@@ -3,7 +3,7 @@
 Stage two of the method. The CoT-instructed student samples k reasoning paths per problem from the
 prompt it was trained on (the CoT builder's prompt, or with `--from-dataset` the CoT dataset's own
 prompt messages); each path is scored against gold with the shared checker, and the pair rules of
-`toolkit.builders.pairs` turn correct paths (chosen) and wrong paths or a direct, no-CoT answer
+`toolkit.methods.preference.pairs` turn correct paths (chosen) and wrong paths or a direct, no-CoT answer
 (rejected) into DPO rows. The engine runs the student where other methods run the teacher: the
 same backends, call cache and resume.
 
@@ -17,12 +17,14 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 from toolkit import answers, prompts
-from toolkit.builders import pairs
 from toolkit.builders.config import BuildConfig, Preset, at_least, option_name, param
-from toolkit.builders.cot import (
+from toolkit.builders.engine import source_problems
+from toolkit.builders.method import DPO, Method, Paper, Work
+from toolkit.builders.reasoning import (
     TEMPLATE,
     TEMPLATE_VARIABLES,
     Verdict,
@@ -30,12 +32,16 @@ from toolkit.builders.cot import (
     judge,
     prompt_messages,
 )
-from toolkit.builders.method import Method, Paper, Work
-from toolkit.builders.pairs import Candidate, Origin, PairRules
 from toolkit.builders.rows import PreferenceRow, assistant
 from toolkit.errors import UserError
+from toolkit.methods.preference import pairs
+from toolkit.methods.preference.from_dataset import load_cot_dataset
+from toolkit.methods.preference.pairs import Candidate, Origin, PairRules
 from toolkit.records import Problem
 from toolkit.teachers.base import CallFailure, Completion, Request, SamplingParams
+
+FOLDER = Path(__file__).parent
+PROMPT_DIRS = (FOLDER / "prompts",)  # its own prompt templates, looked up after toolkit/prompts/ (shared ones)
 
 DIRECT_TEMPLATE = "direct"
 # What only a --source reads; --from-dataset takes the problems and prompts as the dataset has them.
@@ -130,14 +136,14 @@ def direct_request(messages: tuple[dict[str, str], ...], config: PreferenceConfi
 def cot_messages(problem: Problem, config: PreferenceConfig) -> tuple[dict[str, str], ...]:
     """The prompt the student was trained on: the problem's own (a CoT dataset row's), else the CoT builder's."""
     own = problem.meta.get("prompt")
-    return tuple(own) if own else prompt_messages(problem, config.template, (), config.system)
+    return tuple(own) if own else prompt_messages(problem, config.template, (), config.system, PROMPT_DIRS)
 
 
 def direct_messages(problem: Problem, cot: Sequence[dict[str, str]], config: PreferenceConfig) -> tuple[dict[str, str], ...]:
     """The same question without "think step by step", after the CoT prompt's system message(s)."""
     choices = problem.choices if problem.answer_type == "option" else ()
     text = prompts.render(
-        config.direct_template, question=problem.question, answer_hint=prompts.answer_hint(problem.answer_type, problem.choices),
+        config.direct_template, dirs=PROMPT_DIRS, question=problem.question, answer_hint=prompts.answer_hint(problem.answer_type, problem.choices),
         choices=list(zip(answers.option_letters(len(choices)), choices)),
     )  # fmt: skip
     return (*[m for m in cot if m["role"] == "system"], {"role": "user", "content": text})
@@ -155,9 +161,9 @@ def as_candidate(verdict: Verdict, origin: Origin, idx: int | None = None) -> Ca
 
 
 def setup(config: PreferenceConfig) -> Stats:
-    prompts.check_template(config.template, TEMPLATE_VARIABLES)
+    prompts.check_template(config.template, TEMPLATE_VARIABLES, PROMPT_DIRS)
     if config.rules.wants_direct:
-        prompts.check_template(config.direct_template, {"question", "choices", "answer_hint"})
+        prompts.check_template(config.direct_template, {"question", "choices", "answer_hint"}, PROMPT_DIRS)
     stats = Stats(samples=config.samples)
     stats.histogram.update({f"{round(i / config.samples, 3):g}": 0 for i in range(config.samples + 1)})
     return stats
@@ -165,11 +171,7 @@ def setup(config: PreferenceConfig) -> Stats:
 
 def load_problems(config: PreferenceConfig):
     if config.from_dataset is None:
-        from toolkit.builders.engine import source_problems
-
         return source_problems(config)
-    from toolkit.builders.from_dataset import load_cot_dataset
-
     loaded = load_cot_dataset(config.from_dataset, split=config.split, revision=config.revision, limit=config.limit)
     if config.fallback == "teacher" and not any(p.meta.get("teacher_rationales") for p in loaded.problems):
         raise UserError(f"--fallback teacher: dataset {config.from_dataset!r} holds no teacher rationales")
@@ -280,6 +282,7 @@ PRESETS = {
 
 METHOD = Method(
     name="preference",
+    folder=FOLDER,
     summary="Preference pairs from the student's own reasoning, for DPO (self-refine).",
     help="""Preference pairs from the student's own reasoning, for DPO (self-refine, Ranaldi & Freitas, 2024).
 
@@ -296,13 +299,14 @@ METHOD = Method(
     config=PreferenceConfig,
     row=PairRow,
     kind="preference",
-    trainer="dpo",
+    trainer=DPO,
     run=run,
     counts=("problems", "failed", "samples", "correct", "truncated", "contradictions", "no_reasoning",
             "accepted_strict", "accepted_fuzzy", "pairs", "all_correct", "none_correct", "skipped", "direct",
             "direct_correct", "teacher_chosen"),  # fmt: skip
     paper=PAPER,
     recipe="self-refine/dpo-lora",
+    recipes="self-refine",  # the paper calls the method self-refine
     aliases=("self-refine",),
     presets=PRESETS,
     setup=setup,

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from toolkit.builders.evolve import tree as T
-from toolkit.builders.evolve.actions import Action
+from toolkit.methods.evolve import tree as T
+from toolkit.methods.evolve.actions import Action
 
 
 class Oracle(Protocol):

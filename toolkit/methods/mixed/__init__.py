@@ -18,19 +18,24 @@ import copy
 import statistics
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from toolkit import answers, prompts
 from toolkit.builders.config import BuildConfig, Preset, at_least, param
-from toolkit.builders.cot import TEACHER_HELP, judge
-from toolkit.builders.method import Method, Paper, Work
-from toolkit.builders.mixed_balance import balance
-from toolkit.builders.mixed_programs import FAILURE_KINDS, as_completion, extract_program, judge_program
+from toolkit.builders.method import Method, Paper, Trainer, Work
+from toolkit.builders.reasoning import TEACHER_HELP, judge
 from toolkit.builders.rows import SFTRow, assistant
 from toolkit.errors import UserError
+from toolkit.methods.mixed.balance import balance
+from toolkit.methods.mixed.programs import FAILURE_KINDS, as_completion, extract_program, judge_program
+from toolkit.methods.mixed.training import MIXED_ALPHA, MODE_COLUMN
 from toolkit.records import Problem
 from toolkit.teachers import DEFAULT_TEACHER
 from toolkit.teachers.base import CallFailure, Request
+
+FOLDER = Path(__file__).parent
+PROMPT_DIRS = (FOLDER / "prompts",)  # its own prompt templates, looked up after toolkit/prompts/ (shared ones)
 
 MODES = ("cot", "pot")
 TEMPLATES = {"cot": "mixed_cot", "pot": "pot"}
@@ -51,8 +56,8 @@ class MixedConfig(BuildConfig):
     require_both: bool = param(
         False, help="Keep only problems with a verified rationale in both modes (default: a problem solved in one "
                     "mode only keeps that mode's rows).")  # fmt: skip
-    cot_template: str = param(TEMPLATES["cot"], help="CoT prompt: a name in toolkit/prompts, or a FILE.jinja (the eval tasks use the default).")
-    pot_template: str = param(TEMPLATES["pot"], help="PoT prompt: a name in toolkit/prompts, or a FILE.jinja (the eval tasks use the default).")
+    cot_template: str = param(TEMPLATES["cot"], help="CoT prompt: a name (toolkit/prompts, or this method's prompts/), or a FILE.jinja (the eval tasks use the default).")
+    pot_template: str = param(TEMPLATES["pot"], help="PoT prompt: a name (toolkit/prompts, or this method's prompts/), or a FILE.jinja (the eval tasks use the default).")
     exec_timeout: float = param(EXEC_TIMEOUT, help="Wall-clock seconds a program may run in the sandbox.")
     exec_memory_mb: int = param(EXEC_MEMORY_MB, help="Memory (MB) a program may hold in the sandbox: its address "
                                                      "space plus its private /tmp (16 MB).")  # fmt: skip
@@ -97,7 +102,7 @@ class MixedRow(SFTRow):
 class State:
     """The build's sandbox (behind its execution cache) and what the card reports beyond counts."""
 
-    executor: Any  # toolkit.builders.mixed_exec.Executor
+    executor: Any  # toolkit.methods.mixed.execution.Executor
     failures: dict[str, Counter[str]] = field(default_factory=lambda: {m: Counter() for m in MODES})
     runtimes: list[float] = field(default_factory=list)
     errors: Counter[str] = field(default_factory=Counter)  # exception types of failed programs
@@ -112,18 +117,18 @@ def prompt_messages(problem: Problem, mode: str, template: str | None = None) ->
         raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
     choices = problem.choices if problem.answer_type == "option" else ()
     text = prompts.render(
-        template or TEMPLATES[mode], question=problem.question, answer_hint=prompts.answer_hint(problem.answer_type, problem.choices),
+        template or TEMPLATES[mode], dirs=PROMPT_DIRS, question=problem.question, answer_hint=prompts.answer_hint(problem.answer_type, problem.choices),
         choices=list(zip(answers.option_letters(len(choices)), choices)),
     )  # fmt: skip
     return ({"role": "user", "content": text},)
 
 
 def setup(config: MixedConfig) -> State:
-    from toolkit.builders.mixed_exec import Executor
+    from toolkit.methods.mixed.execution import Executor
     from toolkit.paths import call_cache_path
 
     for template in (config.cot_template, config.pot_template):
-        prompts.check_template(template, TEMPLATE_VARIABLES)
+        prompts.check_template(template, TEMPLATE_VARIABLES, PROMPT_DIRS)
     return State(executor=Executor(config.limits, config.cache or call_cache_path()))
 
 
@@ -309,8 +314,23 @@ PRESETS = {
     ),
 }
 
+def card_warnings(quality) -> list[str]:
+    """A build without one of its modes is not a mix."""
+    modes = quality.groups.get("mode", {})
+    return [f"no {m.upper()} row was kept: this is not a mixed CoT/PoT dataset" for m in MODES
+            if quality.rows and not modes.get(m)]  # fmt: skip
+
+
+# TRL's SFT with the mixed CoT/PoT loss when the recipe sets α (HUBTOOL_MIXED_ALPHA in its `env:`); see
+# training.py (the pure parts) and trainer.py (MixedSFTTrainer)
+TRAINER = Trainer(name="mixed", config="sft", factory="toolkit.methods.mixed.trainer:mixed_trainer",
+                  settings={MIXED_ALPHA: "toolkit.methods.mixed.training:parse_alpha"},
+                  columns={MODE_COLUMN: f"the mixed CoT/PoT loss ({MIXED_ALPHA}) needs rows of `hubtool build-dataset "
+                                        f"mixed`; --set {MIXED_ALPHA}=none trains plain SFT"})  # fmt: skip
+
 METHOD = Method(
     name="mixed",
+    folder=FOLDER,
     summary="Chain-of-thought and executed, verified Python (PoT) rationales, balanced into one mix.",
     help="""Chain-of-thought and program-of-thought rationales in one mix (Li et al., Findings of EMNLP 2024).
 
@@ -326,14 +346,16 @@ METHOD = Method(
     config=MixedConfig,
     row=MixedRow,
     kind="sft",
-    trainer="sft",
+    trainer=TRAINER,
     run=run,
     counts=("problems", "failed", "samples", "correct", "kept", "truncated", "cot_samples", "cot_verified",
             "pot_samples", "pot_executed", "pot_verified", "duplicates", "kept_cot", "kept_pot", "dropped_balance",
             "solved_problems", "kept_problems"),  # fmt: skip
     paper=PAPER,
     card="mixed.md.jinja",
+    card_warnings=card_warnings,
     recipe="mixed/smollm2-135m-lora",
+    student_prompt="cot_template",  # the CoT half; the PoT prompt is the other config field
     presets=PRESETS,
     setup=setup,
     templates=templates,

@@ -7,7 +7,9 @@ method adds on top, without touching them:
 - `--labels a,b,c`: the label set, in order. Golds must be one of them, or an integer index into
   them (how Hub `ClassLabel` columns store labels: imdb's 0/1, snli's 0/1/2);
 - a label column without a set (reasoning-gym's syllogism answers "Yes"/"No") is yes/no when every
-  gold is yes or no; otherwise the method asks for `--labels`.
+  gold is yes or no; otherwise the method asks for `--labels`;
+- the labelled benchmarks (`hf:imdb`, `hf:sst2`, `hf:snli`, `hf:mnli`, or their Hub ids) are read by
+  `toolkit.sources.labelled`, as the eval tasks read them, in the catalogue's label order.
 """
 
 from __future__ import annotations
@@ -18,26 +20,23 @@ from typing import Any
 
 from toolkit.errors import UserError
 from toolkit.records import Problem
+from toolkit.sources import LoadedSource
+from toolkit.sources.labelled import load_labelled
 from toolkit.sources.normalize import parse_yesno
 
 FINITE = ("option", "yesno", "label")
-# The label sets of the benchmarks hubtool's counterfactual eval tasks score (eval_tasks/counterfactual/),
-# in the order of their Hub ClassLabel ids; build with --labels in this order to match them.
-SENTIMENT_LABELS = ("negative", "positive")
-NLI_LABELS = ("entailment", "neutral", "contradiction")
 log = logging.getLogger(__name__)
 
 
 def load_problems(config: Any):
-    """The source's problems, each with its label space (see module doc)."""
-    from toolkit.sources import LoadedSource, load_source
-
+    """The source's problems, each with its label space (see module doc). The labelled benchmarks
+    (`hf:imdb`, `hf:stanfordnlp/snli`, ...) are read by `toolkit.sources.labelled`, as the eval tasks read them."""
     options = config.source_options()
     if config.label_field is not None:
         options["answer_field"] = config.label_field
     if config.labels and options["answer_type"] is None:
         options["answer_type"] = "label"  # integer class ids would otherwise be read as numbers
-    loaded = load_source(config.source, **options)
+    loaded = load_labelled(config.source, labels=config.labels, **options)
     unlabelled = [p for p in loaded.problems if _no_label(p.gold)]
     if unlabelled:  # e.g. snli's -1: annotators did not agree
         log.warning("%s: skipping %d problems without a gold label (-1)", config.source, len(unlabelled))
@@ -84,8 +83,3 @@ def _member(gold: str, labels: tuple[str, ...], where: str) -> str:
 def _no_label(gold: str) -> bool:
     return gold.strip().startswith("-") and gold.strip()[1:].isdigit()
 
-
-def nli_question(premise: str, hypothesis: str) -> str:
-    """How an NLI pair is one question, in the rows and in the eval tasks alike (write a `question`
-    column this way to build from SNLI / MNLI)."""
-    return f"Premise: {premise.strip()}\nHypothesis: {hypothesis.strip()}"

@@ -9,14 +9,16 @@ the label set in words beside it: no line of it reads as a finished answer a stu
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from toolkit import answers, prompts
-from toolkit.builders.counterfactual import edits
-from toolkit.builders.counterfactual.edits import Label
-from toolkit.builders.counterfactual.labelled import SENTIMENT_LABELS
+from toolkit.methods.counterfactual import edits
+from toolkit.methods.counterfactual.edits import Label
 from toolkit.records import Problem
+from toolkit.sources.catalogue import SENTIMENT_LABELS
 
+PROMPT_DIRS = (Path(__file__).parent / "prompts",)  # the method's own templates (toolkit.prompts looks there too)
 SHOWN = {"question", "choices", "labels", "input_name", "shown"}  # how every prompt shows the input (`_shown`)
 STUDENT_VARIABLES = SHOWN | {"answer_hint"}
 EDIT_VARIABLES = SHOWN | {"label", "target"}
@@ -35,7 +37,7 @@ def input_name(problem: Problem) -> str:
     if problem.answer_type != "label":
         return "question"
     if problem.question.lstrip().startswith("Premise:") and "\nHypothesis:" in problem.question:
-        return "premise-hypothesis pair"  # labelled.nli_question's shape
+        return "premise-hypothesis pair"  # toolkit.sources.labelled.nli_question's shape
     if {c.casefold() for c in problem.choices} == set(SENTIMENT_LABELS):
         return "review"
     return "text"
@@ -53,19 +55,19 @@ def _shown(problem: Problem) -> dict[str, Any]:
 
 def student_messages(problem: Problem, template: str = "counterfactual_cot") -> tuple[dict[str, str], ...]:
     """What a row's prompt holds and the eval tasks ask: the question, no hint of its answer."""
-    text = prompts.render(template, **_shown(problem), answer_hint=answer_hint(problem))
+    text = prompts.render(template, dirs=PROMPT_DIRS, **_shown(problem), answer_hint=answer_hint(problem))
     return ({"role": "user", "content": text},)
 
 
 def edit_messages(problem: Problem, target: Label, template: str) -> tuple[dict[str, str], ...]:
     gold = edits.gold_label(problem)
-    text = prompts.render(template, **_shown(problem), label=gold.shown if gold else problem.gold, target=target.shown)
+    text = prompts.render(template, dirs=PROMPT_DIRS, **_shown(problem), label=gold.shown if gold else problem.gold, target=target.shown)
     return ({"role": "user", "content": text},)
 
 
 def view_messages(problem: Problem, refute: Label | None, template: str) -> tuple[dict[str, str], ...]:
     gold = edits.gold_label(problem)
-    text = prompts.render(template, **_shown(problem), answer=gold.shown if gold else problem.gold,
+    text = prompts.render(template, dirs=PROMPT_DIRS, **_shown(problem), answer=gold.shown if gold else problem.gold,
                           answer_value=gold.value if gold else problem.gold, refute=refute.shown if refute else "",
                           answer_hint=answer_hint(problem))  # fmt: skip
     return ({"role": "user", "content": text},)

@@ -1,6 +1,6 @@
 """The search tree of one seed instruction: nodes, UCT selection, terminal rules, backpropagation.
 
-Pure bookkeeping, no model: `toolkit.builders.evolve.search` drives it with the evolver and the
+Pure bookkeeping, no model: `toolkit.methods.evolve.search` drives it with the evolver and the
 scorer. Each node is an instruction; an edge is one evolution action. IDEA-MCTS (Li et al., 2024)
 runs, per iteration:
 

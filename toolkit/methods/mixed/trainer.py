@@ -1,7 +1,7 @@
 """`MixedSFTTrainer`: TRL's SFTTrainer with the mixed CoT / PoT loss and mode-balanced batches.
 
 Everything TRL's SFTTrainer does stays (chat template, completion-only labels, LoRA, truncation);
-three things change, all around the rows' `mode` column (see toolkit.training.mixed):
+three things change, all around the rows' `mode` column (see toolkit.methods.mixed.training):
 - the column survives to the batch (`mode_id`: 0 CoT, 1 PoT) beside TRL's tensors;
 - the train sampler is `ModeBalancedSampler`, so every batch holds both modes in the data's proportion;
 - `compute_loss` returns `α·L_CoT + (1-α)·L_PoT`, each the mean token cross-entropy over that mode's
@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from trl import SFTTrainer
 
 from toolkit.errors import UserError
-from toolkit.training.mixed import MODE_COLUMN, MODES, ModeBalancedSampler
+from toolkit.methods.mixed.training import MIXED_ALPHA, MODE_COLUMN, MODES, ModeBalancedSampler
 
 log = logging.getLogger(__name__)
 MODE_ID = "mode_id"
@@ -37,6 +37,13 @@ class _WithModes:
         batch = self.collator([{k: v for k, v in e.items() if k != MODE_COLUMN} for e in examples])
         batch[MODE_ID] = ids
         return batch
+
+
+def mixed_trainer(*, settings: dict, **trl_args) -> SFTTrainer:
+    """The mixed method's trainer factory (`Trainer.factory`): MixedSFTTrainer with the recipe's α, or
+    TRL's plain SFTTrainer when the recipe sets none (`--set HUBTOOL_MIXED_ALPHA=none`)."""
+    alpha = settings.get(MIXED_ALPHA)
+    return SFTTrainer(**trl_args) if alpha is None else MixedSFTTrainer(alpha=alpha, **trl_args)
 
 
 class MixedSFTTrainer(SFTTrainer):
@@ -81,3 +88,8 @@ class MixedSFTTrainer(SFTTrainer):
             if (modes == MODES.index(mode)).any():
                 self._metrics[split][f"loss_{mode}"].append(terms[mode].detach().item())
         return (loss, outputs) if return_outputs else loss
+
+    def loss_record(self) -> dict:
+        """What the loss was, for the provenance record (hubtool_train.json `loss`)."""
+        return {"kind": "mixed", "formula": "alpha * L_cot + (1 - alpha) * L_pot", "alpha": self.alpha,
+                "rows_per_mode": dict(self.mode_counts), "batches": "mode-balanced"}  # fmt: skip

@@ -1,29 +1,39 @@
 """Which lm-eval tasks exist (eval_tasks/), what the suites hold, and how a selection is loaded.
 
-The task YAML is the single source of truth: suites are the `hubtool_*` groups, and a group's
-`metadata.in_domain` names the tasks a student of that suite was trained on.
+The benchmarks are defined once, in the sources catalogue (`toolkit.sources.catalogue`), and
+eval_tasks/generate_tasks.py writes the task YAML from it. `catalog` is no second table: it reads what
+the YAML on disk defines (through lm-eval's index, so tasks added by hand or under $HUBTOOL_EVAL_TASKS
+count too): suites are the `hubtool_*` groups, and a group's `metadata.in_domain` names the tasks a
+student of that suite was trained on. Here among the sources, below evaluation, because builds read it
+too: decontamination indexes the questions of these tasks.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from toolkit.errors import UserError, did_you_mean
+from toolkit.resources import resource_dir
 
 log = logging.getLogger(__name__)
 
 PREFIX = "hubtool_"
-_VARIANT = re.compile(r"_(?:maj\d+|ranaldi)$")  # self-consistency and prompt variants of one benchmark
+# The variants eval_tasks/generate_tasks.py writes beside each benchmark task (it reads them here):
+# hubtool_<name>_maj<k>, k sampled paths and one majority answer, and hubtool_<name>_<suffix>, asked
+# with that shipped student prompt. A variant scores its benchmark's documents (see benchmark_of).
+MAJ_K = (8,)
+PROMPT_VARIANTS = {"ranaldi": "ranaldi-cot"}  # suffix -> prompt template
+_VARIANT = re.compile(r"_(?:maj\d+|" + "|".join(PROMPT_VARIANTS) + r")$")
+Reprompt = Callable[[dict[str, Any]], dict[str, Any]]  # a task config -> the same task asked with another prompt
 
 
 def tasks_dir() -> Path:
     """eval_tasks/: `$HUBTOOL_EVAL_TASKS`, else the copy shipped with hubtool (see toolkit.resources)."""
-    from toolkit.resources import resource_dir
-
     path = resource_dir("eval_tasks")
     if not (path / "_common" / "utils.py").is_file():
         raise UserError(
@@ -42,14 +52,22 @@ class _NoMetadataHint(logging.Filter):
         return "can be passed to `--metadata`" not in record.getMessage()
 
 
-def task_manager(metadata: dict[str, Any] | None = None):
-    """lm-eval's TaskManager over eval_tasks/ only (lm-eval's own ~10k tasks are not indexed: fast)."""
-    from lm_eval.tasks import TaskManager
+def task_dirs(extra: Sequence[Path] = ()) -> list[Path]:
+    """What is indexed: eval_tasks/, and the `extra` folders outside it (a method's own task folders)."""
+    root = tasks_dir()
+    return [root, *dict.fromkeys(d for d in extra if not d.resolve().is_relative_to(root.resolve()))]
+
+
+def task_manager(metadata: dict[str, Any] | None = None, extra: Sequence[Path] = ()):
+    """lm-eval's TaskManager over `task_dirs(extra)` only (lm-eval's own ~10k tasks are not indexed:
+    fast). `extra`: the task folders methods bring in their own packages (`toolkit.methods.eval_task_dirs`,
+    which evaluation passes; the catalogue sits below the methods and does not look them up)."""
+    from lm_eval.tasks import TaskManager  # lm-eval is slow to import: only when tasks are listed
 
     task_log = logging.getLogger("lm_eval.api.task")
     if not any(isinstance(f, _NoMetadataHint) for f in task_log.filters):
         task_log.addFilter(_NoMetadataHint())
-    return TaskManager(include_path=str(tasks_dir()), include_defaults=False, metadata=metadata)
+    return TaskManager(include_path=[str(d) for d in task_dirs(extra)], include_defaults=False, metadata=metadata)
 
 
 def benchmark_of(task: str) -> str:
@@ -74,7 +92,7 @@ class Catalog:
 
 
 def catalog(manager) -> Catalog:
-    from lm_eval.tasks._index import Kind
+    from lm_eval.tasks._index import Kind  # lm-eval: loaded by task_manager already
 
     index = manager.task_index
     leaf = (Kind.TASK, Kind.PY_TASK)  # a YAML task, or one with a Python `class:` (e.g. two requests per document)
@@ -93,7 +111,7 @@ def catalog(manager) -> Catalog:
 
 def _leaves(index, name: str) -> list[str]:
     """A group's leaf tasks, in order, through nested groups and tags."""
-    from lm_eval.tasks._index import Kind
+    from lm_eval.tasks._index import Kind  # lm-eval: loaded by task_manager already
 
     entry = index[name]
     if entry.kind == Kind.GROUP:
@@ -144,12 +162,13 @@ def local_data_file(data_dir: Path, task: str, benchmark: str | None = None) -> 
     return data_dir / f"{benchmark or benchmark_of(task)}.jsonl"
 
 
-def load_tasks(manager, names: list[str], data_dir: Path | None = None, prompt: tuple[str, str] | None = None) -> list:
+def load_tasks(manager, names: list[str], data_dir: Path | None = None, prompt: Reprompt | None = None) -> list:
     """Task objects for lm-eval; with `data_dir`, benchmarks read <data_dir>/<benchmark>.jsonl.
 
     A local file stands in for the benchmark's evaluation split (rows shaped like the Hub dataset's),
     and few-shot examples are drawn from the same file (never the question being asked).
-    `prompt` (template, name shown) asks every task that names its prompt (`metadata.prompt`) with it.
+    `prompt` rewrites the config of every task that names its prompt (`metadata.prompt`), to ask it
+    with another (evaluation's `hooks.with_prompt`, which renders the builders' prompts, bound to one).
     """
     specs = [_spec(manager, n, data_dir, prompt) for n in names]
     try:
@@ -162,17 +181,15 @@ def load_tasks(manager, names: list[str], data_dir: Path | None = None, prompt: 
     return [loaded["tasks"][n] for n in names]
 
 
-def _spec(manager, name: str, data_dir: Path | None, prompt: tuple[str, str] | None) -> str | dict:
+def _spec(manager, name: str, data_dir: Path | None, prompt: Reprompt | None) -> str | dict:
     if data_dir is None and prompt is None:
         return name
-    from lm_eval.tasks._yaml_loader import load_yaml
-
-    from toolkit.evaluate.hooks import with_prompt
+    from lm_eval.tasks._yaml_loader import load_yaml  # lm-eval: loaded by task_manager already
 
     cfg = load_yaml(manager.task_index[name].yaml_path, resolve_func=True)
     spec = _local_spec(cfg, name, data_dir) if data_dir else name
     if prompt is not None and "prompt" in (cfg.get("metadata") or {}):
-        return with_prompt(spec if isinstance(spec, dict) else cfg, *prompt)
+        return prompt(spec if isinstance(spec, dict) else cfg)
     return spec
 
 
@@ -195,7 +212,7 @@ def _local_spec(cfg: dict, name: str, data_dir: Path) -> str | dict:
 def judged_tasks(manager, names: list[str]) -> dict[str, dict[str, Any]]:
     """The tasks among `names` that a judge scores (`metadata.judged`, see toolkit.evaluate.judged), with
     their metadata."""
-    from lm_eval.tasks._yaml_loader import load_yaml
+    from lm_eval.tasks._yaml_loader import load_yaml  # lm-eval: loaded by task_manager already
 
     out = {}
     for name in names:

@@ -30,29 +30,33 @@ import logging
 import math
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from toolkit import prompts
 from toolkit.builders.config import BuildConfig, at_least, option_name, param
-from toolkit.builders.cot import TEACHER_HELP, judge
-from toolkit.builders.counterfactual import edits
-from toolkit.builders.counterfactual.edits import Label
-from toolkit.builders.counterfactual.labelled import load_problems
-from toolkit.builders.counterfactual.messages import (
+from toolkit.builders.method import SFT, Method, Work
+from toolkit.builders.reasoning import TEACHER_HELP, judge
+from toolkit.builders.rows import SFTRow, assistant
+from toolkit.errors import UserError
+from toolkit.methods.counterfactual import edits
+from toolkit.methods.counterfactual.edits import Label
+from toolkit.methods.counterfactual.labelled import load_problems
+from toolkit.methods.counterfactual.messages import (
     EDIT_VARIABLES,
+    PROMPT_DIRS,
     STUDENT_VARIABLES,
     VIEW_VARIABLES,
     edit_messages,
     student_messages,
     view_messages,
 )
-from toolkit.builders.counterfactual.paper import PAPER, PRESETS
-from toolkit.builders.method import Method, Work
-from toolkit.builders.rows import SFTRow, assistant
-from toolkit.errors import UserError
+from toolkit.methods.counterfactual.paper import PAPER, PRESETS
 from toolkit.records import Problem, stable_id
 from toolkit.teachers import DEFAULT_TEACHER, redact_spec
 from toolkit.teachers.base import CallFailure, Completion, Request, SamplingParams
+
+FOLDER = Path(__file__).parent
 
 EXAMPLES = 3  # original / counterfactual pairs the card shows
 # Why an edit is not minimal-and-clean, in the funnel's order (each counted as cf_<kind>).
@@ -315,9 +319,9 @@ def setup(config: CounterfactualConfig) -> Stats:
         log.warning("counterfactual: the judge is the teacher (%s), so edits are confirmed by the model that "
                     "wrote them; pass --judge BACKEND:MODEL with another model for an independent check",
                     redact_spec(config.teacher))  # fmt: skip
-    prompts.check_template(config.template, STUDENT_VARIABLES)
-    prompts.check_template(config.edit_template, EDIT_VARIABLES)
-    prompts.check_template(config.view_template, VIEW_VARIABLES)
+    prompts.check_template(config.template, STUDENT_VARIABLES, PROMPT_DIRS)
+    prompts.check_template(config.edit_template, EDIT_VARIABLES, PROMPT_DIRS)
+    prompts.check_template(config.view_template, VIEW_VARIABLES, PROMPT_DIRS)
     return Stats()
 
 
@@ -372,8 +376,17 @@ def _warnings(config: CounterfactualConfig, stats: Stats, c: Counter[str]) -> li
     return found
 
 
+def card_warnings(quality) -> list[str]:
+    """A build that kept no counterfactual is not counterfactual distillation data."""
+    if quality.rows and not quality.groups.get("is_counterfactual", {}).get("counterfactual"):
+        return ["no counterfactual (label-flipped) example was kept: these rows are originals only, "
+                "which is not counterfactual distillation data"]  # fmt: skip
+    return []
+
+
 METHOD = Method(
     name="counterfactual",
+    folder=FOLDER,
     summary="Label-flipped counterfactual inputs, validated, with multi-view CoT for SFT (Feng et al., 2024).",
     help="""Counterfactual distillation: minimal label-flipping edits, validated, with multi-view CoT
     (Feng et al., EMNLP 2024).
@@ -392,7 +405,7 @@ METHOD = Method(
     config=CounterfactualConfig,
     row=CounterfactualRow,
     kind="sft",
-    trainer="sft",
+    trainer=SFT,
     run=run,
     counts=("problems", "failed", "targets", "cf_generated", *(f"cf_{k}" for k in EDIT_DROPS), "cf_minimal",
             "cf_kept_old_label", "cf_judged_other", "cf_judge_unreadable", "cf_judge_failed", "cf_judged", "cf_spare",
@@ -400,6 +413,7 @@ METHOD = Method(
             "truncated", "originals_kept", "kept", "kept_original", "kept_counterfactual"),  # fmt: skip
     paper=PAPER,
     card="counterfactual.md.jinja",
+    card_warnings=card_warnings,
     recipe="counterfactual/smollm2-135m-lora",
     presets=PRESETS,
     setup=setup,

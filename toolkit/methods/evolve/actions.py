@@ -2,7 +2,7 @@
 
 IDEA-MCTS (Li et al., 2024) names twelve general actions; their exact prompts are the paper's and
 are not reproduced here: each directive below is hubtool's wording of the action's name, inserted
-into the evolve template (`toolkit/prompts/evolve.jinja`). The paper adds task-specific actions
+into the evolve template (`toolkit/methods/evolve/prompts/evolve.jinja`). The paper adds task-specific actions
 that a meta-prompt extracts from a benchmark's instructions; give such a list with `--actions FILE`.
 """
 

@@ -11,7 +11,7 @@ tasks), over batches that hold both modes in the data's proportion (`mode_balanc
 
 which `trl sft --config` exports as an environment variable and otherwise ignores (it trains plain
 SFT on the same rows), while `hubtool train` reads it from the recipe and trains with
-`MixedSFTTrainer` (toolkit.training.mixed_trainer); `--set HUBTOOL_MIXED_ALPHA=0.3` overrides it and
+`MixedSFTTrainer` (toolkit.methods.mixed.trainer); `--set HUBTOOL_MIXED_ALPHA=0.3` overrides it and
 `--set HUBTOOL_MIXED_ALPHA=none` trains plain SFT. hubtool reads the recipe, never the process
 environment, so the value is the recipe's and a later run in the same process is not affected.
 """

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from toolkit.builders.evolve import tree as T
-from toolkit.builders.evolve.actions import Action
-from toolkit.builders.evolve.scoring import SCORES
+from toolkit.methods.evolve import tree as T
+from toolkit.methods.evolve.actions import Action
+from toolkit.methods.evolve.scoring import SCORES
 
 # The paper's own before/after (seed -> evolved, average of the three scores, its trained scorers).
 PAPER_ANCHOR = {"before": 2.19, "after": 3.81}
