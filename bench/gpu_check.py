@@ -116,7 +116,7 @@ def build_figures(args: argparse.Namespace) -> dict[str, Any]:
     llm.generate(["Say hello."], vllm.SamplingParams(max_tokens=8), use_tqdm=False)  # warm-up, neither side
     recorded: list = []
     tokens = {"hubtool": 0}
-    generate = teacher.generate
+    generate = teacher.generate_batch
 
     def recording(requests, on_result=None):
         recorded.extend(requests)
@@ -124,7 +124,7 @@ def build_figures(args: argparse.Namespace) -> dict[str, Any]:
         tokens["hubtool"] += sum(c.completion_tokens for result in results for c in result)
         return results
 
-    teacher.generate = recording  # the build's calls, as made, for the other side
+    teacher.generate_batch = recording  # the build's calls, as made, for the other side
     run = args.out / "build"
     config = get_method("cot").config(
         source=args.source, limit=args.prompts, samples=args.samples, keep="all", max_new_tokens=args.max_new_tokens,

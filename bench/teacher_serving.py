@@ -107,11 +107,11 @@ def main() -> None:
         local = load_teacher(f"transformers:{served.file}", batch_size=args.batch_size)
         print(f"transformers checkpoint loaded in {time.perf_counter() - start:.1f} s (converted once, then cached)")
         for teacher in (server, local):
-            teacher.generate(requests[:1])  # warm up
+            teacher.generate_many(requests[:1])  # warm up
         a = Run(f"llama.cpp server, concurrency {args.concurrency}")
         b = Run(f"transformers, batch {args.batch_size}")
-        alternate([(a, lambda: tokens_of(server.generate(requests))),
-                   (b, lambda: tokens_of(local.generate(requests)))], args.repeats)  # fmt: skip
+        alternate([(a, lambda: tokens_of(server.generate_many(requests))),
+                   (b, lambda: tokens_of(local.generate_many(requests)))], args.repeats)  # fmt: skip
     print(f"\nload average at the end {os.getloadavg()[0]:.1f}")
     for run in (a, b):
         print(f"  {run.name:<34} {run.tokens:>6} tokens  {run.median:>7.1f} s  {run.rate:>7.1f} tok/s")

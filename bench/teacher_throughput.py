@@ -128,8 +128,8 @@ def bench_local(prompts: list[Messages], args: argparse.Namespace) -> list[tuple
 
     teacher = TransformersTeacher("smollm2-135m", batch_size=args.batch_size)
     requests = greedy_requests(prompts, args.max_new_tokens)
-    teacher.generate(requests[:2])  # warm up
-    ours = ("TransformersTeacher (batched)", lambda: completion_tokens(teacher.generate(requests)))
+    teacher.generate_many(requests[:2])  # warm up
+    ours = ("TransformersTeacher (batched)", lambda: completion_tokens(teacher.generate_many(requests)))
     return [
         timed_pair(ours, (f"plain batched generate ({args.batch_size})",
                           lambda: plain_batched(teacher, prompts, args.max_new_tokens, args.batch_size)), args.repeats),
@@ -175,9 +175,9 @@ def bench_server(prompts: list[Messages], args: argparse.Namespace) -> tuple[Run
     with transformers_server(path, continuous_batching=args.continuous_batching, threads=args.threads) as url:
         teacher = OpenAITeacher(path, url, concurrency=args.concurrency)
         requests = greedy_requests(prompts, args.max_new_tokens)
-        teacher.generate(requests[:2])  # warm up (and, with continuous batching, fix greedy decoding)
+        teacher.generate_many(requests[:2])  # warm up (and, with continuous batching, fix greedy decoding)
         return timed_pair(
-            ("OpenAITeacher", lambda: completion_tokens(teacher.generate(requests))),
+            ("OpenAITeacher", lambda: completion_tokens(teacher.generate_many(requests))),
             (
                 "raw AsyncOpenAI",
                 lambda: asyncio.run(raw_client(url, path, prompts, args.max_new_tokens, args.concurrency)),

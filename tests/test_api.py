@@ -195,7 +195,7 @@ def test_train_parses_the_recipe_with_keywords_as_the_cli_does_with_set(tmp_path
     assert cli.exit_code == 0, cli.output
     api_call, cli_call = trainer_calls
     recipe = api_call["recipe"]
-    assert recipe.path == REPO / "recipes" / "cot" / "smollm2-135m-lora-smoke.yaml" and recipe.trainer == "sft"
+    assert recipe.path == REPO / "recipes" / "cot" / "smollm2-135m-lora-smoke.yaml" and recipe.trainer.config == "sft"
     assert recipe.script.dataset_name == "me/cot" and recipe.training.output_dir == str(out)
     assert (recipe.training.max_steps, recipe.training.learning_rate) == (2, 1e-4)
     assert sorted(recipe.model.lora_target_modules) == ["q_proj", "v_proj"]

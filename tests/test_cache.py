@@ -48,9 +48,9 @@ def test_waiting_requests_reach_a_batching_backend_as_one_batch(tmp_path):
     batches = []
 
     class Recording(FakeTeacher):
-        def generate(self, requests, on_result=None):
+        def generate_batch(self, requests, on_result=None):
             batches.append(len(requests))
-            return super().generate(requests, on_result)
+            return super().generate_batch(requests, on_result)
 
     _ask(Session(Recording(lambda r, j: "x"), CallCache(tmp_path / "c.sqlite")), *[_req(str(i)) for i in range(5)])
     assert batches == [5]
@@ -97,7 +97,7 @@ def test_a_backend_error_reaches_every_waiting_request(tmp_path):
     from toolkit.errors import UserError
 
     class Broken(FakeTeacher):
-        def generate(self, requests, on_result=None):
+        def generate_batch(self, requests, on_result=None):
             raise UserError("cannot load the model")
 
     session = Session(Broken(lambda r, j: "x"), CallCache(tmp_path / "c.sqlite"))
@@ -138,9 +138,7 @@ class _Streaming(FakeTeacher):
     """A native async backend that reports sample 0 and then fails the rest, like a server whose
     single-sample calls finish one by one and the last of which fails."""
 
-    native_async = True
-
-    async def agenerate(self, request, on_sample=None):
+    async def generate(self, request, on_sample=None):
         self.calls.append(request)
         on_sample(0, Completion(f"first of {request.first_sample}", "stop", 1, 1))
         return CallFailure("HTTP 500 for the others")
@@ -184,11 +182,11 @@ class _Stoppable(FakeTeacher):
         super().__init__(answer)
         self.stop = threading.Event()
 
-    def generate(self, requests, on_result=None):
+    def generate_batch(self, requests, on_result=None):
         self.stop.wait(60)
-        return super().generate(requests, on_result)
+        return super().generate_batch(requests, on_result)
 
-    def cancel(self) -> None:
+    def cancel_batch(self) -> None:
         self.stop.set()
 
 

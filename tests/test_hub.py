@@ -21,7 +21,7 @@ from huggingface_hub import DatasetCard
 from tests.assertions import assert_one_line, raises_one_line
 from tests.fake_hub import FakeHub
 from tests.fixtures.runs.builds import built_rows, make_run
-from toolkit import hub
+from toolkit import api, hub
 from toolkit.cli import main
 from toolkit.errors import UserError
 from toolkit.hub import registry
@@ -64,7 +64,7 @@ def _digest(folder: Path) -> str:
 def test_push_then_load_by_name_gives_the_same_rows(run1, home):
     import datasets
 
-    result = hub.push(run1, NAME)
+    result = api.push(run1, NAME)
     assert result.changed and result.target == "local" and result.rows == 5
     assert hub.load_dataset(NAME).to_list() == built_rows(run1)
     # laid out like a Hub repo: plain datasets.load_dataset on the registry folder works
@@ -94,27 +94,27 @@ def test_a_real_cot_build_pushes_and_loads_by_name(tmp_path):
     card = DatasetCard((tmp_path / "run" / "README.md").read_text())
     assert card.data.source_datasets == ["original"] and "local file sums.jsonl" in card.data.pretty_name
     assert "| 4 | 8 | 4 | 50.0% | 4 | 4 | 0 | 0 | 0 | 4 |" in card.text
-    hub.push(tmp_path / "run", "me/sums")
+    api.push(tmp_path / "run", "me/sums")
     rows = hub.load_dataset("me/sums").to_list()
     assert rows == _rows(tmp_path / "run") and len(rows) == 4
     assert all(r["completion"][0]["content"].endswith(f"The answer is {r['gold']}.") for r in rows)
 
 
 def test_repush_is_a_noop_and_a_new_build_replaces_the_old(run1, run2):
-    first = hub.push(run1, NAME)
-    again = hub.push(run1, NAME)
+    first = api.push(run1, NAME)
+    again = api.push(run1, NAME)
     assert not again.changed and again.version == first.version
     reader = hub.resolve_dataset(NAME)  # a reader that resolved v1 just before the next push
-    second = hub.push(run2, NAME)
+    second = api.push(run2, NAME)
     assert second.changed and hub.load_dataset(NAME).to_list() == built_rows(run2)
     assert hub.resolve_dataset(NAME).fingerprint != reader.fingerprint
     assert _rows(Path(reader.path)) == built_rows(run1)  # the replaced version outlives one more push
-    hub.push(run1, NAME)
+    api.push(run1, NAME)
     assert not Path(reader.path).exists()
 
 
 def test_killed_push_leaves_the_previous_version_readable(run1, run2, home):
-    hub.push(run1, NAME)
+    api.push(run1, NAME)
     env = {**os.environ, "HUBTOOL_HOME": str(home), registry.PAUSE_ENV: "30"}
     proc = subprocess.Popen([sys.executable, "-m", "toolkit", "push", str(run2), NAME], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
@@ -127,20 +127,20 @@ def test_killed_push_leaves_the_previous_version_readable(run1, run2, home):
     proc.wait()
     assert hub.load_dataset(NAME).to_list() == built_rows(run1)
     assert any(versions.glob(".tmp-*"))  # the half-written version, never visible to readers
-    hub.push(run2, NAME)  # the next push cleans up and goes through
+    api.push(run2, NAME)  # the next push cleans up and goes through
     assert hub.load_dataset(NAME).to_list() == built_rows(run2)
     assert not any(versions.glob(".tmp-*"))
 
 
 def test_push_refuses_what_is_not_a_finished_build(tmp_path, run1):
     with raises_one_line(match="not a hubtool build"):
-        hub.push(tmp_path, NAME)
+        api.push(tmp_path, NAME)
     manifest = json.loads((run1 / MANIFEST).read_text())
     (run1 / MANIFEST).write_text(json.dumps({**manifest, "status": "running"}))
     with raises_one_line(match="unfinished build .* re-running: hubtool build-dataset cot"):
-        hub.push(run1, NAME)
+        api.push(run1, NAME)
     with raises_one_line(match="not a directory"):
-        hub.push(tmp_path / "nope", NAME)
+        api.push(tmp_path / "nope", NAME)
     assert hub.list_local() == []
 
 
@@ -148,7 +148,7 @@ def test_push_refuses_what_is_not_a_finished_build(tmp_path, run1):
                                   "/abs", "me/" + "x" * 97, "me/é"])  # fmt: skip
 def test_bad_repo_ids_are_refused(name, run1):
     with raises_one_line(match="not a valid dataset name"):
-        hub.push(run1, name)
+        api.push(run1, name)
 
 
 @pytest.mark.parametrize("name", ["me/x", "Org-1/data.set_v2", "a/" + "b" * 96])
@@ -157,7 +157,7 @@ def test_good_repo_ids_pass(name):
 
 
 def test_resolve_order_directory_then_registry_then_hub(run1, run2, home, tmp_path, monkeypatch):
-    hub.push(run2, NAME)
+    api.push(run2, NAME)
     monkeypatch.chdir(tmp_path)
     (tmp_path / "me").mkdir()
     (tmp_path / "me" / "smol-arith-cot").symlink_to(run1)  # a folder that happens to spell the name
@@ -187,15 +187,15 @@ def test_a_folder_copied_into_the_registry_is_read_but_not_replaced(run1, home):
     shutil.copytree(run1, home / "datasets" / "me" / "manual")
     assert hub.load_dataset("me/manual").to_list() == built_rows(run1)
     with raises_one_line(match="folder hubtool did not create"):
-        hub.push(run1, "me/manual")
+        api.push(run1, "me/manual")
     assert not (home / "datasets" / ".versions" / "me" / "manual").exists()
 
 
 def test_local_push_refuses_hub_only_options(run1):
     with raises_one_line(match="apply to --hub"):
-        hub.push(run1, NAME, revision="dev")
+        api.push(run1, NAME, revision="dev")
     with raises_one_line(match="not a license id"):
-        hub.push(run1, NAME, license="Apache 2")
+        api.push(run1, NAME, license="Apache 2")
 
 
 # -- the CLI -----------------------------------------------------------------------------------
@@ -404,10 +404,10 @@ def test_a_push_is_refused_while_a_build_writes_the_run_directory(run1):
     holder.claim()  # a build of run1 in progress
     try:
         with raises_one_line(match="being written by a build right now"):
-            hub.push(run1, NAME)
+            api.push(run1, NAME)
     finally:
         holder.release()
-    assert hub.push(run1, NAME).changed and run1.is_dir()
+    assert api.push(run1, NAME).changed and run1.is_dir()
 
 
 def test_a_credential_kept_by_an_older_manifest_is_never_published(fake_hub, worker, run1, home):
@@ -415,7 +415,7 @@ def test_a_credential_kept_by_an_older_manifest_is_never_published(fake_hub, wor
     manifest["command"] += " --teacher openai:m@http://u:OldSecret-123456@10.0.0.1/v1"
     (run1 / MANIFEST).write_text(json.dumps(manifest))
     assert worker.hubtool("push", str(run1), "me/old", "--hub")["code"] == 0
-    hub.push(run1, "me/old")
+    api.push(run1, "me/old")
     published = [*fake_hub.repos["me/old"].at("main").files.values()]
     published += [p.read_bytes() for p in (home / "datasets" / "me" / "old").resolve().rglob("*") if p.is_file()]
     assert not [data for data in published if b"OldSecret" in data]

@@ -15,6 +15,7 @@ import time
 import pytest
 
 from bench.servers import free_port, transformers_server
+from tests.assertions import raises_one_line
 from toolkit.errors import UnreachableServerError, UserError
 from toolkit.teachers import load_teacher
 from toolkit.teachers.base import CallFailure, Request, SamplingParams
@@ -61,7 +62,7 @@ def test_samples_usage_and_finish_reason(server):
     url, model = server
     t = load_teacher(f"openai:{model}@{url}", extra_body=json.dumps(SAMPLE))
     story, total = req(STORY, n=3, max_new_tokens=4, temperature=1.0), req(SUM, max_new_tokens=16)
-    results = t.generate([story, total])
+    results = t.generate_many([story, total])
     assert [len(r) for r in results] == [3, 1]
     assert _N_SUPPORT[url] is False  # transformers serve ignores n: the rest came as single calls
     assert len({c.text for c in results[0]}) > 1, "samples 1..n must get their own seeds"
@@ -81,7 +82,7 @@ def test_seeded_samples_repeat(server, proxy_for):
     p = proxy_for(url)
     t = teacher(model, p.url, concurrency=1, extra_body=SAMPLE)  # the server seeds one global RNG
     r = req(STORY, n=2, max_new_tokens=3, temperature=1.0, seed=7)
-    first, again = t.generate([r])[0], t.generate([r])[0]
+    first, again = t.generate_many([r])[0], t.generate_many([r])[0]
     assert [c.text for c in first] == [c.text for c in again] and first[0].text != first[1].text
     assert [body["seed"] for _, body, _ in p.calls] == [7, 8, 7, 8]  # the 2nd run knows n is ignored
 
@@ -91,7 +92,7 @@ def test_server_that_honours_n_gets_one_call(server, proxy_for):
     url, model = server
     p = proxy_for(url, emulate_n=True)
     t = teacher(model, p.url)
-    results = t.generate([req(n=2, max_new_tokens=2)])
+    results = t.generate_many([req(n=2, max_new_tokens=2)])
     assert len(results[0]) == 2 and len(p.calls) == 1 and p.calls[0][1]["n"] == 2
     assert _N_SUPPORT[p.url] is True
     assert sum(c.completion_tokens for c in results[0]) == 4
@@ -101,7 +102,7 @@ def test_server_that_honours_n_gets_one_call(server, proxy_for):
 def test_retries_5xx_and_429_with_retry_after(server, proxy_for):
     url, model = server
     p = proxy_for(url, fail=[500, 429], headers={"Retry-After": "1"})
-    results = teacher(model, p.url).generate([req(max_new_tokens=2)])
+    results = teacher(model, p.url).generate_many([req(max_new_tokens=2)])
     assert len(results[0]) == 1 and results[0][0].completion_tokens == 2
     assert len(p.calls) == 3 and p.forwarded == 1
     times = [t for t, _, _ in p.calls]
@@ -114,7 +115,7 @@ def test_results_arrive_as_each_request_finishes(server, proxy_for):
     p = proxy_for(url)
     t = teacher(model, p.url, concurrency=1)
     seen: list[tuple[int, int]] = []
-    results = t.generate([req(max_new_tokens=1)] * 3, on_result=lambda i, r: seen.append((i, len(p.calls))))
+    results = t.generate_many([req(max_new_tokens=1)] * 3, on_result=lambda i, r: seen.append((i, len(p.calls))))
     assert sorted(i for i, _ in seen) == [0, 1, 2] and all(len(r) == 1 for r in results)
     assert [calls for _, calls in seen] == [1, 2, 3]  # each result delivered before the next call
 
@@ -124,12 +125,12 @@ def test_generate_from_a_thread_and_inside_a_running_loop(server):
     url, model = server
     t = teacher(model, url)
     out: list = []
-    worker = threading.Thread(target=lambda: out.append(t.generate([req(max_new_tokens=1)])))
+    worker = threading.Thread(target=lambda: out.append(t.generate_many([req(max_new_tokens=1)])))
     worker.start()
     worker.join()
 
     async def inside_loop():
-        return t.generate([req(max_new_tokens=1)])
+        return t.generate_many([req(max_new_tokens=1)])
 
     out.append(asyncio.run(inside_loop()))
     assert [len(r[0]) for r in out] == [1, 1]
@@ -143,7 +144,7 @@ def test_api_key_is_sent_but_never_logged(server, proxy_for, caplog, monkeypatch
     p = proxy_for(url, fail=[429])
     caplog.set_level(logging.DEBUG)
     t = teacher(model, p.url, api_key_env="HUBTOOL_TEST_KEY")
-    t.generate([req(max_new_tokens=1)])
+    t.generate_many([req(max_new_tokens=1)])
     assert p.calls[0][2].get("authorization") == f"Bearer {secret}"
     assert "retrying a call (1/3)" in caplog.text  # the retry was logged, visibly (a WARNING)...
     assert secret not in caplog.text  # ...without the key
@@ -155,20 +156,20 @@ def test_api_key_is_sent_but_never_logged(server, proxy_for, caplog, monkeypatch
 
 def test_gives_up_after_max_retries(proxy_for):
     p = proxy_for(None, fail=[503] * 10)
-    results = teacher("m", p.url, max_retries=2).generate([req(), req()])
+    results = teacher("m", p.url, max_retries=2).generate_many([req(), req()])
     assert all(isinstance(r, CallFailure) and "HTTP 503" in r.error for r in results)
     assert len(p.calls) == 6
 
 
 def test_client_errors_are_not_retried(proxy_for):
     p = proxy_for(None, fail=[400])
-    [result] = teacher("m", p.url).generate([req()])
+    [result] = teacher("m", p.url).generate_many([req()])
     assert isinstance(result, CallFailure) and "HTTP 400" in result.error and len(p.calls) == 1
 
 
 def test_timeouts_are_retried_then_recorded(proxy_for):
     p = proxy_for(None, delay=1.0)
-    [result] = teacher("m", p.url, timeout=0.2, max_retries=1).generate([req()])
+    [result] = teacher("m", p.url, timeout=0.2, max_retries=1).generate_many([req()])
     assert isinstance(result, CallFailure) and "no answer within 0.2 s" in result.error
     assert len(p.calls) == 2
 
@@ -176,16 +177,16 @@ def test_timeouts_are_retried_then_recorded(proxy_for):
 def test_server_lost_mid_run_stops_the_run(proxy_for):
     p = proxy_for(None, fail=[400])
     t = teacher("m", p.url, max_retries=2)
-    assert isinstance(t.generate([req()])[0], CallFailure)  # reachable, answered
+    assert isinstance(t.generate_many([req()])[0], CallFailure)  # reachable, answered
     p.close()
     with pytest.raises(UnreachableServerError, match="lost http://127.0.0.1.*still running"):
-        t.generate([req()] * 20)
+        t.generate_many([req()] * 20)
 
 
 def test_bad_key_stops_the_run(proxy_for):
     p = proxy_for(None, fail=[401] * 10)
-    with pytest.raises(UserError, match="refused the API key"):
-        teacher("m", p.url).generate([req()] * 5)
+    with raises_one_line(match="refused the API key"):
+        teacher("m", p.url).generate_many([req()] * 5)
     assert len(p.calls) <= 5
 
 
@@ -195,7 +196,7 @@ def test_unreachable_server_fails_fast():
     with pytest.raises(
         UnreachableServerError, match=r"cannot reach http://127\.0\.0\.1:\d+/v1 .*server running"
     ):
-        teacher("m", url).generate([req()] * 100)
+        teacher("m", url).generate_many([req()] * 100)
     assert time.monotonic() - start < 5
 
 
@@ -210,15 +211,19 @@ def test_spec_parsing(monkeypatch):
     assert split_model_url("m@http://u:pw@host:8000/v1") == ("m", "http://u:pw@host:8000/v1")
     assert split_model_url("org/model") == ("org/model", None)
     monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1/")
-    t = OpenAITeacher.from_spec("m", batch_size=4, timeout=None)  # other backends' options are ignored
+    t = load_teacher("openai:m", batch_size=4, timeout=None)  # a build's flags of other backends are left to them
     assert (t.model, t.base_url, t.concurrency, t.extra_body) == ("m", "http://127.0.0.1:9/v1", 16, {})
-    with pytest.raises(UserError, match="extra_body is not valid JSON"):
+    with raises_one_line(match="the openai backend has no option 'batch_size'; its options: concurrency"):
+        OpenAITeacher.from_spec("m", batch_size=4)
+    with raises_one_line(match="no teacher backend has an option 'batch_sise'"):
+        load_teacher("openai:m", batch_sise=4)
+    with raises_one_line(match="extra_body is not valid JSON"):
         OpenAITeacher.from_spec("m", extra_body="{top_k: 1}")
     monkeypatch.delenv("OPENAI_BASE_URL")
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    with pytest.raises(UserError, match="OPENAI_API_KEY is not set"):
+    with raises_one_line(match="OPENAI_API_KEY is not set"):
         OpenAITeacher.from_spec("gpt-4o-mini")
-    with pytest.raises(UserError, match="must start with http"):
+    with raises_one_line(match="must start with http"):
         OpenAITeacher("m", "127.0.0.1:8000/v1")
     assert "pw" not in repr(OpenAITeacher.from_spec("m@http://u:pw@host:8000/v1"))
 
@@ -283,10 +288,16 @@ def test_retry_lines_are_visible_but_not_a_flood(caplog):
 
 def test_sampling_values_a_server_refuses_stop_before_any_call():
     t = OpenAITeacher("m", "http://127.0.0.1:9/v1")
-    for params in (SamplingParams(temperature=2.5), SamplingParams(top_p=1.5), SamplingParams(max_new_tokens=0)):
-        with pytest.raises(UserError):
-            t.check_params(params)
+    with raises_one_line(match=r"^--temperature 2.5 is outside what the openai backend takes \(0 to 2\)$"):
+        t.check_params(SamplingParams(temperature=2.5))
     t.check_params(SamplingParams(temperature=2.0))
+    load_teacher("fake:right").check_params(SamplingParams(temperature=2.5))  # a local model takes any
+    for values, message in (({"top_p": 1.5}, "--top-p must be in (0, 1], not 1.5"),
+                            ({"max_new_tokens": 0}, "--max-new-tokens must be at least 1, not 0"),
+                            ({"temperature": -1.0}, "--temperature must be a finite number >= 0 (0 is greedy), not -1.0")):
+        with pytest.raises(UserError) as e:  # shared bounds: checked once, when the values are made
+            SamplingParams(**values)
+        assert str(e.value) == message
 
 
 def test_the_cache_identity_names_the_server_and_its_weights_never_a_credential():

@@ -38,13 +38,13 @@ def _resolve_train(step, outputs: dict[str, str], tmp_path: Path) -> None:
 
 
 def _resolve_eval(step, manager) -> None:
-    from toolkit.evaluate import BACKENDS
+    from toolkit.evaluate.models import eval_backend
     from toolkit.sources import eval_tasks as T
 
     catalog = T.catalog(manager)
     names = T.select_tasks(catalog, list(step.spec.get("suites", [])), list(step.spec.get("tasks", [])))
     in_domain = T.resolve_in_domain(catalog, step.spec.get("in_domain"), list(step.spec.get("suites", [])))
-    assert names and in_domain <= set(names) and step.spec.get("backend", "hf") in BACKENDS, step.id
+    assert names and in_domain <= set(names) and eval_backend(step.spec.get("backend", "transformers")), step.id
 
 
 @pytest.mark.parametrize("paper", PAPERS)

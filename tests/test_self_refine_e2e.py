@@ -89,7 +89,7 @@ def test_cot_sft_preference_dpo(tmp_path):
 
     student = load_teacher(f"transformers:{dpo}")
     try:
-        [answer] = student.generate([Request(tuple(pairs[0]["prompt"]), params=SamplingParams(temperature=0, max_new_tokens=24))])
+        [answer] = student.generate_many([Request(tuple(pairs[0]["prompt"]), params=SamplingParams(temperature=0, max_new_tokens=24))])
     finally:
         student.close()
     assert answer[0].text.strip() and answer[0].completion_tokens > 0

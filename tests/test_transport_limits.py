@@ -14,8 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
+from tests.assertions import raises_one_line
 from toolkit.cli import main
-from toolkit.errors import UserError
 from toolkit.rundir import FAILED, data_file, read_manifest
 from toolkit.teachers.base import CallFailure, Completion, Request, SamplingParams
 from toolkit.teachers.openai_backend import OpenAITeacher
@@ -40,7 +40,7 @@ def test_a_server_that_trickles_bytes_is_cut_off_at_the_timeout():
     # One byte every 0.3 s: each read waits less than the 1.5 s timeout, the body would take minutes.
     with FaultServer("trickle", trickle_every=0.3) as server:
         start = time.monotonic()
-        [result] = teacher(server.url, timeout=1.5, max_retries=1).generate([req()])
+        [result] = teacher(server.url, timeout=1.5, max_retries=1).generate_many([req()])
         elapsed = time.monotonic() - start
     assert isinstance(result, CallFailure)
     assert result.error == "no answer within 1.5 s (--timeout) (after 1 retries)"
@@ -68,7 +68,7 @@ def test_a_gzip_bomb_fails_the_call_without_filling_memory():
         gc.collect()
         tracemalloc.start()
         try:
-            [result] = teacher(server.url, timeout=30, max_retries=2).generate([req(max_new_tokens=64)])
+            [result] = teacher(server.url, timeout=30, max_retries=2).generate_many([req(max_new_tokens=64)])
             _, peak = tracemalloc.get_traced_memory()
         finally:
             tracemalloc.stop()
@@ -86,7 +86,7 @@ def test_an_answer_within_the_cap_is_read_whole():
     assert answer_limit(512, 4) == (1 << 20) + 512 * 4 * 1024
     assert answer_limit(None, None) == (1 << 20) + 4096 * 1024  # a body without max_tokens: 4096 assumed
     with FaultServer("ok") as server:
-        [result] = teacher(server.url).generate([req(max_new_tokens=1)])
+        [result] = teacher(server.url).generate_many([req(max_new_tokens=1)])
     assert isinstance(result, list) and result[0].text.endswith("The answer is 5.")
 
 
@@ -94,7 +94,7 @@ def test_an_oversized_models_list_is_skipped_not_fatal():
     # /v1/models past its 8 MiB cap (a proxy's endless listing): the probe learns nothing, calls go on
     with FaultServer("ok", models=[{"id": f"model-{i:06d}-" + "x" * 80, "object": "model"} for i in range(100_000)]) as server:
         t = teacher(server.url)
-        [result] = t.generate([req()])
+        [result] = t.generate_many([req()])
     assert isinstance(result, list) and result[0].text.endswith("The answer is 5.") and t.weights == {}
 
 
@@ -135,7 +135,7 @@ def _authorization(server: FaultServer) -> str:
 
 
 def server_results(server: FaultServer) -> list[Completion]:
-    [result] = teacher(server.url).generate([req()])
+    [result] = teacher(server.url).generate_many([req()])
     assert isinstance(result, list), result
     return result
 
@@ -159,7 +159,7 @@ def test_without_netrc_the_key_is_what_is_sent(tmp_path, monkeypatch):
     monkeypatch.delenv("NETRC", raising=False)
     monkeypatch.setenv("OPENAI_API_KEY", "sk-user-given-key-123")
     with FaultServer("echo_ok") as server:
-        [result] = teacher(server.url).generate([req()])
+        [result] = teacher(server.url).generate_many([req()])
     assert isinstance(result, list) and result[0].text.startswith("(you sent Bearer sk-user-given-key-123)\n")
 
 
@@ -169,7 +169,7 @@ def test_proxies_from_the_environment_still_apply(monkeypatch):
         monkeypatch.setenv("HTTP_PROXY", proxy.url.removesuffix("/v1"))
         monkeypatch.delenv("NO_PROXY", raising=False)
         monkeypatch.delenv("no_proxy", raising=False)
-        [result] = teacher("http://upstream.invalid/v1", max_retries=0).generate([req()])
+        [result] = teacher("http://upstream.invalid/v1", max_retries=0).generate_many([req()])
         assert isinstance(result, list) and result[0].text.endswith("The answer is 5.")
         assert proxy.answered() == 1
     from toolkit.teachers.openai_wire import env_proxy
@@ -183,7 +183,7 @@ def test_proxies_from_the_environment_still_apply(monkeypatch):
 
 @pytest.mark.parametrize("url", ["http://[::1/v1", "http://127.0.0.1:99999/v1"])
 def test_an_unparsable_base_url_is_a_user_error(url):
-    with pytest.raises(UserError, match="teacher base URL is not a valid URL") as e:
+    with raises_one_line(match="teacher base URL is not a valid URL") as e:
         OpenAITeacher.from_spec(f"m@{url}")
     assert "\n" not in str(e.value)
 

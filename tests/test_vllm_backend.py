@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from toolkit.errors import UserError
+from tests.assertions import raises_one_line
 from toolkit.teachers import load_teacher
 from toolkit.teachers.base import Request, SamplingParams
 from toolkit.teachers.cache import CallCache
@@ -25,7 +25,7 @@ def req(messages=STORY, n=1, max_new_tokens=16, temperature=1.0, seed=0) -> Requ
 
 def test_missing_vllm_is_a_one_line_user_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "vllm", None)  # how Python marks a package as not importable
-    with pytest.raises(UserError, match=r"needs vLLM.*pip install 'hubtool\[vllm\]'") as err:
+    with raises_one_line(match=r"needs vLLM.*pip install 'hubtool\[vllm\]'") as err:
         load_teacher("vllm:smollm2-135m")
     assert "\n" not in str(err.value)
 
@@ -41,7 +41,7 @@ def teacher():
 @pytest.mark.gpu
 def test_samples_usage_and_finish_reason(teacher):
     seen: list[int] = []
-    results = teacher.generate(
+    results = teacher.generate_many(
         [req(n=4), req(SUM, max_new_tokens=64, temperature=0.0)], lambda i, r: seen.append(i)
     )
     assert sorted(seen) == [0, 1]
@@ -57,8 +57,8 @@ def test_samples_usage_and_finish_reason(teacher):
 @pytest.mark.gpu
 def test_seeded_and_greedy_samples_repeat(teacher):
     sampled = [req(n=3, seed=5)]
-    assert [c.text for c in teacher.generate(sampled)[0]] == [c.text for c in teacher.generate(sampled)[0]]
-    greedy = teacher.generate([req(n=3, temperature=0.0)])[0]
+    assert [c.text for c in teacher.generate_many(sampled)[0]] == [c.text for c in teacher.generate_many(sampled)[0]]
+    greedy = teacher.generate_many([req(n=3, temperature=0.0)])[0]
     assert len(greedy) == 3 and len({c.text for c in greedy}) == 1
 
 

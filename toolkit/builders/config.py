@@ -1,7 +1,9 @@
 """Build configs: one frozen dataclass per method, in the style of TRL's `SFTConfig`.
 
-A method's config inherits `BuildConfig` (the source, the generation backends, sampling, the run
-directory) and adds its own fields. Every field carries its help text (`param(...)`), and values
+A method's config inherits `BuildConfig` (the source, sampling, the generation backends' flags, the
+run directory) and adds its own fields. The backends' flags are not written here: each backend
+declares its options (`toolkit.teachers.base.BackendOptions`) and `backend_fields()` gathers those
+marked for the CLI. Every field carries its help text (`param(...)`), and values
 are checked once, in `__post_init__`, whether they come from the CLI, a YAML file or Python. The
 `hubtool build-dataset METHOD` options are generated from these fields (`toolkit.cli.build`), and
 `resolve_config` layers the sources of values the way TRL's parser does:
@@ -12,7 +14,6 @@ are checked once, in `__post_init__`, whether they come from the CLI, a YAML fil
 from __future__ import annotations
 
 import dataclasses
-import math
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -21,16 +22,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 from toolkit.errors import UserError, did_you_mean
-from toolkit.teachers import redact_spec
-from toolkit.teachers.base import SamplingParams
+from toolkit.teachers import backend_fields, options_per_backend, redact_spec
+from toolkit.teachers.base import SamplingParams, at_least, option_name
 from toolkit.yamlsafe import safe_load
 
 SOURCE_HELP = "hf:NAME (a known benchmark), hf:ORG/NAME, gym:TASK (reasoning-gym) or file:PATH"
 # Fields that say where and how to run, not what to build: left out of the manifest's config, so
 # the same build written to another --out (or with another cache) is the same build.
 RUN_FIELDS = ("out", "overwrite", "cache", "timeout", "max_retries")
-# Backend options handed to `load_teacher` for every model a method uses.
-BACKEND_FIELDS = ("batch_size", "concurrency", "api_key_env", "tensor_parallel_size", "timeout", "max_retries")
+# Every backend's CLI options, flat; handed to `load_teacher` for every model a method uses.
+BackendFields = backend_fields()
 
 
 def param(default: Any = dataclasses.MISSING, *, help: str, metavar: str | None = None, model: bool = False) -> Any:
@@ -48,8 +49,8 @@ class Preset:
 
 
 @dataclass(frozen=True, kw_only=True)
-class BuildConfig:
-    """What every method reads: where problems come from, how models generate, where rows go."""
+class ProblemConfig:
+    """Where problems come from and how they are sampled: the first fields of every build config."""
 
     source: str | None = param(None, help=f"Where problems come from: {SOURCE_HELP}.", metavar="SPEC")
     split: str = param("train", help="Dataset split.")
@@ -77,31 +78,24 @@ class BuildConfig:
     temperature: float = param(0.7, help="Sampling temperature (0: greedy).")
     top_p: float = param(0.95, help="Nucleus sampling mass.")
     max_new_tokens: int = param(512, help="Longest completion, in tokens; a longer one is cut and flagged.")
-    batch_size: int | None = param(None, help="transformers: sequences per batch.")
-    concurrency: int | None = param(None, help="openai: requests in flight.")
-    api_key_env: str | None = param(None, help="openai: environment variable holding the API key (default OPENAI_API_KEY).")
-    tensor_parallel_size: int | None = param(None, help="vllm: GPUs per model.")
-    timeout: float | None = param(None, help="openai: seconds a call may take in all (connecting, waiting, "
-                                             "reading the answer) before it is retried (default 180; raise it "
-                                             "for very long completions).")  # fmt: skip
-    max_retries: int | None = param(None, help="openai: retries of a call after a 429, 5xx, timeout or broken "
-                                               "answer, before it is recorded in failed.jsonl (default 3).")  # fmt: skip
+
+
+@dataclass(frozen=True, kw_only=True)
+class BuildConfig(BackendFields, ProblemConfig):
+    """What every method reads: where problems come from (`ProblemConfig`), the backends' flags
+    (`BackendFields`), where rows go. Fields keep that order (a dataclass lists its bases' fields first,
+    the last base first), in --help and in the manifest."""
+
     out: str | None = param(None, help="Run directory (required).", metavar="DIR")
     overwrite: bool = param(False, help="Replace a run directory that holds a different build.")
     cache: str | None = param(None, help="Call cache file (default: $HUBTOOL_HOME/cache/calls.sqlite).", metavar="FILE")
 
     def __post_init__(self) -> None:
         check_types(self)
-        for name in ("limit", "max_new_tokens", "batch_size", "concurrency", "tensor_parallel_size", "decontaminate_n"):
+        for name in ("limit", "decontaminate_n"):
             at_least(self, name, 1)
-        at_least(self, "seed", 0)
-        at_least(self, "max_retries", 0)
-        if self.timeout is not None and not (math.isfinite(self.timeout) and self.timeout > 0):
-            raise UserError(f"--timeout must be a number of seconds > 0, not {self.timeout}")
-        if not math.isfinite(self.temperature) or self.temperature < 0:
-            raise UserError(f"--temperature must be a finite number >= 0 (0 is greedy), not {self.temperature}")
-        if not math.isfinite(self.top_p) or not 0 < self.top_p <= 1:
-            raise UserError(f"--top-p must be in (0, 1], not {self.top_p}")
+        self.sampling  # noqa: B018 - SamplingParams checks temperature, top_p, max_new_tokens and seed
+        options_per_backend(self)  # each backend checks its own flags
         if not self.has_problems():
             raise UserError(f"give the problems with --source ({SOURCE_HELP})")
 
@@ -121,7 +115,9 @@ class BuildConfig:
                 "choices_field": self.choices_field, "seed": self.seed}  # fmt: skip
 
     def backend_options(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in BACKEND_FIELDS if getattr(self, k) is not None}
+        """The backend flags given, for `load_teacher` (each backend takes its own)."""
+        names = [f.name for f in dataclasses.fields(BackendFields)]
+        return {k: getattr(self, k) for k in names if getattr(self, k) is not None}
 
     @classmethod
     def model_roles(cls) -> tuple[str, ...]:
@@ -130,16 +126,6 @@ class BuildConfig:
 
 
 # -- checks ------------------------------------------------------------------------------------
-def option_name(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
-def at_least(config: Any, name: str, low: int) -> None:
-    value = getattr(config, name)
-    if value is not None and value < low:
-        raise UserError(f"{option_name(name)} must be at least {low}, not {value}")
-
-
 def check_types(config: Any) -> None:
     """Every field holds a value of its annotated type (Literal choices included)."""
     hints = typing.get_type_hints(type(config))

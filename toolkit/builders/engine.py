@@ -34,9 +34,9 @@ from toolkit.records import Problem
 from toolkit.rundir import RunDir, command_line
 from toolkit.sources import load_source
 from toolkit.teachers import load_teacher, redact_spec
-from toolkit.teachers.base import Teacher
+from toolkit.teachers.base import Teacher, gather_or_cancel
 from toolkit.teachers.cache import CallCache
-from toolkit.teachers.session import Session, gather_or_cancel
+from toolkit.teachers.session import Session
 from toolkit.version import __version__
 
 log = logging.getLogger(__name__)

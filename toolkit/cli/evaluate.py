@@ -36,8 +36,9 @@ def _print_tasks_path(ctx: click.Context, _param: click.Parameter, value: bool) 
 @click.option("-s", "--suite", "suites", multiple=True,
               help="A task group: math, commonsense, gym, ood_from_gsm8k, ... (repeatable).")
 @click.option("-t", "--tasks", help="Comma-separated task names, e.g. gsm8k,svamp or hubtool_gym_chain_sum_maj8.")
-@click.option("--backend", type=click.Choice(["hf", "vllm", "openai"]), default="hf", show_default=True,
-              help="hf: transformers in-process; vllm: GPU; openai: an OpenAI-compatible server (--base-url).")
+@click.option("--backend", type=click.Choice(["transformers", "vllm", "openai", "hf"]), default="transformers",
+              show_default=True, help="transformers: in-process (hf, lm-eval's name for it, is taken too); "
+                                      "vllm: GPU; openai: an OpenAI-compatible server (--base-url).")  # fmt: skip
 @click.option("--base-url", help="With --backend openai: the server, e.g. http://localhost:8000/v1.")
 @click.option("--data-parallel", type=click.IntRange(min=1), default=1, show_default=True, metavar="N",
               help="With --backend vllm: N engines on N GPUs of this machine, each taking a share of the "

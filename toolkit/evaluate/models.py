@@ -1,5 +1,8 @@
 """What `--model` names, turned into an lm-eval model: a checkpoint, an alias, a LoRA adapter, or a
-model served behind an OpenAI-compatible API."""
+model served behind an OpenAI-compatible API.
+
+`--backend` takes the teachers' names (`toolkit.teachers.BACKENDS`): transformers, vllm, openai.
+lm-eval calls the transformers one `hf`, so `hf` is taken too, as the same backend."""
 
 from __future__ import annotations
 
@@ -15,8 +18,9 @@ from toolkit.teachers.models import ALIASES, resolve_model_path
 
 log = logging.getLogger(__name__)
 
-Backend = Literal["hf", "vllm", "openai"]
-BACKENDS: tuple[str, ...] = ("hf", "vllm", "openai")
+Backend = Literal["transformers", "vllm", "openai", "hf"]
+BACKENDS: tuple[str, ...] = ("transformers", "vllm", "openai")
+BACKEND_ALIASES = {"hf": "transformers"}  # lm-eval's name for it: users of `lm_eval --model hf` type it
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,9 +32,19 @@ class ModelSpec:
     args: dict[str, Any] = field(default_factory=dict)
 
 
-def model_spec(name: str, backend: Backend = "hf", base_url: str | None = None, data_parallel: int = 1) -> ModelSpec:
+def eval_backend(name: str) -> str:
+    """A `--backend` value as the teachers name it (hf -> transformers); UserError for another name."""
+    name = BACKEND_ALIASES.get(name, name)
+    if name not in BACKENDS:
+        raise UserError(f"unknown backend {name!r}; backends: {', '.join(BACKENDS)} (hf is transformers)")
+    return name
+
+
+def model_spec(name: str, backend: Backend = "transformers", base_url: str | None = None,
+               data_parallel: int = 1) -> ModelSpec:  # fmt: skip
     """Resolve `--model` for a backend; raises UserError for what cannot be loaded. `data_parallel` > 1
     (vllm only) is lm-eval's `data_parallel_size`: that many engines, one per GPU, started as Ray actors."""
+    backend = eval_backend(backend)  # type: ignore[assignment]
     if data_parallel < 1:
         raise UserError(f"--data-parallel {data_parallel}: give 1 or more engines")
     if data_parallel > 1 and backend != "vllm":
@@ -44,8 +58,6 @@ def model_spec(name: str, backend: Backend = "hf", base_url: str | None = None, 
             "model": name, "base_url": _chat_url(base_url), "num_concurrent": 4, "max_retries": 3,
             "tokenized_requests": False,
         })
-    if backend not in BACKENDS:
-        raise UserError(f"unknown backend {backend!r}; backends: {', '.join(BACKENDS)}")
     path, adapter = _weights(name)
     label = _label(name)
     if backend == "vllm":

@@ -36,7 +36,7 @@ class EvalOptions:
     `data_dir` holds local <benchmark>.jsonl copies that replace the Hub datasets.
     """
 
-    backend: Backend = "hf"
+    backend: Backend = "transformers"
     base_url: str | None = None
     limit: int | float | None = None
     num_fewshot: int | None = None

@@ -16,6 +16,8 @@ from typing import Any
 
 from toolkit.builders.config import read_yaml, resolve_config
 from toolkit.errors import UserError, did_you_mean
+from toolkit.evaluate.models import BACKENDS as EVAL_BACKENDS
+from toolkit.evaluate.models import eval_backend
 from toolkit.evaluate.report import FILTERS
 from toolkit.experiments.spec import Experiment, Step, parse_experiment, raise_problems, substitute
 from toolkit.hub.names import is_repo_id
@@ -216,8 +218,10 @@ def _eval(step: Step, kinds: dict[str, str], problems: list[str], where: str) ->
         problems.append(f"{where}baseline: {s['baseline']!r} is not one of the labels {', '.join(map(str, s['eval']))}")
     if s.get("filter") is not None and s["filter"] not in FILTERS:
         problems.append(f"{where}filter: {s['filter']!r} is not one of {', '.join(FILTERS)}")
-    if s.get("backend", "hf") not in BACKENDS:
-        problems.append(f"{where}backend: {s['backend']!r} is not one of {', '.join(BACKENDS)}")
+    try:
+        eval_backend(s.get("backend", "transformers"))
+    except UserError:
+        problems.append(f"{where}backend: {s['backend']!r} is not one of {', '.join(EVAL_BACKENDS)} (or hf)")
     _check_judge(s, problems, where)
     names = [*s.get("tasks", []), *s.get("suites", [])]
     if not names:
@@ -237,7 +241,6 @@ def _check_judge(s: dict, problems: list[str], where: str) -> None:
         problems.append(f"{where}judge_max_new_tokens: {s['judge_max_new_tokens']} is not at least 1")
 
 
-BACKENDS = ("hf", "vllm", "openai")
 CHECKS = {"build": _build, "push": _push, "train": _train, "eval": _eval}
 
 

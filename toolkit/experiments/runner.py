@@ -347,7 +347,7 @@ def _train(experiment: Experiment, step: Step, outputs: dict[str, str], work: Pa
 def _eval(experiment: Experiment, step: Step, outputs: dict[str, str], work: Path) -> str:
     s = substitute(step.spec, outputs)
     out = work / "evals" / step.id
-    options = EvalOptions(backend=s.get("backend", "hf"), base_url=s.get("base_url"), limit=s.get("limit"),
+    options = EvalOptions(backend=s.get("backend", "transformers"), base_url=s.get("base_url"), limit=s.get("limit"),
                           num_fewshot=s.get("num_fewshot"), batch_size=s.get("batch_size", 8),
                           max_gen_toks=s.get("max_gen_toks"), in_domain=s.get("in_domain"),
                           data_dir=Path(s["data_dir"]) if s.get("data_dir") else None, judge=s.get("judge"),

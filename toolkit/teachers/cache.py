@@ -1,7 +1,7 @@
 """Every teacher call is cached on disk, one row per sample.
 
-Key = backend + model + revision (+ endpoint, where the backend has one) + rendered prompt +
-sampling parameters + sample index. Finished samples go to a writer thread that commits them in
+Key = the backend's `cache_identity` (backend, model, revision; the endpoint and the options that
+change the output, where set) + the messages + sampling parameters + sample index. Finished samples go to a writer thread that commits them in
 batches (SQLite WAL, `synchronous=NORMAL`: a committed sample survives a kill of the process), so
 the build's event loop never waits on the disk; until it is committed a sample is answered from
 memory. A build killed with SIGKILL and re-run with the same command repeats no committed call;
@@ -40,9 +40,7 @@ def call_key(teacher: Teacher, request: Request, sample_idx: int) -> str:
 def call_keys(teacher: Teacher, request: Request, samples: Sequence[int]) -> list[str]:
     """The keys of several samples of one request: the JSON of everything but the sample index is
     made once. `sample_idx` sorts last, so each key hashes exactly the text `call_key` always has."""
-    identity = {"backend": teacher.backend, "model": teacher.model, "revision": teacher.revision}
-    if teacher.endpoint:  # only where set, so the keys of every other backend stay as they were
-        identity["endpoint"] = teacher.endpoint
+    identity = teacher.cache_identity
     blob = json.dumps(
         {**identity, "messages": list(request.messages), "params": request.params.to_dict(), "sample_idx": 0},
         sort_keys=True,

@@ -27,10 +27,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
 
 from toolkit.errors import UserError
-from toolkit.teachers.base import CallFailure, Completion, OnResult, Request, Result, Teacher
+from toolkit.teachers.base import (
+    BackendOptions,
+    BatchingTeacher,
+    CallFailure,
+    Completion,
+    OnResult,
+    Request,
+    Result,
+)
 
 RULES = ("right", "wrong", "truncated", "unparsable", "cycle")
 CYCLE = ("right", "wrong", "truncated", "unparsable")
@@ -47,19 +54,21 @@ class ScriptLine:
     error: str | None = None
 
 
-class FakeTeacher(Teacher):
-    """Answers sample j of each request with `answer(request, j)`; records every request it got."""
+class FakeTeacher(BatchingTeacher):
+    """Answers sample j of each request with `answer(request, j)`; records every request it got.
+    Its answers depend on the sample index only, so a seed changes nothing."""
 
     backend = "fake"
 
     def __init__(self, answer: Answer, model: str = "fake-model", revision: str = "r1") -> None:
+        super().__init__()
         self.model = model
         self.revision = revision
         self.answer = answer
         self.calls: list[Request] = []
 
     @classmethod
-    def from_spec(cls, model: str, **_options: Any) -> FakeTeacher:
+    def load(cls, model: str, options: BackendOptions) -> FakeTeacher:
         if model in RULES:
             from toolkit.version import __version__
 
@@ -71,7 +80,7 @@ class FakeTeacher(Teacher):
             return cls(lambda request, j: script_reply(script, request, j), model, digest)
         raise UserError(f"fake teacher {model!r}: use one of {', '.join(RULES)}, or a script FILE.jsonl")
 
-    def generate(self, requests: Sequence[Request], on_result: OnResult | None = None) -> list[Result]:
+    def generate_batch(self, requests: Sequence[Request], on_result: OnResult | None = None) -> list[Result]:
         results: list[Result] = []
         for i, request in enumerate(requests):
             self.calls.append(request)

@@ -14,26 +14,37 @@ fast server the client's own CPU is the limit, and aiohttp spends about a fifth 
 
 The cache identity (`endpoint`) is the base URL without credentials plus, where the server lists
 it, the weights it serves (vLLM's `root`): two servers, or two models behind one name, never share
-cached answers. `generate` owns its event loop, so it can be called from any thread.
+cached answers, and so does an `extra_body` other than none.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import json
 import logging
 import math
 import os
 from collections import Counter
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from toolkit.errors import UnreachableServerError, UserError
 from toolkit.redact import redact_url, remember, remember_url
-from toolkit.teachers.base import CallFailure, Completion, OnResult, Request, Result, SamplingParams, Teacher
+from toolkit.teachers.base import (
+    CANCELLED,
+    BackendOptions,
+    CallFailure,
+    Completion,
+    OnSample,
+    Request,
+    Result,
+    Teacher,
+    at_least,
+    option,
+)
 from toolkit.teachers.openai_wire import (
     HTTPStatusError,
     MalformedResponse,
@@ -55,10 +66,9 @@ from toolkit.teachers.openai_wire import (
     to_completions,
 )
 from toolkit.teachers.serve import served_weights
-from toolkit.teachers.session import gather_or_cancel
 
-__all__ = ["OpenAITeacher", "apportion", "backoff_delay", "parse_retry_after", "redact_url", "split_model_url",
-           "to_completions"]  # fmt: skip
+__all__ = ["OpenAIOptions", "OpenAITeacher", "apportion", "backoff_delay", "parse_retry_after", "redact_url",
+           "split_model_url", "to_completions"]  # fmt: skip
 log = logging.getLogger(__name__)
 
 OPENAI_URL = "https://api.openai.com/v1"
@@ -70,32 +80,49 @@ RETRY_STATUS = frozenset({408, 409, 429})
 # costs a call about 4 x 180 s, not the client library's 600 s x 6.
 DEFAULT_TIMEOUT = 180.0
 DEFAULT_RETRIES = 3
-MAX_TEMPERATURE = 2.0  # the OpenAI API's range; vLLM and TGI take the same
 
 # base URL -> whether that server honours `n`, learned from its first multi-sample answer.
 _N_SUPPORT: dict[str, bool] = {}
-OnSample = Callable[[int, Completion], None]
 
 
 class CallFailed(Exception):
     """A call that failed for good: a status not worth retrying, or every retry used up."""
 
 
-def run_sync(coro: Coroutine[Any, Any, Any]) -> Any:
-    """Run a coroutine to the end from sync code, also when this thread already runs a loop."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coro).result()
+@dataclass(frozen=True, kw_only=True)
+class OpenAIOptions(BackendOptions):
+    concurrency: int | None = option(None, cli=True, help="openai: requests in flight.")
+    api_key_env: str | None = option(
+        None, cli=True, help="openai: environment variable holding the API key (default OPENAI_API_KEY).")
+    timeout: float | None = option(None, cli=True, help="openai: seconds a call may take in all (connecting, "
+                                   "waiting, reading the answer) before it is retried (default 180; raise it "
+                                   "for very long completions).")  # fmt: skip
+    max_retries: int | None = option(None, cli=True, help="openai: retries of a call after a 429, 5xx, timeout "
+                                     "or broken answer, before it is recorded in failed.jsonl (default 3).")  # fmt: skip
+    backoff: float | None = option(None, help="Seconds before the first retry, doubled for each next (default 1).")
+    # Changes what the server writes (vLLM's `top_k`, a generation config): part of the cache key where set.
+    extra_body: Mapping[str, Any] | str | None = option(
+        None, identity=True, help="Fields added to every call's JSON body (a dict, or JSON text).")
+
+    def __post_init__(self) -> None:
+        at_least(self, "concurrency", 1)
+        at_least(self, "max_retries", 0)
+        if self.timeout is not None and not (math.isfinite(self.timeout) and self.timeout > 0):
+            raise UserError(f"--timeout must be a number of seconds > 0, not {self.timeout}")
+        if self.backoff is not None and not (math.isfinite(self.backoff) and self.backoff >= 0):
+            raise UserError(f"openai backoff must be a number of seconds >= 0, not {self.backoff}")
+        if isinstance(self.extra_body, str):
+            object.__setattr__(self, "extra_body", _json_object(self.extra_body))
+        if not self.extra_body:  # {} asks for nothing more than None: the same cache key
+            object.__setattr__(self, "extra_body", None)
 
 
 class OpenAITeacher(Teacher):
     """A model behind an OpenAI-compatible `/chat/completions` endpoint."""
 
     backend = "openai"
-    native_async = True
+    Options = OpenAIOptions
+    max_temperature = 2.0  # the OpenAI API's range; vLLM and TGI take the same
 
     def __init__(
         self,
@@ -109,10 +136,8 @@ class OpenAITeacher(Teacher):
         backoff: float = 1.0,
         extra_body: Mapping[str, Any] | None = None,
     ) -> None:
-        if concurrency < 1 or max_retries < 0 or not (math.isfinite(timeout) and timeout > 0) or backoff < 0:
-            raise UserError(
-                "openai teacher: concurrency must be >= 1, max_retries >= 0, timeout > 0 and backoff >= 0"
-            )
+        self.options = OpenAIOptions(concurrency=concurrency, timeout=timeout, max_retries=max_retries,
+                                     backoff=backoff, extra_body=extra_body)  # checks them  # fmt: skip
         check_base_url(base_url)
         if not base_url.startswith(("http://", "https://")):
             raise UserError(
@@ -132,7 +157,7 @@ class OpenAITeacher(Teacher):
         self.timeout = timeout
         self.max_retries = max_retries
         self.backoff = backoff
-        self.extra_body = dict(extra_body or {})
+        self.extra_body = dict(self.options.extra_body or {})
         self.served: Counter[str] = Counter()  # what the server said answered (model, fingerprint)
         # What the server says of the weights behind the name (an alias like `coder` says nothing):
         # its /v1/models entry (vLLM's `root`, llama.cpp's `owned_by` and sizes), llama.cpp's model
@@ -141,50 +166,38 @@ class OpenAITeacher(Teacher):
         self._probed = False
         self._session: tuple[Any, asyncio.Semaphore] | None = None  # the build's client, see aopen
         self._notice = RetryNotice(log)
+        self._pending: set[asyncio.Future[list[Completion]]] = set()  # the calls `cancel` ends
         self.window = max(64, 4 * concurrency)
         is_openai = urlsplit(self.base_url).hostname == "api.openai.com"
         # OpenAI's reasoning models refuse `max_tokens`; most other servers only know `max_tokens`.
         self._max_tokens_field = "max_completion_tokens" if is_openai else "max_tokens"
 
     @classmethod
-    def from_spec(
-        cls,
-        model: str,
-        *,
-        api_key_env: str | None = None,
-        concurrency: int | None = None,
-        timeout: float | None = None,
-        max_retries: int | None = None,
-        backoff: float | None = None,
-        extra_body: Mapping[str, Any] | str | None = None,
-        **_other_backends: Any,
-    ) -> OpenAITeacher:
+    def load(cls, model: str, options: BackendOptions) -> OpenAITeacher:
         """`MODEL@BASE_URL`, or MODEL with `$OPENAI_BASE_URL` (default: OpenAI). Key from `$api_key_env`.
 
         `extra_body` (a dict or JSON text) adds server-specific fields to every call, e.g. vLLM's
         `top_k`, or `{"generation_config": "{\"do_sample\": true}"}` so that `transformers serve`
         samples at all for a model whose generation config is greedy.
         """
+        assert isinstance(options, OpenAIOptions)
         name, url = split_model_url(model)
         url = url or os.environ.get("OPENAI_BASE_URL") or OPENAI_URL
         check_base_url(url)
         if not name:
             raise UserError(f"teacher {redact_url(model)!r} names no model; use openai:MODEL@BASE_URL")
-        key_env = api_key_env or "OPENAI_API_KEY"
+        key_env = options.api_key_env or "OPENAI_API_KEY"
         api_key = os.environ.get(key_env)
         remember(api_key, f"${key_env}")
         if not api_key and urlsplit(url).hostname == "api.openai.com":
             raise UserError(
                 f"{key_env} is not set; export your OpenAI key, or give a local server as MODEL@URL"
             )
-        opts = {
-            "concurrency": concurrency,
-            "timeout": timeout,
-            "max_retries": max_retries,
-            "backoff": backoff,
-        }
-        opts["extra_body"] = _json_object(extra_body) if isinstance(extra_body, str) else extra_body
-        return cls(name, url, api_key=api_key or NO_KEY, **{k: v for k, v in opts.items() if v is not None})
+        opts = {"concurrency": options.concurrency, "timeout": options.timeout, "max_retries": options.max_retries,
+                "backoff": options.backoff, "extra_body": options.extra_body}  # fmt: skip
+        teacher = cls(name, url, api_key=api_key or NO_KEY, **{k: v for k, v in opts.items() if v is not None})
+        teacher.options = options  # as given: the defaults it left unset stay unset
+        return teacher
 
     def record_weights_file(self, path: str | Path) -> None:
         """The hook for a server hubtool starts itself: the weights file it was given, by name and
@@ -200,22 +213,6 @@ class OpenAITeacher(Teacher):
     def __repr__(self) -> str:
         return f"OpenAITeacher(model={self.model!r}, base_url={self._url!r})"
 
-    def check_params(self, params: SamplingParams) -> None:
-        """Values every call would be refused for (HTTP 400 per call): stop before sending any."""
-        if not 0 <= params.temperature <= MAX_TEMPERATURE:
-            raise UserError(
-                f"--temperature {params.temperature} is outside what an OpenAI-compatible server takes "
-                f"(0 to {MAX_TEMPERATURE:g})"
-            )
-        if not 0 < params.top_p <= 1 or params.max_new_tokens < 1:
-            raise UserError("--top-p must be in (0, 1] and --max-new-tokens at least 1 for an openai teacher")
-
-    def generate(self, requests: Sequence[Request], on_result: OnResult | None = None) -> list[Result]:
-        """Concurrent calls; `on_result` runs as each request ends. Raises only for setup errors."""
-        if not requests:
-            return []
-        return run_sync(self._generate(requests, on_result))
-
     async def aopen(self) -> None:
         """The client this event loop keeps for the whole build, and one look at the server: is it
         there (fail fast), and which weights does it serve (part of `endpoint`)."""
@@ -224,17 +221,35 @@ class OpenAITeacher(Teacher):
             self._session = (client, asyncio.Semaphore(self.concurrency))
             await self._probe(client)
 
-    async def agenerate(self, request: Request, on_sample: OnSample | None = None) -> Result:
+    async def generate(self, request: Request, on_sample: OnSample | None = None) -> Result:
         """One request on the build's client; `on_sample(j, completion)` as each sample arrives."""
-        await self.aopen()
-        assert self._session is not None
-        client, sem = self._session
         self.check_params(request.params)
+        call = asyncio.ensure_future(self._open_and_sample(request, on_sample))
+        self._pending.add(call)
         try:
-            return await self._samples(client, sem, request, on_sample)
+            return await call
         except CallFailed as e:
             log.warning("request failed: %s", e)
             return CallFailure(str(e))
+        except asyncio.CancelledError:
+            if call.cancelled() and not _cancelling():
+                return CallFailure(CANCELLED)  # ended by `cancel`, not by the caller's own cancellation
+            raise
+        finally:
+            self._pending.discard(call)
+            if not call.done():
+                call.cancel()
+
+    async def _open_and_sample(self, request: Request, on_sample: OnSample | None) -> list[Completion]:
+        await self.aopen()
+        assert self._session is not None
+        client, sem = self._session
+        return await self._samples(client, sem, request, on_sample)
+
+    def cancel(self) -> None:
+        """Call from the event loop's thread: every call in flight or waiting ends at once."""
+        for call in list(self._pending):
+            call.cancel()
 
     async def aclose(self) -> None:
         if self._session is not None:
@@ -243,29 +258,6 @@ class OpenAITeacher(Teacher):
 
     def _client(self) -> WireClient:
         return WireClient(self.base_url, self._api_key, timeout=self.timeout, connections=self.concurrency)
-
-    async def _generate(self, requests: Sequence[Request], on_result: OnResult | None) -> list[Result]:
-        client = self._client()
-        results: list[Result] = [CallFailure("not run")] * len(requests)
-        sem = asyncio.Semaphore(self.concurrency)
-
-        async def one(i: int) -> None:
-            self.check_params(requests[i].params)
-            try:
-                result: Result = await self._samples(client, sem, requests[i])
-            except CallFailed as e:
-                log.warning("request %d failed: %s", i, e)
-                result = CallFailure(str(e))
-            results[i] = result
-            if on_result:
-                on_result(i, result)
-
-        try:
-            await self._probe(client)
-            await gather_or_cancel(one(i) for i in range(len(requests)))
-        finally:
-            await client.close()
-        return results
 
     async def _probe(self, client: WireClient) -> None:
         """Fail fast, once, when nothing listens at the base URL (any HTTP answer will do); learn
@@ -410,6 +402,12 @@ class OpenAITeacher(Teacher):
                 f"{self._url} answered 404 for model {self.model!r}: {_short(e.message)}; "
                 "check the model name and that the URL ends in /v1"
             )
+
+
+def _cancelling() -> bool:
+    """Whether the task running now is being cancelled itself."""
+    task = asyncio.current_task()
+    return bool(task is not None and task.cancelling())
 
 
 def _json_object(text: str) -> dict[str, Any]:

@@ -1,30 +1,24 @@
 """A generation backend inside a build's event loop: `await session.generate(request)`, cached.
 
 Builders are per-problem coroutines (`toolkit.builders.engine`), so many problems wait on the
-teacher at once. A `Session` answers each request from the call cache where it can and asks the
-backend for the rest:
-- a native async backend (openai) gets each request as it comes, on one client for the whole build,
-  and reports each sample as its call returns (`on_sample`), so it is cached before its siblings end;
-- a batching backend (transformers, vllm, fake) gets every request that is waiting as one
-  `generate` call in a worker thread. Results come back one by one (`on_result`), so each is
-  cached as soon as it is done, and the requests that arrive meanwhile form the next batch.
+teacher at once. A `Session` answers each request from the call cache where it can and awaits the
+backend's `generate` for the rest (`toolkit.teachers.base`: the openai backend sends each request as
+it comes and reports each sample as its call returns, so it is cached before its siblings end; a
+batching backend gathers the requests waiting into one batch).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
 
 from toolkit.redact import redact
 from toolkit.teachers.base import CallFailure, Completion, Request, Result, Teacher
 from toolkit.teachers.cache import CallCache, Usage, call_keys
 
 log = logging.getLogger(__name__)
-GATHER_ROUNDS = 8  # event-loop turns a batch waits for more requests, while they keep coming
 
 
 class Session:
@@ -35,8 +29,6 @@ class Session:
         self.cache = cache
         self.role = role
         self.usage = Usage()
-        self._queue: list[tuple[Request, asyncio.Future[Result]]] = []
-        self._drainer: asyncio.Task[None] | None = None
         self._opening: asyncio.Future[None] | None = None
         self.in_flight = 0  # requests waiting on the backend now (progress lines show it)
 
@@ -113,8 +105,6 @@ class Session:
 
     async def _open(self) -> None:
         """The backend's `aopen`, once, before the first cache lookup (it may set the endpoint)."""
-        if not self.backend.native_async:
-            return
         if self._opening is None:
             self._opening = asyncio.ensure_future(self.backend.aopen())
         await asyncio.shield(self._opening)  # a cancelled waiter does not cancel the others' open
@@ -122,54 +112,12 @@ class Session:
     async def _ask(self, request: Request, on_sample: Callable[[int, Completion], None]) -> Result:
         self.in_flight += 1
         try:
-            if self.backend.native_async:
-                return await self.backend.agenerate(request, on_sample)
-            return await self._queued(request)
+            return await self.backend.generate(request, on_sample)
         finally:
             self.in_flight -= 1
 
-    async def _queued(self, request: Request) -> Result:
-        future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
-        self._queue.append((request, future))
-        if self._drainer is None or self._drainer.done():
-            self._drainer = asyncio.ensure_future(self._drain())
-        return await future
-
-    async def _drain(self) -> None:
-        loop = asyncio.get_running_loop()
-        while self._queue:
-            for _ in range(GATHER_ROUNDS):  # let the problems that are ready queue their requests too
-                waiting = len(self._queue)
-                await asyncio.sleep(0)
-                if len(self._queue) == waiting:
-                    break
-            batch, self._queue = self._queue, []
-
-            def deliver(i: int, result: Result, batch=batch) -> None:
-                with contextlib.suppress(RuntimeError):  # a batch cut short by Ctrl-C may end after the loop
-                    loop.call_soon_threadsafe(_settle, batch[i][1], result)
-
-            try:
-                results = await asyncio.to_thread(self.backend.generate, [r for r, _ in batch], deliver)
-            except BaseException as e:  # a setup error (bad model, lost server): every waiter hears it
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(e)
-                if not isinstance(e, Exception):
-                    # Cancelled or interrupted (Ctrl-C): stop the batch in its worker thread too, or
-                    # the process waits for it to finish before it can exit.
-                    self.backend.cancel()
-                    raise
-                continue
-            await asyncio.sleep(0)  # let the delivered results settle first
-            for (_, future), result in zip(batch, results):
-                _settle(future, result)
-
     async def aclose(self) -> None:
-        if self._drainer is not None and not self._drainer.done():
-            self._drainer.cancel()
-        if self.backend.native_async:
-            await self.backend.aclose()
+        await self.backend.aclose()
 
 
 def _runs(indices: list[int]) -> list[list[int]]:
@@ -187,20 +135,3 @@ def _redacted(completion: Completion) -> Completion:
     """A completion that repeats a credential (a server echoing the key) is cached without it."""
     text = redact(completion.text, shapes=False)
     return completion if text == completion.text else replace(completion, text=text)
-
-
-def _settle(future: asyncio.Future[Result], result: Result) -> None:
-    if not future.done():
-        future.set_result(result)
-
-
-async def gather_or_cancel(coros: Iterable[Coroutine[Any, Any, Any]]) -> list[Any]:
-    """asyncio.gather, but the first exception cancels the other tasks instead of orphaning them."""
-    tasks = [asyncio.ensure_future(c) for c in coros]
-    try:
-        return await asyncio.gather(*tasks)
-    except BaseException:
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise

@@ -10,22 +10,51 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from toolkit.errors import UserError
-from toolkit.teachers.base import Completion, OnResult, Request, Result, SamplingParams, Teacher
+from toolkit.teachers.base import (
+    BackendOptions,
+    BatchingTeacher,
+    CallFailure,
+    Completion,
+    OnResult,
+    Request,
+    Result,
+    SamplingParams,
+    at_least,
+    option,
+)
 from toolkit.teachers.models import model_revision, resolve_model_path
 
 log = logging.getLogger(__name__)
 
 
-class TransformersTeacher(Teacher):
+@dataclass(frozen=True, kw_only=True)
+class TransformersOptions(BackendOptions):
+    batch_size: int | None = option(None, cli=True, help="transformers: sequences per batch.")
+    device: str | None = option(None, help="Where the model runs (default: cuda when there is one, else cpu).")
+    # float32 and bfloat16 write different tokens: part of the cache key where set.
+    dtype: str | None = option(None, identity=True, help="Weights dtype (default auto: float32 on a CPU).")
+
+    def __post_init__(self) -> None:
+        at_least(self, "batch_size", 1)
+
+
+class TransformersTeacher(BatchingTeacher):
+    """A model loaded in-process by transformers. A seed gives the same samples again on the same
+    machine (`torch.manual_seed` per batch)."""
+
     backend = "transformers"
+    Options = TransformersOptions
 
     def __init__(self, model: str, *, batch_size: int = 16, device: str | None = None, dtype: str = "auto"):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        super().__init__()
+        self.options = TransformersOptions(batch_size=batch_size, device=device, dtype=None if dtype == "auto" else dtype)
         self.model = model
         self.revision = model_revision(model)
         self.batch_size = max(1, batch_size)
@@ -53,19 +82,32 @@ class TransformersTeacher(Teacher):
         self._cancelled = threading.Event()  # set by `cancel` (Ctrl-C): decoding stops at the next token
 
     @classmethod
-    def from_spec(cls, model: str, **options: Any) -> TransformersTeacher:
-        keys = ("batch_size", "device", "dtype")
-        return cls(model, **{k: v for k, v in options.items() if k in keys and v is not None})
+    def load(cls, model: str, options: BackendOptions) -> TransformersTeacher:
+        assert isinstance(options, TransformersOptions)
+        given = {"batch_size": options.batch_size, "device": options.device, "dtype": options.dtype}
+        teacher = cls(model, **{k: v for k, v in given.items() if v is not None})
+        teacher.options = options
+        return teacher
 
     def render(self, request: Request) -> str:
         return self.tokenizer.apply_chat_template(list(request.messages), tokenize=False, add_generation_prompt=True)
 
-    def generate(self, requests: Sequence[Request], on_result: OnResult | None = None) -> list[Result]:
+    def generate_batch(self, requests: Sequence[Request], on_result: OnResult | None = None) -> list[Result]:
         self._cancelled.clear()
         results: list[Result] = [[] for _ in requests]
         texts = [self.render(r) for r in requests]
         lengths = [len(self.tokenizer(t, add_special_tokens=False).input_ids) for t in texts]
-        for batch in self._batches(requests, lengths):
+        limit = getattr(self.lm.config, "max_position_embeddings", None)
+        fit = []
+        for i, length in enumerate(lengths):
+            if limit and length >= limit:  # no room for one new token: this call fails, the others run
+                results[i] = CallFailure(f"the prompt has {length} tokens; {self.model} reads at most {limit}")
+                if on_result:
+                    on_result(i, results[i])
+            else:
+                fit.append(i)
+        for batch in self._batches([requests[i] for i in fit], [lengths[i] for i in fit]):
+            batch = [fit[k] for k in batch]
             completions = self._generate_batch([texts[i] for i in batch], [requests[i] for i in batch])
             if self._cancelled.is_set():
                 break  # cut short: not one of these completions is what the model would have written
@@ -75,7 +117,7 @@ class TransformersTeacher(Teacher):
                     on_result(i, done)
         return results
 
-    def cancel(self) -> None:
+    def cancel_batch(self) -> None:
         self._cancelled.set()
 
     def _batches(self, requests: Sequence[Request], lengths: list[int]) -> list[list[int]]:

@@ -15,6 +15,7 @@ reads them from the recipe file and the overrides, never from the process enviro
 from __future__ import annotations
 
 import hashlib
+import importlib
 import logging
 import warnings
 from dataclasses import dataclass, field
@@ -135,18 +136,11 @@ def load_recipe(
     path = resolve_recipe(path)
     text, config = read_recipe(path)
     chosen = trainer_for(path, trainer)
-    kind = chosen.config
     sets = dict(overrides) if isinstance(overrides, dict) else parse_overrides(overrides)
     if output_dir is not None:
         sets["output_dir"] = str(output_dir)
     given = dict(sets)  # as recorded: hubtool settings included
-    settings = read_settings(config.get("env"), sets, f"recipe {path}", chosen)
-    sets = {k: v for k, v in sets.items() if not _is_setting(k)}
-    parser = _parser(kind)
-    known = {a.dest for a in parser._actions} | {"env"}  # TrlParser consumes `env` itself
-    _check_keys(config, known, f"recipe {path}", kind)
-    _check_keys(sets, known, "--set", kind)
-    _check_values(parser, config, f"recipe {path}")
+    settings, sets, parser = _checked(path, config, sets, chosen)
     adjustments = _device_adjustments(config, sets)
     argv = ["--config", str(path), *_argv(parser, {**sets, **adjustments})]
     try:
@@ -173,17 +167,22 @@ def check_recipe(
     this machine for bf16 and CUDA. Returns the recipe file and its keys with the overrides applied."""
     path = resolve_recipe(path)
     _text, config = read_recipe(path)
-    kind = trainer_for(path, trainer)
-    sets = parse_overrides(overrides)
-    read_settings(config.get("env"), sets, f"recipe {path}")
-    sets = {k: v for k, v in sets.items() if not _is_setting(k)}
-    parser = _parser(kind)
-    known = {a.dest for a in parser._actions} | {"env"}
-    _check_keys(config, known, f"recipe {path}", kind)
-    _check_keys(sets, known, "--set", kind)
-    _check_values(parser, config, f"recipe {path}")
-    _check_values(parser, sets, "--set")
+    _settings, sets, parser = _checked(path, config, parse_overrides(overrides), trainer_for(path, trainer))
+    _check_values(parser, sets, "--set")  # load_recipe leaves these to TRL's parser, which runs there
     return path, {**config, **sets}
+
+
+def _checked(path: Path, config: dict[str, Any], sets: dict[str, str], trainer: Trainer):
+    """The checks of a recipe's keys, values and settings against its trainer's TRL parser: the
+    hubtool settings read, the overrides left for TRL, the parser."""
+    settings = read_settings(config.get("env"), sets, f"recipe {path}", trainer)
+    sets = {k: v for k, v in sets.items() if not _is_setting(k)}
+    parser = _parser(trainer.config)
+    known = {a.dest for a in parser._actions} | {"env"}  # TrlParser consumes `env` itself
+    _check_keys(config, known, f"recipe {path}", trainer.config)
+    _check_keys(sets, known, "--set", trainer.config)
+    _check_values(parser, config, f"recipe {path}")
+    return settings, sets, parser
 
 
 def _is_setting(key: str) -> bool:
@@ -195,8 +194,6 @@ def read_settings(env: Any, sets: dict[str, str], where: str, trainer: Trainer) 
     each checked by its parser (`Trainer.settings`); a HUBTOOL_ name the trainer does not declare is an
     error, other env entries are TRL's."""
     known = dict(trainer.settings)
-    import importlib
-
     if env is not None and not isinstance(env, dict):
         raise UserError(f"{where}: `env` must be a mapping of names to values, not {type(env).__name__}")
     raw = {str(k).upper(): (v, where) for k, v in (env or {}).items() if _is_setting(str(k))}
