@@ -6,6 +6,7 @@ import threading
 
 import pytest
 
+from tests.assertions import raises_one_line
 from toolkit.answer_reading import stated_answer
 from toolkit.answers import (
     Extraction,
@@ -18,7 +19,6 @@ from toolkit.answers import (
     normalize_answer,
     option_letters,
 )
-from toolkit.errors import UserError
 from toolkit.records import ANSWER_TYPES
 
 FOUR = ("40", "42 apples", "44", "46")
@@ -288,7 +288,7 @@ def test_option_text_wins_over_a_leading_article():
 def test_too_many_options_is_a_user_error():
     assert option_letters(4) == ("A", "B", "C", "D")
     assert option_letters(0) == ()
-    with pytest.raises(UserError, match="at most 26"):
+    with raises_one_line(match="at most 26"):
         option_letters(27)
 
 

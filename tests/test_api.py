@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from tests.assertions import raises_one_line
 from toolkit import BuildResult, build, load_dataset, push, score, train
 from toolkit.cli import main
 from toolkit.errors import UserError
@@ -100,9 +101,9 @@ def test_a_preset_and_a_config_file_layer_as_on_the_command_line(tmp_path):
     with pytest.raises(UserError) as e:  # the file's values and the preset's reach the config's checks
         build(method.name, config_file=file, preset=preset, limit=0, out=str(tmp_path / "r"))
     assert str(e.value) == "--limit must be at least 1, not 0"
-    with pytest.raises(UserError, match=r"^unknown preset 'nope'"):
+    with raises_one_line(match=r"^unknown preset 'nope'"):
         build(method.name, preset="nope", source="gym:chain_sum", out=str(tmp_path / "r"))
-    with pytest.raises(UserError, match=r"^config_file and preset apply to a method's name, not to a ready config"):
+    with raises_one_line(match=r"^config_file and preset apply to a method's name, not to a ready config"):
         build(get_method("cot").config(source="gym:chain_sum", out=str(tmp_path / "r")), preset=preset)
     assert not (tmp_path / "r").exists()
 
@@ -160,7 +161,7 @@ def test_push_a_build_then_load_it_by_name(tmp_path):
     assert (pushed.name, pushed.target, pushed.rows, pushed.changed) == ("api-tests/cot", "local", 8, True)
     assert load_dataset("api-tests/cot").to_list() == rows(tmp_path / "run")
     assert push(str(tmp_path / "run"), "api-tests/cot").changed is False  # a path works too; same build: no change
-    with pytest.raises(UserError, match=r"^--private and --revision apply to --hub pushes"):
+    with raises_one_line(match=r"^--private and --revision apply to --hub pushes"):
         push(run, "api-tests/cot", private=True)
 
 
@@ -208,9 +209,9 @@ def test_train_checks_the_recipe_and_the_data_before_any_model_loads(tmp_path, m
     models = tmp_path / "models"
     monkeypatch.setenv("HUBTOOL_MODEL_CACHE", str(models))
     run = build("cot", **OPTIONS, out=str(tmp_path / "run"), cache=str(tmp_path / "c.sqlite"))
-    with pytest.raises(UserError, match=r"^--set: unknown key 'max_stepz' .*did you mean 'max_steps'"):
+    with raises_one_line(match=r"^--set: unknown key 'max_stepz' .*did you mean 'max_steps'"):
         train("cot/smollm2-135m-lora-smoke", dataset=run, max_stepz=2)
-    with pytest.raises(UserError, match=r"a DPO recipe expects prompt \+ chosen \+ rejected .*use an SFT recipe"):
+    with raises_one_line(match=r"a DPO recipe expects prompt \+ chosen \+ rejected .*use an SFT recipe"):
         train("self-refine/dpo-lora-smoke", dataset=run, output_dir=tmp_path / "s")
     assert not models.exists()
 

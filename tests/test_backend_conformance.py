@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from tests.assertions import raises_one_line
 from toolkit.builders.engine import _model_info
 from toolkit.teachers import BACKENDS, CLASSES, backend_class, load_teacher, redact_spec
 from toolkit.teachers.base import CallFailure, Request, SamplingParams, Teacher
@@ -196,7 +197,6 @@ def test_evaluation_names_its_backends_as_the_teachers_do(caplog, smol_path):
     from click.testing import CliRunner
 
     from toolkit.cli import main
-    from toolkit.errors import UserError
     from toolkit.evaluate.models import BACKENDS as EVAL_BACKENDS
     from toolkit.evaluate.models import model_spec
 
@@ -204,7 +204,7 @@ def test_evaluation_names_its_backends_as_the_teachers_do(caplog, smol_path):
     caplog.set_level("DEBUG")
     assert model_spec("smollm2-135m", "hf") == model_spec("smollm2-135m", "transformers")  # lm-eval's name
     assert model_spec("smollm2-135m").args == {"pretrained": smol_path} and not caplog.records  # no warning for hf
-    with pytest.raises(UserError, match=r"^unknown backend 'llamacpp'; backends: transformers, vllm, openai \(hf is transformers\)$"):
+    with raises_one_line(match=r"^unknown backend 'llamacpp'; backends: transformers, vllm, openai \(hf is transformers\)$"):
         model_spec("smollm2-135m", "llamacpp")  # type: ignore[arg-type]
     shown = " ".join(CliRunner().invoke(main, ["eval", "--help"], terminal_width=400).output.split())
     assert "[transformers|vllm|openai|hf]" in shown and "(hf, lm-eval's name for it, is taken too)" in shown

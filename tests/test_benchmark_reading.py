@@ -63,15 +63,77 @@ def _build_prompt(problem) -> tuple[dict[str, str], ...]:
     return prompt_messages(problem, config.template, (), config.system)
 
 
-def _assert_scored_as_built(task, problems) -> None:
+# What the user turn must be, written out here rather than rendered by the prompt code both sides share
+# (a change to toolkit/prompts/cot.jinja must be seen here, and agreed to, before students see it).
+HINTS = {"number": "the final number", "option": "the letter of the correct option", "yesno": "yes or no",
+         "math": "the final answer"}  # fmt: skip
+
+
+def _expected_user_turn(question: str, choices: list[str], answer_type: str) -> str:
+    options = "".join(f"\n({letter}) {choice}" for letter, choice in zip("ABCDEFGHIJ", choices))
+    return (f"Question: {question}" + (f"\nOptions:{options}" if choices else "") + "\n\nLet's think step by step, "
+            f"writing out each step of your reasoning. Then write a last line of the form below, with "
+            f"{HINTS[answer_type]} in place of the blank:\nThe answer is ___.")  # fmt: skip
+
+
+# The first row of each fixture as a build and an eval task must both read it, read off the raw rows by
+# hand (tests/fixtures/sources/): (question, options, gold, answer type), and how many rows each keeps.
+FIRST_ROW = {
+    "aqua_rat": ("Two trains leave a station at the same time at 40 km/h and 60 km/h in opposite directions. How "
+                 "far apart are they after 3 hours?", ["100 km", "180 km", "300 km", "120 km", "240 km"], "C", "option"),
+    "arc_challenge": ("Which process changes liquid water into water vapor?",
+                      ["condensation", "evaporation", "freezing", "melting"], "B", "option"),
+    "arc_easy": ("Which of these is a source of light?", ["the Moon", "the Sun", "a mirror", "a window"], "B", "option"),
+    "asdiv": ("Four cats and three dogs are in the yard. How many animals are in the yard?", [], "7", "number"),
+    "commonsense_qa": ("Where would you put a plate after washing it?",
+                       ["cupboard", "restaurant", "table", "dishwasher", "flea market"], "A", "option"),
+    "gsm8k": ("Mia picked 36 apples on Monday and half as many on Tuesday. How many apples did she pick in total?",
+              [], "54", "number"),
+    "hendrycks_math": ("What is $\\frac{1}{2} + \\frac{1}{4}$?", [], "3/4", "math"),
+    "mmlu": ("What is the chemical symbol for gold?", ["Ag", "Au", "Gd", "Go"], "B", "option"),
+    "multiarith": ("Lena had 5 stickers. She gave 2 to her brother and then bought 5 more. How many stickers does "
+                   "she have now?", [], "8", "number"),
+    "openbookqa": ("A plant left in a dark closet will most likely",
+                   ["grow faster", "turn pale and weak", "make more flowers", "change into a tree"], "B", "option"),
+    "piqa": ("How do I stop a door from squeaking?", ["Rub a little oil into the hinges.",
+             "Paint the door a darker color."], "A", "option"),
+    "social_i_qa": ("Jordan forgot his umbrella and walked home in the rain. How would Jordan feel afterwards?",
+                    ["dry and warm", "excited to go out", "wet and cold"], "C", "option"),
+    "strategyqa": ("Did Aristotle use a laptop?", [], "no", "yesno"),
+    "svamp": ("Each box of crayons costs 12 dollars. If there is a discount of 4 dollars on each box. How much do "
+              "you have to pay for each box?", [], "8", "number"),
+}  # fmt: skip
+# Rows kept: every fixture row but ASDiv's ratio answer and the MATH proof without a boxed answer.
+ROWS_KEPT = {"gsm8k": 4} | {name: 3 for name in FIRST_ROW if name != "gsm8k"}
+
+
+def _assert_scored_as_built(task, problems, first_row=None, rows=None) -> None:
     docs = list(task.eval_docs)
     assert len(docs) == len(problems), "the task skips other rows than a build"
-    for problem, doc in zip(problems, docs, strict=True):
+    if rows is not None:
+        assert len(docs) == rows
+    for i, (problem, doc) in enumerate(zip(problems, docs, strict=True)):
         built = (problem.question, list(problem.choices), problem.gold, problem.answer_type)
         scored = (doc["question"], list(doc["choices"]), doc["gold"], doc["answer_type"])
         assert scored == built
-        user_turn = {"role": "user", "content": task.doc_to_text(doc)}
-        assert _build_prompt(problem) == (user_turn,)
+        if i == 0 and first_row is not None:
+            assert built == first_row
+        expected = _expected_user_turn(*built[:2], problem.answer_type)
+        assert task.doc_to_text(doc) == expected
+        assert _build_prompt(problem) == ({"role": "user", "content": expected},)
+
+
+def test_the_user_turn_is_the_cot_prompt_word_for_word(tasks):
+    [gsm8k, *_] = tasks["hubtool_gsm8k"].eval_docs
+    assert tasks["hubtool_gsm8k"].doc_to_text(gsm8k) == (
+        "Question: Mia picked 36 apples on Monday and half as many on Tuesday. How many apples did she pick in "
+        "total?\n\nLet's think step by step, writing out each step of your reasoning. Then write a last line of "
+        "the form below, with the final number in place of the blank:\nThe answer is ___.")
+    [arc, *_] = tasks["hubtool_arc_easy"].eval_docs
+    assert tasks["hubtool_arc_easy"].doc_to_text(arc) == (
+        "Question: Which of these is a source of light?\nOptions:\n(A) the Moon\n(B) the Sun\n(C) a mirror\n"
+        "(D) a window\n\nLet's think step by step, writing out each step of your reasoning. Then write a last line "
+        "of the form below, with the letter of the correct option in place of the blank:\nThe answer is ___.")
 
 
 def test_every_benchmark_and_gym_task_is_covered():
@@ -84,7 +146,7 @@ def test_a_benchmark_is_scored_on_what_a_builder_builds(name, manager, tasks):
     bench, config = benchmark_info(name), _config(manager, f"hubtool_{name}")
     split = config["test_split"]
     problems = load_source(f"hf:{name}", split=split, data_files=str(_fixture(name))).problems
-    _assert_scored_as_built(tasks[f"hubtool_{name}"], problems)
+    _assert_scored_as_built(tasks[f"hubtool_{name}"], problems, FIRST_ROW[name], ROWS_KEPT[name])
     # and off the fixtures, the same Hub data: the catalogue's repo and config
     assert (config["dataset_path"], config.get("dataset_name")) == (bench.hub_id, bench.config)
 
@@ -99,15 +161,15 @@ def test_eval_and_fewshot_splits_come_from_the_catalogue(name, manager):
 
 @pytest.mark.parametrize("task_name", GYM_TASKS)
 def test_a_gym_task_is_scored_on_what_a_builder_builds(task_name, manager, tasks):
-    from toolkit.sources import GYM_EVAL_SEED, GYM_EVAL_SIZE, GYM_EVAL_SPLIT
-
     gym = task_name.removeprefix("gym_")
     kwargs = _config(manager, f"hubtool_{task_name}")["dataset_kwargs"]
-    assert kwargs == {"gym_task": gym, "gym_split": GYM_EVAL_SPLIT, "gym_seed": GYM_EVAL_SEED,
-                      "gym_size": GYM_EVAL_SIZE}  # fmt: skip
-    assert GYM_EVAL_SPLIT != "train"  # a build on the default split never trains on the eval problems
-    problems = load_source(f"gym:{gym}", split=GYM_EVAL_SPLIT, seed=GYM_EVAL_SEED, limit=GYM_EVAL_SIZE).problems
-    _assert_scored_as_built(tasks[f"hubtool_{task_name}"], problems)
+    # the catalogue's evaluation split, seed and size, written out: 200 problems of the gym's test split
+    assert kwargs == {"gym_task": gym, "gym_split": "test", "gym_seed": 31337, "gym_size": 200}
+    problems = load_source(f"gym:{gym}", split="test", seed=31337, limit=200).problems
+    _assert_scored_as_built(tasks[f"hubtool_{task_name}"], problems, rows=200)
+    # a build on the default split never trains on the eval problems, even with the eval seed
+    trained = {p.question for p in load_source(f"gym:{gym}", split="train", seed=31337, limit=200).problems}
+    assert not trained & {d["question"] for d in tasks[f"hubtool_{task_name}"].eval_docs}
 
 
 @pytest.mark.parametrize("task_name", GYM_TASKS)

@@ -153,19 +153,23 @@ def test_a_sample_reported_early_is_cached_though_its_request_fails(tmp_path):
     assert again[0].text == "first of 0" and [(r.first_sample, r.n) for r in healed.calls] == [(1, 2)]
 
 
-def test_the_endpoint_is_part_of_the_key_only_where_a_backend_has_one():
-    import hashlib
-    import json
+# The keys of the calls already in users' caches, pinned as digests: each is the sha256 of the sorted JSON
+# of the call, e.g. for sample 0 (check with `printf '%s' TEXT | sha256sum`):
+# {"backend": "fake", "messages": [{"content": "a", "role": "user"}], "model": "fake-model", "params":
+# {"max_new_tokens": 512, "seed": 0, "temperature": 0.7, "top_p": 0.95}, "revision": "r1", "sample_idx": 0}
+KEY_A0 = "63e948e7661f890efa725a5d85b07be824eed7f2e122eb21745b597cb1626d35"
+KEY_A12 = "6a7426393f4ea156cda29a0f5736781d536823382f148f7074bacaad6685e8e3"  # "sample_idx": 12
+# the same with "endpoint": "http://127.0.0.1:8000/v1" after "backend"
+KEY_A0_SERVED = "14637039f8419081c9bd842ac57cd4151b5402d7c3d39b80ab562e12e909044d"
 
+
+def test_the_endpoint_is_part_of_the_key_only_where_a_backend_has_one():
     fake = _teacher()
-    old = {"backend": "fake", "model": "fake-model", "revision": "r1", "messages": [{"role": "user", "content": "a"}],
-           "params": SamplingParams().to_dict(), "sample_idx": 0}  # fmt: skip
-    legacy = hashlib.sha256(json.dumps(old, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
-    assert call_key(fake, _req("a"), 0) == legacy  # the caches of every backend without one stay valid
-    twelfth = hashlib.sha256(json.dumps({**old, "sample_idx": 12}, sort_keys=True, ensure_ascii=False).encode())
-    assert call_keys(fake, _req("a"), [0, 12]) == [legacy, twelfth.hexdigest()]
+    assert call_key(fake, _req("a"), 0) == KEY_A0  # the caches of every backend without one stay valid
+    assert call_keys(fake, _req("a"), [0, 12]) == [KEY_A0, KEY_A12]
     served = _teacher()
     served.endpoint = "http://127.0.0.1:8000/v1"
+    assert call_key(served, _req("a"), 0) == KEY_A0_SERVED
     elsewhere = _teacher()
     elsewhere.endpoint = "http://127.0.0.1:8001/v1"
     assert len({call_key(t, _req("a"), 0) for t in (fake, served, elsewhere)}) == 3

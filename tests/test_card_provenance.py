@@ -91,8 +91,8 @@ def test_a_card_built_and_pushed_under_a_home_folder_names_no_part_of_it(tmp_pat
             assert part not in text, f"{part!r} in {name}"
     card = texts["README.md"]
     assert re.search(r"\| teacher \| `a local model` \| fake \| [0-9a-f]{12} \|", card)  # its hash
-    digest = hashlib.sha256(questions.read_bytes()).hexdigest()[:12]
-    assert f"| `file:sums.jsonl` | local file sums.jsonl | - | train | sha256 `{digest}` | number |" in card
+    # sha256sum of the three lines written above, pinned: the card names the file by its content
+    assert "| `file:sums.jsonl` | local file sums.jsonl | - | train | sha256 `616cc357cb8a` | number |" in card
     assert '"source": "file:sums.jsonl"' in card  # the config, as published
     manifest = json.loads(texts["manifest.json"])
     assert manifest["source"]["spec"] == "file:sums.jsonl" and manifest["teacher"] == "fake:a local model"

@@ -7,9 +7,9 @@ import re
 
 import pytest
 
+from tests.assertions import raises_one_line
 from toolkit import prompts
 from toolkit.builders.reasoning import judge, prompt_messages
-from toolkit.errors import UserError
 from toolkit.records import Problem
 from toolkit.rundir import FAILED
 from toolkit.teachers.base import CallFailure, Completion
@@ -135,7 +135,7 @@ def test_failed_calls_are_recorded_and_retried(tmp_path):
 
 def test_a_different_teacher_cannot_reuse_the_directory(tmp_path):
     _build(tmp_path, FakeTeacher(_solver))
-    with pytest.raises(UserError, match="different build"):
+    with raises_one_line(match="different build"):
         _build(tmp_path, FakeTeacher(_solver, model="other"))
 
 
@@ -147,7 +147,7 @@ def test_cot_template_renders_questions_options_and_exemplars():
     body = text[1]["content"]
     assert "(A) stone\n(B) apple" in body and "Answer: 2+2=4. The answer is 4." in body
     assert body.endswith("with the letter of the correct option in place of the blank:\nThe answer is ___.")
-    with pytest.raises(UserError, match="undefined variables: question"):
+    with raises_one_line(match="undefined variables: question"):
         prompts.check_template("cot", {"choices", "exemplars", "answer_hint"})
 
 
@@ -155,7 +155,7 @@ def test_a_template_file_is_checked_before_any_call(tmp_path):
     bad = tmp_path / "mine.jinja"
     bad.write_text("Q: {{ questoin }}")
     teacher = FakeTeacher(_solver)
-    with pytest.raises(UserError, match="undefined variables: questoin"):
+    with raises_one_line(match="undefined variables: questoin"):
         build("cot", tmp_path / "run", teachers={"teacher": teacher}, source=_source(tmp_path), template=str(bad))
     assert teacher.calls == [] and not (tmp_path / "run").exists()
     good = tmp_path / "good.jinja"

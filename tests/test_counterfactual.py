@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from tests.assertions import raises_one_line
 from tests.fakes import FakeTeacher, build, render_card, rows
 from toolkit.answer_reading import stated_answer
 from toolkit.cli import main
-from toolkit.errors import UserError
 from toolkit.methods.counterfactual import CounterfactualConfig, edits, student_messages
 from toolkit.records import Problem
 from toolkit.rundir import read_manifest
@@ -251,11 +251,11 @@ def test_label_answers_without_a_set_are_yesno_or_need_labels():
 
     gym = Problem(id="g", source="gym:syllogism", question="Does it follow?", gold="Yes", answer_type="label")
     assert (labelled(gym, (), 0).answer_type, labelled(gym, (), 0).gold) == ("yesno", "yes")
-    with pytest.raises(UserError, match="pass the set with --labels"):
+    with raises_one_line(match="pass the set with --labels"):
         labelled(Problem(id="x", source="s", question="q", gold="maybe", answer_type="label"), (), 0)
-    with pytest.raises(UserError, match="finite label space"):
+    with raises_one_line(match="finite label space"):
         labelled(Problem(id="n", source="s", question="q", gold="7", answer_type="number"), (), 0)
-    with pytest.raises(UserError, match="not one of --labels"):
+    with raises_one_line(match="not one of --labels"):
         labelled(Problem(id="l", source="s", question="q", gold="5", answer_type="label"), ("a", "b"), 0)
 
 
@@ -271,7 +271,7 @@ def test_label_answers_without_a_set_are_yesno_or_need_labels():
     ({"labels": ("a,b",), "answer_type": "yesno"}, "drop --answer-type yesno"),
 ])
 def test_config_errors_speak_to_the_user(fields, message):
-    with pytest.raises(UserError, match=message):
+    with raises_one_line(match=message):
         CounterfactualConfig(source="gym:syllogism", out="x", **fields)
 
 
@@ -415,7 +415,8 @@ def test_recipes_parse_with_trls_parser_and_train_with_sft(path):
 
     from toolkit.training import trainer_for
 
-    cpu = [] if torch.cuda.is_available() else ["--use_cpu", "true"]
+    # a GPU recipe's bf16 needs use_cpu on a CPU; a CPU recipe gets nothing added: its use_cpu is checked below
+    cpu = [] if torch.cuda.is_available() or not path.name.startswith("gpu-") else ["--use_cpu", "true"]
     parser = TrlParser((ScriptArguments, SFTConfig, ModelConfig))
     script, training, model = parser.parse_args_and_config(["--config", str(path), *cpu], fail_with_unknown_args=True)
     assert trainer_for(path).config == "sft" and script.dataset_name.startswith("hubtool/counterfactual-")
@@ -435,11 +436,11 @@ def test_where_trains_on_a_subset_by_column(tmp_path, yesno_file):
     assert everything.rows == len(kept) and originals.rows == sum(not r["is_counterfactual"] for r in kept) < len(kept)
     assert originals.columns == ("prompt", "completion") and originals.where == {"is_counterfactual": "false"}
     assert originals.rows_before == len(kept)
-    with pytest.raises(UserError, match="has no column 'nope'"):
+    with raises_one_line(match="has no column 'nope'"):
         load_training_data(str(out), "sft", where={"nope": "1"})
-    with pytest.raises(UserError, match="no rows where view=sideways"):
+    with raises_one_line(match="no rows where view=sideways"):
         load_training_data(str(out), "sft", where={"view": "sideways"})
-    with pytest.raises(UserError, match="not COLUMN=VALUE"):
+    with raises_one_line(match="not COLUMN=VALUE"):
         parse_where(["is_counterfactual"])
 
 

@@ -42,7 +42,7 @@ def test_build_push_train_with_and_without_counterfactuals_then_eval(tmp_path, s
     source.write_text("".join(json.dumps({"question": q, "answer": a}) + "\n" for q, a in QUESTIONS))
     run = tmp_path / "cf-run"
     hubtool("build-dataset", "counterfactual", "--source", f"file:{source}", "--samples", "2", "--judge-votes", "1",
-            "--max-new-tokens", "80", "--batch-size", "16", "--out", run)  # fmt: skip
+            "--max-new-tokens", "80", "--batch-size", "32", "--out", run)  # fmt: skip
 
     manifest, kept = read_manifest(run), pq.read_table(data_file(run)).to_pylist()
     c = manifest.counts
@@ -51,7 +51,8 @@ def test_build_push_train_with_and_without_counterfactuals_then_eval(tmp_path, s
                                                              "instructions", "too_far", "minimal"))  # fmt: skip
     assert c["cf_minimal"] == c["cf_kept_old_label"] + c["cf_judged_other"] + c["cf_judge_unreadable"] + \
         c["cf_judge_failed"] + c["cf_judged"]  # fmt: skip
-    assert c["samples"] == c["correct"] + c["wrong_label"] + c["contradicting"] + c["no_answer"] + c["truncated"]
+    assert c["samples"] == (c["correct"] + c["wrong_label"] + c["contradicting"] + c["no_answer"] + c["truncated"]
+                            + c["no_reasoning"]), c  # every sample in one outcome; a bare answer explains no view
     assert len(kept) == c["kept"] == c["correct"] > 0, c  # SFT below needs a row
     for r in kept:  # real rows: re-reading each one agrees with what it says
         text = r["completion"][0]["content"]

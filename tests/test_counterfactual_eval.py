@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.assertions import raises_one_line
 from tests.conftest import load_module
 from toolkit.evaluate import report as R
 from toolkit.sources import eval_tasks as T
@@ -111,7 +112,6 @@ def test_a_row_gets_the_same_label_in_a_build_and_in_the_eval_task(name, loaded)
 
 
 def test_a_labelled_source_takes_its_own_mapping_and_label_order_only():
-    from toolkit.errors import UserError
     from toolkit.sources.labelled import load_labelled
 
     path = str(DATA / "cf_imdb.jsonl")
@@ -120,12 +120,12 @@ def test_a_labelled_source_takes_its_own_mapping_and_label_order_only():
                         question_field="text", answer_field="label", answer_type="label")  # fmt: skip
     new = load_labelled("hf:imdb", split="test", data_files=path)
     assert old.problems == new.problems and new.info.hub_id == "stanfordnlp/imdb"
-    with pytest.raises(UserError, match="pass --labels negative,positive") as err:
+    with raises_one_line(match="pass --labels negative,positive") as err:
         load_labelled("hf:imdb", labels=("positive", "negative"), split="test", data_files=path)
     assert "\n" not in str(err.value)
-    with pytest.raises(UserError, match="drop --question-field"):
+    with raises_one_line(match="drop --question-field"):
         load_labelled("hf:imdb", split="test", data_files=path, question_field="title")
-    with pytest.raises(UserError, match="no labelled split 'unsupervised'"):
+    with raises_one_line(match="no labelled split 'unsupervised'"):
         load_labelled("hf:imdb", split="unsupervised", data_files=path)
 
 

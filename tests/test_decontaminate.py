@@ -7,6 +7,7 @@ import json
 
 from click.testing import CliRunner
 
+from tests.assertions import assert_one_line
 from toolkit.cli import main
 from toolkit.decontaminate import Index, common_affixes, index_for, tokens
 from toolkit.rundir import read_manifest
@@ -136,8 +137,8 @@ def test_a_corrupt_data_file_is_one_line_naming_it(tmp_path):
     data.write_bytes(b"PAR1" + b"\0" * 64)
     for command in (["decontaminate", str(out), "--against", "gym"], ["inspect", str(out)]):  # issue 21 item 19
         result = CliRunner().invoke(main, command)
-        assert result.exit_code == 1 and result.output.count("\n") == 1, result.output
-        assert result.output.startswith(f"Error: {data} is not a readable parquet file (")
+        assert_one_line(result, f"Error: {data} is not a readable parquet file (")
+        assert result.output.startswith("Error: ")
         assert result.output.endswith("re-run the build's command to write it again\n")
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from tests.assertions import assert_one_line, raises_one_line
 from toolkit.cli import main
-from toolkit.errors import UserError
 from toolkit.evaluate import report as R
 from toolkit.evaluate.models import describe, load_lm, model_spec
 from toolkit.sources import eval_tasks as T
@@ -45,14 +45,14 @@ def test_select_tasks_by_suite_and_name(catalog):
     ],
 )
 def test_select_tasks_rejects_unknown_names_and_lists_the_known(catalog, suites, tasks, message):
-    with pytest.raises(UserError, match="^" + message.replace("(", r"\(").replace(")", r"\)").replace("?", r"\?")):
+    with raises_one_line(match="^" + message.replace("(", r"\(").replace(")", r"\)").replace("?", r"\?")):
         T.select_tasks(catalog, suites, tasks)
 
 
 def test_in_domain_defaults_and_override(catalog):
     assert "hubtool_gsm8k" in T.resolve_in_domain(catalog, None)
     assert T.resolve_in_domain(catalog, ["gym_chain_sum"]) == {"hubtool_gym_chain_sum"}
-    with pytest.raises(UserError, match="--in-domain: unknown task 'nope'"):
+    with raises_one_line(match="--in-domain: unknown task 'nope'"):
         T.resolve_in_domain(catalog, ["nope"])
 
 
@@ -94,7 +94,7 @@ def test_model_spec_openai():
     assert spec.lm_eval_model == "local-chat-completions"
     assert spec.args["base_url"] == "http://localhost:8000/v1/chat/completions" and spec.args["model"] == "my-model"
     assert model_spec("/srv/models/student/", "openai", "http://h/v1").label == "student"
-    with pytest.raises(UserError, match="needs --base-url"):
+    with raises_one_line(match="needs --base-url"):
         model_spec("my-model", "openai")
 
 
@@ -115,15 +115,15 @@ def test_result_folders_stay_inside_the_output_dir(label, folder):
 )
 def test_adapter_without_a_base_is_a_user_error(tmp_path, base, message):
     adapter = _adapter(tmp_path / "adapter", base)
-    with pytest.raises(UserError, match=message):
+    with raises_one_line(match=message):
         model_spec(str(adapter))
 
 
 def test_folder_that_is_no_model(tmp_path):
     (tmp_path / "empty").mkdir()
-    with pytest.raises(UserError, match="holds neither config.json nor adapter_config.json"):
+    with raises_one_line(match="holds neither config.json nor adapter_config.json"):
         model_spec(str(tmp_path / "empty"))
-    with pytest.raises(UserError, match="not found"):
+    with raises_one_line(match="not found"):
         model_spec(str(tmp_path / "missing"))
 
 
@@ -131,7 +131,7 @@ def test_model_that_does_not_load(tmp_path):
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "config.json").write_text(json.dumps({"model_type": "no-such-architecture"}))
-    with pytest.raises(UserError, match="^model 'broken' does not load: "):
+    with raises_one_line(match="^model 'broken' does not load: "):
         load_lm(model_spec(str(broken)))
 
 
@@ -149,9 +149,7 @@ def test_model_that_does_not_load(tmp_path):
 )
 def test_cli_bad_input_is_one_line(tmp_path, args, message):
     result = CliRunner().invoke(main, ["eval", *args, "-o", str(tmp_path / "out")])
-    assert result.exit_code == 1, result.output
-    assert message in result.output and "Traceback" not in result.output
-    assert len(result.output.strip().splitlines()) == 1
+    assert_one_line(result, message)
 
 
 def test_tasks_path_prints_the_task_folder_without_a_model(tmp_path, monkeypatch):

@@ -38,7 +38,7 @@ def test_evolve_push_train_eval(tmp_path, small_torch):
     run, student, evals = tmp_path / "evolve", tmp_path / "student", tmp_path / "evals"
     build = ["build-dataset", "evolve", "--source", f"file:{FIXTURES / 'seeds.jsonl'}", "--limit", "2",
              "--children", "2", "--iterations", "1", "--max-depth", "1", "--reward-threshold", "2",
-             "--max-new-tokens", "64",
+             "--max-new-tokens", "48",
              "--judge-max-new-tokens", "16", "--rows", "all", "--include-seed", "--keep", "all",
              "--batch-size", "16", "--out", run]  # fmt: skip
     out = hubtool(*build)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.assertions import raises_one_line
 from tests.conftest import load_module
 from toolkit.evaluate import report as R
 from toolkit.evaluate.judge import answers_by_doc, judge_models, parse_verdict
@@ -145,10 +146,9 @@ def test_judge_compares_each_model_with_the_first_in_both_orders(tmp_path):
 
 
 def test_eval_refuses_a_judge_without_two_models_or_with_a_bad_spec(tmp_path):
-    from toolkit.errors import UserError
     from toolkit.evaluate import EvalOptions, run_eval
 
-    with pytest.raises(UserError, match="at least two --model"):
+    with raises_one_line(match="at least two --model"):
         run_eval(["smollm2-135m"], tmp_path, tasks=["ifeval"], options=EvalOptions(judge="fake:right"))
-    with pytest.raises(UserError, match="backend"):
+    with raises_one_line(match="backend"):
         run_eval(["a", "b"], tmp_path, tasks=["ifeval"], options=EvalOptions(judge="nope:model"))

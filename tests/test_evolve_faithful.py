@@ -10,6 +10,7 @@ import re
 import pytest
 from click.testing import CliRunner
 
+from tests.assertions import assert_one_line, raises_one_line
 from toolkit import prompts
 from toolkit.methods.evolve import PROMPT_DIRS
 from toolkit.methods.evolve.expected import expected_value
@@ -62,10 +63,9 @@ def test_expected_value_is_the_probability_weighted_mean():
      ({"score_range": "5-1"}, "--score-range must be LOW-HIGH"), ({"score_range": "high"}, "--score-range must be")],
 )  # fmt: skip
 def test_scorer_mode_and_range_errors(fields, message):
-    from toolkit.errors import UserError
     from toolkit.methods.evolve import EvolveConfig
 
-    with pytest.raises(UserError, match=re.escape(message)):
+    with raises_one_line(match=re.escape(message)):
         EvolveConfig(source=SEEDS, out="o", **fields)
 
 
@@ -82,8 +82,7 @@ def test_non_finite_knobs_are_refused_before_anything_runs(tmp_path, option, val
     out = tmp_path / "run"
     result = CliRunner().invoke(main, ["build-dataset", "evolve", "--source", SEEDS, "--limit", "1", "--evolver",
                                        "fake:right", option, value, "--out", str(out)])  # fmt: skip
-    assert result.exit_code != 0 and message in result.output
-    assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
+    assert_one_line(result, message, code=None)
     assert not out.exists()
 
 
@@ -99,8 +98,8 @@ def test_inspect_a_corrupt_tree_is_one_line(tmp_path, content):
     first = sorted((tmp_path / "run" / "trees").glob("*.json"))[0]
     first.write_bytes(content)
     result = CliRunner().invoke(main, ["inspect", str(tmp_path / "run"), "--tree", "first"])
-    assert result.exit_code != 0 and "is not a readable search tree" in result.output and first.name in result.output
-    assert len(result.output.strip().splitlines()) == 1
+    assert_one_line(result, "is not a readable search tree", code=None)
+    assert first.name in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)  # no traceback
 
 

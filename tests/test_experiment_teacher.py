@@ -18,6 +18,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from tests.assertions import raises_one_line
 from toolkit.errors import UserError
 from toolkit.experiments import load_experiment, run_experiment
 
@@ -118,7 +119,7 @@ def test_the_teacher_starts_for_its_step_stops_after_it_and_an_up_to_date_rerun_
 def test_a_failing_later_step_leaves_no_server(gguf, tmp_path):
     steps = {"cot": _cot(_sums(tmp_path / "right.jsonl")), "wrong": _cot(_sums(tmp_path / "wrong.jsonl", answer=7))}
     path = _experiment(tmp_path, gguf, steps)
-    with pytest.raises(UserError, match="step 'wrong' built no rows") as failed:
+    with raises_one_line(match="step 'wrong' built no rows") as failed:
         _run(path, tmp_path / "work")  # the stand-in's "The answer is 5." is wrong for 7: no row kept
     # stopped by the runner, not by the garbage collector: the traceback `failed` holds keeps the
     # runner's frames, and with them anything it left open

@@ -11,8 +11,8 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from tests.assertions import raises_one_line
 from toolkit.cli import main
-from toolkit.errors import UserError
 from toolkit.experiments import load_experiment, run_experiment
 from toolkit.experiments.report import bootstrap, mcnemar, summarize
 
@@ -68,7 +68,7 @@ def test_a_failed_step_is_where_the_next_run_starts(tmp_path):
     broken = json.loads(json.dumps(CHAIN))
     broken["steps"]["pref"]["with"]["from_dataset"] = "exp/never-pushed"  # found missing only when it runs
     work = tmp_path / "work"
-    with pytest.raises(UserError, match="exp/never-pushed"):
+    with raises_one_line(match="exp/never-pushed"):
         _run(_write(tmp_path, broken), work)
     state = json.loads((work / "state.json").read_text())
     assert set(state) == {"cot", "cot-data"}  # what finished is recorded
@@ -88,7 +88,7 @@ def test_rerun_runs_a_fresh_step_again_and_only_what_its_new_output_changes(tmp_
     assert plan.actions == {"cot": "skip", "cot-data": "run", "pref": "skip", "pref-data": "skip"}
     assert "[cot-data] push: running" in lines[1]
     assert json.loads((work / "state.json").read_text())["cot-data"] == before["cot-data"]
-    with pytest.raises(UserError, match=r"--rerun cot-dta: no such step .*did you mean 'cot-data'"):
+    with raises_one_line(match=r"--rerun cot-dta: no such step .*did you mean 'cot-data'"):
         _run(path, work, rerun=["cot-dta"])
     result = CliRunner().invoke(main, ["run", str(path), "--workdir", str(work), "--rerun", "pref-data"])
     assert result.exit_code == 0, result.output
@@ -103,21 +103,24 @@ def test_a_deleted_output_runs_its_step_again(tmp_path):
     assert plan.actions["pref"] == "run" and plan.actions["cot"] == "skip"
 
 
+GYM = {"source": "gym:chain_sum"}
+
+
 @pytest.mark.parametrize(
     ("steps", "message"),
-    [
+    [  # each file has one fault (a file with several lists them, one line each: test_experiments_hostile)
         ({"a": {"build": "cot", "push": "x"}}, "exactly one of"),
         ({"a": {"bake": "cot"}}, "exactly one of"),
         ({"a": {"push": "nothing", "name": "me/x"}}, "not an earlier build step"),
-        ({"a": {"build": "cot", "with": {"source": "{later}"}}, "later": {"build": "cot"}}, "not an earlier step"),
-        ({"a": {"build": "cot", "wiht": {}}}, "did you mean 'with'"),
-        ({"a": {"train": "cot/x"}}, "needs `dataset:`"),
-        ({"a": {"eval": {}}}, "maps report labels"),
+        ({"a": {"build": "cot", "with": {"source": "{later}"}}, "later": {"build": "cot", "with": GYM}}, "not an earlier step"),
+        ({"a": {"build": "cot", "with": GYM, "wiht": {}}}, "did you mean 'with'"),
+        ({"a": {"train": "cot/smollm2-135m-lora-smoke"}}, "needs `dataset:`"),
+        ({"a": {"eval": {}, "tasks": ["gym_chain_sum"]}}, "maps report labels"),
         ({"a": {"eval": {"../x": "smollm2-135m"}, "tasks": ["gym_chain_sum"]}}, r"label '\.\./x' is not a name"),
     ],
 )
 def test_bad_experiment_files_are_one_line_errors(tmp_path, steps, message):
-    with pytest.raises(UserError, match=message):
+    with raises_one_line(match=message):
         load_experiment(_write(tmp_path, {"name": "x", "steps": steps}))
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from tests.assertions import raises_one_line
 from toolkit.cli import main
 from toolkit.errors import UserError
 from toolkit.experiments import load_experiment
@@ -101,7 +102,7 @@ def test_duplicate_step_ids_are_refused_not_silently_the_last(tmp_path):
           cot: {build: cot, with: {source: "gym:chain_sum", limit: 2}}
           cot: {build: cot, with: {source: "gym:chain_sum", limit: 9}}
         """)  # fmt: skip
-    with pytest.raises(UserError, match=r"key 'cot' appears twice in one mapping \(line 3\)"):
+    with raises_one_line(match=r"key 'cot' appears twice in one mapping \(line 3\)"):
         load_experiment(path)
 
 
@@ -192,9 +193,9 @@ def test_top_level_decontaminate_names_suites_or_tasks_in_one_spelling(tmp_path)
     base = {"name": "d", "steps": {"cot": {"build": "cot", "with": {"source": "gym:chain_sum"}}}}
     assert load_experiment(_write(tmp_path, {**base, "decontaminate": "gym"})).decontaminate == "gym"
     assert load_experiment(_write(tmp_path, {**base, "decontaminate": False})).decontaminate is False
-    with pytest.raises(UserError, match=r"decontaminate: 'gmy' is no eval suite or task \(did you mean 'gym'\?\)"):
+    with raises_one_line(match=r"decontaminate: 'gmy' is no eval suite or task \(did you mean 'gym'\?\)"):
         load_experiment(_write(tmp_path, {**base, "decontaminate": "gmy"}))
-    with pytest.raises(UserError, match="decontaminate: 3 is neither true/false nor eval suites or tasks"):
+    with raises_one_line(match="decontaminate: 3 is neither true/false nor eval suites or tasks"):
         load_experiment(_write(tmp_path, {**base, "decontaminate": 3}))
 
 
@@ -204,14 +205,14 @@ def test_train_steps_are_checked_before_the_builds_they_follow_run(tmp_path):
         "data": {"push": "cot", "name": "exp/t-cot"},
         "sft": {"train": "cot/smollm2-135m-lora", "dataset": "dat"},
     }}  # fmt: skip
-    with pytest.raises(UserError, match=r"step 'sft': dataset: 'dat' is not an earlier step, a folder or an "
+    with raises_one_line(match=r"step 'sft': dataset: 'dat' is not an earlier step, a folder or an "
                                          r"ORG/NAME \(did you mean 'data'\?\); nothing was run$"):
         load_experiment(_write(tmp_path, spec))
     spec["steps"]["sft"] = {"train": "cot/smollm2-135m-lora", "dataset": "data", "set": {"max_stepz": 5}}
     work = tmp_path / "work"
-    with pytest.raises(UserError, match=r"^experiment .*: step 'sft': --set: unknown .*max_stepz.*nothing was run$"):
+    with raises_one_line(match=r"^experiment .*: step 'sft': --set: unknown .*max_stepz.*nothing was run$"):
         _run(_write(tmp_path, spec), work, dry_run=True)
-    with pytest.raises(UserError, match="max_stepz"):
+    with raises_one_line(match="max_stepz"):
         _run(_write(tmp_path, spec), work)
     assert not work.exists()
 
@@ -223,7 +224,7 @@ def test_a_top_level_decontaminate_string_reaches_the_builds(tmp_path):
     manifest = json.loads((Path(plan.outputs["cot"]) / "manifest.json").read_text())
     assert manifest["config"]["decontaminate"] == "gym_chain_sum"  # the string given, not the eval's tasks
     spec["eval"]["tasks"] = ["gym_chain_sun"]
-    with pytest.raises(UserError, match=r"eval: 'gym_chain_sun' is no eval suite or task \(did you mean 'gym_chain_sum'"):
+    with raises_one_line(match=r"eval: 'gym_chain_sun' is no eval suite or task \(did you mean 'gym_chain_sum'"):
         load_experiment(_write(tmp_path, spec))
 
 

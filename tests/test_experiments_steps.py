@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from toolkit.errors import UserError
+from tests.assertions import raises_one_line
 from toolkit.experiments import load_experiment
 from toolkit.experiments import runner as runner_mod
 
@@ -65,7 +65,7 @@ def test_a_train_steps_where_is_checked_before_anything_runs(tmp_path, step, mes
     data = tmp_path / "data"
     data.mkdir()
     spec = {"name": "x", "steps": {"a": {"train": "counterfactual/smollm2-135m-lora-smoke", "dataset": str(data), **step}}}
-    with pytest.raises(UserError, match=message):
+    with raises_one_line(match=message):
         load_experiment(_write(tmp_path, spec))
 
 
@@ -80,7 +80,7 @@ def test_a_train_steps_where_is_checked_before_anything_runs(tmp_path, step, mes
 )
 def test_an_eval_steps_judge_is_checked_before_anything_runs(tmp_path, step, message):
     spec = {"name": "x", "steps": {"e": {"eval": {"base": "smollm2-135m"}, "suites": ["idea_mcts"], **step}}}
-    with pytest.raises(UserError, match=message):
+    with raises_one_line(match=message):
         load_experiment(_write(tmp_path, spec))
 
 

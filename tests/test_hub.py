@@ -18,6 +18,7 @@ import pytest
 from click.testing import CliRunner
 from huggingface_hub import DatasetCard
 
+from tests.assertions import assert_one_line, raises_one_line
 from tests.fake_hub import FakeHub
 from tests.fixtures.runs.builds import built_rows, make_run
 from toolkit import api, hub
@@ -132,13 +133,13 @@ def test_killed_push_leaves_the_previous_version_readable(run1, run2, home):
 
 
 def test_push_refuses_what_is_not_a_finished_build(tmp_path, run1):
-    with pytest.raises(UserError, match="not a hubtool build"):
+    with raises_one_line(match="not a hubtool build"):
         api.push(tmp_path, NAME)
     manifest = json.loads((run1 / MANIFEST).read_text())
     (run1 / MANIFEST).write_text(json.dumps({**manifest, "status": "running"}))
-    with pytest.raises(UserError, match="unfinished build .* re-running: hubtool build-dataset cot"):
+    with raises_one_line(match="unfinished build .* re-running: hubtool build-dataset cot"):
         api.push(run1, NAME)
-    with pytest.raises(UserError, match="not a directory"):
+    with raises_one_line(match="not a directory"):
         api.push(tmp_path / "nope", NAME)
     assert hub.list_local() == []
 
@@ -146,7 +147,7 @@ def test_push_refuses_what_is_not_a_finished_build(tmp_path, run1):
 @pytest.mark.parametrize("name", ["noslash", "a/b/c", "me/-x", "me/x-", "me/a--b", "me/a..b", "me/x.git", "me/x y",
                                   "/abs", "me/" + "x" * 97, "me/é"])  # fmt: skip
 def test_bad_repo_ids_are_refused(name, run1):
-    with pytest.raises(UserError, match="not a valid dataset name"):
+    with raises_one_line(match="not a valid dataset name"):
         api.push(run1, name)
 
 
@@ -163,20 +164,20 @@ def test_resolve_order_directory_then_registry_then_hub(run1, run2, home, tmp_pa
     assert hub.load_dataset(NAME).to_list() == built_rows(run1)
     monkeypatch.chdir(home)
     assert hub.load_dataset(NAME).to_list() == built_rows(run2)
-    with pytest.raises(UserError, match="local directory, which has no revisions"):
+    with raises_one_line(match="local directory, which has no revisions"):
         hub.resolve_dataset(str(run1), revision="main")
     with pytest.raises(UserError) as e:
         hub.resolve_dataset("me/unknown")
     message = str(e.value)
     assert str(home / "datasets") in message and "the Hub is off" in message and "hubtool ls" in message
-    with pytest.raises(UserError, match="has no revisions|the Hub is off"):
+    with raises_one_line(match="has no revisions|the Hub is off"):
         hub.resolve_dataset(NAME, revision="v1")  # a revision means the Hub, which is off here
-    with pytest.raises(UserError, match="not a directory, and not an ORG/NAME"):
+    with raises_one_line(match="not a directory, and not an ORG/NAME"):
         hub.resolve_dataset("no such thing")
-    with pytest.raises(UserError, match="no split 'test'"):
+    with raises_one_line(match="no split 'test'"):
         hub.load_dataset(NAME, split="test")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(UserError, match="holds no dataset"):
+    with raises_one_line(match="holds no dataset"):
         hub.load_dataset(str(tmp_path / "empty"))
 
 
@@ -185,15 +186,15 @@ def test_a_folder_copied_into_the_registry_is_read_but_not_replaced(run1, home):
 
     shutil.copytree(run1, home / "datasets" / "me" / "manual")
     assert hub.load_dataset("me/manual").to_list() == built_rows(run1)
-    with pytest.raises(UserError, match="folder hubtool did not create"):
+    with raises_one_line(match="folder hubtool did not create"):
         api.push(run1, "me/manual")
     assert not (home / "datasets" / ".versions" / "me" / "manual").exists()
 
 
 def test_local_push_refuses_hub_only_options(run1):
-    with pytest.raises(UserError, match="apply to --hub"):
+    with raises_one_line(match="apply to --hub"):
         api.push(run1, NAME, revision="dev")
-    with pytest.raises(UserError, match="not a license id"):
+    with raises_one_line(match="not a license id"):
         api.push(run1, NAME, license="Apache 2")
 
 
@@ -219,8 +220,7 @@ def test_cli_push_ls_show(run1, tmp_path):
         (["push", str(run1), NAME, "--hub"], "HF_HUB_OFFLINE"),
     ]:
         result = runner.invoke(main, args)
-        assert result.exit_code == 1 and message in result.output, (args, result.output)
-        assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
+        assert_one_line(result, message)
 
 
 # -- the Hub, through the real clients against the stand-in --------------------------------------
@@ -403,7 +403,7 @@ def test_a_push_is_refused_while_a_build_writes_the_run_directory(run1):
     holder = RunDir(run1)
     holder.claim()  # a build of run1 in progress
     try:
-        with pytest.raises(UserError, match="being written by a build right now"):
+        with raises_one_line(match="being written by a build right now"):
             api.push(run1, NAME)
     finally:
         holder.release()

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.assertions import raises_one_line
 from toolkit.evaluate import report as R
 from toolkit.evaluate.judged import parse_rating, score_suites
 from toolkit.evaluate.multiturn import add_later_turns
@@ -167,12 +168,11 @@ def test_the_report_gives_judged_tasks_their_own_table():
 
 
 def test_a_judge_with_one_model_is_accepted_for_the_judged_suites(tmp_path):
-    from toolkit.errors import UserError
     from toolkit.evaluate import EvalOptions, run_eval
 
-    with pytest.raises(UserError, match="at least two --model"):
+    with raises_one_line(match="at least two --model"):
         run_eval(["smollm2-135m"], tmp_path, tasks=["gym_chain_sum"], options=EvalOptions(judge="fake:right"))
-    with pytest.raises(UserError, match="is not a folder"):  # past the judge check, stopped by the next one
+    with raises_one_line(match="is not a folder"):  # past the judge check, stopped by the next one
         run_eval(["smollm2-135m"], tmp_path, tasks=["alpaca_eval"],
                  options=EvalOptions(judge="fake:right", data_dir=tmp_path / "missing"))
 

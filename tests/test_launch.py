@@ -12,8 +12,8 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from tests.assertions import raises_one_line
 from toolkit.cli import main
-from toolkit.errors import UserError
 from toolkit.training.launch import CONFIGS, config_name, launch_command, print_launch
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -183,7 +183,7 @@ def test_a_cpu_recipe_launches_once_told_to_use_the_gpus():
 
 
 def test_nodes_and_gpus_must_be_positive():
-    with pytest.raises(UserError, match="at least 1"):
+    with raises_one_line(match="at least 1"):
         launch_command(2, 0, "cot/llama-8b-full", use_peft=False)
     result = CliRunner().invoke(main, ["train", *FULL, "--print-launch", "0", "8"])
     assert result.exit_code == 2 and "0 is not in the range x>=1" in result.output
@@ -199,7 +199,7 @@ def test_data_parallel_reaches_lm_evals_vllm_model_args(tmp_path):
     assert model_spec(str(tmp_path), "vllm", data_parallel=4).args == {"pretrained": str(tmp_path),
                                                                         "data_parallel_size": 4}  # fmt: skip
     assert model_spec(str(tmp_path), "vllm").args == {"pretrained": str(tmp_path)}  # lm-eval's default, 1
-    with pytest.raises(UserError, match="--data-parallel is for --backend vllm"):
+    with raises_one_line(match="--data-parallel is for --backend vllm"):
         model_spec(str(tmp_path), "hf", data_parallel=2)
 
 

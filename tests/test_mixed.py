@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from tests.assertions import raises_one_line
 from toolkit.cli import main
-from toolkit.errors import UserError
 from toolkit.methods.mixed import MixedConfig, prompt_messages
 from toolkit.methods.mixed.balance import balance
 from toolkit.methods.mixed.programs import as_completion, extract_program, judge_program, program_answer
@@ -59,9 +59,18 @@ def test_extract_program(text, program):
     assert extract_program(text) == program
 
 
-def test_extract_program_never_raises_on_garbage():
-    for text in ("```", "``````", "```python", "\x00\x01", "def (:\n", "```python\n\n```", "ans =" * 500, "(" * 10_000):
-        extract_program(text)  # None or a string, never an exception
+@pytest.mark.parametrize(
+    ("text", "program"),
+    [  # garbage gives None, never an exception; a program in the same shapes is still found
+        ("```", None), ("``````", None), ("```python", None), ("\x00\x01", None), ("def (:\n", None),
+        ("```python\n\n```", None), ("ans =" * 500, None), ("(" * 10_000, None), (None, None), ("   \n", None),
+        ("```js\nconsole.log(1)\n```", None),  # a fence in another language: no Python program
+        ("```python\nans = (\n```", "ans = ("),  # a fenced block is the program as written, compiling or not
+        ("ans = 2\n" + "(" * 10_000, "ans = 2"),  # the compiling lines of a bare reply
+    ],
+)  # fmt: skip
+def test_extract_program_never_raises_on_garbage(text, program):
+    assert extract_program(text) == program
 
 
 def test_a_kept_program_is_fenced():
@@ -249,7 +258,7 @@ def test_config_checks():
     for values, message in [({"cot_samples": 0, "pot_samples": 0}, "both 0"), ({"pot_ratio": 1.5}, "--pot-ratio"),
                             ({"exec_timeout": 0.0}, "--exec-timeout"), ({"max_per_mode": 0}, "--max-per-mode"),
                             ({"exec_memory_mb": 1}, "memory_mb")]:  # fmt: skip
-        with pytest.raises(UserError, match=message):
+        with raises_one_line(match=message):
             MixedConfig(**base, **values)
 
 

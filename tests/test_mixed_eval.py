@@ -55,18 +55,34 @@ def test_three_modes_per_benchmark_and_the_suites(catalog, mixed_names):
     assert catalog.in_domain["mixed_gym"] == tuple(f"hubtool_mixed_gym_gsm_symbolic_{m}" for m in ("cot", "pot", "mixed"))
 
 
+# The two user turns a mixed student is trained on, written out here (not rendered by the prompt code the
+# builder and the tasks share): every mixed benchmark has number answers.
+TURNS = {
+    "cot": "Answer with a chain of thought (CoT).\n\nQuestion: {question}\n\nLet's think step by step, writing out "
+           "each step of your reasoning. Then write a last line of the form below, with the final number in place "
+           "of the blank:\nThe answer is ___.",
+    "pot": "Answer with a program of thought (PoT).\n\nQuestion: {question}\n\nWrite a Python program that solves the "
+           "problem step by step and stores the final answer, the final number, in a variable named `ans` (a number, "
+           "or a string for a word or a letter). Reply with the program only, in one ```python code block.",
+}  # fmt: skip
+
+
 def test_tasks_ask_exactly_what_the_builder_trains_on(tasks):
     for name, task in tasks.items():
         mode = name.rsplit("_", 1)[1]
         docs = list(task.eval_docs)
-        assert docs and all(d["mode"] == mode for d in docs), name
+        assert docs and all(d["mode"] == mode and d["answer_type"] == "number" for d in docs), name
         doc = docs[0]
         problem = Problem(id="x", source="eval", question=doc["question"], gold=doc["gold"],
                           answer_type=doc["answer_type"], choices=tuple(doc["choices"]))  # fmt: skip
         prompt_mode = "pot" if mode == "pot" else "cot"  # the mixed task's PoT turn is made per request
-        assert task.doc_to_text(doc) == prompt_messages(problem, prompt_mode)[-1]["content"], name
+        expected = TURNS[prompt_mode].format(question=doc["question"])
+        assert task.doc_to_text(doc) == expected, name
+        assert prompt_messages(problem, prompt_mode)[-1]["content"] == expected, name  # what a build sends
         assert task.config.num_fewshot == 0 and task.config.repeats == (4 if mode == "mixed" else 1)
         assert type(task).__name__ == ("MixedModeTask" if mode == "mixed" else "ConfigurableTask")
+    [gsm8k, *_] = tasks["hubtool_mixed_gsm8k_pot"].eval_docs  # tests/fixtures/eval/gsm8k.jsonl, row 1
+    assert (gsm8k["question"], gsm8k["gold"]) == ("Tom has 3 apples and buys 4 more. How many apples does he have?", "7")
 
 
 def test_benchmarks_read_the_same_documents_as_the_cot_tasks(manager, tasks):

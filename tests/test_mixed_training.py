@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from toolkit.errors import UserError
+from tests.assertions import raises_one_line
 from toolkit.methods import get_method
 from toolkit.methods.mixed.training import MIXED_ALPHA, ModeBalancedSampler, mode_balanced_order, parse_alpha
 from toolkit.training import load_recipe
@@ -26,7 +26,7 @@ def test_parse_alpha(value, alpha):
 
 @pytest.mark.parametrize(("value", "message"), [("1.5", "out of range"), ("-0.1", "out of range"), ("half", "not a number")])
 def test_bad_alpha_is_a_user_error(value, message):
-    with pytest.raises(UserError, match=message):
+    with raises_one_line(match=message):
         parse_alpha(value)
 
 
@@ -78,7 +78,7 @@ def test_load_recipe_reads_alpha_from_the_recipe_and_set(monkeypatch):
 @pytest.mark.parametrize(("sets", "message"), [([f"{MIXED_ALPHA}=2"], "out of range"),
                                                (["HUBTOOL_MIXED_ALFA=0.5"], "unknown hubtool setting")])  # fmt: skip
 def test_bad_settings_fail_before_any_model_loads(sets, message):
-    with pytest.raises(UserError, match=message):
+    with raises_one_line(match=message):
         load_recipe(SMOKE, sets)
 
 
@@ -90,7 +90,7 @@ def test_mixed_loss_needs_the_mode_column(tmp_path):
     rows = [{"prompt": msg("user", f"What is {i} + 1?"), "completion": msg("assistant", f"The answer is {i + 1}.")}
             for i in range(4)]  # fmt: skip
     data = write_dataset(tmp_path / "plain", rows)
-    with pytest.raises(UserError, match="no 'mode' column.*build-dataset mixed"):
+    with raises_one_line(match="no 'mode' column.*build-dataset mixed"):
         train(load_recipe(SMOKE, [f"dataset_name={data}"], output_dir=tmp_path / "out"))
 
 

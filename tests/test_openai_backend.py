@@ -15,6 +15,7 @@ import time
 import pytest
 
 from bench.servers import free_port, transformers_server
+from tests.assertions import raises_one_line
 from toolkit.errors import UnreachableServerError, UserError
 from toolkit.teachers import load_teacher
 from toolkit.teachers.base import CallFailure, Request, SamplingParams
@@ -184,7 +185,7 @@ def test_server_lost_mid_run_stops_the_run(proxy_for):
 
 def test_bad_key_stops_the_run(proxy_for):
     p = proxy_for(None, fail=[401] * 10)
-    with pytest.raises(UserError, match="refused the API key"):
+    with raises_one_line(match="refused the API key"):
         teacher("m", p.url).generate_many([req()] * 5)
     assert len(p.calls) <= 5
 
@@ -212,17 +213,17 @@ def test_spec_parsing(monkeypatch):
     monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1/")
     t = load_teacher("openai:m", batch_size=4, timeout=None)  # a build's flags of other backends are left to them
     assert (t.model, t.base_url, t.concurrency, t.extra_body) == ("m", "http://127.0.0.1:9/v1", 16, {})
-    with pytest.raises(UserError, match="the openai backend has no option 'batch_size'; its options: concurrency"):
+    with raises_one_line(match="the openai backend has no option 'batch_size'; its options: concurrency"):
         OpenAITeacher.from_spec("m", batch_size=4)
-    with pytest.raises(UserError, match="no teacher backend has an option 'batch_sise'"):
+    with raises_one_line(match="no teacher backend has an option 'batch_sise'"):
         load_teacher("openai:m", batch_sise=4)
-    with pytest.raises(UserError, match="extra_body is not valid JSON"):
+    with raises_one_line(match="extra_body is not valid JSON"):
         OpenAITeacher.from_spec("m", extra_body="{top_k: 1}")
     monkeypatch.delenv("OPENAI_BASE_URL")
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    with pytest.raises(UserError, match="OPENAI_API_KEY is not set"):
+    with raises_one_line(match="OPENAI_API_KEY is not set"):
         OpenAITeacher.from_spec("gpt-4o-mini")
-    with pytest.raises(UserError, match="must start with http"):
+    with raises_one_line(match="must start with http"):
         OpenAITeacher("m", "127.0.0.1:8000/v1")
     assert "pw" not in repr(OpenAITeacher.from_spec("m@http://u:pw@host:8000/v1"))
 
@@ -287,7 +288,7 @@ def test_retry_lines_are_visible_but_not_a_flood(caplog):
 
 def test_sampling_values_a_server_refuses_stop_before_any_call():
     t = OpenAITeacher("m", "http://127.0.0.1:9/v1")
-    with pytest.raises(UserError, match=r"^--temperature 2.5 is outside what the openai backend takes \(0 to 2\)$"):
+    with raises_one_line(match=r"^--temperature 2.5 is outside what the openai backend takes \(0 to 2\)$"):
         t.check_params(SamplingParams(temperature=2.5))
     t.check_params(SamplingParams(temperature=2.0))
     load_teacher("fake:right").check_params(SamplingParams(temperature=2.5))  # a local model takes any

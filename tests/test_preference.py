@@ -7,10 +7,10 @@ import json
 import pytest
 from click.testing import CliRunner
 
+from tests.assertions import assert_one_line, raises_one_line
 from toolkit import prompts
 from toolkit.builders.reasoning import prompt_messages
 from toolkit.cli import main
-from toolkit.errors import UserError
 from toolkit.methods.preference.pairs import Candidate, PairRules, make_pairs, normalize_text
 from toolkit.teachers.base import CallFailure, Request
 
@@ -114,7 +114,7 @@ def test_pairs_are_distinct_and_never_same_text():
     ],
 )
 def test_bad_rules_are_user_errors(kwargs, message):
-    with pytest.raises(UserError, match=message):
+    with raises_one_line(match=message):
         PairRules(**kwargs)
 
 
@@ -243,7 +243,7 @@ def test_rerun_is_served_from_the_cache(tmp_path):
 
 
 def test_fallback_teacher_needs_a_dataset(tmp_path):
-    with pytest.raises(UserError, match="--from-dataset"):
+    with raises_one_line(match="--from-dataset"):
         _build(tmp_path, samples=2, fallback="teacher")
 
 
@@ -311,7 +311,7 @@ def test_from_dataset_rejects_a_dataset_that_is_not_cot(tmp_path):
     run = tmp_path / "plain"
     (run / "data").mkdir(parents=True)
     (run / "data" / "train.jsonl").write_text(json.dumps({"text": "hello"}) + "\n")
-    with pytest.raises(UserError, match="no column"):
+    with raises_one_line(match="no column"):
         _build(tmp_path, from_dataset=str(run), samples=2)
 
 
@@ -337,9 +337,7 @@ def test_cli_bad_input_is_one_line(tmp_path, args, message):
     result = CliRunner().invoke(
         main, ["build-dataset", "preference", "--student", "fake:right", *args, "--out", str(tmp_path / "run")]
     )
-    assert result.exit_code != 0
-    assert message in result.output, result.output
-    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1, result.output
+    assert_one_line(result, message, code=None)
 
 
 def test_cli_requires_a_student(tmp_path):

@@ -91,10 +91,16 @@ def _student(request, j: int) -> str:
 def test_ranaldi_selfrefine24_pairs_correct_cot_with_direct_answers_solved_included(tmp_path):
     path = tmp_path / "q.jsonl"
     path.write_text("".join(json.dumps({"question": q, "answer": a}) + "\n" for q, a in [("What is 2 + 2?", "4"), ("What is 3 + 3?", "6")]))
+    from toolkit.builders.config import resolve_config
+    from toolkit.builders.engine import build_dataset
+
     student = FakeTeacher(_student, model="student")
-    preset = get_method("preference").presets["ranaldi-selfrefine24"].values
-    manifest = build("preference", tmp_path / "pref", teachers={"student": student}, student="fake:student",
-                     source=f"file:{path}", samples=4, **preset)  # fmt: skip
+    method = get_method("preference")  # the preset resolved and recorded as `build-dataset --preset` does
+    flags = {"out": str(tmp_path / "pref"), "cache": str(tmp_path / "c.sqlite"), "student": "fake:student",
+             "source": f"file:{path}", "samples": 4}  # fmt: skip
+    config, preset, values = resolve_config(method.config, flags=flags, preset="ranaldi-selfrefine24",
+                                            presets=method.presets, method=method.name)  # fmt: skip
+    manifest = build_dataset(config, method=method, teachers={"student": student}, preset=preset, preset_values=values)
     direct_calls = [r for r in student.calls if "step by step" not in r.messages[-1]["content"]]
     assert {(r.n, r.params.temperature) for r in direct_calls} == {(4, 0.7)}  # sampled, as many as CoT samples
     pairs = rows(tmp_path / "pref")
@@ -104,4 +110,7 @@ def test_ranaldi_selfrefine24_pairs_correct_cot_with_direct_answers_solved_inclu
     assert all(r["chosen_pred"] == r["gold"] and "path" in r["chosen"][0]["content"] for r in pairs)
     assert all(r["rejected"][0]["content"].startswith("The answer is ") for r in pairs)
     assert manifest.counts["all_correct"] == 1 and manifest.counts["skipped"] == 0
-    assert manifest.preset is None  # built in-process from the values: the CLI records the preset name
+    assert manifest.preset == "ranaldi-selfrefine24"  # and what it set, as the paper (and we) chose it:
+    assert manifest.preset_values == {"rejected": "direct", "keep_solved": True, "pairs_per_prompt": 0,
+                                      "direct_samples": 0}  # fmt: skip
+    assert read_manifest(tmp_path / "pref").preset == "ranaldi-selfrefine24"

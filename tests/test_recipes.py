@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.assertions import assert_one_line, raises_one_line
 from toolkit.errors import UserError
 from toolkit.training import load_recipe, parse_overrides, trainer_for
 
@@ -32,11 +33,16 @@ def _trl_parse(path: Path, trainer: str, *extra: str):
     return parser.parse_args_and_config(["--config", str(path), *extra], fail_with_unknown_args=True)
 
 
+def _cpu_recipe(path: Path) -> bool:
+    return "smollm2" in path.name or path.parent.name == "self-refine" and path.name.startswith("dpo-")
+
+
 def _cpu_args(path: Path) -> list[str]:
-    """GPU recipes ask for bf16, which transformers refuses without a GPU unless use_cpu is set."""
+    """GPU recipes ask for bf16, which transformers refuses without a GPU unless use_cpu is set. A CPU
+    recipe gets nothing: its own `use_cpu` and `bf16` are what the tests check."""
     import torch
 
-    return [] if torch.cuda.is_available() else ["--use_cpu", "true"]
+    return [] if torch.cuda.is_available() or _cpu_recipe(path) else ["--use_cpu", "true"]
 
 
 def test_the_shipped_set_is_there():
@@ -80,8 +86,8 @@ def test_recipe_parses_with_trls_own_parser(path: Path):
     script, training, model = _trl_parse(path, trainer, *_cpu_args(path))
     assert script.dataset_name and model.model_name_or_path and training.output_dir
     assert training.report_to in ([], "none", ["none"])  # no tracker is ever started by surprise
-    if "smollm2" in path.name or path.parent.name == "self-refine" and path.name.startswith("dpo-"):
-        # CPU recipes: fp32, no CUDA, no worker processes, small batches
+    if _cpu_recipe(path):
+        # CPU recipes: fp32, no CUDA, no worker processes, small batches (parsed with no --use_cpu added)
         assert training.use_cpu and not training.bf16 and training.dataloader_num_workers == 0
         assert training.per_device_train_batch_size <= 8
         assert training.max_steps <= 3 if "smoke" in path.name else 100 <= training.max_steps <= 500
@@ -142,7 +148,7 @@ def test_trls_parser_rejects_an_unknown_key(tmp_path):
     bad.write_text(SMOKE.read_text() + "max_seq_length: 512\n")  # the key TRL removed
     with pytest.raises(ValueError, match="max_seq_length"):
         _trl_parse(bad, "sft")
-    with pytest.raises(UserError, match=r"unknown key 'max_seq_length'"):
+    with raises_one_line(match=r"unknown key 'max_seq_length'"):
         load_recipe(bad)
 
 
@@ -151,7 +157,7 @@ def test_load_recipe_adapts_to_this_machine(path: Path):
     import torch
 
     if yaml.safe_load(path.read_text()).get("load_in_4bit") and not torch.cuda.is_available():
-        with pytest.raises(UserError, match="need a CUDA GPU"):
+        with raises_one_line(match="need a CUDA GPU"):
             load_recipe(path)
         return
     recipe = load_recipe(path, ["max_steps=7"], output_dir="elsewhere")
@@ -160,8 +166,9 @@ def test_load_recipe_adapts_to_this_machine(path: Path):
         "max_steps": "7",
         "output_dir": "elsewhere",
     }
-    if not torch.cuda.is_available():
+    if not torch.cuda.is_available():  # a CPU recipe says use_cpu itself; a GPU one is adjusted, and says so
         assert recipe.training.use_cpu
+        assert recipe.adjustments.get("use_cpu") == (None if _cpu_recipe(path) else "true")
 
 
 def test_gradient_checkpointing_is_read_without_a_deprecation_warning():
@@ -198,7 +205,7 @@ def test_overrides_are_parsed_and_typed():
     ],
 )
 def test_bad_overrides_are_one_line_user_errors(override, message):
-    with pytest.raises(UserError, match=message) as e:
+    with raises_one_line(match=message) as e:
         load_recipe(SMOKE, override.split(" "))
     assert "\n" not in str(e.value)
 
@@ -224,19 +231,19 @@ def test_bad_recipe_files(tmp_path, text, message):
     path = tmp_path / "cot" / "bad.yaml"
     path.parent.mkdir()
     path.write_text(text)
-    with pytest.raises(UserError, match=message):
+    with raises_one_line(match=message):
         load_recipe(path)
 
 
 def test_missing_recipe_and_unknown_folder(tmp_path):
-    with pytest.raises(UserError, match="does not exist"):
+    with raises_one_line(match="does not exist"):
         load_recipe(tmp_path / "cot" / "nope.yaml")
     loose = tmp_path / "mine.yaml"
     loose.write_text(SMOKE.read_text())
-    with pytest.raises(UserError, match=r"cannot tell the trainer .* pass --trainer sft\|dpo"):
+    with raises_one_line(match=r"cannot tell the trainer .* pass --trainer sft\|dpo"):
         load_recipe(loose)
     assert load_recipe(loose, trainer="sft").trainer.config == "sft"
-    with pytest.raises(UserError, match="unknown trainer 'ppo'"):
+    with raises_one_line(match="unknown trainer 'ppo'"):
         load_recipe(loose, trainer="ppo")
 
 
@@ -249,9 +256,8 @@ def test_cli_reports_a_bad_override_in_one_line_before_any_model_loads(tmp_path,
     monkeypatch.setenv("HUBTOOL_MODEL_CACHE", str(models))
     result = CliRunner().invoke(main, ["train", str(SMOKE), "--set", "model_name_or_path=smollm2-135m",
                                        "--set", "per_device_train_batch_size=big"])  # fmt: skip
-    assert result.exit_code == 1
-    assert result.output.count("\n") == 1 and "invalid int value: 'big'" in result.output
-    assert "Traceback" not in result.output and not models.exists()
+    assert_one_line(result, "invalid int value: 'big'")
+    assert not models.exists()
 
 
 def test_module_entry_point_and_fast_help():

@@ -15,16 +15,11 @@ from click.testing import CliRunner
 
 from toolkit.cli import main
 
+from .assertions import assert_one_line
 from .fakes import rows
 
 ROOT = Path(__file__).parents[1]
 SMOKE_RECIPE = str(ROOT / "recipes" / "cot" / "smollm2-135m-lora-smoke.yaml")
-
-
-def _one_line(result, message: str, code: int = 1) -> None:
-    assert result.exit_code == code, result.output
-    assert message in result.output, result.output
-    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1, result.output
 
 
 def _hubtool(*args: str):
@@ -67,21 +62,21 @@ def test_bad_flags_and_files_are_one_line(tmp_path, flags, message):
     args = [a.replace("{tmp}", str(tmp_path)) for a in flags]
     result = _hubtool("build-dataset", "cot", "--source", "gym:chain_sum", "--limit", "2", *args,
                       "--out", str(tmp_path / "run"), "--cache", str(tmp_path / "c.sqlite"))  # fmt: skip
-    _one_line(result, message)
+    assert_one_line(result, message)
     assert not (tmp_path / "run").exists()
 
 
 def test_an_unwritable_out_or_home_is_one_line(tmp_path, monkeypatch):
     place = _unwritable(tmp_path)
-    _one_line(_build(tmp_path, str(place)), f"cannot write to --out {place}")
+    assert_one_line(_build(tmp_path, str(place)), f"cannot write to --out {place}")
     monkeypatch.setenv("HUBTOOL_HOME", str(place))
     result = _hubtool("build-dataset", "cot", "--source", "gym:chain_sum", "--limit", "2", "--teacher", "fake:right",
                       "--out", str(tmp_path / "run"))  # fmt: skip
-    _one_line(result, "cannot create the call cache folder")
+    assert_one_line(result, "cannot create the call cache folder")
     monkeypatch.setenv("HUBTOOL_HOME", str(tmp_path / "home"))
     assert _build(tmp_path).exit_code == 0
     monkeypatch.setenv("HUBTOOL_HOME", str(place))
-    _one_line(_hubtool("push", str(tmp_path / "run"), "me/x"), "cannot write the local registry")
+    assert_one_line(_hubtool("push", str(tmp_path / "run"), "me/x"), "cannot write the local registry")
 
 
 def test_a_registry_path_that_is_a_file_is_one_line(tmp_path, monkeypatch):
@@ -89,8 +84,8 @@ def test_a_registry_path_that_is_a_file_is_one_line(tmp_path, monkeypatch):
     (tmp_path / "home").mkdir()
     (tmp_path / "home" / "datasets").write_text("not a folder")
     assert _build(tmp_path).exit_code == 0
-    _one_line(_hubtool("push", str(tmp_path / "run"), "me/x"), "is a file, not a folder")
-    _one_line(_hubtool("ls"), "is a file, not a folder")
+    assert_one_line(_hubtool("push", str(tmp_path / "run"), "me/x"), "is a file, not a folder")
+    assert_one_line(_hubtool("ls"), "is a file, not a folder")
 
 
 def test_a_corrupt_parquet_is_refused_on_push(tmp_path, monkeypatch):
@@ -98,16 +93,16 @@ def test_a_corrupt_parquet_is_refused_on_push(tmp_path, monkeypatch):
     assert _build(tmp_path).exit_code == 0
     data = next((tmp_path / "run" / "data").glob("*.parquet"))
     data.write_bytes(b"PAR1 this is not parquet")
-    _one_line(_hubtool("push", str(tmp_path / "run"), "me/x"), "is not a readable parquet file")
+    assert_one_line(_hubtool("push", str(tmp_path / "run"), "me/x"), "is not a readable parquet file")
 
 
 def test_eval_and_train_bad_options_are_one_line(tmp_path):
     (tmp_path / "file").write_text("x")
-    _one_line(_hubtool("eval", "-m", "smollm2-135m", "--suite", "gym", "-o", str(tmp_path / "file")),
+    assert_one_line(_hubtool("eval", "-m", "smollm2-135m", "--suite", "gym", "-o", str(tmp_path / "file")),
               "--output-dir")  # fmt: skip
-    _one_line(_hubtool("eval", "-m", "smollm2-135m", "--suite", "gym", "--batch-size", "zero", "-o", str(tmp_path / "e")),
+    assert_one_line(_hubtool("eval", "-m", "smollm2-135m", "--suite", "gym", "--batch-size", "zero", "-o", str(tmp_path / "e")),
               "--batch-size must be a positive integer or 'auto', not 'zero'")  # fmt: skip
-    _one_line(_hubtool("train", SMOKE_RECIPE, "--set", "dataset_name=me/x", "--set", "lora_target_modules=[1,2"),
+    assert_one_line(_hubtool("train", SMOKE_RECIPE, "--set", "dataset_name=me/x", "--set", "lora_target_modules=[1,2"),
               "--set lora_target_modules=[1,2: not a list")  # fmt: skip
 
 
@@ -133,8 +128,8 @@ def test_one_corrupt_registry_entry_does_not_break_the_others(tmp_path, monkeypa
     assert "BROKEN" in lines["me/badparquet"] and "not a readable parquet file" in lines["me/badparquet"]
     assert "BROKEN" in lines["me/badmanifest"] and "is corrupt" in lines["me/badmanifest"]
     assert "BROKEN" in lines["me/gone"] and "version folder is gone" in lines["me/gone"]
-    _one_line(_hubtool("show", "me/badparquet"), "not a readable parquet file")
-    _one_line(_hubtool("show", "me/badmanifest"), "is corrupt")
+    assert_one_line(_hubtool("show", "me/badparquet"), "not a readable parquet file")
+    assert_one_line(_hubtool("show", "me/badmanifest"), "is corrupt")
     assert _hubtool("show", "me/good").exit_code == 0
 
 
@@ -144,7 +139,7 @@ def test_a_corrupt_call_cache_names_the_file_and_is_left_as_it_was(tmp_path):
     cache.write_bytes(b"this is not a database " * 200)
     before = cache.read_bytes()
     result = _build(tmp_path)
-    _one_line(result, f"the call cache {cache} is corrupt")
+    assert_one_line(result, f"the call cache {cache} is corrupt")
     assert f"mv {cache} {cache}.broken" in result.output and cache.read_bytes() == before
 
 
@@ -161,7 +156,7 @@ def test_a_cache_damaged_inside_is_one_line_too(tmp_path):
     cache.write_bytes(bytes(data))
     result = _hubtool("build-dataset", "cot", "--source", "gym:chain_sum", "--limit", "40", "--samples", "2",
                       "--teacher", "fake:right", "--out", str(tmp_path / "b"), "--cache", str(cache))  # fmt: skip
-    _one_line(result, "is corrupt")
+    assert_one_line(result, "is corrupt")
 
 
 # -- item 9: a build that kept no rows -------------------------------------------------------------
@@ -170,11 +165,11 @@ def test_an_empty_build_is_not_pushed_and_every_reader_says_so(tmp_path, monkeyp
     assert _build(tmp_path, "empty", "fake:wrong").exit_code == 0  # --keep correct keeps none of them
     assert rows(tmp_path / "empty") == []
     empty = str(tmp_path / "empty")
-    _one_line(_hubtool("push", empty, "me/empty"), "holds 0 rows, so there is nothing to publish")
+    assert_one_line(_hubtool("push", empty, "me/empty"), "holds 0 rows, so there is nothing to publish")
     shown = _hubtool("show", empty)
     assert shown.exit_code == 0 and "0 rows: nothing to train on" in shown.output
     result = _hubtool("build-dataset", "preference", "--from-dataset", empty, "--student", "fake:right",
                       "--out", str(tmp_path / "pref"), "--cache", str(tmp_path / "c.sqlite"))  # fmt: skip
-    _one_line(result, "has no rows in split 'train'")
-    _one_line(_hubtool("train", SMOKE_RECIPE, "--set", f"dataset_name={empty}", "--output-dir", str(tmp_path / "o")),
+    assert_one_line(result, "has no rows in split 'train'")
+    assert_one_line(_hubtool("train", SMOKE_RECIPE, "--set", f"dataset_name={empty}", "--output-dir", str(tmp_path / "o")),
               "has no rows in split 'train'")  # fmt: skip

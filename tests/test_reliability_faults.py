@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
+from tests.assertions import assert_one_line
 from toolkit.cli import main
 from toolkit.rundir import FAILED, data_file, read_manifest
 
@@ -128,7 +129,7 @@ def test_timeout_and_retry_defaults_and_checks(tmp_path):
                            (["--max-retries", "-1"], "--max-retries must be at least 0")]:  # fmt: skip
         result = CliRunner().invoke(main, ["build-dataset", "cot", "--source", "gym:chain_sum", *flags,
                                            "--out", str(tmp_path / "run")])  # fmt: skip
-        assert result.exit_code == 1 and message in result.output and len(result.output.strip().splitlines()) == 1
+        assert_one_line(result, message)
 
 
 def test_empty_answers_are_failures_and_never_cached(tmp_path):
@@ -174,8 +175,8 @@ def test_openai_sampling_values_are_checked_before_any_call(tmp_path):
     with FaultServer("ok") as server:
         result = CliRunner().invoke(main, cot_args(server.url, tmp_path / "sums.jsonl", tmp_path / "run",
                                                    tmp_path / "c.sqlite", more=["--temperature", "2.5"]))  # fmt: skip
-        assert result.exit_code == 1 and "--temperature 2.5 is outside" in result.output
-        assert len(result.output.strip().splitlines()) == 1 and server.answered() == 0
+        assert_one_line(result, "--temperature 2.5 is outside")
+        assert server.answered() == 0
 
 
 def _python(*args: str, env: dict | None = None, **kwargs) -> subprocess.Popen:

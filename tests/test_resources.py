@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from toolkit.errors import UserError
+from tests.assertions import raises_one_line
 from toolkit.resources import RESOURCES, resource_dir
 from toolkit.training.recipe import resolve_recipe, shipped_recipes
 
@@ -25,7 +25,7 @@ def test_eval_tasks_can_be_overridden_and_a_bad_override_says_so(monkeypatch, tm
     monkeypatch.setenv("HUBTOOL_EVAL_TASKS", str(tmp_path))
     assert resource_dir("eval_tasks") == tmp_path
     monkeypatch.setenv("HUBTOOL_EVAL_TASKS", str(tmp_path / "nope"))
-    with pytest.raises(UserError, match=r"\$HUBTOOL_EVAL_TASKS is .*nope, which is not a folder"):
+    with raises_one_line(match=r"\$HUBTOOL_EVAL_TASKS is .*nope, which is not a folder"):
         resource_dir("eval_tasks")
 
 
@@ -33,7 +33,7 @@ def test_a_missing_resource_is_a_user_error(monkeypatch, tmp_path):
     import toolkit.resources as R
 
     monkeypatch.setattr(R, "_candidates", lambda name: [tmp_path / "_data" / name])
-    with pytest.raises(UserError, match=r"hubtool's recipes/ is missing .*reinstall hubtool"):
+    with raises_one_line(match=r"hubtool's recipes/ is missing .*reinstall hubtool"):
         resource_dir("recipes")
 
 
@@ -59,7 +59,7 @@ def test_an_unknown_recipe_lists_the_shipped_ones(monkeypatch, tmp_path):
     shipped = shipped_recipes()
     assert "cot/smollm2-135m-lora-smoke" in shipped and "self-refine/dpo-lora" in shipped
     assert not any(name.startswith("accelerate/") for name in shipped)  # launcher configs, not recipes
-    with pytest.raises(UserError, match=r"recipe cot/smolm2 does not exist.*shipped: .*cot/smollm2-135m-lora,"):
+    with raises_one_line(match=r"recipe cot/smolm2 does not exist.*shipped: .*cot/smollm2-135m-lora,"):
         resolve_recipe("cot/smolm2")
 
 

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
+from tests.assertions import raises_one_line
 from toolkit.builders.rows import SFTRow, assistant, schema_of, to_record, user
-from toolkit.errors import UserError
 from toolkit.manifest import Manifest, RowFormat
 from toolkit.rundir import MANIFEST, RunDir, data_file, read_manifest
 
@@ -25,25 +23,25 @@ def test_same_build_may_resume_a_different_one_is_refused(tmp_path):
     run.start(_manifest())
     assert json.loads((tmp_path / "run" / MANIFEST).read_text())["status"] == "running"
     RunDir(tmp_path / "run").check(_manifest())  # the same command again: fine
-    with pytest.raises(UserError, match="different build .*teacher"):
+    with raises_one_line(match="different build .*teacher"):
         RunDir(tmp_path / "run").check(_manifest("openai:gpt-4o-mini"))
     RunDir(tmp_path / "run").check(_manifest("openai:gpt-4o-mini"), overwrite=True)
 
 
 def test_foreign_directory_and_file_are_refused(tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
-    with pytest.raises(UserError, match="not empty"):
+    with raises_one_line(match="not empty"):
         RunDir(tmp_path).check(_manifest())
-    with pytest.raises(UserError, match="is a file"):
+    with raises_one_line(match="is a file"):
         RunDir(tmp_path / "notes.txt").check(_manifest())
 
 
 def test_a_manifest_that_is_not_one_is_a_user_error(tmp_path):
     (tmp_path / MANIFEST).write_text('{"method": "cot"}')
-    with pytest.raises(UserError, match="not a hubtool manifest"):
+    with raises_one_line(match="not a hubtool manifest"):
         read_manifest(tmp_path)
     (tmp_path / MANIFEST).write_text("{nope")
-    with pytest.raises(UserError, match="corrupt"):
+    with raises_one_line(match="corrupt"):
         read_manifest(tmp_path)
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from toolkit.errors import UserError
+from tests.assertions import raises_one_line
 from toolkit.sandbox import OUTCOMES, ExecResult, Limits, Sandbox, run_program
 from toolkit.sandbox import client as sandbox_client
 from toolkit.sandbox.answer import BadAnswer, render
@@ -340,18 +340,18 @@ def test_run_program_convenience():
 
 
 def test_run_program_rejects_an_unknown_limit():
-    with pytest.raises(UserError, match="wall_s"):
+    with raises_one_line(match="wall_s"):
         run_program("ans = 1", wal_s=3)
 
 
 @pytest.mark.parametrize("bad", [{"wall_s": 0}, {"cpu_s": 1.5}, {"memory_mb": -1}, {"output_chars": True}])
 def test_limits_are_checked(bad):
-    with pytest.raises(UserError, match=next(iter(bad))):
+    with raises_one_line(match=next(iter(bad))):
         Limits(**bad)
 
 
 def test_unknown_mechanism_is_a_user_error():
-    with pytest.raises(UserError, match="did you mean 'seccomp'"):
+    with raises_one_line(match="did you mean 'seccomp'"):
         Sandbox(disable={"secomp"})
 
 
@@ -390,7 +390,7 @@ def test_render_honours_an_answer_limit_past_4300_digits():
 
 
 def test_a_missing_python_is_a_user_error():
-    with pytest.raises(UserError, match="cannot start"):
+    with raises_one_line(match="cannot start"):
         Sandbox(python="/nonexistent/python3").run(CHECK)
 
 

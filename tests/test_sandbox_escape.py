@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from toolkit.errors import UserError
+from tests.assertions import raises_one_line
 from toolkit.sandbox import Limits, Sandbox
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the sandbox isolates on Linux")
@@ -158,7 +158,7 @@ def test_the_private_tmp_counts_against_the_memory_limit():
 
 
 def test_a_tmpfs_as_big_as_the_memory_limit_is_refused():
-    with pytest.raises(UserError, match="disk_mb=64") as info:
+    with raises_one_line(match="disk_mb=64") as info:
         Limits(memory_mb=64, disk_mb=64)
     assert "\n" not in str(info.value)
 

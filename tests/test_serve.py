@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.assertions import raises_one_line
 from toolkit.errors import UserError
 from toolkit.teachers.serve import (
     ServedTeacher,
@@ -224,7 +225,7 @@ def test_a_port_that_answers_for_another_model_does_not_pass_the_health_check(gg
         ours = ServerProcess(llamacpp_command(TeacherServer(str(gguf)), gguf, "other", port), port, "other",
                              tmp_path / "other.log")  # fmt: skip
         start(ours)
-        with pytest.raises(UserError, match="did not answer on http://127.0.0.1:.*/v1/models within 1 s"):
+        with raises_one_line(match="did not answer on http://127.0.0.1:.*/v1/models within 1 s"):
             wait_ready(ours, timeout=1.0)
         assert live_processes(str(gguf)) == [first.pid]  # ours stopped at the deadline, the other untouched
 
@@ -273,11 +274,11 @@ def test_a_hub_file_in_the_hf_cache_resolves_offline(gguf, tmp_path, monkeypatch
 def test_not_a_gguf_and_bad_hub_names_are_one_line_errors(tmp_path):
     text = tmp_path / "model.gguf"
     text.write_text("not weights")
-    with pytest.raises(UserError, match=r"model.gguf \(from gguf:\) is not a GGUF file \(no GGUF header\)$"):
+    with raises_one_line(match=r"model.gguf \(from gguf:\) is not a GGUF file \(no GGUF header\)$"):
         resolve_gguf(TeacherServer(str(text)))
-    with pytest.raises(UserError, match="does not exist"):
+    with raises_one_line(match="does not exist"):
         resolve_gguf(TeacherServer(str(tmp_path / "absent.gguf")))
-    with pytest.raises(UserError, match="'hf:Qwen/model.gguf' is not a Hub file; write hf:ORG/NAME/FILE.gguf"):
+    with raises_one_line(match="'hf:Qwen/model.gguf' is not a Hub file; write hf:ORG/NAME/FILE.gguf"):
         resolve_gguf(TeacherServer("hf:Qwen/model.gguf"))
 
 
@@ -294,11 +295,11 @@ def test_the_sha256_is_hashed_once_per_path_size_and_mtime(gguf):
 # -- the experiment file's mapping, and the command --------------------------------------------------------
 def test_the_mapping_is_checked_with_a_hint_for_a_typo():
     assert TeacherServer.from_config("hf:A/B/c.gguf") == TeacherServer("hf:A/B/c.gguf")
-    with pytest.raises(UserError, match=r"unknown key 'alais' \(did you mean 'alias'\?\)"):
+    with raises_one_line(match=r"unknown key 'alais' \(did you mean 'alias'\?\)"):
         TeacherServer.from_config({"gguf": "hf:A/B/c.gguf", "alais": "x"})
-    with pytest.raises(UserError, match="backend 'vllm' is not one of llamacpp, transformers"):
+    with raises_one_line(match="backend 'vllm' is not one of llamacpp, transformers"):
         TeacherServer.from_config({"gguf": "hf:A/B/c.gguf", "backend": "vllm"})
-    with pytest.raises(UserError, match="teacher_server needs `gguf: hf:ORG/NAME/FILE.gguf`"):
+    with raises_one_line(match="teacher_server needs `gguf: hf:ORG/NAME/FILE.gguf`"):
         TeacherServer.from_config({"path": "x.gguf"})
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from toolkit.errors import UserError
+from tests.assertions import raises_one_line
 from toolkit.records import stable_id
 from toolkit.sources import _GymWorker, benchmark_info, known_benchmarks, load_source
 from toolkit.sources.gym import gym_gold
@@ -54,7 +54,7 @@ def _load(name: str, **kw):
 def _user_error(match: str, **kw) -> str:
     """Assert load_source(**kw) raises a one-line UserError matching `match`; return its text."""
     spec = kw.pop("spec")
-    with pytest.raises(UserError, match=match) as err:
+    with raises_one_line(match=match) as err:
         load_source(spec, **kw)
     assert "\n" not in str(err.value)
     return str(err.value)
@@ -299,7 +299,7 @@ def test_gym_answer_types_are_decided_in_one_place(task: str, answer: str, typed
 
 
 def test_a_gym_answer_that_breaks_the_table_is_a_user_error() -> None:
-    with pytest.raises(UserError, match="'syllogism' gave the answer 'Maybe', which is not a yesno"):
+    with raises_one_line(match="'syllogism' gave the answer 'Maybe', which is not a yesno"):
         gym_gold("syllogism", "Maybe")
 
 

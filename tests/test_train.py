@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from tests.assertions import raises_one_line
 from toolkit.cli import main
 from toolkit.errors import UserError
 from toolkit.training import load_recipe, train
@@ -60,7 +61,7 @@ def no_models(tmp_path, monkeypatch) -> Path:
 def test_sft_recipe_on_preference_data_names_the_expected_columns(tmp_path, no_models):
     data = write_dataset(tmp_path / "prefs", preference_rows())
     recipe = load_recipe(SFT_SMOKE, [f"dataset_name={data}", "model_name_or_path=smollm2-135m"])
-    with pytest.raises(UserError, match=r"has columns prompt, chosen, rejected, id, gold, but a SFT recipe expects "
+    with raises_one_line(match=r"has columns prompt, chosen, rejected, id, gold, but a SFT recipe expects "
                                         r"prompt \+ completion .* or messages; it looks like DPO data, use a DPO"):  # fmt: skip
         train(recipe)
     assert not no_models.exists()
@@ -93,7 +94,7 @@ def test_unknown_dataset_name_is_the_resolvers_error(no_models):
     recipe = load_recipe(
         SFT_SMOKE, ["dataset_name=nobody/no-such-dataset", "model_name_or_path=smollm2-135m"]
     )
-    with pytest.raises(UserError, match=r"'nobody/no-such-dataset' is not in the local registry"):
+    with raises_one_line(match=r"'nobody/no-such-dataset' is not in the local registry"):
         train(recipe)
     result = CliRunner().invoke(
         main, ["train", str(SFT_SMOKE), "--set", "dataset_name=nobody/no-such-dataset"]
@@ -111,7 +112,7 @@ def test_empty_dataset_and_wrong_message_shape(tmp_path, no_models):
     datasets.Dataset.from_dict({"prompt": [], "completion": []}, features=features).to_parquet(
         str(empty / DATA_FILE)
     )
-    with pytest.raises(UserError, match="has no rows in split 'train'"):
+    with raises_one_line(match="has no rows in split 'train'"):
         train(load_recipe(SFT_SMOKE, [f"dataset_name={empty}"]))
     odd = write_dataset(tmp_path / "odd", [{"prompt": [{"text": "hi"}], "completion": [{"text": "yo"}]}])
     with pytest.raises(

@@ -14,8 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
+from tests.assertions import raises_one_line
 from toolkit.cli import main
-from toolkit.errors import UserError
 from toolkit.rundir import FAILED, data_file, read_manifest
 from toolkit.teachers.base import CallFailure, Completion, Request, SamplingParams
 from toolkit.teachers.openai_backend import OpenAITeacher
@@ -183,7 +183,7 @@ def test_proxies_from_the_environment_still_apply(monkeypatch):
 
 @pytest.mark.parametrize("url", ["http://[::1/v1", "http://127.0.0.1:99999/v1"])
 def test_an_unparsable_base_url_is_a_user_error(url):
-    with pytest.raises(UserError, match="teacher base URL is not a valid URL") as e:
+    with raises_one_line(match="teacher base URL is not a valid URL") as e:
         OpenAITeacher.from_spec(f"m@{url}")
     assert "\n" not in str(e.value)
 

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from toolkit.errors import UserError
+from tests.assertions import raises_one_line
 from toolkit.teachers import load_teacher
 from toolkit.teachers.base import Request, SamplingParams
 from toolkit.teachers.cache import CallCache
@@ -25,7 +25,7 @@ def req(messages=STORY, n=1, max_new_tokens=16, temperature=1.0, seed=0) -> Requ
 
 def test_missing_vllm_is_a_one_line_user_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "vllm", None)  # how Python marks a package as not importable
-    with pytest.raises(UserError, match=r"needs vLLM.*pip install 'hubtool\[vllm\]'") as err:
+    with raises_one_line(match=r"needs vLLM.*pip install 'hubtool\[vllm\]'") as err:
         load_teacher("vllm:smollm2-135m")
     assert "\n" not in str(err.value)
 
