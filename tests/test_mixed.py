@@ -336,6 +336,25 @@ def test_build_keeps_verified_rationales_of_both_modes_honestly(tmp_path):
     assert {r["prompt"][-1]["content"] for r in kept} <= teacher_prompts
 
 
+def test_a_correct_cot_answer_without_reasoning_or_that_contradicts_itself_is_counted_never_kept(tmp_path):
+    def answer(request, j):
+        a, b = _numbers(request)
+        if "(PoT)" in request.messages[-1]["content"]:
+            return f"```python\nans = {a} + {b}\n```"
+        return [f"The answer is {a + b}.",  # bare: right, but nothing a student could learn a method from
+                f"{a} plus {b} is {a + b}.\nThe answer is {a + b}. No wait, the answer is {a + b + 1}.",
+                f"{a} plus {b} is {a + b}.\nThe answer is {a + b}."][j]  # fmt: skip
+
+    manifest = build("mixed", tmp_path / "run", teachers={"teacher": FakeTeacher(answer)}, source=_source(tmp_path),
+                     cot_samples=3, pot_samples=1, **FAST)  # fmt: skip
+    cot = [r for r in rows(tmp_path / "run") if r["mode"] == "cot"]
+    assert [r["completion"][0]["content"].split("\n")[0] for r in cot] == [
+        "0 plus 5 is 5.", "1 plus 6 is 7.", "2 plus 7 is 9.", "3 plus 8 is 11."]
+    assert manifest.counts["cot_verified"] == 4 and manifest.counts["kept_cot"] == 4
+    failures = manifest.stats["failures"]["cot"]
+    assert (failures["no_reasoning"], failures["contradiction"]) == (4, 4)
+
+
 HOSTILE = {
     "while True: pass": "timeout",
     "import time\ntime.sleep(30)\nans = 1": "timeout",

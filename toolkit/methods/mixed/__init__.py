@@ -161,7 +161,7 @@ def _cot_rows(problem: Problem, completions, messages, work: Work[MixedConfig]) 
             "no_answer" if verdict.pred is None else "no_reasoning" if verdict.bare else
             "verified" if verdict.correct else "wrong")  # fmt: skip
         _count(work, "cot", kind)
-        if not verdict.correct or _seen(verdict.text, seen, counts):
+        if kind != "verified" or _seen(verdict.text, seen, counts):  # bare or self-contradicting: counted, not kept
             continue
         rows.append(_row(problem, work, messages, "cot", verdict.text, idx, completion, pred=verdict.pred))
     return rows
