@@ -1,0 +1,205 @@
+"""A build cut into shards (`--shard I/N`) and merged (`hubtool merge RUN`) is the single-process build.
+
+Every shard runs with the same fake teacher (its calls counted); the merge replays the whole build
+from the shards' cached calls, so its rows (same order), counts and stats equal those of one
+process building the same config, for a method with no state (cot), one with per-build state and
+`finish` stats (counterfactual) and one with a global `select` (mixed's balancing).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pytest
+from click.testing import CliRunner
+
+from tests.fakes import FakeTeacher, render_card, rows
+from tests.test_counterfactual import CASES, fake, question
+from tests.test_mixed import GOOD, _source
+from tests.test_mixed import _teacher as mixed_teacher
+from toolkit import api
+from toolkit.builders import shards
+from toolkit.cli import main
+from toolkit.errors import UserError
+from toolkit.rundir import read_manifest
+
+
+class Killed(Exception):
+    pass
+
+
+def _chain_source(tmp_path, n=7):
+    path = tmp_path / "sums.jsonl"
+    path.write_text("".join(json.dumps({"question": f"Calculate {i} + {2 * i} - 1.", "answer": str(3 * i - 1)}) + "\n"
+                            for i in range(n)))  # fmt: skip
+    return f"file:{path}"
+
+
+def _cf_source(tmp_path):
+    path = tmp_path / "cases.jsonl"
+    path.write_text("".join(json.dumps({"question": question(c), "answer": a}) + "\n" for c, a in CASES.items()))
+    return f"file:{path}"
+
+
+def _cot(tmp_path):
+    return "cot", {"teacher": "fake:cycle", "source": _chain_source(tmp_path), "samples": 3, "keep": "all"}, \
+        lambda: {"teacher": FakeTeacher.from_spec("cycle")}  # fmt: skip
+
+
+def _counterfactual(tmp_path):
+    def teachers():
+        teacher = FakeTeacher(fake)
+        return {"teacher": teacher, "judge": teacher}
+
+    return "counterfactual", {"source": _cf_source(tmp_path)}, teachers
+
+
+def _mixed(tmp_path):
+    return "mixed", {"source": _source(tmp_path, 5), "cot_samples": 3, "pot_samples": 5, "exec_timeout": 2.0}, \
+        lambda: {"teacher": mixed_teacher(GOOD)}  # fmt: skip
+
+
+def _calls(teachers) -> int:
+    return sum(t.samples_drawn for t in {id(t): t for t in teachers.values()}.values())
+
+
+def _same(a, b, method):
+    """Rows, counts and stats equal; mixed's rows hold a program's measured runtime, which no two
+    runs share (a single-process build run twice differs there too)."""
+    if method == "mixed":
+        for r in a + b:
+            r.pop("exec_runtime_s")
+    assert a == b
+
+
+def _timeless(value):
+    """Stats without measured times (mixed's sandbox runtimes): the rest must be equal."""
+    if isinstance(value, dict):
+        return {k: _timeless(v) for k, v in value.items() if "runtime" not in k}
+    return value
+
+
+def _sharded(tmp_path, method, options, make_teachers, n):
+    out = tmp_path / "sharded"
+    calls = 0
+    for i in range(n):
+        teachers = make_teachers()
+        api.build(method, out=str(out), shard=f"{i}/{n}", teachers=teachers, **options)
+        calls += _calls(teachers)
+    return out, calls
+
+
+@pytest.mark.parametrize("case", [_cot, _counterfactual, _mixed], ids=["cot", "counterfactual", "mixed"])
+def test_every_shard_then_merge_is_the_single_process_build(tmp_path, case):
+    method, options, make_teachers = case(tmp_path)
+    single_teachers = make_teachers()
+    single = api.build(method, out=str(tmp_path / "single"), cache=str(tmp_path / "single.sqlite"),
+                       teachers=single_teachers, **options)  # fmt: skip
+    out, calls = _sharded(tmp_path, method, options, make_teachers, 3)
+    assert calls == _calls(single_teachers)  # each call made once, by one shard
+    merged = api.merge(out)
+    _same(rows(out), rows(single.run_dir), method)
+    assert merged.manifest.counts == single.manifest.counts
+    assert _timeless(merged.manifest.stats) == _timeless(single.manifest.stats)
+    assert merged.manifest.rows == single.manifest.rows
+    assert merged.manifest.teacher == single.manifest.teacher
+    assert merged.manifest.usage  # what the shards paid for
+    card = render_card(out)
+    assert "--shard" not in card and method in card
+
+
+def test_more_shards_than_problems_and_a_rerun_makes_no_call(tmp_path):
+    method, options, make_teachers = _cot(tmp_path)
+    options = {**options, "source": _chain_source(tmp_path, 3)}
+    out, calls = _sharded(tmp_path, method, options, make_teachers, 5)  # two shards hold no problem
+    assert calls == 3 * 3
+    again, calls_again = _sharded(tmp_path, method, options, make_teachers, 5)
+    assert calls_again == 0  # every shard is done: nothing is asked
+    assert len(rows(api.merge(out).run_dir)) == 9
+    plan = shards.read_plan(out)
+    assert plan["shards"] == 5 and plan["problem_count"] == 3
+
+
+def test_a_failed_shard_resumes_from_its_own_cache(tmp_path):
+    method, options, make_teachers = _cot(tmp_path)
+    out = tmp_path / "sharded"
+    failing = FakeTeacher.from_spec("cycle")
+    answer = failing.answer
+    seen = []
+
+    def flaky(request, j):
+        seen.append(1)
+        if len(seen) > 4:
+            raise Killed  # the job dies mid-shard
+        return answer(request, j)
+
+    failing.answer = flaky
+    with pytest.raises(Killed):
+        api.build(method, out=str(out), shard="0/2", teachers={"teacher": failing}, **options)
+    assert read_manifest(shards.shard_dir(out, shards.Shard(0, 2))).status == "running"
+    with pytest.raises(UserError, match=r"cannot merge .*: 2 of 2 shards not done: 0/2 \(unfinished\), 1/2 \(missing\)"):
+        api.merge(out)
+    db = sqlite3.connect(shards.shard_dir(out, shards.Shard(0, 2)) / shards.CACHE)
+    cached = db.execute("SELECT COUNT(*) FROM samples").fetchone()[0]
+    db.close()
+    assert cached > 0  # what was answered before the kill
+    teachers = make_teachers()
+    api.build(method, out=str(out), shard="0/2", teachers=teachers, **options)
+    lo, hi = shards.Shard(0, 2).bounds(7)
+    assert _calls(teachers) == (hi - lo) * 3 - cached  # resumed: none of the cached samples asked again
+    with pytest.raises(UserError, match=r"1 of 2 shards not done: 1/2 \(missing\)"):
+        api.merge(out)
+
+
+def test_a_shard_with_other_options_is_refused_in_one_line(tmp_path):
+    method, options, make_teachers = _cot(tmp_path)
+    out = tmp_path / "sharded"
+    api.build(method, out=str(out), shard="0/2", teachers=make_teachers(), **options)
+    with pytest.raises(UserError, match=r"shard 1/2 is not part of .* \(config.samples differs: 3 vs 2\)") as e:
+        api.build(method, out=str(out), shard="1/2", teachers=make_teachers(), **{**options, "samples": 2})
+    assert "\n" not in str(e.value)
+    with pytest.raises(UserError, match=r"it is cut into 2 shards, not 3"):
+        api.build(method, out=str(out), shard="1/3", teachers=make_teachers(), **options)
+    for bad in ("2/2", "1", "-1/2", "a/b"):
+        with pytest.raises(UserError, match="give I/N with 0 <= I < N"):
+            api.build(method, out=str(out), shard=bad, teachers=make_teachers(), **options)
+
+
+def test_merge_refuses_a_call_no_shard_made(tmp_path):
+    method, options, make_teachers = _cot(tmp_path)
+    out, _ = _sharded(tmp_path, method, options, make_teachers, 2)
+    db = sqlite3.connect(shards.shard_dir(out, shards.Shard(1, 2)) / shards.CACHE)
+    with db:
+        db.execute("DELETE FROM samples WHERE rowid = (SELECT MAX(rowid) FROM samples)")
+    db.close()
+    with pytest.raises(UserError, match=r"cannot merge: a teacher call of problem '\w+' \(shard 1/2\) is in no "
+                                        r"shard's call cache .*; remove .*00001-of-00002 and run shard 1/2 again"):
+        api.merge(out)
+
+
+def test_shard_caches_use_the_rollback_journal(tmp_path):
+    method, options, make_teachers = _cot(tmp_path)
+    out, _ = _sharded(tmp_path, method, options, make_teachers, 2)
+    db = sqlite3.connect(shards.shard_dir(out, shards.Shard(0, 2)) / shards.CACHE)
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "delete"  # not WAL: shared filesystems
+    db.close()
+
+
+def test_cli_shard_and_merge(tmp_path):
+    src = _chain_source(tmp_path, 4)
+    out = tmp_path / "run"
+    runner = CliRunner()
+    common = ["build-dataset", "cot", "--teacher", "fake:right", "--source", src, "--out", str(out),
+              "--cache", str(tmp_path / "ignored.sqlite")]  # fmt: skip
+    result = runner.invoke(main, ["merge", str(out)])
+    assert result.exit_code != 0 and "holds no sharded build" in result.output
+    for i in range(2):
+        result = runner.invoke(main, [*common, "--shard", f"{i}/2"])
+        assert result.exit_code == 0, result.output
+    result = runner.invoke(main, ["merge", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "cot: 4 problems" in result.output
+    manifest = read_manifest(out)
+    assert "--shard" not in manifest.command and manifest.status == "complete"
+    assert len(rows(out)) == manifest.rows == manifest.counts["samples"] and (out / "README.md").is_file()

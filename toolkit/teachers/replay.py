@@ -1,0 +1,64 @@
+"""A stand-in backend that answers only from the call cache: how `hubtool merge` replays a sharded build.
+
+Merging a sharded build runs the ordinary single-process build over every problem, from a cache
+that holds every shard's calls (toolkit.builders.shards). Each session asks the cache first, so a
+backend is asked only for a call no shard made; this one has the identity of the backend the
+shards used (backend, model, revision, endpoint: the cache key, see toolkit.teachers.cache) and
+loads no weights, and a call that reaches it is an error naming the shard whose cache lacks it.
+Where the shards' backend had a tokenizer (transformers), it is loaded (no weights): a method may
+count tokens with it (mixed's `num_tokens`), and the replay must count them as the shards' build did.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from toolkit.errors import UserError
+from toolkit.teachers.base import OnResult, Request, Result, Teacher
+
+
+class ReplayTeacher(Teacher):
+    """The recorded identity of a backend (`record`: what `identity_record` wrote), answering nothing."""
+
+    def __init__(self, role: str, record: Mapping[str, Any], whose: Callable[[Request], tuple[str, str]]) -> None:
+        self.role = role
+        self.backend = str(record["backend"])
+        self.model = str(record["model"])
+        self.revision = str(record.get("revision") or "")
+        self.endpoint = str(record.get("endpoint") or "")
+        self.spec = str(record.get("spec") or f"{self.backend}:{self.model}")  # as the shards' manifests name it
+        self.window = int(record.get("window") or Teacher.window)
+        self.served = tuple(record.get("served") or ())
+        self.weights = dict(record.get("weights") or {})
+        self._whose = whose  # the request -> which shard's problem it belongs to, and what to do, in words
+        self.tokenizer = _tokenizer(self.model) if record.get("tokenizer") else None
+
+    def generate(self, requests: Sequence[Request], on_result: OnResult | None = None) -> list[Result]:
+        what, fix = self._whose(requests[0])
+        raise UserError(f"cannot merge: a {self.role} call of {what} is in no shard's call cache (the shard ran "
+                        f"with other options or code); {fix}, then merge again")  # fmt: skip
+
+
+def identity_record(backend: Teacher) -> dict[str, Any]:
+    """What a shard records of a backend after its run, for the merge's `ReplayTeacher`."""
+    weights = getattr(backend, "weights", None)  # what a server says of its weights (openai backend)
+    return {"backend": backend.backend, "model": backend.model, "revision": backend.revision,
+            "endpoint": backend.endpoint, "window": backend.window,
+            "served": sorted(s for s in getattr(backend, "served", ()) if s),
+            "weights": dict(weights) if isinstance(weights, dict) else {},
+            "tokenizer": getattr(backend, "tokenizer", None) is not None}  # fmt: skip
+
+
+def _tokenizer(model: str) -> Any:
+    """The tokenizer the transformers backend loads for `model`, without the weights."""
+    from transformers import AutoTokenizer  # heavy: only for a transformers teacher's replay
+
+    from toolkit.teachers.models import resolve_model_path
+    from toolkit.teachers.transformers_backend import adapter_base_path
+
+    path = resolve_model_path(model)
+    base = adapter_base_path(path)
+    folder = path if base is None or (Path(path) / "tokenizer_config.json").is_file() else base
+    return AutoTokenizer.from_pretrained(folder, padding_side="left")
