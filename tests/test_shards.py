@@ -203,3 +203,31 @@ def test_cli_shard_and_merge(tmp_path):
     manifest = read_manifest(out)
     assert "--shard" not in manifest.command and manifest.status == "complete"
     assert len(rows(out)) == manifest.rows == manifest.counts["samples"] and (out / "README.md").is_file()
+
+
+def test_a_build_whose_model_works_outside_the_cache_is_not_sharded(tmp_path):
+    from tests.test_evolve import SEEDS
+
+    with pytest.raises(UserError, match=r"--shard: this build cannot be sharded \(--scorer-mode expected .*\)"):
+        api.build("evolve", source=SEEDS, scorer_mode="expected", scorer="transformers:smollm2-135m",
+                  out=str(tmp_path / "run"), shard="0/2")  # fmt: skip
+    assert not (tmp_path / "run").exists()  # refused before any model loads or folder is made
+
+
+def test_the_replay_counts_tokens_with_the_shards_tokenizer_and_loads_no_weights(smol_path):
+    """mixed counts a row's tokens with a transformers teacher's tokenizer: the merge's stand-in loads
+    that tokenizer (not the weights), so the counts are the shards'."""
+    from transformers import AutoTokenizer
+
+    from toolkit.teachers.replay import ReplayTeacher, identity_record
+
+    class Shard:  # what a shard's transformers backend looks like after its run
+        backend, model, revision, endpoint, window = "transformers", smol_path, "abc", "", 128
+        tokenizer = AutoTokenizer.from_pretrained(smol_path)
+
+    record = identity_record(Shard())
+    assert record["tokenizer"] and record["window"] == 128
+    replay = ReplayTeacher("teacher", record, lambda request: ("p", "fix"))
+    text = "Here is the program: ans = 3 + 4"
+    assert replay.tokenizer(text).input_ids == Shard.tokenizer(text).input_ids
+    assert not hasattr(replay, "lm") and replay.identity == "transformers:" + smol_path + "@abc"

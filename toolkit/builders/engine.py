@@ -77,6 +77,8 @@ def build_dataset(config: BuildConfig, *, method: Method, teachers: Mapping[str,
     )  # fmt: skip
     out, cache, shared_fs, shard_record = Path(config.out), Path(config.cache or call_cache_path()), False, None
     if shard is not None:
+        if method.unshardable and (why := method.unshardable(config)):
+            raise UserError(f"--shard: this build cannot be sharded ({why}); run it in one process")
         plan = shards.agree(config.out, shard, shards.plan_of(manifest, problems, shard.count))
         done = shards.committed(config.out, shard, plan)
         if done is not None:
