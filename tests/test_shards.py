@@ -60,6 +60,23 @@ def _mixed(tmp_path):
         lambda: {"teacher": mixed_teacher(GOOD)}  # fmt: skip
 
 
+def _preference(tmp_path):
+    from tests.test_preference import _source as pref_source
+    from tests.test_preference import student_answer
+
+    # one problem's calls fail ("1 + 1"): the merge fails them as the single-process build does
+    return "preference", {"source": pref_source(tmp_path), "student": "fake:student", "samples": 4}, \
+        lambda: {"student": FakeTeacher(student_answer, model="student")}  # fmt: skip
+
+
+def _evolve(tmp_path):
+    from tests.test_evolve import SEEDS, evolving
+
+    # --rows sample: a draw over every seed's rows at the end (select), and stats gathered per seed
+    return "evolve", {"source": SEEDS, "limit": 4, "rows": "sample", "sample_rows": 5}, \
+        lambda: dict.fromkeys(("evolver", "scorer", "answerer"), FakeTeacher(evolving))  # fmt: skip
+
+
 def _calls(teachers) -> int:
     return sum(t.samples_drawn for t in {id(t): t for t in teachers.values()}.values())
 
@@ -90,7 +107,8 @@ def _sharded(tmp_path, method, options, make_teachers, n):
     return out, calls
 
 
-@pytest.mark.parametrize("case", [_cot, _counterfactual, _mixed], ids=["cot", "counterfactual", "mixed"])
+@pytest.mark.parametrize("case", [_cot, _counterfactual, _mixed, _preference, _evolve],
+                         ids=["cot", "counterfactual", "mixed", "preference", "evolve"])
 def test_every_shard_then_merge_is_the_single_process_build(tmp_path, case):
     method, options, make_teachers = case(tmp_path)
     single_teachers = make_teachers()
@@ -105,6 +123,9 @@ def test_every_shard_then_merge_is_the_single_process_build(tmp_path, case):
     assert merged.manifest.rows == single.manifest.rows
     assert merged.manifest.teacher == single.manifest.teacher
     assert merged.manifest.usage  # what the shards paid for
+    assert (out / "failed.jsonl").read_text() == (single.run_dir / "failed.jsonl").read_text()  # preference: one
+    trees = sorted(p.name for p in (single.run_dir / "trees").glob("*.json"))  # evolve's search trees
+    assert sorted(p.name for p in (out / "trees").glob("*.json")) == trees
     card = render_card(out)
     assert "--shard" not in card and method in card
 
@@ -174,7 +195,7 @@ def test_merge_refuses_a_call_no_shard_made(tmp_path):
         db.execute("DELETE FROM samples WHERE rowid = (SELECT MAX(rowid) FROM samples)")
     db.close()
     with pytest.raises(UserError, match=r"cannot merge: a teacher call of problem '\w+' \(shard 1/2\) is in no "
-                                        r"shard's call cache .*; remove .*00001-of-00002 and run shard 1/2 again"):
+                                        r"shard's call cache .*; remove .*00001-of-00002, run shard 1/2 again"):
         api.merge(out)
 
 

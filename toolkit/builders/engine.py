@@ -36,7 +36,7 @@ from toolkit.records import Problem
 from toolkit.rundir import RunDir, command_line
 from toolkit.sources import load_source
 from toolkit.teachers import load_teacher, redact_spec
-from toolkit.teachers.base import Teacher
+from toolkit.teachers.base import CallFailure, Teacher
 from toolkit.teachers.cache import CallCache
 from toolkit.teachers.replay import ReplayTeacher, identity_record
 from toolkit.teachers.session import Session, gather_or_cancel
@@ -75,27 +75,29 @@ def build_dataset(config: BuildConfig, *, method: Method, teachers: Mapping[str,
         prompt_templates=_template_texts(template_names, method.prompt_dirs), versions=library_versions(),
         source_sha256=_file_sha256(loaded.info),
     )  # fmt: skip
-    out, cache, shared_fs, shard_record = Path(config.out), Path(config.cache or call_cache_path()), False, None
+    shared_fs, shard_record = False, None
     if shard is not None:
         if method.unshardable and (why := method.unshardable(config)):
             raise UserError(f"--shard: this build cannot be sharded ({why}); run it in one process")
         plan = shards.agree(config.out, shard, shards.plan_of(manifest, problems, shard.count))
         done = shards.committed(config.out, shard, plan)
-        if done is not None:
+        if done is not None and not done.counts.get("failed"):  # failed calls: a re-run retries them
             log.info("shard %s of %s is done already", shard.label, config.out)
             return done
         lo, hi = shard.bounds(len(problems))
         problems = problems[lo:hi]
-        out = shards.shard_dir(config.out, shard)
-        cache, shared_fs = out / shards.CACHE, True  # its own cache, on the shared filesystem
+        out = shards.shard_dir(config.out, shard)  # the shard's run directory (a method may write there: trees/)
+        config = dataclasses.replace(config, out=str(out), cache=str(out / shards.CACHE))  # run-only fields
+        shared_fs = True  # its own cache, on the shared filesystem
         shard_record = {"index": shard.index, "count": shard.count, "problems": [lo, hi],
                         "fingerprint": plan["fingerprint"]}  # fmt: skip
         manifest.stats["shard"] = shard_record
-    run = RunDir(out)
+    run = RunDir(config.out)
     run.claim()  # one writer at a time: a second build into this --out is refused, not interleaved
     try:
         run.check(manifest, overwrite=config.overwrite)  # before the slow model loads: fail fast
-        sessions, opened = _open_models(config, roles, {**(stand_ins or {}), **(teachers or {})}, cache, shared_fs)
+        sessions, opened = _open_models(config, roles, {**(stand_ins or {}), **(teachers or {})},
+                                        Path(config.cache or call_cache_path()), shared_fs)  # fmt: skip
         run.start(manifest)
         progress = Progress(len(problems), method.name, in_flight=lambda: _in_flight(sessions))
         writer = run.data_writer(schema_of(method.row), to_record)
@@ -152,19 +154,41 @@ def merge_shards(run_dir: str | Path, *, method: Method, config: BuildConfig) ->
         raise UserError(f"cannot merge {run_dir}: its shards ran no problem")
     config = dataclasses.replace(config, out=str(run_dir), cache=str(shards.merge_caches(run_dir, plan["shards"])))
 
-    def whose(request) -> tuple[str, str]:  # only when a call is missing: which problem, which shard
-        text = " ".join(str(m.get("content", "")) for m in request.messages)
-        loaded = method.load_problems(config) if method.load_problems else source_problems(config)
-        problems, count = _decontaminate(loaded, config)[0].problems, plan["shards"]
-        for i, p in enumerate(problems):
-            if p.question and p.question in text:
-                shard = next(s for s in map(Shard, range(count), [count] * count) if s.bounds(len(problems))[1] > i)
-                return (f"problem {p.id!r} (shard {shard.label})",
-                        f"remove {shards.shard_dir(run_dir, shard)} and run shard {shard.label} again")
-        return "a problem", "run the shards again, each into a new --out"
+    failures = shards.failures(run_dir, plan["shards"])
+    problems: list[Problem] = []
 
-    stand_ins = {role: ReplayTeacher(role, {**records[role], "served": sorted(records[role]["served"])}, whose)
-                 for role in roles}  # fmt: skip
+    def miss(roles: str, request) -> CallFailure:
+        """A call no shard's cache holds: the failure its shard recorded (failed calls are not cached,
+        and the single-process build fails them too), else an error naming the problem's shard."""
+        if not problems:  # loaded only now: a merge without failures never needs them
+            loaded = method.load_problems(config) if method.load_problems else source_problems(config)
+            problems.extend(_decontaminate(loaded, config)[0].problems)
+        text = " ".join(str(m.get("content", "")) for m in request.messages)
+        found = [(len(p.question), i) for i, p in enumerate(problems) if p.question and p.question in text]
+        if not found:
+            raise UserError(f"cannot merge {run_dir}: a {roles} call is in no shard's call cache and belongs to no "
+                            "problem of the build; run the shards again into a new --out")  # fmt: skip
+        i = max(found)[1]  # the longest question the prompt holds (one may hold a shorter one)
+        recorded = [f for f in failures.get(problems[i].id, []) if f.get("role") in roles.split("/")]
+        if recorded:
+            return CallFailure(str(recorded[0].get("error") or "failed"))
+        count = plan["shards"]
+        shard = next(s for s in map(Shard, range(count), [count] * count) if s.bounds(len(problems))[1] > i)
+        raise UserError(f"cannot merge: a {roles} call of problem {problems[i].id!r} (shard {shard.label}) is in no "
+                        f"shard's call cache (the shard ran with other options or code); remove "
+                        f"{shards.shard_dir(run_dir, shard)}, run shard {shard.label} again, then merge again")  # fmt: skip
+
+    # roles that shared a backend in the shards (the same spec and identity) share one stand-in, as
+    # the single-process build shares one backend (and its session) between them
+    groups: dict[tuple, list[str]] = {}
+    for role in roles:
+        r = records[role]
+        groups.setdefault((r.get("spec"), r["backend"], r["model"], r.get("revision"), r.get("endpoint")), []).append(role)
+    stand_ins = {}
+    for group in groups.values():
+        record = {**records[group[0]], "served": sorted(records[group[0]]["served"])}
+        stand_in = ReplayTeacher("/".join(group), record, miss)
+        stand_ins.update(dict.fromkeys(group, stand_in))
     manifest = build_dataset(config, method=method, stand_ins=stand_ins, preset=plan.get("preset"),
                              preset_values=plan.get("preset_values"), command=plan["command"])  # fmt: skip
     usage: dict[str, dict[str, int]] = {}

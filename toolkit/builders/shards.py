@@ -41,7 +41,7 @@ from typing import Any
 from toolkit.errors import UserError
 from toolkit.manifest import Manifest
 from toolkit.records import Problem
-from toolkit.rundir import MANIFEST, SHARDS, read_manifest
+from toolkit.rundir import FAILED, MANIFEST, SHARDS, read_manifest
 from toolkit.teachers.cache import CallCache
 
 PLAN = "plan.json"
@@ -173,6 +173,18 @@ def finished(run_dir: str | Path) -> tuple[dict[str, Any], list[Manifest]]:
         raise UserError(f"cannot merge {run_dir}: {len(missing)} of {count} shards not done: {shown}; "
                         f"run them (`{plan['command']} --shard I/{count}`), then merge again")  # fmt: skip
     return plan, done
+
+
+def failures(run_dir: str | Path, shards: int) -> dict[str, list[dict[str, Any]]]:
+    """Every shard's failed calls (failed.jsonl: not cached, so a merge replays them from here), by problem id."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for i in range(shards):
+        path = shard_dir(run_dir, Shard(i, shards)) / FAILED
+        lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
+        for line in filter(None, lines):
+            record = json.loads(line)
+            out.setdefault(str(record.get("id")), []).append(record)
+    return out
 
 
 def merge_caches(run_dir: str | Path, shards: int) -> Path:

@@ -4,7 +4,9 @@ Merging a sharded build runs the ordinary single-process build over every proble
 that holds every shard's calls (toolkit.builders.shards). Each session asks the cache first, so a
 backend is asked only for a call no shard made; this one has the identity of the backend the
 shards used (backend, model, revision, endpoint: the cache key, see toolkit.teachers.cache) and
-loads no weights, and a call that reaches it is an error naming the shard whose cache lacks it.
+loads no weights. A call that reaches it goes to `miss`: the failure a shard recorded for it (a
+failed call is never cached; the single-process build would have failed it too), or an error
+naming the shard whose cache lacks it.
 Where the shards' backend had a tokenizer (transformers), it is loaded (no weights): a method may
 count tokens with it (mixed's `num_tokens`), and the replay must count them as the shards' build did.
 """
@@ -15,14 +17,13 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from toolkit.errors import UserError
-from toolkit.teachers.base import OnResult, Request, Result, Teacher
+from toolkit.teachers.base import CallFailure, OnResult, Request, Result, Teacher
 
 
 class ReplayTeacher(Teacher):
     """The recorded identity of a backend (`record`: what `identity_record` wrote), answering nothing."""
 
-    def __init__(self, role: str, record: Mapping[str, Any], whose: Callable[[Request], tuple[str, str]]) -> None:
+    def __init__(self, role: str, record: Mapping[str, Any], miss: Callable[[str, Request], CallFailure]) -> None:
         self.role = role
         self.backend = str(record["backend"])
         self.model = str(record["model"])
@@ -32,13 +33,16 @@ class ReplayTeacher(Teacher):
         self.window = int(record.get("window") or Teacher.window)
         self.served = tuple(record.get("served") or ())
         self.weights = dict(record.get("weights") or {})
-        self._whose = whose  # the request -> which shard's problem it belongs to, and what to do, in words
+        self._miss = miss  # (role, request) -> the failure a shard recorded, or a UserError
         self.tokenizer = _tokenizer(self.model) if record.get("tokenizer") else None
 
     def generate(self, requests: Sequence[Request], on_result: OnResult | None = None) -> list[Result]:
-        what, fix = self._whose(requests[0])
-        raise UserError(f"cannot merge: a {self.role} call of {what} is in no shard's call cache (the shard ran "
-                        f"with other options or code); {fix}, then merge again")  # fmt: skip
+        results: list[Result] = []
+        for i, request in enumerate(requests):
+            results.append(self._miss(self.role, request))
+            if on_result:
+                on_result(i, results[-1])
+        return results
 
 
 def identity_record(backend: Teacher) -> dict[str, Any]:
