@@ -1,14 +1,17 @@
 """The Python API: hubtool's commands as functions, for notebooks and scripts.
 
-    from toolkit import build, push, train, score, load_dataset
+    from toolkit import build, merge, push, train, score, load_dataset
 
     run = build("cot", source="gym:chain_sum", limit=16, samples=2, out="runs/cot")
     run.dataset()                                  # the rows, a datasets.Dataset
     push(run, "me/cot")                            # the local registry (hub=True: the Hub)
     student = train("cot/smollm2-135m-lora-smoke", dataset="me/cot", output_dir="out/student")
     score(["smollm2-135m", student], tasks="hubtool_gym_chain_sum", limit=8, max_gen_toks=64)
+    for i in range(8):                             # a build cut into shards, one process or machine each
+        build("cot", source="gym:chain_sum", limit=16, out="runs/cot8", shard=f"{i}/8")
+    merge("runs/cot8")                             # the same rows as one build (`hubtool merge`)
 
-`hubtool build-dataset`, `push`, `train` and `eval` are thin calls of these functions (`eval`'s is
+`hubtool build-dataset`, `merge`, `push`, `train` and `eval` are thin calls of these functions (`eval`'s is
 `score`: `toolkit.evaluate` is the package that runs lm-eval, and a function of that name would be
 hidden by it as soon as it loads). The options are checked by the same typed configs (a build's by
 its method's config dataclass, an eval's by `EvalOptions`, a training run's by TRL's parser), so a
