@@ -6,7 +6,9 @@
       -> rows in problem order (the method's `select` may take a subset) -> data + manifest + card
 
 A re-run of the same command resumes: the call cache answers every finished call, so it ends with
-the rows an uninterrupted build would have written.
+the rows an uninterrupted build would have written. The same holds across processes: `--shard I/N`
+runs one contiguous part of the problems with its own cache, and `merge_shards` replays the whole
+build from the shards' caches (toolkit.builders.shards).
 """
 
 from __future__ import annotations
