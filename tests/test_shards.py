@@ -9,6 +9,7 @@ process building the same config, for a method with no state (cot), one with per
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 
 import pytest
@@ -22,6 +23,7 @@ from toolkit import api
 from toolkit.builders import shards
 from toolkit.cli import main
 from toolkit.errors import UserError
+from toolkit.hub.resolve import fingerprint
 from toolkit.rundir import read_manifest
 
 
@@ -224,6 +226,9 @@ def test_cli_shard_and_merge(tmp_path):
     manifest = read_manifest(out)
     assert "--shard" not in manifest.command and manifest.status == "complete"
     assert len(rows(out)) == manifest.rows == manifest.counts["samples"] and (out / "README.md").is_file()
+    before = fingerprint(out)  # what training records of its dataset: the data, not the shards' parts
+    shutil.rmtree(out / "shards")  # the merged build stands alone
+    assert fingerprint(out) == before and len(rows(out)) == manifest.rows
 
 
 def test_a_build_whose_model_works_outside_the_cache_is_not_sharded(tmp_path):

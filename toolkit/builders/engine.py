@@ -177,7 +177,8 @@ def merge_shards(run_dir: str | Path, *, method: Method, config: BuildConfig) ->
         count = plan["shards"]
         shard = next(s for s in map(Shard, range(count), [count] * count) if s.bounds(len(problems))[1] > i)
         raise UserError(f"cannot merge: a {roles} call of problem {problems[i].id!r} (shard {shard.label}) is in no "
-                        f"shard's call cache (the shard ran with other options or code); remove "
+                        "shard's call cache (the shard ran with other options or code, or a question repeated in "
+                        "another shard drew another answer there); remove "
                         f"{shards.shard_dir(run_dir, shard)}, run shard {shard.label} again, then merge again")  # fmt: skip
 
     # roles that shared a backend in the shards (the same spec and identity) share one stand-in, as
