@@ -257,3 +257,26 @@ def test_the_replay_counts_tokens_with_the_shards_tokenizer_and_loads_no_weights
     text = "Here is the program: ans = 3 + 4"
     assert replay.tokenizer(text).input_ids == Shard.tokenizer(text).input_ids
     assert not hasattr(replay, "lm") and replay.identity == "transformers:" + smol_path + "@abc"
+
+
+def test_shards_started_at_once_as_processes_agree_and_merge(tmp_path):
+    """A job array: every shard a process of its own, all started together (one of them publishes the plan)."""
+    import os
+    import subprocess
+    import sys
+
+    src = _chain_source(tmp_path, 6)
+    out = tmp_path / "run"
+    argv = [sys.executable, "-m", "toolkit", "build-dataset", "cot", "--teacher", "fake:cycle", "--source", src,
+            "--samples", "2", "--keep", "all", "--out", str(out)]  # fmt: skip
+    env = {**os.environ, "HUBTOOL_HOME": str(tmp_path / "home")}
+    jobs = [subprocess.Popen([*argv, "--shard", f"{i}/3"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            for i in range(3)]  # fmt: skip
+    for job in jobs:
+        _, err = job.communicate(timeout=120)
+        assert job.returncode == 0, err.decode()
+    merged = api.merge(out)
+    single = api.build("cot", teacher="fake:cycle", source=src, samples=2, keep="all", out=str(tmp_path / "single"),
+                       cache=str(tmp_path / "single.sqlite"))  # fmt: skip
+    assert rows(out) == rows(single.run_dir) and merged.manifest.counts == single.manifest.counts
+    assert sum(u["calls"] for u in merged.manifest.usage.values()) == 6  # one call per problem, each by one shard
