@@ -8,7 +8,7 @@ of its names, so `import toolkit` (which every submodule does) stays as light as
 
 from toolkit.version import __version__
 
-_API = ("BuildResult", "build", "load_dataset", "push", "score", "train")
+_API = ("BuildResult", "build", "load_dataset", "merge", "push", "score", "train")
 __all__ = ["__version__", *_API]
 
 

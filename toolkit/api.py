@@ -1,14 +1,17 @@
 """The Python API: hubtool's commands as functions, for notebooks and scripts.
 
-    from toolkit import build, push, train, score, load_dataset
+    from toolkit import build, merge, push, train, score, load_dataset
 
     run = build("cot", source="gym:chain_sum", limit=16, samples=2, out="runs/cot")
     run.dataset()                                  # the rows, a datasets.Dataset
     push(run, "me/cot")                            # the local registry (hub=True: the Hub)
     student = train("cot/smollm2-135m-lora-smoke", dataset="me/cot", output_dir="out/student")
     score(["smollm2-135m", student], tasks="hubtool_gym_chain_sum", limit=8, max_gen_toks=64)
+    for i in range(8):                             # a build cut into shards, one process or machine each
+        build("cot", source="gym:chain_sum", limit=16, out="runs/cot8", shard=f"{i}/8")
+    merge("runs/cot8")                             # the same rows as one build (`hubtool merge`)
 
-`hubtool build-dataset`, `push`, `train` and `eval` are thin calls of these functions (`eval`'s is
+`hubtool build-dataset`, `merge`, `push`, `train` and `eval` are thin calls of these functions (`eval`'s is
 `score`: `toolkit.evaluate` is the package that runs lm-eval, and a function of that name would be
 hidden by it as soon as it loads). The options are checked by the same typed configs (a build's by
 its method's config dataclass, an eval's by `EvalOptions`, a training run's by TRL's parser), so a
@@ -26,8 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.builders.config import BuildConfig, coerce, option_name, resolve_config
-from toolkit.builders.engine import build_dataset, summary_line
+from toolkit.builders.engine import build_dataset, merge_shards, summary_line
 from toolkit.builders.method import Method
+from toolkit.builders.shards import parse_shard, read_plan, shard_dir
 from toolkit.errors import UserError, did_you_mean
 from toolkit.evaluate import EvalOptions, EvalResult, run_eval
 from toolkit.hub import PushResult, load_dataset
@@ -40,7 +44,7 @@ from toolkit.teachers.base import Teacher
 from toolkit.training import TrainResult, load_recipe
 from toolkit.training import train as run_training
 
-__all__ = ["BuildResult", "build", "load_dataset", "push", "score", "train"]
+__all__ = ["BuildResult", "build", "load_dataset", "merge", "push", "score", "train"]
 
 
 @dataclass(frozen=True, repr=False)
@@ -78,7 +82,7 @@ class BuildResult:
 
 def build(config_or_method: BuildConfig | str | Method, /, *, config_file: str | Path | None = None,
           preset: str | None = None, teachers: Mapping[str, Teacher] | None = None, command: str | None = None,
-          **options: Any) -> BuildResult:  # fmt: skip
+          shard: str | None = None, **options: Any) -> BuildResult:  # fmt: skip
     """`hubtool build-dataset METHOD`: build into `out` (resumable: the same call again finishes or extends it).
 
     Give a method's name (options as keywords: the `--flags` with underscores) or its config
@@ -86,7 +90,8 @@ def build(config_or_method: BuildConfig | str | Method, /, *, config_file: str |
     defaults < `preset` < `config_file` (YAML) < keywords. `teachers` gives ready backends by role
     (a custom `Teacher`) instead of loading the config's BACKEND:MODEL specs. `command` is what the
     manifest and card record as the command that made the build (default: the equivalent
-    `hubtool build-dataset` line)."""
+    `hubtool build-dataset` line). `shard="I/N"` builds only shard I of N (0-based) into OUT/shards/
+    (the result is the shard's); `merge(out)` makes the build once every shard is done."""
     if isinstance(config_or_method, BuildConfig):
         if config_file is not None or preset is not None:
             raise UserError("config_file and preset apply to a method's name, not to a ready config; "
@@ -104,9 +109,22 @@ def build(config_or_method: BuildConfig | str | Method, /, *, config_file: str |
             method=(method.name, *method.aliases))  # fmt: skip
     if command is None:
         command = build_command(method, given, config_file, preset)
+    part = parse_shard(shard) if shard is not None else None
     manifest = build_dataset(config, method=method, teachers=teachers, preset=preset, preset_values=preset_values,
-                             command=command)  # fmt: skip
-    return BuildResult(Path(config.out), manifest, method)
+                             command=command, shard=part)  # fmt: skip
+    return BuildResult(shard_dir(config.out, part) if part else Path(config.out), manifest, method)
+
+
+def merge(run_dir: str | os.PathLike) -> BuildResult:
+    """`hubtool merge RUN`: the build of a sharded run directory (every `--shard I/N` done), from the
+    shards' cached calls: the rows, counts and card of the single-process build, no teacher call."""
+    run_dir = Path(os.fspath(run_dir))
+    plan = read_plan(run_dir)
+    method = get_method(plan["method"])
+    names = {f.name for f in dataclasses.fields(method.config)}
+    fields = {k: coerce(method.config, k, v) for k, v in plan["config"].items() if k in names}
+    manifest = merge_shards(run_dir, method=method, config=method.config(**fields))
+    return BuildResult(run_dir, manifest, method)
 
 
 def _fields(method: Method, options: Mapping[str, Any]) -> dict[str, Any]:

@@ -4,6 +4,7 @@
     RUN/data/train-<content hash>.parquet   the rows, in TRL's columns (see `data_file`)
     RUN/manifest.json                      build config, command, versions, teacher, usage, counts
     RUN/failed.jsonl                       teacher calls that failed after every retry
+    RUN/shards/                            a sharded build's parts (`--shard I/N`, `hubtool merge`)
 
 `datasets.load_dataset(RUN)` loads it. The manifest is written first with status "running", so a
 re-run of the same command recognises its own unfinished build and resumes it (the call cache
@@ -38,6 +39,7 @@ from toolkit.redact import redact
 MANIFEST = "manifest.json"
 DATA_GLOB = "data/train-*.parquet"
 FAILED = "failed.jsonl"
+SHARDS = "shards"  # a sharded build's shards, merged into this directory (toolkit.builders.shards)
 
 
 def now() -> str:
@@ -173,7 +175,7 @@ class RunDir:
                         f"{self.path} holds a different build ({key}: {_short(old[key])} vs "
                         f"{_short(new[key])}); use another --out, or --overwrite to replace it"
                     )
-        elif self.path.exists() and any(self.path.iterdir()) and not overwrite:
+        elif self.path.exists() and any(p.name != SHARDS for p in self.path.iterdir()) and not overwrite:
             raise UserError(f"{self.path} is not empty and holds no hubtool build; use another --out")
 
     def start(self, manifest: Manifest) -> None:

@@ -6,7 +6,9 @@
       -> rows in problem order (the method's `select` may take a subset) -> data + manifest + card
 
 A re-run of the same command resumes: the call cache answers every finished call, so it ends with
-the rows an uninterrupted build would have written.
+the rows an uninterrupted build would have written. The same holds across processes: `--shard I/N`
+runs one contiguous part of the problems with its own cache, and `merge_shards` replays the whole
+build from the shards' caches (toolkit.builders.shards).
 """
 
 from __future__ import annotations
@@ -20,11 +22,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from toolkit.builders import shards
 from toolkit.builders.balance import balance_classes
 from toolkit.builders.config import BuildConfig, recorded
 from toolkit.builders.method import Method, Work
 from toolkit.builders.progress import Progress
 from toolkit.builders.rows import schema_of, to_record
+from toolkit.builders.shards import Shard
 from toolkit.cards import check_card_template, write_card
 from toolkit.errors import UserError
 from toolkit.manifest import Manifest, ModelInfo, RowFormat, library_versions
@@ -34,8 +38,9 @@ from toolkit.records import Problem
 from toolkit.rundir import RunDir, command_line
 from toolkit.sources import load_source
 from toolkit.teachers import load_teacher, redact_spec
-from toolkit.teachers.base import Teacher, gather_or_cancel
+from toolkit.teachers.base import CallFailure, Teacher, gather_or_cancel
 from toolkit.teachers.cache import CallCache
+from toolkit.teachers.replay import ReplayTeacher, identity_record
 from toolkit.teachers.session import Session
 from toolkit.version import __version__
 
@@ -44,10 +49,13 @@ log = logging.getLogger(__name__)
 
 def build_dataset(config: BuildConfig, *, method: Method, teachers: Mapping[str, Teacher] | None = None,
                   preset: str | None = None, preset_values: Mapping[str, Any] | None = None,
-                  command: str | None = None) -> Manifest:  # fmt: skip
+                  command: str | None = None, shard: Shard | None = None,
+                  stand_ins: Mapping[str, Teacher] | None = None) -> Manifest:  # fmt: skip
     """Build `method`'s dataset into `config.out` and return the final manifest. `teachers` gives ready
     backends by role (custom backends, tests) instead of loading the config's BACKEND:MODEL specs.
-    `command` is the command the manifest records (default: this process's command line)."""
+    `command` is the command the manifest records (default: this process's command line). `shard`
+    builds only that shard, into OUT/shards/ (toolkit.builders.shards; its manifest is returned);
+    `stand_ins` are backends that answer for the config's specs, recorded under them (the merge's)."""
     if not isinstance(config, method.config):
         raise TypeError(f"method {method.name!r} takes a {method.config.__name__}, not {type(config).__name__}")
     if not config.out:
@@ -60,24 +68,43 @@ def build_dataset(config: BuildConfig, *, method: Method, teachers: Mapping[str,
         raise UserError(f"source {loaded.info.spec!r} yielded no problems; check --split, --limit and the file")
     loaded, decontamination = _decontaminate(loaded, config)
     roles = config.model_roles()
+    problems = loaded.problems
     manifest = Manifest(
-        method=method.name, source=_asdict(loaded.info), teacher=_spec(config, roles[0], teachers),
+        method=method.name, source=_asdict(loaded.info), teacher=_spec(config, roles[0], teachers, stand_ins),
         config=recorded(config), command=command or command_line(), hubtool_version=__version__, preset=preset,
         preset_values=dict(preset_values or {}),
         row_format=RowFormat(kind=method.kind, trl=method.trl_format, trainer=method.trainer.config, recipe=method.recipe),
         prompt_templates=_template_texts(template_names, method.prompt_dirs), versions=library_versions(),
         source_sha256=_file_sha256(loaded.info),
     )  # fmt: skip
+    shared_fs, shard_record = False, None
+    if shard is not None:
+        if method.unshardable and (why := method.unshardable(config)):
+            raise UserError(f"--shard: this build cannot be sharded ({why}); run it in one process")
+        plan = shards.agree(config.out, shard, shards.plan_of(manifest, problems, shard.count))
+        done = shards.committed(config.out, shard, plan)
+        if done is not None and not done.counts.get("failed"):  # failed calls: a re-run retries them
+            log.info("shard %s of %s is done already", shard.label, config.out)
+            return done
+        lo, hi = shard.bounds(len(problems))
+        problems = problems[lo:hi]
+        out = shards.shard_dir(config.out, shard)  # the shard's run directory (a method may write there: trees/)
+        config = dataclasses.replace(config, out=str(out), cache=str(out / shards.CACHE))  # run-only fields
+        shared_fs = True  # its own cache, on the shared filesystem
+        shard_record = {"index": shard.index, "count": shard.count, "problems": [lo, hi],
+                        "fingerprint": plan["fingerprint"]}  # fmt: skip
+        manifest.stats["shard"] = shard_record
     run = RunDir(config.out)
     run.claim()  # one writer at a time: a second build into this --out is refused, not interleaved
     try:
         run.check(manifest, overwrite=config.overwrite)  # before the slow model loads: fail fast
-        sessions, opened = _open_models(config, roles, teachers)
+        sessions, opened = _open_models(config, roles, {**(stand_ins or {}), **(teachers or {})},
+                                        Path(config.cache or call_cache_path()), shared_fs)  # fmt: skip
         run.start(manifest)
-        progress = Progress(len(loaded.problems), method.name, in_flight=lambda: _in_flight(sessions))
+        progress = Progress(len(problems), method.name, in_flight=lambda: _in_flight(sessions))
         writer = run.data_writer(schema_of(method.row), to_record)
         try:
-            counts, failed = asyncio.run(_run_all(method, config, state, loaded.problems, sessions, progress, writer))
+            counts, failed = asyncio.run(_run_all(method, config, state, problems, sessions, progress, writer))
         except BaseException:
             writer.discard()
             raise
@@ -86,7 +113,8 @@ def build_dataset(config: BuildConfig, *, method: Method, teachers: Mapping[str,
             for backend in opened:
                 backend.close()
             next(iter(sessions.values())).cache.close()
-        manifest.models = [_model_info(role, _spec(config, role, teachers), sessions[role].backend) for role in roles]
+        manifest.models = [_model_info(role, _spec(config, role, teachers, stand_ins), sessions[role].backend)
+                           for role in roles]  # fmt: skip
         manifest.usage = {_usage_key(s, sessions): s.usage.to_dict() for s in _unique(sessions)}
         manifest.counts = dict(counts)
         manifest.stats = method.finish(config, state, counts) if method.finish else {}
@@ -96,11 +124,97 @@ def build_dataset(config: BuildConfig, *, method: Method, teachers: Mapping[str,
         if config.balance and all(p.answer_type != "number" for p in loaded.problems):
             manifest.stats["class_counts"] = dict(sorted(Counter(p.gold for p in loaded.problems).items()))
         manifest.elapsed_s = round(progress.elapsed, 2)
+        if shard is not None:  # what the merge's stand-ins need to answer as these backends
+            record = {role: {**identity_record(sessions[role].backend), "spec": _spec(config, role, teachers)}
+                      for role in roles}  # fmt: skip
+            manifest.stats["shard"] = {**shard_record, "backends": record}
         run.finish(writer, manifest, failed)
-        write_card(config.out, method)
+        if shard is None:  # a shard has no card: the merge writes the build's
+            write_card(config.out, method)
         return manifest
     finally:
         run.release()
+
+
+def merge_shards(run_dir: str | Path, *, method: Method, config: BuildConfig) -> Manifest:
+    """`hubtool merge RUN`: every shard done, their calls copied into one cache, and the ordinary build
+    of `config` (the plan's, see toolkit.builders.shards) replayed from it over all problems by
+    stand-ins that answer only from the cache. Rows, counts, `select` and `finish` are the
+    single-process build's by construction; the usage recorded is what the shards paid for."""
+    plan, done = shards.finished(run_dir)
+    roles = config.model_roles()
+    records: dict[str, dict[str, Any]] = {}
+    for manifest in done:
+        for role, record in (manifest.stats["shard"].get("backends") or {}).items():
+            first = records.setdefault(role, {**record, "served": set()})
+            key = ("backend", "model", "revision", "endpoint")
+            if any(first.get(k) != record.get(k) for k in key):
+                raise UserError(f"cannot merge {run_dir}: the shards' {role}s differ "
+                                f"({_identity(first)} vs {_identity(record)}); every shard must ask the same model")  # fmt: skip
+            first["served"] |= set(record.get("served") or ())
+    if not records:  # no shard had a problem to run: the build is empty
+        raise UserError(f"cannot merge {run_dir}: its shards ran no problem")
+    config = dataclasses.replace(config, out=str(run_dir), cache=str(shards.merge_caches(run_dir, plan["shards"])))
+
+    failures = shards.failures(run_dir, plan["shards"])
+    problems: list[Problem] = []
+
+    def miss(roles: str, request) -> CallFailure:
+        """A call no shard's cache holds: the failure its shard recorded (failed calls are not cached,
+        and the single-process build fails them too), else an error naming the problem's shard."""
+        if not problems:  # loaded only now: a merge without failures never needs them
+            loaded = method.load_problems(config) if method.load_problems else source_problems(config)
+            problems.extend(_decontaminate(loaded, config)[0].problems)
+        text = " ".join(str(m.get("content", "")) for m in request.messages)
+        found = [(len(p.question), i) for i, p in enumerate(problems) if p.question and p.question in text]
+        if not found:
+            raise UserError(f"cannot merge {run_dir}: a {roles} call is in no shard's call cache and belongs to no "
+                            "problem of the build; run the shards again into a new --out")  # fmt: skip
+        i = max(found)[1]  # the longest question the prompt holds (one may hold a shorter one)
+        recorded = [f for f in failures.get(problems[i].id, []) if f.get("role") in roles.split("/")]
+        if recorded:
+            return CallFailure(str(recorded[0].get("error") or "failed"))
+        count = plan["shards"]
+        shard = next(s for s in map(Shard, range(count), [count] * count) if s.bounds(len(problems))[1] > i)
+        raise UserError(f"cannot merge: a {roles} call of problem {problems[i].id!r} (shard {shard.label}) is in no "
+                        "shard's call cache (the shard ran with other options or code, or a question repeated in "
+                        "another shard drew another answer there); remove "
+                        f"{shards.shard_dir(run_dir, shard)}, run shard {shard.label} again, then merge again")  # fmt: skip
+
+    # roles that shared a backend in the shards (the same spec and identity) share one stand-in, as
+    # the single-process build shares one backend (and its session) between them
+    groups: dict[tuple, list[str]] = {}
+    for role in roles:
+        r = records[role]
+        groups.setdefault((r.get("spec"), r["backend"], r["model"], r.get("revision"), r.get("endpoint")), []).append(role)
+    stand_ins = {}
+    for group in groups.values():
+        record = {**records[group[0]], "served": sorted(records[group[0]]["served"])}
+        stand_in = ReplayTeacher("/".join(group), record, miss)
+        stand_ins.update(dict.fromkeys(group, stand_in))
+    manifest = build_dataset(config, method=method, stand_ins=stand_ins, preset=plan.get("preset"),
+                             preset_values=plan.get("preset_values"), command=plan["command"])  # fmt: skip
+    usage: dict[str, dict[str, int]] = {}
+    for shard_manifest in done:
+        for role, numbers in shard_manifest.usage.items():
+            total = usage.setdefault(role, {})
+            for k, v in numbers.items():
+                total[k] = total.get(k, 0) + v
+    manifest.usage = usage or manifest.usage
+    run = RunDir(run_dir)
+    run.claim()
+    try:
+        run.write_manifest(manifest)
+        write_card(run_dir, method)
+    finally:
+        run.release()
+    return manifest
+
+
+def _identity(record: Mapping[str, Any]) -> str:
+    rev = f"@{record.get('revision')}" if record.get("revision") else ""
+    at = f" at {record['endpoint']}" if record.get("endpoint") else ""
+    return f"{record.get('backend')}:{record.get('model')}{rev}{at}"
 
 
 async def _run_all(method: Method, config: BuildConfig, state: Any, problems: Sequence[Problem],
@@ -165,9 +279,10 @@ def _decontaminate(loaded, config: BuildConfig):
     return dataclasses.replace(loaded, problems=kept), decon.report(index, removed, len(loaded.problems))
 
 
-def _open_models(config: BuildConfig, roles: Sequence[str], given: Mapping[str, Teacher] | None):
+def _open_models(config: BuildConfig, roles: Sequence[str], given: Mapping[str, Teacher] | None, cache_path: Path,
+                 shared_fs: bool = False):  # fmt: skip
     """A session per distinct backend (roles naming the same spec share one), and what was opened."""
-    cache = CallCache(config.cache or call_cache_path())  # a broken cache shows before the slow model loads
+    cache = CallCache(cache_path, shared_fs=shared_fs)  # a broken cache shows before the slow model loads
     by_spec: dict[str, Teacher] = {}
     opened: list[Teacher] = []
     backends: dict[str, Teacher] = {}
@@ -208,7 +323,10 @@ def _usage_key(session: Session, sessions: Mapping[str, Session]) -> str:
     return ",".join(role for role, s in sessions.items() if s is session)
 
 
-def _spec(config: BuildConfig, role: str, given: Mapping[str, Teacher] | None) -> str:
+def _spec(config: BuildConfig, role: str, given: Mapping[str, Teacher] | None,
+          stand_ins: Mapping[str, Teacher] | None = None) -> str:  # fmt: skip
+    if stand_ins and role in stand_ins:  # a merge's replay: the spec the shards recorded
+        return stand_ins[role].spec
     if given and role in given:
         return f"{given[role].backend}:{given[role].model}"
     return redact_spec(getattr(config, role))

@@ -59,15 +59,20 @@ def method_command(method) -> click.Command:
         about = "; ".join(f"{name}: {p.about}" for name, p in sorted(method.presets.items()))
         params.append(click.Option(["--preset"], type=click.Choice(sorted(method.presets)),
                                    help=f"The settings of a paper ({about}); flags given here win."))  # fmt: skip
+    params.append(click.Option(["--shard"], metavar="I/N",
+                               help="Build only shard I of N (0-based: 0/8 .. 7/8) into OUT/shards/, one process "
+                                    "per shard (a Slurm job array: --shard $SLURM_ARRAY_TASK_ID/8); then "
+                                    "`hubtool merge OUT`."))  # fmt: skip
     hints = typing.get_type_hints(method.config)
     shared = {f.name for f in dataclasses.fields(BuildConfig)}
     own = [f for f in dataclasses.fields(method.config) if f.name not in shared]  # the method's first
     params += [config_option(f, hints[f.name]) for f in own + list(dataclasses.fields(BuildConfig))]
 
-    def callback(config_file: str | None = None, preset: str | None = None, **values: Any) -> None:
+    def callback(config_file: str | None = None, preset: str | None = None, shard: str | None = None,
+                 **values: Any) -> None:  # fmt: skip
         ctx = click.get_current_context()
         given = {k: v for k, v in values.items() if ctx.get_parameter_source(k) == ParameterSource.COMMANDLINE}
-        run_build(method, given, config_file, preset)
+        run_build(method, given, config_file, preset, shard)
 
     return click.Command(method.name, params=params, callback=callback, help=method.help, short_help=method.summary)
 
@@ -110,15 +115,27 @@ def _show(value: Any) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
-def run_build(method, flags: dict[str, Any], config_file: str | None, preset: str | None) -> None:
-    result = api.build(method, config_file=config_file, preset=preset, command=command_line(), **flags)
+def run_build(method, flags: dict[str, Any], config_file: str | None, preset: str | None,
+              shard: str | None = None) -> None:  # fmt: skip
+    result = api.build(method, config_file=config_file, preset=preset, command=command_line(), shard=shard, **flags)
     click.echo(result.summary())
+    if shard is not None:
+        return  # a shard's rows are a part: `hubtool merge` makes the build
     if not result.rows:
         click.echo(
             f"warning: no rows kept, so there is nothing to train on; `hubtool inspect {result.run_dir}` shows why "
             "(counts, failures); the cache keeps what was generated, so a re-run with changed options is cheap",
             err=True,
         )
+
+
+@main.command("merge")
+@click.argument("run_dir", type=click.Path())
+def merge(run_dir: str) -> None:
+    """Merge a sharded build (every `build-dataset ... --shard I/N` done) into RUN_DIR: its rows, manifest
+    and card, those of the same build run in one process; no teacher call is made."""
+    result = api.merge(run_dir)
+    click.echo(result.summary())
 
 
 @main.command("inspect")

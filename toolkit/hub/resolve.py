@@ -17,6 +17,7 @@ from toolkit.hub import registry
 from toolkit.hub.names import is_repo_id
 from toolkit.hub.remote import hub_errors, hub_offline
 from toolkit.paths import registry_dir
+from toolkit.rundir import SHARDS
 
 # Not data: the card, the build's provenance, its failure log.
 NOT_DATA = frozenset({"README.md", "manifest.json", "failed.jsonl"})
@@ -130,8 +131,8 @@ def fingerprint(folder: Path) -> str:
     h = hashlib.sha256()
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         rel = path.relative_to(folder)
-        if rel.name in NOT_DATA or any(part.startswith(".") for part in rel.parts):
-            continue
+        if rel.name in NOT_DATA or any(part.startswith(".") for part in rel.parts) or rel.parts[0] == SHARDS:
+            continue  # a sharded build's parts (caches, shard rows) are not its data
         h.update(str(rel.as_posix()).encode() + b"\0")
         h.update(_file_sha256(path))
     return h.hexdigest()

@@ -1,8 +1,10 @@
 """Every teacher call is cached on disk, one row per sample.
 
 Key = the backend's `cache_identity` (backend, model, revision; the endpoint and the options that
-change the output, where set) + the messages + sampling parameters + sample index. Finished samples go to a writer thread that commits them in
-batches (SQLite WAL, `synchronous=NORMAL`: a committed sample survives a kill of the process), so
+change the output, where set) + the messages + sampling parameters + sample index. Finished samples
+go to a writer thread that commits them in batches (SQLite WAL, `synchronous=NORMAL`: a committed
+sample survives a kill of the process; a shard's cache on a cluster's shared filesystem uses the
+rollback journal instead, see `_connect`), so
 the build's event loop never waits on the disk; until it is committed a sample is answered from
 memory. A build killed with SIGKILL and re-run with the same command repeats no committed call;
 raising `--samples` or `--limit` later only generates what is new. Failures and empty completions
@@ -53,8 +55,9 @@ def call_keys(teacher: Teacher, request: Request, samples: Sequence[int]) -> lis
 class CallCache:
     """A SQLite table of finished samples, written by a thread of its own, safe to kill at any moment."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, shared_fs: bool = False) -> None:
         self.path = Path(path)
+        self.shared_fs = shared_fs
         self._lock = threading.Lock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -76,6 +79,15 @@ class CallCache:
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=BUSY_TIMEOUT)
+        if self.shared_fs:
+            # A shard's cache (toolkit.builders.shards) lives on the filesystem a cluster shares (NFS,
+            # Lustre, ...). WAL keeps its index in shared memory (mmap of -shm), which is not shared
+            # between hosts and breaks on network filesystems; the rollback journal (DELETE) needs only
+            # file locks, and a shard cache has one writer (its shard's process), so the coarse locking
+            # costs nothing. FULL: a rollback-journal commit that survives a crash of the host, too.
+            db.execute("PRAGMA journal_mode=DELETE")
+            db.execute("PRAGMA synchronous=FULL")
+            return db
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")  # WAL: a commit survives a process kill without an fsync
         return db

@@ -358,6 +358,12 @@ PRESETS = {
     ),  # fmt: skip
 }
 
+def unshardable(c: EvolveConfig) -> str | None:
+    """A merge replays the build from the shards' cached calls; expected scores are no call."""
+    return "--scorer-mode expected scores with the model's logits, which no call cache holds" \
+        if c.scorer_mode == "expected" else None  # fmt: skip
+
+
 METHOD = Method(
     name="evolve",
     folder=FOLDER,
@@ -397,4 +403,5 @@ METHOD = Method(
     select=select,
     finish=finish,
     outcome=outcome,
+    unshardable=unshardable,
 )
