@@ -82,7 +82,8 @@ class BuildResult:
 
 def build(config_or_method: BuildConfig | str | Method, /, *, config_file: str | Path | None = None,
           preset: str | None = None, teachers: Mapping[str, Teacher] | None = None, command: str | None = None,
-          shard: str | None = None, **options: Any) -> BuildResult:  # fmt: skip
+          shard: str | None = None, engine: str = "local", workers: int | None = None, shards: int | None = None,
+          ray_address: str | None = None, **options: Any) -> BuildResult:  # fmt: skip
     """`hubtool build-dataset METHOD`: build into `out` (resumable: the same call again finishes or extends it).
 
     Give a method's name (options as keywords: the `--flags` with underscores) or its config
@@ -91,7 +92,9 @@ def build(config_or_method: BuildConfig | str | Method, /, *, config_file: str |
     (a custom `Teacher`) instead of loading the config's BACKEND:MODEL specs. `command` is what the
     manifest and card record as the command that made the build (default: the equivalent
     `hubtool build-dataset` line). `shard="I/N"` builds only shard I of N (0-based) into OUT/shards/
-    (the result is the shard's); `merge(out)` makes the build once every shard is done."""
+    (the result is the shard's); `merge(out)` makes the build once every shard is done.
+    `engine="ray"` runs the shards (`shards`, default 4 per worker) on `workers` Ray actors of the
+    cluster at `ray_address` (default: this machine's, or this process's `ray.init`), then merges."""
     if isinstance(config_or_method, BuildConfig):
         if config_file is not None or preset is not None:
             raise UserError("config_file and preset apply to a method's name, not to a ready config; "
@@ -109,10 +112,27 @@ def build(config_or_method: BuildConfig | str | Method, /, *, config_file: str |
             method=(method.name, *method.aliases))  # fmt: skip
     if command is None:
         command = build_command(method, given, config_file, preset)
+    _check_engine(engine, workers, shards, ray_address, shard)
+    if engine == "ray":
+        from toolkit.builders.ray_engine import build_on_ray  # imports ray: only for this engine
+
+        manifest = build_on_ray(config, method=method, workers=workers or 1, shard_count=shards, address=ray_address,
+                                teachers=teachers, preset=preset, preset_values=preset_values, command=command)  # fmt: skip
+        return BuildResult(Path(config.out), manifest, method)
     part = parse_shard(shard) if shard is not None else None
     manifest = build_dataset(config, method=method, teachers=teachers, preset=preset, preset_values=preset_values,
                              command=command, shard=part)  # fmt: skip
     return BuildResult(shard_dir(config.out, part) if part else Path(config.out), manifest, method)
+
+
+def _check_engine(engine: str, workers: int | None, shards: int | None, ray_address: str | None,
+                  shard: str | None) -> None:  # fmt: skip
+    if engine not in ("local", "ray"):
+        raise UserError(f"unknown engine {engine!r}; use 'local' (this process) or 'ray' (a Ray cluster)")
+    if engine == "local" and (workers, shards, ray_address) != (None, None, None):
+        raise UserError("--workers, --shards and --ray-address apply to --engine ray")
+    if engine == "ray" and shard is not None:
+        raise UserError("--shard runs one shard by hand; --engine ray runs them all: give one of the two")
 
 
 def merge(run_dir: str | os.PathLike) -> BuildResult:

@@ -18,7 +18,7 @@ import dataclasses
 import hashlib
 import logging
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,33 +50,18 @@ log = logging.getLogger(__name__)
 def build_dataset(config: BuildConfig, *, method: Method, teachers: Mapping[str, Teacher] | None = None,
                   preset: str | None = None, preset_values: Mapping[str, Any] | None = None,
                   command: str | None = None, shard: Shard | None = None,
-                  stand_ins: Mapping[str, Teacher] | None = None) -> Manifest:  # fmt: skip
+                  stand_ins: Mapping[str, Teacher] | None = None, fence: Callable[[], None] | None = None) -> Manifest:  # fmt: skip
     """Build `method`'s dataset into `config.out` and return the final manifest. `teachers` gives ready
     backends by role (custom backends, tests) instead of loading the config's BACKEND:MODEL specs.
     `command` is the command the manifest records (default: this process's command line). `shard`
     builds only that shard, into OUT/shards/ (toolkit.builders.shards; its manifest is returned);
-    `stand_ins` are backends that answer for the config's specs, recorded under them (the merge's)."""
-    if not isinstance(config, method.config):
-        raise TypeError(f"method {method.name!r} takes a {method.config.__name__}, not {type(config).__name__}")
-    if not config.out:
-        raise UserError("missing --out (the run directory)")
-    check_card_template(method)  # a card problem shows now, not after the teacher's work
-    state = method.setup(config) if method.setup else None
-    template_names = method.templates(config) if method.templates else ()
-    loaded = method.load_problems(config) if method.load_problems else source_problems(config)
-    if not loaded.problems:
-        raise UserError(f"source {loaded.info.spec!r} yielded no problems; check --split, --limit and the file")
-    loaded, decontamination = _decontaminate(loaded, config)
+    `stand_ins` are backends that answer for the config's specs, recorded under them (the merge's).
+    `fence` is called just before a shard commits and raises where this process may no longer
+    commit it (the Ray engine's lease, toolkit.builders.ray_engine)."""
+    state, loaded, decontamination, manifest = _prepare(config, method, teachers, stand_ins, preset, preset_values,
+                                                        command)  # fmt: skip
     roles = config.model_roles()
     problems = loaded.problems
-    manifest = Manifest(
-        method=method.name, source=_asdict(loaded.info), teacher=_spec(config, roles[0], teachers, stand_ins),
-        config=recorded(config), command=command or command_line(), hubtool_version=__version__, preset=preset,
-        preset_values=dict(preset_values or {}),
-        row_format=RowFormat(kind=method.kind, trl=method.trl_format, trainer=method.trainer.config, recipe=method.recipe),
-        prompt_templates=_template_texts(template_names, method.prompt_dirs), versions=library_versions(),
-        source_sha256=_file_sha256(loaded.info),
-    )  # fmt: skip
     shared_fs, shard_record = False, None
     if shard is not None:
         if method.unshardable and (why := method.unshardable(config)):
@@ -99,7 +84,8 @@ def build_dataset(config: BuildConfig, *, method: Method, teachers: Mapping[str,
     try:
         run.check(manifest, overwrite=config.overwrite)  # before the slow model loads: fail fast
         sessions, opened = _open_models(config, roles, {**(stand_ins or {}), **(teachers or {})},
-                                        Path(config.cache or call_cache_path()), shared_fs)  # fmt: skip
+                                        Path(config.cache or call_cache_path()), shared_fs,
+                                        shard.index if shard is not None else None)  # fmt: skip
         run.start(manifest)
         progress = Progress(len(problems), method.name, in_flight=lambda: _in_flight(sessions))
         writer = run.data_writer(schema_of(method.row), to_record)
@@ -128,12 +114,54 @@ def build_dataset(config: BuildConfig, *, method: Method, teachers: Mapping[str,
             record = {role: {**identity_record(sessions[role].backend), "spec": _spec(config, role, teachers)}
                       for role in roles}  # fmt: skip
             manifest.stats["shard"] = {**shard_record, "backends": record}
+        if fence is not None:
+            fence()  # the last moment this process may find it must not commit (a newer driver's lease)
         run.finish(writer, manifest, failed)
         if shard is None:  # a shard has no card: the merge writes the build's
             write_card(config.out, method)
         return manifest
     finally:
         run.release()
+
+
+def _prepare(config: BuildConfig, method: Method, teachers: Mapping[str, Teacher] | None,
+             stand_ins: Mapping[str, Teacher] | None, preset: str | None, preset_values: Mapping[str, Any] | None,
+             command: str | None):  # fmt: skip
+    """What a build knows before any model loads: the method's state, the problems, the manifest."""
+    if not isinstance(config, method.config):
+        raise TypeError(f"method {method.name!r} takes a {method.config.__name__}, not {type(config).__name__}")
+    if not config.out:
+        raise UserError("missing --out (the run directory)")
+    check_card_template(method)  # a card problem shows now, not after the teacher's work
+    state = method.setup(config) if method.setup else None
+    template_names = method.templates(config) if method.templates else ()
+    loaded = method.load_problems(config) if method.load_problems else source_problems(config)
+    if not loaded.problems:
+        raise UserError(f"source {loaded.info.spec!r} yielded no problems; check --split, --limit and the file")
+    loaded, decontamination = _decontaminate(loaded, config)
+    roles = config.model_roles()
+    manifest = Manifest(
+        method=method.name, source=_asdict(loaded.info), teacher=_spec(config, roles[0], teachers, stand_ins),
+        config=recorded(config), command=command or command_line(), hubtool_version=__version__, preset=preset,
+        preset_values=dict(preset_values or {}),
+        row_format=RowFormat(kind=method.kind, trl=method.trl_format, trainer=method.trainer.config, recipe=method.recipe),
+        prompt_templates=_template_texts(template_names, method.prompt_dirs), versions=library_versions(),
+        source_sha256=_file_sha256(loaded.info),
+    )  # fmt: skip
+    return state, loaded, decontamination, manifest
+
+
+def plan_shards(config: BuildConfig, *, method: Method, count: int, teachers: Mapping[str, Teacher] | None = None,
+                preset: str | None = None, preset_values: Mapping[str, Any] | None = None,
+                command: str | None = None) -> dict[str, Any]:  # fmt: skip
+    """The plan of `config` cut into `count` shards, published in OUT/shards/plan.json (or checked
+    against the one there), as the first `--shard I/N` to start publishes it; no model loads."""
+    if not config.out:
+        raise UserError("missing --out (the run directory)")
+    _, loaded, _, manifest = _prepare(config, method, teachers, None, preset, preset_values, command)
+    if method.unshardable and (why := method.unshardable(config)):
+        raise UserError(f"this build cannot be sharded ({why}); run it in one process")
+    return shards.agree(config.out, Shard(0, count), shards.plan_of(manifest, loaded.problems, count))
 
 
 def merge_shards(run_dir: str | Path, *, method: Method, config: BuildConfig) -> Manifest:
@@ -280,8 +308,9 @@ def _decontaminate(loaded, config: BuildConfig):
 
 
 def _open_models(config: BuildConfig, roles: Sequence[str], given: Mapping[str, Teacher] | None, cache_path: Path,
-                 shared_fs: bool = False):  # fmt: skip
-    """A session per distinct backend (roles naming the same spec share one), and what was opened."""
+                 shared_fs: bool = False, pick: int | None = None):  # fmt: skip
+    """A session per distinct backend (roles naming the same spec share one), and what was opened.
+    `pick` (a shard's index) chooses one of the servers a backend lists (`openai:M@URL1,URL2`)."""
     cache = CallCache(cache_path, shared_fs=shared_fs)  # a broken cache shows before the slow model loads
     by_spec: dict[str, Teacher] = {}
     opened: list[Teacher] = []
@@ -294,6 +323,8 @@ def _open_models(config: BuildConfig, roles: Sequence[str], given: Mapping[str, 
         if spec not in by_spec:
             by_spec[spec] = load_teacher(spec, **config.backend_options())
             opened.append(by_spec[spec])
+            if pick is not None and (pin := getattr(by_spec[spec], "pin", None)):
+                pin(pick)  # the openai backend: shard I asks server I mod len(URLs); the cache key is the list
         backends[role] = by_spec[spec]
     shared: dict[int, Session] = {}
     sessions = {}

@@ -83,8 +83,9 @@ def shard_dir(run_dir: str | Path, shard: Shard) -> Path:
 
 
 def unsharded(command: str) -> str:
-    """The command without its `--shard I/N`: the single-process build the merged card names."""
-    return re.sub(r"\s--shard(=|\s+)\S+", "", command)
+    """The command without its `--shard I/N` (or the Ray engine's options): the single-process
+    build the merged card names, whose rows the merge's are."""
+    return re.sub(r"\s--(shard|engine|workers|shards|ray-address)(=|\s+)\S+", "", command)
 
 
 def plan_of(manifest: Manifest, problems: Sequence[Problem], shards: int) -> dict[str, Any]:

@@ -63,16 +63,29 @@ def method_command(method) -> click.Command:
                                help="Build only shard I of N (0-based: 0/8 .. 7/8) into OUT/shards/, one process "
                                     "per shard (a Slurm job array: --shard $SLURM_ARRAY_TASK_ID/8); then "
                                     "`hubtool merge OUT`."))  # fmt: skip
+    params += [
+        click.Option(["--engine"], type=click.Choice(["local", "ray"]), default="local", show_default=True,
+                     help="ray: run the build's shards on Ray actors of an existing cluster, then merge "
+                          "(`pip install \"hubtool[ray]\"`)."),
+        click.Option(["--workers"], type=click.IntRange(min=1), metavar="N",
+                     help="--engine ray: Ray actors, each running whole shards (default 1)."),
+        click.Option(["--shards"], type=click.IntRange(min=1), metavar="N",
+                     help="--engine ray: shards to cut the build into (default 4 per worker; a resumed run keeps its own)."),
+        click.Option(["--ray-address"], metavar="HOST:PORT",
+                     help="--engine ray: the cluster to join (default: RAY_ADDRESS, or the one `ray start` made here)."),
+    ]  # fmt: skip
     hints = typing.get_type_hints(method.config)
     shared = {f.name for f in dataclasses.fields(BuildConfig)}
     own = [f for f in dataclasses.fields(method.config) if f.name not in shared]  # the method's first
     params += [config_option(f, hints[f.name]) for f in own + list(dataclasses.fields(BuildConfig))]
 
     def callback(config_file: str | None = None, preset: str | None = None, shard: str | None = None,
-                 **values: Any) -> None:  # fmt: skip
+                 engine: str = "local", workers: int | None = None, shards: int | None = None,
+                 ray_address: str | None = None, **values: Any) -> None:  # fmt: skip
         ctx = click.get_current_context()
         given = {k: v for k, v in values.items() if ctx.get_parameter_source(k) == ParameterSource.COMMANDLINE}
-        run_build(method, given, config_file, preset, shard)
+        run_build(method, given, config_file, preset, shard,
+                  {"engine": engine, "workers": workers, "shards": shards, "ray_address": ray_address})
 
     return click.Command(method.name, params=params, callback=callback, help=method.help, short_help=method.summary)
 
@@ -116,8 +129,9 @@ def _show(value: Any) -> str:
 
 
 def run_build(method, flags: dict[str, Any], config_file: str | None, preset: str | None,
-              shard: str | None = None) -> None:  # fmt: skip
-    result = api.build(method, config_file=config_file, preset=preset, command=command_line(), shard=shard, **flags)
+              shard: str | None = None, engine: dict[str, Any] | None = None) -> None:  # fmt: skip
+    result = api.build(method, config_file=config_file, preset=preset, command=command_line(), shard=shard,
+                       **(engine or {}), **flags)  # fmt: skip
     click.echo(result.summary())
     if shard is not None:
         return  # a shard's rows are a part: `hubtool merge` makes the build

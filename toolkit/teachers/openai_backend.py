@@ -14,7 +14,10 @@ fast server the client's own CPU is the limit, and aiohttp spends about a fifth 
 
 The cache identity (`endpoint`) is the base URL without credentials plus, where the server lists
 it, the weights it serves (vLLM's `root`): two servers, or two models behind one name, never share
-cached answers, and so does an `extra_body` other than none.
+cached answers, and so does an `extra_body` other than none. `MODEL@URL1,URL2,...` lists replicas
+of one model (`vllm serve` on several nodes): the list is the cache identity, so which replica
+answered a call changes no key; a build sends every call to the first, and a shard (`--shard`,
+`--engine ray`) to the one its index picks (`pin`), spreading the shards over the replicas.
 """
 
 from __future__ import annotations
@@ -149,6 +152,7 @@ class OpenAITeacher(Teacher):
         self.model = model
         self.revision = ""  # servers report no weights revision; `endpoint` tells servers apart
         self.base_url = base_url.rstrip("/")
+        self.urls = (self.base_url,)  # `load` lists the replicas of MODEL@URL1,URL2 here; `pin` picks one
         self._url = redact_url(self.base_url)  # for messages and logs
         self.endpoint = self._url
         self._api_key = api_key
@@ -183,7 +187,12 @@ class OpenAITeacher(Teacher):
         assert isinstance(options, OpenAIOptions)
         name, url = split_model_url(model)
         url = url or os.environ.get("OPENAI_BASE_URL") or OPENAI_URL
-        check_base_url(url)
+        urls = [u.strip() for u in url.split(",")] if "," in url else [url]  # replicas: MODEL@URL1,URL2,...
+        if any(not u for u in urls):
+            raise UserError(f"teacher {redact_url(model)!r} lists an empty URL; write MODEL@URL1,URL2")
+        url = urls[0]
+        for u in urls:
+            check_base_url(u)
         if not name:
             raise UserError(f"teacher {redact_url(model)!r} names no model; use openai:MODEL@BASE_URL")
         key_env = options.api_key_env or "OPENAI_API_KEY"
@@ -197,7 +206,20 @@ class OpenAITeacher(Teacher):
                 "backoff": options.backoff, "extra_body": options.extra_body}  # fmt: skip
         teacher = cls(name, url, api_key=api_key or NO_KEY, **{k: v for k, v in opts.items() if v is not None})
         teacher.options = options  # as given: the defaults it left unset stay unset
+        if len(urls) > 1:
+            for u in urls[1:]:
+                cls(name, u)  # checked as the first was (scheme, port), and its credentials kept out of logs
+            teacher.urls = tuple(u.rstrip("/") for u in urls)
+            # replicas of one model: the cache key is the list, whichever of them answered a call
+            teacher.endpoint = ",".join(redact_url(u) for u in teacher.urls)
         return teacher
+
+    def pin(self, index: int) -> None:
+        """Send every call to server `index` mod the number listed (a shard's own, by its index);
+        the cache key stays the list. A backend given one URL has nothing to choose."""
+        if len(self.urls) > 1:
+            self.base_url = self.urls[index % len(self.urls)]
+            self._url = redact_url(self.base_url)
 
     def record_weights_file(self, path: str | Path) -> None:
         """The hook for a server hubtool starts itself: the weights file it was given, by name and
