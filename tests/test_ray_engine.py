@@ -221,6 +221,13 @@ def test_engine_options_are_checked_in_one_line(tmp_path):
         api.build("cot", engine="spark", **options)
 
 
+def test_without_ray_the_engine_says_how_to_get_it(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # what an install without the extra gives: ImportError
+    with pytest.raises(UserError, match=r'--engine ray needs Ray .*pip install "hubtool\[ray\]"'):
+        api.build("cot", teacher="fake:cycle", source=_chain_source(tmp_path, 2), out=str(tmp_path / "run"),
+                  engine="ray", workers=2)  # fmt: skip
+
+
 def test_a_list_of_servers_is_one_cache_identity():
     one = OpenAITeacher.from_spec("m@http://127.0.0.1:9001/v1")
     assert one.cache_identity == {"backend": "openai", "model": "m", "revision": "", "endpoint": "http://127.0.0.1:9001/v1"}

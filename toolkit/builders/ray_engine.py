@@ -69,8 +69,10 @@ def build_on_ray(config: BuildConfig, *, method: Method, workers: int, shard_cou
     """Build `config` as `workers` Ray actors running its shards, then merge; the merged manifest.
     `address` is the cluster's (default: the one `ray start` made here, or RAY_ADDRESS); a process
     that has called `ray.init` already uses its own. `teachers` are sent to every actor (tests)."""
-    import ray  # optional (`pip install "hubtool[ray]"`): imported only for --engine ray
-
+    try:
+        import ray  # optional (`pip install "hubtool[ray]"`): imported only for --engine ray
+    except ImportError:
+        raise UserError('--engine ray needs Ray on this machine and every node: pip install "hubtool[ray]"') from None
     if workers < 1:
         raise UserError(f"--workers must be at least 1, not {workers}")
     if shard_count is not None and shard_count < 1:
