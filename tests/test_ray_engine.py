@@ -204,6 +204,18 @@ def test_an_actor_of_an_old_driver_commits_nothing(cluster, tmp_path):
     assert read_manifest(folder).status == "running" and _cached(folder / "calls.sqlite") == 2 * 2
 
 
+class Unstartable(ray_engine.ShardWorker):
+    def __init__(self, *args):
+        raise ModuleNotFoundError("No module named 'toolkit'")  # what a node without hubtool gives
+
+
+def test_a_worker_that_cannot_start_stops_the_build_in_one_line(cluster, tmp_path, monkeypatch):
+    monkeypatch.setattr(ray_engine, "ShardWorker", Unstartable)
+    with pytest.raises(UserError, match=r"a Ray worker could not start \(.*No module named 'toolkit'.*\); is hubtool"):
+        api.build("cot", teacher="fake:cycle", source=_chain_source(tmp_path, 2), out=str(tmp_path / "run"),
+                  engine="ray", workers=1)  # fmt: skip
+
+
 def _config(method, **values):
     from toolkit.builders.config import resolve_config
 

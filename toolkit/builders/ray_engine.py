@@ -31,6 +31,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 import socket
 import tempfile
 import time
@@ -96,8 +97,8 @@ def build_on_ray(config: BuildConfig, *, method: Method, workers: int, shard_cou
                    "preset_values": dict(preset_values or {}), "command": command}  # fmt: skip
         options: dict[str, Any] = {"num_cpus": 1, "max_restarts": -1, "max_task_retries": 0,
                                    "max_concurrency": IN_FLIGHT}  # fmt: skip
-        if str(getattr(config, "teacher", "")).startswith("vllm:"):  # an engine per actor, on its own GPUs
-            options["num_gpus"] = int(getattr(config, "tensor_parallel_size", None) or 1)
+        if any(str(getattr(config, role, "")).startswith("vllm:") for role in config.model_roles()):
+            options["num_gpus"] = int(getattr(config, "tensor_parallel_size", None) or 1)  # an engine per actor
         actor_class = ray.remote(ShardWorker).options(**options)
         actors = [actor_class.remote(payload, str(run_dir), attempt) for _ in range(min(workers, len(todo)))]
         try:
@@ -112,19 +113,37 @@ def build_on_ray(config: BuildConfig, *, method: Method, workers: int, shard_cou
 
 def _drive(ray: Any, actors: list[Any], todo: deque[int], count: int) -> None:
     """Hand shards to actors, IN_FLIGHT each, until all are committed; a shard whose actor died
-    goes back to the front of the queue (its cache keeps what it had)."""
+    goes back to the front of the queue (its cache keeps what it had). An actor gets shards once it
+    has started: one still waiting for a CPU (more workers than the cluster has room for, until an
+    autoscaler adds a node) holds none back from the others."""
+    starting = {actor.ping.remote(): slot for slot, actor in enumerate(actors)}
+    started: list[int] = []
     running: dict[Any, tuple[int, int]] = {}  # ref -> (shard index, actor slot)
     load = [0] * len(actors)
     deaths: dict[int, int] = {}
+    failed_starts: dict[int, int] = {}
     done = 0
     while todo or running:
-        for slot, actor in enumerate(actors):
+        for slot in started:
             while todo and load[slot] < IN_FLIGHT:
                 index = todo.popleft()
-                running[actor.run.remote(index, count)] = (index, slot)
+                running[actors[slot].run.remote(index, count)] = (index, slot)
                 load[slot] += 1
-        ready, _ = ray.wait(list(running), num_returns=1)
+        ready, _ = ray.wait([*running, *starting], num_returns=1)
         for ref in ready:
+            if ref in starting:
+                slot = starting.pop(ref)
+                try:
+                    ray.get(ref)
+                except ray.exceptions.RayActorError as e:  # died as it started: restarted, asked again
+                    failed_starts[slot] = failed_starts.get(slot, 0) + 1
+                    if failed_starts[slot] >= DEATHS:
+                        raise UserError(f"a Ray worker could not start ({_first_line(e)}); is hubtool (this "
+                                        "version) installed on every node?") from None  # fmt: skip
+                    starting[actors[slot].ping.remote()] = slot
+                else:
+                    started.append(slot)
+                continue
             index, slot = running.pop(ref)
             load[slot] -= 1
             try:
@@ -147,6 +166,13 @@ def _drive(ray: Any, actors: list[Any], todo: deque[int], count: int) -> None:
                 done += 1
                 log.info("ray: shard %d/%d committed (%d of %d this run)", index, count, done, done + len(todo) +
                          len(running))  # fmt: skip
+
+
+def _first_line(error: BaseException) -> str:
+    """The `SomeError: message` line of a Ray error's text (which holds a traceback), else its first line."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    named = [line for line in lines if re.match(r"[\w.]+(Error|Exception): ", line)]
+    return (named or lines or [type(error).__name__])[-1 if named else 0][:200]
 
 
 def connect(ray: Any, address: str | None) -> None:
@@ -194,6 +220,9 @@ class ShardWorker:
         # a fresh copy of given backends per shard: two shards in flight never share one's queue
         self.teachers = cloudpickle.dumps(self.payload.pop("teachers"))
         self.run_dir, self.attempt = run_dir, attempt
+
+    async def ping(self) -> bool:
+        return True  # the actor is up (its constructor ran)
 
     async def run(self, index: int, count: int) -> dict[str, Any]:
         manifest = await asyncio.to_thread(self._build, Shard(index, count))
