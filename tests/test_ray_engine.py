@@ -60,8 +60,10 @@ def test_cot_on_two_workers_is_the_single_process_build(cluster, tmp_path):
     assert shards.read_plan(on_ray.run_dir)["shards"] == 8  # 4 per worker
     assert sum(u["calls"] for u in on_ray.manifest.usage.values()) == 9  # one call per problem, each once
     assert "--engine" not in on_ray.manifest.command and "cot" in render_card(on_ray.run_dir)
-    again = api.build("cot", out=str(tmp_path / "ray"), engine="ray", workers=2, **options)  # all committed
-    assert rows(again.run_dir) == rows(single.run_dir)
+    # run again with other --workers: the run keeps its plan's 8 shards, all committed, and asks nothing
+    again = api.build("cot", out=str(tmp_path / "ray"), engine="ray", workers=1, **options)
+    assert rows(again.run_dir) == rows(single.run_dir) and shards.read_plan(again.run_dir)["shards"] == 8
+    assert sum(u["calls"] for u in again.manifest.usage.values()) == 9  # the shards' usage, unchanged
 
 
 def test_counterfactual_on_two_workers_is_the_single_process_build(cluster, tmp_path):

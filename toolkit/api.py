@@ -10,6 +10,7 @@
     for i in range(8):                             # a build cut into shards, one process or machine each
         build("cot", source="gym:chain_sum", limit=16, out="runs/cot8", shard=f"{i}/8")
     merge("runs/cot8")                             # the same rows as one build (`hubtool merge`)
+    build("cot", source="gym:chain_sum", limit=16, out="runs/cot-ray", engine="ray", workers=8)  # on Ray, merged
 
 `hubtool build-dataset`, `merge`, `push`, `train` and `eval` are thin calls of these functions (`eval`'s is
 `score`: `toolkit.evaluate` is the package that runs lm-eval, and a function of that name would be
