@@ -89,7 +89,7 @@ def build_on_ray(config: BuildConfig, *, method: Method, workers: int, shard_cou
     attempt = take_lease(run_dir)
     connect(ray, address)
     plan = shards.read_plan(run_dir)
-    todo = deque(i for i in range(shard_count) if shards.committed(run_dir, Shard(i, shard_count), plan) is None)
+    todo = deque(i for i in range(shard_count) if _to_run(run_dir, Shard(i, shard_count), plan))
     log.info("ray: %d of %d shards to run on %d workers (attempt %s)", len(todo), shard_count, workers, attempt)
     if todo:
         # given inline, not by ray.put: a restarted actor is made from its constructor's arguments again
@@ -109,6 +109,12 @@ def build_on_ray(config: BuildConfig, *, method: Method, workers: int, shard_cou
     if read_lease(run_dir) != attempt:
         raise UserError(f"another `--engine ray` driver took over {run_dir} while this one ran; let it finish")
     return merge_shards(run_dir, method=method, config=config)
+
+
+def _to_run(run_dir: Path, shard: Shard, plan: Mapping[str, Any]) -> bool:
+    """Not committed, or committed with failed calls: a re-run retries those, as `--shard` does."""
+    done = shards.committed(run_dir, shard, plan)
+    return done is None or bool(done.counts.get("failed"))
 
 
 def _drive(ray: Any, actors: list[Any], todo: deque[int], count: int) -> None:
