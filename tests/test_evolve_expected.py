@@ -9,12 +9,14 @@ import math
 import pytest
 
 from toolkit import prompts
+from toolkit.methods import get_method
 
 from .fakes import FakeTeacher, build
 from .test_evolve import SEEDS, _nodes, _trees, evolving
 
 pytestmark = pytest.mark.slow
 
+EVOLVE_PROMPTS = get_method("evolve").prompt_dirs  # the scoring templates are the method's own
 INSTRUCTION = "Describe how to brew green tea, in three steps, for someone who has never made tea."
 
 
@@ -53,7 +55,7 @@ def test_expected_score_is_the_probability_weighted_mean(smollm, template, low, 
     scorer = ExpectedScorer(smollm, low, high)
     tok = smollm.tokenizer
     assert scorer.prefix == "Score: " and scorer.ids == tok.convert_tokens_to_ids([str(v) for v in range(low, high + 1)])
-    prompt = prompts.render(template, instruction=INSTRUCTION, low=low, high=high)
+    prompt = prompts.render(template, instruction=INSTRUCTION, low=low, high=high, dirs=EVOLVE_PROMPTS)
     value = scorer.score_sync(prompt)
     assert value == pytest.approx(_by_hand(smollm, prompt, low, high), abs=1e-5)
     assert low < value < high and value != round(value)  # a mean over the scores, not one of them
@@ -70,7 +72,7 @@ def test_a_build_reads_quality_and_complexity_from_the_logits(tmp_path, smollm):
     root = tree["root"]
     seed = tree["seed"]
     for key, template in (("quality", "evolve_quality"), ("complexity", "evolve_complexity")):
-        prompt = prompts.render(template, instruction=seed, low=1, high=5)
+        prompt = prompts.render(template, instruction=seed, low=1, high=5, dirs=EVOLVE_PROMPTS)
         assert root["scores"][key] == pytest.approx(_by_hand(smollm, prompt, 1, 5), abs=1e-3)
     assert manifest.counts["scored"] == sum(1 for n in _nodes(root) if not n["invalid"])
     assert all(n["scores"]["quality"] != round(n["scores"]["quality"]) for n in _nodes(root) if n["scores"])

@@ -141,7 +141,7 @@ def one_torch_thread():
 def cot_name(tmp_path_factory) -> str:
     """A CoT dataset built by the CoT builder with the embedded teacher, pushed to the local registry."""
     from tests.fakes import build
-    from toolkit.hub import push
+    from toolkit.api import push
 
     run = tmp_path_factory.mktemp("cot-run")
     build("cot", run, source="gym:basic_arithmetic", limit=4, samples=1, keep="all", max_new_tokens=48,
