@@ -64,6 +64,8 @@ def test_cot_on_two_workers_is_the_single_process_build(cluster, tmp_path):
     again = api.build("cot", out=str(tmp_path / "ray"), engine="ray", workers=1, **options)
     assert rows(again.run_dir) == rows(single.run_dir) and shards.read_plan(again.run_dir)["shards"] == 8
     assert sum(u["calls"] for u in again.manifest.usage.values()) == 9  # the shards' usage, unchanged
+    with pytest.raises(UserError, match=r"--shards 3: .* is cut into 8 shards already; leave --shards out"):
+        api.build("cot", out=str(tmp_path / "ray"), engine="ray", workers=1, shards=3, **options)
 
 
 def test_counterfactual_on_two_workers_is_the_single_process_build(cluster, tmp_path):

@@ -81,9 +81,12 @@ def build_on_ray(config: BuildConfig, *, method: Method, workers: int, shard_cou
     if not config.out:
         raise UserError("missing --out (the run directory)")
     run_dir = Path(config.out)
+    planned = int(shards.read_plan(run_dir)["shards"]) if (run_dir / SHARDS / shards.PLAN).is_file() else None
     if shard_count is None:  # a resumed run keeps its plan's cut, whatever --workers is now
-        existing = run_dir / SHARDS / shards.PLAN
-        shard_count = int(shards.read_plan(run_dir)["shards"]) if existing.is_file() else SHARDS_PER_WORKER * workers
+        shard_count = planned or SHARDS_PER_WORKER * workers
+    elif planned is not None and planned != shard_count:
+        raise UserError(f"--shards {shard_count}: {run_dir} is cut into {planned} shards already; leave --shards out "
+                        "(a resumed run keeps its own), or use another --out")  # fmt: skip
     plan_shards(config, method=method, count=shard_count, teachers=teachers, preset=preset,
                 preset_values=preset_values, command=command)  # fmt: skip
     attempt = take_lease(run_dir)
