@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from toolkit import decontaminate as decon
 from toolkit.builders import shards
 from toolkit.builders.balance import balance_classes
 from toolkit.builders.config import BuildConfig, recorded
@@ -295,7 +296,6 @@ def _decontaminate(loaded, config: BuildConfig):
     toolkit.decontaminate), and the report for the manifest; unchanged when not asked."""
     if not config.decontaminate:
         return loaded, None
-    from toolkit import decontaminate as decon
 
     index = decon.index_for(config.decontaminate, config.decontaminate_n, config.eval_data_dir)
     kept, removed = decon.split_clean(loaded.problems, lambda p: p.question, index)

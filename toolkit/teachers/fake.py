@@ -38,6 +38,7 @@ from toolkit.teachers.base import (
     Request,
     Result,
 )
+from toolkit.version import __version__
 
 RULES = ("right", "wrong", "truncated", "unparsable", "cycle")
 CYCLE = ("right", "wrong", "truncated", "unparsable")
@@ -70,7 +71,6 @@ class FakeTeacher(BatchingTeacher):
     @classmethod
     def load(cls, model: str, options: BackendOptions) -> FakeTeacher:
         if model in RULES:
-            from toolkit.version import __version__
 
             return cls(lambda request, j: rule_reply(model, request, j), model, f"hubtool-{__version__}")
         path = Path(model)

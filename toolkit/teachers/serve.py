@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from toolkit.errors import UserError, did_you_mean
+from toolkit.teachers.server_process import running
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +98,6 @@ def served_teacher(spec: TeacherServer | Mapping[str, Any] | str) -> Iterator[Se
     if server.backend == "transformers":
         yield ServedTeacher(f"transformers:{gguf}", server.gguf, gguf, digest)
         return
-    from toolkit.teachers.server_process import running
 
     alias = server.alias or gguf.stem
     with running(lambda port: llamacpp_command(server, gguf, alias, port), alias=alias,

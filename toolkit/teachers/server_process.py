@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from toolkit.errors import UserError
+from toolkit.paths import hubtool_home
 
 log = logging.getLogger(__name__)
 
@@ -238,8 +239,6 @@ def _lists_alias(url: str, alias: str) -> bool:
 
 
 def _log_file(log_dir: Path | None, name: str) -> Path:
-    from toolkit.paths import hubtool_home
-
     folder = log_dir or hubtool_home() / "logs"
     folder.mkdir(parents=True, exist_ok=True)
     fd, path = tempfile.mkstemp(prefix=f"{name}-", suffix=".log", dir=folder)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from toolkit.errors import MissingSplitError, UserError
+from toolkit.hub import load_dataset, resolve_dataset
 from toolkit.methods import methods
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,6 @@ def load_training_data(
     (column -> value, e.g. {"is_counterfactual": "false"}), check and trim its columns. `extra`
     names metadata columns the trainer reads too (`Trainer.columns`: column -> what to do without it)."""
     extra = dict(extra or {})
-    from toolkit.hub import load_dataset, resolve_dataset
 
     if config:
         raise UserError(

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from toolkit.errors import UserError
 from toolkit.teachers.models import ALIASES, embedded_fallback, model_revision, resolve_model_path
+from toolkit.training.provenance import PROVENANCE
 
 log = logging.getLogger(__name__)
 MERGED = "merged"  # OUT/merged: an adapter folded into its base
@@ -129,8 +130,6 @@ def merge_adapter(adapter: str | Path, target: str | Path, *, base_path: str | N
 
 def recorded_base(path: str | Path) -> str | None:
     """The Hub base model a hubtool training output (or its merged/ copy) records, for the card's lineage."""
-    from toolkit.training.provenance import PROVENANCE
-
     for folder in (Path(path), Path(path).parent):
         record = folder / PROVENANCE
         if record.is_file():

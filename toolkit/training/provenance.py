@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.errors import UserError
+from toolkit.hub.names import is_repo_id
 from toolkit.manifest import Manifest
 from toolkit.methods import find_method
 from toolkit.prompts import PromptRef
@@ -107,8 +108,6 @@ def write_outputs(out: str | Path, record: dict[str, Any], recipe_text: str) -> 
 
 def dataset_link(dataset: dict[str, Any]) -> str:
     """A Hub link, or where the local copy was (a registry entry, or a plain folder)."""
-    from toolkit.hub.names import is_repo_id
-
     name = dataset["name"]
     if not dataset.get("local"):
         return f"[{name}](https://huggingface.co/datasets/{name})"
@@ -140,7 +139,6 @@ def model_card(record: dict[str, Any]) -> str:
     how to load it."""
     from huggingface_hub import ModelCard, ModelCardData
 
-    from toolkit.hub.names import is_repo_id
 
     ds, model, peft, tr = record["dataset"], record["model"], record["peft"], record["training"]
     tags = ["hubtool", "trl", record["trainer"], *(["lora"] if peft else [])]

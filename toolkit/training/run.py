@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from toolkit.rundir import command_line, library_versions, now
 from toolkit.training.data import TrainingData, training_splits
 from toolkit.training.model import MERGED, Student, merge_adapter, record_hub_base, resolve_student
 from toolkit.training.provenance import dataset_record, peft_record, write_outputs
@@ -37,7 +38,6 @@ def train(recipe: Recipe, *, merge: bool = False, where: dict[str, str] | None =
     `merge` also writes OUT/merged/: the adapter folded into the base, full weights plus tokenizer.
     `where` trains on the rows whose columns hold the given values (an ablation on a subset).
     """
-    from toolkit.rundir import command_line, library_versions, now
 
     script = recipe.script
     wants_eval = recipe.training.eval_strategy != "no"

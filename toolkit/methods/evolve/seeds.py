@@ -14,7 +14,7 @@ from typing import Any
 
 from toolkit.errors import UserError
 from toolkit.records import Problem, stable_id
-from toolkit.sources import LoadedSource, SourceInfo
+from toolkit.sources import LoadedSource, SourceInfo, load_source
 
 INSTRUCTION_FIELDS = ("instruction", "prompt", "question")
 ANSWER_TYPE = "none"  # instruction following has no gold answer
@@ -23,7 +23,6 @@ ANSWER_TYPE = "none"  # instruction following has no gold answer
 def load_seeds(config: Any) -> LoadedSource:
     kind, _, name = (config.source or "").partition(":")
     if kind == "gym" or (kind == "hf" and "/" not in name):
-        from toolkit.sources import load_source
 
         return load_source(config.source, **config.source_options())
     if kind not in ("file", "hf") or not name.strip():

@@ -28,9 +28,12 @@ from toolkit.builders.reasoning import TEACHER_HELP, judge
 from toolkit.builders.rows import SFTRow, assistant
 from toolkit.errors import UserError
 from toolkit.methods.mixed.balance import balance
+from toolkit.methods.mixed.execution import Executor
 from toolkit.methods.mixed.programs import FAILURE_KINDS, as_completion, extract_program, judge_program
 from toolkit.methods.mixed.training import MIXED_ALPHA, MODE_COLUMN
+from toolkit.paths import call_cache_path
 from toolkit.records import Problem
+from toolkit.sandbox import Limits
 from toolkit.teachers import DEFAULT_TEACHER
 from toolkit.teachers.base import CallFailure, Request
 
@@ -83,7 +86,6 @@ class MixedConfig(BuildConfig):
 def sandbox_limits(wall_s: float | None = None, memory_mb: int | None = None):
     """The sandbox limits of a build (its --exec-* options), and by default those the eval tasks run
     students' programs with."""
-    from toolkit.sandbox import Limits
 
     wall_s = EXEC_TIMEOUT if wall_s is None else wall_s
     memory_mb = EXEC_MEMORY_MB if memory_mb is None else memory_mb
@@ -124,9 +126,6 @@ def prompt_messages(problem: Problem, mode: str, template: str | None = None) ->
 
 
 def setup(config: MixedConfig) -> State:
-    from toolkit.methods.mixed.execution import Executor
-    from toolkit.paths import call_cache_path
-
     for template in (config.cot_template, config.pot_template):
         prompts.check_template(template, TEMPLATE_VARIABLES, PROMPT_DIRS)
     return State(executor=Executor(config.limits, config.cache or call_cache_path()))

@@ -16,7 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.errors import UserError
+from toolkit.hub import load_dataset, resolve_dataset
+from toolkit.hub.names import is_repo_id
 from toolkit.records import ANSWER_TYPES, Problem
+from toolkit.rundir import MANIFEST, read_manifest
 from toolkit.sources import LoadedSource, SourceInfo
 
 REQUIRED = ("prompt", "id", "question", "gold", "answer_type")
@@ -25,8 +28,6 @@ REQUIRED = ("prompt", "id", "question", "gold", "answer_type")
 def load_cot_dataset(name: str, *, split: str = "train", revision: str | None = None,
                      limit: int | None = None) -> LoadedSource:  # fmt: skip
     """The first `limit` problems (unique ids) of the CoT dataset `name`."""
-    from toolkit.hub import load_dataset, resolve_dataset
-
     if limit is not None and limit < 1:
         raise UserError("--limit must be at least 1")
     resolved = resolve_dataset(name, revision)
@@ -87,7 +88,6 @@ def _info(name: str, split: str, resolved: Any, problems: list[Problem]) -> Sour
     """The dataset as a source. `revision` pins what was read (the Hub commit, or a hash of the local
     data files), so a changed dataset is a different build; license, category and citation come
     from its build's manifest when it is local (a run directory or the local registry keeps it)."""
-    from toolkit.hub.names import is_repo_id
 
     origin = _manifest(resolved.path).source if resolved.local and _manifest(resolved.path) else {}
     types = {p.answer_type for p in problems}
@@ -103,8 +103,6 @@ def _info(name: str, split: str, resolved: Any, problems: list[Problem]) -> Sour
 
 def _manifest(folder: str):
     """The build's manifest where the folder has one (a run directory, the local registry)."""
-    from toolkit.rundir import MANIFEST, read_manifest
-
     if not (Path(folder) / MANIFEST).is_file():
         return None
     try:
