@@ -219,6 +219,25 @@ def test_a_sample_is_readable_at_once_and_committed_by_the_writer(tmp_path):
     other.close()
 
 
+def test_a_sole_writer_cache_answers_misses_without_reading_and_still_finds_what_it_committed(tmp_path):
+    # a shard's cache: empty when opened, so a key it did not commit is a miss without a read (no
+    # wait on its writer's commit); what it committed, and what a resumed shard's file held, is found
+    path = tmp_path / "shard.sqlite"
+    cache = CallCache(path, shared_fs=True, sole_writer=True)
+    cache.put_many([("k1", Completion("one", "stop", 1, 1))])
+    cache.flush()
+    assert cache._committed == {"k1"} and not cache._pending
+    assert cache.get_many(["k1", "k2"]) == [Completion("one", "stop", 1, 1), None]
+    cache.close()
+    other = CallCache(path)  # another writer adds a row: a sole-writer cache opened on it now reads
+    other.put_many([("k2", Completion("two", "stop", 1, 1))])
+    other.close()
+    resumed = CallCache(path, shared_fs=True, sole_writer=True)
+    assert resumed._committed is None
+    assert resumed.get_many(["k1", "k2", "k3"]) == [Completion("one", "stop", 1, 1), Completion("two", "stop", 1, 1), None]
+    resumed.close()
+
+
 def test_a_killed_process_keeps_what_the_writer_committed(tmp_path):
     import subprocess
     import sys

@@ -55,7 +55,7 @@ def call_keys(teacher: Teacher, request: Request, samples: Sequence[int]) -> lis
 class CallCache:
     """A SQLite table of finished samples, written by a thread of its own, safe to kill at any moment."""
 
-    def __init__(self, path: str | Path, *, shared_fs: bool = False) -> None:
+    def __init__(self, path: str | Path, *, shared_fs: bool = False, sole_writer: bool = False) -> None:
         self.path = Path(path)
         self.shared_fs = shared_fs
         self._lock = threading.Lock()
@@ -73,6 +73,15 @@ class CallCache:
                 " prompt_tokens INTEGER, completion_tokens INTEGER)"
             )
         self._pending: dict[str, Completion] = {}  # handed to the writer, not committed yet
+        # A cache only this process writes (a shard's: its folder is locked), empty when opened: it
+        # holds exactly what this process committed, so a key not among those is a miss without a
+        # read. Under the rollback journal a read waits (SQLite's sleep-and-retry) while the writer
+        # thread commits; a fresh shard's lookups, all misses, would hold its event loop that long.
+        self._committed: set[str] | None = None
+        if sole_writer:
+            with self._guard("read"):
+                empty = self._db.execute("SELECT 1 FROM samples LIMIT 1").fetchone() is None
+            self._committed = set() if empty else None
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._error: BaseException | None = None
         self._writer: threading.Thread | None = None
@@ -101,6 +110,8 @@ class CallCache:
         with self._lock:
             found.update((k, self._pending[k]) for k in keys if k in self._pending)
             rest = [k for k in keys if k not in found]
+            if self._committed is not None:
+                rest = [k for k in rest if k in self._committed]
             with self._guard("read"):
                 for start in range(0, len(rest), 500):
                     chunk = rest[start : start + 500]
@@ -166,6 +177,8 @@ class CallCache:
             self._error = e
             return
         with self._lock:
+            if self._committed is not None:
+                self._committed.update(key for key, _ in batch)
             for key, completion in batch:
                 if self._pending.get(key) is completion:
                     del self._pending[key]
