@@ -11,8 +11,8 @@ the `--concurrency` per shard: the server sees the same number of calls in fligh
 - fixed cost: a one-problem build on Ray minus the same on one process (joining the cluster, starting
   the actor, the merge of an empty build): what a build pays once;
 - throughput ratio beyond it: single / (ray - fixed), on the same problems;
-- per-shard cost: the Ray build with 4x the shards, minus the Ray build, over the extra shards (each
-  shard loads the source, agrees on the plan, opens its cache and backend, drains its last calls);
+- per-shard cost: the Ray build with 4x its default shards, minus the Ray build, over the extra shards
+  (each shard loads the source, agrees on the plan, opens its cache and backend, drains its last calls);
 - the merge: the merged manifest's replay time, per problem.
 """
 
@@ -33,6 +33,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
 from build_throughput import problems_file, start_standin, stats  # noqa: E402
+
+from toolkit.builders.ray_engine import default_shards  # noqa: E402
 
 
 def build(url: str, source: Path, out: Path, samples: int, concurrency: int, ray: list[str] | None = None) -> float:
@@ -70,6 +72,7 @@ def main() -> None:
     (scratch / "tiny").mkdir()
     source, tiny = problems_file(scratch, args.problems), problems_file(scratch / "tiny", 1)
     half = max(1, args.concurrency // 2)
+    shards = default_shards(1)
     on_ray = ["--engine", "ray", "--workers", "1", "--ray-address", gcs]
     proc, url = start_standin(args.latency)
     runs: dict[str, list[float]] = {}
@@ -93,14 +96,14 @@ def main() -> None:
             for side, conc, extra in order if r % 2 == 0 else order[::-1]:
                 timed(side, source, conc, extra)
                 timed(f"{side}-tiny", tiny, conc, [*(extra or []), *(["--shards", "1"] if extra else [])])
-            timed("ray-4x-shards", source, half, [*on_ray, "--shards", "16"])
+            timed("ray-4x-shards", source, half, [*on_ray, "--shards", str(4 * shards)])
     finally:
         proc.terminate()
         ray.shutdown()
     med = {side: statistics.median(times) for side, times in runs.items()}
     fixed = med["ray-tiny"] - med["single-tiny"]
     ratio = med["single"] / (med["ray"] - fixed)
-    per_shard = (med["ray-4x-shards"] - med["ray"]) / 12
+    per_shard = (med["ray-4x-shards"] - med["ray"]) / (3 * shards)
     merge = statistics.median(merges)
     print(f"problems {args.problems} x {args.samples} samples, latency {args.latency} s, concurrency "
           f"{args.concurrency} (ray: {half} per shard, 2 shards in flight), median of {args.repeats}")  # fmt: skip
@@ -110,7 +113,7 @@ def main() -> None:
     print(f"fixed cost of --engine ray (join, actor, empty merge): {fixed:.2f} s")
     print(f"throughput beyond it, ray / single: {ratio:.2f}x "
           f"({args.problems / (med['ray'] - fixed):.0f} vs {args.problems / med['single']:.0f} problems/s)")  # fmt: skip
-    print(f"per-shard cost (16 vs 4 shards): {per_shard:.3f} s; merge replay: {merge:.2f} s "
+    print(f"per-shard cost ({4 * shards} vs {shards} shards): {per_shard:.3f} s; merge replay: {merge:.2f} s "
           f"({1000 * merge / args.problems:.2f} ms per problem)")  # fmt: skip
 
 

@@ -118,7 +118,7 @@ def build_dataset(config: BuildConfig, *, method: Method, teachers: Mapping[str,
         if fence is not None:
             fence()  # the last moment this process may find it must not commit (a newer driver's lease)
         run.finish(writer, manifest, failed)
-        if shard is None:  # a shard has no card: the merge writes the build's
+        if shard is None and stand_ins is None:  # a shard has no card; a merge writes it once, with the usage
             write_card(config.out, method)
         return manifest
     finally:
@@ -311,7 +311,8 @@ def _open_models(config: BuildConfig, roles: Sequence[str], given: Mapping[str, 
                  shared_fs: bool = False, pick: int | None = None):  # fmt: skip
     """A session per distinct backend (roles naming the same spec share one), and what was opened.
     `pick` (a shard's index) chooses one of the servers a backend lists (`openai:M@URL1,URL2`)."""
-    cache = CallCache(cache_path, shared_fs=shared_fs)  # a broken cache shows before the slow model loads
+    # a shard's cache has one writer, this process (its folder is locked): see CallCache's `sole_writer`
+    cache = CallCache(cache_path, shared_fs=shared_fs, sole_writer=pick is not None)  # a broken one shows now
     by_spec: dict[str, Teacher] = {}
     opened: list[Teacher] = []
     backends: dict[str, Teacher] = {}

@@ -83,7 +83,7 @@ def build_on_ray(config: BuildConfig, *, method: Method, workers: int, shard_cou
     run_dir = Path(config.out)
     planned = int(shards.read_plan(run_dir)["shards"]) if (run_dir / SHARDS / shards.PLAN).is_file() else None
     if shard_count is None:  # a resumed run keeps its plan's cut, whatever --workers is now
-        shard_count = planned or SHARDS_PER_WORKER * workers
+        shard_count = planned or default_shards(workers)
     elif planned is not None and planned != shard_count:
         raise UserError(f"--shards {shard_count}: {run_dir} is cut into {planned} shards already; leave --shards out "
                         "(a resumed run keeps its own), or use another --out")  # fmt: skip
@@ -112,6 +112,13 @@ def build_on_ray(config: BuildConfig, *, method: Method, workers: int, shard_cou
     if read_lease(run_dir) != attempt:
         raise UserError(f"another `--engine ray` driver took over {run_dir} while this one ran; let it finish")
     return merge_shards(run_dir, method=method, config=config)
+
+
+def default_shards(workers: int) -> int:
+    """SHARDS_PER_WORKER per worker, so a slow shard leaves the others to the rest; one worker has no
+    rest to leave them to, and gets one shard per slot (IN_FLIGHT): each extra shard would cost a
+    setup and a half-empty last round of calls, and buy nothing (measured: bench/README.md)."""
+    return SHARDS_PER_WORKER * workers if workers > 1 else IN_FLIGHT
 
 
 def _to_run(run_dir: Path, shard: Shard, plan: Mapping[str, Any]) -> bool:

@@ -70,7 +70,8 @@ def method_command(method) -> click.Command:
         click.Option(["--workers"], type=click.IntRange(min=1), metavar="N",
                      help="--engine ray: Ray actors, each running whole shards (default 1)."),
         click.Option(["--shards"], type=click.IntRange(min=1), metavar="N",
-                     help="--engine ray: shards to cut the build into (default 4 per worker; a resumed run keeps its own)."),
+                     help="--engine ray: shards to cut the build into (default 4 per worker, 2 for one worker; "
+                          "a resumed run keeps its own)."),
         click.Option(["--ray-address"], metavar="HOST:PORT",
                      help="--engine ray: the cluster to join (default: RAY_ADDRESS, or the one `ray start` made here)."),
     ]  # fmt: skip
