@@ -17,6 +17,7 @@ from toolkit.teachers.base import CallFailure, Completion
 from toolkit.teachers.fake import user_text
 
 from .fakes import FakeTeacher, build, render_card, rows
+from .test_evolve import evolving  # the evolve tests' scripted evolver, scorer and answerer
 
 GOLDEN = Path(__file__).parent / "golden" / "rows"
 SEEDS = f"file:{Path(__file__).parent / 'fixtures' / 'evolve' / 'seeds.jsonl'}"
@@ -82,22 +83,6 @@ def counterfactual(request, j):
         return f"The box colour decides it (view {j}).\nThe answer is {label}."
     truth = CASES[case] if not edited or case == "keeps" else ("no" if CASES[case] == "yes" else "yes")
     return f"Looking at the colour.\nThe answer is {truth}."
-
-
-def evolving(request, j):
-    text = user_text(request)
-    if "instruction rewriter" in text:
-        given = text.split("Given instruction:\n", 1)[1].split("\n\nWrite only", 1)[0]
-        action = re.search(r"applying this change \(([^)]+)\)", text).group(1)
-        return f"{given} +{action}#{request.params.seed}"
-    instruction = text.split("Instruction:\n", 1)[-1].split("\n\nReply with", 1)[0]
-    if text.startswith("Rate the quality"):
-        return "Score: 4"
-    if text.startswith("Rate how complex"):
-        return f"Score: {min(5, 1 + instruction.count(' +'))}"
-    if text.startswith("List the user intentions"):
-        return json.dumps(sorted({a.split("#")[0] for a in re.findall(r"\+(\S+)", instruction)}) or ["writing"])
-    return f"Answer to: {text}"
 
 
 BUILDS = {
