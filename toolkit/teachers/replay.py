@@ -14,7 +14,6 @@ count tokens with it (mixed's `num_tokens`), and the replay must count them as t
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 from toolkit.teachers.base import BackendOptions, CallFailure, OnSample, Request, Result, Teacher
@@ -62,12 +61,7 @@ def identity_record(backend: Teacher) -> dict[str, Any]:
 
 def _tokenizer(model: str) -> Any:
     """The tokenizer the transformers backend loads for `model`, without the weights."""
-    from transformers import AutoTokenizer  # heavy: only for a transformers teacher's replay
-
     from toolkit.teachers.models import resolve_model_path
-    from toolkit.teachers.transformers_backend import adapter_base_path
+    from toolkit.teachers.transformers_backend import load_tokenizer  # imports transformers: only here
 
-    path = resolve_model_path(model)
-    base = adapter_base_path(path)
-    folder = path if base is None or (Path(path) / "tokenizer_config.json").is_file() else base
-    return AutoTokenizer.from_pretrained(folder, padding_side="left")
+    return load_tokenizer(resolve_model_path(model))

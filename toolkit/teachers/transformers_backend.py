@@ -51,7 +51,7 @@ class TransformersTeacher(BatchingTeacher):
 
     def __init__(self, model: str, *, batch_size: int = 16, device: str | None = None, dtype: str = "auto"):
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoModelForCausalLM
 
         super().__init__()
         self.options = TransformersOptions(batch_size=batch_size, device=device, dtype=None if dtype == "auto" else dtype)
@@ -64,7 +64,7 @@ class TransformersTeacher(BatchingTeacher):
         try:
             torch_dtype = "auto" if dtype == "auto" and self.device != "cpu" else getattr(torch, dtype, torch.float32)
             base = adapter_base_path(path)
-            self.tokenizer = AutoTokenizer.from_pretrained(_tokenizer_dir(path, base), padding_side="left")
+            self.tokenizer = load_tokenizer(path, base)
             self.lm = AutoModelForCausalLM.from_pretrained(base or path, dtype=torch_dtype)
             if base is not None:  # a LoRA output folder: its adapter, folded into the base it names
                 from peft import PeftModel
@@ -198,7 +198,14 @@ def adapter_base_path(path: str) -> str | None:
     return resolve_model_path(base)
 
 
-def _tokenizer_dir(path: str, base: str | None) -> str:
+def load_tokenizer(path: str, base: str | None = None) -> Any:
+    """The tokenizer this backend uses for the model at `path` (left padding, for batches): the
+    folder's own, or for an adapter folder without one its base's (`base`, from adapter_base_path)."""
     from pathlib import Path
 
-    return path if base is None or (Path(path) / "tokenizer_config.json").is_file() else base
+    from transformers import AutoTokenizer
+
+    if base is None:
+        base = adapter_base_path(path)
+    folder = path if base is None or (Path(path) / "tokenizer_config.json").is_file() else base
+    return AutoTokenizer.from_pretrained(folder, padding_side="left")
