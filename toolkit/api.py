@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.builders.config import BuildConfig, coerce, option_name, resolve_config
-from toolkit.builders.engine import build_dataset, merge_shards, summary_line
+from toolkit.builders.engine import build_dataset, summary_line
+from toolkit.builders.merge import merge_shards
 from toolkit.builders.method import Method
 from toolkit.builders.shards import parse_shard, read_plan, shard_dir
 from toolkit.errors import UserError, did_you_mean

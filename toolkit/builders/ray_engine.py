@@ -43,7 +43,8 @@ from typing import Any
 
 from toolkit.builders import shards
 from toolkit.builders.config import BuildConfig
-from toolkit.builders.engine import build_dataset, merge_shards, plan_shards
+from toolkit.builders.engine import build_dataset, plan_shards
+from toolkit.builders.merge import merge_shards
 from toolkit.builders.method import Method
 from toolkit.builders.shards import Shard
 from toolkit.errors import UserError
