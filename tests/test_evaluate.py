@@ -267,3 +267,64 @@ def test_num_fewshot_puts_worked_examples_before_the_question(tmp_path, small_to
     prompt = row["arguments"][0][0]
     assert prompt.count("Question:") == 2 and prompt.count("The answer is") == 3  # 2 instructions + 1 worked answer
     assert "1-shot chain of thought" in result.markdown
+
+
+@pytest.mark.slow
+def test_a_model_scored_alike_before_is_taken_from_disk_not_run_again(tmp_path, random_adapter, small_torch,
+                                                                      monkeypatch):  # fmt: skip
+    """A killed eval resumes at the model it was in; an experiment's later step reuses an earlier step's
+    results of the same weights; new weights or another option run again (toolkit.evaluate.kept)."""
+    import shutil
+
+    from toolkit.evaluate import EvalOptions, run, run_eval
+
+    adapter = tmp_path / "student"
+    shutil.copytree(random_adapter, adapter)
+    options = EvalOptions(limit=2, max_gen_toks=4, batch_size=2)
+    real, ran = run._evaluate_one, []
+
+    def counting(spec, *args, **kwargs):
+        ran.append(spec.label)
+        if spec.label == "student" and len(ran) == 2 and "killed" not in ran:
+            ran.append("killed")
+            raise KeyboardInterrupt  # the run is killed while it scores its second model
+        return real(spec, *args, **kwargs)
+
+    monkeypatch.setattr(run, "_evaluate_one", counting)
+    first = tmp_path / "first"
+    with pytest.raises(KeyboardInterrupt):
+        run_eval(["smollm2-135m", str(adapter)], first, tasks=["gym_chain_sum"], options=options)
+    assert ran == ["smollm2-135m", "student", "killed"]
+    assert (first / "smollm2-135m" / "hubtool_eval.json").is_file() and not (first / "student").exists()
+
+    ran.clear()
+    resumed = run_eval(["smollm2-135m", str(adapter)], first, tasks=["gym_chain_sum"], options=options)
+    assert ran == ["student"]  # the base model's results were complete: not run again
+    samples = {m: (first / m / "samples_hubtool_gym_chain_sum.jsonl").read_text() for m in ("smollm2-135m", "student")}
+
+    ran.clear()
+    again = run_eval(["smollm2-135m", str(adapter)], first, tasks=["gym_chain_sum"], options=options)
+    assert ran == [] and again.markdown == resumed.markdown
+
+    # an experiment's later step: other labels, another folder, the earlier step's folder to look in
+    ran.clear()
+    later = tmp_path / "later"
+    run_eval([str(adapter), "smollm2-135m"], later, tasks=["gym_chain_sum"], options=options, labels=["sft", "base"],
+             reuse=[first])  # fmt: skip
+    assert ran == []
+    assert (later / "sft" / "samples_hubtool_gym_chain_sum.jsonl").read_text() == samples["student"]
+    assert json.loads((later / "sft" / "results.json").read_text())["config"]["model"] == "sft"
+    assert json.loads((later / "sft" / "hubtool_eval.json").read_text())["args"]["peft"] == str(adapter)
+    assert "peft" not in json.loads((later / "base" / "hubtool_eval.json").read_text())["args"]
+    assert json.loads((later / "scores.json").read_text())["scores"]["sft"] == \
+        json.loads((first / "scores.json").read_text())["scores"]["student"]  # fmt: skip
+
+    # retrained weights (a file rewritten), or an option that changes the generations: run again
+    weights = next(adapter.glob("adapter_model.*"))
+    weights.write_bytes(weights.read_bytes())
+    ran.clear()
+    run_eval(["smollm2-135m", str(adapter)], first, tasks=["gym_chain_sum"], options=options)
+    assert ran == ["student"]
+    ran.clear()
+    run_eval(["smollm2-135m"], first, tasks=["gym_chain_sum"], options=EvalOptions(limit=2, max_gen_toks=5, batch_size=2))
+    assert ran == ["smollm2-135m"]

@@ -167,7 +167,7 @@ def test_summary_pairs_models_on_the_same_documents():
 
 
 @pytest.mark.slow
-def test_cpu_smoke_runs_end_to_end_skips_and_reruns_only_the_eval(tmp_path):
+def test_cpu_smoke_runs_end_to_end_skips_and_reruns_only_the_eval(tmp_path, monkeypatch):
     work = tmp_path / "work"
     result = CliRunner().invoke(main, ["run", str(ROOT / "experiments" / "cpu-smoke.yaml"), "--workdir", str(work)])
     assert result.exit_code == 0, result.output
@@ -184,3 +184,18 @@ def test_cpu_smoke_runs_end_to_end_skips_and_reruns_only_the_eval(tmp_path):
     spec["eval"]["limit"] = 2
     plan, _ = _run(_write(tmp_path, spec, "smoke.yaml"), work)
     assert [s for s, a in plan.actions.items() if a == "run"] == ["eval"]
+    # a second eval step (stage 2 against stage 1, say) takes the models the first one scored alike from
+    # its folder, under its own labels
+    from toolkit.evaluate import run as eval_run
+
+    real, ran = eval_run._evaluate_one, []
+    monkeypatch.setattr(eval_run, "_evaluate_one", lambda spec, *a, **k: ran.append(spec.label) or real(spec, *a, **k))
+    spec["steps"]["eval-again"] = {"eval": {"student": "{sft}", "dpo": "{dpo}", "base": "smollm2-135m"}}
+    plan, _ = _run(_write(tmp_path, spec, "smoke.yaml"), work)
+    assert [s for s, a in plan.actions.items() if a == "run"] == ["eval-again"] and ran == []
+    for before, after in [("sft", "student"), ("dpo", "dpo")]:
+        assert (work / "evals" / "eval-again" / after / "samples_hubtool_gym_chain_sum.jsonl").read_bytes() == \
+            (work / "evals" / "eval" / before / "samples_hubtool_gym_chain_sum.jsonl").read_bytes()  # fmt: skip
+    results = json.loads((work / "report" / "results.json").read_text())
+    scores = {f: v["score"] for f, v in results["eval-again"]["models"]["student"].items()}
+    assert scores == {f: v["score"] for f, v in results["eval"]["models"]["sft"].items()}

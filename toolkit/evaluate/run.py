@@ -8,11 +8,13 @@ import importlib.metadata
 import json
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
 from toolkit.errors import UserError
+from toolkit.evaluate import kept
 from toolkit.evaluate import report as report_mod
 from toolkit.evaluate.hooks import check_prompt, model_prompt, with_prompt
 from toolkit.evaluate.judge import judge_models
@@ -70,9 +72,12 @@ def run_eval(
     tasks: list[str] | tuple[str, ...] = (),
     options: EvalOptions = EvalOptions(),
     labels: list[str] | None = None,
+    reuse: Sequence[Path] = (),
 ) -> EvalResult:
     """Evaluate every model on the selected tasks; everything is checked before the first model runs.
-    `labels` names the models in the report (default: their folder or alias)."""
+    `labels` names the models in the report (default: their folder or alias). A model whose results in
+    `output_dir` (or in a model folder of an output folder in `reuse`) were made from the same weights,
+    tasks, options and code is not run again (toolkit.evaluate.kept)."""
     if not models:
         raise UserError("name at least one --model (a checkpoint folder, an adapter folder or smollm2-135m)")
     _check_options(options)
@@ -102,10 +107,20 @@ def run_eval(
     report = report_mod.Report(tasks=names, in_domain=in_domain, notes=notes, judged_tasks=set(judged))
     paths: dict[str, Path] = {}
     samples = {}
+    task_dirs = tasks_mod.task_dirs(eval_task_dirs())
     for spec in specs:
-        results = _evaluate_one(spec, manager, names, options, asked[spec.label][0])
+        folder = output_dir / _folder_name(spec.label)
+        key = kept.result_key(spec.lm_eval_model, spec.args, names, task_dirs, _key_options(options),
+                              asked[spec.label][0])  # fmt: skip
+        found = kept.find_kept(key, [folder, *(d for r in reuse if Path(r).is_dir() for d in sorted(Path(r).iterdir()))])
+        if found is not None:
+            results = kept.load_kept(found, spec.label, folder)
+        else:
+            kept.forget(folder)
+            results = _evaluate_one(spec, manager, names, options, asked[spec.label][0])
         report.add(spec.label, results)
-        paths |= _write_results(output_dir / _folder_name(spec.label), spec.label, results)
+        paths |= _write_results(folder, spec.label, results)
+        kept.write_key(folder, key)
         samples[spec.label] = results.get("samples", {})
     compared = [n for n in names if n not in judged]
     if options.judge and len(specs) > 1 and compared:
@@ -180,6 +195,14 @@ def _notes(options: EvalOptions) -> list[str]:
     if options.max_gen_toks is not None:
         notes.append(f"generations cut at {options.max_gen_toks} tokens")
     return notes
+
+
+def _key_options(options: EvalOptions) -> dict:
+    """The options that change what a model generates or how it is scored (not the report's)."""
+    return {"backend": options.backend, "base_url": options.base_url, "limit": options.limit,
+            "num_fewshot": options.num_fewshot, "batch_size": options.batch_size, "max_gen_toks": options.max_gen_toks,
+            "data_dir": kept.stamp(options.data_dir) if options.data_dir and options.data_dir.exists() else options.data_dir,
+            "data_parallel": options.data_parallel}  # fmt: skip
 
 
 def _evaluate_one(spec: ModelSpec, manager, names: list[str], options: EvalOptions,

@@ -353,8 +353,9 @@ def _eval(experiment: Experiment, step: Step, outputs: dict[str, str], work: Pat
                           data_dir=Path(s["data_dir"]) if s.get("data_dir") else None, judge=s.get("judge"),
                           **{k: s[k] for k in ("judge_max_new_tokens",) if k in s})  # fmt: skip
     labels = list(s["eval"])
+    earlier = [work / "evals" / e.id for e in experiment.steps if e.kind == "eval" and e.id != step.id]
     run_eval([str(m) for m in s["eval"].values()], out, suites=s.get("suites", []), tasks=s.get("tasks", []),
-             options=options, labels=labels)  # fmt: skip
+             options=options, labels=labels, reuse=earlier)  # a model another eval step scored alike is not run again
     return str(out)
 
 
