@@ -353,7 +353,8 @@ def benchmark_outputs() -> dict[Path, str]:
 # One task per labelled catalogue entry, hubtool_cf_<name>: the counterfactual builder's student prompt,
 # label answers, the rows read by the function a build reads them with (utils.process_<name> calls
 # toolkit.sources.labelled). The contrast sets, hubtool_cf_*_cad.yaml, are written by hand: their data
-# is the authors' files at a fixed commit, no catalogue entry. Hand-written too: README.md and utils.py.
+# is the authors' files at a fixed commit, no catalogue entry. Hand-written too: README.md, utils.py and the
+# two reasoning-gym syllogism tasks (hubtool_cf_gym_syllogism*.yaml: gym data, no labelled entry).
 CF = ROOT / "counterfactual"
 CF_VERSION = 1.0  # bump when documents, prompts, extraction or scoring change
 CF_COMMENT = "# Counterfactual distillation's eval tasks (see README.md): the builder's student prompt, label answers.\n"
@@ -366,6 +367,11 @@ CF_GROUPS = {  # suite -> tasks (in-domain, out-of-domain, contrast set), the in
                    "NLI robustness for a student distilled on SNLI; CAD-SNLI groups give consistency.",
                    "Counterfactual distillation, NLI: trained on SNLI (in-domain), tested out of domain on MultiNLI\n"
                    "(mismatched genres), and on CAD-SNLI's human counterfactual groups (accuracy and consistency)."),
+    "robust_syllogism": (("cf_gym_syllogism", "cf_gym_syllogism_contrast"), "cf_gym_syllogism",
+                         "Syllogism robustness for a student distilled on reasoning-gym syllogisms; pairs that differ "
+                         "in one quantifier give consistency.",
+                         "Counterfactual distillation, offline: trained on reasoning-gym syllogisms (in-domain), tested on\n"
+                         "the gym test problems beside one-quantifier edits with the other answer (accuracy and consistency)."),
 }  # fmt: skip
 
 

@@ -49,11 +49,12 @@ def test_generated_files_are_current():
 
 
 # Task YAML the generator does not write: the judged tasks and the contrast sets, whose data is no
-# catalogue entry (fixed files of the authors' repositories).
+# catalogue entry (fixed files of the authors' repositories; the syllogism pair made by rule).
 HAND_WRITTEN = {
     "alpaca_eval/hubtool_alpaca_eval.yaml", "ifeval/hubtool_ifeval.yaml", "ifeval/hubtool_verifiable_instructions.yaml",
     "mt_bench/hubtool_mt_bench.yaml", "mt_bench/hubtool_idea_mcts.yaml",
     "counterfactual/hubtool_cf_imdb_cad.yaml", "counterfactual/hubtool_cf_snli_cad.yaml",
+    "counterfactual/hubtool_cf_gym_syllogism.yaml", "counterfactual/hubtool_cf_gym_syllogism_contrast.yaml",
 }  # fmt: skip
 
 

@@ -19,16 +19,19 @@ from collections import defaultdict
 from toolkit import answers
 from toolkit.methods.counterfactual import student_messages
 from toolkit.records import Problem
+from toolkit.sources import load_source
 from toolkit.sources.catalogue import labelled_info
 from toolkit.sources.labelled import labelled_problems, nli_question
+from toolkit.sources.syllogism_contrast import contrast_set, gold_checks
 
 MISS = "[invalid]"
 SHUFFLE_SEED = 1234  # imdb's test split is sorted by label: shuffled once, so --limit sees both
 
 
-def _doc(doc_id: str, question: str, labels: tuple[str, ...], gold: str, group: str = "", size: int = 0) -> dict:
+def _doc(doc_id: str, question: str, labels: tuple[str, ...], gold: str, group: str = "", size: int = 0,
+         answer_type: str = "label") -> dict:  # fmt: skip
     return {"id": doc_id, "question": question.strip(), "choices": list(labels), "gold": gold,
-            "answer_type": "label", "rationale": "", "group": group, "group_size": size}  # fmt: skip
+            "answer_type": answer_type, "rationale": "", "group": group, "group_size": size}  # fmt: skip
 
 
 def _problem(doc: dict) -> Problem:
@@ -108,6 +111,33 @@ def process_snli_cad(dataset):
             question = nli_question(row["sentence1"], row["sentence2"])
             docs.append(_doc(f"{group}-{j}", question, labels, row["gold_label"].strip(), group, len(members)))
     return type(dataset).from_list(docs)
+
+
+# -- reasoning-gym syllogisms: made offline, the contrast set by rule (toolkit.sources.syllogism_contrast) --
+def _syllogisms(gym_split: str, gym_seed: int, gym_size: int):
+    return load_source("gym:syllogism", split=gym_split, seed=gym_seed, limit=gym_size).problems
+
+
+def gym_syllogism(gym_split: str, gym_seed: int, gym_size: int, **_ignored):
+    """`custom_dataset` of hubtool_cf_gym_syllogism: the gym test problems (the gym_syllogism task's own
+    documents) whose gym answer a model check confirms (about 1 in 8 is a wrong "Yes"; see
+    toolkit.sources.syllogism_contrast), asked with the counterfactual student prompt, yes/no answers."""
+    import datasets
+
+    problems = [p for p in _syllogisms(gym_split, gym_seed, gym_size) if gold_checks(p)]
+    docs = [_doc(p.id, p.question, (), p.gold, answer_type="yesno") for p in problems]
+    return datasets.DatasetDict({gym_split: datasets.Dataset.from_list(docs)})
+
+
+def gym_syllogism_contrast(gym_split: str, gym_seed: int, gym_size: int, **_ignored):
+    """`custom_dataset` of hubtool_cf_gym_syllogism_contrast: each of the first `gym_size` test
+    syllogisms that has one beside its one-quantifier edit with the other answer (a group of two)."""
+    import datasets
+
+    pairs, _ = contrast_set(_syllogisms(gym_split, gym_seed, gym_size), seed=gym_seed)
+    docs = [_doc(member.id, member.question, (), member.gold, f"syllogism-{pair.original.id}", 2, "yesno")
+            for pair in pairs for member in (pair.original, pair.edit)]  # fmt: skip
+    return datasets.DatasetDict({gym_split: datasets.Dataset.from_list(docs)})
 
 
 def _grouped(docs):
