@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import statistics
 import sys
 from pathlib import Path
@@ -41,55 +40,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from toolkit.builders.engine import build_dataset  # noqa: E402
 from toolkit.methods.evolve import METHOD, EvolveConfig  # noqa: E402
+from toolkit.methods.evolve.compare import arms_table, paired, per_seed  # noqa: E402
 
 SEEDS = Path(__file__).resolve().parent / "evolve_seeds.jsonl"
-RESAMPLES = 10_000
-
-
-def _nodes(node: dict):
-    yield node
-    for child in node["children"]:
-        yield from _nodes(child)
-
-
-def path_pool(root: dict) -> list[dict]:
-    """Valid evolved nodes on a root-to-terminal path (terminal nodes, and the ends of followed paths)."""
-    pool: dict[int, dict] = {}
-
-    def down(node: dict, above: list[dict]) -> None:
-        here = [*above, node]
-        ends_path = node["on_path"] and not any(k["on_path"] for k in node["children"])
-        if not node["invalid"] and (node["terminal"] or ends_path):
-            pool.update({n["id"]: n for n in here if n["depth"] > 0})
-        for kid in node["children"]:
-            if not kid["invalid"]:
-                down(kid, here)
-
-    down(root, [])
-    return list(pool.values())
-
-
-def per_seed(out: Path) -> dict[str, dict]:
-    """Each seed's measures, read from its tree file."""
-    result = {}
-    for path in sorted((out / "trees").glob("*.json")):
-        tree = json.loads(path.read_text())
-        pool = path_pool(tree["root"])
-        rewards = [n["scores"]["reward"] for n in pool]
-        result[tree["seed_id"]] = {
-            "seed_reward": tree["root"]["scores"]["reward"], "pool": len(pool),
-            "mean": statistics.fmean(rewards) if rewards else None, "best": max(rewards, default=None),
-            "tags": len({t for n in pool for t in n["tags"]}),
-            "evolver_calls": tree["evolver_calls"], "scorer_calls": tree["scorer_calls"],
-        }  # fmt: skip
-    return result
-
-
-def bootstrap(diffs: list[float], seed: int = 0) -> tuple[float, float, float]:
-    """The mean of paired differences and its 95 % percentile bootstrap interval."""
-    rng = random.Random(seed)
-    means = sorted(statistics.fmean(rng.choices(diffs, k=len(diffs))) for _ in range(RESAMPLES))
-    return statistics.fmean(diffs), means[int(0.025 * RESAMPLES)], means[int(0.975 * RESAMPLES) - 1]
 
 
 def build(args: argparse.Namespace, name: str, **fields) -> dict:
@@ -168,39 +121,10 @@ def summarize(args: argparse.Namespace, arms: dict, seed_rewards: list[float], t
              f"{args.children} children, {args.iterations} iterations, max depth {args.max_depth} (paths end past it), "
              f"C {args.uct_c}; {args.seeds} seeds, their rewards {min(seed_rewards):.3f}-{max(seed_rewards):.3f} "
              f"(mean {statistics.fmean(seed_rewards):.3f}); reward threshold {threshold}", "",
-             "| arm | seeds | evolver calls | scorer calls | failed evolutions | path-pool nodes | sampled rows | "
-             "rows: reward | rows: quality | rows: complexity | rows: diversity | distinct tags (rows) |",
-             "|---|" + "---:|" * 11]  # fmt: skip
-    for name, arm in arms.items():
-        c, s = arm["manifest"].counts, arm["manifest"].stats
-        r = s["scores"]["rows"]
-        lines.append(f"| {name} | {c['seeds_done']} | {c['evolver_calls']} | {c['scored']} | {c['invalid_evolutions']} | "
-                     f"{sum(x['pool'] for x in arm['seeds'].values())} | {r['n']} | {r['reward']} | {r['quality']} | "
-                     f"{r['complexity']} | {r['diversity']} | {s['distinct_tags']['rows']} |")  # fmt: skip
+             *arms_table({name: Path(args.out) / name for name in arms})]  # fmt: skip
     for other in [k for k in arms if k != "mcts"]:
-        lines += ["", *paired(args, arms["mcts"]["seeds"], arms[other]["seeds"], other)]
+        lines += ["", *paired(arms["mcts"]["seeds"], arms[other]["seeds"], "search", other, args.seed)[0]]
     return "\n".join(lines)
-
-
-def paired(args: argparse.Namespace, a: dict, b: dict, other: str) -> list[str]:
-    """Per-seed paired differences, search minus the `other` arm, with bootstrap intervals."""
-    matched = sum(a[k]["evolver_calls"] == b[k]["evolver_calls"] and a[k]["scorer_calls"] == b[k]["scorer_calls"]
-                  for k in a if k in b)  # fmt: skip
-    lines = [f"search vs {other}: calls matched exactly (evolver and scorer) on {matched} of {len(a)} seeds", "",
-             f"| per seed, search minus {other} | seeds | mean | 95 % bootstrap interval | search higher / equal / lower |",
-             "|---|---:|---:|---|---|"]  # fmt: skip
-    for key, label in (("mean", "path pool: mean reward"), ("best", "path pool: best reward"),
-                       ("tags", "path pool: distinct tags")):  # fmt: skip
-        pairs = [(a[k][key], b[k][key]) for k in a if k in b and a[k][key] is not None and b[k][key] is not None]
-        if not pairs:
-            lines.append(f"| {label} | 0 | - | - | - |")
-            continue
-        diffs = [x - y for x, y in pairs]
-        mean, low, high = bootstrap(diffs, args.seed)
-        hi, eq = sum(d > 0 for d in diffs), sum(d == 0 for d in diffs)
-        lines.append(f"| {label} | {len(diffs)} | {mean:+.3f} | [{low:+.3f}, {high:+.3f}] | "
-                     f"{hi} / {eq} / {len(diffs) - hi - eq} |")  # fmt: skip
-    return lines
 
 
 if __name__ == "__main__":

@@ -572,3 +572,67 @@ def test_cli_builds_with_a_fake_script_and_inspect_prints_a_tree(tmp_path):
     assert "trees    2 in" in runner.invoke(main, ["inspect", str(out)]).output
     missing = runner.invoke(main, ["inspect", str(out), "--tree", "nope"])
     assert missing.exit_code != 0 and "no tree 'nope'" in missing.output
+
+
+# --- comparing builds (toolkit.methods.evolve.compare; bench/evolve_search.py and experiment reports) ----
+def _tnode(i, depth, reward, children=(), *, terminal=False, on_path=False, invalid=False, tags=()):
+    return {"id": i, "depth": depth, "scores": {"reward": reward}, "children": list(children), "terminal": terminal,
+            "on_path": on_path, "invalid": invalid, "tags": list(tags)}  # fmt: skip
+
+
+def test_the_path_pool_is_every_valid_node_on_a_root_to_terminal_path():
+    from toolkit.methods.evolve.compare import path_pool
+
+    #   0 (seed) - 1 - 3 (terminal)       1 and 3 are on a finished path
+    #            \     4 (invalid, terminal)
+    #             - 2 (on the followed path, its children off it) - 5 (not on the path, not terminal)
+    root = _tnode(0, 0, 5.0, [
+        _tnode(1, 1, 6.0, [_tnode(3, 2, 8.0, terminal=True), _tnode(4, 2, 9.0, terminal=True, invalid=True)]),
+        _tnode(2, 1, 7.0, [_tnode(5, 2, 9.5)], on_path=True),
+    ], on_path=True)  # fmt: skip
+    assert sorted(n["id"] for n in path_pool(root)) == [1, 2, 3]
+
+
+def test_paired_differences_and_their_intervals_on_known_numbers():
+    from toolkit.methods.evolve.compare import bootstrap, over_seeds, paired
+
+    assert bootstrap([0.5] * 7) == (0.5, 0.5, 0.5)
+    assert bootstrap([1.0, -1.0]) == (0.0, -1.0, 1.0)
+
+    def seed(mean, best, tags, seed_reward=5.0, calls=(3, 4)):
+        return {"mean": mean, "best": best, "tags": tags, "seed_reward": seed_reward, "pool": 2,
+                "evolver_calls": calls[0], "scorer_calls": calls[1]}  # fmt: skip
+
+    search = {"a": seed(7.0, 8.0, 3), "b": seed(6.0, 6.0, 2), "c": seed(None, None, 0)}
+    chains = {"a": seed(6.0, 8.0, 1), "b": seed(6.5, 7.0, 2, calls=(3, 5)), "c": seed(5.0, 5.0, 1)}
+    lines, numbers = paired(search, chains, "search", "chains")
+    assert lines[0] == "search vs chains: calls matched exactly (evolver and scorer) on 2 of 3 seeds"
+    assert lines[4] == "| path pool: mean reward | 2 | +0.250 | [-0.500, +1.000] | 1 / 0 / 1 |"
+    assert lines[5] == "| path pool: best reward | 2 | -0.500 | [-1.000, +0.000] | 0 / 1 / 1 |"
+    assert lines[6] == "| path pool: distinct tags | 3 | +0.333 | [-1.000, +2.000] | 1 / 1 / 1 |"
+    assert numbers["mean"]["mean"] == 0.25 and numbers["calls_matched"] == 2
+    lines, numbers = over_seeds(search, "search")
+    assert lines[2] == "| path pool: mean reward | 2 | +1.500 | [+1.000, +2.000] | 2 / 0 / 0 |"
+    assert numbers["best"] == {"n": 2, "mean": 2.0, "low": 1.0, "high": 3.0, "higher": 2, "equal": 0}
+
+
+def test_an_experiment_report_compares_its_evolve_builds(tmp_path):
+    """Two builds of one method in an experiment: its report gets the method's comparison section."""
+    from toolkit.experiments.report import write_experiment_report
+    from toolkit.experiments.spec import Experiment, Step
+    from toolkit.methods.evolve.compare import compare_builds
+
+    _build(tmp_path / "mcts", limit=4)
+    _build(tmp_path / "chains", search="none", budget_from=str(tmp_path / "mcts"), limit=4)
+    steps = [Step("mcts", "build", {"build": "evolve"}), Step("chains", "build", {"build": "idea-mcts"}),
+             Step("answers", "build", {"build": "cot"})]  # fmt: skip
+    experiment = Experiment(name="evolve-bench", about="Search against chains.", path=tmp_path / "e.yaml", steps=steps)
+    outputs = {"mcts": str(tmp_path / "mcts"), "chains": str(tmp_path / "chains"), "answers": str(tmp_path / "x")}
+    report = write_experiment_report(experiment, outputs, {}, tmp_path / "report").read_text()
+    lines, numbers = compare_builds({"mcts": tmp_path / "mcts", "chains": tmp_path / "chains"})
+    assert "## evolve builds compared (mcts, chains)\n" in report and "\n".join(lines) in report
+    assert "mcts vs chains: calls matched exactly (evolver and scorer) on 4 of 4 seeds" in report
+    saved = json.loads((tmp_path / "report" / "results.json").read_text())["builds:evolve"]
+    assert saved["pairs"]["mcts - chains"]["calls_matched"] == 4 and set(saved["over_seeds"]) == {"mcts", "chains"}
+    # the scripted scorer rates every evolution above its seed: each seed's pool beats the seed
+    assert numbers["over_seeds"]["mcts"]["mean"]["higher"] == 4

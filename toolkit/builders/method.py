@@ -131,6 +131,9 @@ class Method(Generic[C]):
     # why a build of this config cannot be cut into shards (`--shard I/N`), or None: the merge replays
     # the build from the shards' cached calls, so a model used outside the call cache cannot be replayed
     unshardable: Callable[[C], str | None] | None = None
+    # an experiment's builds of this method (step id -> run directory, in the file's order) compared: the
+    # markdown lines of a section of the experiment's report and their numbers (evolve: search vs chains)
+    compare: Callable[[Mapping[str, Path]], tuple[list[str], dict[str, Any]]] | None = None
 
     @property
     def card_template(self) -> str | Path:

@@ -18,6 +18,7 @@ from toolkit.evaluate.report import FILTERS, Report, markdown
 from toolkit.evaluate.run import _folder_name
 from toolkit.experiments.spec import substitute
 from toolkit.hub import resolve_dataset
+from toolkit.methods import get_method
 from toolkit.public_paths import scrub
 from toolkit.redact import redact
 from toolkit.training.provenance import PROVENANCE
@@ -107,9 +108,14 @@ def _paired(model: dict, base: dict, task: str, f: str) -> tuple[list[float], li
 
 # -- writing --------------------------------------------------------------------------------------------
 def write_experiment_report(experiment, outputs: dict[str, str], state: dict, folder: Path) -> Path:
-    """report.md, report.png and results.json for the experiment's eval steps."""
+    """report.md, report.png and results.json for the experiment's eval steps, and a section for each
+    method whose builds the experiment compares (`Method.compare`)."""
     folder.mkdir(parents=True, exist_ok=True)
     sections, results = [f"# {experiment.name}", "", experiment.about, ""], {}
+    for name, builds in _compared_builds(experiment, outputs).items():
+        lines, numbers = get_method(name).compare(builds)
+        sections += [f"## {name} builds compared ({', '.join(builds)})", "", *lines, ""]
+        results[f"builds:{name}"] = numbers
     for step in [s for s in experiment.steps if s.kind == "eval"]:
         labels = list(step.spec["eval"])
         scores = read_scores(Path(outputs[step.id]), labels)
@@ -132,6 +138,18 @@ def write_experiment_report(experiment, outputs: dict[str, str], state: dict, fo
     (folder / "results.json").write_text(_public(json.dumps(results, indent=2), folder.parent))
     (folder / "report.md").write_text(_public("\n".join(sections) + "\n", folder.parent))
     return folder / "report.md"
+
+
+def _compared_builds(experiment, outputs: dict[str, str]) -> dict[str, dict[str, Path]]:
+    """method name -> its finished build steps' run directories, for the methods that compare builds
+    and that the experiment builds twice or more."""
+    by_method: dict[str, dict[str, Path]] = defaultdict(dict)
+    for step in experiment.steps:
+        if step.kind == "build" and step.id in outputs:
+            method = get_method(step.spec["build"])
+            if method.compare is not None:
+                by_method[method.name][step.id] = Path(outputs[step.id])
+    return {name: builds for name, builds in by_method.items() if len(builds) > 1}
 
 
 def _public(text: str, workdir: Path) -> str:

@@ -29,6 +29,7 @@ from toolkit.errors import UserError
 from toolkit.methods.evolve import search as S
 from toolkit.methods.evolve import tree as T
 from toolkit.methods.evolve.actions import DEFAULT_ACTIONS, Action, load_actions
+from toolkit.methods.evolve.compare import compare_builds
 from toolkit.methods.evolve.expected import ExpectedScorer
 from toolkit.methods.evolve.scoring import (
     clean_evolution,
@@ -395,6 +396,7 @@ METHOD = Method(
     recipe="evolve/smollm2-135m-lora",
     eval_tasks=("ifeval", "alpaca_eval", "mt_bench"),  # the idea_mcts suite (eval_tasks/groups)
     student_prompt=None,  # its rows are instructions, not a template's rendering
+    compare=compare_builds,  # search vs random chains vs the seeds, in an experiment's report
     reasoning=False,  # instruction following: its replies are not reasoning demonstrations
     presets=PRESETS,
     setup=setup,
