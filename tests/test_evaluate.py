@@ -319,10 +319,17 @@ def test_a_model_scored_alike_before_is_taken_from_disk_not_run_again(tmp_path, 
     assert json.loads((later / "scores.json").read_text())["scores"]["sft"] == \
         json.loads((first / "scores.json").read_text())["scores"]["student"]  # fmt: skip
 
-    # retrained weights (a file rewritten), or an option that changes the generations: run again
+    # weights written again to the same bytes (a deterministic retraining) are the same model; other
+    # weights, or an option that changes the generations, run again
     weights = next(adapter.glob("adapter_model.*"))
     weights.write_bytes(weights.read_bytes())
     ran.clear()
+    run_eval(["smollm2-135m", str(adapter)], first, tasks=["gym_chain_sum"], options=options)
+    assert ran == []
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(weights)
+    save_file({k: v * 1.5 for k, v in tensors.items()}, weights)
     run_eval(["smollm2-135m", str(adapter)], first, tasks=["gym_chain_sum"], options=options)
     assert ran == ["student"]
     ran.clear()

@@ -1,7 +1,7 @@
 """A model's eval results kept with what made them, so they are not made twice.
 
 An evaluation of several models on a CPU takes hours. Each model's folder gets `hubtool_eval.json`
-last, after its results and samples: the weights it read (every file by name, size and mtime), the
+last, after its results and samples: the weights it read (every file by name, size and sha256), the
 tasks and their files, the options that change a generation or a score, the prompt it was asked with,
 lm-eval's version and a digest of hubtool's own code (the answer checkers score inside the tasks).
 A later `hubtool eval` into the same folder that would make the same key takes the model's results
@@ -46,9 +46,24 @@ def result_key(lm_eval_model: str, args: dict[str, Any], tasks: Sequence[str], t
 
 
 def stamp(path: Path) -> list[list[Any]]:
-    """Every file under a weights path by relative name, size and mtime (a retrained folder differs)."""
+    """Every file under a weights path by relative name, size and content hash: a retrained folder with
+    other weights differs, one trained again to the same bytes (a deterministic CPU run) does not."""
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    return [[str(p.relative_to(path)) if p != path else p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in files]
+    return [[str(p.relative_to(path)) if p != path else p.name, p.stat().st_size, _file_sha256(p)] for p in files]
+
+
+def _file_sha256(path: Path) -> str:
+    st = path.stat()
+    return _hash_file(str(path.resolve()), st.st_size, st.st_mtime_ns)
+
+
+@cache
+def _hash_file(path: str, size: int, mtime_ns: int) -> str:  # size and mtime: a rewritten file hashes again
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def find_kept(key: dict[str, Any], folders: Iterable[Path]) -> Path | None:
