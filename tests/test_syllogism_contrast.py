@@ -12,7 +12,13 @@ from tests.conftest import load_module
 from toolkit.records import Problem
 from toolkit.sources import eval_tasks as T
 from toolkit.sources import load_source
-from toolkit.sources.syllogism_contrast import contrast_pair, contrast_set, follows, gold_checks, parse_statement
+from toolkit.sources.syllogism_contrast import (
+    contrast_pair,
+    contrast_set,
+    follows,
+    gold_checks,
+    parse_statement,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
