@@ -76,6 +76,29 @@ def test_a_failed_step_is_where_the_next_run_starts(tmp_path):
     assert plan.actions == {"cot": "skip", "cot-data": "skip", "pref": "run", "pref-data": "run"}
 
 
+def test_the_results_folder_holds_what_finished_even_when_a_later_step_fails(tmp_path):
+    broken = json.loads(json.dumps(CHAIN))
+    broken["steps"]["pref"]["with"]["from_dataset"] = "exp/never-pushed"
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "README.md").write_text("what it shows: mine\n")
+    with raises_one_line(match="exp/never-pushed"):
+        _run(_write(tmp_path, broken), tmp_path / "work", results=results)
+    files = {str(p.relative_to(results)) for p in results.rglob("*") if p.is_file()}
+    assert files == {"README.md", "report.md", "results.json", "records/build-cot.json", "records/state.json",
+                     "cards/dataset-chain-cot.md"}  # fmt: skip
+    assert json.loads((results / "records" / "build-cot.json").read_text())["counts"]["problems"] == 3
+    assert set(json.loads((results / "records" / "state.json").read_text())) == {"cot", "cot-data"}
+    assert "exp/chain-cot" in (results / "cards" / "dataset-chain-cot.md").read_text()
+    _run(_write(tmp_path, CHAIN), tmp_path / "work", results=results)
+    files = {str(p.relative_to(results)) for p in results.rglob("*") if p.is_file()}
+    assert {"records/build-pref.json", "cards/dataset-chain-pref.md"} <= files
+    assert (results / "README.md").read_text() == "what it shows: mine\n"  # the experimenter's, left alone
+    for path in results.rglob("*"):
+        if path.is_file():
+            assert str(tmp_path) not in path.read_text(), path  # no path of this machine
+
+
 def test_rerun_runs_a_fresh_step_again_and_only_what_its_new_output_changes(tmp_path):
     path, work = _write(tmp_path, CHAIN), tmp_path / "work"
     _run(path, work)
@@ -169,9 +192,16 @@ def test_summary_pairs_models_on_the_same_documents():
 @pytest.mark.slow
 def test_cpu_smoke_runs_end_to_end_skips_and_reruns_only_the_eval(tmp_path, monkeypatch):
     work = tmp_path / "work"
-    result = CliRunner().invoke(main, ["run", str(ROOT / "experiments" / "cpu-smoke.yaml"), "--workdir", str(work)])
+    results = tmp_path / "results"
+    result = CliRunner().invoke(main, ["run", str(ROOT / "experiments" / "cpu-smoke.yaml"), "--workdir", str(work),
+                                       "--results", str(results)])  # fmt: skip
     assert result.exit_code == 0, result.output
     report = (work / "report" / "report.md").read_text()
+    assert (results / "report.md").read_text() == report and (results / "eval.png").is_file()
+    assert {p.name for p in (results / "cards").iterdir()} == {"dataset-cpu-smoke-cot.md", "dataset-cpu-smoke-pref.md",
+                                                               "model-sft.md", "model-dpo.md"}  # fmt: skip
+    assert {p.name for p in (results / "records").iterdir()} == {"build-cot.json", "build-pref.json", "train-sft.json",
+                                                                 "train-dpo.json", "eval-eval.json", "state.json"}  # fmt: skip
     assert "| model | gym_chain_sum (ID) | gym_basic_arithmetic | ID avg | OOD avg |" in report
     assert "trained by step `sft` with recipe" in report and "McNemar" in report
     results = json.loads((work / "report" / "results.json").read_text())

@@ -46,7 +46,10 @@ def decontaminate(run_dir: str, against: str, ngram: int, data_dir: str | None) 
 @click.option("--rerun", "rerun", multiple=True, metavar="STEP",
               help="Run this step again even if nothing it depends on changed (e.g. eval after a hubtool "
                    "upgrade); the steps that read its output follow if it changed. Repeatable.")
-def run(experiment: str, workdir: str | None, dry_run: bool, rerun: tuple[str, ...]) -> None:
+@click.option("--results", type=click.Path(file_okay=False), metavar="DIR",
+              help="Also write the report, the cards and the records here after every step that runs "
+                   "(e.g. experiments/results/NAME); other files in DIR are left alone.")
+def run(experiment: str, workdir: str | None, dry_run: bool, rerun: tuple[str, ...], results: str | None) -> None:
     """Run an experiment file: build -> push -> train -> eval steps, then one report.
 
     Each step runs again only when something it depends on changed (its settings, or what an
@@ -57,7 +60,8 @@ def run(experiment: str, workdir: str | None, dry_run: bool, rerun: tuple[str, .
     hubtool run experiments/cpu-smoke.yaml --dry-run
     hubtool run experiments/cpu-effect.yaml
     hubtool run experiments/cpu-effect.yaml --rerun eval
+    hubtool run experiments/cpu-effect.yaml --results experiments/results/cpu-effect
     """
     from toolkit.experiments import run_experiment
 
-    run_experiment(experiment, workdir=workdir, dry_run=dry_run, rerun=rerun, echo=click.echo)
+    run_experiment(experiment, workdir=workdir, dry_run=dry_run, rerun=rerun, echo=click.echo, results=results)

@@ -116,7 +116,7 @@ def write_experiment_report(experiment, outputs: dict[str, str], state: dict, fo
         lines, numbers = get_method(name).compare(builds)
         sections += [f"## {name} builds compared ({', '.join(builds)})", "", *lines, ""]
         results[f"builds:{name}"] = numbers
-    for step in [s for s in experiment.steps if s.kind == "eval"]:
+    for step in [s for s in experiment.steps if s.kind == "eval" and s.id in outputs]:  # those that have run
         labels = list(step.spec["eval"])
         scores = read_scores(Path(outputs[step.id]), labels)
         meta = json.loads((Path(outputs[step.id]) / "scores.json").read_text())
@@ -135,8 +135,8 @@ def write_experiment_report(experiment, outputs: dict[str, str], state: dict, fo
             _chart(summary, headline, folder / f"{step.id}.png")
     # the experiment's own text (about:, model names, eval settings) may hold a URL with a password, and
     # its outputs are folders of this machine: written relative to the workdir (toolkit.public_paths)
-    (folder / "results.json").write_text(_public(json.dumps(results, indent=2), folder.parent))
-    (folder / "report.md").write_text(_public("\n".join(sections) + "\n", folder.parent))
+    (folder / "results.json").write_text(public_text(json.dumps(results, indent=2), folder.parent))
+    (folder / "report.md").write_text(public_text("\n".join(sections) + "\n", folder.parent))
     return folder / "report.md"
 
 
@@ -152,7 +152,7 @@ def _compared_builds(experiment, outputs: dict[str, str]) -> dict[str, dict[str,
     return {name: builds for name, builds in by_method.items() if len(builds) > 1}
 
 
-def _public(text: str, workdir: Path) -> str:
+def public_text(text: str, workdir: Path) -> str:
     """What a report may say: no password, no path of this machine (the workdir's own as `work/...`)."""
     return scrub(redact(text), workdir)
 

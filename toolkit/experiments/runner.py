@@ -20,6 +20,7 @@ import os
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from toolkit.builders.engine import build_dataset
 from toolkit.errors import UserError, did_you_mean
 from toolkit.evaluate.run import EvalOptions, run_eval
 from toolkit.experiments.check import check_recipes, flag_text, load_experiment
+from toolkit.experiments.export import export_results
 from toolkit.experiments.report import write_experiment_report
 from toolkit.experiments.spec import TEACHER, Experiment, Step, substitute
 from toolkit.hub import push, resolve_dataset
@@ -60,11 +62,12 @@ class Plan:
 
 
 def run_experiment(path: str | Path, *, workdir: str | Path | None = None, dry_run: bool = False,
-                   rerun: Sequence[str] = (), echo=print) -> Plan:  # fmt: skip
+                   rerun: Sequence[str] = (), echo=print, results: str | Path | None = None) -> Plan:  # fmt: skip
     """Run the steps whose inputs changed; `rerun` names steps to run again regardless (after a hubtool
     upgrade, say); the steps that read their outputs follow when those outputs changed. The
     experiment's `teacher_server:` is started when the first step that reads `{teacher}` runs and
-    stopped after the last one, or when the run ends, fails or is interrupted."""
+    stopped after the last one, or when the run ends, fails or is interrupted. `results`: a folder that
+    gets the report, cards and records after every step that runs (toolkit.experiments.export)."""
     experiment = load_experiment(path)
     check_recipes(experiment)
     names = [step.id for step in experiment.steps]
@@ -80,11 +83,21 @@ def run_experiment(path: str | Path, *, workdir: str | Path | None = None, dry_r
         teacher = stack.enter_context(TeacherOnDemand(experiment.teacher_server)) if experiment.teacher_server else None
         if dry_run and teacher is not None:
             echo(describe_teacher(teacher))
-        _run_steps(experiment, plan, state, work, _Run(dry_run, set(rerun), echo, teacher))
+        record = None if dry_run or results is None else partial(_record, experiment, plan, state, work, Path(results))
+        _run_steps(experiment, plan, state, work, _Run(dry_run, set(rerun), echo, teacher, record))
     if not dry_run:
         plan.report = write_experiment_report(experiment, plan.outputs, state, work / "report")
         echo(f"report: {plan.report}")
+        if results is not None:
+            export_results(experiment, plan.outputs, work, plan.report, Path(results))
+            echo(f"results: {results}")
     return plan
+
+
+def _record(experiment: Experiment, plan: Plan, state: dict[str, Any], work: Path, results: Path) -> None:
+    """After a step ran: the report so far, and the results folder (a run stopped later keeps this)."""
+    report = write_experiment_report(experiment, plan.outputs, state, work / "report")
+    export_results(experiment, plan.outputs, work, report, results)
 
 
 @dataclass
@@ -93,6 +106,7 @@ class _Run:
     rerun: set[str]
     echo: Any
     teacher: TeacherOnDemand | None  # the experiment's teacher_server, `{teacher}`
+    record: Any = None  # called after every step that ran (--results)
 
 
 def _run_steps(experiment: Experiment, plan: Plan, state: dict[str, Any], work: Path, run: _Run) -> None:
@@ -125,6 +139,8 @@ def _run_steps(experiment: Experiment, plan: Plan, state: dict[str, Any], work: 
         state[step.id] = {"inputs": _inputs(step, plan.outputs, state, teacher_fp), "output": output,
                           "output_fp": _fingerprint_output(step, output), "files": _files(step, output)}  # fmt: skip
         _write_state(work, state)
+        if run.record is not None:
+            run.record()
         if run.teacher is not None and run.teacher.served and not any(s.uses_teacher for s in experiment.steps[i + 1:]):
             run.teacher.__exit__(None, None, None)  # the steps left (training, evals) get its CPU and memory
             run.echo(f"teacher_server: stopped (no later step reads {{{TEACHER}}})")
