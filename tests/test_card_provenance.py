@@ -124,7 +124,7 @@ def test_a_model_card_names_recipe_models_and_data_not_their_folders(monkeypatch
     monkeypatch.setenv("HUBTOOL_HOME", "/home/alice/.cache/hubtool")
     monkeypatch.delenv("HUBTOOL_MODEL_CACHE", raising=False)
     out = "/home/alice/proj/work/models/dpo"
-    record = {  # the shape toolkit.training.run writes (see experiments/results/cpu-effect/records)
+    record = {  # the shape toolkit.training.run writes (see experiments/results/cpu-effect/2026-11-25/records)
         "trainer": "dpo", "output_dir": out,
         "recipe": {"path": str(resource_dir("recipes") / "self-refine" / "dpo-lora.yaml"), "sha256": "cf6c7218c96a" + "0" * 52,
                    "overrides": {"max_steps": "40", "model_name_or_path": "/home/alice/proj/work/models/sft",

@@ -1,7 +1,7 @@
 """No prompt shows a sentence that reads as a finished answer (issue 20 item 2, issue 21 item 7).
 
 Students trained on chain_sum answered syllogism with the prompt's own format line, `The answer is yes
-or no.`, 154 times in 200 (experiments/results/cpu-effect). Every template of every method and every eval
+or no.`, 154 times in 200 (experiments/results/cpu-effect/2026-11-25). Every template of every method and every eval
 task prompt is rendered here for every answer type and label set, and read with the answer reader
 (`extract_strict`, `stated_answer`) line by line and alternative by alternative: nothing may read as an
 answer, except the gold answer a teacher prompt is told on purpose (counterfactual_view). A PoT prompt
