@@ -319,10 +319,13 @@ def test_a_model_scored_alike_before_is_taken_from_disk_not_run_again(tmp_path, 
     assert json.loads((later / "scores.json").read_text())["scores"]["sft"] == \
         json.loads((first / "scores.json").read_text())["scores"]["student"]  # fmt: skip
 
-    # weights written again to the same bytes (a deterministic retraining) are the same model; other
-    # weights, or an option that changes the generations, run again
+    # weights written again to the same bytes (a deterministic retraining, with its own card and record
+    # of the day) are the same model; other weights, or an option that changes the generations, run again
     weights = next(adapter.glob("adapter_model.*"))
     weights.write_bytes(weights.read_bytes())
+    (adapter / "README.md").write_text("trained again today")
+    (adapter / "merged").mkdir()
+    (adapter / "merged" / "model.safetensors").write_bytes(b"a merged copy is not what --model names")
     ran.clear()
     run_eval(["smollm2-135m", str(adapter)], first, tasks=["gym_chain_sum"], options=options)
     assert ran == []

@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 KEY_FILE = "hubtool_eval.json"
 WEIGHT_ARGS = ("pretrained", "peft", "lora_local_path")  # lm-eval model args that name a weights folder
 CODE = Path(__file__).resolve().parents[1]  # the toolkit package
+# files a training run leaves beside the weights that change from run to run (times, paths)
+NOT_WEIGHTS = {"README.md", "hubtool_train.json", "recipe.yaml", "training_args.bin", "trainer_state.json", KEY_FILE}
 
 
 def result_key(lm_eval_model: str, args: dict[str, Any], tasks: Sequence[str], task_dirs: Iterable[Path],
@@ -46,10 +48,12 @@ def result_key(lm_eval_model: str, args: dict[str, Any], tasks: Sequence[str], t
 
 
 def stamp(path: Path) -> list[list[Any]]:
-    """Every file under a weights path by relative name, size and content hash: a retrained folder with
-    other weights differs, one trained again to the same bytes (a deterministic CPU run) does not."""
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    return [[str(p.relative_to(path)) if p != path else p.name, p.stat().st_size, _file_sha256(p)] for p in files]
+    """The files of a weights folder that make the model (weights, configs, tokenizer, chat template) by
+    name, size and content hash: a retrained folder with other weights differs, one trained again to the
+    same bytes (a deterministic CPU run) does not. Records of the training (its card, its record with
+    times) and subfolders (an adapter's merged/ copy, checkpoints) are not the model being scored."""
+    files = [path] if path.is_file() else sorted(p for p in path.iterdir() if p.is_file() and p.name not in NOT_WEIGHTS)
+    return [[p.name, p.stat().st_size, _file_sha256(p)] for p in files]
 
 
 def _file_sha256(path: Path) -> str:
