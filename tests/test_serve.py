@@ -132,8 +132,8 @@ PARENT = """
 import sys, time
 from toolkit.teachers.serve import served_teacher
 with served_teacher({"gguf": sys.argv[1], "alias": "coder"}) as teacher:
-    print(teacher.pid, flush=True)
-    try:
+    try:  # the pid inside the try: a signal sent the moment the test reads it must still reach `finally`
+        print(teacher.pid, flush=True)
         time.sleep(120)
     finally:
         print("unwound", flush=True)
