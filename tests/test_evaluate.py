@@ -314,10 +314,18 @@ def test_a_model_scored_alike_before_is_taken_from_disk_not_run_again(tmp_path, 
     assert ran == []
     assert (later / "sft" / "samples_hubtool_gym_chain_sum.jsonl").read_text() == samples["student"]
     assert json.loads((later / "sft" / "results.json").read_text())["config"]["model"] == "sft"
-    assert json.loads((later / "sft" / "hubtool_eval.json").read_text())["args"]["peft"] == str(adapter)
+    recorded = json.loads((later / "sft" / "hubtool_eval.json").read_text())
+    assert "adapter_model.safetensors" in {name for name, _, _ in recorded["weights"]["peft"]}
+    assert str(tmp_path) not in json.dumps(recorded)  # the adapter counts by its files, not its folder
     assert "peft" not in json.loads((later / "base" / "hubtool_eval.json").read_text())["args"]
     assert json.loads((later / "scores.json").read_text())["scores"]["sft"] == \
         json.loads((first / "scores.json").read_text())["scores"]["student"]  # fmt: skip
+
+    # the run moved to another machine: the same adapter under another path keeps its scores
+    moved = tmp_path / "elsewhere" / "student"
+    shutil.copytree(adapter, moved)
+    run_eval([str(moved)], tmp_path / "moved", tasks=["gym_chain_sum"], options=options, labels=["sft"], reuse=[first])
+    assert ran == []
 
     # weights written again to the same bytes (a deterministic retraining, with its own card and record
     # of the day) are the same model; other weights, or an option that changes the generations, run again

@@ -8,7 +8,8 @@ A later `hubtool eval` into the same folder that would make the same key takes t
 from disk instead of running it again: a run killed after its second model starts at its third. An
 experiment's later eval step also looks in its earlier steps' folders (`reuse=`), so the SFT student
 that stage 1 scored is not scored again beside the DPO students of stage 2. Anything that differs,
-a retrained checkpoint included, makes another key and the model runs.
+a retrained checkpoint included, makes another key and the model runs. Where the weights lie does
+not count, so a run moved to another machine under other paths keeps its scores.
 """
 
 from __future__ import annotations
@@ -34,10 +35,13 @@ NOT_WEIGHTS = {"README.md", "hubtool_train.json", "recipe.yaml", "training_args.
 def result_key(lm_eval_model: str, args: dict[str, Any], tasks: Sequence[str], task_dirs: Iterable[Path],
                options: dict[str, Any], prompt: tuple[str, str] | None) -> dict[str, Any]:  # fmt: skip
     """What a model's results depend on, as JSON-able values (equal keys: the same results)."""
+    local = {k for k in WEIGHT_ARGS if k in args and Path(str(args[k])).exists()}
     return {
         "model": lm_eval_model,
-        "args": {k: str(v) for k, v in sorted(args.items())},
-        "weights": {k: stamp(Path(args[k])) for k in WEIGHT_ARGS if k in args and Path(str(args[k])).exists()},
+        # a local weights folder counts by its files, not by where it lies: a run moved to another
+        # machine (another HUBTOOL_HOME, another workdir) keeps its scores
+        "args": {k: "<local: see weights>" if k in local else str(v) for k, v in sorted(args.items())},
+        "weights": {k: stamp(Path(args[k])) for k in sorted(local)},
         "tasks": list(tasks),
         "task_files": _digest(p for d in task_dirs for p in sorted(Path(d).rglob("*")) if _source(p)),
         "options": {k: str(v) for k, v in sorted(options.items())},

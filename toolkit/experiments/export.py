@@ -57,13 +57,17 @@ def export_results(experiment: Experiment, outputs: dict[str, str], work: Path, 
 
 
 def _records(kind: str, step: str, spec: dict[str, Any], out: Path) -> list[tuple[str, tuple[str, ...]]]:
-    found = {
-        "build": [(out / "manifest.json", ("records", f"build-{step}.json"))],
-        "train": [(out / "hubtool_train.json", ("records", f"train-{step}.json")),
-                  (out / "README.md", ("cards", f"model-{step}.md"))],
-        "eval": [(out / "scores.json", ("records", f"eval-{step}.json"))],
-        "push": [(_dataset_card(str(out)), ("cards", f"dataset-{Path(str(spec.get('name', step))).name}.md"))],
-    }.get(kind, [])  # fmt: skip
+    if kind == "build":
+        found = [(out / "manifest.json", ("records", f"build-{step}.json"))]
+    elif kind == "train":
+        found = [(out / "hubtool_train.json", ("records", f"train-{step}.json")),
+                 (out / "README.md", ("cards", f"model-{step}.md"))]  # fmt: skip
+    elif kind == "eval":
+        found = [(out / "scores.json", ("records", f"eval-{step}.json"))]
+    elif kind == "push":
+        found = [(_dataset_card(str(out)), ("cards", f"dataset-{Path(str(spec.get('name', step))).name}.md"))]
+    else:
+        found = []
     return [(path.read_text(), where) for path, where in found if path is not None and path.is_file()]
 
 
