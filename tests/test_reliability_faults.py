@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -242,6 +243,28 @@ def test_a_build_without_a_terminal_prints_progress_while_it_waits(tmp_path, mon
     lines = [line for line in result.output.splitlines() if line.startswith("cot: 0/2 problems")]
     # said while nothing had finished yet: both requests wait, both calls are out (limit 4)
     assert lines and "2 requests waiting, 2/4 calls in flight" in lines[-1], result.output
+
+
+def test_the_progress_line_counts_tokens_as_samples_come_not_as_problems_finish(tmp_path, monkeypatch):
+    """A problem that waits on several samples finishes late (a preference build's first problem takes
+    minutes on a CPU); its samples that came already count in tok/s, which does not read 0 meanwhile."""
+    from toolkit.builders import progress
+
+    monkeypatch.setattr(progress, "PLAIN_EVERY", 0.3)
+    write_sums(tmp_path / "sums.jsonl", 1)
+    calls = []
+
+    def first_fast_then_hang(question: str) -> str:
+        calls.append(question)
+        return "ok" if len(calls) == 1 else "hang"
+
+    with FaultServer("ok", faulty=first_fast_then_hang) as server:
+        result = CliRunner().invoke(main, cot_args(server.url, tmp_path / "sums.jsonl", tmp_path / "run",
+                                                   tmp_path / "c.sqlite", samples=2, more=["--timeout", "3"]))  # fmt: skip
+    lines = [line for line in result.output.splitlines() if line.startswith("cot: 0/1 problems")]
+    assert lines, result.output
+    rates = [int(re.search(r"(\d+) tok/s", line).group(1)) for line in lines]
+    assert rates[-1] > 0, lines  # one sample came while the other hung: its tokens are counted
 
 
 def test_one_writer_per_run_directory(tmp_path):

@@ -88,7 +88,8 @@ def build_dataset(config: BuildConfig, *, method: Method, teachers: Mapping[str,
                                         Path(config.cache or call_cache_path()), shared_fs,
                                         shard.index if shard is not None else None)  # fmt: skip
         run.start(manifest)
-        progress = Progress(len(problems), method.name, in_flight=lambda: _in_flight(sessions))
+        progress = Progress(len(problems), method.name, in_flight=lambda: _in_flight(sessions),
+                            tokens=lambda: sum(s.usage.completion_tokens for s in _unique(sessions)))
         writer = run.data_writer(schema_of(method.row), to_record)
         try:
             counts, failed = asyncio.run(_run_all(method, config, state, problems, sessions, progress, writer))

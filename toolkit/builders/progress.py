@@ -18,12 +18,17 @@ PLAIN_EVERY = 30.0  # seconds
 
 class Progress:
     def __init__(self, total: int, desc: str, *, enabled: bool | None = None,
-                 in_flight: Callable[[], str] | None = None, every: float | None = None) -> None:  # fmt: skip
+                 in_flight: Callable[[], str] | None = None, every: float | None = None,
+                 tokens: Callable[[], int] | None = None) -> None:  # fmt: skip
         from tqdm.auto import tqdm
 
         self.start = time.monotonic()
         self.total, self.desc, self.done, self.tokens = total, desc, 0, 0
         self.in_flight = in_flight
+        # the tokens generated so far, read when a line is written: a method whose problems each wait
+        # on many samples (preference: 6 paths and a direct answer) finishes its first problem minutes
+        # in, and tok/s counted at finished problems would read 0 while the model writes
+        self.tokens_now = tokens
         self.tty = sys.stderr.isatty() if enabled is None else enabled
         self.bar = tqdm(total=total, desc=desc, unit="problem", disable=not self.tty, dynamic_ncols=True)
         self._stop = threading.Event()
@@ -50,7 +55,8 @@ class Progress:
 
     def _rates(self) -> str:
         elapsed = max(time.monotonic() - self.start, 1e-9)
-        return f"{self.done / elapsed:.2f} problems/s, {self.tokens / elapsed:.0f} tok/s"
+        tokens = self.tokens_now() if self.tokens_now is not None else self.tokens
+        return f"{self.done / elapsed:.2f} problems/s, {tokens / elapsed:.0f} tok/s"
 
     @property
     def elapsed(self) -> float:
