@@ -189,6 +189,21 @@ def test_summary_pairs_models_on_the_same_documents():
     assert summary["documents"] == {"t1": 4, "t2": 2}
 
 
+def test_the_report_counts_documents_whose_answer_was_never_read():
+    """A student whose reasoning runs past the token cap loses those documents without answering wrong:
+    the report says how many, and its accuracy on the ones it answered (lm-eval's own sample files)."""
+    from toolkit.experiments.report import _markdown, read_samples
+
+    scores, unanswered = read_samples(ROOT / "tests" / "fixtures" / "lm_eval_samples", ["sft"])
+    assert unanswered == {"sft": {"hubtool_gym_syllogism": {0}}}  # doc 0 was cut; 1 and 13 answered
+    summary = summarize(scores, ["hubtool_gym_syllogism"], set(), "sft", unanswered)
+    cell = summary["unanswered"]["sft"]["hubtool_gym_syllogism"]
+    assert cell == {"n": 3, "unanswered": 1, "answered_accuracy": 0.5}  # doc 1 right, doc 13 wrong
+    summary |= {"provenance": {}, "eval_config": {"max_gen_toks": 160, "notes": []}}
+    text = "\n".join(_markdown("eval", summary, "strict-match"))
+    assert "cut at 160 tokens" in text and "| sft | 1 of 3 (50.0) |" in text
+
+
 @pytest.mark.slow
 def test_cpu_smoke_runs_end_to_end_skips_and_reruns_only_the_eval(tmp_path, monkeypatch):
     work = tmp_path / "work"
@@ -206,6 +221,17 @@ def test_cpu_smoke_runs_end_to_end_skips_and_reruns_only_the_eval(tmp_path, monk
     assert "trained by step `sft` with recipe" in report and "McNemar" in report
     results = json.loads((work / "report" / "results.json").read_text())
     assert set(results["eval"]["models"]) == {"base", "sft", "dpo"} and (work / "report" / "eval.png").is_file()
+    # a document counts as not answered exactly when its generation states no answer (here the 135M
+    # answers "The answer is 171." at once, so none is missing and the report has no such table)
+    for label in ("base", "sft", "dpo"):
+        for task in ("hubtool_gym_chain_sum", "hubtool_gym_basic_arithmetic"):
+            said = [json.loads(line)["resps"][0][0] for line in
+                    (work / "evals" / "eval" / label / f"samples_{task}.jsonl").read_text().splitlines()
+                    if json.loads(line)["filter"] == "strict-match"]  # fmt: skip
+            assert results["eval"]["unanswered"][label][task]["unanswered"] == \
+                sum("answer is" not in text.lower() for text in said) and len(said) == 3  # fmt: skip
+    missing = sum(c["unanswered"] for per_task in results["eval"]["unanswered"].values() for c in per_task.values())
+    assert ("### No answer read (strict-match)" in report) == (missing > 0)
     manifest = json.loads((work / "builds" / "cot" / "manifest.json").read_text())
     assert manifest["config"]["decontaminate"] == "gym_chain_sum,gym_basic_arithmetic"  # against its own eval
     again = CliRunner().invoke(main, ["run", str(ROOT / "experiments" / "cpu-smoke.yaml"), "--workdir", str(work)])

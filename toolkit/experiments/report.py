@@ -27,20 +27,39 @@ RESAMPLES = 2000
 SEED = 0
 
 Scores = dict[str, dict[str, dict[str, dict[int, float]]]]  # label -> task -> filter -> doc_id -> score
+Unanswered = dict[str, dict[str, set[int]]]  # label -> task -> doc_ids where strict-match read no answer
+MISS = "[invalid]"  # what hubtool's filters (and lm-eval's) yield when no answer could be read
 
 
 def read_scores(eval_dir: Path, labels: list[str]) -> Scores:
+    return read_samples(eval_dir, labels)[0]
+
+
+def read_samples(eval_dir: Path, labels: list[str]) -> tuple[Scores, Unanswered]:
+    """Each document's score per filter, and the documents whose strict reading found no answer."""
     scores: Scores = {}
+    unanswered: Unanswered = {}
     for label in labels:
         per_task: dict[str, dict[str, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
+        missing: dict[str, set[int]] = defaultdict(set)
         for path in sorted((eval_dir / _folder_name(label)).glob("samples_*.jsonl")):
             task = path.stem.removeprefix("samples_")
             for line in path.read_text().splitlines():
                 row = json.loads(line)
                 if "exact_match" in row and row.get("filter") in FILTERS:
                     per_task[task][row["filter"]][int(row["doc_id"])] = float(row["exact_match"])
+                    if row["filter"] == "strict-match" and _read_nothing(row.get("filtered_resps")):
+                        missing[task].add(int(row["doc_id"]))
         scores[label] = {t: dict(f) for t, f in per_task.items()}
-    return scores
+        unanswered[label] = dict(missing)
+    return scores, unanswered
+
+
+def _read_nothing(filtered: Any) -> bool:
+    first = filtered[0] if isinstance(filtered, list) and filtered else filtered
+    while isinstance(first, list):  # a repeat-per-document task keeps a list per document
+        first = first[0] if first else None
+    return first in (None, "", MISS)
 
 
 def bootstrap(per_task: list[list[float]], resamples: int = RESAMPLES, seed: int = SEED) -> tuple[float, float, float]:
@@ -72,7 +91,8 @@ def mcnemar(model: list[float], base: list[float]) -> float:
     return min(1.0, 2 * tail)
 
 
-def summarize(scores: Scores, tasks: list[str], in_domain: set[str], baseline: str) -> dict[str, Any]:
+def summarize(scores: Scores, tasks: list[str], in_domain: set[str], baseline: str,
+              unanswered: Unanswered | None = None) -> dict[str, Any]:  # fmt: skip
     """Every number of the report, as data."""
     out: dict[str, Any] = {"baseline": baseline, "tasks": tasks, "in_domain": sorted(in_domain), "models": {}}
     groups = {"ID avg": [t for t in tasks if t in in_domain], "OOD avg": [t for t in tasks if t not in in_domain]}
@@ -92,7 +112,18 @@ def summarize(scores: Scores, tasks: list[str], in_domain: set[str], baseline: s
             entry[f] = {"score": cell, "vs_baseline": diffs}
         out["models"][label] = entry
     out["documents"] = {t: len(next(iter(scores.values())).get(t, {}).get(FILTERS[0], {})) for t in tasks}
+    if unanswered is not None:
+        out["unanswered"] = {label: {t: _answered(per_task.get(t, {}).get("strict-match", {}), unanswered[label].get(t, set()))
+                                     for t in tasks} for label, per_task in scores.items() if label in unanswered}  # fmt: skip
     return out
+
+
+def _answered(strict: dict[int, float], missing: set[int]) -> dict[str, Any]:
+    """How many documents got no answer read, and strict accuracy on those that did: a model whose
+    reasoning runs past the token cap loses its score there, not by answering wrong."""
+    answered = [v for d, v in strict.items() if d not in missing]
+    return {"n": len(strict), "unanswered": len(missing & set(strict)),
+            "answered_accuracy": sum(answered) / len(answered) if answered else float("nan")}
 
 
 def _interval(groups: list[list[float]]) -> dict[str, float]:
@@ -118,13 +149,13 @@ def write_experiment_report(experiment, outputs: dict[str, str], state: dict, fo
         results[f"builds:{name}"] = numbers
     for step in [s for s in experiment.steps if s.kind == "eval" and s.id in outputs]:  # those that have run
         labels = list(step.spec["eval"])
-        scores = read_scores(Path(outputs[step.id]), labels)
+        scores, unanswered = read_samples(Path(outputs[step.id]), labels)
         meta = json.loads((Path(outputs[step.id]) / "scores.json").read_text())
         baseline = step.spec.get("baseline") or labels[0]
         # judged suites (AlpacaEval, MT-Bench) score no exact match: the judge's scores, in a table of their own
         judged = set(meta.get("judged_tasks", []))
         tasks = [t for t in meta["tasks"] if t not in judged]
-        summary = summarize(scores, tasks, set(meta["in_domain"]) - judged, baseline)
+        summary = summarize(scores, tasks, set(meta["in_domain"]) - judged, baseline, unanswered)
         summary["judged"] = meta.get("suite_scores", [])
         summary["provenance"] = provenance(experiment, step, outputs)
         summary["eval_config"] = {k: v for k, v in step.spec.items() if k != "eval"} | {"notes": meta.get("notes", [])}
@@ -211,6 +242,8 @@ def _markdown(step_id: str, summary: dict[str, Any], headline: str) -> list[str]
             if entry[f]["vs_baseline"]:
                 lines.append(f"| {label} | " + " | ".join(_diff(entry[f]["vs_baseline"][c]) for c in columns) + " |")
         lines.append("")
+    if any(c["unanswered"] for per_task in summary.get("unanswered", {}).values() for c in per_task.values()):
+        lines += _unanswered_table(summary, tasks)
     if summary.get("judged"):
         lines += _judged_table(summary["judged"])
     lines += ["### Where the numbers come from", ""]
@@ -224,6 +257,22 @@ def _markdown(step_id: str, summary: dict[str, Any], headline: str) -> list[str]
     config = ", ".join(f"{k}={v}" for k, v in summary["eval_config"].items() if k != "notes")
     lines += [f"- evaluation: {config}; " + "; ".join(summary["eval_config"]["notes"]), ""]
     return lines
+
+
+def _unanswered_table(summary: dict[str, Any], tasks: list[str]) -> list[str]:
+    cap = summary["eval_config"].get("max_gen_toks")
+    lines = ["### No answer read (strict-match)", "",
+             "Documents where no answer could be read (the generation " + (f"cut at {cap} tokens" if cap else "cut at the token cap")
+             + " before it, or none stated), and in brackets strict accuracy on the documents that were answered:", "",
+             "| model | " + " | ".join(t.removeprefix("hubtool_") for t in tasks) + " |", "|---|" + "---:|" * len(tasks)]  # fmt: skip
+    for label, per_task in summary["unanswered"].items():
+        cells = []
+        for t in tasks:
+            c = per_task[t]
+            accuracy = "–" if math.isnan(c["answered_accuracy"]) else f"{100 * c['answered_accuracy']:.1f}"
+            cells.append(f"{c['unanswered']} of {c['n']} ({accuracy})")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
 
 
 def _judged_table(suite_scores: list[dict[str, Any]]) -> list[str]:
