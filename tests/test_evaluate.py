@@ -205,6 +205,23 @@ def test_report_table_and_averages(tmp_path):
     assert json.loads(paths["scores"].read_text())["scores"]["student"]["hubtool_gsm8k"]["strict-match"] == 1.0
 
 
+def test_report_says_how_many_documents_got_no_answer(tmp_path):
+    """lm-eval's own samples (tests/fixtures/lm_eval_samples: one document cut at the cap, two answered)."""
+    folder = ROOT / "tests" / "fixtures" / "lm_eval_samples" / "sft"
+    rows = [json.loads(line) for line in (folder / "samples_hubtool_gym_syllogism.jsonl").read_text().splitlines()]
+    results = _results({"hubtool_gym_syllogism": (1 / 3, 1 / 3)}) | {"samples": {"hubtool_gym_syllogism": rows}}
+    report = R.Report(tasks=["hubtool_gym_syllogism"], in_domain=set())
+    report.add("sft", results)
+    report.add("base", _results({"hubtool_gym_syllogism": (0.5, 0.5)}))  # no samples kept: nothing to count
+    assert report.unanswered == {"sft": {"hubtool_gym_syllogism": [1, 3]}}
+    text = R.markdown(report)
+    assert "## No answer read (strict-match)" in text and "| sft | 1 of 3 |" in text
+    answered = R.Report(tasks=["hubtool_gym_syllogism"], in_domain=set())
+    answered.add("sft", _results({"hubtool_gym_syllogism": (0.5, 0.5)}) |
+                 {"samples": {"hubtool_gym_syllogism": [r for r in rows if r["doc_id"] != 0]}})  # fmt: skip
+    assert answered.unanswered == {"sft": {"hubtool_gym_syllogism": [0, 2]}} and "No answer read" not in R.markdown(answered)
+
+
 # --- end to end ------------------------------------------------------------------------------------
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from toolkit.public_paths import scrub
 from toolkit.sources.eval_tasks import PREFIX, benchmark_of
@@ -19,6 +20,16 @@ _FILTER_TITLES = {
 METRICS = {f: (f"exact_match,{f}",) for f in FILTERS}
 METRICS["strict-match"] += ("prompt_level_strict_acc,none",)
 METRICS["flexible-extract"] += ("prompt_level_loose_acc,none",)
+MISS = "[invalid]"  # what hubtool's filters (and lm-eval's) yield when no answer could be read
+
+
+def read_nothing(filtered: Any) -> bool:
+    """Whether a sample's `filtered_resps` holds no answer (a generation cut at the token cap before
+    its answer line, or one that never states it)."""
+    first = filtered[0] if isinstance(filtered, list) and filtered else filtered
+    while isinstance(first, list):  # a repeat-per-document task keeps a list per document
+        first = first[0] if first else None
+    return first in (None, "", MISS)
 
 
 @dataclass
@@ -42,6 +53,8 @@ class Report:
     judged_tasks: set[str] = field(default_factory=set)
     suite_scores: list[dict] = field(default_factory=list)
     prompts: dict[str, dict[str, str]] = field(default_factory=dict)  # model -> task -> prompt (`metadata.prompt`)
+    # model -> task -> [documents whose strict reading found no answer, documents], from the samples
+    unanswered: dict[str, dict[str, list[int]]] = field(default_factory=dict)
 
     def add(self, model: str, results: dict) -> None:
         """Take one model's lm-eval results (the dict `simple_evaluate` returns)."""
@@ -61,6 +74,10 @@ class Report:
                 self.modes[task] = (str(meta["benchmark"]), str(meta["mode"]))
             if meta.get("prompt"):
                 self.prompts.setdefault(model, {})[task] = str(meta["prompt"])
+            strict = [s for s in (results.get("samples") or {}).get(task, ()) if s.get("filter") == "strict-match"]
+            if strict:
+                missed = sum(read_nothing(s.get("filtered_resps")) for s in strict)
+                self.unanswered.setdefault(model, {})[task] = [missed, len(strict)]
 
     def prompt_of(self, task: str) -> str:
         """The prompt a task column was asked with ("a / b" when the models were asked differently)."""
@@ -101,7 +118,7 @@ class Report:
                 "scores": self.scores, "consistency": self.consistency, "notes": self.notes,
                 "modes": {t: list(bm) for t, bm in self.modes.items()}, "judged": self.judged,
                 "judged_tasks": sorted(self.judged_tasks), "suite_scores": self.suite_scores,
-                "prompts": self.prompts}
+                "prompts": self.prompts, "unanswered": self.unanswered}
 
 
 def _short(task: str) -> str:
@@ -126,6 +143,8 @@ def markdown(report: Report) -> str:
     lines.append("")
     for filter_name in FILTERS if report.matched_tasks else ():
         lines += [f"## {_FILTER_TITLES[filter_name]}", "", *_table(report, filter_name), ""]
+    if any(missed for per_task in report.unanswered.values() for missed, _ in per_task.values()):
+        lines += _unanswered_table(report)
     if report.suite_scores:
         lines += _suite_table(report)
     if report.modes:
@@ -145,6 +164,19 @@ def markdown(report: Report) -> str:
                          f"{j['wins']} | {j['ties']} | {j['losses']} | {j['unparsed']} | {_pct(j['win_rate'])} |")  # fmt: skip
         lines.append("")
     return "\n".join(lines)
+
+
+def _unanswered_table(report: Report) -> list[str]:
+    """How many documents each model left without an answer: a low score from a cap, not from errors."""
+    tasks = [t for t in report.matched_tasks if any(t in per_task for per_task in report.unanswered.values())]
+    lines = ["## No answer read (strict-match)", "",
+             "Documents whose generation states no answer (cut at the token cap before its answer line, or never "
+             "stated), of those scored:", "",
+             "| model | " + " | ".join(_short(t) for t in tasks) + " |", "|---|" + "---:|" * len(tasks)]  # fmt: skip
+    for model, per_task in report.unanswered.items():
+        cells = [f"{per_task[t][0]} of {per_task[t][1]}" if t in per_task else "–" for t in tasks]
+        lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
 
 
 def _suite_table(report: Report) -> list[str]:

@@ -14,7 +14,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from toolkit.evaluate.report import FILTERS, Report, markdown
+from toolkit.evaluate.report import FILTERS, Report, markdown, read_nothing
 from toolkit.evaluate.run import _folder_name
 from toolkit.experiments.spec import substitute
 from toolkit.hub import resolve_dataset
@@ -28,7 +28,6 @@ SEED = 0
 
 Scores = dict[str, dict[str, dict[str, dict[int, float]]]]  # label -> task -> filter -> doc_id -> score
 Unanswered = dict[str, dict[str, set[int]]]  # label -> task -> doc_ids where strict-match read no answer
-MISS = "[invalid]"  # what hubtool's filters (and lm-eval's) yield when no answer could be read
 
 
 def read_scores(eval_dir: Path, labels: list[str]) -> Scores:
@@ -48,18 +47,12 @@ def read_samples(eval_dir: Path, labels: list[str]) -> tuple[Scores, Unanswered]
                 row = json.loads(line)
                 if "exact_match" in row and row.get("filter") in FILTERS:
                     per_task[task][row["filter"]][int(row["doc_id"])] = float(row["exact_match"])
-                    if row["filter"] == "strict-match" and _read_nothing(row.get("filtered_resps")):
+                    if row["filter"] == "strict-match" and read_nothing(row.get("filtered_resps")):
                         missing[task].add(int(row["doc_id"]))
         scores[label] = {t: dict(f) for t, f in per_task.items()}
         unanswered[label] = dict(missing)
     return scores, unanswered
 
-
-def _read_nothing(filtered: Any) -> bool:
-    first = filtered[0] if isinstance(filtered, list) and filtered else filtered
-    while isinstance(first, list):  # a repeat-per-document task keeps a list per document
-        first = first[0] if first else None
-    return first in (None, "", MISS)
 
 
 def bootstrap(per_task: list[list[float]], resamples: int = RESAMPLES, seed: int = SEED) -> tuple[float, float, float]:
