@@ -8,6 +8,7 @@ import hashlib
 import json
 import re
 
+import pyarrow.parquet as pq
 from click.testing import CliRunner
 
 from toolkit.cli import main
@@ -86,6 +87,13 @@ def test_a_card_built_and_pushed_under_a_home_folder_names_no_part_of_it(tmp_pat
     published = home / ".cache" / "hubtool" / "datasets" / "alice" / "sums-cot"
     texts = {name: (published / name).read_text() for name in ("README.md", "manifest.json")}
     texts["run card"] = (run / "README.md").read_text()
+    # the rows themselves are published too: each names its teacher and source, not where they lay
+    parquets = sorted(published.rglob("*.parquet"))
+    assert parquets
+    for path in parquets:
+        rows = pq.read_table(path).to_pylist()
+        assert rows and all(row["teacher"].startswith("fake:a local model@") for row in rows)
+        texts[path.name] = json.dumps(rows)
     for name, text in texts.items():
         for part in (str(tmp_path), "/home/", "alice/secret", "secret-project", "teacher-script", ".cache"):
             assert part not in text, f"{part!r} in {name}"

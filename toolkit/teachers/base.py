@@ -31,6 +31,7 @@ from functools import lru_cache
 from typing import Any, ClassVar
 
 from toolkit.errors import UserError
+from toolkit.public_paths import public_model
 
 GATHER_ROUNDS = 8  # event-loop turns a batch waits for more requests, while they keep coming
 CANCELLED = "cancelled"
@@ -200,6 +201,13 @@ class Teacher(abc.ABC):
         """`backend:model@revision`, as written into manifests and cards."""
         rev = f"@{self.revision}" if self.revision else ""
         return f"{self.backend}:{self.model}{rev}"
+
+    @property
+    def public_identity(self) -> str:
+        """`identity` as a published row may carry it: a model folder of this machine as "a local
+        model" (its revision hash still tells one local model from another), never its path."""
+        rev = f"@{self.revision}" if self.revision else ""
+        return f"{self.backend}:{public_model(self.model)}{rev}"
 
     def check_params(self, params: SamplingParams) -> None:
         """Sampling values this backend would refuse, before any call (the shared bounds are

@@ -36,6 +36,10 @@ class Session:
     def identity(self) -> str:
         return self.backend.identity
 
+    @property
+    def public_identity(self) -> str:
+        return self.backend.public_identity
+
     async def generate(self, request: Request) -> Result:
         """`request.n` completions (cached ones included, in sample order), or a CallFailure.
 

@@ -87,7 +87,7 @@ async def run(problem: Problem, work: Work[CoTConfig]) -> None:
         work.keep(SFTRow(
             prompt=list(messages), completion=assistant(verdict.text), id=problem.id, source=problem.source,
             question=problem.question, gold=problem.gold, pred=verdict.pred, correct=verdict.correct,
-            answer_type=problem.answer_type, choices=list(problem.choices), teacher=work.teacher.identity,
+            answer_type=problem.answer_type, choices=list(problem.choices), teacher=work.teacher.public_identity,
             sample_idx=idx, finish_reason=completion.finish_reason, num_tokens=completion.completion_tokens,
         ))  # fmt: skip
         counts["kept"] += 1

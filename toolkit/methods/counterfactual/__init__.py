@@ -302,7 +302,7 @@ def _row(problem: Problem, origin: Origin, prompt: list, view: str, idx: int, te
     return CounterfactualRow(
         prompt=prompt, completion=assistant(text), id=problem.id, source=problem.source, question=problem.question,
         gold=problem.gold, pred=pred, correct=True, answer_type=problem.answer_type, choices=list(problem.choices),
-        teacher=work.teacher.identity, sample_idx=idx, finish_reason=completion.finish_reason,
+        teacher=work.teacher.public_identity, sample_idx=idx, finish_reason=completion.finish_reason,
         num_tokens=completion.completion_tokens, pair_id=origin.pair_id, is_counterfactual=origin.is_counterfactual,
         target_label=problem.gold, original_label=o.gold, original_question=o.question, view=view,
         edit_ratio=origin.edit_ratio, edit_idx=origin.edit_idx, judge_votes=list(origin.votes), judge=origin.judge,

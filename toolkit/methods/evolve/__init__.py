@@ -257,7 +257,7 @@ async def run(problem: Problem, work: Work[EvolveConfig]) -> None:
         work.keep(EvolveRow(
             prompt=user(node.instruction), completion=assistant(answer.text.strip() if complete else answer.text),
             id=f"{problem.id}-{node.id}", source=problem.source, question=node.instruction, gold="", pred=None,
-            correct=complete, answer_type=ANSWER_TYPE, choices=[], teacher=answerer.identity, sample_idx=0,
+            correct=complete, answer_type=ANSWER_TYPE, choices=[], teacher=answerer.public_identity, sample_idx=0,
             finish_reason=answer.finish_reason, num_tokens=answer.completion_tokens, seed_id=problem.id,
             seed=problem.question, node=node.id, depth=node.depth, actions=node.actions(),
             scores=node.scores or T.Scores(0, 0, 0, 0), visits=node.visits, search=c.search,

@@ -215,7 +215,7 @@ def _row(problem: Problem, work: Work, messages, mode: str, text: str, idx: int,
     return MixedRow(
         prompt=list(messages), completion=assistant(text), id=problem.id, source=problem.source,
         question=problem.question, gold=problem.gold, pred=pred, correct=True, answer_type=problem.answer_type,
-        choices=list(problem.choices), teacher=work.teacher.identity, sample_idx=idx,
+        choices=list(problem.choices), teacher=work.teacher.public_identity, sample_idx=idx,
         finish_reason=completion.finish_reason, num_tokens=row_tokens(work, text, completion), mode=mode,
         exec_outcome=exec_outcome, exec_value=exec_value, exec_runtime_s=exec_runtime_s,
     )  # fmt: skip

@@ -228,7 +228,7 @@ async def run(problem: Problem, work: Work[PreferenceConfig]) -> None:
             answer_type=problem.answer_type, choices=list(problem.choices), chosen_pred=pair.chosen.pred,
             rejected_pred=pair.rejected.pred, chosen_from=pair.chosen_from, rejected_from=pair.rejected_from,
             chosen_idx=pair.chosen.idx, rejected_idx=pair.rejected.idx, pass_rate=outcome.pass_rate,
-            samples=len(samples), student=work.teacher.identity,
+            samples=len(samples), student=work.teacher.public_identity,
         ))  # fmt: skip
 
 
