@@ -109,7 +109,7 @@ def test_a_card_built_and_pushed_under_a_home_folder_names_no_part_of_it(tmp_pat
 
 
 def test_command_lines_name_files_and_models_not_where_they_lie(tmp_path, monkeypatch):
-    from toolkit.public_paths import scrub_command
+    from toolkit.public_paths import scrub, scrub_command
 
     monkeypatch.setenv("HUBTOOL_HOME", "/home/alice/.cache/hubtool")
     run = "/home/alice/proj/runs/cot"
@@ -123,6 +123,9 @@ def test_command_lines_name_files_and_models_not_where_they_lie(tmp_path, monkey
         "hubtool run e.yaml --workdir w")
     assert scrub_command("hubtool train /home/alice/.cache/hubtool/models/smollm2-135m x") == (
         "hubtool train smollm2-135m x")
+    # an eval report's note on a DPO adapter trained on a merged SFT student names both by their runs
+    assert scrub("LoRA adapter /home/alice/w/models/dpo on /home/alice/w/models/sft/merged (hf)") == (
+        "LoRA adapter dpo on sft/merged (hf)")
 
 
 def test_a_model_card_names_recipe_models_and_data_not_their_folders(monkeypatch):
@@ -155,7 +158,7 @@ def test_a_model_card_names_recipe_models_and_data_not_their_folders(monkeypatch
     assert "| base model | `HuggingFaceTB/SmolLM2-135M-Instruct` (loaded from a local copy) |" in card
     assert "| recipe | `self-refine/dpo-lora` (sha256 `cf6c7218c96a`), copied to `recipe.yaml` |" in card
     assert "| overrides | `max_steps=40`, `model_name_or_path=sft`, `output_dir=dpo` |" in card
-    assert "| note | LoRA student sft, merged into full weights at merged |" in card
+    assert "| note | LoRA student sft, merged into full weights at sft/merged |" in card
     assert 'AutoPeftModelForCausalLM.from_pretrained("dpo")' in card and "pretrained=dpo/merged" in card
     record["model"]["path"] = "/home/alice/.cache/hubtool/models/smollm2-135m"
     record["recipe"]["path"] = "/home/alice/my-recipes/sft/mine.yaml"

@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+MERGED = "merged"  # TRAIN_OUT/merged: a LoRA adapter folded into its base (`hubtool train --merge`)
+
 
 def hubtool_home() -> Path:
     return Path(os.environ.get("HUBTOOL_HOME") or Path.home() / ".cache" / "hubtool").expanduser()

@@ -8,7 +8,7 @@ run (`cot/data/...`), and anything else by its last component only (`questions.j
 folder is "a local model" with its hash (`local-<hash>`, see toolkit.teachers.models).
 
 Only absolute paths (`/...`, `~/...`) are rewritten; relative ones carry no machine detail beyond
-what the user typed in the command.
+what the user typed in the command. A run's merged weights (`OUT/merged`) keep their run's name.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from toolkit.paths import models_dir, registry_dir
+from toolkit.paths import MERGED, models_dir, registry_dir
 from toolkit.resources import resource_dir
 
 LOCAL_MODEL = "a local model"
@@ -70,6 +70,8 @@ def public_path(text: str, run_dir: str | Path | None = None) -> str:
         rel = _under(path, root)
         if rel is not None and rel.parts:
             return name(rel)
+    if path.name == MERGED and path.parent.name:  # `hubtool train --merge`'s OUT/merged: "sft/merged", not "merged"
+        return f"{path.parent.name}/{MERGED}"
     return path.name or "/"
 
 

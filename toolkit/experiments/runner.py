@@ -34,6 +34,7 @@ from toolkit.experiments.report import write_experiment_report
 from toolkit.experiments.spec import TEACHER, Experiment, Step, substitute
 from toolkit.hub import push, resolve_dataset
 from toolkit.methods import find_method, get_method
+from toolkit.paths import MERGED
 from toolkit.redact import redact
 from toolkit.rundir import atomic_write, read_manifest
 from toolkit.teachers.serve import (
@@ -260,7 +261,7 @@ def _files(step: Step, output: str) -> str | None:
     if step.kind not in ("train", "eval") or not path.is_dir():
         return None
     listing = sorted((str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns)
-                     for p in path.rglob("*") if p.is_file() and p.relative_to(path).parts[0] != "merged")  # fmt: skip
+                     for p in path.rglob("*") if p.is_file() and p.relative_to(path).parts[0] != MERGED)  # fmt: skip
     return hashlib.sha256(json.dumps(listing).encode()).hexdigest()
 
 

@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from toolkit.errors import UserError
+from toolkit.paths import MERGED
 from toolkit.teachers.models import ALIASES, embedded_fallback, model_revision, resolve_model_path
 from toolkit.training.provenance import PROVENANCE
 
 log = logging.getLogger(__name__)
-MERGED = "merged"  # OUT/merged: an adapter folded into its base
 
 
 @dataclass(frozen=True)

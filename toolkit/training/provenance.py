@@ -20,6 +20,7 @@ from toolkit.errors import UserError
 from toolkit.hub.names import is_repo_id
 from toolkit.manifest import Manifest
 from toolkit.methods import find_method
+from toolkit.paths import MERGED
 from toolkit.prompts import PromptRef
 from toolkit.public_paths import LOCAL_MODEL, public_model, public_path, scrub
 from toolkit.rundir import atomic_write, read_manifest
@@ -77,7 +78,7 @@ def training_prompt(model: str | Path):
     folder = Path(model).expanduser()
     if not folder.is_dir():
         return None
-    for where in (folder, folder.parent) if folder.name == "merged" else (folder,):
+    for where in (folder, folder.parent) if folder.name == MERGED else (folder,):
         path = where / PROVENANCE
         if path.is_file():
             try:
