@@ -17,6 +17,7 @@ import math
 from collections import defaultdict
 
 from toolkit import answers
+from toolkit.evaluate.report import MISS  # what hubtool's filters yield when no answer could be read
 from toolkit.methods.counterfactual import student_messages
 from toolkit.records import Problem
 from toolkit.sources import load_source
@@ -24,7 +25,6 @@ from toolkit.sources.catalogue import labelled_info
 from toolkit.sources.labelled import labelled_problems, nli_question
 from toolkit.sources.syllogism_contrast import contrast_set, gold_checks
 
-MISS = "[invalid]"
 SHUFFLE_SEED = 1234  # imdb's test split is sorted by label: shuffled once, so --limit sees both
 
 

@@ -14,11 +14,11 @@ from typing import Any
 from toolkit import answers, prompts
 from toolkit.builders.reasoning import prompt_messages
 from toolkit.errors import UserError
+from toolkit.evaluate.report import MISS  # what a filter yields when nothing could be extracted
 from toolkit.methods import methods
 from toolkit.records import Problem
 from toolkit.training.provenance import training_prompt
 
-MISS = "[invalid]"  # what a filter yields when nothing could be extracted (lm-eval's convention)
 # What the CoT builder gives a prompt template (toolkit.builders.reasoning.prompt_messages): a prompt that
 # needs more (counterfactual_cot's `labels`) cannot be asked of the shared tasks.
 PROMPT_VARIABLES = frozenset({"question", "choices", "exemplars", "answer_hint"})
