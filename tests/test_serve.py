@@ -24,6 +24,7 @@ from toolkit.teachers.serve import (
     ServedTeacher,
     TeacherServer,
     gguf_sha256,
+    llama_server_command,
     llamacpp_command,
     resolve_gguf,
     served_teacher,
@@ -34,6 +35,7 @@ from toolkit.teachers.server_process import choose_port, port_is_free
 
 ROOT = Path(__file__).resolve().parents[1]
 STANDIN = ROOT / "tests" / "fixtures" / "llama_standin"
+LLAMA_SERVER = STANDIN / "bin" / "llama-server"  # stands in for llama.cpp's own binary
 CONTENT = b"GGUF\x03\x00\x00\x00stand-in weights, not a model\n"
 SHA = "da393c8b7179d9df4244d9fb23a3198cc1d0d043fe57cc62cb9773c782c7df9d"  # sha256 of CONTENT
 ANSWER = "We add 2 and 3 step by step.\n2 + 3 = 5.\nThe answer is 5."  # what the stand-in says
@@ -297,8 +299,14 @@ def test_the_mapping_is_checked_with_a_hint_for_a_typo():
     assert TeacherServer.from_config("hf:A/B/c.gguf") == TeacherServer("hf:A/B/c.gguf")
     with raises_one_line(match=r"unknown key 'alais' \(did you mean 'alias'\?\)"):
         TeacherServer.from_config({"gguf": "hf:A/B/c.gguf", "alais": "x"})
-    with raises_one_line(match="backend 'vllm' is not one of llamacpp, transformers"):
+    with raises_one_line(match="backend 'vllm' is not one of llamacpp, llama-server, transformers"):
         TeacherServer.from_config({"gguf": "hf:A/B/c.gguf", "backend": "vllm"})
+    with raises_one_line(match=r"parallel: 4 needs backend: llama-server \(the llamacpp backend answers one "
+                               r"request at a time\)"):  # fmt: skip
+        TeacherServer.from_config({"gguf": "hf:A/B/c.gguf", "parallel": 4})
+    for bad in (0, "4", True):
+        with raises_one_line(match="parallel must be a whole number of slots >= 1"):
+            TeacherServer.from_config({"gguf": "hf:A/B/c.gguf", "backend": "llama-server", "parallel": bad})
     with raises_one_line(match="teacher_server needs `gguf: hf:ORG/NAME/FILE.gguf`"):
         TeacherServer.from_config({"path": "x.gguf"})
 
@@ -312,6 +320,46 @@ def test_the_llamacpp_command_runs_the_configured_python(monkeypatch):
         "--n_ctx", "8192"]  # fmt: skip
     explicit = TeacherServer("hf:A/B/c.gguf", python="/venv/bin/python", threads=1)
     assert llamacpp_command(explicit, Path("/m/c.gguf"), "c", 1)[0] == "/venv/bin/python"
+
+
+# -- llama.cpp's own server: parallel slots ------------------------------------------------------------
+def test_llama_server_serves_with_its_slots_and_names_its_file(gguf, monkeypatch):
+    from toolkit.teachers import load_teacher
+    from toolkit.teachers.base import Request, SamplingParams
+
+    monkeypatch.setenv("HUBTOOL_LLAMA_SERVER", str(LLAMA_SERVER))
+    config = {"gguf": str(gguf), "alias": "coder", "backend": "llama-server", "parallel": 4, "threads": 2,
+              "n_ctx": 2048}  # fmt: skip
+    with served_teacher(config) as teacher:
+        url = teacher.spec.removeprefix("openai:coder@")
+        [entry] = models_page(url)["data"]
+        # 4 slots of 2048 tokens each: llama-server shares --ctx-size among its slots
+        assert entry["argv"] == ["--model", str(gguf), "--alias", "coder", "--host", "127.0.0.1", "--port",
+                                 url.split(":")[-1].removesuffix("/v1"), "--threads", "2", "--threads-batch", "2",
+                                 "--parallel", "4", "--ctx-size", "8192", "--jinja", "--no-webui"]  # fmt: skip
+        backend = load_teacher(teacher.spec)
+        reply = backend.generate_many(
+            [Request(({"role": "user", "content": f"What is {i} + 3?"},), 1, SamplingParams(max_new_tokens=32))
+             for i in range(4)]  # fmt: skip
+        )
+        assert [c.text for r in reply for c in r] == [ANSWER] * 4
+        assert backend.weights["model_path"] == str(gguf)  # read from llama-server's /props
+        assert live_processes(str(gguf)) == [teacher.pid]
+    assert live_processes(str(gguf)) == []
+
+
+def test_llama_server_missing_is_one_line_saying_where_it_looked(gguf, monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no llama-server on it
+    monkeypatch.delenv("HUBTOOL_LLAMA_SERVER", raising=False)
+    with raises_one_line(match="backend llama-server, but there is no llama-server on the PATH; install llama.cpp"):
+        with served_teacher({"gguf": str(gguf), "backend": "llama-server"}):
+            pytest.fail("the block must not run")
+    with raises_one_line(match=r"no '/opt/none/llama-server' \(from \$HUBTOOL_LLAMA_SERVER\)"):
+        monkeypatch.setenv("HUBTOOL_LLAMA_SERVER", "/opt/none/llama-server")
+        with served_teacher({"gguf": str(gguf), "backend": "llama-server"}):
+            pytest.fail("the block must not run")
+    assert llama_server_command(TeacherServer("x.gguf", backend="llama-server"), "/b/llama-server", Path("/m/x.gguf"),
+                                "x", 1)[:3] == ["/b/llama-server", "--model", "/m/x.gguf"]  # fmt: skip
 
 
 def test_an_error_in_the_block_stops_the_server_and_keeps_its_log(gguf):

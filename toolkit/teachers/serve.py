@@ -5,9 +5,11 @@
     # the server is gone here, also after an error, Ctrl-C, SIGTERM or SIGKILL of this process
 
 Backends: `llamacpp` (the default: `python -m llama_cpp.server`, from the optional extra
-`hubtool[llamacpp]`, run by `python:` / `$HUBTOOL_LLAMA_PYTHON` or this interpreter) and
-`transformers` (no server: the GGUF de-quantised once into a checkpoint, `transformers:FILE.gguf`).
-bench/teacher_serving.py measures the two side by side.
+`hubtool[llamacpp]`, run by `python:` / `$HUBTOOL_LLAMA_PYTHON` or this interpreter; one request at
+a time), `llama-server` (llama.cpp's own server binary, `binary:` / `$HUBTOOL_LLAMA_SERVER` or on the
+PATH; `parallel:` slots decode that many requests in one batch) and `transformers` (no server: the
+GGUF de-quantised once into a checkpoint, `transformers:FILE.gguf`). bench/teacher_serving.py
+measures them side by side.
 
 Where the file comes from, first match wins: `path:` (a local file), `$HUBTOOL_GGUF_DIR/FILE` (a
 folder of GGUF files, for offline machines), then the Hub via `hf_hub_download` (offline: the HF
@@ -23,6 +25,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, fields
@@ -35,6 +38,8 @@ from toolkit.teachers.server_process import running
 log = logging.getLogger(__name__)
 
 PYTHON_ENV = "HUBTOOL_LLAMA_PYTHON"  # the Python that has llama-cpp-python[server] installed
+SERVER_ENV = "HUBTOOL_LLAMA_SERVER"  # llama.cpp's llama-server binary, where it is not on the PATH
+BACKENDS = ("llamacpp", "llama-server", "transformers")
 GGUF_DIR_ENV = "HUBTOOL_GGUF_DIR"  # a local folder of .gguf files, looked up before the Hub
 
 
@@ -46,10 +51,12 @@ class TeacherServer:
     path: str | None = None  # a local copy of that file; wins over the Hub (offline machines)
     revision: str | None = None  # of the Hub repo
     alias: str | None = None  # the model name it is served as; default: the file's stem
-    backend: Literal["llamacpp", "transformers"] = "llamacpp"
+    backend: Literal["llamacpp", "llama-server", "transformers"] = "llamacpp"
     threads: int | None = None  # llama.cpp's n_threads; default: every CPU
     n_ctx: int = 4096  # prompt + completion tokens per request
+    parallel: int = 1  # llama-server's slots: requests decoded together (give the builds as much concurrency)
     python: str | None = None  # default: $HUBTOOL_LLAMA_PYTHON, else this interpreter
+    binary: str | None = None  # llama-server's path; default: $HUBTOOL_LLAMA_SERVER, else `llama-server` on the PATH
     port: int | None = None  # default: a stable port per file when free (see `stable_port`)
     startup_timeout: float = 600.0  # seconds until /v1/models must answer
 
@@ -66,8 +73,15 @@ class TeacherServer:
             if key not in known:
                 raise UserError(f"teacher_server: unknown key {key!r}{did_you_mean(str(key), known)}; "
                                 f"known: {', '.join(known)}")  # fmt: skip
-        if value.get("backend", "llamacpp") not in ("llamacpp", "transformers"):
-            raise UserError(f"teacher_server: backend {value['backend']!r} is not one of llamacpp, transformers")
+        backend = value.get("backend", "llamacpp")
+        if backend not in BACKENDS:
+            raise UserError(f"teacher_server: backend {backend!r} is not one of {', '.join(BACKENDS)}")
+        parallel = value.get("parallel", 1)
+        if not isinstance(parallel, int) or isinstance(parallel, bool) or parallel < 1:
+            raise UserError(f"teacher_server: parallel must be a whole number of slots >= 1, not {parallel!r}")
+        if parallel > 1 and backend != "llama-server":
+            raise UserError(f"teacher_server: parallel: {parallel} needs backend: llama-server (the {backend} "
+                            "backend answers one request at a time)")  # fmt: skip
         return cls(**dict(value))
 
 
@@ -100,12 +114,17 @@ def served_teacher(spec: TeacherServer | Mapping[str, Any] | str) -> Iterator[Se
         return
 
     alias = server.alias or gguf.stem
-    with running(lambda port: llamacpp_command(server, gguf, alias, port), alias=alias,
-                 timeout=server.startup_timeout, port=server.port or stable_port(digest), env=_server_env(),
-                 name=f"llamacpp-{alias}", hints=HINTS) as proc:  # fmt: skip
+    if server.backend == "llama-server":
+        binary = llama_server_binary(server)
+        command = functools.partial(llama_server_command, server, binary, gguf, alias)
+    else:
+        command = functools.partial(llamacpp_command, server, gguf, alias)
+    with running(command, alias=alias, timeout=server.startup_timeout, port=server.port or stable_port(digest),
+                 env=_server_env(), name=f"{server.backend}-{alias}", hints=HINTS) as proc:  # fmt: skip
         served = ServedTeacher(f"openai:{alias}@{proc.url}", server.gguf, gguf, digest, proc.pid, proc.log_path)
         _SERVED[proc.url] = served
-        log.warning("teacher %s served by llama.cpp at %s (pid %d)", alias, proc.url, proc.pid)
+        slots = f", {server.parallel} slots" if server.parallel > 1 else ""
+        log.warning("teacher %s served by %s at %s (pid %d%s)", alias, server.backend, proc.url, proc.pid, slots)
         try:
             yield served
         finally:
@@ -165,6 +184,26 @@ def llamacpp_command(server: TeacherServer, gguf: Path, alias: str, port: int) -
     return [python, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", alias,
             "--host", "127.0.0.1", "--port", str(port), "--n_threads", str(threads),
             "--n_threads_batch", str(threads), "--n_ctx", str(server.n_ctx)]  # fmt: skip
+
+
+def llama_server_command(server: TeacherServer, binary: str, gguf: Path, alias: str, port: int) -> list[str]:
+    """llama.cpp's own server for one file, on 127.0.0.1 only: `parallel` slots of `n_ctx` tokens each
+    (its --ctx-size is shared by the slots), continuous batching, the model's own chat template."""
+    threads = server.threads or os.cpu_count() or 1
+    return [binary, "--model", str(gguf), "--alias", alias, "--host", "127.0.0.1", "--port", str(port),
+            "--threads", str(threads), "--threads-batch", str(threads), "--parallel", str(server.parallel),
+            "--ctx-size", str(server.n_ctx * server.parallel), "--jinja", "--no-webui"]  # fmt: skip
+
+
+def llama_server_binary(server: TeacherServer) -> str:
+    """`binary:`, then $HUBTOOL_LLAMA_SERVER, then `llama-server` on the PATH; a one-line error if none."""
+    named = server.binary or os.environ.get(SERVER_ENV)
+    found = shutil.which(os.path.expanduser(named)) if named else shutil.which("llama-server")
+    if not found:
+        where = f"{named!r} (from {'binary:' if server.binary else '$' + SERVER_ENV})" if named else "llama-server on the PATH"
+        raise UserError(f"teacher_server: backend llama-server, but there is no {where}; install llama.cpp "
+                        f"(its release binaries, or `brew install llama.cpp`), or set binary: / ${SERVER_ENV}")  # fmt: skip
+    return found
 
 
 def stable_port(sha256: str) -> int:
