@@ -183,7 +183,7 @@ def test_cpu_effect_names_the_official_hub_file_and_dry_runs_with_or_without_it(
 
 
 # -- the file's checks -----------------------------------------------------------------------------------
-KNOWN = "gguf, path, revision, alias, backend, threads, n_ctx, python, port, startup_timeout"
+KNOWN = "gguf, path, revision, alias, backend, threads, n_ctx, parallel, python, binary, port, startup_timeout"
 
 
 @pytest.mark.parametrize(
