@@ -213,13 +213,35 @@ def test_report_says_how_many_documents_got_no_answer(tmp_path):
     report = R.Report(tasks=["hubtool_gym_syllogism"], in_domain=set())
     report.add("sft", results)
     report.add("base", _results({"hubtool_gym_syllogism": (0.5, 0.5)}))  # no samples kept: nothing to count
-    assert report.unanswered == {"sft": {"hubtool_gym_syllogism": [1, 3]}}
+    assert report.unanswered == {"sft": {"hubtool_gym_syllogism": [1, 3, 0]}}  # cut at 160 tokens, not looping
     text = R.markdown(report)
     assert "## No answer read (strict-match)" in text and "| sft | 1 of 3 |" in text
     answered = R.Report(tasks=["hubtool_gym_syllogism"], in_domain=set())
     answered.add("sft", _results({"hubtool_gym_syllogism": (0.5, 0.5)}) |
                  {"samples": {"hubtool_gym_syllogism": [r for r in rows if r["doc_id"] != 0]}})  # fmt: skip
-    assert answered.unanswered == {"sft": {"hubtool_gym_syllogism": [0, 2]}} and "No answer read" not in R.markdown(answered)
+    assert answered.unanswered == {"sft": {"hubtool_gym_syllogism": [0, 2, 0]}}
+    assert "No answer read" not in R.markdown(answered)
+    # the same student at 512 tokens: of 4 documents without an answer, 2 end in a loop up to the cap
+    folder = ROOT / "tests" / "fixtures" / "lm_eval_samples" / "sft-512"
+    rows = [json.loads(line) for line in (folder / "samples_hubtool_gym_syllogism.jsonl").read_text().splitlines()]
+    long = R.Report(tasks=["hubtool_gym_syllogism"], in_domain=set())
+    long.add("sft", _results({"hubtool_gym_syllogism": (1 / 6, 1 / 6)}) | {"samples": {"hubtool_gym_syllogism": rows}})
+    assert long.unanswered == {"sft": {"hubtool_gym_syllogism": [4, 6, 2]}}
+    assert "| sft | 4 of 6, 2 looping |" in R.markdown(long)
+
+
+def test_a_generation_that_repeats_itself_to_the_cap_is_looping_and_one_that_concludes_is_not():
+    """Real replies (tests/fixtures/lm_eval_samples/sft-512): two loops, one of them counting up ("5.
+    Some lions are fish", "6. Some lions are fish") and cut mid-line at the cap; two replies that stop
+    without an answer line; two answered ones."""
+    folder = ROOT / "tests" / "fixtures" / "lm_eval_samples" / "sft-512"
+    rows = [json.loads(line) for line in (folder / "samples_hubtool_gym_syllogism.jsonl").read_text().splitlines()]
+    strict = {r["doc_id"]: R.reply_of(r) for r in rows if r["filter"] == "strict-match"}
+    assert {d: R.repeats_itself(text) for d, text in strict.items()} == {
+        0: True, 1: False, 2: True, 9: False, 13: False, 15: False}  # fmt: skip
+    assert strict[0].endswith("Now, let's think about the")  # cut mid-line: an earlier line starts so
+    assert not R.repeats_itself(strict[0][: strict[0].index("Let's start with statement 1:")])  # before it repeats
+    assert not R.repeats_itself("a\nb\na\nb\na")  # under 6 lines: too short to call a loop
 
 
 # --- end to end ------------------------------------------------------------------------------------

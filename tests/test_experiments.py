@@ -194,14 +194,20 @@ def test_the_report_counts_documents_whose_answer_was_never_read():
     the report says how many, and its accuracy on the ones it answered (lm-eval's own sample files)."""
     from toolkit.experiments.report import _markdown, read_samples
 
-    scores, unanswered = read_samples(ROOT / "tests" / "fixtures" / "lm_eval_samples", ["sft"])
-    assert unanswered == {"sft": {"hubtool_gym_syllogism": {0}}}  # doc 0 was cut; 1 and 13 answered
+    scores, unanswered = read_samples(ROOT / "tests" / "fixtures" / "lm_eval_samples", ["sft", "sft-512"])
+    # at 160 tokens doc 0 was cut (not looping yet); 1 and 13 answered. At 512: 0 and 2 loop to the cap,
+    # 9 and 15 stop without an answer line
+    assert unanswered == {"sft": {"hubtool_gym_syllogism": {0: False}},
+                          "sft-512": {"hubtool_gym_syllogism": {0: True, 2: True, 9: False, 15: False}}}  # fmt: skip
     summary = summarize(scores, ["hubtool_gym_syllogism"], set(), "sft", unanswered)
     cell = summary["unanswered"]["sft"]["hubtool_gym_syllogism"]
-    assert cell == {"n": 3, "unanswered": 1, "answered_accuracy": 0.5}  # doc 1 right, doc 13 wrong
+    assert cell == {"n": 3, "unanswered": 1, "looping": 0, "answered_accuracy": 0.5}  # doc 1 right, doc 13 wrong
+    cell = summary["unanswered"]["sft-512"]["hubtool_gym_syllogism"]
+    assert cell == {"n": 6, "unanswered": 4, "looping": 2, "answered_accuracy": 0.5}
     summary |= {"provenance": {}, "eval_config": {"max_gen_toks": 160, "notes": []}}
     text = "\n".join(_markdown("eval", summary, "strict-match"))
     assert "cut at 160 tokens" in text and "| sft | 1 of 3 (50.0) |" in text
+    assert "| sft-512 | 4 of 6, 2 looping (50.0) |" in text
 
 
 @pytest.mark.slow

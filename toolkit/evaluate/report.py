@@ -4,6 +4,7 @@ averages) and a bar chart comparing the models, from lm-eval's results."""
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,35 @@ def read_nothing(filtered: Any) -> bool:
     return first in (None, "", MISS)
 
 
+def reply_of(sample: dict[str, Any]) -> str:
+    """The generation an lm-eval sample logged (its first, for a task that samples several)."""
+    first: Any = sample.get("resps")
+    while isinstance(first, list):
+        first = first[0] if first else ""
+    return first if isinstance(first, str) else ""
+
+
+_NUMBER = re.compile(r"\d+")
+
+
+def repeats_itself(text: str) -> bool:
+    """Whether a generation ends in a loop: its last lines (the last third, 4 at least, of 6 or more)
+    are, 80 % of them and the last two always, lines it wrote before, numbers aside ("6. Some lions
+    are fish" repeats "5. Some lions are fish"; a last line cut at the token cap counts when an earlier
+    line starts with it). A small student's reasoning that never reaches its answer mostly ends so."""
+    lines = [_NUMBER.sub("#", line.strip()) for line in text.split("\n") if line.strip()]
+    if len(lines) < 6:
+        return False
+
+    def again(i: int) -> bool:
+        if lines[i] in lines[:i]:
+            return True
+        return i == len(lines) - 1 and any(earlier.startswith(lines[i]) for earlier in lines[:i])
+
+    tail = range(len(lines) - max(4, len(lines) // 3), len(lines))
+    return again(len(lines) - 1) and again(len(lines) - 2) and sum(map(again, tail)) >= 0.8 * len(tail)
+
+
 @dataclass
 class Report:
     """Scores by model, task and filter (fractions), with what is needed to read them."""
@@ -53,7 +83,8 @@ class Report:
     judged_tasks: set[str] = field(default_factory=set)
     suite_scores: list[dict] = field(default_factory=list)
     prompts: dict[str, dict[str, str]] = field(default_factory=dict)  # model -> task -> prompt (`metadata.prompt`)
-    # model -> task -> [documents whose strict reading found no answer, documents], from the samples
+    # model -> task -> [documents whose strict reading found no answer, documents, of the first those
+    # whose generation ends repeating itself (`repeats_itself`)], from the samples
     unanswered: dict[str, dict[str, list[int]]] = field(default_factory=dict)
 
     def add(self, model: str, results: dict) -> None:
@@ -76,8 +107,9 @@ class Report:
                 self.prompts.setdefault(model, {})[task] = str(meta["prompt"])
             strict = [s for s in (results.get("samples") or {}).get(task, ()) if s.get("filter") == "strict-match"]
             if strict:
-                missed = sum(read_nothing(s.get("filtered_resps")) for s in strict)
-                self.unanswered.setdefault(model, {})[task] = [missed, len(strict)]
+                missed = [s for s in strict if read_nothing(s.get("filtered_resps"))]
+                looping = sum(repeats_itself(reply_of(s)) for s in missed)
+                self.unanswered.setdefault(model, {})[task] = [len(missed), len(strict), looping]
 
     def prompt_of(self, task: str) -> str:
         """The prompt a task column was asked with ("a / b" when the models were asked differently)."""
@@ -143,7 +175,7 @@ def markdown(report: Report) -> str:
     lines.append("")
     for filter_name in FILTERS if report.matched_tasks else ():
         lines += [f"## {_FILTER_TITLES[filter_name]}", "", *_table(report, filter_name), ""]
-    if any(missed for per_task in report.unanswered.values() for missed, _ in per_task.values()):
+    if any(counts[0] for per_task in report.unanswered.values() for counts in per_task.values()):
         lines += _unanswered_table(report)
     if report.suite_scores:
         lines += _suite_table(report)
@@ -171,12 +203,17 @@ def _unanswered_table(report: Report) -> list[str]:
     tasks = [t for t in report.matched_tasks if any(t in per_task for per_task in report.unanswered.values())]
     lines = ["## No answer read (strict-match)", "",
              "Documents whose generation states no answer (cut at the token cap before its answer line, or never "
-             "stated), of those scored:", "",
+             "stated), of those scored; \"looping\": of them, those whose generation ends repeating lines it "
+             "already wrote:", "",
              "| model | " + " | ".join(_short(t) for t in tasks) + " |", "|---|" + "---:|" * len(tasks)]  # fmt: skip
     for model, per_task in report.unanswered.items():
-        cells = [f"{per_task[t][0]} of {per_task[t][1]}" if t in per_task else "–" for t in tasks]
+        cells = [_missed(*per_task[t]) if t in per_task else "–" for t in tasks]
         lines.append(f"| {model} | " + " | ".join(cells) + " |")
     return [*lines, ""]
+
+
+def _missed(missed: int, n: int, looping: int = 0) -> str:
+    return f"{missed} of {n}" + (f", {looping} looping" if looping else "")
 
 
 def _suite_table(report: Report) -> list[str]:

@@ -14,7 +14,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from toolkit.evaluate.report import FILTERS, Report, markdown, read_nothing
+from toolkit.evaluate.report import FILTERS, Report, markdown, read_nothing, repeats_itself, reply_of
 from toolkit.evaluate.run import _folder_name
 from toolkit.experiments.spec import substitute
 from toolkit.hub import resolve_dataset
@@ -27,7 +27,9 @@ RESAMPLES = 2000
 SEED = 0
 
 Scores = dict[str, dict[str, dict[str, dict[int, float]]]]  # label -> task -> filter -> doc_id -> score
-Unanswered = dict[str, dict[str, set[int]]]  # label -> task -> doc_ids where strict-match read no answer
+# label -> task -> doc_id -> whether its generation ends repeating itself, for the documents where
+# strict-match read no answer
+Unanswered = dict[str, dict[str, dict[int, bool]]]
 
 
 def read_scores(eval_dir: Path, labels: list[str]) -> Scores:
@@ -40,7 +42,7 @@ def read_samples(eval_dir: Path, labels: list[str]) -> tuple[Scores, Unanswered]
     unanswered: Unanswered = {}
     for label in labels:
         per_task: dict[str, dict[str, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
-        missing: dict[str, set[int]] = defaultdict(set)
+        missing: dict[str, dict[int, bool]] = defaultdict(dict)
         for path in sorted((eval_dir / _folder_name(label)).glob("samples_*.jsonl")):
             task = path.stem.removeprefix("samples_")
             for line in path.read_text().splitlines():
@@ -48,7 +50,7 @@ def read_samples(eval_dir: Path, labels: list[str]) -> tuple[Scores, Unanswered]
                 if "exact_match" in row and row.get("filter") in FILTERS:
                     per_task[task][row["filter"]][int(row["doc_id"])] = float(row["exact_match"])
                     if row["filter"] == "strict-match" and read_nothing(row.get("filtered_resps")):
-                        missing[task].add(int(row["doc_id"]))
+                        missing[task][int(row["doc_id"])] = repeats_itself(reply_of(row))
         scores[label] = {t: dict(f) for t, f in per_task.items()}
         unanswered[label] = dict(missing)
     return scores, unanswered
@@ -106,16 +108,18 @@ def summarize(scores: Scores, tasks: list[str], in_domain: set[str], baseline: s
         out["models"][label] = entry
     out["documents"] = {t: len(next(iter(scores.values())).get(t, {}).get(FILTERS[0], {})) for t in tasks}
     if unanswered is not None:
-        out["unanswered"] = {label: {t: _answered(per_task.get(t, {}).get("strict-match", {}), unanswered[label].get(t, set()))
+        out["unanswered"] = {label: {t: _answered(per_task.get(t, {}).get("strict-match", {}), unanswered[label].get(t, {}))
                                      for t in tasks} for label, per_task in scores.items() if label in unanswered}  # fmt: skip
     return out
 
 
-def _answered(strict: dict[int, float], missing: set[int]) -> dict[str, Any]:
-    """How many documents got no answer read, and strict accuracy on those that did: a model whose
-    reasoning runs past the token cap loses its score there, not by answering wrong."""
+def _answered(strict: dict[int, float], missing: dict[int, bool]) -> dict[str, Any]:
+    """How many documents got no answer read (and of them, how many end in a loop), and strict
+    accuracy on those that did: a model whose reasoning runs past the token cap loses its score
+    there, not by answering wrong."""
     answered = [v for d, v in strict.items() if d not in missing]
-    return {"n": len(strict), "unanswered": len(missing & set(strict)),
+    return {"n": len(strict), "unanswered": len(missing.keys() & strict.keys()),
+            "looping": sum(looped for d, looped in missing.items() if d in strict),
             "answered_accuracy": sum(answered) / len(answered) if answered else float("nan")}
 
 
@@ -256,14 +260,16 @@ def _unanswered_table(summary: dict[str, Any], tasks: list[str]) -> list[str]:
     cap = summary["eval_config"].get("max_gen_toks")
     lines = ["### No answer read (strict-match)", "",
              "Documents where no answer could be read (the generation " + (f"cut at {cap} tokens" if cap else "cut at the token cap")
-             + " before it, or none stated), and in brackets strict accuracy on the documents that were answered:", "",
+             + " before it, or none stated), how many of those end repeating lines they already wrote (\"looping\"), "
+             "and in brackets strict accuracy on the documents that were answered:", "",
              "| model | " + " | ".join(t.removeprefix("hubtool_") for t in tasks) + " |", "|---|" + "---:|" * len(tasks)]  # fmt: skip
     for label, per_task in summary["unanswered"].items():
         cells = []
         for t in tasks:
             c = per_task[t]
             accuracy = "–" if math.isnan(c["answered_accuracy"]) else f"{100 * c['answered_accuracy']:.1f}"
-            cells.append(f"{c['unanswered']} of {c['n']} ({accuracy})")
+            looping = f", {c['looping']} looping" if c.get("looping") else ""
+            cells.append(f"{c['unanswered']} of {c['n']}{looping} ({accuracy})")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return [*lines, ""]
 
