@@ -4,6 +4,7 @@ reworded), templated siblings are not, and the manifest and card say what was re
 from __future__ import annotations
 
 import json
+import re
 
 from click.testing import CliRunner
 
@@ -168,3 +169,27 @@ def test_prompt_and_vote_variants_are_indexed_as_their_base_task_once(monkeypatc
         "hubtool_multiarith"]  # fmt: skip
     assert index_for("gsm8k_ranaldi,gsm8k_maj8,gsm8k").tasks == ["hubtool_gsm8k"]
     assert loaded[1] == ["hubtool_gsm8k"]  # the documents loaded once, not once per variant
+
+
+_PREMISES = re.compile(r"1\. (.+)\n2\. (.+)\n")
+
+
+def test_a_template_inside_the_questions_is_left_out_too():
+    """Real reasoning-gym syllogisms against the real robust_syllogism documents: with the inner
+    phrase ("Does it logically follow that:") counted, every train problem matched some test problem
+    by an 8-gram. Now, at n = 10, exactly the problems whose two premises a test problem has are found."""
+    from toolkit.sources import load_source
+    from toolkit.sources.eval_tasks import load_tasks, task_manager
+
+    tasks = ["hubtool_cf_gym_syllogism", "hubtool_cf_gym_syllogism_contrast"]
+    test = [doc["question"] for task in load_tasks(task_manager(), tasks) for doc in task.eval_docs]
+    train = [p.question for p in load_source("gym:syllogism", limit=150).problems]
+    premises = {_PREMISES.search(q).groups() for q in test}
+    shared = {q for q in train if _PREMISES.search(q).groups() in premises}
+    index = index_for(tasks, 10)
+    assert {q for q in train if index.hits(q)} == shared and len(shared) >= 1
+    planted = test[7]
+    assert index.hits(planted) and index.hits(planted.replace("Yes or No", "yes or no"))
+    other = planted.replace("Does it logically follow that:\n", "Does it logically follow that:\nNot so: ")
+    assert index.hits(other)  # the same premises, another conclusion
+    assert len([q for q in train if index_for(tasks, 8).hits(q)]) < 50  # was all 150

@@ -4,9 +4,12 @@ A training problem is contaminated when its question shares an n-gram (n = 8 by 
 open-r1 does) with a question of an evaluation task, on normalised text: lower case, words and
 single symbols as tokens (so `4 - 1` and `4 + 1` differ), spacing ignored. Templated tasks (every
 reasoning-gym question opens "State the final answer to the following arithmetic problem:") would
-make every problem of the template match every other, so each task's template, the token prefix and
-suffix that most of its questions share, is cut off before n-grams are taken; a question whose rest
-is shorter than n tokens matches only as a whole.
+make every problem of the template match every other, so each task's template is left out before
+n-grams are taken: the token prefix and suffix that most of its questions share, and inside them
+every run of three tokens that most of its questions contain (reasoning-gym's syllogisms read
+"... 2. No cats are dogs\n\nDoes it logically follow that: ...": with the inner phrase counted, every
+syllogism shared an 8-gram with some test syllogism). A question whose rest is shorter than n tokens
+matches only as a whole.
 
 Builds filter problems before any teacher call (`--decontaminate SUITE|TASKS`); a finished run
 directory is filtered in place by `hubtool decontaminate RUN --against ...` (`toolkit.decontaminate.run`).
@@ -30,7 +33,8 @@ from toolkit.sources import eval_tasks as tasks_mod
 
 log = logging.getLogger(__name__)
 DEFAULT_N = 8
-TEMPLATE_SHARE = 0.5  # a prefix or suffix more than this share of a task's questions have is its template
+TEMPLATE_SHARE = 0.5  # a prefix, suffix or inner run more than this share of a task's questions have is template
+INNER_RUN = 3  # the length of the inner runs of tokens counted as template
 _TOKEN = re.compile(r"[0-9a-z]+|[^\sa-z0-9]")
 
 Tokens = tuple[str, ...]
@@ -59,6 +63,38 @@ def common_affixes(questions: Sequence[Tokens]) -> tuple[Tokens, Tokens]:
     return prefix, suffix
 
 
+def common_runs(questions: Sequence[Tokens], k: int = INNER_RUN) -> frozenset[Tokens]:
+    """The runs of k tokens that more than TEMPLATE_SHARE of the questions contain."""
+    if len(questions) < 4:
+        return frozenset()
+    counts = Counter(g for q in questions for g in {q[i : i + k] for i in range(len(q) - k + 1)})
+    return frozenset(g for g, c in counts.items() if c / len(questions) > TEMPLATE_SHARE)
+
+
+Template = tuple[Tokens, Tokens, frozenset[Tokens]]  # prefix, suffix, inner runs
+NO_TEMPLATE: Template = ((), (), frozenset())
+
+
+def template_of(questions: Sequence[Tokens]) -> Template:
+    """A task's template: its common prefix and suffix, and the inner runs most of the rest contain."""
+    return (*common_affixes(questions), common_runs(questions))
+
+
+def content(toks: Tokens, template: Template) -> Tokens:
+    """The tokens of a question that are not `template` (all of them when the template would leave none)."""
+    prefix, suffix, runs = template
+    toks = _cut(toks, prefix, suffix)
+    if not runs:
+        return toks
+    k = len(next(iter(runs)))
+    inner = [False] * len(toks)
+    for i in range(len(toks) - k + 1):
+        if toks[i : i + k] in runs:
+            inner[i : i + k] = [True] * k
+    rest = tuple(t for t, skip in zip(toks, inner) if not skip)
+    return rest or toks
+
+
 @dataclass
 class Index:
     """The n-grams of evaluation questions (templates cut), each mapped to the tasks it comes from."""
@@ -66,15 +102,15 @@ class Index:
     n: int
     tasks: list[str]
     grams: dict[Tokens, set[str]] = field(default_factory=dict)
-    templates: set[tuple[Tokens, Tokens]] = field(default_factory=set)
+    templates: set[Template] = field(default_factory=set)
     documents: dict[str, int] = field(default_factory=dict)
 
     def add_task(self, task: str, questions: Sequence[str]) -> None:
         toks = [tokens(q) for q in questions]
-        template = common_affixes(toks)
+        template = template_of(toks)
         self.templates.add(template)
         for t in toks:
-            for g in self._grams(_cut(t, *template)):
+            for g in self._grams(content(t, template)):
                 self.grams.setdefault(g, set()).add(task)
         self.documents[task] = len(questions)
 
@@ -82,8 +118,8 @@ class Index:
         """The tasks whose questions share an n-gram with `question` (under any task's template)."""
         toks = tokens(question)
         found: set[str] = set()
-        for template in self.templates | {((), ())}:
-            for g in self._grams(_cut(toks, *template)):
+        for template in self.templates | {NO_TEMPLATE}:
+            for g in self._grams(content(toks, template)):
                 found |= self.grams.get(g, set())
         return found
 
