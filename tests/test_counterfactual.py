@@ -469,6 +469,43 @@ def test_an_edit_may_change_the_content_never_the_task_or_its_answer(problem, ed
     assert edits.instructions_changed(problem, edited) is changed
 
 
+# Edits Qwen2.5-Coder-1.5B wrote for cpu-counterfactual (2026-12-07; conclusion changed, then the answer
+# written into or after the format line): the format line is restored, the answer dropped.
+EDITED = SYLLOGISM.replace("No children are butterflies?", "Some children are butterflies?")
+RESTORED = EDITED
+
+
+@pytest.mark.parametrize(("edited", "restored", "was"), [
+    (EDITED.replace("(Answer Yes or No)", "(Answer No)"), RESTORED, True),
+    (EDITED.replace("(Answer Yes or No)", "(Answer: No)"), RESTORED, True),
+    (EDITED.replace("(Answer Yes or No)", "(Answer No or Yes)"), RESTORED, True),
+    (EDITED.replace("(Answer Yes or No)", "No"), RESTORED, True),
+    (EDITED.replace("(Answer Yes or No)", "(No)"), RESTORED, True),
+    (EDITED + "\nYes", RESTORED, True),
+    (EDITED + "\nNo.", RESTORED, True),
+    (EDITED, EDITED, False),
+    (EDITED.replace("\n(Answer Yes or No)", ""), EDITED.replace("\n(Answer Yes or No)", ""), False),  # dropped: left
+    (EDITED.replace("(Answer Yes or No)", "Counterfactual answer: No."),
+     EDITED.replace("(Answer Yes or No)", "Counterfactual answer: No."), False),  # another sentence: a leak, left
+])
+def test_an_answer_written_into_the_format_line_is_taken_out_and_the_line_restored(edited, restored, was):
+    assert edits.restore_format(SYLLOGISM_P, edited) == (restored, was)
+    assert edits.restore_format(REVIEW_P, "A fine film.\npositive") == ("A fine film.\npositive", False)  # no format line
+
+
+def test_a_restored_edit_passes_and_a_bare_answer_line_no_longer_slips_through():
+    from toolkit.methods.counterfactual import check_edit
+
+    def check(reply):
+        return check_edit(SYLLOGISM_P, Completion(text=f"Counterfactual: {reply}", finish_reason="stop"), 0.3, NO)[0]
+
+    assert check(EDITED.replace("(Answer Yes or No)", "(Answer No)")) is None
+    assert check(EDITED + "\nNo") is None  # before: kept with "No" as the input's last line
+    assert check(SYLLOGISM + "\nNo") == "identical"  # only the answer added: no edit at all
+    assert check(EDITED.replace("\n(Answer Yes or No)", "")) == "instructions"
+    assert check(EDITED.replace("(Answer Yes or No)", "Counterfactual answer: No.")) == "label_leak"
+
+
 def _syllogism_teacher(edit: str, judge_votes: list[str], support: str):
     """Replies shaped like Qwen2.5-Coder-0.5B's on gym:syllogism (issue 25, item 9)."""
 
@@ -501,13 +538,14 @@ ARGUES_YES = ("Statement 2 says no butterflies are children. Yes, it logically f
 
 def test_the_wrong_labelled_pair_of_issue_25_is_rejected_and_counted(tmp_path):
     """Premises and conclusion unchanged, `(Answer Yes or No)` -> `(Answer No)`, votes no / (empty) / no, a support
-    rationale that argues yes and ends `The answer is no.`: it was kept as a verified counterfactual."""
+    rationale that argues yes and ends `The answer is no.`: it was kept as a verified counterfactual. With the
+    answer taken out of the format line the edit is the original again: dropped as identical."""
     teacher = _syllogism_teacher(SYLLOGISM.replace("(Answer Yes or No)", "(Answer No)"), WRONG_PAIR_VOTES, ARGUES_YES)
     manifest, kept, _ = run_cases(tmp_path, _one(tmp_path), teacher=teacher)
     c = manifest.counts
-    assert (c["cf_generated"], c["cf_label_leak"], c["cf_minimal"], c["cf_verified"]) == (1, 1, 0, 0)
+    assert (c["cf_generated"], c["cf_identical"], c["cf_minimal"], c["cf_verified"]) == (1, 1, 0, 0)
     assert not [r for r in kept if r["is_counterfactual"]] and all("(Answer No)" not in r["question"] for r in kept)
-    assert manifest.stats["funnel"][1]["dropped"]["label_leak"] == 1
+    assert manifest.stats["funnel"][1]["dropped"]["identical"] == 1
 
 
 def test_a_rationale_that_argues_the_other_label_is_not_verified(tmp_path):

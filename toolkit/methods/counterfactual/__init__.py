@@ -245,6 +245,7 @@ def check_edit(problem: Problem, completion: Completion, max_edit: float,
     edit = edits.parse_edit(completion.text, problem)
     if edit.problem:
         return edit.problem, edit.text, None
+    edit = edits.Edit(edits.restore_format(problem, edit.text)[0])
     if edits.is_identical(problem.question, edit.text):
         return "identical", edit.text, 0.0
     if edits.label_leak(problem, edit.text, target):

@@ -128,6 +128,51 @@ def label_leak(problem: Problem, edited: str, target: Label) -> bool:
     return False
 
 
+def restore_format(problem: Problem, edited: str) -> tuple[str, bool]:
+    """The edit with the original's answer-format line put back where a teacher wrote its answer into
+    it, and whether it was. A real small teacher (Qwen2.5-Coder-1.5B on gym syllogisms) kept the
+    premises and changed the conclusion, then ended with "(Answer No)", "No", "(Answer No or Yes)" or
+    "(Answer Yes or No)\nNo" in about half of its edits: the content edit is sound, the last line
+    states the answer the prompt asked it not to write. The format line is the task's, not the
+    content's, so it is restored from the original (the answer dropped) before the edit is checked; an edit whose
+    format line is simply gone, with no answer written, is left as it is (`instructions_changed`)."""
+    original = problem.question.rstrip().splitlines()
+    fmt = original[-1].strip() if original else ""
+    labels = {w.casefold() for w in _label_words(problem)}
+    if len(_listed(fmt, labels)) < 2:
+        return edited, False  # the original has no answer-format line of its own
+    lines = edited.rstrip().splitlines()
+    restored = False
+    while lines and _bare_label(lines[-1], labels):
+        lines.pop()  # "No" after (or instead of) the format line
+        restored = True
+    last = lines[-1].strip() if lines else ""
+    if _norm(last) == _norm(fmt):
+        pass
+    elif _listed(last, labels) and _shape(last, labels) == _shape(fmt, labels):
+        lines[-1], restored = fmt, True  # "(Answer No)", "(Answer No or Yes)": the format line with a label in or out
+    elif restored and all(_norm(fmt) != _norm(line) for line in lines):
+        lines.append(fmt)  # the answer was written where the format line stood
+    return ("\n".join(lines) if restored else edited), restored
+
+
+def _listed(line: str, labels: set[str]) -> list[str]:
+    """The label words a line names, in order."""
+    return [t for t in tokens(line) if t in labels]
+
+
+def _shape(line: str, labels: set[str]) -> tuple[str, ...]:
+    """A line's words less its label words and connectives: "(Answer No or Yes)", "(Answer: No)" and
+    "(Answer Yes or No)" are all ("answer",)."""
+    return tuple(t for t in tokens(line) if t.isalnum() and t not in labels and t not in ("or", "and"))
+
+
+def _bare_label(line: str, labels: set[str]) -> bool:
+    """A line that is a label and nothing else ("No", "(No)", "Yes.")."""
+    words = [t for t in tokens(line) if t.isalnum()]
+    return len(words) == 1 and words[0] in labels
+
+
 def instructions_changed(problem: Problem, edited: str) -> bool:
     """True when a part of the original that lists two or more labels — the task's answer format, such as
     "(Answer Yes or No)" — is not in the edit as it was: an edit changes the content, never the task."""
