@@ -130,12 +130,12 @@ def label_leak(problem: Problem, edited: str, target: Label) -> bool:
 
 def restore_format(problem: Problem, edited: str) -> tuple[str, bool]:
     """The edit with the original's answer-format line put back where a teacher wrote its answer into
-    it, and whether it was. A real small teacher (Qwen2.5-Coder-1.5B on gym syllogisms) kept the
-    premises and changed the conclusion, then ended with "(Answer No)", "No", "(Answer No or Yes)" or
-    "(Answer Yes or No)\nNo" in about half of its edits: the content edit is sound, the last line
-    states the answer the prompt asked it not to write. The format line is the task's, not the
-    content's, so it is restored from the original (the answer dropped) before the edit is checked; an edit whose
-    format line is simply gone, with no answer written, is left as it is (`instructions_changed`)."""
+    it, and whether it was. A real small teacher (Qwen2.5-Coder-1.5B on gym syllogisms) ended 171 of
+    its 447 edits with "(Answer No)", "No", "(Answer No or Yes)" or "(Answer Yes or No)\nNo": about 100
+    of them sound content edits, most of the rest the question unchanged but for the answer. The format
+    line is the task's, not the content's, so it is restored from the original (the answer dropped)
+    before the edit is checked, and an edit that changed nothing else is then `identical`. An edit
+    whose format line is simply gone, with no answer written, is left as it is (`instructions`)."""
     original = problem.question.rstrip().splitlines()
     fmt = original[-1].strip() if original else ""
     labels = {w.casefold() for w in _label_words(problem)}
