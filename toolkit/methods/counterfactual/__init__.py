@@ -245,15 +245,15 @@ def check_edit(problem: Problem, completion: Completion, max_edit: float,
     edit = edits.parse_edit(completion.text, problem)
     if edit.problem:
         return edit.problem, edit.text, None
-    edit = edits.Edit(edits.restore_format(problem, edit.text)[0])
-    if edits.is_identical(problem.question, edit.text):
-        return "identical", edit.text, 0.0
-    if edits.label_leak(problem, edit.text, target):
-        return "label_leak", edit.text, None  # the input would tell the student its answer
-    if edits.instructions_changed(problem, edit.text):
-        return "instructions", edit.text, None  # the task, not the content, was edited
-    ratio = edits.edit_ratio(problem.question, edit.text)
-    return ("too_far" if ratio > max_edit else None), edit.text, ratio
+    text, _ = edits.restore_format(problem, edit.text)  # an answer written into the format line taken out
+    if edits.is_identical(problem.question, text):
+        return "identical", text, 0.0
+    if edits.label_leak(problem, text, target):
+        return "label_leak", text, None  # the input would tell the student its answer
+    if edits.instructions_changed(problem, text):
+        return "instructions", text, None  # the task, not the content, was edited
+    ratio = edits.edit_ratio(problem.question, text)
+    return ("too_far" if ratio > max_edit else None), text, ratio
 
 
 def vote(problem: Problem, completion: Completion) -> str:
