@@ -6,7 +6,10 @@ connections and malformed answers, honouring `Retry-After`, with a visible line 
 The `n` samples of a request are asked for in one call; a server that returns fewer choices
 (`transformers serve` ignores `n`) is remembered and gets single-sample calls from then on, sample j
 with seed + j so the samples differ, and each sample is reported (`on_sample`) as its call returns,
-so the cache keeps it even when its siblings never finish.
+so the cache keeps it even when its siblings never finish. A server that refuses an `n` above its
+limit (llama.cpp's server: its slots) is remembered too and gets calls of at most that many, sample
+j of each part with seed + j. llama.cpp's server reports the first choice's tokens alone; the others
+are counted by its `/tokenize` (`_recount`).
 
 Calls go over one aiohttp connection pool for the whole build, not the `openai` client: against a
 fast server the client's own CPU is the limit, and aiohttp spends about a fifth of what
@@ -27,9 +30,10 @@ import json
 import logging
 import math
 import os
+import re
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -60,6 +64,7 @@ from toolkit.teachers.openai_wire import (
     backoff_delay,
     check_base_url,
     describe_weights,
+    first_choice_usage,
     is_connect_failure,
     llamacpp_props,
     models_entry,
@@ -86,10 +91,22 @@ DEFAULT_RETRIES = 3
 
 # base URL -> whether that server honours `n`, learned from its first multi-sample answer.
 _N_SUPPORT: dict[str, bool] = {}
+# base URL -> the most samples one call may ask of it, learned from its refusal (llama.cpp's server
+# refuses an `n` above its slots: "Field 'n': Value must be between 1 <= value <= 4, but got 8").
+_N_LIMIT: dict[str, int] = {}
+_N_REFUSED = re.compile(r"""\bn\b['"]?:.*?<=\s*value\s*<=\s*(\d+)""", re.IGNORECASE)
 
 
 class CallFailed(Exception):
     """A call that failed for good: a status not worth retrying, or every retry used up."""
+
+
+class NTooLarge(Exception):
+    """The server refused the call's `n`: it takes at most `limit` samples a call."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"at most {limit} samples a call")
+        self.limit = limit
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -168,6 +185,7 @@ class OpenAITeacher(Teacher):
         # file; the file and its `sha256` when hubtool started the server itself (serve.served_weights).
         self.weights: dict[str, str] = {}
         self._probed = False
+        self._estimated = False  # said once: the server would not count a choice's tokens (`_recount`)
         self._session: tuple[Any, asyncio.Semaphore] | None = None  # the build's client, see aopen
         self._notice = RetryNotice(log)
         self._pending: set[asyncio.Future[list[Completion]]] = set()  # the calls `cancel` ends
@@ -318,15 +336,27 @@ class OpenAITeacher(Teacher):
         each reported to `on_sample` as it arrives."""
         n, seed = request.n, request.params.seed + request.first_sample
         got: list[Completion] = []
-        if n == 1 or _N_SUPPORT.get(self.base_url, True):
-            got = (await self._call(client, sem, request, n, seed))[:n]
-            for j, completion in enumerate(got):
+        while len(got) < n and (n == 1 or _N_SUPPORT.get(self.base_url, True)):
+            k = min(n - len(got), _N_LIMIT.get(self.base_url, n))  # samples j..j+k-1 in one call, seed + j
+            if k == 1 and n > 1:
+                break  # one sample a call: the single calls below
+            try:
+                part = (await self._call(client, sem, request, k, seed + len(got)))[:k]
+            except NTooLarge as e:
+                if _N_LIMIT.get(self.base_url) != e.limit:
+                    log.info("%s takes at most %d samples a call; asking in parts from now on", self._url, e.limit)
+                _N_LIMIT[self.base_url] = e.limit
+                continue
+            for j, completion in enumerate(part, start=len(got)):
                 if on_sample:
                     on_sample(j, completion)
-            if n > 1 and _N_SUPPORT.get(self.base_url) is None:
-                _N_SUPPORT[self.base_url] = len(got) >= n
-                if len(got) < n:
-                    log.info("%s ignores n (asked %d, got %d); one call per sample from now on", self._url, n, len(got))
+            got += part
+            if k > 1 and _N_SUPPORT.get(self.base_url) is None:
+                _N_SUPPORT[self.base_url] = len(part) >= k
+                if len(part) < k:
+                    log.info("%s ignores n (asked %d, got %d); one call per sample from now on", self._url, k, len(part))
+            if len(part) < k:
+                break
         if len(got) < n:
             got += await self._singles(client, sem, request, range(len(got), n), seed, on_sample)
         return got
@@ -383,11 +413,14 @@ class OpenAITeacher(Teacher):
                         response = await client.chat(body)
                     finally:
                         self.calls_in_flight -= 1
-                completions = to_completions(response)
+                completions = to_completions(response, body.get(self._max_tokens_field))
                 self.served[served_by(response)] += 1
-                return completions
+                return await self._recount(client, completions) if first_choice_usage(response) else completions
             except HTTPStatusError as e:
                 self._raise_if_setup_error(e)
+                refused = _N_REFUSED.search(e.message) if n > 1 and e.status_code == 400 else None
+                if refused and 1 <= int(refused.group(1)) < n:
+                    raise NTooLarge(int(refused.group(1))) from None
                 error = f"HTTP {e.status_code}: {_short(e.message)}"
                 if e.status_code not in RETRY_STATUS and e.status_code < 500:
                     raise CallFailed(error) from None
@@ -412,6 +445,28 @@ class OpenAITeacher(Teacher):
                 "is the server still running? re-run the same command to resume"
             )
         raise CallFailed(f"{error} (after {self.max_retries} retries)")
+
+    async def _recount(self, client: WireClient, completions: list[Completion]) -> list[Completion]:
+        """The tokens of each choice after the first that did not stop at the limit, counted by the
+        server (llama.cpp reports the first choice's alone, `first_choice_usage`): its text's tokens
+        plus the end-of-turn token it stopped at. Where the server does not count them, the
+        estimate stays, said once."""
+        import aiohttp
+
+        counted = list(completions)
+        for j, c in enumerate(completions[1:], start=1):
+            if c.finish_reason == "length":
+                continue  # it made exactly max_tokens
+            try:
+                tokens = await client.tokenize(c.text, timeout=min(self.timeout, 10.0))
+            except (asyncio.TimeoutError, aiohttp.ClientError, HTTPStatusError, MalformedResponse, ResponseTooLarge) as e:
+                if not self._estimated:
+                    log.warning("%s reports one choice's tokens for an n-sample call and did not count the others "
+                                "(%s); their token counts are estimates", self._url, _cause(e))  # fmt: skip
+                    self._estimated = True
+                return counted
+            counted[j] = replace(c, completion_tokens=tokens + (c.finish_reason == "stop"))
+        return counted
 
     def _raise_if_setup_error(self, e: Any) -> None:
         """A bad key or an unknown model fails every call alike: stop with one clear message."""

@@ -101,6 +101,16 @@ class WireClient:
         """llama.cpp's server properties, at the server's root (beside /v1)."""
         return await self._request("GET", "/props", MODELS_LIMIT, timeout, root=True)
 
+    async def tokenize(self, text: str, timeout: float) -> int:
+        """How many tokens llama.cpp's server makes of `text` (`POST /tokenize` at its root, answered
+        at once, beside the slots)."""
+        page = await self._request("POST", "/tokenize", MODELS_LIMIT, timeout, root=True,
+                                   data=json.dumps({"content": text}).encode())  # fmt: skip
+        tokens = page.get("tokens") if isinstance(page, dict) else None
+        if not isinstance(tokens, list):
+            raise MalformedResponse("no token list from /tokenize")
+        return len(tokens)
+
     async def _request(self, method: str, path: str, limit: int, timeout: float, root: bool = False,
                        **options: Any) -> Any:  # fmt: skip
         # One deadline over the whole call: aiohttp's own timeouts bound each wait, not their sum.
@@ -247,9 +257,12 @@ def apportion(total: int, weights: Sequence[int]) -> list[int]:
     return counts
 
 
-def to_completions(response: Any) -> list[Completion]:
+def to_completions(response: Any, max_tokens: int | None = None) -> list[Completion]:
     """A chat completion (parsed JSON) -> one Completion per choice, each carrying the call's
-    prompt tokens.
+    prompt tokens. The usage's completion tokens are split over the choices by length, except where
+    it is the first choice's alone (`first_choice_usage`): that one gets it, a choice cut at the
+    limit `max_tokens`, and the others an estimate at the first choice's characters per token (the
+    backend asks the server to count them, `OpenAITeacher._recount`).
 
     Raises MalformedResponse for anything else. A `content: null` choice becomes an empty text,
     which the session counts as a failed sample (never cached)."""
@@ -267,8 +280,26 @@ def to_completions(response: Any) -> list[Completion]:
     usage = response.get("usage")
     usage = usage if isinstance(usage, dict) else {}
     prompt = _tokens(usage, "prompt_tokens")
-    counts = apportion(_tokens(usage, "completion_tokens"), [len(t) for t in texts])
+    total = _tokens(usage, "completion_tokens")
+    if first_choice_usage(response):
+        per_char = total / len(texts[0]) if texts[0] else 0.25
+        counts = [total] + [max_tokens if c.get("finish_reason") == "length" and max_tokens else round(len(t) * per_char)
+                            for t, c in zip(texts[1:], choices[1:])]  # fmt: skip
+    else:
+        counts = apportion(total, [len(t) for t in texts])
     return [Completion(t, c.get("finish_reason") or "unknown", prompt, k) for t, c, k in zip(texts, choices, counts)]
+
+
+def first_choice_usage(response: Mapping[str, Any]) -> bool:
+    """Whether an answer of several choices reports the usage of its first choice alone, as
+    llama.cpp's server does: it merges the n results of an `n > 1` call into the first one's JSON,
+    whose `usage` and `timings` are that choice's (OpenAI and vLLM report the sum over the
+    choices). Told by llama.cpp's own `timings`, whose `predicted_n` is then the usage's count."""
+    choices, usage, timings = response.get("choices"), response.get("usage"), response.get("timings")
+    if not (isinstance(choices, list) and len(choices) > 1 and isinstance(usage, dict) and isinstance(timings, dict)):
+        return False
+    predicted = timings.get("predicted_n")
+    return isinstance(predicted, int) and predicted == _tokens(usage, "completion_tokens")
 
 
 MAX_TOKENS_COUNT = 2**31 - 1  # no call makes more; a build's sums stay far inside SQLite's 64-bit integers

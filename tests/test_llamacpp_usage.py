@@ -1,0 +1,139 @@
+"""Token counts of an n-sample call to llama.cpp's server, which reports the first choice's usage
+alone (tests/fixtures/llamacpp_n: its real answers, replayed).
+
+Where the same text is choice 0 of one answer and choice 1 of another, the server's own usage for
+it in the first is what hubtool must count for it in the second.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from toolkit.teachers.base import Request, SamplingParams
+from toolkit.teachers.openai_backend import OpenAITeacher
+from toolkit.teachers.openai_wire import first_choice_usage, to_completions
+
+FIXTURE = json.loads((Path(__file__).parent / "fixtures" / "llamacpp_n" / "smollm2-n2.json").read_text())
+ANSWERS = {(c["body"].get("n", 1), c["body"]["seed"]): (c["status"], c["response"]) for c in FIXTURE["calls"]}
+CALLS = {seed: answer for (n, seed), (status, answer) in ANSWERS.items() if n == 2}  # the n = 2 answers
+QUESTION = tuple(FIXTURE["calls"][0]["body"]["messages"])
+
+
+def server_count(text: str) -> int:
+    """The server's usage for `text` where it was an answer's first choice."""
+    counts = {r["choices"][0]["message"]["content"]: r["usage"]["completion_tokens"] for r in CALLS.values()}
+    return counts[text]
+
+
+def test_the_first_choice_and_those_cut_at_the_limit_are_counted_exactly():
+    for seed, response in CALLS.items():
+        assert first_choice_usage(response), seed
+        out = to_completions(response, max_tokens=24)
+        assert out[0].completion_tokens == response["usage"]["completion_tokens"]
+        if out[1].finish_reason == "length":
+            assert out[1].completion_tokens == 24
+    # split over the choices by length, as before, these would read 24 as the pair's sum
+    assert [c.completion_tokens for c in to_completions(CALLS[1], max_tokens=24)][0] == 24
+    summed = {k: v for k, v in CALLS[1].items() if k != "timings"}  # no llama.cpp timings: OpenAI, vLLM
+    assert not first_choice_usage(summed)
+    assert sum(c.completion_tokens for c in to_completions(summed)) == 24
+
+
+class Replay:
+    """llama.cpp's server as recorded: the answer for the call's seed, /tokenize from the record."""
+
+    def __init__(self, tokenize: bool = True) -> None:
+        self.tokenized: list[str] = []
+        self.asked: list[tuple[int, int]] = []  # (n, seed) of each chat call
+        replay = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                if self.path.endswith("/models"):
+                    self.send(200, {"data": [{"id": "smollm2", "object": "model", "owned_by": "llamacpp"}]})
+                else:
+                    self.send(404, {"error": {"message": "not here"}})
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if self.path.endswith("/chat/completions"):
+                    replay.asked.append((body.get("n", 1), body["seed"]))
+                    self.send(*ANSWERS[body.get("n", 1), body["seed"]])
+                elif self.path == "/tokenize" and tokenize:
+                    replay.tokenized.append(body["content"])
+                    self.send(200, {"tokens": FIXTURE["tokenize"][body["content"]]})
+                else:
+                    self.send(404, {"error": {"message": "File Not Found"}})
+
+            def send(self, status, payload):
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_port}/v1"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def replay():
+    server = Replay()
+    yield server
+    server.close()
+
+
+def requests() -> list[Request]:
+    return [Request(QUESTION, 2, SamplingParams(temperature=1.0, max_new_tokens=24, seed=s)) for s in sorted(CALLS)]
+
+
+def test_an_n_above_the_servers_slots_is_asked_in_parts(replay):
+    from toolkit.teachers.openai_backend import _N_LIMIT
+
+    three = Request(QUESTION, 3, SamplingParams(temperature=1.0, max_new_tokens=24, seed=1))
+    [result] = OpenAITeacher.from_spec(f"smollm2@{replay.url}").generate_many([three])
+    # refused (2 slots), then samples 0-1 in one call (seed 1) and sample 2 alone (seed 1 + 2)
+    assert replay.asked == [(3, 1), (2, 1), (1, 3)] and _N_LIMIT[replay.url] == 2
+    assert [c.text for c in result] == [c["message"]["content"] for c in CALLS[1]["choices"]] + ["2 + 3 = 5"]
+    assert [c.completion_tokens for c in result] == [24, 8, 8]
+
+
+def test_the_other_choices_are_counted_by_the_server(replay):
+    results = OpenAITeacher.from_spec(f"smollm2@{replay.url}").generate_many(requests())
+    for seed, result in zip(sorted(CALLS), results):
+        for c in result:
+            assert c.completion_tokens == server_count(c.text), (seed, c.text)
+    # only the stopped non-first choices were asked about, not those cut at the limit (seed 3's)
+    assert sorted(replay.tokenized) == sorted(r["choices"][1]["message"]["content"] for s, r in CALLS.items()
+                                              if r["choices"][1]["finish_reason"] == "stop")  # fmt: skip
+    assert [sum(c.completion_tokens for c in r) for r in results] == [24 + 8, 8 + 8, 8 + 24, 24 + 8, 8 + 22, 22 + 8]
+
+
+def test_a_server_that_will_not_count_leaves_the_estimate_said_once(caplog):
+    server = Replay(tokenize=False)
+    try:
+        with caplog.at_level(logging.WARNING):
+            results = OpenAITeacher.from_spec(f"smollm2@{server.url}").generate_many(requests())
+    finally:
+        server.close()
+    warned = [r for r in caplog.records if "did not count the others" in r.getMessage()]
+    assert len(warned) == 1 and "estimates" in warned[0].getMessage()
+    by_seed = dict(zip(sorted(CALLS), results))
+    assert [c.completion_tokens for c in by_seed[3]] == [8, 24]  # exact: the usage and the limit
+    first, other = by_seed[1]  # choice 0 ran to 24 tokens in 87 characters: "2 + 3 = 5" is estimated at 2
+    assert first.completion_tokens == 24 and other.completion_tokens == round(9 * 24 / len(first.text))
