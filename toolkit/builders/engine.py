@@ -269,7 +269,9 @@ def _in_flight(sessions: dict[str, Session]) -> str:
     text = f"{sum(s.in_flight for s in unique)} requests waiting"
     wired = [s.backend for s in unique if s.backend.calls_in_flight is not None and s.backend.call_limit]
     if wired:
-        text += f", {sum(b.calls_in_flight or 0 for b in wired)}/{sum(b.call_limit or 0 for b in wired)} calls in flight"
+        units = {b.in_flight_unit for b in wired}
+        unit = units.pop() if len(units) == 1 else "calls or samples"
+        text += f", {sum(b.calls_in_flight or 0 for b in wired)}/{sum(b.call_limit or 0 for b in wired)} {unit} in flight"
     return text
 
 

@@ -158,6 +158,7 @@ class Teacher(abc.ABC):
     # progress line shows whether the client or the server is the bottleneck (None: not counted).
     calls_in_flight: int | None = None
     call_limit: int | None = None
+    in_flight_unit: str = "calls"  # what they count ("samples" where each sample takes a server slot)
 
     @classmethod
     def from_spec(cls, model: str, options: BackendOptions | None = None, **values: Any) -> Teacher:

@@ -1,6 +1,7 @@
 """Any OpenAI-compatible server as a teacher: vLLM `serve`, TGI, llama.cpp, `transformers serve`, OpenAI.
 
-At most `concurrency` HTTP calls are in flight; each waits at most `timeout` seconds and is retried
+At most `concurrency` HTTP calls are in flight (samples, on llama.cpp's server, which gives each
+sample a slot: toolkit.teachers.slots); each waits at most `timeout` seconds and is retried
 up to `max_retries` times with exponential backoff and jitter on 429, 5xx, timeouts, broken
 connections and malformed answers, honouring `Retry-After`, with a visible line while it retries.
 The `n` samples of a request are asked for in one call; a server that returns fewer choices
@@ -74,6 +75,7 @@ from toolkit.teachers.openai_wire import (
     to_completions,
 )
 from toolkit.teachers.serve import served_weights
+from toolkit.teachers.slots import Slots
 
 __all__ = ["OpenAIOptions", "OpenAITeacher", "apportion", "backoff_delay", "parse_retry_after", "redact_url",
            "split_model_url", "to_completions"]  # fmt: skip
@@ -186,7 +188,9 @@ class OpenAITeacher(Teacher):
         self.weights: dict[str, str] = {}
         self._probed = False
         self._estimated = False  # said once: the server would not count a choice's tokens (`_recount`)
-        self._session: tuple[Any, asyncio.Semaphore] | None = None  # the build's client, see aopen
+        self._session: tuple[Any, Slots] | None = None  # the build's client, see aopen
+        # llama.cpp's server gives each sample a slot: its calls count their samples (toolkit.teachers.slots)
+        self.slot_per_sample = False
         self._notice = RetryNotice(log)
         self._pending: set[asyncio.Future[list[Completion]]] = set()  # the calls `cancel` ends
         self.window = max(64, 4 * concurrency)
@@ -258,7 +262,7 @@ class OpenAITeacher(Teacher):
         there (fail fast), and which weights does it serve (part of `endpoint`)."""
         if self._session is None:
             client = self._client()
-            self._session = (client, asyncio.Semaphore(self.concurrency))
+            self._session = (client, Slots(self.concurrency))
             await self._probe(client)
 
     async def generate(self, request: Request, on_sample: OnSample | None = None) -> Result:
@@ -326,11 +330,12 @@ class OpenAITeacher(Teacher):
                 self.endpoint = f"{self.endpoint} root={redact_url(root)}"
             if entry.get("owned_by") == "llamacpp":  # llama.cpp's server names its model file in /props
                 self.weights.update(await llamacpp_props(client))
+                self.slot_per_sample, self.in_flight_unit = True, "samples"
         # a server hubtool started itself (teacher_server:) is named by its file and sha256, not its alias
         self.weights.update(served_weights(self.base_url))
         self._probed = True
 
-    async def _samples(self, client: WireClient, sem: asyncio.Semaphore, request: Request,
+    async def _samples(self, client: WireClient, sem: Slots, request: Request,
                        on_sample: OnSample | None = None) -> list[Completion]:  # fmt: skip
         """The request's n completions: one call asking for n, then single calls for any missing,
         each reported to `on_sample` as it arrives."""
@@ -361,7 +366,7 @@ class OpenAITeacher(Teacher):
             got += await self._singles(client, sem, request, range(len(got), n), seed, on_sample)
         return got
 
-    async def _singles(self, client: WireClient, sem: asyncio.Semaphore, request: Request, indices: range, seed: int,
+    async def _singles(self, client: WireClient, sem: Slots, request: Request, indices: range, seed: int,
                        on_sample: OnSample | None) -> list[Completion]:  # fmt: skip
         """Sample j by itself (seed + j). A failed sample does not cancel its siblings: what
         finishes is reported and kept, and the request fails after all have ended."""
@@ -397,9 +402,10 @@ class OpenAITeacher(Teacher):
         body.update(self.extra_body)  # server-specific fields, as the openai client's extra_body
         return body
 
-    async def _call(self, client: WireClient, sem: asyncio.Semaphore, request: Request, n: int,
+    async def _call(self, client: WireClient, sem: Slots, request: Request, n: int,
                     seed: int) -> list[Completion]:  # fmt: skip
-        """One chat completion, parsed, retried; the semaphore is held only while a call is in flight."""
+        """One chat completion, parsed, retried; its slots (one, or n on llama.cpp's server) are held
+        only while the call is in flight."""
         import aiohttp
 
         body = self._body(request, n, seed)
@@ -407,12 +413,13 @@ class OpenAITeacher(Teacher):
         for attempt in range(self.max_retries + 1):
             retry_after = None
             try:
-                async with sem:
-                    self.calls_in_flight += 1
+                weight = min(n, self.concurrency) if self.slot_per_sample else 1
+                async with sem.hold(weight):
+                    self.calls_in_flight += weight
                     try:
                         response = await client.chat(body)
                     finally:
-                        self.calls_in_flight -= 1
+                        self.calls_in_flight -= weight
                 completions = to_completions(response, body.get(self._max_tokens_field))
                 self.served[served_by(response)] += 1
                 return await self._recount(client, completions) if first_choice_usage(response) else completions

@@ -1,5 +1,5 @@
-"""Token counts of an n-sample call to llama.cpp's server, which reports the first choice's usage
-alone (tests/fixtures/llamacpp_n: its real answers, replayed).
+"""n-sample calls to llama.cpp's server (tests/fixtures/llamacpp_n: its real answers, replayed): it
+refuses an n above its slots, reports the first choice's usage alone, and gives each sample a slot.
 
 Where the same text is choice 0 of one answer and choice 1 of another, the server's own usage for
 it in the first is what hubtool must count for it in the second.
@@ -7,9 +7,11 @@ it in the first is what hubtool must count for it in the second.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -48,9 +50,11 @@ def test_the_first_choice_and_those_cut_at_the_limit_are_counted_exactly():
 class Replay:
     """llama.cpp's server as recorded: the answer for the call's seed, /tokenize from the record."""
 
-    def __init__(self, tokenize: bool = True) -> None:
+    def __init__(self, tokenize: bool = True, owned_by: str = "llamacpp", delay: float = 0.0) -> None:
         self.tokenized: list[str] = []
         self.asked: list[tuple[int, int]] = []  # (n, seed) of each chat call
+        self.in_flight, self.most_in_flight = 0, 0  # samples being answered now, and at most
+        self.lock = threading.Lock()
         replay = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -59,15 +63,22 @@ class Replay:
 
             def do_GET(self):
                 if self.path.endswith("/models"):
-                    self.send(200, {"data": [{"id": "smollm2", "object": "model", "owned_by": "llamacpp"}]})
+                    self.send(200, {"data": [{"id": "smollm2", "object": "model", "owned_by": owned_by}]})
                 else:
                     self.send(404, {"error": {"message": "not here"}})
 
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 if self.path.endswith("/chat/completions"):
-                    replay.asked.append((body.get("n", 1), body["seed"]))
-                    self.send(*ANSWERS[body.get("n", 1), body["seed"]])
+                    n = body.get("n", 1)
+                    with replay.lock:
+                        replay.asked.append((n, body["seed"]))
+                        replay.in_flight += n
+                        replay.most_in_flight = max(replay.most_in_flight, replay.in_flight)
+                    time.sleep(delay)
+                    with replay.lock:
+                        replay.in_flight -= n
+                    self.send(*ANSWERS[n, body["seed"]])
                 elif self.path == "/tokenize" and tokenize:
                     replay.tokenized.append(body["content"])
                     self.send(200, {"tokens": FIXTURE["tokenize"][body["content"]]})
@@ -137,3 +148,52 @@ def test_a_server_that_will_not_count_leaves_the_estimate_said_once(caplog):
     assert [c.completion_tokens for c in by_seed[3]] == [8, 24]  # exact: the usage and the limit
     first, other = by_seed[1]  # choice 0 ran to 24 tokens in 87 characters: "2 + 3 = 5" is estimated at 2
     assert first.completion_tokens == 24 and other.completion_tokens == round(9 * 24 / len(first.text))
+
+
+@pytest.mark.parametrize("owned_by, most", [("llamacpp", 2), ("vllm", 4)])
+def test_each_sample_takes_a_slot_on_llamacpp(owned_by, most):
+    """--concurrency 2 against a server with 2 slots: llama.cpp's gets one 2-sample call at a time
+    (two would wait in its queue for slots), another server two calls of 2."""
+    server = Replay(owned_by=owned_by, delay=0.3)
+    try:
+        teacher = OpenAITeacher.from_spec(f"smollm2@{server.url}", concurrency=2)
+        results = teacher.generate_many(requests())
+    finally:
+        server.close()
+    assert [len(r) for r in results] == [2] * 6
+    assert server.most_in_flight == most
+    assert teacher.in_flight_unit == ("samples" if owned_by == "llamacpp" else "calls") and teacher.calls_in_flight == 0
+
+
+def test_slots_are_taken_in_turn():
+    from toolkit.teachers.slots import Slots
+
+    async def scenario():
+        slots, order = Slots(4), []
+
+        async def call(name, k, hold):
+            async with slots.hold(k):
+                order.append((name, slots.free))
+                await asyncio.sleep(hold)
+
+        first = asyncio.ensure_future(call("a", 3, 0.05))  # 1 free after it starts
+        await asyncio.sleep(0)
+        waiting = [asyncio.ensure_future(call("b", 3, 0.01)), asyncio.ensure_future(call("c", 1, 0.01))]
+        await asyncio.sleep(0.01)
+        assert order == [("a", 1)]  # c would fit, but b came first
+        big = asyncio.ensure_future(call("d", 9, 0.01))  # more than there are: all of them
+        await asyncio.gather(first, *waiting, big)
+        assert order == [("a", 1), ("b", 0), ("c", 0), ("d", 0)]  # b and c start together and slots.free == 4
+
+        # a waiter cancelled no longer blocks those behind it; a hold cancelled gives its slots back
+        holder = asyncio.ensure_future(call("e", 4, 10))
+        await asyncio.sleep(0)
+        blocked, behind = asyncio.ensure_future(call("f", 2, 0)), asyncio.ensure_future(call("g", 1, 0))
+        await asyncio.sleep(0)
+        blocked.cancel()
+        holder.cancel()
+        await asyncio.gather(blocked, holder, return_exceptions=True)
+        await behind
+        assert order[-2:] == [("e", 0), ("g", 3)] and slots.free == 4
+
+    asyncio.run(scenario())
