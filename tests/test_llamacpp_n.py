@@ -165,35 +165,54 @@ def test_each_sample_takes_a_slot_on_llamacpp(owned_by, most):
     assert teacher.in_flight_unit == ("samples" if owned_by == "llamacpp" else "calls") and teacher.calls_in_flight == 0
 
 
-def test_slots_are_taken_in_turn():
+def test_slots_are_taken_in_turn_with_bounded_backfilling():
     from toolkit.teachers.slots import Slots
 
     async def scenario():
-        slots, order = Slots(4), []
+        slots, started = Slots(3), []
+        done = {name: asyncio.Event() for name in "abcdefgh"}
 
-        async def call(name, k, hold):
+        async def call(name, k):
             async with slots.hold(k):
-                order.append((name, slots.free))
-                await asyncio.sleep(hold)
+                started.append(name)
+                await done[name].wait()
 
-        first = asyncio.ensure_future(call("a", 3, 0.05))  # 1 free after it starts
-        await asyncio.sleep(0)
-        waiting = [asyncio.ensure_future(call("b", 3, 0.01)), asyncio.ensure_future(call("c", 1, 0.01))]
-        await asyncio.sleep(0.01)
-        assert order == [("a", 1)]  # c would fit, but b came first
-        big = asyncio.ensure_future(call("d", 9, 0.01))  # more than there are: all of them
-        await asyncio.gather(first, *waiting, big)
-        assert order == [("a", 1), ("b", 0), ("c", 0), ("d", 0)]  # b and c start together and slots.free == 4
+        async def settle():
+            for _ in range(5):
+                await asyncio.sleep(0)
 
-        # a waiter cancelled no longer blocks those behind it; a hold cancelled gives its slots back
-        holder = asyncio.ensure_future(call("e", 4, 10))
-        await asyncio.sleep(0)
-        blocked, behind = asyncio.ensure_future(call("f", 2, 0)), asyncio.ensure_future(call("g", 1, 0))
-        await asyncio.sleep(0)
+        tasks = {"a": asyncio.ensure_future(call("a", 2))}  # 1 of 3 left
+        await settle()
+        tasks["b"] = asyncio.ensure_future(call("b", 3))  # waits for all 3
+        await settle()
+        for name in "cde":  # single calls go before b, one at a time as the last slot frees up
+            tasks[name] = asyncio.ensure_future(call(name, 1))
+            await settle()
+            assert started[-1] == name
+            done[name].set()
+            await settle()
+        tasks["f"] = asyncio.ensure_future(call("f", 1))  # b has been overtaken 3 times: f waits behind it
+        await settle()
+        assert started == ["a", "c", "d", "e"] and slots.free == 1
+        done["a"].set()
+        await settle()
+        assert started[-1] == "b" and slots.free == 0
+        done["b"].set()
+        await settle()
+        assert started[-1] == "f"
+        big = asyncio.ensure_future(call("g", 9))  # more than there are: all of them
+        await settle()
+        assert "g" not in started
+        done["f"].set()
+        await settle()
+        assert started[-1] == "g" and slots.free == 0
+
+        # a waiter cancelled takes nothing, a hold cancelled gives its slots back
+        blocked = asyncio.ensure_future(call("h", 2))
+        await settle()
         blocked.cancel()
-        holder.cancel()
-        await asyncio.gather(blocked, holder, return_exceptions=True)
-        await behind
-        assert order[-2:] == [("e", 0), ("g", 3)] and slots.free == 4
+        big.cancel()
+        await asyncio.gather(blocked, big, *(tasks[n] for n in "abcdef"), return_exceptions=True)
+        assert slots.free == 3 and "h" not in started
 
     asyncio.run(scenario())
