@@ -77,6 +77,23 @@ def test_samples_usage_and_finish_reason(server):
 
 
 @pytest.mark.slow
+def test_a_server_without_logprobs_stops_an_expected_score_in_one_line(server):
+    """transformers serve ignores `logprobs`: a score read from them cannot be had there."""
+    url, model = server
+    messages = [{"role": "user", "content": "Rate this: hi. Score 1-5."}, {"role": "assistant", "content": "Score: "}]
+    t = teacher(model, url)
+
+    async def ask():
+        try:
+            return await t.next_token_logprobs(messages)
+        finally:
+            await t.aclose()
+
+    with raises_one_line("gave no log-probabilities"):
+        asyncio.run(ask())
+
+
+@pytest.mark.slow
 def test_seeded_samples_repeat(server, proxy_for):
     url, model = server
     p = proxy_for(url)

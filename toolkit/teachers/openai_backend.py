@@ -33,10 +33,10 @@ import math
 import os
 import re
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from toolkit.errors import UnreachableServerError, UserError
@@ -56,6 +56,7 @@ from toolkit.teachers.base import (
 from toolkit.teachers.openai_wire import (
     HTTPStatusError,
     MalformedResponse,
+    NoLogprobs,
     ResponseTooLarge,
     RetryNotice,
     WireClient,
@@ -66,6 +67,7 @@ from toolkit.teachers.openai_wire import (
     check_base_url,
     describe_weights,
     first_choice_usage,
+    first_token_logprobs,
     is_connect_failure,
     llamacpp_props,
     models_entry,
@@ -93,6 +95,7 @@ DEFAULT_RETRIES = 3
 
 # base URL -> whether that server honours `n`, learned from its first multi-sample answer.
 _N_SUPPORT: dict[str, bool] = {}
+T = TypeVar("T")
 # base URL -> the most samples one call may ask of it, learned from its refusal (llama.cpp's server
 # refuses an `n` above its slots: "Field 'n': Value must be between 1 <= value <= 4, but got 8").
 _N_LIMIT: dict[str, int] = {}
@@ -406,9 +409,31 @@ class OpenAITeacher(Teacher):
                     seed: int) -> list[Completion]:  # fmt: skip
         """One chat completion, parsed, retried; its slots (one, or n on llama.cpp's server) are held
         only while the call is in flight."""
+        body = self._body(request, n, seed)
+        response = await self._post(client, sem, body, n, lambda r: to_completions(r, body.get(self._max_tokens_field)))
+        completions = response[1]
+        return await self._recount(client, completions) if first_choice_usage(response[0]) else completions
+
+    async def next_token_logprobs(self, messages: Sequence[Mapping[str, str]], top: int = 20) -> dict[str, float]:
+        """The `top` likeliest tokens to come next after `messages` and their log-probabilities (greedy,
+        one token). Where the last message is the assistant's, servers that continue it (llama.cpp's)
+        give the tokens that would follow its text."""
+        await self.aopen()
+        assert self._session is not None
+        client, sem = self._session
+        body = {"model": self.model, "messages": list(messages), self._max_tokens_field: 1, "temperature": 0.0,
+                "logprobs": True, "top_logprobs": top, **self.extra_body}  # fmt: skip
+        try:
+            return (await self._post(client, sem, body, 1, first_token_logprobs))[1]
+        except NoLogprobs as e:
+            raise UserError(f"{self._url}: {e}; a score read from log-probabilities needs a server that gives "
+                            "them (llama.cpp's llama-server, vLLM)") from None  # fmt: skip
+
+    async def _post(self, client: WireClient, sem: Slots, body: dict[str, Any], n: int,
+                    read: Callable[[Any], T]) -> tuple[Any, T]:  # fmt: skip
+        """POST `body`, retried, and its answer read by `read` (a malformed one is retried too)."""
         import aiohttp
 
-        body = self._body(request, n, seed)
         error, lost_server = "", False
         for attempt in range(self.max_retries + 1):
             retry_after = None
@@ -420,9 +445,9 @@ class OpenAITeacher(Teacher):
                         response = await client.chat(body)
                     finally:
                         self.calls_in_flight -= weight
-                completions = to_completions(response, body.get(self._max_tokens_field))
+                value = read(response)
                 self.served[served_by(response)] += 1
-                return await self._recount(client, completions) if first_choice_usage(response) else completions
+                return response, value
             except HTTPStatusError as e:
                 self._raise_if_setup_error(e)
                 refused = _N_REFUSED.search(e.message) if n > 1 and e.status_code == 400 else None

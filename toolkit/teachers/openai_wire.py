@@ -22,6 +22,7 @@ import base64
 import email.utils
 import json
 import logging
+import math
 import random
 import ssl
 import time
@@ -47,6 +48,10 @@ CHUNK = 64 << 10
 
 class MalformedResponse(Exception):
     """A 200 answer that is not a usable chat completion."""
+
+
+class NoLogprobs(Exception):
+    """A well-formed answer without the log-probabilities it was asked for."""
 
 
 class ResponseTooLarge(Exception):
@@ -288,6 +293,30 @@ def to_completions(response: Any, max_tokens: int | None = None) -> list[Complet
     else:
         counts = apportion(total, [len(t) for t in texts])
     return [Completion(t, c.get("finish_reason") or "unknown", prompt, k) for t, c, k in zip(texts, choices, counts)]
+
+
+def first_token_logprobs(response: Any) -> dict[str, float]:
+    """{token: log-probability} of the likeliest tokens at the first position of the first choice
+    (OpenAI's `logprobs.content[0].top_logprobs`, as llama.cpp and vLLM answer it). Raises
+    MalformedResponse for what is no chat completion, NoLogprobs for one without them (a server that
+    ignores `logprobs`, as `transformers serve` does)."""
+    choices = response.get("choices") if isinstance(response, dict) else None
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        raise MalformedResponse("not a chat completion")
+    logprobs = choices[0].get("logprobs")
+    content = logprobs.get("content") if isinstance(logprobs, dict) else None
+    if not content:
+        raise NoLogprobs("the server gave no log-probabilities (it ignores `logprobs`)")
+    first = content[0] if isinstance(content[0], dict) else {}
+    top = first.get("top_logprobs")
+    if not isinstance(top, list) or not top:
+        raise NoLogprobs("the server gave no top_logprobs")
+    out: dict[str, float] = {}
+    for entry in top:
+        token, value = (entry.get("token"), entry.get("logprob")) if isinstance(entry, dict) else (None, None)
+        if isinstance(token, str) and isinstance(value, (int, float)) and math.isfinite(value):
+            out[token] = max(out.get(token, -math.inf), float(value))
+    return out
 
 
 def first_choice_usage(response: Mapping[str, Any]) -> bool:

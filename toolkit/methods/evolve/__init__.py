@@ -30,7 +30,7 @@ from toolkit.methods.evolve import search as S
 from toolkit.methods.evolve import tree as T
 from toolkit.methods.evolve.actions import DEFAULT_ACTIONS, Action, load_actions
 from toolkit.methods.evolve.compare import compare_builds
-from toolkit.methods.evolve.expected import ExpectedScorer
+from toolkit.methods.evolve.expected import ExpectedScorer, ServedExpectedScorer
 from toolkit.methods.evolve.scoring import (
     clean_evolution,
     diversity_score,
@@ -80,7 +80,8 @@ class EvolveConfig(BuildConfig):
     scorer_mode: Literal["rubric", "expected"] = param(
         "rubric", help="rubric: the scorer writes 'Score: N' (ours); expected: quality and complexity are the "
                        "probability-weighted mean over the score tokens, as Deita's and the paper's trained "
-                       "scorers (a transformers:MODEL scorer).")  # fmt: skip
+                       "scorers (a transformers:MODEL scorer, or openai:MODEL@URL on a server that gives "
+                       "top_logprobs, as llama.cpp's llama-server does).")  # fmt: skip
     score_range: str = param("1-5", help="The scores' range LOW-HIGH (e.g. 1-6 for Deita-style scorers); "
                                          "diversity is the tag count clamped to it.", metavar="LOW-HIGH")  # fmt: skip
     actions: str | None = param(None, help="Evolution actions (YAML/JSON {name: directive}, or jsonl) instead of "
@@ -126,9 +127,10 @@ class EvolveConfig(BuildConfig):
         for role in ("scorer", "answerer"):  # unset: the evolver (one backend serves all roles)
             if getattr(self, role) is None:
                 object.__setattr__(self, role, self.evolver)
-        if self.scorer_mode == "expected" and not str(self.scorer).startswith("transformers:"):
-            raise UserError(f"--scorer-mode expected reads the scorer's logits: give a local causal LM as "
-                            f"--scorer transformers:MODEL, not {self.scorer!r}")  # fmt: skip
+        if self.scorer_mode == "expected" and not str(self.scorer).startswith(("transformers:", "openai:")):
+            raise UserError(f"--scorer-mode expected reads the scorer's logits or log-probabilities: give "
+                            f"--scorer transformers:MODEL or openai:MODEL@URL (a server that gives top_logprobs, "
+                            f"as llama.cpp's llama-server does), not {self.scorer!r}")  # fmt: skip
         if self.scorer_mode == "expected" and self.score_bounds[1] > 9:
             raise UserError(f"--scorer-mode expected reads one digit token per score: --score-range up to 9, "
                             f"not {self.score_range}")  # fmt: skip
@@ -191,7 +193,7 @@ class ModelOracle:
         if c.scorer_mode == "expected":  # quality and complexity from the logits, the tags as written
             q_raw, cx_raw, tags_reply = await asyncio.gather(*(self._expected(t) for t in texts[:2]),
                                                              self._ask(texts[2]))  # fmt: skip
-            quality, complexity = round(q_raw, 4), round(cx_raw, 4)
+            quality, complexity = (None if raw is None else round(raw, 4) for raw in (q_raw, cx_raw))
         else:
             replies = await asyncio.gather(*(self._ask(t) for t in texts))
             quality, complexity = (parse_score(r, low, high) for r in replies[:2])
@@ -212,10 +214,12 @@ class ModelOracle:
             raise S.CallFailed("scorer", result.error)
         return result[0].text
 
-    async def _expected(self, text: str) -> float:
+    async def _expected(self, text: str) -> float | None:
         stats = self.work.state  # one scorer for the build, made on first use
         if stats.expected is None:
-            stats.expected = ExpectedScorer(self.work.models["scorer"].backend, *self.c.score_bounds)
+            backend = self.work.models["scorer"].backend
+            local = hasattr(backend, "lm")  # transformers: the logits; a server: its top log-probabilities
+            stats.expected = (ExpectedScorer if local else ServedExpectedScorer)(backend, *self.c.score_bounds)
         return await stats.expected.score(text)
 
 

@@ -8,6 +8,9 @@ read no generated text: the prompt ends where the score would be written, and th
 the softmax taken over the score tokens only. Here any local causal LM the transformers backend
 loads can be that scorer (a trained Deita-style scorer, or an instruct model on the rubric
 prompts); the prompt is the rubric template in the model's chat template, followed by "Score:".
+So can a model behind an OpenAI-compatible server that gives `top_logprobs` and continues a reply
+the request begins (llama.cpp's llama-server): the same sum over the score tokens among the 20
+likeliest next tokens after the rubric and the begun reply (`ServedExpectedScorer`).
 No sampling, so nothing goes through the call cache: the same model gives the same scores again.
 """
 
@@ -78,3 +81,48 @@ class ExpectedScorer:
 
     async def score(self, prompt: str) -> float:
         return await asyncio.to_thread(self.score_sync, prompt)
+
+
+class ServedExpectedScorer:
+    """Expected scores from a served model (an openai backend's `next_token_logprobs`): the reply is
+    begun with "Score: " (or "Score:", where the server's tokenizer puts the space in the digit's
+    token), and the score tokens among the likeliest next tokens are weighed. The begun reply is
+    chosen on the first prompt: the one after which the score tokens hold most of the probability."""
+
+    TOP = 20  # OpenAI's and vLLM's most; llama.cpp gives as many
+
+    def __init__(self, backend: Any, low: int, high: int) -> None:
+        if not hasattr(backend, "next_token_logprobs"):
+            raise UserError(f"--scorer-mode expected reads the scorer's logits or log-probabilities: give "
+                            f"transformers:MODEL or openai:MODEL@URL, not {getattr(backend, 'identity', backend)!r}")  # fmt: skip
+        self.backend = backend
+        self.values = list(range(low, high + 1))
+        self.prefix: str | None = None
+        self._choosing = asyncio.Lock()
+
+    async def _weights(self, prompt: str, prefix: str) -> list[float]:
+        """Each score's probability as the next token after `prefix` (0 outside the top tokens)."""
+        top = await self.backend.next_token_logprobs(
+            [{"role": "user", "content": prompt}, {"role": "assistant", "content": prefix}], self.TOP)
+        weights = dict.fromkeys(self.values, 0.0)
+        for token, logprob in top.items():  # "5" or " 5", as the tokenizer writes it
+            value = int(token.strip()) if token.strip().isdigit() else None
+            if value in weights:
+                weights[value] += math.exp(logprob)
+        return [weights[v] for v in self.values]
+
+    async def score(self, prompt: str) -> float | None:
+        """The expected score, or None where no score token is among the likeliest (unreadable)."""
+        if self.prefix is None:
+            async with self._choosing:
+                if self.prefix is None:
+                    masses = {p: sum(await self._weights(prompt, p)) for p in ANSWER_PREFIXES}
+                    self.prefix = max(masses, key=lambda p: masses[p])
+                    if masses[self.prefix] < 0.5:
+                        raise UserError(
+                            f"--scorer-mode expected: after a reply begun with {self.prefix!r} the scorer puts "
+                            f"{masses[self.prefix]:.0%} of its probability on the score tokens; its server may not "
+                            "continue a begun reply (llama.cpp's llama-server does)")  # fmt: skip
+        weights = await self._weights(prompt, self.prefix)
+        total = sum(weights)
+        return sum(v * w for v, w in zip(self.values, weights)) / total if total > 0 else None

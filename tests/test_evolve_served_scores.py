@@ -1,0 +1,105 @@
+"""`--scorer-mode expected` with a served scorer: the score read from the top log-probabilities of
+llama.cpp's server (tests/fixtures/llamacpp_logprobs: its real answers, replayed), as the
+paper's trained scorers are read (the probability-weighted mean over the score tokens)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from tests.assertions import raises_one_line
+from toolkit.methods.evolve.expected import ServedExpectedScorer
+from toolkit.teachers.openai_backend import OpenAITeacher
+
+FIXTURE = json.loads((Path(__file__).parent / "fixtures" / "llamacpp_logprobs" / "qwen-coder-1.5b-scores.json").read_text())
+
+
+def key(messages) -> str:
+    return json.dumps(messages, sort_keys=True)
+
+
+ANSWERS = {key(c["body"]["messages"]): c["response"] for c in FIXTURE["calls"]}
+
+
+def recorded(instruction_start: str, rubric: str, prefix: str = "Score: ") -> tuple[str, list]:
+    """The rubric prompt sent for an instruction, and the server's top log-probabilities after `prefix`."""
+    for c in FIXTURE["calls"]:
+        user, begun = c["body"]["messages"]
+        if rubric in user["content"] and f"Instruction:\n{instruction_start}" in user["content"] and begun["content"] == prefix:
+            return user["content"], c["response"]["choices"][0]["logprobs"]["content"][0]["top_logprobs"]
+    raise KeyError(instruction_start)
+
+
+class Replay:
+    def __init__(self) -> None:
+        self.asked: list[str] = []  # the begun reply of each call
+        replay = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                self.send({"data": [{"id": "qwen-coder-1.5b", "object": "model", "owned_by": "llamacpp"}]})
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                assert body["logprobs"] is True and body["max_tokens"] == 1 and body["temperature"] == 0
+                replay.asked.append(body["messages"][-1]["content"])
+                self.send(ANSWERS[key(body["messages"])])
+
+            def send(self, payload):
+                data = json.dumps(payload).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_port}/v1"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def replay():
+    server = Replay()
+    yield server
+    server.close()
+
+
+def test_scores_are_the_weighted_mean_over_the_score_tokens(replay):
+    backend = OpenAITeacher.from_spec(f"qwen-coder-1.5b@{replay.url}")
+    scorer = ServedExpectedScorer(backend, 1, 5)
+    say_hi, say_hi_top = recorded("Say hi.", "quality")
+
+    async def scores():
+        first = await scorer.score(say_hi)  # picks the begun reply on its first prompt
+        rest = [await scorer.score(recorded(start, "complex")[0]) for start in ("Say hi.", "Explain what a leap", "Write a 500")]
+        await backend.aclose()
+        return first, rest
+
+    first, (hi, leap, essay) = asyncio.run(scores())
+    # "Score:" is followed by a space token on this tokenizer: "Score: " is chosen, and kept
+    assert scorer.prefix == "Score: " and replay.asked[:2] == ["Score: ", "Score:"]
+    assert set(replay.asked[2:]) == {"Score: "}
+    weights = {int(t["token"]): math.exp(t["logprob"]) for t in say_hi_top if t["token"] in "12345" and t["token"]}
+    assert first == pytest.approx(sum(v * w for v, w in weights.items()) / sum(weights.values()))
+    assert first == pytest.approx(3.315, abs=1e-3)
+    # the rubric's written score (the argmax) is 1, 5 and 5; the expected scores keep the order apart
+    assert [round(s, 2) for s in (hi, leap, essay)] == [2.29, 3.71, 4.09]
+
+
+def test_a_scorer_that_cannot_be_read_is_refused_in_one_line():
+    with raises_one_line("logits or log-probabilities"):
+        ServedExpectedScorer(object(), 1, 5)
