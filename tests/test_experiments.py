@@ -148,6 +148,7 @@ def test_bad_experiment_files_are_one_line_errors(tmp_path, steps, message):
 
 
 def test_the_shipped_experiments_load_and_every_recipe_and_method_they_name_exists():
+    from toolkit.experiments.check import check_experiment
     from toolkit.experiments.runner import recipe_path
     from toolkit.methods import get_method
 
@@ -155,6 +156,9 @@ def test_the_shipped_experiments_load_and_every_recipe_and_method_they_name_exis
     assert {"cpu-smoke.yaml", "cpu-effect.yaml"} <= {f.name for f in files}
     for f in files:
         experiment = load_experiment(f)
+        problems: list[str] = []
+        check_experiment(experiment, problems)  # what `--dry-run` checks: each value as the run will make it
+        assert not problems, (f.name, problems)
         for step in experiment.steps:
             if step.kind == "build":
                 method = get_method(step.spec["build"])

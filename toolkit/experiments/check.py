@@ -19,7 +19,7 @@ from toolkit.errors import UserError, did_you_mean
 from toolkit.evaluate.models import BACKENDS as EVAL_BACKENDS
 from toolkit.evaluate.models import eval_backend
 from toolkit.evaluate.report import FILTERS
-from toolkit.experiments.spec import Experiment, Step, parse_experiment, raise_problems, substitute
+from toolkit.experiments.spec import TEACHER, Experiment, Step, parse_experiment, raise_problems, substitute
 from toolkit.hub.names import is_repo_id
 from toolkit.methods import eval_task_dirs, get_method
 from toolkit.sources import eval_tasks as tasks_mod
@@ -166,8 +166,10 @@ def _build(step: Step, kinds: dict[str, str], problems: list[str], where: str) -
 
 def _check_values(method, step: Step, problems: list[str], where: str) -> None:
     """The build's config as the run will make it (each value of its type and range); `{step}`
-    references stand as written, as they are strings either way."""
-    flags = {**(step.spec.get("with") or {}), "out": "unused", "overwrite": True}
+    references stand as written, as they are strings either way, and `{teacher}` as what it becomes,
+    the served teacher's openai spec (a method may ask what kind of backend a role has)."""
+    served = {TEACHER: "openai:teacher@http://127.0.0.1:1/v1"}
+    flags = {**substitute(step.spec.get("with") or {}, served), "out": "unused", "overwrite": True}
     try:
         resolve_config(method.config, flags=flags, preset=step.spec.get("preset"), presets=method.presets)
     except UserError as e:
