@@ -1,5 +1,6 @@
-"""A failing proxy for tests, in front of a real server (`Proxy`, the `proxy_for` fixture); the real
-servers themselves (`transformers_server`, `free_port`) are in bench/servers.py, which the benchmarks run.
+"""A failing proxy for tests, in front of a real server (`Proxy`, the `proxy_for` fixture), and a
+server that replays recorded answers (`JsonServer`); the real servers themselves
+(`transformers_server`, `free_port`) are in bench/servers.py, which the benchmarks run.
 """
 
 from __future__ import annotations
@@ -101,3 +102,41 @@ def proxy_for(request):
     yield make
     for p in made:
         p.close()
+
+
+class JsonServer:
+    """A 127.0.0.1 server of JSON answers: `get(path)` and `post(path, body)` give (status, payload),
+    for replaying a real server's recorded answers (tests/fixtures/llamacpp_*)."""
+
+    def __init__(self, post, get=lambda path: (404, {"error": {"message": "File Not Found"}})) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                self.reply(*get(self.path))
+
+            def do_POST(self):
+                self.reply(*post(self.path, json.loads(self.rfile.read(int(self.headers["Content-Length"])))))
+
+            def reply(self, status: int, payload: dict) -> None:
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_port}/v1"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def models_page(model: str, owned_by: str):
+    """GET: /v1/models listing one model, as llama.cpp's server lists its one (`owned_by` "llamacpp")."""
+    return lambda path: (200, {"data": [{"id": model, "object": "model", "owned_by": owned_by}]}) \
+        if path.endswith("/models") else (404, {"error": {"message": "File Not Found"}})

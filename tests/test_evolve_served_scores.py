@@ -7,13 +7,12 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from tests.assertions import raises_one_line
+from tests.servers import JsonServer, models_page
 from toolkit.methods.evolve.expected import ServedExpectedScorer
 from toolkit.teachers.openai_backend import OpenAITeacher
 
@@ -36,39 +35,17 @@ def recorded(instruction_start: str, rubric: str, prefix: str = "Score: ") -> tu
     raise KeyError(instruction_start)
 
 
-class Replay:
+class Replay(JsonServer):
+    """llama.cpp's server as recorded: the answer for the call's messages."""
+
     def __init__(self) -> None:
         self.asked: list[str] = []  # the begun reply of each call
-        replay = self
+        super().__init__(self.answer, models_page("qwen-coder-1.5b", "llamacpp"))
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):
-                self.send({"data": [{"id": "qwen-coder-1.5b", "object": "model", "owned_by": "llamacpp"}]})
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                assert body["logprobs"] is True and body["max_tokens"] == 1 and body["temperature"] == 0
-                replay.asked.append(body["messages"][-1]["content"])
-                self.send(ANSWERS[key(body["messages"])])
-
-            def send(self, payload):
-                data = json.dumps(payload).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_port}/v1"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+    def answer(self, path: str, body: dict) -> tuple[int, dict]:
+        assert body["logprobs"] is True and body["max_tokens"] == 1 and body["temperature"] == 0
+        self.asked.append(body["messages"][-1]["content"])
+        return 200, ANSWERS[key(body["messages"])]
 
 
 @pytest.fixture

@@ -12,11 +12,11 @@ import json
 import logging
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
+from tests.servers import JsonServer, models_page
 from toolkit.teachers.base import Request, SamplingParams
 from toolkit.teachers.openai_backend import OpenAITeacher
 from toolkit.teachers.openai_wire import first_choice_usage, to_completions
@@ -47,59 +47,32 @@ def test_the_first_choice_and_those_cut_at_the_limit_are_counted_exactly():
     assert sum(c.completion_tokens for c in to_completions(summed)) == 24
 
 
-class Replay:
-    """llama.cpp's server as recorded: the answer for the call's seed, /tokenize from the record."""
+class Replay(JsonServer):
+    """llama.cpp's server as recorded: the answer for the call's (n, seed), /tokenize from the record."""
 
     def __init__(self, tokenize: bool = True, owned_by: str = "llamacpp", delay: float = 0.0) -> None:
         self.tokenized: list[str] = []
         self.asked: list[tuple[int, int]] = []  # (n, seed) of each chat call
         self.in_flight, self.most_in_flight = 0, 0  # samples being answered now, and at most
         self.lock = threading.Lock()
-        replay = self
+        self.tokenize, self.delay = tokenize, delay
+        super().__init__(self.answer, models_page("smollm2", owned_by))
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):
-                if self.path.endswith("/models"):
-                    self.send(200, {"data": [{"id": "smollm2", "object": "model", "owned_by": owned_by}]})
-                else:
-                    self.send(404, {"error": {"message": "not here"}})
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                if self.path.endswith("/chat/completions"):
-                    n = body.get("n", 1)
-                    with replay.lock:
-                        replay.asked.append((n, body["seed"]))
-                        replay.in_flight += n
-                        replay.most_in_flight = max(replay.most_in_flight, replay.in_flight)
-                    time.sleep(delay)
-                    with replay.lock:
-                        replay.in_flight -= n
-                    self.send(*ANSWERS[n, body["seed"]])
-                elif self.path == "/tokenize" and tokenize:
-                    replay.tokenized.append(body["content"])
-                    self.send(200, {"tokens": FIXTURE["tokenize"][body["content"]]})
-                else:
-                    self.send(404, {"error": {"message": "File Not Found"}})
-
-            def send(self, status, payload):
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_port}/v1"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+    def answer(self, path: str, body: dict) -> tuple[int, dict]:
+        if path.endswith("/chat/completions"):
+            n = body.get("n", 1)
+            with self.lock:
+                self.asked.append((n, body["seed"]))
+                self.in_flight += n
+                self.most_in_flight = max(self.most_in_flight, self.in_flight)
+            time.sleep(self.delay)
+            with self.lock:
+                self.in_flight -= n
+            return ANSWERS[n, body["seed"]]
+        if path == "/tokenize" and self.tokenize:
+            self.tokenized.append(body["content"])
+            return 200, {"tokens": FIXTURE["tokenize"][body["content"]]}
+        return 404, {"error": {"message": "File Not Found"}}
 
 
 @pytest.fixture
