@@ -58,7 +58,7 @@ def test_expected_value_is_the_probability_weighted_mean():
 
 @pytest.mark.parametrize(
     ("fields", "message"),
-    [({"scorer_mode": "expected", "evolver": "fake:right"}, "give a local causal LM as --scorer transformers:MODEL"),
+    [({"scorer_mode": "expected", "evolver": "fake:right"}, "give --scorer transformers:MODEL or openai:MODEL@URL"),
      ({"scorer_mode": "expected", "score_range": "1-10"}, "--score-range up to 9"),
      ({"score_range": "5-1"}, "--score-range must be LOW-HIGH"), ({"score_range": "high"}, "--score-range must be")],
 )  # fmt: skip
