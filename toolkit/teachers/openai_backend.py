@@ -410,9 +410,9 @@ class OpenAITeacher(Teacher):
         """One chat completion, parsed, retried; its slots (one, or n on llama.cpp's server) are held
         only while the call is in flight."""
         body = self._body(request, n, seed)
-        response = await self._post(client, sem, body, n, lambda r: to_completions(r, body.get(self._max_tokens_field)))
-        completions = response[1]
-        return await self._recount(client, completions) if first_choice_usage(response[0]) else completions
+        answer, completions = await self._post(client, sem, body, n,
+                                               lambda r: to_completions(r, body.get(self._max_tokens_field)))
+        return await self._recount(client, completions) if first_choice_usage(answer) else completions
 
     async def next_token_logprobs(self, messages: Sequence[Mapping[str, str]], top: int = 20) -> dict[str, float]:
         """The `top` likeliest tokens to come next after `messages` and their log-probabilities (greedy,
