@@ -38,7 +38,7 @@ from toolkit.sources.eval_tasks import MAJ_K, PROMPT_VARIANTS
 from toolkit.sources.gym import GYM_CITATION
 
 ROOT = Path(__file__).resolve().parent
-VERSION = 2.2  # bump when documents, prompts, extraction or scoring change (reported with every score)
+VERSION = 2.3  # bump when documents, prompts, extraction or scoring change (reported with every score)
 CHANGELOG = (
     ("1.0", "first version."),
     ("2.0", "documents are read through `toolkit.sources`, as the builders read them (one reading of "
@@ -50,6 +50,9 @@ CHANGELOG = (
     ("2.2", "the prompt's closing line is shown with a blank (`The answer is ___.`, the blank named in words), "
             "never a value a student can copy as its answer; each task names its prompt (`metadata.prompt`), "
             "and `hubtool_<name>_ranaldi` asks with Ranaldi & Freitas's prompt (the `ranaldi_from_*` suites use it)."),
+    ("2.3", "gym syllogism is scored against a model check's answer where reasoning-gym's is wrong (it calls "
+            "undistributed-middle arguments valid: 27 of the 200 test documents had a wrong \"Yes\"); see "
+            "toolkit/sources/syllogism_contrast.py."),
 )
 # The variants (toolkit.sources.eval_tasks, which reads them back from a task's name): hubtool_<name>_maj<k>,
 # and one task per shipped student prompt beside cot.jinja, hubtool_<name>_<suffix>, asking with the

@@ -131,7 +131,7 @@ def test_the_ranaldi_variant_asks_with_the_papers_prompt_as_a_build_does(all_tas
                           "of the form below, with ")
     assert cot.endswith(" in place of the blank:\nThe answer is ___.")  # the blank's words: toolkit.prompts.ANSWER_HINTS
     meta = by_name["hubtool_gsm8k_ranaldi"].config.metadata
-    assert (meta["version"], meta["benchmark"], meta["prompt"]) == (2.2, "gsm8k", "ranaldi-cot")
+    assert (meta["version"], meta["benchmark"], meta["prompt"]) == (2.3, "gsm8k", "ranaldi-cot")
 
 
 def test_process_docs_edge_cases(all_tasks):

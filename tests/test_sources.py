@@ -283,6 +283,20 @@ def test_gym_yes_no_tasks_are_yesno_everywhere() -> None:
     assert {p.meta["gym_answer"] for p in loaded.problems} <= {"Yes", "No"}  # gym's own text kept
 
 
+def test_gym_syllogism_gold_is_the_model_checks_where_reasoning_gym_calls_a_fallacy_valid() -> None:
+    loaded = load_source("gym:syllogism", limit=40)
+    fixed = [p for p in loaded.problems if "gold_by" in p.meta]
+    assert [p.index for p in fixed] == [11, 16, 19, 32, 34, 35, 36]
+    assert {(p.meta["gym_answer"], p.gold) for p in fixed} == {("Yes", "no")}
+    # by hand: all ants may be spiders while some dolphins (not ants) are not, so it does not follow
+    assert "1. All ants are dolphins\n2. Some dolphins are not spiders\n\nDoes it logically follow that:\nSome ants " \
+           "are not spiders?" in fixed[0].question  # fmt: skip
+    assert all(p.gold == p.meta["gym_answer"].lower() for p in loaded.problems if "gold_by" not in p.meta)
+    assert loaded.info.notes == ("7 of 40 problems have the answer of a model check, not reasoning-gym's (it calls "
+                                 "some invalid syllogisms valid); `meta.gym_answer` keeps reasoning-gym's",)  # fmt: skip
+    assert load_source("gym:chain_sum", limit=3).info.notes == ()
+
+
 @pytest.mark.parametrize(
     ("task", "answer", "typed"),
     [

@@ -16,9 +16,12 @@ from toolkit.sources.syllogism_contrast import (
     contrast_pair,
     contrast_set,
     follows,
-    gold_checks,
+    gym_answer_checks,
     parse_statement,
 )
+from toolkit.teachers.base import Request
+
+from .fakes import FakeTeacher, build, render_card, rows
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -74,13 +77,13 @@ def test_what_has_no_pair():
     assert contrast_pair(_problem("All dogs are mammals", "All mammals are animals", "All dogs are animals", "No"), 0) is None
     assert contrast_pair(Problem(id="x", source="s", question="Is 3 > 2?", gold="yes", answer_type="yesno"), 0) is None
     bad = _problem("Most dogs are mammals", "All mammals are animals", "All dogs are animals", "Yes")
-    assert contrast_pair(bad, 0) is None and gold_checks(bad) is None
+    assert contrast_pair(bad, 0) is None and gym_answer_checks(bad) is None
 
 
 def test_reasoning_gym_labels_some_fallacies_yes_and_the_set_leaves_them_out():
     problems = load_source("gym:syllogism", split="test", seed=31337, limit=124).problems
-    wrong = [p for p in problems if gold_checks(p) is False]
-    assert len(wrong) == 14 and {p.gold.lower() for p in wrong} == {"yes"}
+    wrong = [p for p in problems if gym_answer_checks(p) is False]
+    assert len(wrong) == 14 and {(p.meta["gym_answer"], p.gold) for p in wrong} == {("Yes", "no")}  # the source's gold is the check's
     # e.g. (checked by hand) "All bees are mortals; some mortals are doctors; so some bees are doctors": No
     assert any("1. All bees are mortals\n2. Some mortals are doctors" in p.question for p in wrong)
     pairs, without = contrast_set(problems, seed=31337)
@@ -103,7 +106,7 @@ def test_the_two_eval_tasks_read_through_lm_eval(manager):
     docs = {t.config.task: list(t.test_docs()) for t in tasks}
     ident, contrast = docs["hubtool_cf_gym_syllogism"], docs["hubtool_cf_gym_syllogism_contrast"]
     assert len(ident) == 200 and len(contrast) == 202
-    assert all(gold_checks(Problem(id="", source="", question=d["question"], gold=d["gold"], answer_type="yesno"))
+    assert all(gym_answer_checks(Problem(id="", source="", question=d["question"], gold=d["gold"], answer_type="yesno"))
                for d in ident)  # fmt: skip
     # the plain gym task's documents, less the wrong labels
     plain = {d["question"] for d in load_module(ROOT / "eval_tasks" / "reasoning_gym" / "utils.py", "gym_hooks")
@@ -122,3 +125,28 @@ def test_the_two_eval_tasks_read_through_lm_eval(manager):
     assert scores["exact_match,strict-match"] == 0.75 and scores["consistency,strict-match"] == 0.5
     assert results["results"]["hubtool_cf_gym_syllogism"]["exact_match,strict-match"] == 1.0
     assert "Possible answers" not in results["samples"]["hubtool_cf_gym_syllogism"][0]["arguments"][0][0]
+
+
+def _sound(request: Request, j: int) -> str:
+    """A teacher that reasons soundly: the model check's answer."""
+    from toolkit.sources.syllogism_contrast import checked_answer
+
+    question = request.messages[-1]["content"]
+    start = question.index("Consider these statements:")
+    answer = checked_answer(question[start:question.index("(Answer Yes or No)") + len("(Answer Yes or No)")])
+    return f"The middle term decides it.\nThe answer is {answer.capitalize() if answer else 'unknown'}."
+
+
+def test_a_build_keeps_a_sound_no_where_reasoning_gym_says_yes_and_its_card_says_so(tmp_path):
+    # reasoning-gym answers "Yes" to 7 of its first 40 train syllogisms that do not follow (index 11: "All
+    # ants are dolphins; some dolphins are not spiders" -> "some ants are not spiders"). Scored against that
+    # label, a teacher that reasons soundly would lose those rows; one that fell for the fallacy would keep them.
+    build("cot", tmp_path / "run", teachers={"teacher": FakeTeacher(_sound)}, source="gym:syllogism", limit=40,
+          samples=1, keep="all")  # fmt: skip
+    kept = rows(tmp_path / "run")
+    assert len(kept) == 40 and all(r["correct"] for r in kept)
+    ants = next(r for r in kept if "1. All ants are dolphins\n2. Some dolphins are not spiders" in r["question"])
+    assert (ants["gold"], ants["pred"]) == ("no", "no")
+    card = render_card(tmp_path / "run", repo_id="me/syllogism")
+    assert ("Changed from the source: 7 of 40 problems have the answer of a model check, not reasoning-gym's (it "
+            "calls some invalid syllogisms valid); `meta.gym_answer` keeps reasoning-gym's.") in " ".join(card.split())

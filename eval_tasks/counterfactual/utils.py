@@ -23,7 +23,7 @@ from toolkit.records import Problem
 from toolkit.sources import load_source
 from toolkit.sources.catalogue import labelled_info
 from toolkit.sources.labelled import labelled_problems, nli_question
-from toolkit.sources.syllogism_contrast import contrast_set, gold_checks
+from toolkit.sources.syllogism_contrast import contrast_set, gym_answer_checks
 
 SHUFFLE_SEED = 1234  # imdb's test split is sorted by label: shuffled once, so --limit sees both
 
@@ -124,7 +124,7 @@ def gym_syllogism(gym_split: str, gym_seed: int, gym_size: int, **_ignored):
     toolkit.sources.syllogism_contrast), asked with the counterfactual student prompt, yes/no answers."""
     import datasets
 
-    problems = [p for p in _syllogisms(gym_split, gym_seed, gym_size) if gold_checks(p)]
+    problems = [p for p in _syllogisms(gym_split, gym_seed, gym_size) if gym_answer_checks(p)]
     docs = [_doc(p.id, p.question, (), p.gold, answer_type="yesno") for p in problems]
     return datasets.DatasetDict({gym_split: datasets.Dataset.from_list(docs)})
 

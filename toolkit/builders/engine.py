@@ -316,7 +316,11 @@ def _template_texts(names: Sequence[str], dirs: Sequence[Path]) -> dict[str, str
 
 
 def _asdict(info: Any) -> dict[str, Any]:
-    return dataclasses.asdict(info)
+    """The source as the manifest keeps it: `notes` only where there are some (so a run directory
+    written before sources had notes is the same build), as the list JSON reads back."""
+    out = dataclasses.asdict(info)
+    notes = out.pop("notes", ())
+    return {**out, "notes": list(notes)} if notes else out
 
 
 def summary_line(manifest: Manifest, out: str | Path, method: Method | None = None) -> str:

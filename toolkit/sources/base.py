@@ -31,6 +31,7 @@ class SourceInfo:
     task_category: str
     citation: str | None
     url: str | None
+    notes: tuple[str, ...] = ()  # what hubtool changed of the source's own data, for the card
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,8 +11,10 @@ in every assignment of the three terms to the regions of a Venn diagram in which
 no term is empty (the traditional reading, existential import, under which "All A are B" gives "Some B
 are A", as reasoning-gym intends). reasoning-gym's own rules call some undistributed-middle arguments
 valid ("All bees are mortals; some mortals are doctors" -> "some bees are doctors": Yes); 14 of the
-first 120 test problems carry such a wrong "Yes". A problem whose gym answer the check contradicts has
-no pair here, so every label of the set is exact.
+first 124 test problems carry such a wrong "Yes" (every contradicted answer is a "Yes"; the check's "No"
+holds under either reading). The gym source gives those problems the check's answer (`checked_answer`);
+a problem whose reasoning-gym answer was contradicted has no pair here, so the set stays the one first
+scored (eval_tasks/counterfactual, version 1.0), and every label of it is exact.
 
     Consider these statements:           Consider these statements:
     1. All dogs are mammals              1. All dogs are mammals
@@ -81,16 +83,35 @@ def _question(p1: Statement, p2: Statement, c: Statement) -> str:
             f"follow that:\n{statement_text(c)}?\n(Answer Yes or No)")  # fmt: skip
 
 
+def _parsed(question: str) -> list[Statement] | None:
+    """Premise 1, premise 2 and the conclusion of a gym syllogism question; None for any other text."""
+    m = QUESTION.fullmatch(question.strip())
+    parsed = [parse_statement(m[k]) for k in ("p1", "p2", "c")] if m else [None]
+    return None if any(p is None for p in parsed) else parsed  # type: ignore[return-value]
+
+
+def checked_answer(question: str) -> str | None:
+    """"yes" or "no" for a gym syllogism question, by the model check; None when it is not one."""
+    parsed = _parsed(question)
+    return None if parsed is None else ("yes" if follows(parsed[:2], parsed[2]) else "no")
+
+
+def gym_answer_checks(problem: Problem) -> bool | None:
+    """Whether the model check agrees with reasoning-gym's own answer (`meta["gym_answer"]`, else the
+    gold) to a gym syllogism; None when the question is not one."""
+    answer = checked_answer(problem.question)
+    if answer is None:
+        return None
+    return answer == str(problem.meta.get("gym_answer", problem.gold)).strip().lower()
+
+
 def contrast_pair(problem: Problem, seed: int) -> Contrast | None:
     """The problem and one edit with the other answer; None when the question is not a gym syllogism,
-    when the check contradicts its gold, or when no one-quantifier change flips it."""
-    m = QUESTION.fullmatch(problem.question.strip())
-    parsed = [parse_statement(m[k]) for k in ("p1", "p2", "c")] if m else [None]
-    if any(p is None for p in parsed):
+    when the check contradicts reasoning-gym's answer, or when no one-quantifier change flips it."""
+    parsed = _parsed(problem.question)
+    if parsed is None or not gym_answer_checks(problem):
         return None
     answer = follows(parsed[:2], parsed[2])
-    if ("yes" if answer else "no") != str(problem.gold).strip().lower():
-        return None
     names = ("premise 1", "premise 2", "conclusion")
     flips = []
     for i, (quantifier, subject, predicate) in enumerate(parsed):
@@ -106,15 +127,6 @@ def contrast_pair(problem: Problem, seed: int) -> Contrast | None:
     changed, statements = random.Random(f"{seed}:{problem.id}").choice(flips)
     edit = replace(problem, id=f"{problem.id}-edit", question=_question(*statements), gold="no" if answer else "yes")
     return Contrast(replace(problem, gold="yes" if answer else "no"), edit, changed)
-
-
-def gold_checks(problem: Problem) -> bool | None:
-    """Whether the model check gives a gym syllogism its gold answer (None: not a gym syllogism)."""
-    m = QUESTION.fullmatch(problem.question.strip())
-    parsed = [parse_statement(m[k]) for k in ("p1", "p2", "c")] if m else [None]
-    if any(p is None for p in parsed):
-        return None
-    return ("yes" if follows(parsed[:2], parsed[2]) else "no") == str(problem.gold).strip().lower()
 
 
 def contrast_set(problems: list[Problem], seed: int = 0) -> tuple[list[Contrast], int]:

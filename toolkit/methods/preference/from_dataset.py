@@ -97,7 +97,7 @@ def _info(name: str, split: str, resolved: Any, problems: list[Problem]) -> Sour
         config=None, split=split, revision=resolved.fingerprint, license=origin.get("license"),
         answer_type=types.pop() if len(types) == 1 else "label",
         task_category=origin.get("task_category") or "reasoning", citation=origin.get("citation"),
-        url=origin.get("url"),
+        url=origin.get("url"), notes=tuple(origin.get("notes") or ()),
     )  # fmt: skip
 
 
