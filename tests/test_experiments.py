@@ -193,6 +193,41 @@ def test_summary_pairs_models_on_the_same_documents():
     assert summary["documents"] == {"t1": 4, "t2": 2}
 
 
+def test_a_contrast_set_scores_consistency_over_groups_and_stays_out_of_the_averages():
+    # t1 in-domain; c a contrast set of three pairs, the third cut by --limit (doc 5 is missing)
+    groups = {"c": {0: ("g1", 2), 1: ("g1", 2), 2: ("g2", 2), 3: ("g2", 2), 4: ("g3", 2)}}
+    base = {"t1": {"strict-match": {0: 1.0, 1: 0.0}}, "c": {"strict-match": {0: 1.0, 1: 1.0, 2: 1.0, 3: 0.0, 4: 1.0}}}
+    cf = {"t1": {"strict-match": {0: 1.0, 1: 1.0}}, "c": {"strict-match": {0: 1.0, 1: 1.0, 2: 1.0, 3: 1.0, 4: 0.0}}}
+    summary = summarize({"base": base, "cf": cf}, ["t1", "c"], {"t1"}, "base", contrast=groups)
+    model = summary["models"]["cf"]["strict-match"]
+    assert summary["contrast"] == ["c"] and "OOD avg" not in model["score"]  # c is in neither average
+    assert model["score"]["ID avg"]["mean"] == 1.0 and model["score"]["c"]["mean"] == 0.8
+    assert summary["models"]["base"]["strict-match"]["score"]["c consistency"]["mean"] == 0.5  # g1 whole, g2 not
+    assert model["score"]["c consistency"]["mean"] == 1.0 and model["score"]["c consistency"]["n"] == 2
+    assert model["vs_baseline"]["c consistency"]["mean"] == 0.5
+    assert model["vs_baseline"]["c consistency"]["p_mcnemar"] == 1.0  # one discordant group
+
+
+def test_the_report_reads_contrast_groups_from_lm_evals_samples():
+    from toolkit.experiments.report import _markdown, read_all
+
+    labels = ["without-counterfactuals", "counterfactual"]
+    scores, unanswered, groups = read_all(ROOT / "tests" / "fixtures" / "lm_eval_samples_contrast", labels)
+    task = "hubtool_cf_gym_syllogism_contrast"
+    g = {doc: group for doc, (group, _) in groups[task].items()}
+    assert g[0] == g[1] != g[2] == g[3] != g[4] != g[0] and {n for _, n in groups[task].values()} == {2}
+    summary = summarize(scores, [task], set(), labels[0], unanswered, groups)
+    flexible = summary["models"]["counterfactual"]["flexible-extract"]
+    # the fixture's README: flexible 1 1 | 0 0 | 1 (cut) against 1 0 | 0 1 | 0: pair one whole only without
+    assert summary["models"][labels[0]]["flexible-extract"]["score"][task + " consistency"]["mean"] == 0.5
+    assert flexible["score"][task + " consistency"]["mean"] == 0.0 and flexible["score"][task]["mean"] == 0.4
+    assert flexible["vs_baseline"][task + " consistency"]["mean"] == -0.5
+    summary |= {"provenance": {}, "eval_config": {"max_gen_toks": 384, "notes": []}}
+    text = "\n".join(_markdown("eval", summary, "strict-match"))
+    assert "| model | cf_gym_syllogism_contrast (contrast) | cf_gym_syllogism_contrast consistency |" in text
+    assert "| counterfactual | 20.0 [" in text and "OOD avg" not in text
+
+
 def test_the_report_counts_documents_whose_answer_was_never_read():
     """A student whose reasoning runs past the token cap loses those documents without answering wrong:
     the report says how many, and its accuracy on the ones it answered (lm-eval's own sample files)."""

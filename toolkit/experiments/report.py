@@ -1,6 +1,9 @@
 """The experiment's report: every model x every task with a 95% confidence interval, the in-domain
 and out-of-domain averages, each model's difference to the baseline measured on the same documents
-(paired bootstrap interval and McNemar's exact test), and where every number comes from.
+(paired bootstrap interval and McNemar's exact test), and where every number comes from. A contrast
+set (documents in groups of minimal edits with different labels: `group`, `group_size`) keeps its
+accuracy out of both averages and adds its consistency, the share of complete groups answered right
+throughout, with an interval over groups and a paired test on the same groups.
 
 Scores are lm-eval's per-document exact match (the samples `hubtool eval` writes), so an interval
 says how much the number would move on another draw of documents of the same task.
@@ -30,6 +33,9 @@ Scores = dict[str, dict[str, dict[str, dict[int, float]]]]  # label -> task -> f
 # label -> task -> doc_id -> whether its generation ends repeating itself, for the documents where
 # strict-match read no answer
 Unanswered = dict[str, dict[str, dict[int, bool]]]
+# task -> doc_id -> (group, group size), for the contrast sets' documents
+Groups = dict[str, dict[int, tuple[str, int]]]
+CONSISTENCY = " consistency"  # the suffix of a contrast set's consistency column: "<task> consistency"
 
 
 def read_scores(eval_dir: Path, labels: list[str]) -> Scores:
@@ -38,8 +44,15 @@ def read_scores(eval_dir: Path, labels: list[str]) -> Scores:
 
 def read_samples(eval_dir: Path, labels: list[str]) -> tuple[Scores, Unanswered]:
     """Each document's score per filter, and the documents whose strict reading found no answer."""
+    scores, unanswered, _ = read_all(eval_dir, labels)
+    return scores, unanswered
+
+
+def read_all(eval_dir: Path, labels: list[str]) -> tuple[Scores, Unanswered, Groups]:
+    """read_samples, and the contrast groups of the documents that have one."""
     scores: Scores = {}
     unanswered: Unanswered = {}
+    groups: Groups = defaultdict(dict)
     for label in labels:
         per_task: dict[str, dict[str, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
         missing: dict[str, dict[int, bool]] = defaultdict(dict)
@@ -51,9 +64,25 @@ def read_samples(eval_dir: Path, labels: list[str]) -> tuple[Scores, Unanswered]
                     per_task[task][row["filter"]][int(row["doc_id"])] = float(row["exact_match"])
                     if row["filter"] == "strict-match" and read_nothing(row.get("filtered_resps")):
                         missing[task][int(row["doc_id"])] = repeats_itself(reply_of(row))
+                    doc = row.get("doc") or {}
+                    if doc.get("group") and doc.get("group_size"):
+                        groups[task][int(row["doc_id"])] = (str(doc["group"]), int(doc["group_size"]))
         scores[label] = {t: dict(f) for t, f in per_task.items()}
         unanswered[label] = dict(missing)
-    return scores, unanswered
+    return scores, unanswered, dict(groups)
+
+
+def group_scores(per_doc: dict[int, float], members: dict[int, tuple[str, int]]) -> dict[str, float]:
+    """Per complete contrast group, 1.0 when every member is right (as the tasks' `consistency`
+    metric counts it: a group that --limit cut is left out)."""
+    by_group: dict[str, list[float]] = defaultdict(list)
+    sizes: dict[str, int] = {}
+    for doc_id, score in per_doc.items():
+        if doc_id in members:
+            group, size = members[doc_id]
+            by_group[group].append(score)
+            sizes[group] = size
+    return {g: float(all(v == 1.0 for v in vs)) for g, vs in by_group.items() if len(vs) == sizes[g]}
 
 
 
@@ -87,19 +116,28 @@ def mcnemar(model: list[float], base: list[float]) -> float:
 
 
 def summarize(scores: Scores, tasks: list[str], in_domain: set[str], baseline: str,
-              unanswered: Unanswered | None = None) -> dict[str, Any]:  # fmt: skip
-    """Every number of the report, as data."""
-    out: dict[str, Any] = {"baseline": baseline, "tasks": tasks, "in_domain": sorted(in_domain), "models": {}}
-    groups = {"ID avg": [t for t in tasks if t in in_domain], "OOD avg": [t for t in tasks if t not in in_domain]}
+              unanswered: Unanswered | None = None, contrast: Groups | None = None) -> dict[str, Any]:  # fmt: skip
+    """Every number of the report, as data. Each contrast set (`contrast`: its documents' groups) stays
+    out of the averages and adds a column "<task> consistency", scored per complete group."""
+    contrast = {t: g for t, g in (contrast or {}).items() if t in tasks and g}
+    out: dict[str, Any] = {"baseline": baseline, "tasks": tasks, "in_domain": sorted(in_domain), "models": {},
+                           "contrast": sorted(contrast)}  # fmt: skip
+    plain = [t for t in tasks if t not in contrast]
+    groups = {"ID avg": [t for t in plain if t in in_domain], "OOD avg": [t for t in plain if t not in in_domain]}
     for label, per_task in scores.items():
         entry: dict[str, Any] = {}
         for f in FILTERS:
-            cell = {t: _interval([list(per_task.get(t, {}).get(f, {}).values())]) for t in tasks}
-            cell |= {g: _interval([list(per_task.get(t, {}).get(f, {}).values()) for t in ts]) for g, ts in groups.items() if ts}
+            # a consistency column is scored like a task whose documents are the complete groups
+            columns = {t: per_task.get(t, {}).get(f, {}) for t in tasks}
+            columns |= {t + CONSISTENCY: group_scores(columns[t], members) for t, members in contrast.items()}
+            base_columns = {t: scores[baseline].get(t, {}).get(f, {}) for t in tasks}
+            base_columns |= {t + CONSISTENCY: group_scores(base_columns[t], members) for t, members in contrast.items()}
+            cell = {c: _interval([list(v.values())]) for c, v in columns.items()}
+            cell |= {g: _interval([list(columns[t].values()) for t in ts]) for g, ts in groups.items() if ts}
             diffs: dict[str, Any] = {}
             if label != baseline:
-                for name, ts in [*[(t, [t]) for t in tasks], *[(g, ts) for g, ts in groups.items() if ts]]:
-                    pairs = [_paired(per_task, scores[baseline], t, f) for t in ts]
+                for name, ts in [*[(c, [c]) for c in columns], *[(g, ts) for g, ts in groups.items() if ts]]:
+                    pairs = [_paired_docs(columns[t], base_columns[t]) for t in ts]
                     model_all = [m for ms, _ in pairs for m in ms]
                     base_all = [b for _, bs in pairs for b in bs]
                     diffs[name] = _interval([[m - b for m, b in zip(ms, bs)] for ms, bs in pairs])
@@ -128,8 +166,8 @@ def _interval(groups: list[list[float]]) -> dict[str, float]:
     return {"mean": point, "low": low, "high": high, "n": sum(len(g) for g in groups)}
 
 
-def _paired(model: dict, base: dict, task: str, f: str) -> tuple[list[float], list[float]]:
-    m, b = model.get(task, {}).get(f, {}), base.get(task, {}).get(f, {})
+def _paired_docs(m: dict, b: dict) -> tuple[list[float], list[float]]:
+    """The scores of the documents (or groups) both have, in one order."""
     common = sorted(set(m) & set(b))
     return [m[d] for d in common], [b[d] for d in common]
 
@@ -146,13 +184,13 @@ def write_experiment_report(experiment, outputs: dict[str, str], state: dict, fo
         results[f"builds:{name}"] = numbers
     for step in [s for s in experiment.steps if s.kind == "eval" and s.id in outputs]:  # those that have run
         labels = list(step.spec["eval"])
-        scores, unanswered = read_samples(Path(outputs[step.id]), labels)
+        scores, unanswered, contrast = read_all(Path(outputs[step.id]), labels)
         meta = json.loads((Path(outputs[step.id]) / "scores.json").read_text())
         baseline = step.spec.get("baseline") or labels[0]
         # judged suites (AlpacaEval, MT-Bench) score no exact match: the judge's scores, in a table of their own
         judged = set(meta.get("judged_tasks", []))
         tasks = [t for t in meta["tasks"] if t not in judged]
-        summary = summarize(scores, tasks, set(meta["in_domain"]) - judged, baseline, unanswered)
+        summary = summarize(scores, tasks, set(meta["in_domain"]) - judged, baseline, unanswered, contrast)
         summary["judged"] = meta.get("suite_scores", [])
         summary["provenance"] = provenance(experiment, step, outputs)
         summary["eval_config"] = {k: v for k, v in step.spec.items() if k != "eval"} | {"notes": meta.get("notes", [])}
@@ -221,14 +259,32 @@ def _diff(cell: dict[str, float]) -> str:
     return f"{sign}{100 * cell['mean']:.1f} [{100 * cell['low']:+.1f}, {100 * cell['high']:+.1f}] p={cell['p_mcnemar']:.2g}"
 
 
+def _columns(summary: dict[str, Any], headline: str) -> list[str]:
+    """The report's columns in order: the tasks, the averages there are, the contrast sets' consistency."""
+    scored = next(iter(summary["models"].values()))[headline]["score"]
+    return [*summary["tasks"], *[c for c in ("ID avg", "OOD avg") if c in scored],
+            *[t + CONSISTENCY for t in summary.get("contrast", ()) if t + CONSISTENCY in scored]]  # fmt: skip
+
+
+def _heading(column: str, summary: dict[str, Any]) -> str:
+    if column.endswith(CONSISTENCY):
+        return column.removeprefix("hubtool_").removesuffix(CONSISTENCY) + " consistency"
+    tag = " (ID)" if column in summary["in_domain"] else " (contrast)" if column in summary.get("contrast", ()) else ""
+    return column.removeprefix("hubtool_") + tag
+
+
 def _markdown(step_id: str, summary: dict[str, Any], headline: str) -> list[str]:
     tasks = summary["tasks"]
-    columns = [*tasks, *[g for g in ("ID avg", "OOD avg") if g in next(iter(summary["models"].values()))[headline]["score"]]]
-    short = [c.removeprefix("hubtool_") + (" (ID)" if c in summary["in_domain"] else "") for c in columns]
+    columns = _columns(summary, headline) if summary["models"] else []
+    short = [_heading(c, summary) for c in columns]
     docs = ", ".join(f"{t.removeprefix('hubtool_')} {n}" for t, n in summary["documents"].items())
     lines = [f"## {step_id}", ""]
     if tasks:
         lines += [f"Documents per task: {docs}. Exact match in %, with 95% bootstrap intervals.", ""]
+    if summary.get("contrast"):
+        lines += ["A contrast set's accuracy is in neither average. Its consistency is the share of its complete "
+                  "groups (a document and its minimal edits with other labels) whose every member is answered "
+                  "right, with intervals and paired tests over groups.", ""]  # fmt: skip
     for f in (headline, *[x for x in FILTERS if x != headline]) if tasks else ():
         lines += [f"### {f}", "", "| model | " + " | ".join(short) + " |", "|---|" + "---:|" * len(columns)]
         for label, entry in summary["models"].items():
@@ -288,7 +344,7 @@ def _chart(summary: dict[str, Any], headline: str, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     models = list(summary["models"])
-    columns = [c for c in [*summary["tasks"], "ID avg", "OOD avg"] if c in summary["models"][models[0]][headline]["score"]]
+    columns = _columns(summary, headline)
     width = 0.8 / max(len(models), 1)
     fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(columns) + 2), 4))
     for i, label in enumerate(models):
@@ -298,7 +354,7 @@ def _chart(summary: dict[str, Any], headline: str, path: Path) -> None:
                   [100 * c["high"] - m if not math.isnan(c["high"]) else 0 for m, c in zip(means, cells)]]  # fmt: skip
         xs = [j + (i - (len(models) - 1) / 2) * width for j in range(len(columns))]
         ax.bar(xs, means, width, yerr=errors, capsize=3, label=label)
-    ax.set_xticks(range(len(columns)), [c.removeprefix("hubtool_") for c in columns], rotation=30, ha="right")
+    ax.set_xticks(range(len(columns)), [_heading(c, summary) for c in columns], rotation=30, ha="right")
     ax.set_ylabel(f"exact match, {headline} (%)")
     ax.set_ylim(0, 100)
     ax.legend(fontsize="small")
