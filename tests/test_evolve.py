@@ -494,6 +494,16 @@ def test_clean_evolution(text, finish, expected):
     assert clean_evolution(text, "Write a poem.", finish) == expected
 
 
+def test_an_evolution_that_writes_back_the_actions_directive_is_no_instruction():
+    # replies of the served Qwen2.5-Coder-1.5B to the evolve prompt (cpu-evolve's call cache)
+    by_name = {a.name: a.directive for a in DEFAULT_ACTIONS}
+    fmt, goals = by_name["format_output"], by_name["add_goals"]
+    for reply, directive in [(fmt, fmt), (goals, goals), (f'"{fmt}"', fmt)]:
+        assert clean_evolution(reply, "Explain what a leap year is.", "stop", directive) == (directive, "template words")
+    evolved = "Explain what a leap year is, in a table with one row per rule."
+    assert clean_evolution(evolved, "Explain what a leap year is.", "stop", fmt) == (evolved, None)
+
+
 def test_every_prompt_template_renders():
     for action in DEFAULT_ACTIONS:
         text = prompts.render("evolve", dirs=PROMPT_DIRS, instruction="Write a poem.", action=action.name, directive=action.directive)

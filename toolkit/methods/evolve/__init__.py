@@ -181,7 +181,7 @@ class ModelOracle:
         result = await self.work.models["evolver"].generate(Request(tuple(user(text)), 1, params))
         if isinstance(result, CallFailure):
             raise S.CallFailed("evolver", result.error)
-        evolved, invalid = clean_evolution(result[0].text, instruction, result[0].finish_reason)
+        evolved, invalid = clean_evolution(result[0].text, instruction, result[0].finish_reason, action.directive)
         self.work.counts["evolver_calls"] += 1
         self.work.counts["invalid_evolutions"] += invalid is not None
         return evolved, invalid

@@ -105,12 +105,15 @@ def diversity_score(tags: tuple[str, ...], low: int = LOW, high: int = HIGH) -> 
     return max(low, min(len(tags), high))
 
 
-def clean_evolution(text: str, parent: str, finish_reason: str) -> tuple[str, str | None]:
+def clean_evolution(text: str, parent: str, finish_reason: str, directive: str = "") -> tuple[str, str | None]:
     """The evolved instruction in a reply, and why it is unusable (None when usable).
 
     Evol-Instruct's elimination rules, as far as they apply to the instruction itself: a reply
     cut off by the token limit, empty, identical to its parent, or echoing the template is a
-    failed evolution, and so is a refusal."""
+    failed evolution, and so is a refusal. The action's `directive` is part of the template: a
+    reply that repeats it is a directive, not an instruction (Qwen2.5-Coder-1.5B wrote back "Specify
+    the output style: a required format, structure or length for the response." and nothing else 3
+    times, another directive once, in cpu-evolve's first half hour)."""
     out = (text or "").strip()
     out = re.sub(r"^```\w*\s*|\s*```$", "", out).strip()
     out = _LABEL.sub("", out, count=1).strip()
@@ -124,7 +127,7 @@ def clean_evolution(text: str, parent: str, finish_reason: str) -> tuple[str, st
         return out, "refusal"
     if _normal(out) == _normal(parent):
         return out, "unchanged"
-    if any(w in out.lower() for w in _TEMPLATE_WORDS):
+    if any(w in out.lower() for w in _TEMPLATE_WORDS) or (directive and _normal(directive) in _normal(out)):
         return out, "template words"
     return out, None
 
