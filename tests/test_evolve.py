@@ -502,6 +502,13 @@ def test_an_evolution_that_writes_back_the_actions_directive_is_no_instruction()
         assert clean_evolution(reply, "Explain what a leap year is.", "stop", directive) == (directive, "template words")
     evolved = "Explain what a leap year is, in a table with one row per rule."
     assert clean_evolution(evolved, "Explain what a leap year is.", "stop", fmt) == (evolved, None)
+    # the directive's name written as a label before the instruction (a real reply, add_emotion) goes
+    emotion = by_name["add_emotion"]
+    reply = "Add emotional expression: How do you play tic-tac-toe, and what are the rules for winning?"
+    assert clean_evolution(reply, "Describe the rules of tic-tac-toe.", "stop", emotion) == (
+        "How do you play tic-tac-toe, and what are the rules for winning?", None)
+    assert clean_evolution("Add emotional expression: Write a poem.", "Write a poem.", "stop", emotion) == (
+        "Write a poem.", "unchanged")
 
 
 def test_every_prompt_template_renders():

@@ -113,12 +113,18 @@ def clean_evolution(text: str, parent: str, finish_reason: str, directive: str =
     failed evolution, and so is a refusal. The action's `directive` is part of the template: a
     reply that repeats it is a directive, not an instruction (Qwen2.5-Coder-1.5B wrote back "Specify
     the output style: a required format, structure or length for the response." and nothing else 3
-    times, another directive once, in cpu-evolve's first half hour)."""
+    times, another directive once, in cpu-evolve's first half hour). A reply that begins with the
+    directive's name as a label ("Add emotional expression: How do you play ...") loses the label."""
     out = (text or "").strip()
     out = re.sub(r"^```\w*\s*|\s*```$", "", out).strip()
     out = _LABEL.sub("", out, count=1).strip()
     if len(out) >= 2 and out[0] in _QUOTES and out.endswith(_QUOTES[out[0]]):
         out = out[1:-1].strip()
+    if directive and _normal(directive) in _normal(out):
+        return out, "template words"
+    head = directive.split(":", 1)[0].strip() if ":" in directive else ""
+    if head and out.lower().startswith(head.lower() + ":"):  # the change's name as a label: "Add emotional expression: How ..."
+        out = out[len(head) + 1 :].strip()
     if finish_reason == "length":
         return out, "cut off"
     if is_empty(out):
@@ -127,7 +133,7 @@ def clean_evolution(text: str, parent: str, finish_reason: str, directive: str =
         return out, "refusal"
     if _normal(out) == _normal(parent):
         return out, "unchanged"
-    if any(w in out.lower() for w in _TEMPLATE_WORDS) or (directive and _normal(directive) in _normal(out)):
+    if any(w in out.lower() for w in _TEMPLATE_WORDS):
         return out, "template words"
     return out, None
 
