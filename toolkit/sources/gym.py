@@ -41,7 +41,8 @@ GYM_ANSWER_TYPES: dict[str, AnswerType] = {
 # call undistributed-middle arguments valid, a wrong "Yes" for about 1 in 8 problems (59 of the first 500
 # train, 65 of the first 500 test; toolkit/sources/syllogism_contrast.py). Kept, that label would have a
 # build keep the teacher's invalid "Yes" and drop its sound "No", and an eval mark a sound student wrong.
-GYM_CHECKED_TASKS = {"syllogism": "model check (toolkit.sources.syllogism_contrast)"}
+# task -> the function that answers one of its questions itself (None: not one it can read)
+GYM_CHECKERS = {"syllogism": checked_answer}
 GYM_URL = "https://github.com/open-thought/reasoning-gym"
 GYM_CITATION = (
     "Stojanovski et al. (2025). REASONING GYM: Reasoning Environments for Reinforcement Learning with "
@@ -253,9 +254,9 @@ def _gym_problem(task: str, base_seed: int, index: int, entry: Mapping[str, Any]
         "gym_answer": raw,
         "gym_metadata": entry["metadata"],
     }
-    checked = checked_answer(entry["question"]) if task in GYM_CHECKED_TASKS else None
+    checked = GYM_CHECKERS[task](entry["question"]) if task in GYM_CHECKERS else None
     if checked is not None and checked != gold:
-        meta["gold_by"] = GYM_CHECKED_TASKS[task]
+        meta["gold_by"] = f"model check ({GYM_CHECKERS[task].__module__})"
         gold = checked
     return Problem(
         id=where.id(index),
