@@ -4,6 +4,7 @@ model's own logits, and a build reads its quality and complexity that way."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 
 import pytest
@@ -56,12 +57,12 @@ def test_expected_score_is_the_probability_weighted_mean(smollm, template, low, 
     tok = smollm.tokenizer
     assert scorer.prefix == "Score: " and scorer.ids == tok.convert_tokens_to_ids([str(v) for v in range(low, high + 1)])
     prompt = prompts.render(template, instruction=INSTRUCTION, low=low, high=high, dirs=EVOLVE_PROMPTS)
-    value = scorer.score_sync(prompt)
+    value = asyncio.run(scorer.score(prompt))
     assert value == pytest.approx(_by_hand(smollm, prompt, low, high), abs=1e-5)
     assert low < value < high and value != round(value)  # a mean over the scores, not one of them
 
 
-def test_a_build_reads_quality_and_complexity_from_the_logits(tmp_path, smollm):
+def test_a_build_reads_quality_and_complexity_from_the_logits(tmp_path, smollm, monkeypatch):
     """Fake evolver and answerer, the real model as the scorer: the seed's quality and complexity are
     the expected scores of its rendered rubric prompts, its diversity the tags the model wrote."""
     fake = FakeTeacher(evolving)
@@ -76,3 +77,17 @@ def test_a_build_reads_quality_and_complexity_from_the_logits(tmp_path, smollm):
         assert root["scores"][key] == pytest.approx(_by_hand(smollm, prompt, 1, 5), abs=1e-3)
     assert manifest.counts["scored"] == sum(1 for n in _nodes(root) if not n["invalid"])
     assert all(n["scores"]["quality"] != round(n["scores"]["quality"]) for n in _nodes(root) if n["scores"])
+
+    # Re-run from the call cache (a killed build resumed): the logits it read are cached too, so the
+    # scorer reads nothing again, and the tree is the same.
+    from toolkit.methods.evolve.expected import ExpectedScorer
+
+    def no_forward_pass(self, text):
+        raise AssertionError(f"read the logits again for {text[-60:]!r}")
+
+    monkeypatch.setattr(ExpectedScorer, "logits", no_forward_pass)
+    again = build("evolve", tmp_path / "again", teachers={"evolver": fake, "scorer": smollm, "answerer": fake},
+                  source=SEEDS, limit=1, children=2, iterations=1, max_depth=1, scorer_mode="expected",
+                  scorer="transformers:smollm2-135m", judge_max_new_tokens=24)  # fmt: skip
+    assert next(iter(_trees(tmp_path / "again").values()))["root"] == root
+    assert again.counts["scored"] == manifest.counts["scored"] and not again.counts["failed"]

@@ -80,3 +80,27 @@ def test_scores_are_the_weighted_mean_over_the_score_tokens(replay):
 def test_a_scorer_that_cannot_be_read_is_refused_in_one_line():
     with raises_one_line("logits or log-probabilities"):
         ServedExpectedScorer(object(), 1, 5)
+
+
+def test_a_reading_is_cached_and_not_asked_again(replay, tmp_path):
+    """Through a build's session (`Session.reading`): the second scorer, on the same call cache, asks
+    the server nothing and gives the same score; another begun reply or model is another reading."""
+    from toolkit.teachers.cache import CallCache
+    from toolkit.teachers.session import Session
+
+    say_hi = recorded("Say hi.", "quality")[0]
+
+    async def score_twice():
+        cache = CallCache(tmp_path / "calls.sqlite")
+        scores = []
+        for _ in range(2):
+            session = Session(OpenAITeacher.from_spec(f"qwen-coder-1.5b@{replay.url}"), cache, role="scorer")
+            scores.append(await ServedExpectedScorer(session.backend, 1, 5, reader=session.reading).score(say_hi))
+            await session.aclose()
+        cache.close()
+        return scores
+
+    first, second = asyncio.run(score_twice())
+    assert first == second == pytest.approx(3.315, abs=1e-3)
+    # two calls in all: the prefix choice's two readings; the score is the first of them, read back
+    assert replay.asked == ["Score: ", "Score:"]

@@ -8,7 +8,8 @@ rollback journal instead, see `_connect`), so
 the build's event loop never waits on the disk; until it is committed a sample is answered from
 memory. A build killed with SIGKILL and re-run with the same command repeats no committed call;
 raising `--samples` or `--limit` later only generates what is new. Failures and empty completions
-are not cached: a re-run retries them.
+are not cached: a re-run retries them. Readings that are no sample (a scorer's next-token
+log-probabilities, `Session.reading`) are cached in the same table, as JSON under keys of their own.
 
 A cache file that SQLite cannot read is never replaced or emptied here (it holds what every
 earlier build paid for): the error names the file and how to set it aside.
@@ -50,6 +51,13 @@ def call_keys(teacher: Teacher, request: Request, samples: Sequence[int]) -> lis
     )
     head = blob[: -len("0}")]  # sort_keys puts "sample_idx" last: the blob ends '"sample_idx": 0}'
     return [hashlib.sha256(f"{head}{j}}}".encode()).hexdigest() for j in samples]
+
+
+def reading_key(teacher: Teacher, kind: str, payload: dict) -> str:
+    """The key of a reading that is no sample (`Session.reading`: a scorer's next-token
+    log-probabilities): the backend's identity, the reading's kind and what it was read from."""
+    blob = json.dumps({**teacher.cache_identity, "reading": kind, **payload}, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(blob.encode()).hexdigest()
 
 
 class CallCache:

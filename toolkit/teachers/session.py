@@ -10,13 +10,15 @@ batching backend gathers the requests waiting into one batch).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from typing import Any
 
 from toolkit.redact import redact
 from toolkit.teachers.base import CallFailure, Completion, Request, Result, Teacher
-from toolkit.teachers.cache import CallCache, Usage, call_keys
+from toolkit.teachers.cache import CallCache, Usage, call_keys, reading_key
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +104,23 @@ class Session:
         if error:
             self.usage.failed_calls += 1
         return error
+
+    async def reading(self, kind: str, payload: dict, read: Callable[[], Awaitable[Any]]) -> Any:
+        """A deterministic reading of the model that is no sample (an expected scorer's next-token
+        log-probabilities or logits): from the call cache where it is there, else `read()` and cached
+        (JSON). `payload` is what the reading is taken from (the prompt, the tokens read); a build
+        re-run or resumed from its cache reads nothing again."""
+        await self._open()
+        key = reading_key(self.backend, kind, payload)
+        if (hit := self.cache.get(key)) is not None:
+            return json.loads(hit.text)
+        self.in_flight += 1
+        try:
+            value = await read()
+        finally:
+            self.in_flight -= 1
+        self.cache.put_many([(key, Completion(json.dumps(value), kind))])
+        return value
 
     async def gather(self, *requests: Request) -> list[Result]:
         """Several requests at once (one batch for a batching backend)."""

@@ -217,9 +217,10 @@ class ModelOracle:
     async def _expected(self, text: str) -> float | None:
         stats = self.work.state  # one scorer for the build, made on first use
         if stats.expected is None:
-            backend = self.work.models["scorer"].backend
-            local = hasattr(backend, "lm")  # transformers: the logits; a server: its top log-probabilities
-            stats.expected = (ExpectedScorer if local else ServedExpectedScorer)(backend, *self.c.score_bounds)
+            session = self.work.models["scorer"]
+            local = hasattr(session.backend, "lm")  # transformers: the logits; a server: its top log-probabilities
+            stats.expected = (ExpectedScorer if local else ServedExpectedScorer)(session.backend, *self.c.score_bounds,
+                                                                                  reader=session.reading)  # fmt: skip
         return await stats.expected.score(text)
 
 
@@ -364,8 +365,8 @@ PRESETS = {
 }
 
 def unshardable(c: EvolveConfig) -> str | None:
-    """A merge replays the build from the shards' cached calls; expected scores are no call."""
-    return "--scorer-mode expected scores with the model's logits, which no call cache holds" \
+    """A merge replays the build from the shards' cached calls with stand-in backends, which read no logits."""
+    return "--scorer-mode expected reads the scorer's logits, which a merge's stand-in backends cannot" \
         if c.scorer_mode == "expected" else None  # fmt: skip
 
 

@@ -11,7 +11,9 @@ prompts); the prompt is the rubric template in the model's chat template, follow
 So can a model behind an OpenAI-compatible server that gives `top_logprobs` and continues a reply
 the request begins (llama.cpp's llama-server): the same sum over the score tokens among the 20
 likeliest next tokens after the rubric and the begun reply (`ServedExpectedScorer`).
-No sampling, so nothing goes through the call cache: the same model gives the same scores again.
+No sampling, and the same model gives the same scores again: what was read (the score tokens'
+logits, or the server's top log-probabilities) goes to the call cache as a reading of its own
+(`Session.reading`), so a build re-run or resumed from its cache asks the scorer nothing it read before.
 """
 
 from __future__ import annotations
@@ -19,12 +21,19 @@ from __future__ import annotations
 import asyncio
 import math
 import threading
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from toolkit.errors import UserError
 
 ANSWER_PREFIXES = ("Score: ", "Score:")  # where the score token would come next (tokenizers differ)
+# (kind, what it is read from, how to read it) -> the reading: `Session.reading` caches it
+Reader = Callable[[str, dict, Callable[[], Awaitable[Any]]], Awaitable[Any]]
+
+
+async def read_now(kind: str, payload: dict, read: Callable[[], Awaitable[Any]]) -> Any:
+    """A `Reader` without a cache."""
+    return await read()
 
 
 def expected_value(logits: Sequence[float], values: Sequence[int]) -> float:
@@ -57,7 +66,7 @@ def score_tokens(tokenizer: Any, values: Sequence[int]) -> tuple[str, list[int]]
 class ExpectedScorer:
     """Expected scores from a loaded transformers backend (its `lm` and `tokenizer`)."""
 
-    def __init__(self, backend: Any, low: int, high: int) -> None:
+    def __init__(self, backend: Any, low: int, high: int, reader: Reader = read_now) -> None:
         if not (hasattr(backend, "lm") and hasattr(backend, "tokenizer")):
             raise UserError(f"--scorer-mode expected needs a local causal LM (transformers:MODEL); "
                             f"the scorer is {getattr(backend, 'identity', backend)!r}")  # fmt: skip
@@ -65,22 +74,27 @@ class ExpectedScorer:
         self.values = list(range(low, high + 1))
         self.prefix, self.ids = score_tokens(self.tokenizer, self.values)
         self._lock = threading.Lock()  # one forward pass at a time from this scorer
+        self.reader = reader
 
     def text(self, prompt: str) -> str:
         """The scorer's input: the rubric prompt as a user turn, the reply begun up to the score."""
         chat = [{"role": "user", "content": prompt}]
         return self.tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True) + self.prefix
 
-    def score_sync(self, prompt: str) -> float:
+    def logits(self, text: str) -> list[float]:
+        """The score tokens' logits as the next token after `text`."""
         import torch
 
-        ids = self.tokenizer(self.text(prompt), add_special_tokens=False, return_tensors="pt").to(self.lm.device)
+        ids = self.tokenizer(text, add_special_tokens=False, return_tensors="pt").to(self.lm.device)
         with self._lock, torch.no_grad():
             logits = self.lm(**ids).logits[0, -1]
-        return expected_value(logits[self.ids].float().tolist(), self.values)
+        return logits[self.ids].float().tolist()
 
     async def score(self, prompt: str) -> float:
-        return await asyncio.to_thread(self.score_sync, prompt)
+        text = self.text(prompt)
+        logits = await self.reader("score-token-logits", {"text": text, "tokens": self.ids},
+                                   lambda: asyncio.to_thread(self.logits, text))  # fmt: skip
+        return expected_value(logits, self.values)
 
 
 class ServedExpectedScorer:
@@ -91,7 +105,7 @@ class ServedExpectedScorer:
 
     TOP = 20  # OpenAI's and vLLM's most; llama.cpp gives as many
 
-    def __init__(self, backend: Any, low: int, high: int) -> None:
+    def __init__(self, backend: Any, low: int, high: int, reader: Reader = read_now) -> None:
         if not hasattr(backend, "next_token_logprobs"):
             raise UserError(f"--scorer-mode expected reads the scorer's logits or log-probabilities: give "
                             f"transformers:MODEL or openai:MODEL@URL, not {getattr(backend, 'identity', backend)!r}")  # fmt: skip
@@ -99,11 +113,13 @@ class ServedExpectedScorer:
         self.values = list(range(low, high + 1))
         self.prefix: str | None = None
         self._choosing = asyncio.Lock()
+        self.reader = reader
 
     async def _weights(self, prompt: str, prefix: str) -> list[float]:
         """Each score's probability as the next token after `prefix` (0 outside the top tokens)."""
-        top = await self.backend.next_token_logprobs(
-            [{"role": "user", "content": prompt}, {"role": "assistant", "content": prefix}], self.TOP)
+        messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": prefix}]
+        top = await self.reader("next-token-logprobs", {"messages": messages, "top": self.TOP},
+                                lambda: self.backend.next_token_logprobs(messages, self.TOP))  # fmt: skip
         weights = dict.fromkeys(self.values, 0.0)
         for token, logprob in top.items():  # "5" or " 5", as the tokenizer writes it
             value = int(token.strip()) if token.strip().isdigit() else None
