@@ -511,6 +511,22 @@ def test_an_evolution_that_writes_back_the_actions_directive_is_no_instruction()
         "Write a poem.", "unchanged")
 
 
+@pytest.mark.parametrize("reply", [  # the served Qwen2.5-Coder-1.5B's replies in cpu-evolve's search, verbatim
+    "Sure.", "Certainly.", "Sure, please provide the instruction and the concrete user and purpose.",
+    "Sure, I'll respond based on the emotional expression of the person who asked."])  # fmt: skip
+def test_an_acknowledgement_without_an_instruction_is_a_failed_evolution(reply):
+    assert clean_evolution(reply, "Describe a healthy breakfast.", "stop") == (reply, "no instruction")
+
+
+def test_an_acknowledgement_before_an_instruction_is_taken_off():
+    assert clean_evolution("Sure! Describe a healthy breakfast for a marathon runner.", "Describe a healthy breakfast.",
+                           "stop") == ("Describe a healthy breakfast for a marathon runner.", None)  # fmt: skip
+    # instructions that begin like a request or in the first person stay as they are
+    for kept in ("Please provide a recipe for a healthy breakfast with three steps.",
+                 "I'll be hosting six guests: plan a healthy breakfast for them."):  # fmt: skip
+        assert clean_evolution(kept, "Describe a healthy breakfast.", "stop") == (kept, None)
+
+
 def test_every_prompt_template_renders():
     for action in DEFAULT_ACTIONS:
         text = prompts.render("evolve", dirs=PROMPT_DIRS, instruction="Write a poem.", action=action.name, directive=action.directive)
@@ -616,17 +632,24 @@ def test_paired_differences_and_their_intervals_on_known_numbers():
     assert bootstrap([0.5] * 7) == (0.5, 0.5, 0.5)
     assert bootstrap([1.0, -1.0]) == (0.0, -1.0, 1.0)
 
-    def seed(mean, best, tags, seed_reward=5.0, calls=(3, 4)):
-        return {"mean": mean, "best": best, "tags": tags, "seed_reward": seed_reward, "pool": 2,
-                "evolver_calls": calls[0], "scorer_calls": calls[1]}  # fmt: skip
+    def seed(mean, best, tags, seed_reward=5.0, calls=(3, 4), node_tags=(("x",), ("y",))):
+        return {"mean": mean, "best": best, "tags": tags, "seed_reward": seed_reward, "pool": len(node_tags),
+                "evolver_calls": calls[0], "scorer_calls": calls[1], "node_tags": [list(t) for t in node_tags]}  # fmt: skip
 
-    search = {"a": seed(7.0, 8.0, 3), "b": seed(6.0, 6.0, 2), "c": seed(None, None, 0)}
-    chains = {"a": seed(6.0, 8.0, 1), "b": seed(6.5, 7.0, 2, calls=(3, 5)), "c": seed(5.0, 5.0, 1)}
+    # seed a: search's 3 nodes tagged x, y, x, chains' 2 nodes x, x. Drawing 2 of search's 3 nodes,
+    # x is always drawn and y in 2 of the 3 pairs: 1 + 2/3 distinct tags, against chains' 1.
+    search = {"a": seed(7.0, 8.0, 3, node_tags=(("x",), ("y", "y"), ("x",))), "b": seed(6.0, 6.0, 2),
+              "c": seed(None, None, 0, node_tags=())}  # fmt: skip
+    chains = {"a": seed(6.0, 8.0, 1, node_tags=(("x",), ("x",))), "b": seed(6.5, 7.0, 2, calls=(3, 5)),
+              "c": seed(5.0, 5.0, 1, node_tags=(("z",),))}  # fmt: skip
     lines, numbers = paired(search, chains, "search", "chains")
     assert lines[0] == "search vs chains: calls matched exactly (evolver and scorer) on 2 of 3 seeds"
     assert lines[4] == "| path pool: mean reward | 2 | +0.250 | [-0.500, +1.000] | 1 / 0 / 1 |"
     assert lines[5] == "| path pool: best reward | 2 | -0.500 | [-1.000, +0.000] | 0 / 1 / 1 |"
     assert lines[6] == "| path pool: distinct tags | 3 | +0.333 | [-1.000, +2.000] | 1 / 1 / 1 |"
+    # seed a +2/3, seed b 0 (2 tags each at 2 nodes), seed c left out (an empty pool)
+    assert lines[7] == ("| path pool: distinct tags in as many nodes as the smaller pool (rarefied) | 2 | +0.333 "
+                        "| [+0.000, +0.667] | 1 / 1 / 0 |")  # fmt: skip
     assert numbers["mean"]["mean"] == 0.25 and numbers["calls_matched"] == 2
     lines, numbers = over_seeds(search, "search")
     assert lines[2] == "| path pool: mean reward | 2 | +1.500 | [+1.000, +2.000] | 2 / 0 / 0 |"
@@ -646,8 +669,12 @@ def test_an_experiment_report_compares_its_evolve_builds(tmp_path):
     experiment = Experiment(name="evolve-bench", about="Search against chains.", path=tmp_path / "e.yaml", steps=steps)
     outputs = {"mcts": str(tmp_path / "mcts"), "chains": str(tmp_path / "chains"), "answers": str(tmp_path / "x")}
     report = write_experiment_report(experiment, outputs, {}, tmp_path / "report").read_text()
-    lines, numbers = compare_builds({"mcts": tmp_path / "mcts", "chains": tmp_path / "chains"})
+    lines, numbers = compare_builds({"mcts": tmp_path / "mcts", "chains": tmp_path / "chains"}, tmp_path / "c.png")
+    chart = (tmp_path / "report" / "builds-evolve.png").read_bytes()
+    assert chart.startswith(b"\x89PNG") and (tmp_path / "c.png").read_bytes()[:8] == chart[:8]
+    lines = [line.replace("c.png", "builds-evolve.png") for line in lines]
     assert "## evolve builds compared (mcts, chains)\n" in report and "\n".join(lines) in report
+    assert "![per seed](builds-evolve.png)" in report
     assert "mcts vs chains: calls matched exactly (evolver and scorer) on 4 of 4 seeds" in report
     saved = json.loads((tmp_path / "report" / "results.json").read_text())["builds:evolve"]
     assert saved["pairs"]["mcts - chains"]["calls_matched"] == 4 and set(saved["over_seeds"]) == {"mcts", "chains"}

@@ -132,8 +132,9 @@ class Method(Generic[C]):
     # the build from the shards' cached calls, so a model used outside the call cache cannot be replayed
     unshardable: Callable[[C], str | None] | None = None
     # an experiment's builds of this method (step id -> run directory, in the file's order) compared: the
-    # markdown lines of a section of the experiment's report and their numbers (evolve: search vs chains)
-    compare: Callable[[Mapping[str, Path]], tuple[list[str], dict[str, Any]]] | None = None
+    # markdown lines of a section of the experiment's report and their numbers (evolve: search vs chains),
+    # and a chart written to the path given (the lines name it)
+    compare: Callable[[Mapping[str, Path], Path], tuple[list[str], dict[str, Any]]] | None = None
 
     @property
     def card_template(self) -> str | Path:

@@ -179,7 +179,7 @@ def write_experiment_report(experiment, outputs: dict[str, str], state: dict, fo
     folder.mkdir(parents=True, exist_ok=True)
     sections, results = [f"# {experiment.name}", "", experiment.about, ""], {}
     for name, builds in _compared_builds(experiment, outputs).items():
-        lines, numbers = get_method(name).compare(builds)
+        lines, numbers = get_method(name).compare(builds, folder / f"builds-{name}.png")
         sections += [f"## {name} builds compared ({', '.join(builds)})", "", *lines, ""]
         results[f"builds:{name}"] = numbers
     for step in [s for s in experiment.steps if s.kind == "eval" and s.id in outputs]:  # those that have run

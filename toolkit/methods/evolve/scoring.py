@@ -26,6 +26,12 @@ _LABEL = re.compile(r"^\s*#*\s*(?:the\s+)?(?:new|rewritten|evolved|created|revis
                     re.IGNORECASE)  # fmt: skip
 _TEMPLATE_WORDS = ("given instruction", "#rewritten prompt#", "instruction rewriter")
 _QUOTES = {'"': '"', "'": "'", "“": "”", "«": "»", "`": "`"}
+# an acknowledgement opening a reply ("Sure.", "Certainly!"), and what after it says the reply is none
+# of an instruction: a request for one, or the model speaking of its own reply
+_ACK = re.compile(r"^(?:sure|certainly|of course|okay|ok|absolutely|alright|got it|understood)\b[\s,.!:;-]*", re.I)
+_NOT_AN_INSTRUCTION = re.compile(r"^(?:please\s+)?(?:provide|give|share|send)\s+(?:me\s+)?(?:with\s+)?(?:the|an|your)\s+"
+                                 r"(?:instruction|prompt|input|text|details)|^(?:i'?ll|i\s+will|i\s+can|i'?d|let\s+me)\b",
+                                 re.I)  # fmt: skip
 
 
 def parse_score(text: str, low: int = LOW, high: int = HIGH) -> int | None:
@@ -114,7 +120,11 @@ def clean_evolution(text: str, parent: str, finish_reason: str, directive: str =
     reply that repeats it is a directive, not an instruction (Qwen2.5-Coder-1.5B wrote back "Specify
     the output style: a required format, structure or length for the response." and nothing else 3
     times, another directive once, in cpu-evolve's first half hour). A reply that begins with the
-    directive's name as a label ("Add emotional expression: How do you play ...") loses the label."""
+    directive's name as a label ("Add emotional expression: How do you play ...") loses the label.
+    An acknowledgement with no instruction after it ("Sure.", "Certainly.", "Sure, please provide the
+    instruction and the concrete user and purpose.": 4 of the 148 path-pool nodes of cpu-evolve's
+    search) is one too, as Evol-Instruct drops replies of stop words only; one with an instruction
+    after it loses the acknowledgement."""
     out = (text or "").strip()
     out = re.sub(r"^```\w*\s*|\s*```$", "", out).strip()
     out = _LABEL.sub("", out, count=1).strip()
@@ -131,6 +141,11 @@ def clean_evolution(text: str, parent: str, finish_reason: str, directive: str =
         return out, "empty"
     if is_refusal(out):
         return out, "refusal"
+    if ack := _ACK.match(out):  # "Sure." or "Sure, please provide the instruction ...": no instruction
+        rest = out[ack.end() :].strip()
+        if not rest or _NOT_AN_INSTRUCTION.match(rest):
+            return out, "no instruction"
+        out = rest  # "Sure! Describe ..." -> "Describe ..."
     if _normal(out) == _normal(parent):
         return out, "unchanged"
     if any(w in out.lower() for w in _TEMPLATE_WORDS):
