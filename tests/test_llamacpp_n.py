@@ -87,7 +87,7 @@ def requests() -> list[Request]:
 
 
 def test_an_n_above_the_servers_slots_is_asked_in_parts(replay):
-    from toolkit.teachers.openai_backend import _N_LIMIT
+    from toolkit.teachers.openai_calls import _N_LIMIT
 
     three = Request(QUESTION, 3, SamplingParams(temperature=1.0, max_new_tokens=24, seed=1))
     [result] = OpenAITeacher.from_spec(f"smollm2@{replay.url}").generate_many([three])

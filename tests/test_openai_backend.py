@@ -20,13 +20,13 @@ from toolkit.errors import UnreachableServerError, UserError
 from toolkit.teachers import load_teacher
 from toolkit.teachers.base import CallFailure, Request, SamplingParams
 from toolkit.teachers.openai_backend import (
-    _N_SUPPORT,
     OpenAITeacher,
     apportion,
     backoff_delay,
     parse_retry_after,
     split_model_url,
 )
+from toolkit.teachers.openai_calls import _N_SUPPORT
 
 STORY = ({"role": "user", "content": "Write a story about a cat."},)
 SUM = ({"role": "user", "content": "What is 2+3?"},)

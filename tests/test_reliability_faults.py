@@ -42,9 +42,9 @@ def _faulty(question: str) -> bool:
 @pytest.fixture(autouse=True)
 def quick_backoff(monkeypatch):
     """Retries wait 10 ms (Retry-After still honoured): the fault server answers at once."""
-    from toolkit.teachers import openai_backend
+    from toolkit.teachers import openai_calls
 
-    monkeypatch.setattr(openai_backend, "backoff_delay", lambda attempt, base, retry_after=None: 0.01
+    monkeypatch.setattr(openai_calls, "backoff_delay", lambda attempt, base, retry_after=None: 0.01
                         if retry_after is None else retry_after)  # fmt: skip
 
 
