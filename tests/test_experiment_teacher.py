@@ -168,7 +168,7 @@ def test_cpu_effect_names_the_official_hub_file_and_dry_runs_with_or_without_it(
     assert experiment.step("cot").spec["with"]["teacher"] == "{teacher}"
     assert [s.id for s in experiment.steps if s.uses_teacher] == ["cot"]
     _, lines = _run(path, tmp_path / "work", dry_run=True)
-    assert lines[0] == ("teacher_server: {teacher} = openai:qwen-coder-1.5b@http://127.0.0.1:PORT/v1 (llamacpp "
+    assert lines[0] == ("teacher_server: {teacher} = openai:qwen-coder-1.5b@http://127.0.0.1:PORT/v1 (llama-server "
                         "serving qwen2.5-coder-1.5b-instruct-q4_k_m.gguf, not on this machine: the run downloads it "
                         "from Qwen/Qwen2.5-Coder-1.5B-Instruct-GGUF (offline: give path: or $HUBTOOL_GGUF_DIR)); "
                         "started when a step that reads it runs")  # fmt: skip
@@ -177,7 +177,7 @@ def test_cpu_effect_names_the_official_hub_file_and_dry_runs_with_or_without_it(
     (folder / "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf").write_bytes(CONTENT)
     monkeypatch.setenv("HUBTOOL_GGUF_DIR", str(folder))
     _, lines = _run(path, tmp_path / "work", dry_run=True)
-    assert lines[0] == ("teacher_server: {teacher} = openai:qwen-coder-1.5b@http://127.0.0.1:28729/v1 (llamacpp "
+    assert lines[0] == ("teacher_server: {teacher} = openai:qwen-coder-1.5b@http://127.0.0.1:28729/v1 (llama-server "
                         "serving qwen2.5-coder-1.5b-instruct-q4_k_m.gguf, sha256 eb7c40794685); started when a step "
                         "that reads it runs")  # fmt: skip
 
