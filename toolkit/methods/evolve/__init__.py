@@ -11,7 +11,6 @@ RUN/trees/<seed id>.json (`hubtool inspect RUN --tree ID` prints it).
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 import math
@@ -28,28 +27,18 @@ from toolkit.builders.rows import SFTRow, assistant, user
 from toolkit.errors import UserError
 from toolkit.methods.evolve import search as S
 from toolkit.methods.evolve import tree as T
-from toolkit.methods.evolve.actions import DEFAULT_ACTIONS, Action, load_actions
+from toolkit.methods.evolve.actions import DEFAULT_ACTIONS, load_actions
 from toolkit.methods.evolve.compare import compare_builds
-from toolkit.methods.evolve.expected import ExpectedScorer, ServedExpectedScorer
-from toolkit.methods.evolve.scoring import (
-    clean_evolution,
-    diversity_score,
-    is_empty,
-    is_refusal,
-    parse_range,
-    parse_score,
-    prompt_examples,
-    read_tags,
-)
+from toolkit.methods.evolve.oracle import PROMPT_DIRS, ModelOracle
+from toolkit.methods.evolve.scoring import is_empty, is_refusal, parse_range
 from toolkit.methods.evolve.seeds import ANSWER_TYPE, load_seeds
 from toolkit.methods.evolve.stats import Stats, finish, outcome
 from toolkit.records import Problem
 from toolkit.rundir import atomic_write
 from toolkit.teachers import DEFAULT_TEACHER
-from toolkit.teachers.base import CallFailure, Request, SamplingParams
+from toolkit.teachers.base import CallFailure, Request
 
 FOLDER = Path(__file__).parent
-PROMPT_DIRS = (FOLDER / "prompts",)  # its own prompt templates, looked up after toolkit/prompts/ (shared ones)
 
 __all__ = ["METHOD", "EvolveConfig", "EvolveRow"]
 
@@ -164,64 +153,6 @@ class EvolveRow(SFTRow):
     scores: T.Scores
     visits: int  # MCTS visits of the node (0 for rollout and chain nodes)
     search: str  # mcts | none
-
-
-# -- the models, as the search sees them ------------------------------------------------------------
-class ModelOracle:
-    """The evolver and the scorer behind the build's cached sessions (`search.Oracle`)."""
-
-    def __init__(self, work: Work[EvolveConfig]) -> None:
-        self.work, self.c = work, work.config
-
-    async def evolve(self, instruction: str, action: Action, node_id: int) -> tuple[str, str | None]:
-        c = self.c
-        text = prompts.render(c.template, dirs=PROMPT_DIRS, instruction=instruction, action=action.name, directive=action.directive)
-        # Each node draws with its own seed: siblings, and rollouts that repeat an action, differ.
-        params = SamplingParams(c.temperature, c.top_p, c.max_new_tokens, c.seed + node_id)
-        result = await self.work.models["evolver"].generate(Request(tuple(user(text)), 1, params))
-        if isinstance(result, CallFailure):
-            raise S.CallFailed("evolver", result.error)
-        evolved, invalid = clean_evolution(result[0].text, instruction, result[0].finish_reason, action.directive)
-        self.work.counts["evolver_calls"] += 1
-        self.work.counts["invalid_evolutions"] += invalid is not None
-        return evolved, invalid
-
-    async def score(self, instruction: str) -> tuple[T.Scores, tuple[str, ...]]:
-        c, counts = self.c, self.work.counts
-        low, high = c.score_bounds
-        texts = [prompts.render(t, dirs=PROMPT_DIRS, instruction=instruction, low=low, high=high) for t in c.score_templates]
-        if c.scorer_mode == "expected":  # quality and complexity from the logits, the tags as written
-            q_raw, cx_raw, tags_reply = await asyncio.gather(*(self._expected(t) for t in texts[:2]),
-                                                             self._ask(texts[2]))  # fmt: skip
-            quality, complexity = (None if raw is None else round(raw, 4) for raw in (q_raw, cx_raw))
-        else:
-            replies = await asyncio.gather(*(self._ask(t) for t in texts))
-            quality, complexity = (parse_score(r, low, high) for r in replies[:2])
-            tags_reply = replies[2]
-        tags, copied = read_tags(tags_reply, prompt_examples(texts[2], instruction))
-        unparsed = (quality is None) + (complexity is None) + (tags is None)
-        counts["scored"] += 1
-        counts["unparsed_scores"] += unparsed
-        counts["copied_tags"] += copied
-        q, cx = float(low if quality is None else quality), float(low if complexity is None else complexity)
-        d = float(diversity_score(tags, low, high) if tags else low)
-        return T.Scores(q, cx, d, round(q + cx + d, 4), unparsed), tags or ()
-
-    async def _ask(self, text: str) -> str:
-        params = SamplingParams(0.0, 1.0, self.c.judge_max_new_tokens, self.c.seed)
-        result = await self.work.models["scorer"].generate(Request(tuple(user(text)), 1, params))
-        if isinstance(result, CallFailure):
-            raise S.CallFailed("scorer", result.error)
-        return result[0].text
-
-    async def _expected(self, text: str) -> float | None:
-        stats = self.work.state  # one scorer for the build, made on first use
-        if stats.expected is None:
-            session = self.work.models["scorer"]
-            local = hasattr(session.backend, "lm")  # transformers: the logits; a server: its top log-probabilities
-            stats.expected = (ExpectedScorer if local else ServedExpectedScorer)(session.backend, *self.c.score_bounds,
-                                                                                  reader=session.reading)  # fmt: skip
-        return await stats.expected.score(text)
 
 
 # -- one seed ---------------------------------------------------------------------------------------
