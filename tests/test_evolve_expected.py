@@ -91,3 +91,28 @@ def test_a_build_reads_quality_and_complexity_from_the_logits(tmp_path, smollm, 
                   scorer="transformers:smollm2-135m", judge_max_new_tokens=24)  # fmt: skip
     assert next(iter(_trees(tmp_path / "again").values()))["root"] == root
     assert again.counts["scored"] == manifest.counts["scored"] and not again.counts["failed"]
+
+
+def test_a_sharded_build_with_expected_scores_merges_into_the_single_process_build(tmp_path, smollm):
+    """The scorer's readings are cached with the calls, so the merge (stand-ins that load no weights)
+    reads every score back from the shards' caches: the same trees and rows as one process."""
+    from toolkit import api
+
+    from .fakes import rows
+
+    options = {"source": SEEDS, "limit": 3, "children": 2, "iterations": 1, "max_depth": 1, "scorer_mode": "expected",
+               "scorer": "transformers:smollm2-135m", "judge_max_new_tokens": 24}  # fmt: skip
+
+    def teachers():
+        fake = FakeTeacher(evolving)
+        return {"evolver": fake, "scorer": smollm, "answerer": fake}
+
+    single = api.build("evolve", out=str(tmp_path / "single"), cache=str(tmp_path / "single.sqlite"),
+                       teachers=teachers(), **options)  # fmt: skip
+    for i in range(2):
+        api.build("evolve", out=str(tmp_path / "sharded"), shard=f"{i}/2", teachers=teachers(), **options)
+    merged = api.merge(tmp_path / "sharded")
+    assert rows(tmp_path / "sharded") == rows(single.run_dir) and merged.manifest.counts == single.manifest.counts
+    assert _trees(tmp_path / "sharded") == _trees(single.run_dir)
+    assert all(n["scores"]["quality"] != round(n["scores"]["quality"]) for t in _trees(single.run_dir).values()
+               for n in _nodes(t["root"]) if n["scores"])  # read from the logits, not written  # fmt: skip

@@ -104,3 +104,19 @@ def test_a_reading_is_cached_and_not_asked_again(replay, tmp_path):
     assert first == second == pytest.approx(3.315, abs=1e-3)
     # two calls in all: the prefix choice's two readings; the score is the first of them, read back
     assert replay.asked == ["Score: ", "Score:"]
+
+
+def test_the_begun_reply_is_chosen_on_the_probe_whichever_prompt_comes_first(replay):
+    """A sharded build's processes score their own instructions first; each chooses on the same probe."""
+    backend = OpenAITeacher.from_spec(f"qwen-coder-1.5b@{replay.url}")
+    say_hi = recorded("Say hi.", "quality")[0]
+    scorer = ServedExpectedScorer(backend, 1, 5, probe=say_hi)
+    leap = recorded("Explain what a leap", "complex")[0]
+
+    async def score():
+        value = await scorer.score(leap)
+        await backend.aclose()
+        return value
+
+    assert round(asyncio.run(score()), 2) == 3.71
+    assert replay.asked == ["Score: ", "Score:", "Score: "] and scorer.prefix == "Score: "

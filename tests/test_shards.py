@@ -231,15 +231,6 @@ def test_cli_shard_and_merge(tmp_path):
     assert fingerprint(out) == before and len(rows(out)) == manifest.rows
 
 
-def test_a_build_whose_model_works_outside_the_cache_is_not_sharded(tmp_path):
-    from tests.test_evolve import SEEDS
-
-    with pytest.raises(UserError, match=r"--shard: this build cannot be sharded \(--scorer-mode expected .*\)"):
-        api.build("evolve", source=SEEDS, scorer_mode="expected", scorer="transformers:smollm2-135m",
-                  out=str(tmp_path / "run"), shard="0/2")  # fmt: skip
-    assert not (tmp_path / "run").exists()  # refused before any model loads or folder is made
-
-
 def test_the_replay_counts_tokens_with_the_shards_tokenizer_and_loads_no_weights(smol_path):
     """mixed counts a row's tokens with a transformers teacher's tokenizer: the merge's stand-in loads
     that tokenizer (not the weights), so the counts are the shards'."""

@@ -65,8 +65,6 @@ def build_dataset(config: BuildConfig, *, method: Method, teachers: Mapping[str,
     problems = loaded.problems
     shared_fs, shard_record = False, None
     if shard is not None:
-        if method.unshardable and (why := method.unshardable(config)):
-            raise UserError(f"--shard: this build cannot be sharded ({why}); run it in one process")
         plan = shards.agree(config.out, shard, shards.plan_of(manifest, problems, shard.count))
         done = shards.committed(config.out, shard, plan)
         if done is not None and not done.counts.get("failed"):  # failed calls: a re-run retries them
@@ -161,8 +159,6 @@ def plan_shards(config: BuildConfig, *, method: Method, count: int, teachers: Ma
     if not config.out:
         raise UserError("missing --out (the run directory)")
     _, loaded, _, manifest = _prepare(config, method, teachers, None, preset, preset_values, command)
-    if method.unshardable and (why := method.unshardable(config)):
-        raise UserError(f"this build cannot be sharded ({why}); run it in one process")
     return shards.agree(config.out, Shard(0, count), shards.plan_of(manifest, loaded.problems, count))
 
 

@@ -128,9 +128,6 @@ class Method(Generic[C]):
     # the build's result in the method's own words for the summary line, where "N samples, N correct"
     # means nothing (evolve has no gold); default: problems, samples, correct, kept
     outcome: Callable[[Counter[str]], str] | None = None
-    # why a build of this config cannot be cut into shards (`--shard I/N`), or None: the merge replays
-    # the build from the shards' cached calls, so a model used outside the call cache cannot be replayed
-    unshardable: Callable[[C], str | None] | None = None
     # an experiment's builds of this method (step id -> run directory, in the file's order) compared: the
     # markdown lines of a section of the experiment's report and their numbers (evolve: search vs chains),
     # and a chart written to the path given (the lines name it)

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from toolkit.errors import UserError
 from toolkit.teachers.base import BackendOptions, CallFailure, OnSample, Request, Result, Teacher
 
 
@@ -47,6 +48,11 @@ class ReplayTeacher(Teacher):
 
     async def generate(self, request: Request, on_sample: OnSample | None = None) -> Result:
         return self._miss(self.role, request)  # the session asked the cache first: this call no shard made
+
+    async def next_token_logprobs(self, messages: Any, top: int = 20) -> dict[str, float]:
+        """A served scorer's reading (evolve's expected scores): the session asked the cache first."""
+        raise UserError(f"cannot merge: a {self.role} reading (next-token log-probabilities) is in no shard's call "
+                        "cache; the shards ran with other options or code: run them again into a new --out")  # fmt: skip
 
 
 def identity_record(backend: Teacher) -> dict[str, Any]:

@@ -295,12 +295,6 @@ PRESETS = {
     ),  # fmt: skip
 }
 
-def unshardable(c: EvolveConfig) -> str | None:
-    """A merge replays the build from the shards' cached calls with stand-in backends, which read no logits."""
-    return "--scorer-mode expected reads the scorer's logits, which a merge's stand-in backends cannot" \
-        if c.scorer_mode == "expected" else None  # fmt: skip
-
-
 METHOD = Method(
     name="evolve",
     folder=FOLDER,
@@ -341,5 +335,4 @@ METHOD = Method(
     select=select,
     finish=finish,
     outcome=outcome,
-    unshardable=unshardable,
 )

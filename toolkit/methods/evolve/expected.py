@@ -64,13 +64,16 @@ def score_tokens(tokenizer: Any, values: Sequence[int]) -> tuple[str, list[int]]
 
 
 class ExpectedScorer:
-    """Expected scores from a loaded transformers backend (its `lm` and `tokenizer`)."""
+    """Expected scores from a transformers backend: its `tokenizer` writes the input, its `lm` is read
+    for what the reader does not hold (a merge's stand-in has the tokenizer only, and every reading
+    in its cache)."""
 
     def __init__(self, backend: Any, low: int, high: int, reader: Reader = read_now) -> None:
-        if not (hasattr(backend, "lm") and hasattr(backend, "tokenizer")):
+        if not hasattr(backend, "tokenizer"):
             raise UserError(f"--scorer-mode expected needs a local causal LM (transformers:MODEL); "
                             f"the scorer is {getattr(backend, 'identity', backend)!r}")  # fmt: skip
-        self.lm, self.tokenizer = backend.lm, backend.tokenizer
+        self.lm, self.tokenizer = getattr(backend, "lm", None), backend.tokenizer
+        self.identity = getattr(backend, "identity", "the scorer")
         self.values = list(range(low, high + 1))
         self.prefix, self.ids = score_tokens(self.tokenizer, self.values)
         self._lock = threading.Lock()  # one forward pass at a time from this scorer
@@ -85,6 +88,9 @@ class ExpectedScorer:
         """The score tokens' logits as the next token after `text`."""
         import torch
 
+        if self.lm is None:
+            raise UserError(f"{self.identity}: a score's logits are in no call cache and no model is loaded to read "
+                            "them (a merge reads only what its shards cached)")  # fmt: skip
         ids = self.tokenizer(text, add_special_tokens=False, return_tensors="pt").to(self.lm.device)
         with self._lock, torch.no_grad():
             logits = self.lm(**ids).logits[0, -1]
@@ -101,11 +107,13 @@ class ServedExpectedScorer:
     """Expected scores from a served model (an openai backend's `next_token_logprobs`): the reply is
     begun with "Score: " (or "Score:", where the server's tokenizer puts the space in the digit's
     token), and the score tokens among the likeliest next tokens are weighed. The begun reply is
-    chosen on the first prompt: the one after which the score tokens hold most of the probability."""
+    chosen once, on `probe` (default: the first prompt scored): the one after which the score tokens
+    hold most of the probability. A fixed probe makes the choice the same in every process of a
+    sharded build, whichever prompt reaches each first, so a merge finds every reading in the cache."""
 
     TOP = 20  # OpenAI's and vLLM's most; llama.cpp gives as many
 
-    def __init__(self, backend: Any, low: int, high: int, reader: Reader = read_now) -> None:
+    def __init__(self, backend: Any, low: int, high: int, reader: Reader = read_now, probe: str | None = None) -> None:
         if not hasattr(backend, "next_token_logprobs"):
             raise UserError(f"--scorer-mode expected reads the scorer's logits or log-probabilities: give "
                             f"transformers:MODEL or openai:MODEL@URL, not {getattr(backend, 'identity', backend)!r}")  # fmt: skip
@@ -114,6 +122,7 @@ class ServedExpectedScorer:
         self.prefix: str | None = None
         self._choosing = asyncio.Lock()
         self.reader = reader
+        self.probe = probe
 
     async def _weights(self, prompt: str, prefix: str) -> list[float]:
         """Each score's probability as the next token after `prefix` (0 outside the top tokens)."""
@@ -132,7 +141,7 @@ class ServedExpectedScorer:
         if self.prefix is None:
             async with self._choosing:
                 if self.prefix is None:
-                    masses = {p: sum(await self._weights(prompt, p)) for p in ANSWER_PREFIXES}
+                    masses = {p: sum(await self._weights(self.probe or prompt, p)) for p in ANSWER_PREFIXES}
                     self.prefix = max(masses, key=lambda p: masses[p])
                     if masses[self.prefix] < 0.5:
                         raise UserError(

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from toolkit.methods.evolve import EvolveConfig
 
 PROMPT_DIRS = (Path(__file__).parent / "prompts",)  # the method's templates, looked up after toolkit/prompts/
+PROBE = "Say hi."  # the instruction a served scorer's begun reply is chosen on (ServedExpectedScorer)
 
 
 class ModelOracle:
@@ -81,8 +82,10 @@ class ModelOracle:
     async def _expected(self, text: str) -> float | None:
         stats = self.work.state  # one scorer for the build, made on first use
         if stats.expected is None:
-            session = self.work.models["scorer"]
-            local = hasattr(session.backend, "lm")  # transformers: the logits; a server: its top log-probabilities
-            stats.expected = (ExpectedScorer if local else ServedExpectedScorer)(session.backend, *self.c.score_bounds,
-                                                                                  reader=session.reading)  # fmt: skip
+            session, (low, high) = self.work.models["scorer"], self.c.score_bounds
+            if session.backend.backend == "transformers":  # its logits (a merge's stand-in: from the cache)
+                stats.expected = ExpectedScorer(session.backend, low, high, reader=session.reading)
+            else:  # a server's top log-probabilities; the begun reply chosen on one fixed prompt
+                probe = prompts.render(self.c.score_templates[0], dirs=PROMPT_DIRS, instruction=PROBE, low=low, high=high)
+                stats.expected = ServedExpectedScorer(session.backend, low, high, reader=session.reading, probe=probe)
         return await stats.expected.score(text)
