@@ -15,12 +15,34 @@ from __future__ import annotations
 import math
 import re
 import string
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 
+from toolkit.answer_numbers import (
+    EXPR_HINT as _EXPR_HINT,
+)
+from toolkit.answer_numbers import (
+    MAX_EXPRESSION as _MAX_EXPRESSION,
+)
+from toolkit.answer_numbers import (
+    NUMBER as _NUMBER,
+)
+from toolkit.answer_numbers import (
+    as_float as _as_float,
+)
+from toolkit.answer_numbers import (
+    canonical_number as _canonical_number,
+)
+from toolkit.answer_numbers import (
+    expressions_equal as _expressions_equal,
+)
+from toolkit.answer_numbers import (
+    is_number_with_units as _is_number_with_units,
+)
+from toolkit.answer_numbers import (
+    is_numeric_expression as _is_numeric_expression,
+)
 from toolkit.answer_statements import boxed_spans as _boxed_spans
 from toolkit.answer_statements import statement_spans
 from toolkit.errors import UserError
@@ -30,17 +52,7 @@ ANSWER_PREFIX = "The answer is"
 
 _TEXT_CMD = re.compile(r"\\(?:text|textbf|mathrm|mathbf)\s*\{([^{}]*)\}")
 _LATEX_FRAC = re.compile(r"\\[dt]?frac\s*\{\s*(-?\d+)\s*\}\s*\{\s*(\d+)\s*\}")
-# Thousands commas only in groups of three, so "3, 4" stays two numbers; no digit or dot before
-# it, so "x2" and the ".3" of "1.2.3" are not numbers.
-_NUMBER = re.compile(
-    r"(?<![\w.])-?(?:(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+)(?:[eE][-+]?\d{1,3}(?!\w)|/\d+)?"
-)
-# What a plain number cannot express; such values go to math-verify as LaTeX, if short.
-_EXPR_HINT = re.compile(r"\\(?:sqrt|pi|frac|dfrac|tfrac|cdot|times|infty)|\^|√|π")
-_MAX_EXPRESSION = 100
 _INTEGER = re.compile(r"-?\d+")
-# Unit words after a number, "m^2" and "m/s" included; (?![a-zA-Z]) keeps it from backtracking.
-_UNITS = re.compile(r"(?:[\s/]*[a-zA-Z]+(?![a-zA-Z])(?:\^\{?\d\}?)?)*[\s.]*")
 _YESNO_WORD = re.compile(r"\b(yes|no|true|false)\b", re.I)
 _YESNO = {"yes": "yes", "true": "yes", "no": "no", "false": "no"}
 # A leading option letter: "(b) ...", "option b", "B. ...", "B: ...", "B) ...", "B ...".
@@ -301,76 +313,6 @@ def _normalize_number(value: str) -> str | None:
         expression = " ".join(cleaned.split())
         return expression if _is_numeric_expression(expression) else None
     return _canonical_number(match.group()) if match else None
-
-
-def _is_number_with_units(text: str, match: re.Match[str] | None) -> bool:
-    """Whether the text is a number and units, so "5 m^2" is 5 and not the product 5*m**2."""
-    if match is None or _EXPR_HINT.search(text[: match.start()]):
-        return False
-    return _UNITS.fullmatch(text, match.end()) is not None
-
-
-def _is_numeric_expression(expression: str) -> bool:
-    """Whether math-verify reads the LaTeX as a constant, like 2\\sqrt{3} (not x^2 or prose)."""
-    if len(expression) > _MAX_EXPRESSION:
-        return False  # a real answer is short; sympy on a long degenerate output takes seconds
-    parsed = _parse(expression)
-    return bool(parsed) and not getattr(parsed[0], "free_symbols", True)
-
-
-def _canonical_number(token: str) -> str | None:
-    """ "1,234.50" -> "1234.5", "19.0" -> "19", "3/4" stays; None for "1/0"."""
-    numerator, _, denominator = token.replace(",", "").partition("/")
-    try:
-        num = Decimal(numerator)
-        den = Decimal(denominator) if denominator else None
-    except InvalidOperation:
-        return None
-    if den is None:
-        return _format_decimal(num)
-    return f"{_format_decimal(num)}/{_format_decimal(den)}" if den != 0 else None
-
-
-def _format_decimal(number: Decimal) -> str:
-    # Formatting the Decimal, not an int, keeps every digit (no 28-digit context rounding) and
-    # survives the 4300-digit int limit when a small model loops on digits.
-    text = format(number, "f")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return "0" if text in ("-0", "") else text
-
-
-def _as_float(canonical: str) -> float | None:
-    numerator, _, denominator = canonical.partition("/")
-    try:
-        return float(numerator) / float(denominator) if denominator else float(numerator)
-    except ValueError:
-        return None
-
-
-def _math_verify_timeout() -> int | None:
-    # math-verify times out with signal.alarm, which works only in the main thread.
-    return 5 if threading.current_thread() is threading.main_thread() else None
-
-
-@lru_cache(maxsize=65536)
-def _parse(expression: str) -> tuple:
-    from math_verify import parse  # sympy is slow to import; only LaTeX answers need it
-
-    # No fallback: an unparsable string such as "\\sqrt{" must not count as an answer.
-    return tuple(
-        parse(f"${expression}$", fallback_mode="no_fallback", parsing_timeout=_math_verify_timeout())
-    )
-
-
-@lru_cache(maxsize=65536)
-def _expressions_equal(gold: str, pred: str) -> bool:
-    from math_verify import verify
-
-    gold_parsed, pred_parsed = _parse(gold), _parse(pred)
-    if not gold_parsed or not pred_parsed:
-        return False
-    return verify(list(gold_parsed), list(pred_parsed), timeout_seconds=_math_verify_timeout())
 
 
 def _valid_letters(choices: Sequence[str]) -> tuple[str, ...]:
