@@ -267,6 +267,24 @@ def test_the_progress_line_counts_tokens_as_samples_come_not_as_problems_finish(
     assert rates[-1] > 0, lines  # one sample came while the other hung: its tokens are counted
 
 
+@pytest.mark.parametrize(("done", "total", "elapsed", "said"), [
+    (0, 200, 120.0, None),  # no pace yet
+    (84, 200, 2640.0, "about 61 min left"),  # cpu-mixed's teacher step: 116 problems at 31.4 s each
+    (2, 10, 60.0, "about 4 min left"),
+    (9, 10, 45.0, "about 5 s left"),
+    (10, 1000, 600.0, "about 16.5 h left"),
+    (10, 10, 60.0, None),  # done
+])  # fmt: skip
+def test_the_progress_line_says_how_long_the_rest_takes_at_the_pace_so_far(done, total, elapsed, said):
+    from toolkit.builders.progress import Progress, time_left
+
+    assert time_left(done, total, elapsed) == said
+    progress = Progress(total, "mixed", enabled=False, every=3600)
+    progress.done, progress.start = done, progress.start - elapsed
+    assert progress.line().endswith(f", {said}" if said else " s")
+    progress.close()
+
+
 def test_one_writer_per_run_directory(tmp_path):
     from toolkit.rundir import RunDir
 

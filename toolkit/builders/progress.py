@@ -3,7 +3,9 @@ logs, `nohup`, a pipe), so a long build is never silent.
 
 The plain line comes from a timer thread, not from finished problems: a build whose server has
 stalled still says so every PLAIN_EVERY seconds, with the requests it is waiting on and, for a
-server backend, the calls out on the wire against the limit.
+server backend, the calls out on the wire against the limit. Once a problem has finished it also
+says about how long the rest will take, at the pace so far (a CPU experiment's teacher step runs
+for hours; tqdm's bar says as much on a terminal).
 """
 
 from __future__ import annotations
@@ -14,6 +16,18 @@ import time
 from collections.abc import Callable
 
 PLAIN_EVERY = 30.0  # seconds
+
+
+def time_left(done: int, total: int, elapsed: float) -> str | None:
+    """'about 4 min left': the problems not done at the pace of those done; None before the first."""
+    if done <= 0 or done >= total:
+        return None
+    seconds = (total - done) * elapsed / done
+    if seconds < 90:
+        return f"about {seconds:.0f} s left"
+    if seconds < 90 * 60:
+        return f"about {seconds / 60:.0f} min left"
+    return f"about {seconds / 3600:.1f} h left"
 
 
 class Progress:
@@ -47,7 +61,9 @@ class Progress:
 
     def line(self) -> str:
         flight = f", {self.in_flight()}" if self.in_flight else ""
-        return f"{self.desc}: {self.done}/{self.total} problems, {self._rates()}{flight}, {self.elapsed:.0f} s"
+        left = time_left(self.done, self.total, self.elapsed)
+        return (f"{self.desc}: {self.done}/{self.total} problems, {self._rates()}{flight}, {self.elapsed:.0f} s"
+                f"{f', {left}' if left else ''}")  # fmt: skip
 
     def _tick(self, every: float) -> None:
         while not self._stop.wait(every):
