@@ -70,7 +70,10 @@ def test_the_card_shows_the_quality_section(tmp_path):
     for line in ("| bare answers (no reasoning besides the answer) | 1 |",
                  "| rationales stating two different answers | 1 |", "| refusals and empty non-answers | 0 |"):  # fmt: skip
         assert line in section, line
-    assert "Warning" not in section
+    # the only warning: its teacher is the test backend (no model wrote the rows)
+    assert [line for line in section.splitlines() if "Warning" in line] == [
+        "> **Warning:** the teacher is hubtool's test backend (`fake:`), not a model: what it wrote in these rows is "
+        "placeholder text, not fit to train on."]  # fmt: skip
 
 
 def test_a_counterfactual_card_without_counterfactuals_says_so(tmp_path):
@@ -114,7 +117,9 @@ def test_a_counterfactual_card_says_what_the_build_warned_and_how_the_checks_ran
 
     _, _, out = run_cases(tmp_path / "other", path, judge=FakeTeacher(cf_reply, model="judge-model"))
     card = render_card(out, repo_id="me/cf")
-    assert "self-confirming" not in card and "**Warning" not in card
+    assert "self-confirming" not in card
+    warned = [line for line in card.splitlines() if "Warning" in line]  # the stand-ins only: teacher and judge
+    assert len(warned) == 2 and all("hubtool's test backend (`fake:`)" in line for line in warned), warned
     assert "3. the judge `fake:judge-model@r1`, seeing only the edited question" in card
 
 
@@ -141,3 +146,18 @@ def test_a_mixed_card_says_how_balance_trims_and_when_it_missed_its_target(tmp_p
     card = render_card(out, repo_id="me/mixed")
     assert ("**PoT share not reached** (`target_missed`): the kept mix is 60.0% PoT, not 25.0%; the rest\n"
             "of the over-represented mode were problems' last rows, and balance deletes no problem.") in card
+
+
+def test_only_roles_played_by_the_test_backend_are_warned_of():
+    """cpu-evolve's answers came from `fake:unparsable` (they are not what it measures); its evolver and
+    scorer were a served model."""
+    from toolkit.cards import stand_in_warnings
+    from toolkit.manifest import ModelInfo
+
+    served = "openai:qwen-coder-1.5b@http://127.0.0.1:28048/v1"
+    models = [ModelInfo("evolver", served, "openai", "qwen-coder-1.5b"),
+              ModelInfo("scorer", served, "openai", "qwen-coder-1.5b"),
+              ModelInfo("answerer", "fake:unparsable", "fake", "unparsable", "hubtool-0.1.0")]  # fmt: skip
+    assert stand_in_warnings(models) == ["the answerer is hubtool's test backend (`fake:`), not a model: what it "
+                                         "wrote in these rows is placeholder text, not fit to train on"]  # fmt: skip
+    assert stand_in_warnings(models[:2]) == []
