@@ -155,9 +155,10 @@ def test_only_roles_played_by_the_test_backend_are_warned_of():
     from toolkit.manifest import ModelInfo
 
     served = "openai:qwen-coder-1.5b@http://127.0.0.1:28048/v1"
-    models = [ModelInfo("evolver", served, "openai", "qwen-coder-1.5b"),
-              ModelInfo("scorer", served, "openai", "qwen-coder-1.5b"),
-              ModelInfo("answerer", "fake:unparsable", "fake", "unparsable", "hubtool-0.1.0")]  # fmt: skip
+    models = [ModelInfo(role="evolver", spec=served, backend="openai", model="qwen-coder-1.5b"),
+              ModelInfo(role="scorer", spec=served, backend="openai", model="qwen-coder-1.5b"),
+              ModelInfo(role="answerer", spec="fake:unparsable", backend="fake", model="unparsable",
+                        revision="hubtool-0.1.0")]  # fmt: skip
     assert stand_in_warnings(models) == ["the answerer is hubtool's test backend (`fake:`), not a model: what it "
                                          "wrote in these rows is placeholder text, not fit to train on"]  # fmt: skip
     assert stand_in_warnings(models[:2]) == []
