@@ -21,8 +21,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("toolkit.version", "toolkit.errors", "toolkit.paths", "toolkit.records", "toolkit.registry", "toolkit.redact",
      "toolkit.yamlsafe", "toolkit.resources", "toolkit.public_paths", "toolkit.manifest"),
     # 1 domain: answers, prompts, the sandbox, sources, teachers
-    ("toolkit.answer_statements", "toolkit.answer_reading", "toolkit.answers", "toolkit.card_quality",
-     "toolkit.prompts", "toolkit.sandbox", "toolkit.sources", "toolkit.teachers"),
+    ("toolkit.answer_statements", "toolkit.answer_numbers", "toolkit.answer_reading", "toolkit.answers",
+     "toolkit.card_quality", "toolkit.prompts", "toolkit.sandbox", "toolkit.sources", "toolkit.teachers"),
     # 2 storage: a run folder, decontamination, dataset cards, publishing (the local registry, the Hub)
     ("toolkit.rundir", "toolkit.decontaminate", "toolkit.cards", "toolkit.hub"),
     # 3 engine: the build loop every method runs on
