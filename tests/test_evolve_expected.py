@@ -100,8 +100,8 @@ def test_a_sharded_build_with_expected_scores_merges_into_the_single_process_bui
 
     from .fakes import rows
 
-    options = {"source": SEEDS, "limit": 3, "children": 2, "iterations": 1, "max_depth": 1, "scorer_mode": "expected",
-               "scorer": "transformers:smollm2-135m", "judge_max_new_tokens": 24}  # fmt: skip
+    options = {"source": SEEDS, "limit": 2, "children": 2, "iterations": 1, "max_depth": 1, "scorer_mode": "expected",
+               "scorer": "transformers:smollm2-135m", "judge_max_new_tokens": 8}  # fmt: skip (tags: short)
 
     def teachers():
         fake = FakeTeacher(evolving)
