@@ -76,7 +76,7 @@ def rarefied_tags(node_tags: Sequence[Sequence[str]], k: int) -> float:
     carriers = Counter(t for tags in node_tags for t in set(tags))
     if k >= n:
         return float(len(carriers))
-    return sum(1 - math.comb(n - m, k) / math.comb(n, k) for m in carriers.values())
+    return math.fsum(1 - math.comb(n - m, k) / math.comb(n, k) for m in carriers.values())  # any order: one sum
 
 
 def bootstrap(diffs: list[float], seed: int = 0) -> tuple[float, float, float]:
