@@ -151,7 +151,7 @@ def test_a_mixed_card_says_how_balance_trims_and_when_it_missed_its_target(tmp_p
 def test_only_roles_played_by_the_test_backend_are_warned_of():
     """cpu-evolve's answers came from `fake:unparsable` (they are not what it measures); its evolver and
     scorer were a served model."""
-    from toolkit.cards import stand_in_warnings
+    from toolkit.card_quality import stand_in_warnings
     from toolkit.manifest import ModelInfo
 
     served = "openai:qwen-coder-1.5b@http://127.0.0.1:28048/v1"

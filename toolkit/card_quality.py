@@ -7,7 +7,9 @@ kind. And the counts the method reported in the manifest (`no_reasoning`, `contr
 it, so a count a newer method adds shows up without a template change if it is named below.
 A method whose defining rows are missing (a counterfactual build that kept no counterfactual, a
 mixed build without one of its modes) gets a warning: the method says what it warns of
-(`Method.card_warnings`, called with the `Quality`).
+(`Method.card_warnings`, called with the `Quality`). A role the build gave to hubtool's `fake:` test
+backend (canned or scripted text, no model) is warned of too (`stand_in_warnings`): an experiment may
+mean it (cpu-evolve's answers are not what it measures), but no reader may train on it unwarned.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import re
 import statistics
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,9 +65,10 @@ def reasoning_words(text: str) -> int:
 
 
 def quality(path: Path, counts: dict[str, Any], stats: dict[str, Any], *, reasoning: bool = True,
-            warnings: Callable[[Quality], list[str]] | None = None) -> Quality:  # fmt: skip
+            warnings: Callable[[Quality], list[str]] | None = None, models: Sequence[Any] = ()) -> Quality:  # fmt: skip
     """The rows' quality. `reasoning`: the completions are reasoning demonstrations, whose reasoning is
-    measured (not an instruction-following method's replies); `warnings`: the method's own (see above)."""
+    measured (not an instruction-following method's replies); `warnings`: the method's own (see above);
+    `models`: the manifest's, by role."""
     q = _from_rows(path, reasoning)
     q.flags = [(label, int(counts[key])) for key, label in FLAGS.items() if isinstance(counts.get(key), int)]
     for prefix, title in KIND_GROUPS.items():
@@ -76,7 +79,7 @@ def quality(path: Path, counts: dict[str, Any], stats: dict[str, Any], *, reason
     drops = {k: v for k, v in _funnel_drops(stats).items() if v > 0 and k not in NOT_REJECTIONS}
     if drops:
         q.rejected["Edits rejected, by kind"] = dict(sorted(drops.items()))
-    q.warnings = [*(warnings(q) if warnings else []), *_warnings(q)]
+    q.warnings = [*(warnings(q) if warnings else []), *_warnings(q), *stand_in_warnings(models)]
     return q
 
 
@@ -129,6 +132,12 @@ def _funnel_drops(stats: dict[str, Any]) -> dict[str, int]:
             if isinstance(n, int):
                 drops[str(reason)] += n
     return dict(drops)
+
+
+def stand_in_warnings(models: Sequence[Any]) -> list[str]:
+    """One warning per role played by the `fake:` test backend: its text in the rows is placeholder."""
+    return [f"the {m.role} is hubtool's test backend (`fake:`), not a model: what it wrote in these rows is "
+            "placeholder text, not fit to train on" for m in models if m.backend == "fake"]  # fmt: skip
 
 
 def _warnings(q: Quality) -> list[str]:

@@ -64,19 +64,10 @@ def render_card(run_dir: str | Path, method: Method | None, repo_id: str | None 
     context = card_context(manifest, method, name, n_rows, samples, kept_tokens, lic)
     context["quality"] = quality(data_file(run_dir), manifest.counts, manifest.stats,
                                  reasoning=method.reasoning if method else True,
-                                 warnings=method.card_warnings if method else None)  # fmt: skip
-    context["quality"].warnings += stand_in_warnings(manifest.models)
+                                 warnings=method.card_warnings if method else None, models=manifest.models)  # fmt: skip
     body = _template(card_template(manifest, method)).render(**context)
     # The card quotes the command, the config and sample rows: never a credential among them.
     return redact(str(DatasetCard(f"---\n{data.to_yaml()}\n---\n\n{body.strip()}\n")))
-
-
-def stand_in_warnings(models) -> list[str]:
-    """A role played by hubtool's `fake:` backend (a test stand-in: canned or scripted text, no model)
-    makes placeholder rows; an experiment may mean that (cpu-evolve's answers are not what it
-    measures), but a reader of the card must not train on them unwarned."""
-    return [f"the {m.role} is hubtool's test backend (`fake:`), not a model: what it wrote in these rows is "
-            "placeholder text, not fit to train on" for m in models if m.backend == "fake"]  # fmt: skip
 
 
 def check_card_template(method: Method) -> None:
