@@ -18,8 +18,8 @@ import pytest
 
 from tests.servers import JsonServer, models_page
 from toolkit.teachers.base import Request, SamplingParams
+from toolkit.teachers.openai_answers import first_choice_usage, to_completions
 from toolkit.teachers.openai_backend import OpenAITeacher
-from toolkit.teachers.openai_wire import first_choice_usage, to_completions
 
 FIXTURE = json.loads((Path(__file__).parent / "fixtures" / "llamacpp_n" / "smollm2-n2.json").read_text())
 ANSWERS = {(c["body"].get("n", 1), c["body"]["seed"]): (c["status"], c["response"]) for c in FIXTURE["calls"]}

@@ -264,7 +264,8 @@ def test_apportion_keeps_the_total():
 
 
 def test_a_200_answer_is_read_strictly():
-    from toolkit.teachers.openai_wire import MalformedResponse, to_completions
+    from toolkit.teachers.openai_answers import to_completions
+    from toolkit.teachers.openai_wire import MalformedResponse
 
     def choice(content, index=0, message=True):
         return {"index": index, "finish_reason": "stop", **({"message": {"content": content}} if message else {})}

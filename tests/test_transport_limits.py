@@ -117,7 +117,7 @@ def test_an_absurd_usage_count_is_recorded_as_unknown(tmp_path):
 
 @pytest.mark.parametrize("value", [10**30, 1e30, -5, 2.5, "7", True, None, 2**31])
 def test_implausible_token_counts_read_as_unknown(value):
-    from toolkit.teachers.openai_wire import to_completions
+    from toolkit.teachers.openai_answers import to_completions
 
     reply = {"choices": [{"index": 0, "message": {"content": "The answer is 5."}, "finish_reason": "stop"}],
              "usage": {"prompt_tokens": value, "completion_tokens": value}}  # fmt: skip

@@ -44,6 +44,13 @@ from toolkit.teachers.base import (
     at_least,
     option,
 )
+from toolkit.teachers.openai_answers import (
+    describe_weights,
+    first_token_logprobs,
+    llamacpp_props,
+    models_entry,
+    to_completions,
+)
 from toolkit.teachers.openai_calls import CallFailed, Calls
 from toolkit.teachers.openai_wire import (
     HTTPStatusError,
@@ -56,14 +63,9 @@ from toolkit.teachers.openai_wire import (
     apportion,
     backoff_delay,
     check_base_url,
-    describe_weights,
-    first_token_logprobs,
     is_connect_failure,
-    llamacpp_props,
-    models_entry,
     parse_retry_after,
     split_model_url,
-    to_completions,
 )
 from toolkit.teachers.serve import served_weights
 from toolkit.teachers.slots import Slots

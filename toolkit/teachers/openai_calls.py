@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 
 from toolkit.errors import UnreachableServerError, UserError
 from toolkit.teachers.base import Completion, OnSample, Request
+from toolkit.teachers.openai_answers import first_choice_usage, served_by, to_completions
 from toolkit.teachers.openai_wire import (
     HTTPStatusError,
     MalformedResponse,
@@ -34,11 +35,8 @@ from toolkit.teachers.openai_wire import (
     _cause,
     _short,
     backoff_delay,
-    first_choice_usage,
     is_connect_failure,
     parse_retry_after,
-    served_by,
-    to_completions,
 )
 from toolkit.teachers.slots import Slots
 
